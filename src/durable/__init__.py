@@ -1,0 +1,60 @@
+"""Durable: durable execution for async Python.
+
+Write ordinary `async def` workflows of steps, durable sleeps, callbacks and signals; every
+finished step is checkpointed, and after a crash, a deploy or a month-long wait the workflow
+replays its log and carries on.
+"""
+
+from durable.client import Client, RunHandle, run, run_async
+from durable.engine.worker import Worker
+from durable.errors import (
+    CallbackFailed,
+    CallbackNotFound,
+    Cancelled,
+    DurableError,
+    NonDeterminismError,
+    RunNotFound,
+    SerializationError,
+    StepFailed,
+    StepInterrupted,
+    StepTimeout,
+    UsageError,
+    WaitTimeout,
+    WorkflowFailed,
+)
+from durable.model import ExecutionStatus
+from durable.sdk.callback import Callback
+from durable.sdk.context import Context
+from durable.sdk.retry import RetryPolicy
+from durable.sdk.serializer import JsonSerializer, Serializer
+from durable.sdk.workflow import Workflow, step, workflow
+
+__all__ = [
+    "Callback",
+    "CallbackFailed",
+    "CallbackNotFound",
+    "Cancelled",
+    "Client",
+    "Context",
+    "DurableError",
+    "ExecutionStatus",
+    "JsonSerializer",
+    "NonDeterminismError",
+    "RetryPolicy",
+    "RunHandle",
+    "RunNotFound",
+    "SerializationError",
+    "Serializer",
+    "StepFailed",
+    "StepInterrupted",
+    "StepTimeout",
+    "UsageError",
+    "WaitTimeout",
+    "Worker",
+    "Workflow",
+    "WorkflowFailed",
+    "run",
+    "run_async",
+    "step",
+    "workflow",
+]

@@ -1,0 +1,101 @@
+"""Every error Durable raises on purpose. Each message says what failed, where, and what to do."""
+
+from __future__ import annotations
+
+from durable.model import ErrorObject
+
+
+class DurableError(Exception):
+    """Base of Durable's own errors."""
+
+
+class UsageError(DurableError):
+    """The caller asked for something that cannot be done as asked (bad target, bad JSON, ...)."""
+
+
+class RunNotFound(UsageError):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}; `durable ls` lists the runs in this database")
+        self.run_id = run_id
+
+
+class CallbackNotFound(UsageError):
+    def __init__(self, callback_id: str) -> None:
+        super().__init__(
+            f"no pending callback with id {callback_id!r}: it was never issued, "
+            "or it has already been resolved or timed out"
+        )
+        self.callback_id = callback_id
+
+
+class SerializationError(DurableError):
+    """A value could not be encoded or decoded by the serializer."""
+
+
+class StaleToken(DurableError):
+    """A checkpoint came with a token that is no longer current: another invocation owns the run."""
+
+
+class StepFailed(DurableError):
+    """A step failed after its last attempt. Carries the original error's type, message, traceback.
+
+    Catch it in the workflow to compensate (the saga pattern).
+    """
+
+    def __init__(self, step: str, error: ErrorObject) -> None:
+        super().__init__(f"step {step!r} failed: {error.type}: {error.message}")
+        self.step = step
+        self.error_type = error.type
+        self.error_message = error.message
+        self.traceback = error.traceback
+        self.error = error
+
+
+class StepInterrupted(DurableError):
+    """An at-most-once step was found started but never finished: its process died in the body.
+
+    Raised into the step's retry policy instead of running the body a second time unasked.
+    """
+
+
+class StepTimeout(DurableError):
+    """A step attempt ran longer than its `timeout`."""
+
+
+class CallbackFailed(DurableError):
+    """A callback was resolved with a failure by whoever held its id."""
+
+    def __init__(self, error: ErrorObject) -> None:
+        super().__init__(f"callback failed: {error.type}: {error.message}")
+        self.error = error
+
+
+class WaitTimeout(DurableError):
+    """A callback or signal was not delivered before its timeout."""
+
+
+class WorkflowFailed(DurableError):
+    """Raised by `result()` when the run ended FAILED or STOPPED."""
+
+    def __init__(self, run_id: str, status: str, error: ErrorObject | None) -> None:
+        detail = f"{error.type}: {error.message}" if error else status
+        super().__init__(f"run {run_id!r} ended {status}: {detail}")
+        self.run_id = run_id
+        self.status = status
+        self.error = error
+
+
+class Cancelled(BaseException):
+    """Raised inside a workflow at its next durable await after the run was cancelled.
+
+    A BaseException, like asyncio.CancelledError, so a broad `except Exception` does not swallow it;
+    `try/finally` and explicit `except Cancelled` still run, durable steps included.
+    """
+
+
+class NonDeterminismError(BaseException):
+    """The workflow's code no longer produces the operations its history recorded.
+
+    The run is parked, not failed: it stays RUNNING with this error visible until a deploy that
+    matches its history resumes it.
+    """

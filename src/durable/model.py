@@ -1,0 +1,238 @@
+"""The operation model: the only vocabulary the SDK and the engine share.
+
+A run is a tree of operations. The SDK, replaying a workflow, sends `OperationUpdate`s in
+checkpoints; the engine applies them and answers with the `Operation`s as they now stand. Names and
+values follow AWS Lambda durable functions' service contract so both can be mapped one to one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class OperationType(StrEnum):
+    EXECUTION = "EXECUTION"
+    STEP = "STEP"
+    WAIT = "WAIT"
+    CALLBACK = "CALLBACK"
+    CONTEXT = "CONTEXT"
+    CHAINED_INVOKE = "CHAINED_INVOKE"
+
+
+class OperationAction(StrEnum):
+    START = "START"
+    SUCCEED = "SUCCEED"
+    FAIL = "FAIL"
+    RETRY = "RETRY"
+    CANCEL = "CANCEL"
+
+
+class OperationStatus(StrEnum):
+    STARTED = "STARTED"
+    PENDING = "PENDING"
+    READY = "READY"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+    STOPPED = "STOPPED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset(
+    {
+        OperationStatus.SUCCEEDED,
+        OperationStatus.FAILED,
+        OperationStatus.CANCELLED,
+        OperationStatus.TIMED_OUT,
+        OperationStatus.STOPPED,
+    }
+)
+
+
+class ExecutionStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    STOPPED = "STOPPED"
+
+
+class SubType(StrEnum):
+    """Finer kinds within an operation type; the engine treats some of them specially."""
+
+    STEP = "Step"
+    NOW = "Now"
+    RANDOM = "Random"
+    UUID = "Uuid"
+    SET_EVENT = "SetEvent"  # the engine also publishes the payload under the step's name
+    SLEEP = "Sleep"
+    CALLBACK = "Callback"
+    SIGNAL = "Signal"  # a CALLBACK the engine resolves from the run's buffered signals
+
+
+class EventType(StrEnum):
+    EXECUTION_STARTED = "ExecutionStarted"
+    EXECUTION_SUCCEEDED = "ExecutionSucceeded"
+    EXECUTION_FAILED = "ExecutionFailed"
+    EXECUTION_STOPPED = "ExecutionStopped"
+    EXECUTION_CANCEL_REQUESTED = "ExecutionCancelRequested"
+    EXECUTION_PARKED = "ExecutionParked"
+    INVOCATION_COMPLETED = "InvocationCompleted"
+    STEP_STARTED = "StepStarted"
+    STEP_SUCCEEDED = "StepSucceeded"
+    STEP_FAILED = "StepFailed"
+    STEP_READY = "StepReady"
+    WAIT_STARTED = "WaitStarted"
+    WAIT_SUCCEEDED = "WaitSucceeded"
+    WAIT_CANCELLED = "WaitCancelled"
+    CALLBACK_STARTED = "CallbackStarted"
+    CALLBACK_SUCCEEDED = "CallbackSucceeded"
+    CALLBACK_FAILED = "CallbackFailed"
+    CALLBACK_TIMED_OUT = "CallbackTimedOut"
+    CALLBACK_CANCELLED = "CallbackCancelled"
+    SIGNAL_RECEIVED = "SignalReceived"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorObject:
+    """A failure as it is stored: enough to show a person and to re-raise by type name."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+    data: str | None = None
+
+    @classmethod
+    def from_exception(cls, e: BaseException) -> ErrorObject:
+        tb = "".join(traceback.format_exception(e))
+        return cls(type(e).__qualname__, str(e), tb)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback,
+                "data": self.data}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ErrorObject:
+        return cls(d["type"], d["message"], d.get("traceback"), d.get("data"))
+
+
+@dataclass(slots=True)
+class Operation:
+    """One node of a run's operation tree, as the engine stores it."""
+
+    id: str
+    type: OperationType
+    status: OperationStatus
+    name: str | None = None
+    parent_id: str | None = None
+    sub_type: str | None = None
+    attempt: int = 0
+    result: str | None = None  # serialized payload
+    error: ErrorObject | None = None
+    due_at: float | None = None  # wait end, next attempt, or callback timeout
+    callback_id: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationUpdate:
+    """One change the SDK asks for. Only the fields that fit `type` and `action` are read."""
+
+    id: str
+    type: OperationType
+    action: OperationAction
+    name: str | None = None
+    parent_id: str | None = None
+    sub_type: str | None = None
+    payload: str | None = None
+    error: ErrorObject | None = None
+    delay: float | None = None  # WAIT: seconds to sleep; STEP RETRY: seconds until next attempt
+    timeout: float | None = None  # CALLBACK: seconds until it times out
+    started_at: float | None = None  # STEP: when the attempt began (for the timeline)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointResult:
+    """The engine's answer to a checkpoint: the operations it touched, as they now stand."""
+
+    operations: list[Operation]
+    cancel_requested: bool
+
+
+@dataclass(slots=True)
+class Invocation:
+    """What the engine hands to a workflow for one invocation."""
+
+    run_id: str
+    workflow: str
+    input: str | None
+    operations: dict[str, Operation]
+    cancel_requested: bool = False
+
+
+class InvocationStatus(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    PENDING = "PENDING"
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationOutput:
+    """How an invocation ended. PENDING with `parked` set means non-determinism was detected."""
+
+    status: InvocationStatus
+    result: str | None = None
+    error: ErrorObject | None = None
+    parked: ErrorObject | None = None
+    stopped: bool = False  # a FAILED that is the workflow letting `Cancelled` escape
+
+
+Checkpointer = Callable[[list[OperationUpdate]], Awaitable[CheckpointResult]]
+"""Sends one checkpoint for the invocation in flight; the token is bound in by the engine."""
+
+WorkflowHandler = Callable[[Invocation, Checkpointer], Awaitable[InvocationOutput]]
+"""What the engine invokes: replay a run's operations, run on, report how the invocation ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    id: int
+    run_id: str
+    type: str
+    timestamp: float
+    operation_id: str | None = None
+    name: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: str
+    workflow: str
+    status: ExecutionStatus
+    input: str | None
+    result: str | None
+    error: ErrorObject | None
+    created_at: float
+    updated_at: float
+    ended_at: float | None
+    compute_seconds: float
+    parked: ErrorObject | None
+    cancel_requested: bool
+    ready_at: float | None
+
+
+def operation_id(parent_id: str | None, counter: int) -> str:
+    """Deterministic id of the `counter`-th operation in a scope: same code, same id, always."""
+    key = f"{parent_id}-{counter}" if parent_id else str(counter)
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()

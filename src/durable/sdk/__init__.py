@@ -1,0 +1,1 @@
+"""What user code touches: Context, decorators, retry policy, serializer, replay."""

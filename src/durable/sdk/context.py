@@ -1,0 +1,142 @@
+"""`Context`: the public face of a running workflow. Everything here is a thin call into one
+operation module; the machinery lives in `executor`."""
+
+from __future__ import annotations
+
+import logging
+import random as _random
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, overload
+
+from durable.errors import UsageError
+from durable.model import SubType
+from durable.sdk import callback as _callback
+from durable.sdk import step as _step
+from durable.sdk import values as _values
+from durable.sdk import wait as _wait
+from durable.sdk.callback import Callback
+from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope
+from durable.sdk.retry import RetryPolicy
+from durable.sdk.serializer import Serializer
+from durable.sdk.step import Semantics, StepConfig
+
+R = TypeVar("R")
+
+
+class _ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
+    """Drops records while the workflow replays what it already did, so logs read like one
+    straight execution however many invocations it took."""
+
+    def __init__(self, logger: logging.Logger, ex: Executor) -> None:
+        super().__init__(logger, {"run_id": ex.run_id})
+        self._ex = ex
+
+    def isEnabledFor(self, level: int) -> bool:
+        return not self._ex.replaying and self.logger.isEnabledFor(level)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        return f"[{self._ex.run_id}] {msg}", kwargs
+
+
+class Context:
+    """Passed as the first argument of every workflow. Every `await` on it is durable."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._ex = executor
+        self.logger: logging.LoggerAdapter[logging.Logger] = _ReplayAwareLogger(
+            logging.getLogger(f"durable.workflow.{executor.workflow}"), executor)
+
+    @property
+    def run_id(self) -> str:
+        return self._ex.run_id
+
+    @property
+    def workflow_name(self) -> str:
+        return self._ex.workflow
+
+    @property
+    def is_replaying(self) -> bool:
+        return self._ex.replaying
+
+    def _scope(self) -> Scope:
+        scope = CURRENT_SCOPE.get(None)
+        return scope if scope is not None and scope.executor is self._ex else self._ex.root
+
+    # -- steps -------------------------------------------------------------------------------
+    @overload
+    async def step(self, fn: Callable[..., Awaitable[R]], *args: Any, name: str | None = None,
+                   retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
+                   timeout: float | None = None, serializer: Serializer | None = None) -> R: ...
+
+    @overload
+    async def step(self, fn: Callable[..., R], *args: Any, name: str | None = None,
+                   retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
+                   timeout: float | None = None, serializer: Serializer | None = None) -> R: ...
+
+    async def step(self, fn: Callable[..., Any], *args: Any, name: str | None = None,
+                   retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
+                   timeout: float | None = None, serializer: Serializer | None = None) -> Any:
+        """Run `fn(*args)` as a checkpointed step: once it succeeded, it never runs again.
+
+        at_least_once (default): a crash during the body runs the body again.
+        at_most_once: the start is checkpointed first; a body found interrupted raises
+        `StepInterrupted` into the retry policy instead of running again unasked.
+        """
+        cfg = StepConfig(name, retry, semantics, timeout, serializer)
+        if isinstance(fn, _step.StepFunction):  # options given here win over the decorator's
+            cfg = fn.cfg.merged(cfg)
+            fn = fn.fn
+        return await _step.run_step(self._ex, self._scope(), fn, args, {}, cfg)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries and replays of the current step: hand it to payment APIs."""
+        current = CURRENT_STEP.get()
+        if current is None:
+            raise UsageError("ctx.idempotency_key is only defined inside a running step")
+        return f"{current.run_id}:{current.operation_id}"
+
+    # -- waiting -----------------------------------------------------------------------------
+    async def sleep(self, duration: timedelta | float, *, name: str | None = None) -> None:
+        """Durable timer: the process may exit meanwhile; it ends at its original due time."""
+        await _wait.sleep(self._ex, self._scope(), duration, name)
+
+    async def create_callback(self, *, name: str | None = None,
+                              timeout: timedelta | float | None = None) -> Callback:
+        """Issue a callback id to hand to someone else; `await cb.result()` waits for it."""
+        return await _callback.create_callback(self._ex, self._scope(), name, timeout)
+
+    async def wait_for_callback(self, submitter: Callable[[str], Any], *,
+                                name: str | None = None,
+                                timeout: timedelta | float | None = None,
+                                type_hint: Any = Any) -> Any:
+        """Create a callback, pass its id to `submitter` in a step, and wait for the result."""
+        cb = await self.create_callback(name=name, timeout=timeout)
+        await self.step(submitter, cb.id, name=f"{name or 'callback'}:submit")
+        return await cb.result(type_hint)
+
+    async def wait_for_signal(self, name: str, *, timeout: timedelta | float | None = None,
+                              type_hint: Any = Any) -> Any:
+        """Wait for a named signal to this run. One sent earlier was buffered and is taken now."""
+        return await _callback.wait_for_signal(self._ex, self._scope(), name, timeout,
+                                               type_hint)
+
+    # -- recorded values ---------------------------------------------------------------------
+    def set_event(self, key: str, value: Any) -> None:
+        """Publish `value` under `key`; clients read it with `Client.get_event`."""
+        _values.record(self._ex, self._scope(), SubType.SET_EVENT, key, lambda: value)
+
+    def now(self) -> datetime:
+        """The current time, recorded once and replayed after."""
+        return _values.record(self._ex, self._scope(), SubType.NOW, "now",  # type: ignore[no-any-return]
+                              lambda: datetime.now(UTC), datetime)
+
+    def random(self) -> float:
+        return float(_values.record(self._ex, self._scope(), SubType.RANDOM, "random",
+                                    _random.random))
+
+    def uuid4(self) -> uuid.UUID:
+        return _values.record(self._ex, self._scope(), SubType.UUID, "uuid4",  # type: ignore[no-any-return]
+                              uuid.uuid4, uuid.UUID)

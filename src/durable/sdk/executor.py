@@ -1,0 +1,196 @@
+"""The machinery behind `Context`: replay of one invocation.
+
+An `Executor` holds the operations the engine handed over, gives every durable call its
+deterministic id, answers recorded calls from history, sends new ones to the engine in checkpoints,
+and decides when the invocation must end because everything left is waiting on the engine
+(a sleep, a retry backoff, a callback, a signal): then every waiter is thrown `_Suspend` and the
+invocation returns PENDING. Nothing of the run stays in memory after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import NoReturn
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from durable.errors import Cancelled, NonDeterminismError, UsageError
+from durable.model import (
+    Checkpointer,
+    Invocation,
+    Operation,
+    OperationType,
+    OperationUpdate,
+    operation_id,
+)
+from durable.sdk.serializer import Serializer
+
+
+class _Suspend(BaseException):
+    """Unwinds a workflow whose every live branch waits on the engine. Never user-visible."""
+
+
+@dataclass(slots=True)
+class Scope:
+    """A sequence of operations: the workflow body, or one parallel branch. Ids count within it."""
+
+    executor: Executor
+    parent_id: str | None
+    counter: int = 0
+    busy: bool = False
+
+    def next_id(self) -> tuple[str, int]:
+        self.counter += 1
+        return operation_id(self.parent_id, self.counter), self.counter
+
+    @contextlib.contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """One durable await at a time per scope: concurrent ones would race for ids."""
+        if self.busy:
+            raise UsageError(
+                f"{what} was started while another durable operation of the same scope was still "
+                "running (plain asyncio.gather or create_task over durable calls?): use "
+                "ctx.gather(...) so each branch gets its own deterministic scope")
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+
+
+@dataclass(frozen=True, slots=True)
+class StepRun:
+    """What a step body can know about itself."""
+
+    run_id: str
+    operation_id: str
+    attempt: int
+
+
+CURRENT_SCOPE: ContextVar[Scope] = ContextVar("durable_scope")
+CURRENT_STEP: ContextVar[StepRun | None] = ContextVar("durable_step", default=None)
+
+
+class Executor:
+    def __init__(self, invocation: Invocation, checkpointer: Checkpointer,
+                 serializer: Serializer) -> None:
+        self.run_id = invocation.run_id
+        self.workflow = invocation.workflow
+        self.ops = invocation.operations
+        self.serializer = serializer
+        self.cancel_requested = invocation.cancel_requested
+        self.cancel_raised = False
+        self.root = Scope(self, None)
+        self._checkpointer = checkpointer
+        self._recorded = set(self.ops)
+        self._unvisited = len(self._recorded)
+        self._buffer: list[OperationUpdate] = []
+        self._live = 1
+        self._waiters: list[asyncio.Future[None]] = []
+        self.suspending = False
+
+    # -- replay ------------------------------------------------------------------------------
+    @property
+    def replaying(self) -> bool:
+        """True until the code has passed every recorded operation: what it does now, it did."""
+        return self._unvisited > 0
+
+    def begin(self, scope: Scope, type: OperationType, name: str | None,
+              sub_type: str | None = None,
+              interruptible: bool = True) -> tuple[str, Operation | None]:
+        """Allocate the next id in `scope` and return what history recorded there, if anything.
+
+        A new, interruptible operation in a run asked to cancel raises `Cancelled` instead (once).
+        """
+        if self.suspending:
+            raise _Suspend
+        op_id, position = scope.next_id()
+        recorded = self.ops.get(op_id)
+        if recorded is None:
+            if interruptible and self.cancel_requested and not self.cancel_raised:
+                self.cancel_raised = True
+                raise Cancelled
+            return op_id, None
+        if op_id in self._recorded:
+            self._recorded.discard(op_id)
+            self._unvisited -= 1
+        if recorded.type is not type or recorded.name != name or recorded.sub_type != sub_type:
+            where = "the workflow body" if scope.parent_id is None else f"scope {scope.parent_id}"
+            raise NonDeterminismError(
+                f"run {self.run_id!r} ({self.workflow}): operation #{position} of {where} was "
+                f"recorded as {recorded.type} {recorded.name!r}, but the code now calls "
+                f"{type} {name!r}. The code changed under a run in flight: restore the old "
+                "order, or guard the change with ctx.patched(...). The run is parked until then.")
+        return op_id, recorded
+
+    def cancelled(self) -> NoReturn:
+        """Raise `Cancelled` where the code awaits an operation the engine cancelled."""
+        self.cancel_raised = True
+        raise Cancelled
+
+    def check_complete(self) -> None:
+        """A workflow that finishes without reaching operations it once recorded has diverged."""
+        if self._recorded:
+            missing = self.ops[next(iter(self._recorded))]
+            raise NonDeterminismError(
+                f"run {self.run_id!r} ({self.workflow}): the workflow finished, but its history "
+                f"has {len(self._recorded)} operation(s) the code no longer reaches, first "
+                f"{missing.type} {missing.name!r}. Restore the old code for runs in flight.")
+
+    # -- talking to the engine ---------------------------------------------------------------
+    def buffer(self, update: OperationUpdate, op: Operation) -> None:
+        """Record without waiting (values like now() and published events): the update travels
+        with the next checkpoint, which is always before any effect that could depend on it."""
+        self.ops[op.id] = op
+        self._buffer.append(update)
+
+    async def checkpoint(self, *updates: OperationUpdate) -> list[Operation]:
+        batch = [*self._buffer, *updates]
+        self._buffer.clear()
+        result = await self._checkpointer(batch)
+        for op in result.operations:
+            self.ops[op.id] = op
+        self.cancel_requested = self.cancel_requested or result.cancel_requested
+        return result.operations[len(batch) - len(updates):]
+
+    async def flush(self) -> None:
+        if self._buffer:
+            await self.checkpoint()
+
+    # -- suspension --------------------------------------------------------------------------
+    async def wait_for_engine(self) -> None:
+        """Block this branch until the engine moves the operation; suspends the invocation
+        once every live branch is blocked. Never returns normally in this invocation."""
+        if self.suspending:
+            raise _Suspend
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        if len(self._waiters) >= self._live:
+            self._suspend_all()
+        try:
+            await fut
+        finally:
+            self._waiters.remove(fut)
+
+    def _suspend_all(self) -> None:
+        self.suspending = True
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(_Suspend())
+
+    def branch_started(self) -> None:
+        self._live += 1
+
+    def branch_finished(self) -> None:
+        self._live -= 1
+        if self._waiters and len(self._waiters) >= self._live:
+            self._suspend_all()
+
+
+def current_scope(what: str) -> Scope:
+    scope = CURRENT_SCOPE.get(None)
+    if scope is None:
+        raise UsageError(f"{what} can only be used inside a running @workflow")
+    return scope

@@ -1,0 +1,71 @@
+"""How values become checkpoint payloads and back.
+
+The default is JSON through pydantic: pydantic models, dataclasses, datetime, UUID, Decimal and
+bytes (base64) encode without help, and decode back to their own types when the code states the
+type (a step's return annotation, a workflow's parameter annotations). Without an annotation a
+value decodes to plain JSON data. Every value is passed through decode(encode(v)) even on first
+execution, so a workflow sees the same thing whether it runs live or replays.
+
+A custom `Serializer` (encryption, compression, another format) can be set per workflow or step.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import pydantic_core
+from pydantic import ConfigDict, TypeAdapter
+
+from durable.errors import SerializationError
+
+
+class Serializer(Protocol):
+    def encode(self, value: Any) -> str: ...
+
+    def decode(self, data: str, type_hint: Any = Any) -> Any: ...
+
+
+_BYTES_AS_BASE64 = ConfigDict(val_json_bytes="base64")
+_adapters: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(type_hint: Any) -> TypeAdapter[Any]:
+    try:
+        return _adapters[type_hint]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable hint: build one each time
+        return _new_adapter(type_hint)
+    adapter = _adapters[type_hint] = _new_adapter(type_hint)
+    return adapter
+
+
+def _new_adapter(type_hint: Any) -> TypeAdapter[Any]:
+    try:
+        return TypeAdapter(type_hint, config=_BYTES_AS_BASE64)
+    except Exception:  # types with a config of their own (pydantic models) refuse another
+        return TypeAdapter(type_hint)
+
+
+class JsonSerializer:
+    def encode(self, value: Any) -> str:
+        try:
+            return pydantic_core.to_json(value, bytes_mode="base64").decode()
+        except pydantic_core.PydanticSerializationError as e:
+            raise SerializationError(
+                f"a value of type {type(value).__qualname__} cannot be encoded as JSON ({e}); "
+                "use JSON data, a dataclass or a pydantic model, or pass a custom serializer"
+            ) from None
+
+    def decode(self, data: str, type_hint: Any = Any) -> Any:
+        if type_hint is Any or type_hint is None:
+            return json.loads(data)
+        try:
+            return _adapter(type_hint).validate_json(data)
+        except Exception as e:
+            raise SerializationError(
+                f"cannot decode stored value as {type_hint!r}: {e}") from None
+
+
+DEFAULT_SERIALIZER: Serializer = JsonSerializer()

@@ -1,0 +1,173 @@
+"""STEP operations: run a function once, checkpoint its result, replay it from then on."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, ParamSpec, TypeVar
+
+from durable.errors import SerializationError, StepFailed, StepInterrupted, StepTimeout
+from durable.model import (
+    ErrorObject,
+    Operation,
+    OperationAction,
+    OperationStatus,
+    OperationType,
+    OperationUpdate,
+    SubType,
+)
+from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, StepRun
+from durable.sdk.retry import DEFAULT_RETRY, RetryPolicy
+from durable.sdk.serializer import Serializer
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Semantics = Literal["at_least_once", "at_most_once"]
+S = OperationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StepConfig:
+    name: str | None = None
+    retry: RetryPolicy | None = None
+    semantics: Semantics = "at_least_once"
+    timeout: float | None = None
+    serializer: Serializer | None = None
+
+    def merged(self, override: StepConfig) -> StepConfig:
+        return StepConfig(
+            override.name or self.name, override.retry or self.retry,
+            override.semantics if override.semantics != "at_least_once" else self.semantics,
+            override.timeout if override.timeout is not None else self.timeout,
+            override.serializer or self.serializer)
+
+
+class StepFunction(Generic[P, R]):
+    """A function that checkpoints itself when called inside a workflow (then it must be
+    awaited), and is a plain call anywhere else, including inside another step."""
+
+    def __init__(self, fn: Callable[P, R], cfg: StepConfig) -> None:
+        self.fn = fn
+        self.cfg = cfg
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        scope = CURRENT_SCOPE.get(None)
+        if scope is None or CURRENT_STEP.get() is not None:
+            return self.fn(*args, **kwargs)
+        return run_step(scope.executor, scope, self.fn, args, kwargs, self.cfg)
+
+
+
+_return_types: dict[object, Any] = {}
+
+
+def return_type(fn: Callable[..., Any]) -> Any:
+    """The annotated return type of `fn` (Any if none), cached per code object."""
+    key = getattr(fn, "__code__", None)
+    if key is not None and key in _return_types:
+        return _return_types[key]
+    try:
+        hint = typing.get_type_hints(fn).get("return", Any)
+    except Exception:  # unresolvable forward references: decode as plain JSON
+        hint = Any
+    if hint is type(None):
+        hint = Any
+    if key is not None:
+        _return_types[key] = hint
+    return hint
+
+
+def step_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any], cfg: StepConfig) -> Any:
+    name = cfg.name or step_name(fn)
+    serializer = cfg.serializer or ex.serializer
+    with scope.exclusive(f"step {name!r}"):
+        op_id, op = ex.begin(scope, OperationType.STEP, name, SubType.STEP)
+
+        def update(action: OperationAction, **fields: Any) -> OperationUpdate:
+            return OperationUpdate(op_id, OperationType.STEP, action, name=name,
+                                   parent_id=scope.parent_id, sub_type=SubType.STEP, **fields)
+
+        policy = cfg.retry or DEFAULT_RETRY
+        while True:
+            if op is not None:
+                if op.status is S.SUCCEEDED:
+                    return _decode(serializer, op.result, fn)
+                if op.status is S.FAILED:
+                    assert op.error is not None
+                    raise StepFailed(name, op.error)
+                if op.status is S.CANCELLED:
+                    ex.cancelled()
+                if op.status is S.PENDING:
+                    await ex.wait_for_engine()
+                if op.status is S.STARTED and cfg.semantics == "at_most_once":
+                    op = await _fail_attempt(ex, update, name, op.attempt, policy, StepInterrupted(
+                        f"step {name!r} attempt {op.attempt} was interrupted (its process "
+                        "stopped during the body); at-most-once: not re-running it unasked"))
+                    continue
+            attempt = (op.attempt if op is not None else 0) + 1
+            started = time.time()
+            if cfg.semantics == "at_most_once":
+                await ex.checkpoint(update(OperationAction.START, started_at=started))
+            try:
+                value = await _call(ex, op_id, attempt, fn, args, kwargs, cfg.timeout)
+                payload = _encode(serializer, value, name)
+            except Exception as e:
+                op = await _fail_attempt(ex, update, name, attempt, policy, e)
+                continue
+            await ex.checkpoint(update(OperationAction.SUCCEED, payload=payload,
+                                       started_at=started))
+            return _decode(serializer, payload, fn)
+
+
+async def _fail_attempt(ex: Executor, update: Callable[..., OperationUpdate], name: str,
+                        attempt: int, policy: RetryPolicy, error: Exception) -> Operation:
+    """Checkpoint a failed attempt: RETRY with the backoff if the policy allows, else FAIL."""
+    err = ErrorObject.from_exception(error)
+    delay = None if isinstance(error, SerializationError) else policy.next_delay(attempt, error)
+    if delay is None:
+        await ex.checkpoint(update(OperationAction.FAIL, error=err))
+        raise StepFailed(name, err) from error
+    (op,) = await ex.checkpoint(update(OperationAction.RETRY, error=err, delay=delay))
+    return op
+
+
+async def _call(ex: Executor, op_id: str, attempt: int, fn: Callable[..., Any],
+                args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None) -> Any:
+    token = CURRENT_STEP.set(StepRun(ex.run_id, op_id, attempt))
+    try:
+        if inspect.iscoroutinefunction(fn):
+            work = fn(*args, **kwargs)
+        else:  # sync functions run in a thread so the event loop keeps serving other runs
+            work = asyncio.to_thread(fn, *args, **kwargs)
+        try:
+            result = await (work if timeout is None else asyncio.wait_for(work, timeout))
+        except TimeoutError:
+            raise StepTimeout(f"step {step_name(fn)!r} attempt {attempt} ran longer than "
+                              f"its timeout of {timeout}s") from None
+        if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+            result = await result
+        return result
+    finally:
+        CURRENT_STEP.reset(token)
+
+
+def _encode(serializer: Serializer, value: Any, name: str) -> str:
+    try:
+        return serializer.encode(value)
+    except SerializationError as e:
+        raise SerializationError(f"step {name!r}: {e}") from None
+
+
+def _decode(serializer: Serializer, payload: str | None, fn: Callable[..., Any]) -> Any:
+    return None if payload is None else serializer.decode(payload, return_type(fn))

@@ -1,0 +1,145 @@
+"""`@workflow` and `@step`, and how a workflow becomes something the engine can invoke."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from durable.errors import Cancelled, NonDeterminismError, SerializationError, UsageError
+from durable.model import (
+    Checkpointer,
+    ErrorObject,
+    Invocation,
+    InvocationOutput,
+    InvocationStatus,
+)
+from durable.sdk.context import Context
+from durable.sdk.executor import CURRENT_SCOPE, Executor, _Suspend
+from durable.sdk.retry import RetryPolicy
+from durable.sdk.serializer import DEFAULT_SERIALIZER, Serializer
+from durable.sdk.step import Semantics, StepConfig, StepFunction
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+REGISTRY: dict[str, Workflow[Any]] = {}
+"""Every @workflow defined so far, by name: what `durable.run` and a bare Worker serve."""
+
+
+class Workflow(Generic[R]):
+    """A workflow definition. Its `handler` is what the engine invokes."""
+
+    def __init__(self, fn: Callable[..., Awaitable[R]], name: str | None = None,
+                 serializer: Serializer | None = None) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise UsageError(f"@workflow {fn.__qualname__} must be an `async def`")
+        params = list(inspect.signature(fn).parameters.values())
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY,
+                                                params[0].POSITIONAL_OR_KEYWORD):
+            raise UsageError(f"@workflow {fn.__qualname__} must take the Context as its first "
+                             "parameter: async def wf(ctx: Context, ...)")
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:
+            hints = {}
+        self.fn = fn
+        self.name = name or fn.__qualname__
+        self.serializer = serializer or DEFAULT_SERIALIZER
+        self.params = [p.name for p in params[1:]]
+        self._param_types = [hints.get(p, Any) for p in self.params]
+        self.result_type = hints.get("return", Any)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name}>"
+
+    # -- input -------------------------------------------------------------------------------
+    def encode_input(self, args: tuple[Any, ...]) -> str | None:
+        """No parameter: no input; one: its value; several: a JSON array of them."""
+        if len(args) != len(self.params):
+            raise UsageError(f"workflow {self.name!r} takes {len(self.params)} input argument(s) "
+                             f"({', '.join(self.params) or 'none'}), got {len(args)}")
+        if not args:
+            return None
+        return self.serializer.encode(args[0] if len(args) == 1 else list(args))
+
+    def decode_input(self, data: str | None) -> tuple[Any, ...]:
+        if not self.params:
+            return ()
+        if data is None:
+            raise SerializationError(f"workflow {self.name!r} needs input "
+                                     f"({', '.join(self.params)}) but the run has none")
+        if len(self.params) == 1:
+            return (self.serializer.decode(data, self._param_types[0]),)
+        return tuple(self.serializer.decode(data, tuple[tuple(self._param_types)]))
+
+    def decode_result(self, data: str | None) -> R:
+        return None if data is None else self.serializer.decode(data, self.result_type)  # type: ignore[return-value]
+
+    # -- invocation --------------------------------------------------------------------------
+    async def handler(self, invocation: Invocation,
+                      checkpointer: Checkpointer) -> InvocationOutput:
+        """Replay the run's history through the workflow and run on until it ends or waits."""
+        ex = Executor(invocation, checkpointer, self.serializer)
+        token = CURRENT_SCOPE.set(ex.root)
+        try:
+            value = await self.fn(Context(ex), *self.decode_input(invocation.input))
+            ex.check_complete()
+            payload = self.serializer.encode(value)
+            await ex.flush()
+            return InvocationOutput(InvocationStatus.SUCCEEDED, result=payload)
+        except _Suspend:
+            await ex.flush()
+            return InvocationOutput(InvocationStatus.PENDING)
+        except NonDeterminismError as e:
+            return InvocationOutput(InvocationStatus.PENDING, parked=ErrorObject.from_exception(e))
+        except Cancelled as e:
+            await ex.flush()
+            return InvocationOutput(InvocationStatus.FAILED, stopped=True, error=ErrorObject(
+                "Cancelled", "the run was cancelled", ErrorObject.from_exception(e).traceback))
+        except Exception as e:
+            await ex.flush()
+            return InvocationOutput(InvocationStatus.FAILED, error=ErrorObject.from_exception(e))
+        finally:
+            CURRENT_SCOPE.reset(token)
+
+
+@overload
+def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[R]: ...
+@overload
+def workflow(*, name: str | None = None,
+             serializer: Serializer | None = None
+             ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
+
+
+def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | None = None,
+             serializer: Serializer | None = None) -> Any:
+    """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`."""
+    def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[R]:
+        wf = Workflow(f, name, serializer)
+        REGISTRY[wf.name] = wf
+        return wf
+    return wrap(fn) if fn is not None else wrap
+
+
+@overload
+def step(fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+@overload
+def step(*, name: str | None = None, retry: RetryPolicy | None = None,
+         semantics: Semantics = "at_least_once", timeout: float | None = None,
+         serializer: Serializer | None = None
+         ) -> Callable[[Callable[P, R]], StepFunction[P, R]]: ...
+
+
+def step(fn: Callable[P, R] | None = None, /, *, name: str | None = None,
+         retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
+         timeout: float | None = None, serializer: Serializer | None = None) -> Any:
+    """Declare a step with its options; calling it inside a workflow checkpoints it."""
+    cfg = StepConfig(name, retry, semantics, timeout, serializer)
+
+    def wrap(f: Callable[P, R]) -> StepFunction[P, R]:
+        return StepFunction(f, cfg)
+    return wrap(fn) if fn is not None else wrap
