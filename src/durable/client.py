@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import threading
 import time
@@ -41,7 +42,7 @@ class RunHandle(Generic[R]):
             raise WorkflowFailed(run.run_id, run.status.value, run.error)
         if self.workflow is not None:
             return self.workflow.decode_result(run.result)
-        return None if run.result is None else json.loads(run.result)  # type: ignore[no-any-return]
+        return None if run.result is None else json.loads(run.result)  # type: ignore[return-value]
 
     def signal(self, name: str, payload: Any = None) -> None:
         self.client.signal(self.run_id, name, payload)
@@ -96,17 +97,17 @@ class Client:
         return run
 
     def list(self, status: str | None = None, workflow: str | None = None,
-             limit: int = 100, offset: int = 0) -> list[RunInfo]:
+             limit: int = 100, offset: int = 0) -> builtins.list[RunInfo]:
         if status is not None and status not in ExecutionStatus.__members__:
             raise UsageError(f"unknown status {status!r}; use one of "
                              f"{', '.join(ExecutionStatus.__members__)}")
         return self.store.read(lambda tx: tx.list_runs(status, workflow, limit, offset))
 
-    def history(self, run_id: str) -> list[HistoryEvent]:
+    def history(self, run_id: str) -> builtins.list[HistoryEvent]:
         self.get(run_id)
         return self.store.read(lambda tx: tx.history(run_id))
 
-    def operations(self, run_id: str) -> list[Operation]:
+    def operations(self, run_id: str) -> builtins.list[Operation]:
         self.get(run_id)
         return self.store.read(lambda tx: tx.operations(run_id))
 

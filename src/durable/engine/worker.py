@@ -9,6 +9,8 @@ stops renewing and its runs are taken over when the leases expire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 import signal
@@ -94,7 +96,10 @@ class Worker:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        unsubscribe = self.store.subscribe(lambda: loop.call_soon_threadsafe(wake.set))
+
+        def on_commit() -> None:
+            loop.call_soon_threadsafe(wake.set)
+        unsubscribe = self.store.subscribe(on_commit)
         heartbeat = asyncio.create_task(self._heartbeat())
         names = self.names
         parked = self.store.read(lambda tx: tx.parked_runs(names))
@@ -105,10 +110,8 @@ class Worker:
                 wake.clear()
                 timeout = await self._claim_and_start()
                 if timeout is None or timeout > 0:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), timeout)
-                    except TimeoutError:
-                        pass
         finally:
             unsubscribe()
             await self._drain()
@@ -176,9 +179,9 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             if self._inflight:
-                ids = list(self._inflight)
-                until = self.clock() + self.lease_seconds
-                await self.store.awrite(lambda tx: machine.heartbeat(tx, self.owner, ids, until))
+                await self.store.awrite(functools.partial(
+                    machine.heartbeat, owner=self.owner, run_ids=list(self._inflight),
+                    until=self.clock() + self.lease_seconds))
 
     async def _drain(self) -> None:
         if not self._inflight:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import NoReturn
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import NoReturn
 
 from durable.errors import Cancelled, NonDeterminismError, UsageError
 from durable.model import (

@@ -15,7 +15,7 @@ import json
 from typing import Any, Protocol
 
 import pydantic_core
-from pydantic import ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, create_model
 
 from durable.errors import SerializationError
 
@@ -26,26 +26,24 @@ class Serializer(Protocol):
     def decode(self, data: str, type_hint: Any = Any) -> Any: ...
 
 
-_BYTES_AS_BASE64 = ConfigDict(val_json_bytes="base64")
-_adapters: dict[Any, TypeAdapter[Any]] = {}
+_boxes: dict[Any, type[BaseModel]] = {}
 
 
-def _adapter(type_hint: Any) -> TypeAdapter[Any]:
+def _box(type_hint: Any) -> type[BaseModel]:
+    """A one-field model around `type_hint`, so our config (bytes as base64) reaches nested
+    dataclasses too: pydantic refuses a config on a bare dataclass but lets a model's flow in."""
     try:
-        return _adapters[type_hint]
+        return _boxes[type_hint]
     except KeyError:
         pass
     except TypeError:  # unhashable hint: build one each time
-        return _new_adapter(type_hint)
-    adapter = _adapters[type_hint] = _new_adapter(type_hint)
-    return adapter
+        return _new_box(type_hint)
+    box = _boxes[type_hint] = _new_box(type_hint)
+    return box
 
 
-def _new_adapter(type_hint: Any) -> TypeAdapter[Any]:
-    try:
-        return TypeAdapter(type_hint, config=_BYTES_AS_BASE64)
-    except Exception:  # types with a config of their own (pydantic models) refuse another
-        return TypeAdapter(type_hint)
+def _new_box(type_hint: Any) -> type[BaseModel]:
+    return create_model("Box", __config__=ConfigDict(val_json_bytes="base64"), v=(type_hint, ...))
 
 
 class JsonSerializer:
@@ -62,7 +60,7 @@ class JsonSerializer:
         if type_hint is Any or type_hint is None:
             return json.loads(data)
         try:
-            return _adapter(type_hint).validate_json(data)
+            return _box(type_hint).model_validate_json(f'{{"v":{data}}}').v  # type: ignore[attr-defined]
         except Exception as e:
             raise SerializationError(
                 f"cannot decode stored value as {type_hint!r}: {e}") from None

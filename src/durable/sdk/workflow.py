@@ -74,7 +74,8 @@ class Workflow(Generic[R]):
                                      f"({', '.join(self.params)}) but the run has none")
         if len(self.params) == 1:
             return (self.serializer.decode(data, self._param_types[0]),)
-        return tuple(self.serializer.decode(data, tuple[tuple(self._param_types)]))
+        as_tuple = tuple.__class_getitem__(tuple(self._param_types))
+        return tuple(self.serializer.decode(data, as_tuple))
 
     def decode_result(self, data: str | None) -> R:
         return None if data is None else self.serializer.decode(data, self.result_type)  # type: ignore[return-value]

@@ -9,7 +9,10 @@ wake-ups, and in nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import queue
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -89,11 +92,14 @@ class Tx:
     # -- runs -------------------------------------------------------------------------------
     def insert_run(self, run_id: str, workflow: str, input: str | None, now: float) -> bool:
         """Create a RUNNING run ready now; False if the id exists already (start is idempotent)."""
-        return self._exec(
+        created = self._exec(
             "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, ready_at)"
             " VALUES (?, ?, 'RUNNING', ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
             (run_id, workflow, input, now, now, now),
         ) == 1
+        if created:
+            self.notify()
+        return created
 
     def get_run(self, run_id: str) -> RunInfo | None:
         row = self._one(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
@@ -110,9 +116,14 @@ class Tx:
             "UPDATE runs SET ready_at = ?, updated_at = ? WHERE run_id = ? AND status = 'RUNNING'",
             (now, now, run_id),
         )
+        self.notify()
+
+    def notify(self) -> None:
+        """Tell idle workers elsewhere that a run became ready. SQLite needs nothing: its
+        watchers see every commit through PRAGMA data_version."""
 
     def fence(self, run_id: str, token: int, now: float) -> bool | None:
-        """None if `token` is stale; else whether a cancel was requested. One statement per batch."""
+        """None if `token` is stale, else whether a cancel was requested: one statement."""
         row = self._one(
             "UPDATE runs SET updated_at = ? WHERE run_id = ? AND token = ? AND status = 'RUNNING'"
             " RETURNING cancel_requested",
@@ -251,7 +262,8 @@ class Tx:
     def add_event(self, run_id: str, type: str, now: float, op_id: str | None = None,
                   name: str | None = None, details: dict[str, Any] | None = None) -> None:
         self._exec(
-            "INSERT INTO history (run_id, type, ts, op_id, name, details) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO history (run_id, type, ts, op_id, name, details)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             (run_id, type, now, op_id, name, json.dumps(details) if details else None))
 
     def history(self, run_id: str, after: int = 0, limit: int = 10_000) -> list[HistoryEvent]:
@@ -266,6 +278,84 @@ def _workflow_filter(workflows: Sequence[str]) -> tuple[str, list[str]]:
     if not workflows:
         return "", []
     return f" AND workflow IN ({', '.join('?' * len(workflows))})", list(workflows)
+
+
+class BatchWriter:
+    """Group commit: one thread, one connection, many writers.
+
+    Every write is a function queued here. The thread drains the queue and runs everything it
+    found in one transaction, each function in its own savepoint so one failure does not sink the
+    batch, then commits once: one fsync serves every step that was waiting, and each caller
+    resumes only after its own change is durable. Both dialects accept the same savepoint SQL;
+    they differ only in how a write transaction begins.
+    """
+
+    def __init__(self, connect: Callable[[], Any], begin: str, name: str) -> None:
+        self._connect = connect
+        self._begin = begin
+        self._queue: queue.SimpleQueue[tuple[Callable[[Tx], Any], Future[Any]] | None] = (
+            queue.SimpleQueue())
+        self._thread = threading.Thread(target=self._loop, name=f"durable-{name}-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Tx], T]) -> Future[T]:
+        fut: Future[T] = Future()
+        self._queue.put((fn, fut))
+        return fut
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        conn = self._connect()
+        tx = Tx(conn.execute)
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    nxt = self._queue.get_nowait()
+                    if nxt is None:
+                        self._queue.put(None)
+                        break
+                    batch.append(nxt)
+            self._commit(conn, tx, batch)
+        conn.close()
+
+    def _commit(self, conn: Any, tx: Tx,
+                batch: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> None:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute(self._begin)
+            if len(batch) == 1:
+                fn, fut = batch[0]
+                outcomes.append((fut, fn(tx), None))
+            else:
+                for fn, fut in batch:
+                    conn.execute("SAVEPOINT one")
+                    try:
+                        outcomes.append((fut, fn(tx), None))
+                        conn.execute("RELEASE one")
+                    except Exception as e:
+                        conn.execute("ROLLBACK TO one")
+                        conn.execute("RELEASE one")
+                        outcomes.append((fut, None, e))
+            conn.execute("COMMIT")
+        except Exception as e:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            for _, fut in batch:
+                fut.set_exception(e)
+            return
+        for fut, result, error in outcomes:
+            if error is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(error)
 
 
 class Store(ABC):

@@ -1,27 +1,22 @@
 """The embedded default: one SQLite file, WAL, synchronous=FULL, one writer thread per process.
 
-Group commit: every write is a function queued to the writer thread, which drains the queue and
-runs everything it found in one transaction (each function in its own savepoint, so one failure
-does not sink the batch), then commits once. One fsync serves every step that was waiting, and each
-caller resumes only after its own change is on disk. Several processes may share the file; SQLite's
-lock and the busy timeout serialize their writers, and run leases decide who runs what.
+Writes are group-committed by a `BatchWriter`. Several processes may share the file; SQLite's lock
+and the busy timeout serialize their writers, and run leases decide who runs what.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from durable.errors import UsageError
-from durable.store.base import Store, Tx
+from durable.store.base import BatchWriter, Store, Tx
 from durable.store.schema import MIGRATIONS, statements
 
 T = TypeVar("T")
@@ -43,11 +38,7 @@ class SQLiteStore(Store):
         self.url = f"sqlite:///{path}"
         self._open_file(path)
         self._local = threading.local()
-        self._queue: queue.SimpleQueue[tuple[Callable[[Tx], Any], Future[Any]] | None] = (
-            queue.SimpleQueue())
-        self._writer = threading.Thread(target=self._write_loop, name="durable-sqlite-writer",
-                                        daemon=True)
-        self._writer.start()
+        self._writer = BatchWriter(lambda: _connect(path), "BEGIN IMMEDIATE", "sqlite")
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
@@ -89,59 +80,7 @@ class SQLiteStore(Store):
 
     # -- writes -----------------------------------------------------------------------------
     def write(self, fn: Callable[[Tx], T]) -> Future[T]:
-        fut: Future[T] = Future()
-        self._queue.put((fn, fut))
-        return fut
-
-    def _write_loop(self) -> None:
-        conn = _connect(self.path)
-        tx = Tx(conn.execute)
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    nxt = self._queue.get_nowait()
-                    if nxt is None:
-                        self._queue.put(None)
-                        break
-                    batch.append(nxt)
-            self._commit_batch(conn, tx, batch)
-        conn.close()
-
-    @staticmethod
-    def _commit_batch(conn: sqlite3.Connection, tx: Tx,
-                      batch: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            single = len(batch) == 1
-            for fn, fut in batch:
-                if single:
-                    outcomes.append((fut, fn(tx), None))
-                    continue
-                conn.execute("SAVEPOINT one")
-                try:
-                    outcomes.append((fut, fn(tx), None))
-                    conn.execute("RELEASE one")
-                except Exception as e:
-                    conn.execute("ROLLBACK TO one")
-                    conn.execute("RELEASE one")
-                    outcomes.append((fut, None, e))
-            conn.execute("COMMIT")
-        except Exception as e:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for _, fut in batch:
-                fut.set_exception(e)
-            return
-        for fut, result, error in outcomes:
-            if error is None:
-                fut.set_result(result)
-            else:
-                fut.set_exception(error)
+        return self._writer.submit(fn)
 
     # -- reads ------------------------------------------------------------------------------
     def read(self, fn: Callable[[Tx], T]) -> T:
@@ -191,8 +130,7 @@ class SQLiteStore(Store):
         if self._closed.is_set():
             return
         self._closed.set()
-        self._queue.put(None)
-        self._writer.join()
+        self._writer.close()
 
 
 def default_path() -> str:
