@@ -113,6 +113,7 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
                  details={"error": out.error.to_dict()} if out.error else None)
     tx.update_run(run_id, status=status.value, result=out.result, error=dump_error(out.error),
                   ended_at=now, ready_at=None, parked=None, **common)
+    tx.notify()  # clients waiting for the result
 
 
 def heartbeat(tx: Tx, owner: str, run_ids: Sequence[str], until: float) -> None:

@@ -35,6 +35,9 @@ from durable.store import Store, open_store
 
 log = logging.getLogger("durable.worker")
 
+SAFETY_NAP = 5.0
+"""Longest sleep without looking at the store: only matters if a wake-up was lost."""
+
 
 class Servable(Protocol):
     """Anything with a name and a handler the engine can invoke, e.g. an SDK `Workflow`."""
@@ -111,7 +114,8 @@ class Worker:
                 timeout = await self._claim_and_start()
                 if timeout is None or timeout > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout)
+                        await asyncio.wait_for(wake.wait(), min(timeout or SAFETY_NAP,
+                                                                SAFETY_NAP))
         finally:
             unsubscribe()
             await self._drain()
@@ -144,8 +148,8 @@ class Worker:
         store, clock = self.store, self.clock
 
         def checkpointer(updates: list[OperationUpdate]) -> asyncio.Future[CheckpointResult]:
-            return asyncio.wrap_future(store.write(
-                lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock())))
+            return store.awrite(
+                lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock()))
 
         started = time.perf_counter()
         self.stats.invocations += 1

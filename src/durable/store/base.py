@@ -16,6 +16,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from durable.model import (
@@ -78,6 +79,7 @@ class Tx:
 
     def __init__(self, execute: Callable[[str, Sequence[Any]], Any]) -> None:
         self._execute = execute
+        self.notified = False
 
     # -- plumbing ---------------------------------------------------------------------------
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -119,17 +121,22 @@ class Tx:
         self.notify()
 
     def notify(self) -> None:
-        """Tell idle workers elsewhere that a run became ready. SQLite needs nothing: its
-        watchers see every commit through PRAGMA data_version."""
+        """Tell waiting workers and clients, in any process, that a run became ready or ended.
+        Takes effect at commit; each dialect delivers it its own way."""
+        self.notified = True
 
     def fence(self, run_id: str, token: int, now: float) -> bool | None:
-        """None if `token` is stale, else whether a cancel was requested: one statement."""
+        """None if `token` is stale, else whether a cancel was requested.
+
+        A read, not a write, to keep the step path to the rows it must write; `row_lock_clause`
+        holds the run's row until commit where the dialect lets a lease change meanwhile.
+        """
         row = self._one(
-            "UPDATE runs SET updated_at = ? WHERE run_id = ? AND token = ? AND status = 'RUNNING'"
-            " RETURNING cancel_requested",
-            (now, run_id, token),
-        )
+            "SELECT cancel_requested FROM runs WHERE run_id = ? AND token = ?"
+            " AND status = 'RUNNING'" + self.row_lock_clause, (run_id, token))
         return None if row is None else bool(row[0])
+
+    row_lock_clause = ""  # SQLite: the write transaction already excludes every other writer
 
     def lease(self, run_ids: Sequence[str], owner: str, until: float) -> list[tuple[str, int]]:
         """Take the lease on each run, bumping its fencing token; returns (run_id, new token)."""
@@ -286,22 +293,32 @@ class BatchWriter:
     Every write is a function queued here. The thread drains the queue and runs everything it
     found in one transaction, each function in its own savepoint so one failure does not sink the
     batch, then commits once: one fsync serves every step that was waiting, and each caller
-    resumes only after its own change is durable. Both dialects accept the same savepoint SQL;
-    they differ only in how a write transaction begins.
+    resumes only after its own change is durable. Callers on an event loop get their results with
+    one wake-up of that loop per batch, not one per write. Both dialects accept the same savepoint
+    SQL; they differ only in how a write transaction begins and in how a Tx is made.
     """
 
-    def __init__(self, connect: Callable[[], Any], begin: str, name: str) -> None:
+    def __init__(self, connect: Callable[[], Any], begin: str, name: str,
+                 make_tx: Callable[[Any], Tx] = lambda conn: Tx(conn.execute),
+                 after_notify: Callable[[], None] | None = None) -> None:
         self._connect = connect
         self._begin = begin
-        self._queue: queue.SimpleQueue[tuple[Callable[[Tx], Any], Future[Any]] | None] = (
-            queue.SimpleQueue())
+        self._make_tx = make_tx
+        self._after_notify = after_notify
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=f"durable-{name}-writer",
                                         daemon=True)
         self._thread.start()
 
     def submit(self, fn: Callable[[Tx], T]) -> Future[T]:
         fut: Future[T] = Future()
-        self._queue.put((fn, fut))
+        self._queue.put(_Job(fn, fut, None))
+        return fut
+
+    def submit_async(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, fut, loop))
         return fut
 
     def close(self) -> None:
@@ -310,12 +327,12 @@ class BatchWriter:
 
     def _loop(self) -> None:
         conn = self._connect()
-        tx = Tx(conn.execute)
+        tx = self._make_tx(conn)
         while True:
-            item = self._queue.get()
-            if item is None:
+            job = self._queue.get()
+            if job is None:
                 break
-            batch = [item]
+            batch = [job]
             with contextlib.suppress(queue.Empty):
                 while True:
                     nxt = self._queue.get_nowait()
@@ -326,36 +343,62 @@ class BatchWriter:
             self._commit(conn, tx, batch)
         conn.close()
 
-    def _commit(self, conn: Any, tx: Tx,
-                batch: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+    def _commit(self, conn: Any, tx: Tx, batch: list[_Job]) -> None:
+        tx.notified = False
         try:
             conn.execute(self._begin)
             if len(batch) == 1:
-                fn, fut = batch[0]
-                outcomes.append((fut, fn(tx), None))
+                batch[0].result = batch[0].fn(tx)
             else:
-                for fn, fut in batch:
+                for job in batch:
                     conn.execute("SAVEPOINT one")
                     try:
-                        outcomes.append((fut, fn(tx), None))
+                        job.result = job.fn(tx)
                         conn.execute("RELEASE one")
                     except Exception as e:
                         conn.execute("ROLLBACK TO one")
                         conn.execute("RELEASE one")
-                        outcomes.append((fut, None, e))
+                        job.error = e
             conn.execute("COMMIT")
         except Exception as e:
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
-            for _, fut in batch:
-                fut.set_exception(e)
-            return
-        for fut, result, error in outcomes:
-            if error is None:
-                fut.set_result(result)
+            for job in batch:
+                job.error = e
+        else:
+            if tx.notified and self._after_notify is not None:
+                self._after_notify()
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in batch:
+            if job.loop is None:
+                job.deliver()
             else:
-                fut.set_exception(error)
+                by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                loop.call_soon_threadsafe(_deliver_all, jobs)
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[Tx], Any]
+    future: Future[Any] | asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop | None
+    result: Any = None
+    error: BaseException | None = None
+
+    def deliver(self) -> None:
+        if self.future.done():  # an asyncio waiter that was cancelled meanwhile
+            return
+        if self.error is None:
+            self.future.set_result(self.result)
+        else:
+            self.future.set_exception(self.error)
+
+
+def _deliver_all(jobs: list[_Job]) -> None:
+    for job in jobs:
+        job.deliver()
 
 
 class Store(ABC):
@@ -363,9 +406,11 @@ class Store(ABC):
 
     url: str
 
-    @abstractmethod
+    writer: BatchWriter
+
     def write(self, fn: Callable[[Tx], T]) -> Future[T]:
         """Run `fn` in a write transaction, batched with others into one commit."""
+        return self.writer.submit(fn)
 
     @abstractmethod
     def read(self, fn: Callable[[Tx], T]) -> T:
@@ -373,7 +418,8 @@ class Store(ABC):
 
     @abstractmethod
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` (from any thread) soon after anyone commits; returns an unsubscribe."""
+        """Call `callback` (from any thread) after a commit anywhere that called `Tx.notify`
+        (a run was created, woken or ended); returns the unsubscribe function."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -381,8 +427,9 @@ class Store(ABC):
     def write_sync(self, fn: Callable[[Tx], T]) -> T:
         return self.write(fn).result()
 
-    async def awrite(self, fn: Callable[[Tx], T]) -> T:
-        return await asyncio.wrap_future(self.write(fn))
+    def awrite(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+        """`write` for callers on an event loop: await the result."""
+        return self.writer.submit_async(fn)
 
     async def aread(self, fn: Callable[[Tx], T]) -> T:
         return await asyncio.to_thread(self.read, fn)

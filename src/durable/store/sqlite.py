@@ -11,18 +11,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
 from durable.errors import UsageError
 from durable.store.base import BatchWriter, Store, Tx
 from durable.store.schema import MIGRATIONS, statements
+from durable.store.wakeup import WakeChannel
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
-WATCH_INTERVAL = 0.002  # how often the change watcher reads PRAGMA data_version
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -38,10 +37,9 @@ class SQLiteStore(Store):
         self.url = f"sqlite:///{path}"
         self._open_file(path)
         self._local = threading.local()
-        self._writer = BatchWriter(lambda: _connect(path), "BEGIN IMMEDIATE", "sqlite")
-        self._listeners: list[Callable[[], None]] = []
-        self._listeners_lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
+        self._wake = WakeChannel(path)
+        self.writer = BatchWriter(lambda: _connect(path), "BEGIN IMMEDIATE", "sqlite",
+                                  after_notify=self._wake.broadcast)
         self._closed = threading.Event()
 
     def _open_file(self, path: str) -> None:
@@ -78,10 +76,6 @@ class SQLiteStore(Store):
             conn.execute("ROLLBACK")
             raise
 
-    # -- writes -----------------------------------------------------------------------------
-    def write(self, fn: Callable[[Tx], T]) -> Future[T]:
-        return self._writer.submit(fn)
-
     # -- reads ------------------------------------------------------------------------------
     def read(self, fn: Callable[[Tx], T]) -> T:
         tx: Tx | None = getattr(self._local, "tx", None)
@@ -96,41 +90,15 @@ class SQLiteStore(Store):
         finally:
             conn.execute("COMMIT")
 
-    # -- wake-ups ---------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Watch PRAGMA data_version, which moves whenever any connection commits: a wake-up
-        across processes without reading any table."""
-        with self._listeners_lock:
-            self._listeners.append(callback)
-            if self._watcher is None:
-                self._watcher = threading.Thread(target=self._watch, name="durable-sqlite-watch",
-                                                 daemon=True)
-                self._watcher.start()
-
-        def unsubscribe() -> None:
-            with self._listeners_lock:
-                if callback in self._listeners:
-                    self._listeners.remove(callback)
-        return unsubscribe
-
-    def _watch(self) -> None:
-        conn = _connect(self.path)
-        last = conn.execute("PRAGMA data_version").fetchone()[0]
-        while not self._closed.wait(WATCH_INTERVAL):
-            now = conn.execute("PRAGMA data_version").fetchone()[0]
-            if now != last:
-                last = now
-                with self._listeners_lock:
-                    listeners = list(self._listeners)
-                for cb in listeners:
-                    cb()
-        conn.close()
+        return self._wake.subscribe(callback)
 
     def close(self) -> None:
         if self._closed.is_set():
             return
         self._closed.set()
-        self._writer.close()
+        self.writer.close()
+        self._wake.close()
 
 
 def default_path() -> str:
