@@ -11,6 +11,7 @@ from durable.errors import (
     CallbackFailed,
     CallbackNotFound,
     Cancelled,
+    ChildFailed,
     DurableError,
     NonDeterminismError,
     RunNotFound,
@@ -25,16 +26,22 @@ from durable.errors import (
 from durable.model import ExecutionStatus
 from durable.sdk.callback import Callback
 from durable.sdk.context import Context
+from durable.sdk.parallel import BatchFailed, BatchItem, BatchResult, Completion
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import JsonSerializer, Serializer
 from durable.sdk.workflow import Workflow, step, workflow
 
 __all__ = [
+    "BatchFailed",
+    "BatchItem",
+    "BatchResult",
     "Callback",
     "CallbackFailed",
     "CallbackNotFound",
     "Cancelled",
+    "ChildFailed",
     "Client",
+    "Completion",
     "Context",
     "DurableError",
     "ExecutionStatus",

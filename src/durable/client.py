@@ -11,17 +11,34 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from durable.engine import machine
 from durable.engine.worker import Worker
 from durable.errors import RunNotFound, UsageError, WorkflowFailed
-from durable.model import ErrorObject, ExecutionStatus, HistoryEvent, Operation, RunInfo
+from durable.model import (
+    ErrorObject,
+    ExecutionStatus,
+    HistoryEvent,
+    Invocation,
+    Operation,
+    RunInfo,
+)
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, open_store
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    run_id: str
+    workflow: str
+    status: str
+    divergence: ErrorObject | None
 
 
 class RunHandle(Generic[R]):
@@ -131,6 +148,47 @@ class Client:
 
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         return self.handle(run_id).result(timeout)
+
+    def rerun(self, run_id: str, from_step: str, *args: Any, id: str | None = None,
+              input_json: str | None = None) -> RunHandle[Any]:
+        """Start a new run that reuses `run_id`'s recorded results before the step named
+        `from_step` (or with that operation id) and executes from it; with `args` (or
+        `input_json`), under edited input."""
+        source = self.get(run_id)
+        wf = REGISTRY.get(source.workflow)
+        if args:
+            if wf is None:
+                raise UsageError(f"workflow {source.workflow!r} is not loaded in this process; "
+                                 "pass the new input as input_json")
+            input_json = wf.encode_input(args)
+        new_id = id or uuid.uuid4().hex
+        self.store.write_sync(lambda tx: machine.rerun(tx, run_id, new_id, from_step,
+                                                       input_json, self.clock()))
+        return RunHandle(self, new_id, wf)
+
+    def replay(self, workflows: Sequence[Workflow[Any]],
+               run_ids: Sequence[str] = ()) -> builtins.list[ReplayResult]:
+        """Replay stored histories against the current code (all runs of `workflows` unless
+        `run_ids` are given) and report where each diverges: the check to run before a
+        deploy. Nothing is executed or written."""
+        by_name = {w.name: w for w in workflows}
+        runs = ([self.get(r) for r in run_ids] if run_ids else
+                [r for name in by_name for r in self.list(workflow=name, limit=10**9)])
+        for run in runs:
+            if run.workflow not in by_name:
+                raise UsageError(f"run {run.run_id!r} is of workflow {run.workflow!r}, which "
+                                 f"is not among the targets ({', '.join(by_name)})")
+
+        async def check_all() -> builtins.list[ReplayResult]:
+            out = []
+            for run in runs:
+                ops = {op.id: op for op in self.operations(run.run_id)}
+                invocation = Invocation(run.run_id, run.workflow, run.input, ops,
+                                        run.cancel_requested)
+                divergence = await by_name[run.workflow].check_history(invocation)
+                out.append(ReplayResult(run.run_id, run.workflow, run.status.value, divergence))
+            return out
+        return asyncio.run(check_all())
 
     # -- talking to runs ---------------------------------------------------------------------
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:

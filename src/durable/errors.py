@@ -51,6 +51,16 @@ class StepFailed(DurableError):
         self.error = error
 
 
+class ChildFailed(DurableError):
+    """A child workflow run ended FAILED or STOPPED; carries its error."""
+
+    def __init__(self, workflow: str, run_id: str, error: ErrorObject) -> None:
+        super().__init__(f"child workflow {workflow!r} (run {run_id!r}) failed: "
+                         f"{error.type}: {error.message}")
+        self.run_id = run_id
+        self.error = error
+
+
 class StepInterrupted(DurableError):
     """An at-most-once step was found started but never finished: its process died in the body.
 

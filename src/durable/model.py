@@ -77,6 +77,13 @@ class SubType(StrEnum):
     SLEEP = "Sleep"
     CALLBACK = "Callback"
     SIGNAL = "Signal"  # a CALLBACK the engine resolves from the run's buffered signals
+    PATCH = "Patch"  # a marker: this run took the new code path of ctx.patched(name)
+    PARALLEL = "Parallel"
+    PARALLEL_BRANCH = "ParallelBranch"
+    MAP = "Map"
+    MAP_ITERATION = "MapIteration"
+    INVOKE = "Invoke"  # a CHAINED_INVOKE the parent waits for
+    START_CHILD = "StartChild"  # a CHAINED_INVOKE that completes as soon as the child exists
 
 
 class EventType(StrEnum):
@@ -86,6 +93,8 @@ class EventType(StrEnum):
     EXECUTION_STOPPED = "ExecutionStopped"
     EXECUTION_CANCEL_REQUESTED = "ExecutionCancelRequested"
     EXECUTION_PARKED = "ExecutionParked"
+    EXECUTION_CONTINUED_AS_NEW = "ExecutionContinuedAsNew"
+    EXECUTION_RERUN = "ExecutionRerun"
     INVOCATION_COMPLETED = "InvocationCompleted"
     STEP_STARTED = "StepStarted"
     STEP_SUCCEEDED = "StepSucceeded"
@@ -100,6 +109,11 @@ class EventType(StrEnum):
     CALLBACK_TIMED_OUT = "CallbackTimedOut"
     CALLBACK_CANCELLED = "CallbackCancelled"
     SIGNAL_RECEIVED = "SignalReceived"
+    STEP_CANCELLED = "StepCancelled"
+    CHAINED_INVOKE_STARTED = "ChainedInvokeStarted"
+    CHAINED_INVOKE_SUCCEEDED = "ChainedInvokeSucceeded"
+    CHAINED_INVOKE_FAILED = "ChainedInvokeFailed"
+    CHAINED_INVOKE_CANCELLED = "ChainedInvokeCancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +154,16 @@ class Operation:
     error: ErrorObject | None = None
     due_at: float | None = None  # wait end, next attempt, or callback timeout
     callback_id: str | None = None
+    child_run_id: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStart:
+    run_id: str
+    workflow: str
+    input: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +180,7 @@ class OperationUpdate:
     error: ErrorObject | None = None
     delay: float | None = None  # WAIT: seconds to sleep; STEP RETRY: seconds until next attempt
     timeout: float | None = None  # CALLBACK: seconds until it times out
+    child: ChildStart | None = None  # CHAINED_INVOKE START: the run to create
     started_at: float | None = None  # STEP: when the attempt began (for the timeline)
 
 
@@ -195,6 +218,7 @@ class InvocationOutput:
     error: ErrorObject | None = None
     parked: ErrorObject | None = None
     stopped: bool = False  # a FAILED that is the workflow letting `Cancelled` escape
+    continue_as_new: str | None = None  # SUCCEEDED into a fresh history with this input
 
 
 Checkpointer = Callable[[list[OperationUpdate]], Awaitable[CheckpointResult]]
@@ -230,6 +254,7 @@ class RunInfo:
     parked: ErrorObject | None
     cancel_requested: bool
     ready_at: float | None
+    parent_run_id: str | None = None
 
 
 def operation_id(parent_id: str | None, counter: int) -> str:

@@ -48,10 +48,10 @@ class Claimed:
 
 # -- starting, claiming, finishing ---------------------------------------------------------------
 
-def start_run(tx: Tx, run_id: str, workflow: str, input: str | None,
-              now: float) -> tuple[RunInfo, bool]:
+def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
+              parent: tuple[str, str] | None = None) -> tuple[RunInfo, bool]:
     """Create the run unless one with this id exists; returns (run, created)."""
-    created = tx.insert_run(run_id, workflow, input, now)
+    created = tx.insert_run(run_id, workflow, input, now, parent)
     run = tx.get_run(run_id)
     assert run is not None
     if created:
@@ -103,6 +103,12 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
             due.append(run.ready_at)
         tx.update_run(run_id, parked=None, ready_at=min(due, default=None), **common)
         return
+    if out.continue_as_new is not None:
+        tx.update_run(run_id, parked=None, **common)
+        generation = tx.restart_run(run_id, out.continue_as_new, now)
+        tx.add_event(run_id, E.EXECUTION_CONTINUED_AS_NEW, now,
+                     details={"generation": generation})
+        return
     if out.status is InvocationStatus.SUCCEEDED:
         status, event = ExecutionStatus.SUCCEEDED, E.EXECUTION_SUCCEEDED
     elif out.stopped:
@@ -114,6 +120,28 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
     tx.update_run(run_id, status=status.value, result=out.result, error=dump_error(out.error),
                   ended_at=now, ready_at=None, parked=None, **common)
     tx.notify()  # clients waiting for the result
+    _report_to_parent(tx, run_id, status, out, now)
+
+
+def _report_to_parent(tx: Tx, run_id: str, status: ExecutionStatus, out: InvocationOutput,
+                      now: float) -> None:
+    """A child run ended: complete the parent's CHAINED_INVOKE and wake the parent."""
+    parent = tx.parent_of(run_id)
+    if parent is None:
+        return
+    parent_run, op_id = parent
+    op = tx.get_operation(parent_run, op_id)
+    if op is None or op.status is not S.STARTED:  # detached, or the parent stopped waiting
+        return
+    if status is ExecutionStatus.SUCCEEDED:
+        tx.put_operation(parent_run, replace(op, status=S.SUCCEEDED, result=out.result,
+                                             ended_at=now))
+    else:
+        error = out.error or ErrorObject(status.value, f"child run {run_id!r} ended {status}")
+        tx.put_operation(parent_run, replace(op, status=S.FAILED, error=error, ended_at=now))
+    tx.add_event(parent_run, E.CHAINED_INVOKE_SUCCEEDED if status is ExecutionStatus.SUCCEEDED
+                 else E.CHAINED_INVOKE_FAILED, now, op_id, op.name, {"child_run_id": run_id})
+    tx.wake(parent_run, now)
 
 
 def heartbeat(tx: Tx, owner: str, run_ids: Sequence[str], until: float) -> None:
@@ -236,6 +264,20 @@ def _callback_start(tx: Tx, run_id: str, new: Operation, old: Operation | None,
     return replace(new, callback_id=callback_id, due_at=due)
 
 
+def _invoke_start(tx: Tx, run_id: str, new: Operation, old: Operation | None,
+                  u: OperationUpdate, now: float) -> Operation:
+    _require_new(run_id, old, u)
+    if u.child is None:
+        raise InvalidCheckpoint(f"run {run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
+    child = u.child
+    start_run(tx, child.run_id, child.workflow, child.input, now, (run_id, u.id))
+    tx.add_event(run_id, E.CHAINED_INVOKE_STARTED, now, u.id, u.name,
+                 {"child_run_id": child.run_id})
+    if u.sub_type == SubType.START_CHILD:
+        return replace(new, status=S.SUCCEEDED, child_run_id=child.run_id, ended_at=now)
+    return replace(new, child_run_id=child.run_id)
+
+
 def _context(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
              now: float) -> Operation:
     status = {A.START: S.STARTED, A.SUCCEED: S.SUCCEEDED, A.FAIL: S.FAILED}[u.action]
@@ -265,6 +307,7 @@ _HANDLERS = {
     (OperationType.WAIT, A.START): _wait_start,
     (OperationType.WAIT, A.CANCEL): _cancel_op,
     (OperationType.CALLBACK, A.START): _callback_start,
+    (OperationType.CHAINED_INVOKE, A.START): _invoke_start,
     (OperationType.CONTEXT, A.START): _context,
     (OperationType.CONTEXT, A.SUCCEED): _context,
     (OperationType.CONTEXT, A.FAIL): _context,
@@ -312,6 +355,11 @@ def complete_callback(tx: Tx, callback_id: str, payload: str | None, error: Erro
     return run_id
 
 
+_STOPPABLE = (OperationType.WAIT, OperationType.CALLBACK, OperationType.CHAINED_INVOKE)
+_CANCEL_EVENT = {OperationType.WAIT: E.WAIT_CANCELLED, OperationType.CALLBACK: E.CALLBACK_CANCELLED,
+                 OperationType.CHAINED_INVOKE: E.CHAINED_INVOKE_CANCELLED}
+
+
 def cancel(tx: Tx, run_id: str, now: float) -> RunInfo:
     """Ask the run to stop: its waits are cancelled and `Cancelled` meets it at its next await."""
     run = _running(tx, run_id)
@@ -320,12 +368,37 @@ def cancel(tx: Tx, run_id: str, now: float) -> RunInfo:
     tx.update_run(run_id, cancel_requested=1)
     tx.add_event(run_id, E.EXECUTION_CANCEL_REQUESTED, now)
     for op in tx.waiting_operations(run_id):
-        if op.type in (OperationType.WAIT, OperationType.CALLBACK) or op.status is S.PENDING:
+        if op.type in _STOPPABLE or op.status is S.PENDING:
             tx.put_operation(run_id, replace(op, status=S.CANCELLED, ended_at=now, due_at=None))
-            event = E.WAIT_CANCELLED if op.type is OperationType.WAIT else E.CALLBACK_CANCELLED
-            tx.add_event(run_id, event, now, op.id, op.name)
+            tx.add_event(run_id, _CANCEL_EVENT.get(op.type, E.STEP_CANCELLED), now, op.id,
+                         op.name)
+    for child in tx.live_children(run_id):
+        cancel(tx, child, now)
     tx.wake(run_id, now)
     return _running(tx, run_id)
+
+
+def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None,
+          now: float) -> RunInfo:
+    """A new run of the same workflow that reuses the source's recorded results up to the
+    first operation named (or with the id) `from_step`, and executes from there on."""
+    source = _running(tx, source_id)
+    ops = tx.operations(source_id)
+    cut = next((i for i, op in enumerate(ops) if from_step in (op.name, op.id)), None)
+    if cut is None:
+        names = sorted({op.name for op in ops if op.type is OperationType.STEP and op.name})
+        raise UsageError(f"run {source_id!r} has no operation named {from_step!r}; its steps "
+                         f"are: {', '.join(names) or 'none'}")
+    run, created = start_run(tx, new_id, source.workflow,
+                             source.input if input is None else input, now)
+    if not created:
+        raise UsageError(f"run id {new_id!r} is taken; choose another id for the rerun")
+    for op in ops[:cut]:
+        if op.status.is_final:  # a callback id stays with the run that issued it
+            tx.put_operation(new_id, replace(op, callback_id=None))
+    tx.add_event(new_id, E.EXECUTION_RERUN, now,
+                 details={"source_run_id": source_id, "from": from_step, "reused": cut})
+    return run
 
 
 def unpark(tx: Tx, run_ids: Sequence[str], now: float) -> None:

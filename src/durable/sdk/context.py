@@ -3,26 +3,38 @@ operation module; the machinery lives in `executor`."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import random as _random
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 from durable.errors import UsageError
 from durable.model import SubType
 from durable.sdk import callback as _callback
+from durable.sdk import child as _child
+from durable.sdk import parallel as _parallel
 from durable.sdk import step as _step
 from durable.sdk import values as _values
 from durable.sdk import wait as _wait
 from durable.sdk.callback import Callback
-from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope
+from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, ContinueAsNew, Executor, Scope
+from durable.sdk.parallel import BatchResult, Completion
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import Serializer
 from durable.sdk.step import Semantics, StepConfig
 
+if TYPE_CHECKING:
+    from durable.sdk.workflow import Workflow
+
 R = TypeVar("R")
+
+
+async def _identity(aw: Awaitable[R]) -> R:
+    return await aw
 
 
 class _ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
@@ -122,6 +134,63 @@ class Context:
         """Wait for a named signal to this run. One sent earlier was buffered and is taken now."""
         return await _callback.wait_for_signal(self._ex, self._scope(), name, timeout,
                                                type_hint)
+
+    # -- composition -------------------------------------------------------------------------
+    async def gather(self, *awaitables: Awaitable[Any], name: str | None = None,
+                     completion: Completion | None = None) -> Any:
+        """Run each awaitable as a parallel branch in its own scope: durable operations
+        (`ctx.step(...)`, `ctx.sleep(...)`) or coroutines of your own that perform several.
+
+        Returns the results in order, raising the first failure; with `completion`, returns a
+        `BatchResult` with every branch's outcome instead.
+        """
+        thunks = [functools.partial(_identity, aw) for aw in awaitables]
+        try:
+            batch = await _parallel.run_batch(
+                self._ex, self._scope(), SubType.PARALLEL, SubType.PARALLEL_BRANCH, name,
+                thunks, completion or Completion(), None)
+        finally:
+            for aw in awaitables:  # branches a completion policy or a replay never started
+                if inspect.iscoroutine(aw) and inspect.getcoroutinestate(aw) == "CORO_CREATED":
+                    aw.close()
+        return batch if completion is not None else list(batch)
+
+    async def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *,
+                  max_concurrency: int | None = None, completion: Completion | None = None,
+                  name: str | None = None, retry: RetryPolicy | None = None) -> BatchResult[Any]:
+        """Run `fn(item)` as one step per item, in parallel, results in item order."""
+        step_cfg = StepConfig(retry=retry)
+        if isinstance(fn, _step.StepFunction):
+            step_cfg, fn = fn.cfg.merged(step_cfg), fn.fn
+        values = list(items)
+
+        def item_thunk(item: Any) -> Callable[[], Awaitable[Any]]:
+            return lambda: _step.run_step(self._ex, CURRENT_SCOPE.get(), fn, (item,), {},
+                                          step_cfg)
+        return await _parallel.run_batch(
+            self._ex, self._scope(), SubType.MAP, SubType.MAP_ITERATION,
+            name or _step.step_name(fn), [item_thunk(v) for v in values],
+            completion or Completion(), max_concurrency)
+
+    async def invoke(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> R:
+        """Run a child workflow as its own run and wait for its result (ChildFailed if not)."""
+        return await _child.start(self._ex, self._scope(), workflow, args, id, wait=True)  # type: ignore[no-any-return]
+
+    async def start_child(self, workflow: Workflow[Any], *args: Any,
+                          id: str | None = None) -> str:
+        """Start a child workflow without waiting for it; returns its run id. Cancelling this
+        run cancels it too."""
+        return await _child.start(self._ex, self._scope(), workflow, args, id, wait=False)  # type: ignore[no-any-return]
+
+    def patched(self, change_id: str) -> bool:
+        """True for runs that reach this point under the new code, False for runs that passed
+        it under the old: guard a change with it so runs in flight keep replaying."""
+        return _values.patched(self._ex, self._scope(), change_id)
+
+    def continue_as_new(self, *args: Any) -> NoReturn:
+        """End this run's history here and start the workflow again with `args`, under the same
+        run id: for unbounded loops whose history must stay bounded."""
+        raise ContinueAsNew(args)
 
     # -- recorded values ---------------------------------------------------------------------
     def set_event(self, key: str, value: Any) -> None:

@@ -32,6 +32,14 @@ class _Suspend(BaseException):
     """Unwinds a workflow whose every live branch waits on the engine. Never user-visible."""
 
 
+class ContinueAsNew(BaseException):
+    """Raised by ctx.continue_as_new: ends this run's history and starts it afresh."""
+
+    def __init__(self, args: tuple[object, ...]) -> None:
+        super().__init__()
+        self.args_ = args
+
+
 @dataclass(slots=True)
 class Scope:
     """A sequence of operations: the workflow body, or one parallel branch. Ids count within it."""
@@ -75,7 +83,7 @@ CURRENT_STEP: ContextVar[StepRun | None] = ContextVar("durable_step", default=No
 
 class Executor:
     def __init__(self, invocation: Invocation, checkpointer: Checkpointer,
-                 serializer: Serializer) -> None:
+                 serializer: Serializer, replay_only: bool = False) -> None:
         self.run_id = invocation.run_id
         self.workflow = invocation.workflow
         self.ops = invocation.operations
@@ -84,12 +92,16 @@ class Executor:
         self.cancel_raised = False
         self.root = Scope(self, None)
         self._checkpointer = checkpointer
-        self._recorded = set(self.ops)
+        # Completeness and the replaying flag follow the workflow body's own operations: inner
+        # operations of a branch that a completion policy abandoned are never reached again.
+        self._recorded = {op.id for op in self.ops.values() if op.parent_id is None}
         self._unvisited = len(self._recorded)
         self._buffer: list[OperationUpdate] = []
+        self.patches: dict[str, bool] = {}
         self._live = 1
         self._waiters: list[asyncio.Future[None]] = []
         self.suspending = False
+        self.replay_only = replay_only  # stop at the first operation history does not hold
 
     # -- replay ------------------------------------------------------------------------------
     @property
@@ -109,6 +121,8 @@ class Executor:
         op_id, position = scope.next_id()
         recorded = self.ops.get(op_id)
         if recorded is None:
+            if self.replay_only:
+                raise _Suspend
             if interruptible and self.cancel_requested and not self.cancel_raised:
                 self.cancel_raised = True
                 raise Cancelled
@@ -123,6 +137,8 @@ class Executor:
                 f"recorded as {recorded.type} {recorded.name!r}, but the code now calls "
                 f"{type} {name!r}. The code changed under a run in flight: restore the old "
                 "order, or guard the change with ctx.patched(...). The run is parked until then.")
+        if self.replay_only and not recorded.status.is_final:
+            raise _Suspend
         return op_id, recorded
 
     def cancelled(self) -> NoReturn:
@@ -180,12 +196,11 @@ class Executor:
             if not fut.done():
                 fut.set_exception(_Suspend())
 
-    def branch_started(self) -> None:
-        self._live += 1
-
-    def branch_finished(self) -> None:
-        self._live -= 1
-        if self._waiters and len(self._waiters) >= self._live:
+    def live_changed(self, delta: int) -> None:
+        """Branches started (+) or ended (-), or a parent began (-) or ended (+) waiting on
+        them. If what remains live is all waiting on the engine, the invocation suspends."""
+        self._live += delta
+        if delta < 0 and self._waiters and len(self._waiters) >= self._live:
             self._suspend_all()
 
 

@@ -17,8 +17,23 @@ from durable.model import (
     OperationType,
     OperationUpdate,
     SubType,
+    operation_id,
 )
 from durable.sdk.executor import Executor, Scope
+
+
+def patched(ex: Executor, scope: Scope, change_id: str) -> bool:
+    """True where the run takes the new code path: runs that reach this point under new code
+    record a marker; runs whose history already holds something else here took the old path."""
+    if change_id in ex.patches:
+        return ex.patches[change_id]
+    upcoming = ex.ops.get(operation_id(scope.parent_id, scope.counter + 1))
+    new_path = upcoming is None or (upcoming.sub_type == SubType.PATCH
+                                     and upcoming.name == change_id)
+    if new_path:
+        record(ex, scope, SubType.PATCH, change_id, lambda: True)
+    ex.patches[change_id] = new_path
+    return new_path
 
 
 def record(ex: Executor, scope: Scope, sub_type: SubType, name: str,

@@ -11,13 +11,15 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from durable.errors import Cancelled, NonDeterminismError, SerializationError, UsageError
 from durable.model import (
     Checkpointer,
+    CheckpointResult,
     ErrorObject,
     Invocation,
     InvocationOutput,
     InvocationStatus,
+    OperationUpdate,
 )
 from durable.sdk.context import Context
-from durable.sdk.executor import CURRENT_SCOPE, Executor, _Suspend
+from durable.sdk.executor import CURRENT_SCOPE, ContinueAsNew, Executor, _Suspend
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import DEFAULT_SERIALIZER, Serializer
 from durable.sdk.step import Semantics, StepConfig, StepFunction
@@ -84,7 +86,18 @@ class Workflow(Generic[R]):
     async def handler(self, invocation: Invocation,
                       checkpointer: Checkpointer) -> InvocationOutput:
         """Replay the run's history through the workflow and run on until it ends or waits."""
-        ex = Executor(invocation, checkpointer, self.serializer)
+        return await self._execute(Executor(invocation, checkpointer, self.serializer),
+                                   invocation)
+
+    async def check_history(self, invocation: Invocation) -> ErrorObject | None:
+        """Replay a stored history against this code without running anything new: the
+        divergence as a NonDeterminismError, or None if the code still fits."""
+        async def refuse(updates: list[OperationUpdate]) -> CheckpointResult:
+            return CheckpointResult([], False)
+        ex = Executor(invocation, refuse, self.serializer, replay_only=True)
+        return (await self._execute(ex, invocation)).parked
+
+    async def _execute(self, ex: Executor, invocation: Invocation) -> InvocationOutput:
         token = CURRENT_SCOPE.set(ex.root)
         try:
             value = await self.fn(Context(ex), *self.decode_input(invocation.input))
@@ -95,6 +108,9 @@ class Workflow(Generic[R]):
         except _Suspend:
             await ex.flush()
             return InvocationOutput(InvocationStatus.PENDING)
+        except ContinueAsNew as e:
+            return InvocationOutput(InvocationStatus.SUCCEEDED,
+                                    continue_as_new=self.encode_input(e.args_))
         except NonDeterminismError as e:
             return InvocationOutput(InvocationStatus.PENDING, parked=ErrorObject.from_exception(e))
         except Cancelled as e:

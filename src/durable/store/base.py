@@ -13,6 +13,7 @@ import contextlib
 import json
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -33,11 +34,11 @@ T = TypeVar("T")
 
 _OP_COLUMNS = (
     "op_id, type, status, name, parent_id, sub_type, attempt, result, error, due_at, "
-    "callback_id, started_at, ended_at"
+    "callback_id, child_run_id, started_at, ended_at"
 )
 _RUN_COLUMNS = (
     "run_id, workflow, status, input, result, error, created_at, updated_at, ended_at, "
-    "compute_seconds, parked, cancel_requested, ready_at"
+    "compute_seconds, parked, cancel_requested, ready_at, parent_run_id"
 )
 _WAITING = (OperationStatus.STARTED.value, OperationStatus.PENDING.value)
 
@@ -60,8 +61,8 @@ def _operation(row: Sequence[Any]) -> Operation:
     return Operation(
         id=row[0], type=OperationType(row[1]), status=OperationStatus(row[2]), name=row[3],
         parent_id=row[4], sub_type=row[5], attempt=row[6], result=row[7],
-        error=load_error(row[8]), due_at=row[9], callback_id=row[10], started_at=row[11],
-        ended_at=row[12],
+        error=load_error(row[8]), due_at=row[9], callback_id=row[10], child_run_id=row[11],
+        started_at=row[12], ended_at=row[13],
     )
 
 
@@ -70,7 +71,7 @@ def _run(row: Sequence[Any]) -> RunInfo:
         run_id=row[0], workflow=row[1], status=ExecutionStatus(row[2]), input=row[3],
         result=row[4], error=load_error(row[5]), created_at=row[6], updated_at=row[7],
         ended_at=row[8], compute_seconds=row[9], parked=load_error(row[10]),
-        cancel_requested=bool(row[11]), ready_at=row[12],
+        cancel_requested=bool(row[11]), ready_at=row[12], parent_run_id=row[13],
     )
 
 
@@ -92,12 +93,16 @@ class Tx:
         return int(self._execute(sql, params).rowcount)
 
     # -- runs -------------------------------------------------------------------------------
-    def insert_run(self, run_id: str, workflow: str, input: str | None, now: float) -> bool:
-        """Create a RUNNING run ready now; False if the id exists already (start is idempotent)."""
+    def insert_run(self, run_id: str, workflow: str, input: str | None, now: float,
+                   parent: tuple[str, str] | None = None) -> bool:
+        """Create a RUNNING run ready now; False if the id exists already (start is idempotent).
+        `parent` is the (run id, operation id) of the CHAINED_INVOKE that started it."""
+        parent_run, parent_op = parent or (None, None)
         created = self._exec(
-            "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, ready_at)"
-            " VALUES (?, ?, 'RUNNING', ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
-            (run_id, workflow, input, now, now, now),
+            "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, ready_at,"
+            " parent_run_id, parent_op_id) VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id) DO NOTHING",
+            (run_id, workflow, input, now, now, now, parent_run, parent_op),
         ) == 1
         if created:
             self.notify()
@@ -194,6 +199,25 @@ class Tx:
             " LIMIT ? OFFSET ?", (*params, limit, offset))
         return [_run(r) for r in rows]
 
+    def restart_run(self, run_id: str, input: str | None, now: float) -> int:
+        """Clear the run's operations and history and start it over with `input`; buffered
+        signals and published events stay. Returns the new generation number."""
+        self._exec("DELETE FROM operations WHERE run_id = ?", (run_id,))
+        self._exec("DELETE FROM history WHERE run_id = ?", (run_id,))
+        row = self._one(
+            "UPDATE runs SET input = ?, ready_at = ?, updated_at = ?, generation = generation + 1"
+            " WHERE run_id = ? RETURNING generation", (input, now, now, run_id))
+        return int(row[0])
+
+    def parent_of(self, run_id: str) -> tuple[str, str] | None:
+        row = self._one("SELECT parent_run_id, parent_op_id FROM runs WHERE run_id = ?",
+                        (run_id,))
+        return None if row is None or row[0] is None else (row[0], row[1])
+
+    def live_children(self, run_id: str) -> list[str]:
+        return [r[0] for r in self._rows(
+            "SELECT run_id FROM runs WHERE parent_run_id = ? AND status = 'RUNNING'", (run_id,))]
+
     def parked_runs(self, workflows: Sequence[str]) -> list[str]:
         where, params = _workflow_filter(workflows)
         return [r[0] for r in self._rows(
@@ -218,15 +242,16 @@ class Tx:
     def put_operation(self, run_id: str, op: Operation) -> None:
         self._exec(
             "INSERT INTO operations (run_id, op_id, type, status, name, parent_id, sub_type,"
-            " attempt, result, error, due_at, callback_id, started_at, ended_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " attempt, result, error, due_at, callback_id, child_run_id, started_at, ended_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id, op_id) DO UPDATE SET status = excluded.status,"
             " attempt = excluded.attempt, result = excluded.result, error = excluded.error,"
             " due_at = excluded.due_at, callback_id = excluded.callback_id,"
+            " child_run_id = excluded.child_run_id,"
             " started_at = excluded.started_at, ended_at = excluded.ended_at",
             (run_id, op.id, op.type.value, op.status.value, op.name, op.parent_id, op.sub_type,
              op.attempt, op.result, dump_error(op.error), op.due_at, op.callback_id,
-             op.started_at, op.ended_at),
+             op.child_run_id, op.started_at, op.ended_at),
         )
 
     def find_callback(self, callback_id: str) -> tuple[str, Operation] | None:
@@ -295,7 +320,8 @@ class BatchWriter:
     batch, then commits once: one fsync serves every step that was waiting, and each caller
     resumes only after its own change is durable. Callers on an event loop get their results with
     one wake-up of that loop per batch, not one per write. Both dialects accept the same savepoint
-    SQL; they differ only in how a write transaction begins and in how a Tx is made.
+    SQL; they differ only in how a write transaction begins and ends, in how a Tx is made, and in
+    whether a failed batch may run again (the hooks at the end).
     """
 
     def __init__(self, connect: Callable[[], Any], begin: str, name: str,
@@ -305,6 +331,8 @@ class BatchWriter:
         self._begin = begin
         self._make_tx = make_tx
         self._after_notify = after_notify
+        self._conn: Any = None  # connected by the writer thread, again after a drop
+        self._tx: Tx | None = None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=f"durable-{name}-writer",
                                         daemon=True)
@@ -326,8 +354,6 @@ class BatchWriter:
         self._thread.join()
 
     def _loop(self) -> None:
-        conn = self._connect()
-        tx = self._make_tx(conn)
         while True:
             job = self._queue.get()
             if job is None:
@@ -340,34 +366,82 @@ class BatchWriter:
                         self._queue.put(None)
                         break
                     batch.append(nxt)
-            self._commit(conn, tx, batch)
-        conn.close()
+            self._write(batch)
+            self._deliver(batch)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _write(self, batch: list[_Job]) -> None:
+        """Commit `batch`, running all of it again while the dialect says it certainly did not
+        commit and may succeed now; at the end every job has its result or its error."""
+        deadline = time.monotonic() + self.retry_seconds
+        pause = 0.005
+        while True:
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                    self._tx = self._make_tx(self._conn)
+                assert self._tx is not None
+                self._commit(self._conn, self._tx, batch)
+                return
+            except _Aborted as a:
+                error, committing, txn = a.error, a.committing, a.txn
+            except Exception as e:  # could not connect
+                error, committing, txn = e, False, None
+            lost = self._lost(self._conn, error)
+            if lost and self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
+            if lost and committing:  # COMMIT was in flight: it may have happened
+                outcome = self._committed(txn)
+                if outcome is True:  # the jobs' outcomes stand
+                    return
+                if outcome is None:
+                    _fail(batch, error)
+                    return
+            elif not (lost or self._transient(error)):
+                _fail(batch, error)
+                return
+            if time.monotonic() + pause > deadline:
+                _fail(batch, error)
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def _commit(self, conn: Any, tx: Tx, batch: list[_Job]) -> None:
+        """One attempt at the batch in one transaction. Sets each job's result or error once
+        committed; raises `_Aborted` if the transaction as a whole did not commit, or might not
+        have."""
         tx.notified = False
+        txn: Any = None
+        committing = False
         try:
-            conn.execute(self._begin)
+            txn = self._start(conn)
             if len(batch) == 1:
-                batch[0].result = batch[0].fn(tx)
+                batch[0].result, batch[0].error = batch[0].fn(tx), None
             else:
                 for job in batch:
+                    job.result = job.error = None
                     conn.execute("SAVEPOINT one")
                     try:
                         job.result = job.fn(tx)
-                        conn.execute("RELEASE one")
                     except Exception as e:
+                        if self._lost(conn, e) or self._transient(e):
+                            raise  # the transaction itself is gone
                         conn.execute("ROLLBACK TO one")
-                        conn.execute("RELEASE one")
                         job.error = e
-            conn.execute("COMMIT")
+                    conn.execute("RELEASE one")
+            committing = True
+            conn.execute(self._commit_sql(tx))
         except Exception as e:
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
-            for job in batch:
-                job.error = e
-        else:
-            if tx.notified and self._after_notify is not None:
-                self._after_notify()
+            raise _Aborted(e, txn, committing) from e
+        if tx.notified and self._after_notify is not None:
+            self._after_notify()
+
+    def _deliver(self, batch: list[_Job]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         for job in batch:
             if job.loop is None:
@@ -377,6 +451,46 @@ class BatchWriter:
         for loop, jobs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
                 loop.call_soon_threadsafe(_deliver_all, jobs)
+
+    # -- dialect hooks. A SQLite file neither drops its connection nor aborts a transaction to
+    # break a deadlock, so by default nothing is retried: any failure goes to the callers. A
+    # network database does both; its writer overrides these so a batch that certainly did not
+    # commit runs again, on a new connection if need be, for up to `retry_seconds`.
+    retry_seconds = 15.0
+
+    def _start(self, conn: Any) -> Any:
+        """Begin the write transaction; returns what `_committed` needs to look it up later."""
+        conn.execute(self._begin)
+        return None
+
+    def _commit_sql(self, tx: Tx) -> str:
+        return "COMMIT"
+
+    def _lost(self, conn: Any, error: Exception) -> bool:
+        """Whether `error` means the connection is gone (`conn` is None: connecting failed)."""
+        return False
+
+    def _transient(self, error: Exception) -> bool:
+        """Whether the database aborted the transaction and running it again may succeed."""
+        return False
+
+    def _committed(self, txn: Any) -> bool | None:
+        """The connection dropped while COMMIT was in flight: did transaction `txn` commit?
+        None if that cannot be known; the callers then get the error."""
+        return None
+
+
+class _Aborted(Exception):
+    """A batch's transaction failed as a whole. `committing`: it failed during COMMIT."""
+
+    def __init__(self, error: Exception, txn: Any, committing: bool) -> None:
+        super().__init__(str(error))
+        self.error, self.txn, self.committing = error, txn, committing
+
+
+def _fail(batch: list[_Job], error: BaseException) -> None:
+    for job in batch:
+        job.result, job.error = None, error
 
 
 @dataclass(slots=True)

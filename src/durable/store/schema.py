@@ -24,8 +24,12 @@ CREATE TABLE runs (
     token INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     parked TEXT,
-    compute_seconds DOUBLE PRECISION NOT NULL DEFAULT 0
+    compute_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+    parent_run_id TEXT,
+    parent_op_id TEXT,
+    generation INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 CREATE INDEX runs_ready ON runs (ready_at) WHERE ready_at IS NOT NULL;
 CREATE INDEX runs_lease ON runs (lease_expires) WHERE lease_expires IS NOT NULL;
 CREATE INDEX runs_created ON runs (created_at);
@@ -43,6 +47,7 @@ CREATE TABLE operations (
     error TEXT,
     due_at DOUBLE PRECISION,
     callback_id TEXT,
+    child_run_id TEXT,
     started_at DOUBLE PRECISION,
     ended_at DOUBLE PRECISION,
     UNIQUE (run_id, op_id)

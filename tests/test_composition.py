@@ -1,0 +1,289 @@
+"""Composition and evolution: parallel branches, map, child workflows, versioning, replay,
+rerun and continue-as-new."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import durable
+from durable import (
+    BatchFailed,
+    ChildFailed,
+    Completion,
+    Context,
+    ExecutionStatus,
+    RetryPolicy,
+    StepFailed,
+    workflow,
+)
+from durable.model import OperationType
+from tests.test_workflows import finish, run_to_end, serving, until
+
+ONCE = RetryPolicy(max_attempts=1)
+
+
+async def branch(ctx: Context, i: int, delay: float) -> str:
+    await ctx.sleep(delay)
+    return await ctx.step(lambda: f"branch-{i}", name="finish")
+
+
+async def test_gather_returns_results_in_order_whatever_order_branches_finish(client):
+    @workflow
+    async def wf(ctx: Context) -> list[str]:
+        return await ctx.gather(branch(ctx, 0, 0.15), branch(ctx, 1, 0.01), branch(ctx, 2, 0.08))
+
+    handle = await run_to_end(client, wf)
+    assert handle.result() == ["branch-0", "branch-1", "branch-2"]
+    steps = [o for o in client.operations(handle.run_id) if o.name == "finish"]
+    assert len(steps) == 3 and len({o.id for o in steps}) == 3
+    assert len({o.parent_id for o in steps}) == 3  # one scope per branch
+
+
+async def test_a_waiting_branch_does_not_hold_up_the_others(client):
+    ran: list[str] = []
+
+    @workflow
+    async def wf(ctx: Context) -> list[Any]:
+        async def waits() -> Any:
+            return await ctx.wait_for_signal("go")
+
+        async def works() -> str:
+            await ctx.step(lambda: ran.append("worked"), name="work")
+            return "done"
+        return await ctx.gather(waits(), works())
+
+    handle = client.start(wf)
+    async with serving(client, wf):
+        await until(lambda: ran == ["worked"])  # finished while the other branch waits
+        assert client.get(handle.run_id).status is ExecutionStatus.RUNNING
+        client.signal(handle.run_id, "go", 7)
+        await finish(client, handle.run_id)
+    assert handle.result() == [7, "done"]
+    assert ran == ["worked"]
+
+
+async def test_gather_fails_fast_with_the_first_failure(client):
+    @workflow
+    async def wf(ctx: Context) -> str:
+        def boom() -> None:
+            raise ValueError("broken branch")
+        try:
+            await ctx.gather(ctx.step(boom, retry=ONCE), ctx.sleep(3600))
+        except StepFailed as e:
+            return e.error_message
+        return "no"
+
+    handle = await run_to_end(client, wf)
+    assert handle.result() == "broken branch"
+
+
+async def test_map_keeps_item_order_and_limits_concurrency(client):
+    running = 0
+    peak = 0
+
+    async def square(x: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.005)
+        running -= 1
+        return x * x
+
+    @workflow
+    async def wf(ctx: Context) -> list[int]:
+        result = await ctx.map(square, range(20), max_concurrency=4)
+        return list(result)  # type: ignore[arg-type]
+
+    handle = await run_to_end(client, wf)
+    assert handle.result() == [x * x for x in range(20)]
+    assert peak <= 4
+
+
+async def test_map_tolerates_failures_within_its_completion_policy(client):
+    def check(x: int) -> int:
+        if x % 5 == 0:
+            raise ValueError(f"bad {x}")
+        return x
+
+    @workflow
+    async def tolerant(ctx: Context) -> dict[str, Any]:
+        r = await ctx.map(check, range(1, 11), completion=Completion.tolerate(failures=2),
+                          retry=ONCE)
+        return {"results": r.results, "failed": r.failed, "reason": r.completion_reason}
+
+    @workflow
+    async def strict(ctx: Context) -> str:
+        try:
+            await ctx.map(check, range(1, 11), completion=Completion.tolerate(failures=1),
+                          retry=ONCE)
+        except BatchFailed as e:
+            return str(e)
+        return "no"
+
+    out = (await run_to_end(client, tolerant)).result()
+    assert out == {"results": [1, 2, 3, 4, 6, 7, 8, 9], "failed": 2, "reason": "ALL_COMPLETED"}
+    assert "2 of 10 items failed" in (await run_to_end(client, strict)).result()
+
+
+async def test_map_with_min_successful_stops_early_and_replays_the_same_decision(client):
+    @workflow
+    async def wf(ctx: Context) -> list[Any]:
+        r = await ctx.map(lambda x: x, range(10), max_concurrency=1,
+                          completion=Completion.at_least(3))
+        await ctx.sleep(0.01)  # replay after the decision: it must come out the same
+        return [r.results, r.completion_reason]
+
+    handle = await run_to_end(client, wf)
+    assert handle.result() == [[0, 1, 2], "MIN_SUCCESSFUL_REACHED"]
+
+
+async def test_child_workflow_is_its_own_run_linked_to_the_parent(client):
+    @workflow
+    async def child(ctx: Context, x: int) -> int:
+        await ctx.sleep(0.01)
+        return await ctx.step(lambda: x + 1, name="inc")
+
+    @workflow
+    async def parent(ctx: Context) -> int:
+        return await ctx.invoke(child, 41)
+
+    handle = client.start(parent)
+    async with serving(client, parent, child):
+        await finish(client, handle.run_id)
+    assert handle.result() == 42
+    op = next(o for o in client.operations(handle.run_id)
+              if o.type is OperationType.CHAINED_INVOKE)
+    assert op.child_run_id is not None
+    child_run = client.get(op.child_run_id)
+    assert child_run.parent_run_id == handle.run_id
+    assert child_run.status is ExecutionStatus.SUCCEEDED
+    assert [o.name for o in client.operations(op.child_run_id)] == [None, "inc"]
+
+
+async def test_child_failure_raises_child_failed_in_the_parent(client):
+    @workflow
+    async def bad_child(ctx: Context) -> None:
+        raise RuntimeError("child broke")
+
+    @workflow
+    async def parent(ctx: Context) -> str:
+        try:
+            await ctx.invoke(bad_child)
+        except ChildFailed as e:
+            return e.error.message
+        return "no"
+
+    handle = client.start(parent)
+    async with serving(client, parent, bad_child):
+        await finish(client, handle.run_id)
+    assert handle.result() == "child broke"
+
+
+async def test_cancelling_a_parent_cancels_its_live_children(client):
+    @workflow
+    async def sleeper(ctx: Context) -> None:
+        await ctx.sleep(3600)
+
+    @workflow
+    async def parent(ctx: Context) -> None:
+        await ctx.start_child(sleeper, id="detached-child")
+        await ctx.invoke(sleeper, id="awaited-child")
+
+    handle = client.start(parent)
+    async with serving(client, parent, sleeper):
+        await until(lambda: len(client.list(workflow=sleeper.name)) == 2)
+        client.cancel(handle.run_id)
+        await finish(client, handle.run_id)
+        await finish(client, "detached-child")
+        await finish(client, "awaited-child")
+    for run_id in (handle.run_id, "detached-child", "awaited-child"):
+        assert client.get(run_id).status is ExecutionStatus.STOPPED
+
+
+async def test_patched_keeps_old_runs_on_the_old_path_and_new_runs_on_the_new(client):
+    def make(v2: bool) -> durable.Workflow[Any]:
+        @workflow(name="pricing")
+        async def pricing(ctx: Context) -> str:
+            await ctx.step(lambda: 1, name="load")
+            if v2 and ctx.patched("discount"):
+                await ctx.step(lambda: 2, name="discount")
+                path = "new"
+            else:
+                path = "old"
+            await ctx.wait_for_signal("go")
+            return path
+        return pricing
+
+    v1 = make(v2=False)
+    old = client.start(v1)
+    async with serving(client, v1):
+        await until(lambda: len(client.operations(old.run_id)) == 2)
+    v2 = make(v2=True)
+    new = client.start(v2)
+    client.signal(old.run_id, "go")
+    client.signal(new.run_id, "go")
+    async with serving(client, v2):
+        await finish(client, old.run_id)
+        await finish(client, new.run_id)
+    assert old.result() == "old"
+    assert new.result() == "new"
+
+
+async def test_replay_reports_a_reordered_step_and_passes_matching_code(client):
+    def make(order: tuple[str, str]) -> durable.Workflow[Any]:
+        @workflow(name="ordered")
+        async def ordered(ctx: Context) -> None:
+            for name in order:
+                await ctx.step(lambda: None, name=name)
+        return ordered
+
+    original = make(("reserve", "charge"))
+    await run_to_end(client, original)
+    ok = await asyncio.to_thread(client.replay, [original])
+    assert [r.divergence for r in ok] == [None]
+    swapped = make(("charge", "reserve"))
+    bad = await asyncio.to_thread(client.replay, [swapped])
+    assert bad[0].divergence is not None
+    assert "'reserve'" in bad[0].divergence.message
+    assert "'charge'" in bad[0].divergence.message
+
+
+async def test_rerun_from_a_step_reuses_earlier_results_and_executes_from_it(client):
+    calls: list[str] = []
+
+    @workflow
+    async def pipeline(ctx: Context, n: int) -> list[Any]:
+        a = await ctx.step(lambda: calls.append("extract") or n, name="extract")
+        b = await ctx.step(lambda: calls.append("transform") or a * 2, name="transform")
+        c = await ctx.step(lambda: calls.append("load") or b + n, name="load")
+        return [a, b, c]
+
+    first = await run_to_end(client, pipeline, 5)
+    assert first.result() == [5, 10, 15]
+    calls.clear()
+    again = client.rerun(first.run_id, "transform", 100)
+    async with serving(client, pipeline):
+        await finish(client, again.run_id)
+    assert again.result() == [5, 10, 110]  # extract's result reused; input edited
+    assert calls == ["transform", "load"]
+    with pytest.raises(durable.UsageError, match="extract, load, transform"):
+        client.rerun(first.run_id, "nope")
+
+
+async def test_continue_as_new_keeps_history_bounded(client):
+    @workflow
+    async def poller(ctx: Context, i: int, total: int) -> int:
+        await ctx.step(lambda: i, name="poll")
+        if i + 1 < total:
+            ctx.continue_as_new(i + 1, total)
+        return i
+
+    handle = client.start(poller, 0, 40)
+    async with serving(client, poller):
+        await finish(client, handle.run_id, timeout=30)
+    assert handle.result() == 39
+    assert len(client.operations(handle.run_id)) == 1
+    assert len(client.history(handle.run_id)) < 10
