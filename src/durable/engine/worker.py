@@ -124,6 +124,18 @@ class Worker:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
 
+    async def run_due(self) -> float | None:
+        """Run every invocation due now, and what they make due now, until nothing is; return
+        when the next one falls due (None: nothing will without the outside world)."""
+        while True:
+            timeout = await self._claim_and_start()
+            if self._inflight:
+                await asyncio.wait(list(self._inflight.values()))
+            elif timeout is None:
+                return None
+            elif timeout > 0.001:
+                return self.clock() + timeout
+
     async def _claim_and_start(self) -> float | None:
         """Start what is due; return how long to sleep (None: until woken, 0: look again)."""
         free = self.concurrency - len(self._inflight)

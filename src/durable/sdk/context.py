@@ -21,7 +21,14 @@ from durable.sdk import step as _step
 from durable.sdk import values as _values
 from durable.sdk import wait as _wait
 from durable.sdk.callback import Callback
-from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, ContinueAsNew, Executor, Scope
+from durable.sdk.executor import (
+    CURRENT_SCOPE,
+    CURRENT_STEP,
+    WALL_CLOCK,
+    ContinueAsNew,
+    Executor,
+    Scope,
+)
 from durable.sdk.parallel import BatchResult, Completion
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import Serializer
@@ -200,7 +207,7 @@ class Context:
     def now(self) -> datetime:
         """The current time, recorded once and replayed after."""
         return _values.record(self._ex, self._scope(), SubType.NOW, "now",  # type: ignore[no-any-return]
-                              lambda: datetime.now(UTC), datetime)
+                              lambda: datetime.fromtimestamp(WALL_CLOCK.get()(), UTC), datetime)
 
     def random(self) -> float:
         return float(_values.record(self._ex, self._scope(), SubType.RANDOM, "random",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import NoReturn
@@ -78,6 +79,8 @@ class StepRun:
 
 
 CURRENT_SCOPE: ContextVar[Scope] = ContextVar("durable_scope")
+WALL_CLOCK: ContextVar[Callable[[], float]] = ContextVar("durable_wall_clock", default=time.time)
+"""Where now() and step timestamps read the time; durable.testing swaps in a virtual clock."""
 CURRENT_STEP: ContextVar[StepRun | None] = ContextVar("durable_step", default=None)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from durable.model import (
     OperationUpdate,
     SubType,
 )
-from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, StepRun
+from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, WALL_CLOCK, Executor, Scope, StepRun
 from durable.sdk.retry import DEFAULT_RETRY, RetryPolicy
 from durable.sdk.serializer import Serializer
 
@@ -116,7 +115,7 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
                         "stopped during the body); at-most-once: not re-running it unasked"))
                     continue
             attempt = (op.attempt if op is not None else 0) + 1
-            started = time.time()
+            started = WALL_CLOCK.get()()
             if cfg.semantics == "at_most_once":
                 await ex.checkpoint(update(OperationAction.START, started_at=started))
             try:
