@@ -121,6 +121,17 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
                   ended_at=now, ready_at=None, parked=None, **common)
     tx.notify()  # clients waiting for the result
     _report_to_parent(tx, run_id, status, out, now)
+    _stop_awaited_children(tx, run_id, now)
+
+
+def _stop_awaited_children(tx: Tx, run_id: str, now: float) -> None:
+    """A run that ended no longer waits for the children it invoked (e.g. a quorum was
+    reached without them): cancel those. Children started with start_child live on."""
+    for child in tx.live_children(run_id):
+        link = tx.parent_of(child)
+        op = tx.get_operation(run_id, link[1]) if link else None
+        if op is not None and op.sub_type == SubType.INVOKE:
+            cancel(tx, child, now)
 
 
 def _report_to_parent(tx: Tx, run_id: str, status: ExecutionStatus, out: InvocationOutput,
