@@ -500,3 +500,17 @@ def test_run_blocks_until_the_result(db_url):
         return await ctx.step(lambda: f"hello {name}")
 
     assert durable.run(wf, "ada", db=db_url) == "hello ada"
+
+
+async def test_a_steps_own_timeout_error_is_an_ordinary_failure_not_a_step_timeout(client):
+    @workflow
+    async def wf(ctx: Context) -> str:
+        def calls_slow_api() -> None:
+            raise TimeoutError("upstream timed out")
+        try:
+            await ctx.step(calls_slow_api, retry=RetryPolicy(max_attempts=1))
+        except StepFailed as e:
+            return e.error_type
+        return "no"
+
+    assert (await run_to_end(client, wf)).result() == "TimeoutError"

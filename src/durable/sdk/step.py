@@ -149,11 +149,17 @@ async def _call(ex: Executor, op_id: str, attempt: int, fn: Callable[..., Any],
             work = fn(*args, **kwargs)
         else:  # sync functions run in a thread so the event loop keeps serving other runs
             work = asyncio.to_thread(fn, *args, **kwargs)
-        try:
-            result = await (work if timeout is None else asyncio.wait_for(work, timeout))
-        except TimeoutError:
-            raise StepTimeout(f"step {step_name(fn)!r} attempt {attempt} ran longer than "
-                              f"its timeout of {timeout}s") from None
+        if timeout is None:
+            result = await work
+        else:
+            try:
+                async with asyncio.timeout(timeout) as deadline:
+                    result = await work
+            except TimeoutError:
+                if not deadline.expired():  # the body's own TimeoutError: an ordinary failure
+                    raise
+                raise StepTimeout(f"step {step_name(fn)!r} attempt {attempt} ran longer than "
+                                  f"its timeout of {timeout}s") from None
         if inspect.isawaitable(result):  # a sync callable that returned a coroutine
             result = await result
         return result

@@ -1,0 +1,303 @@
+"""A run's history and state told for people: one line per event, what the run waits on, what it
+published. Plain text and a tone per line, no terminal codes, so that `durable show`, the progress
+of `durable run` and any other viewer tell a run the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from durable.model import (
+    ErrorObject,
+    EventType,
+    ExecutionStatus,
+    HistoryEvent,
+    Operation,
+    OperationStatus,
+    OperationType,
+    RunInfo,
+    SubType,
+)
+
+E = EventType
+S = OperationStatus
+
+
+def duration(seconds: float) -> str:
+    """Short and readable at every scale: 0.4ms, 12ms, 1.50s, 2m03s, 1h02m, 3d04h."""
+    s = max(seconds, 0.0)
+    if s < 0.01:
+        return f"{s * 1000:.1f}ms"
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.2f}s"
+    minutes, secs = divmod(int(s), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def offset(ts: float, t0: float) -> str:
+    """A time relative to the run's start, as the timeline shows it."""
+    return f"+{duration(ts - t0)}"
+
+
+def error_text(error: ErrorObject | dict[str, Any] | None) -> str:
+    """`Type: message` of a stored error, or of its dict form in event details."""
+    if error is None:
+        return "-"
+    if isinstance(error, dict):
+        error = ErrorObject.from_dict(error)
+    return f"{error.type}: {error.message}"
+
+
+class Tone(StrEnum):
+    """How loud a line is; each viewer maps it to its own colours."""
+
+    PLAIN = "plain"
+    OK = "ok"
+    WARN = "warn"
+    ERROR = "error"
+    ALARM = "alarm"  # a parked run: it needs a person
+    MUTED = "muted"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One history event as a person reads it: which operation, what happened, how loud."""
+
+    subject: str
+    text: str
+    tone: Tone = Tone.PLAIN
+
+
+# -- operation labels ---------------------------------------------------------------------------
+
+_VALUE_LABELS: dict[str, str] = {
+    SubType.NOW: "now()", SubType.RANDOM: "random()", SubType.UUID: "uuid4()"}
+_KIND_LABELS: dict[str, str] = {
+    SubType.STEP: "step", SubType.SET_EVENT: "event", SubType.SLEEP: "sleep",
+    SubType.CALLBACK: "callback", SubType.SIGNAL: "signal", SubType.PATCH: "patch",
+    SubType.PARALLEL: "gather", SubType.PARALLEL_BRANCH: "branch", SubType.MAP: "map",
+    SubType.MAP_ITERATION: "map item", SubType.INVOKE: "child", SubType.START_CHILD: "child"}
+
+
+def op_label(op: Operation) -> str:
+    """`step 'charge'`, `sleep`, `signal 'approve'`, `now()`...: what the workflow code called."""
+    sub_type = op.sub_type or ""
+    if sub_type in _VALUE_LABELS:
+        return _VALUE_LABELS[sub_type]
+    kind = _KIND_LABELS.get(sub_type, op.type.value.lower())
+    return f"{kind} {op.name!r}" if op.name else kind
+
+
+def _subject(event: HistoryEvent, op: Operation | None) -> str:
+    if op is not None:
+        return op_label(op)
+    if event.type == E.SIGNAL_RECEIVED:
+        return f"signal {event.name!r}"
+    if event.type == E.INVOCATION_COMPLETED:
+        return "invocation"
+    if event.operation_id is not None:
+        return f"operation {event.name or event.operation_id!r}"
+    return "run"
+
+
+# -- what each event says -----------------------------------------------------------------------
+
+Telling = tuple[str, Tone]
+TellFn = Callable[[HistoryEvent, float], Telling]
+
+
+def _fixed(text: str, tone: Tone = Tone.PLAIN) -> TellFn:
+    return lambda event, t0: (text, tone)
+
+
+def _detail(event: HistoryEvent, key: str) -> Any:
+    return event.details.get(key)
+
+
+def _run_started(event: HistoryEvent, t0: float) -> Telling:
+    return f"started ({_detail(event, 'workflow')})", Tone.PLAIN
+
+
+def _run_failed(event: HistoryEvent, t0: float) -> Telling:
+    return f"failed: {error_text(_detail(event, 'error'))}", Tone.ERROR
+
+
+def _run_parked(event: HistoryEvent, t0: float) -> Telling:
+    return f"PARKED: {error_text(_detail(event, 'error'))}", Tone.ALARM
+
+
+def _continued(event: HistoryEvent, t0: float) -> Telling:
+    return f"continued as new (generation {_detail(event, 'generation')})", Tone.PLAIN
+
+
+def _rerun(event: HistoryEvent, t0: float) -> Telling:
+    return (f"rerun of {_detail(event, 'source_run_id')} from {_detail(event, 'from')!r}, "
+            f"reusing {_detail(event, 'reused')} operation(s)", Tone.PLAIN)
+
+
+def _invocation(event: HistoryEvent, t0: float) -> Telling:
+    took = duration(_detail(event, "duration") or 0.0)
+    return f"ended {_detail(event, 'status')} after {took} of compute", Tone.MUTED
+
+
+def _step_started(event: HistoryEvent, t0: float) -> Telling:
+    return f"attempt {_detail(event, 'attempt')} started", Tone.PLAIN
+
+
+def _step_succeeded(event: HistoryEvent, t0: float) -> Telling:
+    started = _detail(event, "started_at")
+    took = f", took {duration(event.timestamp - started)}" if started else ""
+    return f"succeeded (attempt {_detail(event, 'attempt')}{took})", Tone.OK
+
+
+def _step_failed(event: HistoryEvent, t0: float) -> Telling:
+    attempt, error = _detail(event, "attempt"), error_text(_detail(event, "error"))
+    due = _detail(event, "next_attempt_at")
+    if _detail(event, "retry") and due is not None:
+        return (f"attempt {attempt} failed: {error}; next attempt at {offset(due, t0)} "
+                f"(after {duration(due - event.timestamp)})", Tone.WARN)
+    return f"failed after {attempt} attempt(s): {error}", Tone.ERROR
+
+
+def _step_ready(event: HistoryEvent, t0: float) -> Telling:
+    return f"ready for attempt {_detail(event, 'attempt')}", Tone.PLAIN
+
+
+def _wait_started(event: HistoryEvent, t0: float) -> Telling:
+    due = _detail(event, "due_at") or event.timestamp
+    return f"until {offset(due, t0)} ({duration(due - event.timestamp)})", Tone.PLAIN
+
+
+def _callback_started(event: HistoryEvent, t0: float) -> Telling:
+    timeout_at = _detail(event, "timeout_at")
+    timeout = f", times out at {offset(timeout_at, t0)}" if timeout_at else ""
+    callback_id = _detail(event, "callback_id")
+    if callback_id:
+        return f"issued, callback id {callback_id}{timeout}", Tone.PLAIN
+    return f"waiting{timeout}", Tone.PLAIN
+
+
+def _callback_failed(event: HistoryEvent, t0: float) -> Telling:
+    return f"failed: {error_text(_detail(event, 'error'))}", Tone.ERROR
+
+
+def _child(verb: str, tone: Tone) -> TellFn:
+    return lambda event, t0: (f"child run {_detail(event, 'child_run_id')} {verb}", tone)
+
+
+_TELLINGS: dict[str, TellFn] = {
+    E.EXECUTION_STARTED: _run_started,
+    E.EXECUTION_SUCCEEDED: _fixed("succeeded", Tone.OK),
+    E.EXECUTION_FAILED: _run_failed,
+    E.EXECUTION_STOPPED: _fixed("stopped (cancelled)", Tone.WARN),
+    E.EXECUTION_CANCEL_REQUESTED: _fixed("cancel requested", Tone.WARN),
+    E.EXECUTION_PARKED: _run_parked,
+    E.EXECUTION_CONTINUED_AS_NEW: _continued,
+    E.EXECUTION_RERUN: _rerun,
+    E.INVOCATION_COMPLETED: _invocation,
+    E.STEP_STARTED: _step_started,
+    E.STEP_SUCCEEDED: _step_succeeded,
+    E.STEP_FAILED: _step_failed,
+    E.STEP_READY: _step_ready,
+    E.STEP_CANCELLED: _fixed("cancelled", Tone.WARN),
+    E.WAIT_STARTED: _wait_started,
+    E.WAIT_SUCCEEDED: _fixed("done"),
+    E.WAIT_CANCELLED: _fixed("cancelled", Tone.WARN),
+    E.CALLBACK_STARTED: _callback_started,
+    E.CALLBACK_SUCCEEDED: _fixed("delivered", Tone.OK),
+    E.CALLBACK_FAILED: _callback_failed,
+    E.CALLBACK_TIMED_OUT: _fixed("timed out", Tone.WARN),
+    E.CALLBACK_CANCELLED: _fixed("cancelled", Tone.WARN),
+    E.SIGNAL_RECEIVED: _fixed("arrived"),
+    E.CHAINED_INVOKE_STARTED: _child("started", Tone.PLAIN),
+    E.CHAINED_INVOKE_SUCCEEDED: _child("succeeded", Tone.OK),
+    E.CHAINED_INVOKE_FAILED: _child("failed", Tone.ERROR),
+    E.CHAINED_INVOKE_CANCELLED: _fixed("cancelled", Tone.WARN),
+}
+
+_RECORDED: dict[str, str] = {
+    SubType.SET_EVENT: "published", SubType.NOW: "recorded", SubType.RANDOM: "recorded",
+    SubType.UUID: "recorded", SubType.PATCH: "recorded"}
+
+
+def describe(event: HistoryEvent, op: Operation | None, t0: float) -> Entry:
+    """Tell one event, times relative to `t0` (the run's creation). `op` is the operation the
+    event belongs to, if any: it names what the code called. Unknown types show raw details."""
+    subject = _subject(event, op)
+    if event.type == E.STEP_SUCCEEDED and op is not None and op.sub_type in _RECORDED:
+        return Entry(subject, f"{_RECORDED[op.sub_type]} {op.result}")
+    tell = _TELLINGS.get(event.type)
+    if tell is None:
+        return Entry(subject, f"{event.type} {json.dumps(event.details)}")
+    text, tone = tell(event, t0)
+    return Entry(subject, text, tone)
+
+
+# -- what a run waits on, what it published -----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Something a RUNNING run waits on: `kind` is sleep, retry, step, callback, signal or child;
+    `due_at` is when it ends by itself (a sleep's end, a retry, a timeout), if ever."""
+
+    kind: str
+    label: str
+    due_at: float | None
+    detail: str = ""
+    callback_id: str | None = None
+    signal: str | None = None
+    child_run_id: str | None = None
+
+
+def pending(run: RunInfo, ops: list[Operation]) -> list[Pending]:
+    """What the run waits on now, in the order the workflow got there."""
+    if run.status is not ExecutionStatus.RUNNING:
+        return []
+    return [p for op in ops if (p := _pending(op)) is not None]
+
+
+def _pending(op: Operation) -> Pending | None:
+    label, started = op_label(op), op.status is S.STARTED
+    if op.type is OperationType.WAIT and started:
+        return Pending("sleep", label, op.due_at)
+    if op.type is OperationType.STEP:
+        return _pending_step(op, label)
+    if op.type is OperationType.CALLBACK and started:
+        if op.sub_type == SubType.SIGNAL:
+            return Pending("signal", label, op.due_at, "times out then", signal=op.name)
+        return Pending("callback", label, op.due_at, "times out then",
+                       callback_id=op.callback_id)
+    if op.type is OperationType.CHAINED_INVOKE and started:
+        return Pending("child", label, None, child_run_id=op.child_run_id)
+    return None
+
+
+def _pending_step(op: Operation, label: str) -> Pending | None:
+    if op.status is S.PENDING:
+        return Pending("retry", label, op.due_at,
+                       f"attempt {op.attempt + 1} then, after {error_text(op.error)}")
+    if op.status is S.READY:
+        return Pending("step", label, None, f"attempt {op.attempt + 1} due now")
+    if op.status is S.STARTED:  # only at-most-once steps checkpoint their start
+        return Pending("step", label, None, f"attempt {op.attempt} running, or interrupted")
+    return None
+
+
+def published(ops: list[Operation]) -> dict[str, str | None]:
+    """What the run published with ctx.set_event, latest payload per key: the SetEvent
+    operations record exactly what was published, in order."""
+    return {op.name: op.result for op in ops
+            if op.sub_type == SubType.SET_EVENT and op.name is not None
+            and op.status is S.SUCCEEDED}
