@@ -755,5 +755,58 @@ def cancel(run_id: str, db: str | None) -> None:
         click.echo(f"run {run_id} has already ended ({run_info.status}); nothing to cancel")
 
 
+@cli.command()
+@click.argument("target")
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID...]")
+@db_option
+@json_option
+def replay(target: str, run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
+    """Replay stored histories against the current code of TARGET and report every divergence.
+
+    All runs of TARGET's workflows unless RUN_IDs are given. Nothing runs or is written.
+    Exit 1 if any run diverges: the check to put in CI before a deploy.
+    """
+    workflows = load_workflows(target)
+    with _client(db) as client:
+        results = client.replay(workflows, run_ids)
+    diverged = [r for r in results if r.divergence is not None]
+    if as_json:
+        _echo_json([{"run_id": r.run_id, "workflow": r.workflow, "status": r.status,
+                     "divergence": r.divergence.message if r.divergence else None}
+                    for r in results])
+    else:
+        out = _console()
+        for r in results:
+            verdict = (Text("diverges", style="bold red") if r.divergence
+                       else Text("ok", style="green"))
+            out.print(Text.assemble(f"{r.run_id} ({r.workflow}, {r.status}): ", verdict))
+            if r.divergence:
+                out.print(Text(f"  {r.divergence.message}"))
+        out.print(f"{len(results)} run(s) replayed, {len(diverged)} diverge")
+    if diverged:
+        _exit(ExitCode.FAILED)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--from-step", "from_step", required=True, metavar="NAME",
+              help="The first step (name or operation id) to execute again.")
+@input_option
+@click.option("--id", "new_id", metavar="ID", help="Run id of the new run.")
+@db_option
+@json_option
+def rerun(run_id: str, from_step: str, input_: JsonValue | None, new_id: str | None,
+          db: str | None, as_json: bool) -> None:
+    """Start a new run that reuses RUN_ID's results before --from-step and executes from it
+    (with --input, under edited input). A worker serves it; the new run id is printed."""
+    with _client(db) as client:
+        handle = client.rerun(run_id, from_step, id=new_id,
+                              input_json=None if input_ is None else json.dumps(input_.value))
+    if as_json:
+        _echo_json({"run_id": handle.run_id, "rerun_of": run_id, "from_step": from_step})
+    else:
+        click.echo(handle.run_id)
+
+
 if __name__ == "__main__":
     sys.exit(main())
