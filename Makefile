@@ -20,8 +20,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) lint chromium
 	$(BIN)/pytest -q
+
+# The UI tests drive Debian's Chromium (Playwright never downloads a browser here): installed
+# only when missing, so a machine that has it runs no apt-get at all.
+.PHONY: chromium
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/steps.py

@@ -43,3 +43,10 @@ def test_rerun_reuses_results_before_the_step_and_reports_unknown_steps(
     unknown = cli("rerun", run.run_id, "--from-step", "nope")
     assert unknown.returncode == 2
     assert "extract, transform" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_schedules_lists_scheduled_workflows_with_their_next_fire_time(cli: Cli):
+    rows = cli.json("schedules", "examples/nightly_report.py")
+    assert [(r["workflow"], r["cron"], r["last_tick"]) for r in rows] == [
+        ("nightly_report", "0 2 * * *", None)]
+    assert rows[0]["next_fire"].endswith("+00:00")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import uuid
@@ -27,6 +28,7 @@ from durable import (
     step,
     workflow,
 )
+from durable.engine import machine
 from durable.model import OperationStatus, OperationType
 
 FAST = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
@@ -514,3 +516,54 @@ async def test_a_steps_own_timeout_error_is_an_ordinary_failure_not_a_step_timeo
         return "no"
 
     assert (await run_to_end(client, wf)).result() == "TimeoutError"
+
+
+async def test_cancel_racing_the_start_of_a_wait_still_stops_the_run_at_that_wait(client):
+    @workflow
+    async def wf(ctx: Context) -> None:
+        await ctx.step(lambda: None, name="before")
+        await ctx.sleep(3600)
+
+    handle = client.start(wf)
+    real = client.store.awrite
+    cancelled = False
+
+    def cancel_just_before_the_wait_starts(fn: Any) -> Any:
+        nonlocal cancelled
+        if not cancelled and client.get(handle.run_id).status is ExecutionStatus.RUNNING and any(
+                o.name == "before" for o in client.operations(handle.run_id)):
+            cancelled = True
+            client.cancel(handle.run_id)  # commits before the WAIT's START checkpoint
+        return real(fn)
+
+    client.store.awrite = cancel_just_before_the_wait_starts  # type: ignore[method-assign]
+    async with serving(client, wf):
+        await finish(client, handle.run_id, timeout=10)
+    assert client.get(handle.run_id).status is ExecutionStatus.STOPPED
+
+
+async def test_an_invocation_fenced_out_runs_no_further_step_even_if_user_code_catches(client):
+    ran: list[str] = []
+
+    @workflow
+    async def wf(ctx: Context) -> None:
+        with contextlib.suppress(Exception):  # a broad handler must not swallow losing the run
+            await ctx.step(lambda: ran.append("first"), name="first")
+        await ctx.step(lambda: ran.append("second"), name="second")
+
+    handle = client.start(wf)
+    [claimed] = client.store.write_sync(lambda tx: machine.claim(
+        tx, "worker-1", client.clock(), 1, 30.0, [wf.name]))
+    taken_over = False
+
+    async def checkpointer(updates: list[Any]) -> Any:
+        nonlocal taken_over
+        if not taken_over:  # another worker leases the run: this invocation's token is stale
+            taken_over = True
+            client.store.write_sync(lambda tx: tx.lease([handle.run_id], "worker-2", 1e12))
+        return await client.store.awrite(lambda tx: machine.checkpoint(
+            tx, handle.run_id, claimed.token, updates, client.clock()))
+
+    with pytest.raises(durable.errors.StaleToken):
+        await wf.handler(claimed.invocation, checkpointer)
+    assert ran == ["first"]

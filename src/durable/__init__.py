@@ -23,7 +23,10 @@ from durable.errors import (
     WaitTimeout,
     WorkflowFailed,
 )
+from durable.host import lambda_handler, serve
 from durable.model import ExecutionStatus
+from durable.queues import Queue
+from durable.schedule import Schedule, ScheduleInfo
 from durable.sdk.callback import Callback
 from durable.sdk.context import Context
 from durable.sdk.parallel import BatchFailed, BatchItem, BatchResult, Completion
@@ -47,9 +50,12 @@ __all__ = [
     "ExecutionStatus",
     "JsonSerializer",
     "NonDeterminismError",
+    "Queue",
     "RetryPolicy",
     "RunHandle",
     "RunNotFound",
+    "Schedule",
+    "ScheduleInfo",
     "SerializationError",
     "Serializer",
     "StepFailed",
@@ -60,8 +66,10 @@ __all__ = [
     "Worker",
     "Workflow",
     "WorkflowFailed",
+    "lambda_handler",
     "run",
     "run_async",
+    "serve",
     "step",
     "workflow",
 ]

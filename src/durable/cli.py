@@ -32,7 +32,9 @@ from typing import Any, NoReturn
 import click
 import pydantic
 from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.panel import Panel
+from rich.spinner import Spinner
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -484,6 +486,10 @@ class Progress:
         self._watch_from = history[-1].id if history else 0
         self._shown = 0
         self._parked = False
+        self.steps_done = 0
+        self.retries = 0
+        self.waiting: list[Pending] = []
+        self.live = False  # a live status line shows `waiting`: keep it current
 
     def poll(self) -> bool:
         """Print what happened since the last poll; True once there is nothing left to serve.
@@ -492,10 +498,16 @@ class Progress:
         while batch := self._client.store.read(self._new_events):
             for event, op in batch:
                 self._show(event, op)
-        ended = self._client.get(self._run_id).status is not ExecutionStatus.RUNNING
-        return ended or self._parked
+        run = self._client.get(self._run_id)
+        if self.live:
+            self.waiting = pending(run, self._client.operations(self._run_id))
+        return run.status is not ExecutionStatus.RUNNING or self._parked
 
     def _show(self, event: HistoryEvent, op: Operation | None) -> None:
+        if event.type == E.STEP_SUCCEEDED and op is not None and op.sub_type == "Step":
+            self.steps_done += 1
+        elif event.type == E.STEP_FAILED and event.details.get("retry"):
+            self.retries += 1
         if event.type != E.INVOCATION_COMPLETED:
             self._console.print(_progress_line(event, describe(event, op, self._t0), self._t0))
         if event.type == E.EXECUTION_PARKED and event.id > self._watch_from:
@@ -508,10 +520,52 @@ class Progress:
                 for e in events]
 
 
+class LiveStatus:
+    """The line that stays under the event lines on a terminal: steps done, retries, and what
+    the run waits on with a countdown. Rendered by rich's refresh thread from what the last
+    poll read, so it costs no database reads of its own."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._spinner = Spinner("dots", style="cyan")
+
+    def __rich__(self) -> RenderableType:
+        p, now = self._progress, time.time()
+        waits = ", ".join(f"{w.label}" + (f" ({_until(w.due_at, now)})" if w.due_at else "")
+                          for w in p.waiting[:3])
+        more = f" +{len(p.waiting) - 3}" if len(p.waiting) > 3 else ""
+        self._spinner.update(text=Text(
+            f"{p.steps_done} step(s) done, {p.retries} retr{'y' if p.retries == 1 else 'ies'}"
+            + (f"; waiting on {waits}{more}" if waits else ""), style="bold"))
+        return self._spinner
+
+
+class WorkerStatus:
+    """`durable worker`'s line on a terminal: what it has done so far."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._spinner = Spinner("dots", style="cyan")
+
+    def __rich__(self) -> RenderableType:
+        stats = self._worker.stats
+        self._spinner.update(text=Text(
+            f"{stats.invocations} invocation(s), {stats.completed} run(s) completed"
+            + (f", {stats.stale} fenced out" if stats.stale else ""), style="bold"))
+        return self._spinner
+
+
+def _live(console: Console, status: RenderableType) -> contextlib.AbstractContextManager[Any]:
+    """A live status line on a terminal; nothing when output goes to a file or a pipe."""
+    if not console.is_terminal:
+        return contextlib.nullcontext()
+    return Live(status, console=console, transient=True, refresh_per_second=8)
+
+
 async def _serve(client: Client, wf: Workflow[Any], progress: Progress) -> None:
     """Serve until the run ends or parks, or SIGINT/SIGTERM asks to stop; like `run_async`, the
     worker also knows every other imported workflow, so child runs can be served too."""
-    worker = Worker([*REGISTRY.values(), wf], client.store)
+    worker = Worker([*REGISTRY.values(), wf], client.store, fire_schedules=False)
     await worker.run_async(install_signals=True, until=progress.poll)
     progress.poll()
 
@@ -577,7 +631,10 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
     with _client(db) as client:
         handle = client.start(wf, *args, id=run_id)
         err.print(Text(f"run {handle.run_id} ({wf.name})", style="bold"))
-        asyncio.run(_serve(client, wf, Progress(client, handle.run_id, err)))
+        progress = Progress(client, handle.run_id, err)
+        progress.live = err.is_terminal
+        with _live(err, LiveStatus(progress)):
+            asyncio.run(_serve(client, wf, progress))
         final = client.get(handle.run_id)
     if final.status is ExecutionStatus.RUNNING:
         _not_ended(final, "interrupted before it ended; `durable worker` carries it on",
@@ -599,7 +656,8 @@ def worker(targets: tuple[str, ...], concurrency: int, db: str | None) -> None:
         err = _console(stderr=True)
         err.print(f"worker serving {', '.join(workflows)} on {w.store.url} "
                   f"(concurrency {concurrency}); Ctrl-C or SIGTERM drains and stops")
-        w.run()
+        with _live(err, WorkerStatus(w)):
+            w.run()
         err.print("worker stopped")
     finally:
         w.store.close()
@@ -756,6 +814,32 @@ def cancel(run_id: str, db: str | None) -> None:
 
 
 @cli.command()
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+@db_option
+@json_option
+def schedules(targets: tuple[str, ...], db: str | None, as_json: bool) -> None:
+    """List the scheduled workflows of the TARGETs with their next fire time."""
+    workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
+    with _client(db) as client:
+        rows = client.schedules(workflows.values())
+    if as_json:
+        _echo_json([{"workflow": r.workflow, "cron": r.cron, "timezone": r.timezone,
+                     "missed": r.missed, "next_fire": r.next_fire.isoformat(),
+                     "last_tick": r.last_tick.isoformat() if r.last_tick else None,
+                     "last_run_id": r.last_run_id, "registered": r.registered} for r in rows])
+        return
+    if not rows:
+        _console(stderr=True).print("no scheduled workflows in the targets")
+        return
+    table = _table("workflow", "cron", "timezone", "missed", "next fire", "last tick", "last run")
+    for r in rows:
+        table.add_row(r.workflow, r.cron, r.timezone, r.missed, r.next_fire.isoformat(),
+                      r.last_tick.isoformat() if r.last_tick else "never",
+                      r.last_run_id or "")
+    _console().print(table)
+
+
+@cli.command()
 @click.argument("target")
 @click.argument("run_ids", nargs=-1, metavar="[RUN_ID...]")
 @db_option
@@ -806,6 +890,89 @@ def rerun(run_id: str, from_step: str, input_: JsonValue | None, new_id: str | N
         _echo_json({"run_id": handle.run_id, "rerun_of": run_id, "from_step": from_step})
     else:
         click.echo(handle.run_id)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8777, show_default=True)
+@click.option("--worker", "targets", multiple=True, metavar="TARGET",
+              help="Load and serve these workflows here too (repeatable): their input is "
+                   "checked on start and their webhooks are exposed.")
+@click.option("--token", envvar="DURABLE_TOKEN", metavar="T",
+              help="Require this token on every API call and UI page [default: $DURABLE_TOKEN].")
+@click.option("--insecure", is_flag=True,
+              help="Allow binding beyond loopback without a token.")
+@db_option
+def server(host: str, port: int, targets: tuple[str, ...], token: str | None, insecure: bool,
+           db: str | None) -> None:
+    """HTTP control API (OpenAPI at /openapi.json), webhooks and the web UI, in one process."""
+    from durable.server.serve import serve
+
+    workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
+    serve(host, port, list(workflows.values()), db, token or None, insecure,
+          _console(stderr=True))
+
+
+
+# -- functions: what `durable server` invokes over HTTP (serverless mode) ------------------------
+
+@cli.group()
+def functions() -> None:
+    """Register the functions `durable server` invokes when their runs have work."""
+
+
+@functions.command("add")
+@click.argument("name")
+@click.option("--url", metavar="URL", help="HTTP endpoint taking the invocation envelope (a "
+              "durable.serve app, or a Lambda Invoke-shaped URL .../2015-03-31/functions/NAME/"
+              "invocations).")
+@click.option("--handler", metavar="MODULE:FN", help="In-process: a @workflow, or a Lambda "
+              "handler(event, context) such as one written with AWS's SDK.")
+@click.option("--execution-timeout", type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS", help="End runs TIMED_OUT after this long.")
+@db_option
+def functions_add(name: str, url: str | None, handler: str | None,
+                  execution_timeout: float | None, db: str | None) -> None:
+    """Register function NAME (or replace it); a running server picks it up at once.
+
+    Start runs of it with AWS's Invoke API (`aws lambda invoke --function-name NAME`, or
+    boto3 with AWS_ENDPOINT_URL_LAMBDA pointing at the server) or `durable start`."""
+    from durable.invoke.push import FunctionSpec, register
+
+    spec = FunctionSpec(name, url, handler, execution_timeout)
+    with _client(db) as client:
+        register(client.store, spec)
+    click.echo(f"function {name} -> {url or handler}")
+
+
+@functions.command("ls")
+@db_option
+@json_option
+def functions_ls(db: str | None, as_json: bool) -> None:
+    """List the registered functions."""
+    from durable.invoke.push import registered
+
+    with _client(db) as client:
+        specs = registered(client.store)
+    if as_json:
+        _echo_json([{"name": f.name, "url": f.url, "handler": f.handler,
+                     "execution_timeout": f.execution_timeout} for f in specs])
+        return
+    for f in specs:
+        timeout = f" (timeout {f.execution_timeout:g}s)" if f.execution_timeout else ""
+        click.echo(f"{f.name}\t{f.url or f.handler}{timeout}")
+
+
+@functions.command("rm")
+@click.argument("name")
+@db_option
+def functions_rm(name: str, db: str | None) -> None:
+    """Unregister function NAME; its runs wait until it is registered again."""
+    with _client(db) as client:
+        found = client.store.write_sync(lambda tx: tx.delete_function(name))
+    if not found:
+        raise UsageError(f"no function {name!r}; `durable functions ls` lists them")
+    click.echo(f"removed function {name}")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from durable import telemetry
 from durable.engine import machine
 from durable.engine.worker import Worker
 from durable.errors import RunNotFound, UsageError, WorkflowFailed
@@ -26,9 +27,10 @@ from durable.model import (
     Operation,
     RunInfo,
 )
+from durable.schedule import ScheduleInfo
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
-from durable.store import Store, open_store
+from durable.store import Store, Tx, open_store
 
 R = TypeVar("R")
 
@@ -81,27 +83,32 @@ class Client:
     # -- runs --------------------------------------------------------------------------------
     def start(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> RunHandle[R]:
         """Start a run; with `id`, starting again returns the same run (idempotent)."""
-        run_id = id or uuid.uuid4().hex
-        payload = workflow.encode_input(args)
-        self.store.write_sync(
-            lambda tx: machine.start_run(tx, run_id, workflow.name, payload, self.clock()))
-        return RunHandle(self, run_id, workflow)
+        run, _ = self.start_run(workflow.name, workflow.encode_input(args), id)
+        return RunHandle(self, run.run_id, workflow)
 
     async def start_async(self, workflow: Workflow[R], *args: Any,
                           id: str | None = None) -> RunHandle[R]:
         run_id = id or uuid.uuid4().hex
         payload = workflow.encode_input(args)
-        await self.store.awrite(
-            lambda tx: machine.start_run(tx, run_id, workflow.name, payload, self.clock()))
+        with telemetry.starting(workflow.name, run_id) as trace:
+            await self.store.awrite(
+                lambda tx: _start(tx, run_id, workflow.name, payload, self.clock(), trace))
         return RunHandle(self, run_id, workflow)
 
     def start_by_name(self, workflow: str, input_json: str | None,
                       id: str | None = None) -> RunHandle[Any]:
         """Start from already-encoded JSON input (the CLI and the HTTP API use this)."""
+        run, _ = self.start_run(workflow, input_json, id)
+        return RunHandle(self, run.run_id, REGISTRY.get(workflow))
+
+    def start_run(self, workflow: str, input_json: str | None, id: str | None = None,
+                  headers: Mapping[str, str] | None = None) -> tuple[RunInfo, bool]:
+        """Start from encoded input; also says whether the run is new (False: the id existed).
+        With tracing on, the caller's trace (or the one `headers` carry) goes into the run."""
         run_id = id or uuid.uuid4().hex
-        self.store.write_sync(
-            lambda tx: machine.start_run(tx, run_id, workflow, input_json, self.clock()))
-        return RunHandle(self, run_id, REGISTRY.get(workflow))
+        with telemetry.starting(workflow, run_id, headers) as trace:
+            return self.store.write_sync(
+                lambda tx: _start(tx, run_id, workflow, input_json, self.clock(), trace))
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         run = self.get(run_id)
@@ -190,6 +197,14 @@ class Client:
             return out
         return asyncio.run(check_all())
 
+    def schedules(self, workflows: Iterable[Workflow[Any]]) -> builtins.list[ScheduleInfo]:
+        """The schedules of those `workflows` that have one, in the order given: each with its
+        next fire time and the last tick fired (what `durable schedules TARGET...` prints)."""
+        scheduled = [(w.name, w.schedule) for w in workflows if w.schedule is not None]
+        now = self.clock()
+        return self.store.read(lambda tx: [machine.schedule_info(tx, name, schedule, now)
+                                           for name, schedule in scheduled])
+
     # -- talking to runs ---------------------------------------------------------------------
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:
         data = DEFAULT_SERIALIZER.encode(payload)
@@ -218,13 +233,23 @@ class Client:
         return json.loads(found[0])
 
 
+def _start(tx: Tx, run_id: str, workflow: str, input_json: str | None, now: float,
+           trace: str | None) -> tuple[RunInfo, bool]:
+    run, created = machine.start_run(tx, run_id, workflow, input_json, now)
+    if created:
+        telemetry.save(tx, run_id, trace, now)
+    return run, created
+
+
 async def run_async(workflow: Workflow[R], *args: Any, id: str | None = None,
                     db: str | Store | None = None) -> R:
     """Start `workflow` and serve it in this event loop until the run ends; return its result."""
     client = Client(db)
     try:
         handle = await client.start_async(workflow, *args, id=id)
-        worker = Worker([*REGISTRY.values(), workflow], client.store)
+        # Every registered workflow, so that children run; but no schedule ticks: a one-shot
+        # run must not start the runs of unrelated schedules that happen to be imported.
+        worker = Worker([*REGISTRY.values(), workflow], client.store, fire_schedules=False)
 
         def ended() -> bool:
             return client.get(handle.run_id).status is not ExecutionStatus.RUNNING

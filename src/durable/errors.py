@@ -36,6 +36,17 @@ class StaleToken(DurableError):
     """A checkpoint came with a token that is no longer current: another invocation owns the run."""
 
 
+class InvocationError(DurableError):
+    """A function could not be invoked, or crashed or timed out before it answered (a network
+    error, an HTTP 5xx, an exception escaping an AWS handler). Nothing it checkpointed is lost:
+    the engine invokes it again after a backoff, and fails the run only after several such
+    failures in a row."""
+
+    def __init__(self, error: ErrorObject) -> None:
+        super().__init__(f"{error.type}: {error.message}")
+        self.error = error
+
+
 class StepFailed(DurableError):
     """A step failed after its last attempt. Carries the original error's type, message, traceback.
 

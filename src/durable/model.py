@@ -95,6 +95,7 @@ class EventType(StrEnum):
     EXECUTION_PARKED = "ExecutionParked"
     EXECUTION_CONTINUED_AS_NEW = "ExecutionContinuedAsNew"
     EXECUTION_RERUN = "ExecutionRerun"
+    EXECUTION_TIMED_OUT = "ExecutionTimedOut"
     INVOCATION_COMPLETED = "InvocationCompleted"
     STEP_STARTED = "StepStarted"
     STEP_SUCCEEDED = "StepSucceeded"
@@ -114,6 +115,9 @@ class EventType(StrEnum):
     CHAINED_INVOKE_SUCCEEDED = "ChainedInvokeSucceeded"
     CHAINED_INVOKE_FAILED = "ChainedInvokeFailed"
     CHAINED_INVOKE_CANCELLED = "ChainedInvokeCancelled"
+    CONTEXT_STARTED = "ContextStarted"
+    CONTEXT_SUCCEEDED = "ContextSucceeded"
+    CONTEXT_FAILED = "ContextFailed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +184,8 @@ class OperationUpdate:
     error: ErrorObject | None = None
     delay: float | None = None  # WAIT: seconds to sleep; STEP RETRY: seconds until next attempt
     timeout: float | None = None  # CALLBACK: seconds until it times out
+    heartbeat_timeout: float | None = None  # CALLBACK: seconds allowed between heartbeats
+    replay_children: bool = False  # CONTEXT SUCCEED: result too large, rebuilt by replaying
     child: ChildStart | None = None  # CHAINED_INVOKE START: the run to create
     started_at: float | None = None  # STEP: when the attempt began (for the timeline)
 
@@ -201,6 +207,7 @@ class Invocation:
     input: str | None
     operations: dict[str, Operation]
     cancel_requested: bool = False
+    token: int = 0  # the fencing token of this invocation: what an HTTP function checkpoints with
 
 
 class InvocationStatus(StrEnum):
@@ -255,6 +262,27 @@ class RunInfo:
     cancel_requested: bool
     ready_at: float | None
     parent_run_id: str | None = None
+    queue: str | None = None  # the queue that admitted the run (None: none did yet, or no queue)
+    admitted_at: float | None = None  # when it took its queue slot, i.e. was first invoked
+    timeout_at: float | None = None  # the execution timeout: the run ends TIMED_OUT then
+    invocation_failures: int = 0  # invocations in a row that failed to run; reset by one that did
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What the store remembers of a schedule: the only state that makes ticks fire once.
+
+    `since` is when a worker first served this cron expression: ticks before it never fire.
+    `last_tick` (epoch seconds) is the latest tick fired, set in the same transaction as the
+    run `last_run_id` it started.
+    """
+
+    workflow: str
+    cron: str
+    timezone: str
+    since: float
+    last_tick: float | None
+    last_run_id: str | None
 
 
 def operation_id(parent_id: str | None, counter: int) -> str:

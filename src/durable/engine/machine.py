@@ -3,12 +3,16 @@
 Every function here runs inside one store transaction (`Tx`) and is the only code that changes a
 run's state. The SDK proposes (checkpoint updates, invocation outcomes); this module decides. Only
 here does a WAIT complete, a PENDING step become READY, a callback resolve or time out, a signal
-meet its waiter, and a stale invocation get fenced out.
+meet its waiter, a stale invocation get fenced out, a queue admit a run and a schedule fire a
+tick.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import secrets
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -27,8 +31,11 @@ from durable.model import (
     OperationType,
     OperationUpdate,
     RunInfo,
+    ScheduleState,
     SubType,
 )
+from durable.queues import Queue, ServedQueue
+from durable.schedule import MISSED_GRACE, Schedule, ScheduleInfo
 from durable.store.base import Tx, dump_error
 
 S = OperationStatus
@@ -62,19 +69,111 @@ def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
     return run, created
 
 
+class ExecutionConflict(UsageError):
+    """An execution name is taken by an execution of the same function with another input."""
+
+
+def start_execution(tx: Tx, function: str, name: str, input: str | None, now: float,
+                    timeout: float | None = None) -> tuple[RunInfo, bool]:
+    """Start a run of `function` under the execution name `name` (AWS's Invoke with
+    X-Amz-Durable-Execution-Name); returns (run, created). Idempotent by name: the same name
+    with the same input is the same run, with another input an `ExecutionConflict`.
+    `timeout` (seconds) is the execution timeout: the run ends TIMED_OUT when it passes."""
+    run_id = uuid.uuid4().hex
+    if not tx.insert_execution(run_id, function, name):
+        existing = tx.execution_named(function, name)
+        run = tx.get_run(existing) if existing is not None else None
+        assert run is not None
+        if not _same_input(run.input, input):
+            raise ExecutionConflict(
+                f"execution {name!r} of function {function!r} was already started with another "
+                "input; use another execution name, or the same input to get that execution")
+        return run, False
+    run, _ = start_run(tx, run_id, function, input, now)
+    if timeout is not None:
+        tx.update_run(run_id, timeout_at=now + timeout)
+        run = replace(run, timeout_at=now + timeout)
+    return run, True
+
+
+def _same_input(a: str | None, b: str | None) -> bool:
+    """Inputs are the same JSON value, however spaced."""
+    if a == b:
+        return True
+    try:
+        return bool(json.loads(a or "null") == json.loads(b or "null"))
+    except ValueError:
+        return False
+
+
 def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
-          workflows: Sequence[str]) -> list[Claimed]:
-    """Lease up to `limit` runs that have work, apply what fell due, and hand them out."""
-    run_ids = tx.claimable(now, limit, workflows)
+          workflows: Sequence[str], queues: Sequence[ServedQueue] = ()) -> list[Claimed]:
+    """Lease up to `limit` runs that have work, apply what fell due, and hand them out.
+
+    Runs of workflows on `queues` start only once their queue admits them; after that they hold
+    their slot and come back like any other run (after a sleep, a signal, a crash).
+    """
+    run_ids = tx.claimable(now, limit, workflows, _queued(queues))
+    for q in queues:
+        if len(run_ids) >= limit:
+            break
+        run_ids += _admit(tx, q, now, limit - len(run_ids))
     out = []
     for run_id, token in tx.lease(run_ids, owner, now + lease_seconds):
         run = tx.get_run(run_id)
         assert run is not None
-        _advance_due(tx, run_id, now)
+        if run.timeout_at is not None and run.timeout_at <= now:
+            time_out(tx, run, now)  # the deadline passed while it waited: never invoke again
+            continue
+        advance_due(tx, run_id, now)
         ops = {op.id: op for op in tx.operations(run_id)}
         out.append(Claimed(Invocation(run_id, run.workflow, run.input, ops,
-                                      run.cancel_requested), token))
+                                      run.cancel_requested, token), token))
     return out
+
+
+def next_due(tx: Tx, now: float, workflows: Sequence[str],
+             queues: Sequence[ServedQueue] = ()) -> float | None:
+    """When `claim` will next find work for these workflows: how long a worker may sleep unless
+    woken. A queue that is full has no due time: a run of it ending notifies, which wakes every
+    worker; a queue stopped by its rate is due when its window lets the next run in."""
+    due = [tx.next_due(workflows, _queued(queues))]
+    for q in queues:
+        first = tx.queue_first_waiting(q.workflows)
+        if first is None:
+            continue
+        room, reopens = _room(tx, q.queue, now)
+        due.append(first if room > 0 else None if reopens is None else max(first, reopens))
+    return min((t for t in due if t is not None), default=None)
+
+
+def _queued(queues: Sequence[ServedQueue]) -> list[str]:
+    return [wf for q in queues for wf in q.workflows]
+
+
+def _admit(tx: Tx, q: ServedQueue, now: float, wanted: int) -> list[str]:
+    """Admit up to `wanted` of the queue's oldest waiting runs, as many as its limits allow."""
+    tx.lock_queue(q.queue.name)
+    room, _ = _room(tx, q.queue, now)
+    if room <= 0:
+        return []
+    run_ids = tx.queue_waiting(q.workflows, now, int(min(room, wanted)))
+    tx.admit(run_ids, q.queue.name, now)
+    return run_ids
+
+
+def _room(tx: Tx, queue: Queue, now: float) -> tuple[float, float | None]:
+    """How many more runs `queue` may admit now, and, when only its rate stops it, the time its
+    sliding window lets the next one in."""
+    room = math.inf if queue.limit is None else float(queue.limit - tx.queue_held(queue.name))
+    if queue.rate_count is None or room <= 0:
+        return room, None
+    since = now - queue.rate_period
+    over = tx.queue_admitted(queue.name, since) - queue.rate_count
+    if over < 0:
+        return min(room, float(-over)), None
+    oldest = tx.queue_admission(queue.name, since, over)  # must leave the window first
+    return 0.0, None if oldest is None else oldest + queue.rate_period
 
 
 def release_unstarted(tx: Tx, run_id: str, token: int, now: float) -> None:
@@ -92,15 +191,22 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
                  details={"status": out.status.value, "duration": duration})
     common = {"lease_owner": None, "lease_expires": None, "updated_at": now,
-              "compute_seconds": run.compute_seconds + duration}
+              "compute_seconds": run.compute_seconds + duration, "invocation_failures": 0}
     if out.status is InvocationStatus.PENDING:
+        if run.timeout_at is not None and run.timeout_at <= now:
+            tx.update_run(run_id, **common)
+            time_out(tx, run, now)
+            return
         if out.parked is not None:
             tx.add_event(run_id, E.EXECUTION_PARKED, now, details={"error": out.parked.to_dict()})
-            tx.update_run(run_id, parked=dump_error(out.parked), ready_at=None, **common)
+            tx.update_run(run_id, parked=dump_error(out.parked), ready_at=run.timeout_at,
+                          **common)
             return
         due = [op.due_at for op in tx.waiting_operations(run_id) if op.due_at is not None]
         if run.ready_at is not None:  # something arrived while the invocation ran
             due.append(run.ready_at)
+        if run.timeout_at is not None:  # wake to end it when its execution timeout comes
+            due.append(run.timeout_at)
         tx.update_run(run_id, parked=None, ready_at=min(due, default=None), **common)
         return
     if out.continue_as_new is not None:
@@ -110,18 +216,83 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
                      details={"generation": generation})
         return
     if out.status is InvocationStatus.SUCCEEDED:
-        status, event = ExecutionStatus.SUCCEEDED, E.EXECUTION_SUCCEEDED
+        status = ExecutionStatus.SUCCEEDED
     elif out.stopped:
-        status, event = ExecutionStatus.STOPPED, E.EXECUTION_STOPPED
+        status = ExecutionStatus.STOPPED
     else:
-        status, event = ExecutionStatus.FAILED, E.EXECUTION_FAILED
-    tx.add_event(run_id, event, now,
+        status = ExecutionStatus.FAILED
+    tx.update_run(run_id, **common)
+    _end_run(tx, run_id, status, out, now)
+
+
+_END_EVENT = {ExecutionStatus.SUCCEEDED: E.EXECUTION_SUCCEEDED,
+              ExecutionStatus.FAILED: E.EXECUTION_FAILED,
+              ExecutionStatus.STOPPED: E.EXECUTION_STOPPED,
+              ExecutionStatus.TIMED_OUT: E.EXECUTION_TIMED_OUT}
+
+
+def _end_run(tx: Tx, run_id: str, status: ExecutionStatus, out: InvocationOutput,
+             now: float) -> None:
+    """Record the run's end (however it came), tell its parent, stop the children it awaited."""
+    tx.add_event(run_id, _END_EVENT[status], now,
                  details={"error": out.error.to_dict()} if out.error else None)
     tx.update_run(run_id, status=status.value, result=out.result, error=dump_error(out.error),
-                  ended_at=now, ready_at=None, parked=None, **common)
+                  ended_at=now, updated_at=now, ready_at=None, parked=None, lease_owner=None,
+                  lease_expires=None)
     tx.notify()  # clients waiting for the result
     _report_to_parent(tx, run_id, status, out, now)
     _stop_awaited_children(tx, run_id, now)
+
+
+def time_out(tx: Tx, run: RunInfo, now: float) -> None:
+    """The run's execution timeout passed: it ends TIMED_OUT whatever it was waiting for."""
+    limit = (run.timeout_at or now) - run.created_at
+    _cancel_waiting(tx, run.run_id, now)
+    _end_run(tx, run.run_id, ExecutionStatus.TIMED_OUT, InvocationOutput(
+        InvocationStatus.FAILED, error=ErrorObject(
+            "Execution.TimedOut", f"Execution timed out after {limit:.0f} seconds.")), now)
+
+
+def stop(tx: Tx, run_id: str, error: ErrorObject | None, now: float) -> float:
+    """End the run STOPPED at once (AWS StopDurableExecution), unlike `cancel`, which asks the
+    workflow to stop at its next await. An invocation in flight is fenced out: the run is no
+    longer RUNNING, so its checkpoints and outcome are rejected. Returns when it stopped;
+    stopping an ended run is a no-op that returns when it ended."""
+    run = _running(tx, run_id)
+    if run.status is not ExecutionStatus.RUNNING:
+        return run.ended_at or now
+    _cancel_waiting(tx, run_id, now)
+    _end_run(tx, run_id, ExecutionStatus.STOPPED, InvocationOutput(
+        InvocationStatus.FAILED, error=error or ErrorObject(
+            "Execution.Stopped", "Execution stopped by user request")), now)
+    return now
+
+
+def retry_invocation(tx: Tx, run_id: str, token: int, error: ErrorObject, now: float,
+                     duration: float, attempts: int, backoff: float) -> bool:
+    """The function could not be invoked, or crashed or timed out before answering: invoke it
+    again after an exponential backoff, or fail the run once `attempts` in a row failed.
+    Returns whether another attempt is scheduled."""
+    if tx.fence(run_id, token, now) is None:
+        raise StaleToken(f"run {run_id!r}: invocation outcome rejected, another one took over")
+    run = tx.get_run(run_id)
+    assert run is not None
+    failures = run.invocation_failures + 1
+    tx.add_event(run_id, E.INVOCATION_COMPLETED, now, details={
+        "status": "FAILED", "duration": duration, "error": error.to_dict(), "attempt": failures})
+    tx.update_run(run_id, lease_owner=None, lease_expires=None, updated_at=now,
+                  compute_seconds=run.compute_seconds + duration, invocation_failures=failures)
+    if failures >= attempts:
+        _end_run(tx, run_id, ExecutionStatus.FAILED, InvocationOutput(
+            InvocationStatus.FAILED, error=ErrorObject(
+                error.type, f"the function failed {failures} invocation(s) in a row; last: "
+                f"{error.message}", error.traceback, error.data)), now)
+        return False
+    retry_at = now + backoff * 2 ** (failures - 1)
+    if run.timeout_at is not None:
+        retry_at = min(retry_at, run.timeout_at)
+    tx.update_run(run_id, ready_at=retry_at)
+    return True
 
 
 def _stop_awaited_children(tx: Tx, run_id: str, now: float) -> None:
@@ -155,11 +326,63 @@ def _report_to_parent(tx: Tx, run_id: str, status: ExecutionStatus, out: Invocat
     tx.wake(parent_run, now)
 
 
+# -- schedules -----------------------------------------------------------------------------------
+
+def fire_schedule(tx: Tx, workflow: str, schedule: Schedule, tick: float | None,
+                  input: str | None, now: float) -> str | None:
+    """Start the run of `tick`, the schedule's latest tick at or before `now`, if it is due, and
+    record the tick as fired in the same transaction; returns the run id if it fired.
+
+    Every worker serving the workflow calls this at each tick. The first one starts the run; the
+    others find the tick recorded (and the run id taken, start being idempotent by id), so a tick
+    makes one run however many workers fire it, and a crash cannot separate the run from the
+    record of its tick. `input` is the run's input for that tick, encoded by the SDK.
+    """
+    state = tx.get_schedule(workflow, lock=True)
+    if state is None:
+        tx.register_schedule(workflow, schedule.cron, schedule.timezone, now)
+        state = tx.get_schedule(workflow, lock=True)
+        assert state is not None
+    if (state.cron, state.timezone) != (schedule.cron, schedule.timezone):
+        # A deploy changed the schedule: count its ticks from now, none "missed" before it.
+        state = replace(state, cron=schedule.cron, timezone=schedule.timezone, since=now)
+        tx.put_schedule(state, now)
+    if tick is None or not _is_due(schedule, state, tick, now):
+        return None
+    run_id = schedule.run_id(workflow, tick)
+    start_run(tx, run_id, workflow, input, now)
+    tx.put_schedule(replace(state, last_tick=tick, last_run_id=run_id), now)
+    return run_id
+
+
+def _is_due(schedule: Schedule, state: ScheduleState | None, tick: float, now: float) -> bool:
+    """Whether `tick`, the latest at or before `now`, is to fire: it is newer than the schedule
+    and than the last tick fired, and it was not missed (or the policy catches up once)."""
+    if state is None or tick <= max(state.since, state.last_tick or -math.inf):
+        return False
+    return schedule.missed == "run_once" or now - tick <= MISSED_GRACE
+
+
+def schedule_info(tx: Tx, workflow: str, schedule: Schedule, now: float) -> ScheduleInfo:
+    """The schedule as it stands: its next tick (one due now if a worker would fire it at once)
+    and the last one fired."""
+    state = tx.get_schedule(workflow)
+    current = state if state is not None and (state.cron, state.timezone) == (
+        schedule.cron, schedule.timezone) else None
+    tick = schedule.latest(now)
+    next_fire = tick if tick is not None and _is_due(schedule, current, tick, now) else (
+        schedule.next_after(now))
+    last = None if state is None or state.last_tick is None else schedule.moment(state.last_tick)
+    return ScheduleInfo(workflow, schedule.cron, schedule.timezone, schedule.missed,
+                        schedule.moment(next_fire), last,
+                        None if state is None else state.last_run_id, state is not None)
+
+
 def heartbeat(tx: Tx, owner: str, run_ids: Sequence[str], until: float) -> None:
     tx.extend_leases(owner, run_ids, until)
 
 
-def _advance_due(tx: Tx, run_id: str, now: float) -> None:
+def advance_due(tx: Tx, run_id: str, now: float) -> None:
     """Complete waits, ready retries and time out callbacks whose due time has come."""
     for op in tx.waiting_operations(run_id):
         if op.due_at is None or op.due_at > now:
@@ -171,8 +394,34 @@ def _advance_due(tx: Tx, run_id: str, now: float) -> None:
             tx.put_operation(run_id, replace(op, status=S.READY, due_at=None))
             tx.add_event(run_id, E.STEP_READY, now, op.id, op.name, {"attempt": op.attempt + 1})
         elif op.type is OperationType.CALLBACK:
-            tx.put_operation(run_id, replace(op, status=S.TIMED_OUT, ended_at=now))
-            tx.add_event(run_id, E.CALLBACK_TIMED_OUT, now, op.id, op.name)
+            error = _callback_timeout_error(tx, op)
+            tx.put_operation(run_id, replace(op, status=S.TIMED_OUT, error=error, ended_at=now))
+            tx.add_event(run_id, E.CALLBACK_TIMED_OUT, now, op.id, op.name,
+                         {"error": error.to_dict()})
+
+
+def _callback_timeout_error(tx: Tx, op: Operation) -> ErrorObject:
+    """Which limit a callback ran into: its timeout, or its heartbeat timeout (the error types
+    are AWS's, so a handler written with AWS's SDK can tell them apart)."""
+    heartbeat = tx.get_heartbeat(op.callback_id) if op.callback_id else None
+    if heartbeat is not None and (heartbeat[1] is None or (op.due_at or 0) < heartbeat[1]):
+        return ErrorObject("Callback.Heartbeat", "Callback timed out on heartbeat")
+    return ErrorObject("Callback.Timeout", "Callback timed out")
+
+
+def heartbeat_callback(tx: Tx, callback_id: str, now: float) -> None:
+    """The holder of a callback id says it is still working: push its heartbeat deadline out.
+    A callback without a heartbeat timeout accepts heartbeats and changes nothing."""
+    found = tx.find_callback(callback_id)
+    if found is None or found[1].status is not S.STARTED:
+        raise CallbackNotFound(callback_id)
+    run_id, op = found
+    heartbeat = tx.get_heartbeat(callback_id)
+    if heartbeat is None:
+        return
+    every, deadline = heartbeat
+    due = now + every if deadline is None else min(now + every, deadline)
+    tx.put_operation(run_id, replace(op, due_at=due))
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -190,6 +439,8 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
 
 def _apply(tx: Tx, run_id: str, u: OperationUpdate, now: float) -> Operation:
     op = tx.get_operation(run_id, u.id)
+    if op is not None and op.status is S.CANCELLED and u.action is A.CANCEL:
+        return op  # the engine cancelled it already, when the cancel request came in
     if op is not None and (op.type is not u.type or op.status.is_final):
         raise InvalidCheckpoint(f"run {run_id!r}: cannot {u.action} {u.type} operation {u.id} "
                                 f"({u.name!r}); it is {op.type} {op.status}")
@@ -242,7 +493,10 @@ def _step_retry(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: O
     due = now + (u.delay or 0.0)
     tx.add_event(run_id, E.STEP_FAILED, now, u.id, u.name,
                  {"attempt": attempt, "error": _err(u), "retry": True, "next_attempt_at": due})
-    return replace(new, status=S.PENDING, attempt=attempt, error=u.error, due_at=due)
+    # A RETRY may carry a payload instead of an error: the state a polled condition
+    # (AWS's wait_for_condition) hands its next attempt.
+    return replace(new, status=S.PENDING, attempt=attempt, result=u.payload, error=u.error,
+                   due_at=due)
 
 
 def _wait_start(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
@@ -269,15 +523,24 @@ def _callback_start(tx: Tx, run_id: str, new: Operation, old: Operation | None,
             tx.add_event(run_id, E.CALLBACK_SUCCEEDED, now, u.id, u.name)
             return replace(new, status=S.SUCCEEDED, result=buffered[0], ended_at=now)
         return replace(new, due_at=due)
-    callback_id = secrets.token_urlsafe(24)  # 192 random bits: holding the id is the permission
+    # 192 random bits: holding the id is the permission. Hex fits AWS's callback id pattern
+    # ([A-Za-z0-9+/]+) and any URL path unescaped.
+    callback_id = secrets.token_hex(24)
     tx.add_event(run_id, E.CALLBACK_STARTED, now, u.id, u.name,
-                 {"callback_id": callback_id, "timeout_at": due})
+                 {"callback_id": callback_id, "timeout_at": due,
+                  "heartbeat_timeout": u.heartbeat_timeout})
+    if u.heartbeat_timeout:
+        tx.put_heartbeat(callback_id, run_id, u.heartbeat_timeout, due)
+        due = now + u.heartbeat_timeout if due is None else min(due, now + u.heartbeat_timeout)
     return replace(new, callback_id=callback_id, due_at=due)
 
 
 def _invoke_start(tx: Tx, run_id: str, new: Operation, old: Operation | None,
                   u: OperationUpdate, now: float) -> Operation:
     _require_new(run_id, old, u)
+    if u.child is None and u.error is not None:  # the target could not be resolved
+        tx.add_event(run_id, E.CHAINED_INVOKE_FAILED, now, u.id, u.name, {"error": _err(u)})
+        return replace(new, status=S.FAILED, error=u.error, ended_at=now)
     if u.child is None:
         raise InvalidCheckpoint(f"run {run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
     child = u.child
@@ -289,16 +552,27 @@ def _invoke_start(tx: Tx, run_id: str, new: Operation, old: Operation | None,
     return replace(new, child_run_id=child.run_id)
 
 
+_CONTEXT_EVENT = {A.START: E.CONTEXT_STARTED, A.SUCCEED: E.CONTEXT_SUCCEEDED,
+                  A.FAIL: E.CONTEXT_FAILED}
+
+
 def _context(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
              now: float) -> Operation:
     status = {A.START: S.STARTED, A.SUCCEED: S.SUCCEEDED, A.FAIL: S.FAILED}[u.action]
+    tx.add_event(run_id, _CONTEXT_EVENT[u.action], now, u.id, u.name,
+                 {"error": _err(u)} if u.error else None)
+    # A CONTEXT has no attempts: attempt=1 records AWS's ReplayChildren (the result was too
+    # large to checkpoint; the SDK rebuilds it by replaying the children).
     return replace(new, status=status, result=u.payload, error=u.error,
+                   attempt=1 if u.replay_children else new.attempt,
                    ended_at=now if status.is_final else None)
 
 
 def _cancel_op(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
                now: float) -> Operation:
-    return replace(new, status=S.CANCELLED, ended_at=now)
+    """The SDK stops waiting on an operation because the run was cancelled meanwhile."""
+    tx.add_event(run_id, _CANCEL_EVENT.get(new.type, E.STEP_CANCELLED), now, u.id, new.name)
+    return replace(new, status=S.CANCELLED, ended_at=now, due_at=None)
 
 
 def _require_new(run_id: str, old: Operation | None, u: OperationUpdate) -> None:
@@ -316,9 +590,12 @@ _HANDLERS = {
     (OperationType.STEP, A.FAIL): _step_fail,
     (OperationType.STEP, A.RETRY): _step_retry,
     (OperationType.WAIT, A.START): _wait_start,
+    (OperationType.STEP, A.CANCEL): _cancel_op,
     (OperationType.WAIT, A.CANCEL): _cancel_op,
     (OperationType.CALLBACK, A.START): _callback_start,
+    (OperationType.CALLBACK, A.CANCEL): _cancel_op,
     (OperationType.CHAINED_INVOKE, A.START): _invoke_start,
+    (OperationType.CHAINED_INVOKE, A.CANCEL): _cancel_op,
     (OperationType.CONTEXT, A.START): _context,
     (OperationType.CONTEXT, A.SUCCEED): _context,
     (OperationType.CONTEXT, A.FAIL): _context,
@@ -328,7 +605,7 @@ _HANDLERS = {
 # -- the outside world: signals, callbacks, cancellation ------------------------------------------
 
 def _running(tx: Tx, run_id: str) -> RunInfo:
-    run = tx.get_run(run_id)
+    run = tx.get_run(run_id, lock=True)  # serialized with the run's checkpoints: see get_run
     if run is None:
         raise RunNotFound(run_id)
     return run
@@ -378,6 +655,13 @@ def cancel(tx: Tx, run_id: str, now: float) -> RunInfo:
         return run
     tx.update_run(run_id, cancel_requested=1)
     tx.add_event(run_id, E.EXECUTION_CANCEL_REQUESTED, now)
+    _cancel_waiting(tx, run_id, now)
+    tx.wake(run_id, now)
+    return _running(tx, run_id)
+
+
+def _cancel_waiting(tx: Tx, run_id: str, now: float) -> None:
+    """Cancel what the run waits on (waits, callbacks, child runs, retry backoffs)."""
     for op in tx.waiting_operations(run_id):
         if op.type in _STOPPABLE or op.status is S.PENDING:
             tx.put_operation(run_id, replace(op, status=S.CANCELLED, ended_at=now, due_at=None))
@@ -385,8 +669,6 @@ def cancel(tx: Tx, run_id: str, now: float) -> RunInfo:
                          op.name)
     for child in tx.live_children(run_id):
         cancel(tx, child, now)
-    tx.wake(run_id, now)
-    return _running(tx, run_id)
 
 
 def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None,

@@ -4,6 +4,12 @@ Many runs execute as asyncio tasks in one process. A worker sleeps until the ear
 knows of or until the store reports a commit from anyone (a new run, a signal, a callback), so
 resume latency has no polling floor. Leases are renewed while invocations run; a worker that dies
 stops renewing and its runs are taken over when the leases expire.
+
+Scheduled workflows: every worker serving one fires its ticks (the engine makes each tick one run
+however many fire it) and sleeps no longer than until the next tick. Queued workflows: the worker
+tells the engine each queue's limits as data at claim time, so limits hold across all workers.
+All times come from the injected `clock`, so a virtual clock can drive timers, ticks and rate
+windows.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from durable import telemetry
 from durable.engine import machine
-from durable.errors import StaleToken
+from durable.errors import DurableError, InvocationError, StaleToken, UsageError
 from durable.model import (
     CheckpointResult,
     ErrorObject,
@@ -31,7 +39,9 @@ from durable.model import (
     OperationUpdate,
     WorkflowHandler,
 )
-from durable.store import Store, open_store
+from durable.queues import Queue, ServedQueue
+from durable.schedule import Schedule
+from durable.store import Store, Tx, open_store
 
 log = logging.getLogger("durable.worker")
 
@@ -40,13 +50,31 @@ SAFETY_NAP = 5.0
 
 
 class Servable(Protocol):
-    """Anything with a name and a handler the engine can invoke, e.g. an SDK `Workflow`."""
+    """Anything with a name and a handler the engine can invoke, e.g. an SDK `Workflow`.
+
+    Optionally also (read with getattr, so wrappers that lack them still serve): `schedule`, a
+    `Schedule` or None, with `schedule_input(tick: datetime) -> str | None` encoding a tick as the
+    run's input; and `queue`, a `Queue` or None.
+    """
 
     @property
     def name(self) -> str: ...
 
     @property
     def handler(self) -> WorkflowHandler: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Scheduled:
+    workflow: str
+    schedule: Schedule
+    encode: Callable[[datetime], str | None]
+
+    def fire(self, tx: Tx, now: float) -> str | None:
+        """Fire the tick due at `now`, if it is due (see `machine.fire_schedule`)."""
+        tick = self.schedule.latest(now)
+        data = None if tick is None else self.encode(self.schedule.moment(tick))
+        return machine.fire_schedule(tx, self.workflow, self.schedule, tick, data, now)
 
 
 @dataclass
@@ -59,19 +87,37 @@ class WorkerStats:
 class Worker:
     def __init__(self, workflows: Iterable[Servable], db: str | Store | None = None, *,
                  concurrency: int = 100, lease_seconds: float = 30.0,
-                 clock: Callable[[], float] = time.time, drain_seconds: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.time, drain_seconds: float = 30.0,
+                 fire_schedules: bool = True, invocation_attempts: int = 5,
+                 invocation_backoff: float = 1.0) -> None:
+        """`fire_schedules=False` serves scheduled workflows' runs without firing their ticks:
+        for one-shot runners (`durable.run`) that serve every registered workflow only so that
+        child workflows can run.
+
+        A handler raising `InvocationError` (a function that could not be reached, or crashed
+        before answering) is invoked again after `invocation_backoff` seconds, doubling each
+        time; the run fails after `invocation_attempts` such failures in a row."""
+        workflows = list(workflows)
         self.handlers: dict[str, WorkflowHandler] = {w.name: w.handler for w in workflows}
+        self.schedules = [_Scheduled(w.name, s, getattr(w, "schedule_input", _no_input))
+                          for w in workflows if fire_schedules
+                          and (s := getattr(w, "schedule", None)) is not None]
+        self.queues = _served_queues(workflows)
         self.store = db if isinstance(db, Store) else open_store(db)
+        self.handlers = telemetry.instrument(self.handlers, self.store)  # as is when tracing is off
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.drain_seconds = drain_seconds
+        self.invocation_attempts = invocation_attempts
+        self.invocation_backoff = invocation_backoff
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = WorkerStats()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._on_finish: list[Callable[[str], None]] = []
+        self._next_tick: dict[str, float] = {}  # by workflow; none yet: due at once
 
     @property
     def names(self) -> list[str]:
@@ -111,7 +157,7 @@ class Worker:
         try:
             while not self._stopping and not (until and until()):
                 wake.clear()
-                timeout = await self._claim_and_start()
+                timeout = await self._poll()
                 if timeout is None or timeout > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), min(timeout or SAFETY_NAP,
@@ -128,7 +174,7 @@ class Worker:
         """Run every invocation due now, and what they make due now, until nothing is; return
         when the next one falls due (None: nothing will without the outside world)."""
         while True:
-            timeout = await self._claim_and_start()
+            timeout = await self._poll()
             if self._inflight:
                 await asyncio.wait(list(self._inflight.values()))
             elif timeout is None:
@@ -136,20 +182,49 @@ class Worker:
             elif timeout > 0.001:
                 return self.clock() + timeout
 
+    async def _poll(self) -> float | None:
+        """Fire due schedule ticks and start what is due; return how long to sleep (None:
+        until woken, 0: look again), never past the next tick."""
+        next_tick = await self._fire_due_ticks()
+        timeout = await self._claim_and_start()
+        if next_tick is None:
+            return timeout
+        to_tick = max(next_tick - self.clock(), 0.0)
+        return to_tick if timeout is None else min(timeout, to_tick)
+
+    async def _fire_due_ticks(self) -> float | None:
+        """Fire the schedules whose next tick has come, in one transaction; return the earliest
+        next tick of all (None: no schedules)."""
+        if not self.schedules:
+            return None
+        now = self.clock()
+        due = [s for s in self.schedules if self._next_tick.get(s.workflow, now) <= now]
+        if due:
+            await self.store.awrite(lambda tx: [s.fire(tx, now) for s in due])
+            for s in due:
+                self._next_tick[s.workflow] = s.schedule.next_after(now)
+        return min(self._next_tick.values())
+
+    @property
+    def next_tick(self) -> float | None:
+        """When this worker fires a schedule next (clock time); None without schedules, or
+        before it first looked at them."""
+        return min(self._next_tick.values(), default=None)
+
     async def _claim_and_start(self) -> float | None:
         """Start what is due; return how long to sleep (None: until woken, 0: look again)."""
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             return None
-        names = self.names
+        names, queues = self.names, self.queues
         now = self.clock()
-        due = self.store.read(lambda tx: tx.next_due(names))
+        due = self.store.read(lambda tx: machine.next_due(tx, now, names, queues))
         if due is None:
             return None
         if due > now:
             return due - now
-        claimed = await self.store.awrite(
-            lambda tx: machine.claim(tx, self.owner, now, free, self.lease_seconds, names))
+        claimed = await self.store.awrite(lambda tx: machine.claim(
+            tx, self.owner, now, free, self.lease_seconds, names, queues))
         for c in claimed:
             run_id = c.invocation.run_id
             self._inflight[run_id] = asyncio.create_task(self._invoke(c))
@@ -159,9 +234,17 @@ class Worker:
         inv, token = c.invocation, c.token
         store, clock = self.store, self.clock
 
-        def checkpointer(updates: list[OperationUpdate]) -> asyncio.Future[CheckpointResult]:
-            return store.awrite(
-                lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock()))
+        store_failed: list[BaseException] = []
+
+        async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
+            try:
+                return await store.awrite(
+                    lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock()))
+            except DurableError:
+                raise
+            except Exception as e:  # the database failed, not the engine's rules
+                store_failed.append(e)
+                raise
 
         started = time.perf_counter()
         self.stats.invocations += 1
@@ -172,9 +255,17 @@ class Worker:
                 self.stats.stale += 1
                 log.info("run %s: lease lost mid-invocation, stopping it", inv.run_id)
                 return
+            except InvocationError as e:
+                log.warning("run %s: invocation failed, will retry: %s", inv.run_id, e)
+                await self._retry(inv.run_id, token, e, time.perf_counter() - started)
+                return
             except Exception as e:  # a fault outside user code: record it, keep serving
                 log.exception("run %s: invocation crashed", inv.run_id)
                 out = InvocationOutput(InvocationStatus.FAILED, error=ErrorObject.from_exception(e))
+            if store_failed:  # not the workflow's failure: leave the run to be taken again
+                log.warning("run %s: a checkpoint could not be written (%s); the run will be "
+                            "invoked again when its lease runs out", inv.run_id, store_failed[0])
+                return
             duration = time.perf_counter() - started
             try:
                 await store.awrite(lambda tx: machine.finish_invocation(
@@ -185,19 +276,32 @@ class Worker:
             if out.status is not InvocationStatus.PENDING:
                 self.stats.completed += 1
         finally:
-            self._inflight.pop(inv.run_id, None)
+            if self._inflight.get(inv.run_id) is asyncio.current_task():
+                del self._inflight[inv.run_id]  # not a newer invocation that re-claimed the run
             for cb in self._on_finish:
                 cb(inv.run_id)
             if self._wake is not None:
                 self._wake.set()
 
+    async def _retry(self, run_id: str, token: int, e: InvocationError,
+                     duration: float) -> None:
+        attempts, backoff, clock = self.invocation_attempts, self.invocation_backoff, self.clock
+        try:
+            await self.store.awrite(lambda tx: machine.retry_invocation(
+                tx, run_id, token, e.error, clock(), duration, attempts, backoff))
+        except StaleToken:
+            self.stats.stale += 1
+
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             if self._inflight:
-                await self.store.awrite(functools.partial(
-                    machine.heartbeat, owner=self.owner, run_ids=list(self._inflight),
-                    until=self.clock() + self.lease_seconds))
+                try:
+                    await self.store.awrite(functools.partial(
+                        machine.heartbeat, owner=self.owner, run_ids=list(self._inflight),
+                        until=self.clock() + self.lease_seconds))
+                except Exception as e:  # the database is away: try again next time round
+                    log.warning("heartbeat failed: %s", e)
 
     async def _drain(self) -> None:
         if not self._inflight:
@@ -206,3 +310,24 @@ class Worker:
         _, pending = await asyncio.wait(list(self._inflight.values()), timeout=self.drain_seconds)
         for task in pending:  # their leases expire and another worker takes over
             task.cancel()
+
+
+def _no_input(tick: datetime) -> str | None:
+    return None
+
+
+def _served_queues(workflows: Iterable[Servable]) -> list[ServedQueue]:
+    """Group the workflows by the queue they are on; one definition per queue name. Sorted by
+    name, so that every worker takes queue locks in the same order (no deadlock between them
+    where a dialect locks queues, see `Tx.lock_queue`)."""
+    queues: dict[str, Queue] = {}
+    members: dict[str, list[str]] = {}
+    for w in workflows:
+        q: Queue | None = getattr(w, "queue", None)
+        if q is None:
+            continue
+        if queues.setdefault(q.name, q) != q:
+            raise UsageError(f"queue {q.name!r} has different limits on workflow {w.name!r} "
+                             f"than on {members[q.name][0]!r}; declare each queue once")
+        members.setdefault(q.name, []).append(w.name)
+    return [ServedQueue(queues[name], tuple(members[name])) for name in sorted(queues)]

@@ -30,7 +30,7 @@ async def _start(ex: Executor, scope: Scope, sub_type: SubType, name: str | None
 async def _outcome(ex: Executor, op_id: str, what: str, type_hint: Any) -> Any:
     op = ex.ops[op_id]
     if op.status is S.STARTED:
-        await ex.wait_for_engine()
+        await ex.wait_for_engine(op)
     if op.status is S.SUCCEEDED:
         return None if op.result is None else ex.serializer.decode(op.result, type_hint)
     if op.status is S.FAILED:

@@ -38,7 +38,7 @@ async def start(ex: Executor, scope: Scope, wf: Workflow[Any], args: tuple[Any, 
         if not wait:
             return op.child_run_id
         if op.status is OperationStatus.STARTED:
-            await ex.wait_for_engine()
+            await ex.wait_for_engine(op)
         if op.status is OperationStatus.CANCELLED:
             ex.cancelled()
         if op.status is OperationStatus.FAILED:

@@ -17,11 +17,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import NoReturn
 
-from durable.errors import Cancelled, NonDeterminismError, UsageError
+from durable.errors import Cancelled, NonDeterminismError, StaleToken, UsageError
 from durable.model import (
     Checkpointer,
     Invocation,
     Operation,
+    OperationAction,
     OperationType,
     OperationUpdate,
     operation_id,
@@ -31,6 +32,11 @@ from durable.sdk.serializer import Serializer
 
 class _Suspend(BaseException):
     """Unwinds a workflow whose every live branch waits on the engine. Never user-visible."""
+
+
+class _Fenced(BaseException):
+    """Another invocation owns the run now: this one must stop without writing or running
+    anything more. Never user-visible; the engine sees StaleToken."""
 
 
 class ContinueAsNew(BaseException):
@@ -104,6 +110,7 @@ class Executor:
         self._live = 1
         self._waiters: list[asyncio.Future[None]] = []
         self.suspending = False
+        self.fenced = False
         self.replay_only = replay_only  # stop at the first operation history does not hold
 
     # -- replay ------------------------------------------------------------------------------
@@ -121,6 +128,8 @@ class Executor:
         """
         if self.suspending:
             raise _Suspend
+        if self.fenced:
+            raise _Fenced
         op_id, position = scope.next_id()
         recorded = self.ops.get(op_id)
         if recorded is None:
@@ -166,9 +175,15 @@ class Executor:
         self._buffer.append(update)
 
     async def checkpoint(self, *updates: OperationUpdate) -> list[Operation]:
+        if self.fenced:
+            raise _Fenced
         batch = [*self._buffer, *updates]
         self._buffer.clear()
-        result = await self._checkpointer(batch)
+        try:
+            result = await self._checkpointer(batch)
+        except StaleToken:
+            self.fenced = True  # user code may catch Exception: no durable call gets past this
+            raise _Fenced from None
         for op in result.operations:
             self.ops[op.id] = op
         self.cancel_requested = self.cancel_requested or result.cancel_requested
@@ -179,11 +194,20 @@ class Executor:
             await self.checkpoint()
 
     # -- suspension --------------------------------------------------------------------------
-    async def wait_for_engine(self) -> None:
-        """Block this branch until the engine moves the operation; suspends the invocation
-        once every live branch is blocked. Never returns normally in this invocation."""
+    async def wait_for_engine(self, op: Operation | None = None) -> None:
+        """Block this branch until the engine moves `op`; suspends the invocation once every
+        live branch is blocked. Never returns normally in this invocation.
+
+        If the run was cancelled after `op` started (the cancel raced its START), `op` is
+        cancelled durably first, so every replay raises `Cancelled` right here too.
+        """
         if self.suspending:
             raise _Suspend
+        if op is not None and self.cancel_requested and not self.cancel_raised:
+            await self.checkpoint(OperationUpdate(op.id, op.type, OperationAction.CANCEL,
+                                                  name=op.name, parent_id=op.parent_id,
+                                                  sub_type=op.sub_type))
+            self.cancelled()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         if len(self._waiters) >= self._live:

@@ -238,6 +238,7 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
         launch()
     ex.live_changed(len(running) - 1)  # the caller now waits on its branches instead
     decided: str | None = None
+    ended = 0  # branches that ended once the batch was decided: counted after the abandoned stop
     try:
         while running and decided is None:
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -254,6 +255,10 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
                     decided = completion.decide(len(batch.items), succeeded, failed)
                 if pending and not decided:
                     launch()  # the finished branch's slot passes on: live count unchanged
+                elif decided and running:
+                    # Not yet: the abandoned branches may still be waiting on the engine, and
+                    # would look like all that is live, suspending the run for nothing.
+                    ended += 1
                 else:
                     ex.live_changed(-1)
     finally:
@@ -262,5 +267,5 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
         for task in running:
             with contextlib.suppress(BaseException):
                 await task
-        ex.live_changed(1 - len(running))
+        ex.live_changed(1 - len(running) - ended)
     return decided or "ALL_COMPLETED"

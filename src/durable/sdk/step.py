@@ -108,7 +108,7 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
                 if op.status is S.CANCELLED:
                     ex.cancelled()
                 if op.status is S.PENDING:
-                    await ex.wait_for_engine()
+                    await ex.wait_for_engine(op)
                 if op.status is S.STARTED and cfg.semantics == "at_most_once":
                     op = await _fail_attempt(ex, update, name, op.attempt, policy, StepInterrupted(
                         f"step {name!r} attempt {op.attempt} was interrupted (its process "

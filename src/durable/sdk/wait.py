@@ -24,4 +24,4 @@ async def sleep(ex: Executor, scope: Scope, duration: timedelta | float,
         if op.status is OperationStatus.CANCELLED:
             ex.cancelled()
         if op.status is not OperationStatus.SUCCEEDED:
-            await ex.wait_for_engine()
+            await ex.wait_for_engine(op)

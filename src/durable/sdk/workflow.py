@@ -6,9 +6,16 @@ import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from durable.errors import Cancelled, NonDeterminismError, SerializationError, UsageError
+from durable.errors import (
+    Cancelled,
+    NonDeterminismError,
+    SerializationError,
+    StaleToken,
+    UsageError,
+)
 from durable.model import (
     Checkpointer,
     CheckpointResult,
@@ -18,8 +25,10 @@ from durable.model import (
     InvocationStatus,
     OperationUpdate,
 )
+from durable.queues import Queue
+from durable.schedule import Missed, Schedule
 from durable.sdk.context import Context
-from durable.sdk.executor import CURRENT_SCOPE, ContinueAsNew, Executor, _Suspend
+from durable.sdk.executor import CURRENT_SCOPE, ContinueAsNew, Executor, _Fenced, _Suspend
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import DEFAULT_SERIALIZER, Serializer
 from durable.sdk.step import Semantics, StepConfig, StepFunction
@@ -32,10 +41,16 @@ REGISTRY: dict[str, Workflow[Any]] = {}
 
 
 class Workflow(Generic[R]):
-    """A workflow definition. Its `handler` is what the engine invokes."""
+    """A workflow definition. Its `handler` is what the engine invokes.
+
+    `schedule` (a `Schedule`) makes every worker serving it start one run per cron tick; `queue`
+    (a `Queue`, or the name of a declared one) subjects its runs to the queue's limits. Both are
+    data the worker hands the engine; see `workflow` for how to set them.
+    """
 
     def __init__(self, fn: Callable[..., Awaitable[R]], name: str | None = None,
-                 serializer: Serializer | None = None) -> None:
+                 serializer: Serializer | None = None, schedule: Schedule | None = None,
+                 queue: Queue | str | None = None, webhook: bool = False) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise UsageError(f"@workflow {fn.__qualname__} must be an `async def`")
         params = list(inspect.signature(fn).parameters.values())
@@ -53,10 +68,31 @@ class Workflow(Generic[R]):
         self.params = [p.name for p in params[1:]]
         self._param_types = [hints.get(p, Any) for p in self.params]
         self.result_type = hints.get("return", Any)
+        self.schedule = schedule
+        if schedule is not None and len(self.params) > 1:
+            raise UsageError(f"@workflow {self.name}: a scheduled workflow takes no input or one "
+                             "parameter, the tick's datetime: async def wf(ctx: Context, "
+                             f"tick: datetime); it takes {len(self.params)} "
+                             f"({', '.join(self.params)})")
+        self._queue = queue
+        self.webhook = webhook  # `durable server` exposes POST /hooks/<name> to start runs
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<workflow {self.name}>"
+
+    @property
+    def queue(self) -> Queue | None:
+        """The queue whose limits this workflow's runs obey. A name is looked up when first
+        asked (a worker starting), so the Queue may be declared after the workflow."""
+        if isinstance(self._queue, str):
+            self._queue = Queue.named(self._queue)
+        return self._queue
+
+    def schedule_input(self, tick: datetime) -> str | None:
+        """The input of the run a schedule starts at `tick`: the tick itself if the workflow
+        takes a parameter, else nothing."""
+        return self.encode_input((tick,) if self.params else ())
 
     # -- input -------------------------------------------------------------------------------
     def encode_input(self, args: tuple[Any, ...]) -> str | None:
@@ -105,6 +141,8 @@ class Workflow(Generic[R]):
             payload = self.serializer.encode(value)
             await ex.flush()
             return InvocationOutput(InvocationStatus.SUCCEEDED, result=payload)
+        except _Fenced:
+            raise StaleToken(f"run {invocation.run_id!r}: another invocation took over") from None
         except _Suspend:
             await ex.flush()
             return InvocationOutput(InvocationStatus.PENDING)
@@ -127,19 +165,51 @@ class Workflow(Generic[R]):
 @overload
 def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[R]: ...
 @overload
-def workflow(*, name: str | None = None,
-             serializer: Serializer | None = None
-             ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
+def workflow(*, name: str | None = None, serializer: Serializer | None = None,
+             schedule: str | None = None, timezone: str | None = None,
+             missed: Missed | None = None, queue: Queue | str | None = None,
+             webhook: bool = False) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
 
 
 def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | None = None,
-             serializer: Serializer | None = None) -> Any:
-    """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`."""
+             serializer: Serializer | None = None, schedule: str | None = None,
+             timezone: str | None = None, missed: Missed | None = None,
+             queue: Queue | str | None = None, webhook: bool = False) -> Any:
+    """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`.
+
+    `schedule="0 2 * * *"` (cron, in `timezone`, default UTC): every worker serving the workflow
+    starts one run per tick, with id `"<name>@<tick ISO>"`; the workflow takes no input, or one
+    parameter that receives the tick as an aware datetime in `timezone`. `missed` says what to
+    do with ticks that came while no worker ran: `"skip"` (default) waits for the next tick,
+    `"run_once"` starts one run for the latest of them. A bad expression, zone or policy raises
+    `UsageError` here, at decoration time.
+
+    `queue=durable.Queue("emails", limit=10, rate="100/minute")` (or the name of a Queue declared
+    elsewhere): runs wait for a slot of the queue before their first invocation.
+
+    `webhook=True`: `durable server` serving the workflow exposes `POST /hooks/<name>`, which
+    starts a run with the request's JSON body as input.
+    """
     def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[R]:
-        wf = Workflow(f, name, serializer)
+        wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
+                                                     missed), queue, webhook)
         REGISTRY[wf.name] = wf
         return wf
     return wrap(fn) if fn is not None else wrap
+
+
+def _schedule(workflow: str, cron: str | None, timezone: str | None,
+              missed: Missed | None) -> Schedule | None:
+    """The decorator's schedule arguments as a `Schedule`; errors name the workflow."""
+    if cron is None:
+        if timezone is not None or missed is not None:
+            raise UsageError(f"@workflow {workflow}: timezone= and missed= only apply with a "
+                             "schedule, e.g. schedule='0 2 * * *'")
+        return None
+    try:
+        return Schedule(cron, timezone or "UTC", missed or "skip")
+    except UsageError as e:
+        raise UsageError(f"@workflow {workflow}: {e}") from None
 
 
 @overload

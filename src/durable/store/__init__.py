@@ -7,7 +7,7 @@ import os
 from durable.errors import UsageError
 from durable.store.base import Store, Tx
 
-__all__ = ["Store", "Tx", "open_store", "resolve_url"]
+__all__ = ["Store", "Tx", "migrate", "open_store", "resolve_url"]
 
 DEFAULT_URL = "sqlite:///.durable/durable.db"
 
@@ -24,8 +24,21 @@ def open_store(url: str | None = None) -> Store:
 
         return SQLiteStore(url.removeprefix("sqlite:///"))
     if url.startswith(("postgresql://", "postgres://")):
-        from durable.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+        from durable.store.postgres import PostgresStore
 
-        return PostgresStore(url)  # type: ignore[no-any-return,unused-ignore]
+        return PostgresStore(url)
     raise UsageError(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db "
                      "or postgresql://user@host/dbname (in DURABLE_DB or --db)")
+
+
+def migrate(url: str | None = None) -> int:
+    """Bring the database's schema up to date now and return its version (`durable migrate`).
+
+    Every store also migrates when it opens, safely when several processes start at once; this
+    is for doing it ahead of a deploy, or with an account allowed to create tables.
+    """
+    store = open_store(url)
+    try:
+        return store.read(lambda tx: tx.schema_version())
+    finally:
+        store.close()

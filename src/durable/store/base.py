@@ -28,6 +28,7 @@ from durable.model import (
     OperationStatus,
     OperationType,
     RunInfo,
+    ScheduleState,
 )
 
 T = TypeVar("T")
@@ -38,14 +39,17 @@ _OP_COLUMNS = (
 )
 _RUN_COLUMNS = (
     "run_id, workflow, status, input, result, error, created_at, updated_at, ended_at, "
-    "compute_seconds, parked, cancel_requested, ready_at, parent_run_id"
+    "compute_seconds, parked, cancel_requested, ready_at, parent_run_id, queue_name, admitted_at,"
+    " timeout_at, invocation_failures"
 )
+_SCHEDULE_COLUMNS = "workflow, cron, timezone, since, last_tick, last_run_id"
 _WAITING = (OperationStatus.STARTED.value, OperationStatus.PENDING.value)
 
 # Columns of `runs` the engine may set through `update_run`; guards the f-string below.
 _RUN_SETTABLE = frozenset(
     {"status", "result", "error", "updated_at", "ended_at", "ready_at", "lease_owner",
-     "lease_expires", "cancel_requested", "parked", "compute_seconds"}
+     "lease_expires", "cancel_requested", "parked", "compute_seconds", "timeout_at",
+     "invocation_failures"}
 )
 
 
@@ -72,6 +76,7 @@ def _run(row: Sequence[Any]) -> RunInfo:
         result=row[4], error=load_error(row[5]), created_at=row[6], updated_at=row[7],
         ended_at=row[8], compute_seconds=row[9], parked=load_error(row[10]),
         cancel_requested=bool(row[11]), ready_at=row[12], parent_run_id=row[13],
+        queue=row[14], admitted_at=row[15], timeout_at=row[16], invocation_failures=row[17],
     )
 
 
@@ -89,8 +94,10 @@ class Tx:
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._execute(sql, params).fetchone()
 
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return int(self._execute(sql, params).rowcount)
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A statement whose outcome nobody reads: a network dialect may send it on without
+        waiting for the server's answer (errors still fail the transaction)."""
+        self._execute(sql, params)
 
     # -- runs -------------------------------------------------------------------------------
     def insert_run(self, run_id: str, workflow: str, input: str | None, now: float,
@@ -98,18 +105,22 @@ class Tx:
         """Create a RUNNING run ready now; False if the id exists already (start is idempotent).
         `parent` is the (run id, operation id) of the CHAINED_INVOKE that started it."""
         parent_run, parent_op = parent or (None, None)
-        created = self._exec(
+        created = self._one(
             "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, ready_at,"
             " parent_run_id, parent_op_id) VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_id) DO NOTHING",
+            " ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
             (run_id, workflow, input, now, now, now, parent_run, parent_op),
-        ) == 1
+        ) is not None
         if created:
             self.notify()
         return created
 
-    def get_run(self, run_id: str) -> RunInfo | None:
-        row = self._one(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+    def get_run(self, run_id: str, lock: bool = False) -> RunInfo | None:
+        """With `lock`, hold the run's row until commit (`row_lock_clause`): what a change from
+        outside (a signal, a cancel) does first, so that it and a checkpoint of the same run,
+        which holds the row from its `fence`, each see all of the other or none of it."""
+        row = self._one(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?"
+                        + (self.row_lock_clause if lock else ""), (run_id,))
         return None if row is None else _run(row)
 
     def update_run(self, run_id: str, **values: Any) -> None:
@@ -162,21 +173,28 @@ class Tx:
                 (until, run_id, owner),
             )
 
-    def claimable(self, now: float, limit: int, workflows: Sequence[str]) -> list[str]:
-        """Runs with work due and no live lease, or whose lease holder stopped renewing it."""
-        where, params = _workflow_filter(workflows)
+    def claimable(self, now: float, limit: int, workflows: Sequence[str],
+                  queued: Sequence[str] = ()) -> list[str]:
+        """Runs with work due and no live lease, or whose lease holder stopped renewing it.
+        Runs of the `queued` workflows count only once a queue admitted them (`admit`).
+
+        Runs orphaned by a dead worker (the lease cleared their ready_at) come first: NULLS FIRST
+        is SQLite's default order and must be spelled out for PostgreSQL.
+        """
+        where, params = _workflow_filter(workflows, queued)
         rows = self._rows(
             "SELECT run_id FROM runs WHERE status = 'RUNNING' AND "
             "((ready_at <= ? AND lease_owner IS NULL) OR lease_expires < ?)"
-            f"{where} ORDER BY ready_at LIMIT ?" + self.claim_lock_clause,
+            f"{where} ORDER BY ready_at NULLS FIRST LIMIT ?" + self.claim_lock_clause,
             (now, now, *params, limit),
         )
         return [r[0] for r in rows]
 
     claim_lock_clause = ""
 
-    def next_due(self, workflows: Sequence[str]) -> float | None:
-        where, params = _workflow_filter(workflows)
+    def next_due(self, workflows: Sequence[str], queued: Sequence[str] = ()) -> float | None:
+        """When the earliest of these runs has work; `queued` as in `claimable`."""
+        where, params = _workflow_filter(workflows, queued)
         a = self._one(
             "SELECT min(ready_at) FROM runs WHERE status = 'RUNNING' AND lease_owner IS NULL"
             f"{where}", params)[0]
@@ -185,7 +203,8 @@ class Tx:
         return min((t for t in (a, b) if t is not None), default=None)
 
     def list_runs(self, status: str | None, workflow: str | None, limit: int,
-                  offset: int = 0) -> list[RunInfo]:
+                  offset: int = 0, search: str | None = None) -> list[RunInfo]:
+        """Newest first. `search`: only runs whose id or workflow contains it, ignoring case."""
         clauses, params = [], []
         if status:
             clauses.append("status = ?")
@@ -193,6 +212,9 @@ class Tx:
         if workflow:
             clauses.append("workflow = ?")
             params.append(workflow)
+        if search:
+            clauses.append("(lower(run_id) LIKE ? ESCAPE '!' OR lower(workflow) LIKE ? ESCAPE '!')")
+            params += [_contains(search)] * 2
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._rows(
             f"SELECT {_RUN_COLUMNS} FROM runs{where} ORDER BY created_at DESC, run_id"
@@ -203,7 +225,9 @@ class Tx:
         """Clear the run's operations and history and start it over with `input`; buffered
         signals and published events stay. Returns the new generation number."""
         self._exec("DELETE FROM operations WHERE run_id = ?", (run_id,))
-        self._exec("DELETE FROM history WHERE run_id = ?", (run_id,))
+        # Keep the newest event (the invocation that continued) so history ids never go back.
+        self._exec("DELETE FROM history WHERE run_id = ? AND id < (SELECT max(id) FROM history"
+                   " WHERE run_id = ?)", (run_id, run_id))
         row = self._one(
             "UPDATE runs SET input = ?, ready_at = ?, updated_at = ?, generation = generation + 1"
             " WHERE run_id = ? RETURNING generation", (input, now, now, run_id))
@@ -223,6 +247,74 @@ class Tx:
         return [r[0] for r in self._rows(
             f"SELECT run_id FROM runs WHERE status = 'RUNNING' AND parked IS NOT NULL{where}",
             params)]
+
+    # -- queues: admission at claim time (the limits are enforced in engine/machine.py) --------
+    def lock_queue(self, queue: str) -> None:
+        """Keep other transactions from admitting runs to `queue` until this one ends, so that
+        counting its slots and taking one is atomic across workers. SQLite: nothing to do, the
+        write transaction already excludes every other writer. A dialect whose writers run
+        concurrently overrides this (PostgreSQL: a transaction-scoped advisory lock per queue)."""
+
+    def queue_held(self, queue: str) -> int:
+        """Runs admitted to `queue` that have not ended: the slots in use."""
+        return int(self._one("SELECT count(*) FROM runs WHERE queue_name = ?"
+                             " AND status = 'RUNNING'", (queue,))[0])
+
+    def queue_admitted(self, queue: str, since: float) -> int:
+        """Runs admitted to `queue` after `since` (ended or not): the rate window's use."""
+        return int(self._one("SELECT count(*) FROM runs WHERE queue_name = ? AND admitted_at > ?",
+                             (queue, since))[0])
+
+    def queue_admission(self, queue: str, since: float, nth: int) -> float | None:
+        """When the `nth` (from 0) run admitted to `queue` after `since` was admitted."""
+        row = self._one("SELECT admitted_at FROM runs WHERE queue_name = ? AND admitted_at > ?"
+                        " ORDER BY admitted_at LIMIT 1 OFFSET ?", (queue, since, nth))
+        return None if row is None else float(row[0])
+
+    def queue_waiting(self, workflows: Sequence[str], now: float, limit: int) -> list[str]:
+        """The oldest runs of `workflows` that no queue admitted yet and that are free to start,
+        in creation order (ties by run id)."""
+        rows = self._rows(
+            "SELECT run_id FROM runs WHERE status = 'RUNNING' AND queue_name IS NULL"
+            f" AND lease_owner IS NULL AND ready_at <= ? AND workflow IN ({_marks(workflows)})"
+            " ORDER BY created_at, run_id LIMIT ?" + self.claim_lock_clause,
+            (now, *workflows, limit))
+        return [r[0] for r in rows]
+
+    def queue_first_waiting(self, workflows: Sequence[str]) -> float | None:
+        """When the earliest run of `workflows` that waits for admission became ready."""
+        row = self._one(
+            "SELECT min(ready_at) FROM runs WHERE status = 'RUNNING' AND queue_name IS NULL"
+            f" AND lease_owner IS NULL AND workflow IN ({_marks(workflows)})", workflows)
+        return None if row[0] is None else float(row[0])
+
+    def admit(self, run_ids: Sequence[str], queue: str, now: float) -> None:
+        """The runs take a slot of `queue` from now until they end."""
+        if run_ids:
+            self._exec(f"UPDATE runs SET queue_name = ?, admitted_at = ?"
+                       f" WHERE run_id IN ({_marks(run_ids)})", (queue, now, *run_ids))
+
+    # -- schedules --------------------------------------------------------------------------
+    def get_schedule(self, workflow: str, lock: bool = False) -> ScheduleState | None:
+        """The schedule's stored state; with `lock`, held until commit where the dialect lets
+        another worker fire the same schedule meanwhile (`row_lock_clause`)."""
+        row = self._one(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE workflow = ?"
+                        + (self.row_lock_clause if lock else ""), (workflow,))
+        return None if row is None else ScheduleState(*row)
+
+    def register_schedule(self, workflow: str, cron: str, timezone: str, now: float) -> None:
+        """Create the schedule's state, counting ticks from `now`, unless it exists."""
+        self._exec(
+            f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}, updated_at)"
+            " VALUES (?, ?, ?, ?, NULL, NULL, ?) ON CONFLICT (workflow) DO NOTHING",
+            (workflow, cron, timezone, now, now))
+
+    def put_schedule(self, state: ScheduleState, now: float) -> None:
+        self._exec(
+            "UPDATE schedules SET cron = ?, timezone = ?, since = ?, last_tick = ?,"
+            " last_run_id = ?, updated_at = ? WHERE workflow = ?",
+            (state.cron, state.timezone, state.since, state.last_tick, state.last_run_id, now,
+             state.workflow))
 
     # -- operations -------------------------------------------------------------------------
     def operations(self, run_id: str) -> list[Operation]:
@@ -255,8 +347,10 @@ class Tx:
         )
 
     def find_callback(self, callback_id: str) -> tuple[str, Operation] | None:
-        row = self._one(f"SELECT run_id, {_OP_COLUMNS} FROM operations WHERE callback_id = ?",
-                        (callback_id,))
+        """The callback's operation, its row held until commit: two resolutions of one callback
+        cannot both find it still STARTED."""
+        row = self._one(f"SELECT run_id, {_OP_COLUMNS} FROM operations WHERE callback_id = ?"
+                        + self.row_lock_clause, (callback_id,))
         return None if row is None else (row[0], _operation(row[1:]))
 
     def signal_waiter(self, run_id: str, name: str) -> Operation | None:
@@ -279,6 +373,13 @@ class Tx:
             return None
         self._exec("DELETE FROM signals WHERE id = ?", (row[0],))
         return (row[1],)
+
+    def buffered_signals(self, run_id: str, name: str) -> list[str | None]:
+        """The payloads of the signals of that name still buffered (not yet taken by a wait),
+        oldest first, without taking them: for readers that must see what a run will receive."""
+        rows = self._rows("SELECT payload FROM signals WHERE run_id = ? AND name = ? ORDER BY id",
+                          (run_id, name))
+        return [r[0] for r in rows]
 
     def set_published(self, run_id: str, key: str, value: str | None, now: float) -> None:
         self._exec(
@@ -305,11 +406,153 @@ class Tx:
         return [HistoryEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
                 for r in rows]
 
+    # -- functions and the AWS durable-execution contract (durable/invoke, server/aws.py) -----
+    def put_function(self, name: str, url: str | None, handler: str | None,
+                     execution_timeout: float | None, now: float) -> None:
+        """Register a function (an HTTP endpoint or an in-process handler), or replace it."""
+        self._exec(
+            "INSERT INTO functions (name, url, handler, execution_timeout, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET url = excluded.url,"
+            " handler = excluded.handler, execution_timeout = excluded.execution_timeout,"
+            " updated_at = excluded.updated_at", (name, url, handler, execution_timeout, now))
+        self.notify()  # servers reload their functions
 
-def _workflow_filter(workflows: Sequence[str]) -> tuple[str, list[str]]:
+    def functions(self) -> list[tuple[str, str | None, str | None, float | None]]:
+        """Every registered function: (name, url, handler, execution timeout)."""
+        return [(r[0], r[1], r[2], r[3]) for r in self._rows(
+            "SELECT name, url, handler, execution_timeout FROM functions ORDER BY name")]
+
+    def delete_function(self, name: str) -> bool:
+        return self._one("DELETE FROM functions WHERE name = ? RETURNING name",
+                         (name,)) is not None
+
+    def insert_execution(self, run_id: str, function: str, name: str) -> bool:
+        """Name a run of `function`; False if that function already has an execution so named."""
+        return self._one(
+            "INSERT INTO executions (run_id, function_name, name) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING run_id", (run_id, function, name)) is not None
+
+    def execution_named(self, function: str, name: str) -> str | None:
+        row = self._one("SELECT run_id FROM executions WHERE function_name = ? AND name = ?",
+                        (function, name))
+        return None if row is None else str(row[0])
+
+    def execution_name(self, run_id: str) -> str | None:
+        row = self._one("SELECT name FROM executions WHERE run_id = ?", (run_id,))
+        return None if row is None else str(row[0])
+
+    def list_executions(self, function: str, statuses: Sequence[str], name: str | None,
+                        after: float | None, before: float | None, newest_first: bool,
+                        limit: int, offset: int) -> list[tuple[RunInfo, str | None]]:
+        """Runs of `function` (started by Invoke or otherwise) with their execution names."""
+        clauses: list[str] = ["r.workflow = ?"]
+        params: list[object] = [function]
+        if statuses:
+            clauses.append(f"r.status IN ({_marks(statuses)})")
+            params.extend(statuses)
+        if name is not None:
+            clauses.append("coalesce(e.name, r.run_id) = ?")
+            params.append(name)
+        if after is not None:
+            clauses.append("r.created_at > ?")
+            params.append(after)
+        if before is not None:
+            clauses.append("r.created_at < ?")
+            params.append(before)
+        order = "DESC" if newest_first else "ASC"
+        columns = ", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+        rows = self._rows(
+            f"SELECT {columns}, e.name FROM runs r LEFT JOIN executions e ON e.run_id = r.run_id"
+            f" WHERE {' AND '.join(clauses)} ORDER BY r.created_at {order}, r.run_id {order}"
+            " LIMIT ? OFFSET ?", (*params, limit, offset))
+        return [(_run(r), r[-1]) for r in rows]
+
+    def get_checkpoint_token(self, run_id: str) -> CheckpointTokenRow | None:
+        row = self._one("SELECT run_id, fence, nonce, watermark, client_token, prior_nonce,"
+                        " response FROM checkpoint_tokens WHERE run_id = ?", (run_id,))
+        return None if row is None else CheckpointTokenRow(*row)
+
+    def put_checkpoint_token(self, row: CheckpointTokenRow) -> None:
+        self._exec(
+            "INSERT INTO checkpoint_tokens (run_id, fence, nonce, watermark, client_token,"
+            " prior_nonce, response) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE"
+            " SET fence = excluded.fence, nonce = excluded.nonce,"
+            " watermark = excluded.watermark, client_token = excluded.client_token,"
+            " prior_nonce = excluded.prior_nonce, response = excluded.response",
+            (row.run_id, row.fence, row.nonce, row.watermark, row.client_token,
+             row.prior_nonce, row.response))
+
+    def history_watermark(self, run_id: str) -> int:
+        """The id of the run's newest history event (0: none): what a reader has seen."""
+        return int(self._one("SELECT coalesce(max(id), 0) FROM history WHERE run_id = ?",
+                             (run_id,))[0])
+
+    def operations_changed_since(self, run_id: str, watermark: int) -> list[str]:
+        """Ids of the operations a history event after `watermark` is about."""
+        return [r[0] for r in self._rows(
+            "SELECT DISTINCT op_id FROM history WHERE run_id = ? AND id > ?"
+            " AND op_id IS NOT NULL", (run_id, watermark))]
+
+    def put_heartbeat(self, callback_id: str, run_id: str, every: float,
+                      deadline: float | None) -> None:
+        self._exec("INSERT INTO callback_heartbeats (callback_id, run_id, every_seconds, deadline)"
+                   " VALUES (?, ?, ?, ?)", (callback_id, run_id, every, deadline))
+
+    def get_heartbeat(self, callback_id: str) -> tuple[float, float | None] | None:
+        """(seconds allowed between heartbeats, the callback's own deadline) if it has one."""
+        row = self._one("SELECT every_seconds, deadline FROM callback_heartbeats"
+                        " WHERE callback_id = ?", (callback_id,))
+        return None if row is None else (float(row[0]), row[1])
+
+    def schema_version(self) -> int:
+        """The latest migration applied to this database (see store/schema.py)."""
+        return int(self._one("SELECT max(version) FROM durable_migrations")[0] or 0)
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern (escape character `!`) matching any value containing `text`, any case."""
+    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointTokenRow:
+    """The checkpoint token of a run's invocation in flight, as an HTTP function knows it.
+
+    `fence` is the run's lease token of that invocation; `nonce` rotates with every accepted
+    checkpoint, so only the newest token is valid; `watermark` is the history id up to which the
+    function has been told about changed operations. `client_token`, `prior_nonce` and
+    `response` replay the last accepted checkpoint when the function retries it.
+    """
+
+    run_id: str
+    fence: int
+    nonce: str
+    watermark: int
+    client_token: str | None = None
+    prior_nonce: str | None = None
+    response: str | None = None
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _workflow_filter(workflows: Sequence[str],
+                     queued: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """SQL narrowing runs to `workflows` (none: every workflow); runs of those also in `queued`
+    only once a queue admitted them."""
     if not workflows:
         return "", []
-    return f" AND workflow IN ({', '.join('?' * len(workflows))})", list(workflows)
+    waiting = set(queued)
+    plain = [w for w in workflows if w not in waiting]
+    held = [w for w in workflows if w in waiting]
+    parts = []
+    if plain:
+        parts.append(f"workflow IN ({_marks(plain)})")
+    if held:
+        parts.append(f"(queue_name IS NOT NULL AND workflow IN ({_marks(held)}))")
+    return f" AND ({' OR '.join(parts)})", [*plain, *held]
 
 
 class BatchWriter:
@@ -354,20 +597,27 @@ class BatchWriter:
         self._thread.join()
 
     def _loop(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                break
-            batch = [job]
+        later: list[_Job] = []  # put off by a conflict (`_transient`): first in the next batch
+        closing = False
+        while later or not closing:
+            batch, later = later, []
+            if not batch:
+                job = self._queue.get()
+                if job is None:
+                    break
+                batch.append(job)
             with contextlib.suppress(queue.Empty):
-                while True:
+                while not closing:
                     nxt = self._queue.get_nowait()
                     if nxt is None:
-                        self._queue.put(None)
-                        break
-                    batch.append(nxt)
+                        closing = True
+                    else:
+                        batch.append(nxt)
             self._write(batch)
-            self._deliver(batch)
+            later = [job for job in batch if job.again]
+            self._deliver([job for job in batch if not job.again])
+            for job in later:
+                job.again = False
         if self._conn is not None:
             self._conn.close()
 
@@ -376,13 +626,14 @@ class BatchWriter:
         commit and may succeed now; at the end every job has its result or its error."""
         deadline = time.monotonic() + self.retry_seconds
         pause = 0.005
+        isolate = len(batch) > 1 and not self.optimistic
         while True:
             try:
                 if self._conn is None:
                     self._conn = self._connect()
                     self._tx = self._make_tx(self._conn)
                 assert self._tx is not None
-                self._commit(self._conn, self._tx, batch)
+                self._commit(self._conn, self._tx, batch, isolate)
                 return
             except _Aborted as a:
                 error, committing, txn = a.error, a.committing, a.txn
@@ -400,43 +651,49 @@ class BatchWriter:
                 if outcome is None:
                     _fail(batch, error)
                     return
-            elif not (lost or self._transient(error)):
-                _fail(batch, error)
-                return
+            elif not lost:
+                if not isolate and len(batch) > 1:  # one job failed the lot: which one?
+                    isolate = True
+                    continue
+                if not self._transient(error):
+                    _fail(batch, error)
+                    return
             if time.monotonic() + pause > deadline:
                 _fail(batch, error)
                 return
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    def _commit(self, conn: Any, tx: Tx, batch: list[_Job]) -> None:
-        """One attempt at the batch in one transaction. Sets each job's result or error once
-        committed; raises `_Aborted` if the transaction as a whole did not commit, or might not
-        have."""
+    def _commit(self, conn: Any, tx: Tx, batch: list[_Job], isolate: bool) -> None:
+        """One attempt at the batch in one transaction, with a savepoint around each job if
+        `isolate`. Sets each job's result or error once committed; raises `_Aborted` if the
+        transaction as a whole did not commit, or might not have."""
         tx.notified = False
         txn: Any = None
         committing = False
+        for job in batch:
+            job.result, job.error, job.again = None, None, False
         try:
             txn = self._start(conn)
-            if len(batch) == 1:
-                batch[0].result, batch[0].error = batch[0].fn(tx), None
+            if not isolate:
+                for job in batch:
+                    job.result = job.fn(tx)
             else:
                 for job in batch:
-                    job.result = job.error = None
                     conn.execute("SAVEPOINT one")
                     try:
                         job.result = job.fn(tx)
                     except Exception as e:
-                        if self._lost(conn, e) or self._transient(e):
+                        if self._lost(conn, e):
                             raise  # the transaction itself is gone
                         conn.execute("ROLLBACK TO one")
-                        job.error = e
+                        job.again = self._transient(e) and job.put_off(self.retry_seconds)
+                        job.error = None if job.again else e
                     conn.execute("RELEASE one")
             committing = True
-            conn.execute(self._commit_sql(tx))
+            self._finish(conn, tx)
         except Exception as e:
-            with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise _Aborted(e, txn, committing) from e
         if tx.notified and self._after_notify is not None:
             self._after_notify()
@@ -455,23 +712,36 @@ class BatchWriter:
     # -- dialect hooks. A SQLite file neither drops its connection nor aborts a transaction to
     # break a deadlock, so by default nothing is retried: any failure goes to the callers. A
     # network database does both; its writer overrides these so a batch that certainly did not
-    # commit runs again, on a new connection if need be, for up to `retry_seconds`.
+    # commit runs again, on a new connection if need be, for up to `retry_seconds`, and a job
+    # that conflicted with another transaction (a deadlock, a lock wait too long) goes to the
+    # next batch, once this one has committed and so released the rows the other waited for.
     retry_seconds = 15.0
+
+    optimistic = False
+    """Run a batch without savepoints first, and again with one per job only if a job fails:
+    for a database where each savepoint costs round trips. Outcomes are the same either way,
+    as jobs only touch the database."""
 
     def _start(self, conn: Any) -> Any:
         """Begin the write transaction; returns what `_committed` needs to look it up later."""
         conn.execute(self._begin)
         return None
 
-    def _commit_sql(self, tx: Tx) -> str:
-        return "COMMIT"
+    def _finish(self, conn: Any, tx: Tx) -> None:
+        """Commit the transaction `_start` began; errors mean it did not (or may not have)."""
+        conn.execute("COMMIT")
+
+    def _rollback(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.execute("ROLLBACK")
 
     def _lost(self, conn: Any, error: Exception) -> bool:
-        """Whether `error` means the connection is gone (`conn` is None: connecting failed)."""
+        """Whether the connection is gone, after `error` (`conn` is None: connecting failed)."""
         return False
 
     def _transient(self, error: Exception) -> bool:
-        """Whether the database aborted the transaction and running it again may succeed."""
+        """Whether `error` was a conflict with another transaction, which running the job
+        again later may not meet."""
         return False
 
     def _committed(self, txn: Any) -> bool | None:
@@ -490,7 +760,7 @@ class _Aborted(Exception):
 
 def _fail(batch: list[_Job], error: BaseException) -> None:
     for job in batch:
-        job.result, job.error = None, error
+        job.result, job.error, job.again = None, error, False
 
 
 @dataclass(slots=True)
@@ -500,6 +770,14 @@ class _Job:
     loop: asyncio.AbstractEventLoop | None
     result: Any = None
     error: BaseException | None = None
+    again: bool = False  # put off to the next batch
+    put_off_since: float | None = None
+
+    def put_off(self, limit: float) -> bool:
+        """Whether the job may be put off once more: for `limit` seconds since the first time."""
+        now = time.monotonic()
+        self.put_off_since = self.put_off_since or now
+        return now - self.put_off_since < limit
 
     def deliver(self) -> None:
         if self.future.done():  # an asyncio waiter that was cancelled meanwhile

@@ -6,6 +6,9 @@ disagree on. Add a migration by appending to MIGRATIONS; never edit one that has
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
 CREATE TABLE runs (
@@ -27,9 +30,17 @@ CREATE TABLE runs (
     compute_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
     parent_run_id TEXT,
     parent_op_id TEXT,
-    generation INTEGER NOT NULL DEFAULT 0
+    generation INTEGER NOT NULL DEFAULT 0,
+    queue_name TEXT,
+    admitted_at DOUBLE PRECISION,
+    timeout_at DOUBLE PRECISION,
+    invocation_failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+CREATE INDEX runs_waiting ON runs (workflow, created_at)
+    WHERE status = 'RUNNING' AND queue_name IS NULL;
+CREATE INDEX runs_queue_held ON runs (queue_name) WHERE status = 'RUNNING';
+CREATE INDEX runs_queue_admitted ON runs (queue_name, admitted_at) WHERE queue_name IS NOT NULL;
 CREATE INDEX runs_ready ON runs (ready_at) WHERE ready_at IS NOT NULL;
 CREATE INDEX runs_lease ON runs (lease_expires) WHERE lease_expires IS NOT NULL;
 CREATE INDEX runs_created ON runs (created_at);
@@ -79,9 +90,67 @@ CREATE TABLE published (
     updated_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (run_id, key)
 );
+CREATE TABLE schedules (
+    workflow TEXT PRIMARY KEY,
+    cron TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    since DOUBLE PRECISION NOT NULL,
+    last_tick DOUBLE PRECISION,
+    last_run_id TEXT,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE functions (
+    name TEXT PRIMARY KEY,
+    url TEXT,
+    handler TEXT,
+    execution_timeout DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE executions (
+    run_id TEXT PRIMARY KEY,
+    function_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (function_name, name)
+);
+CREATE TABLE checkpoint_tokens (
+    run_id TEXT PRIMARY KEY,
+    fence INTEGER NOT NULL,
+    nonce TEXT NOT NULL,
+    watermark INTEGER NOT NULL,
+    client_token TEXT,
+    prior_nonce TEXT,
+    response TEXT
+);
+CREATE TABLE callback_heartbeats (
+    callback_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    every_seconds DOUBLE PRECISION NOT NULL,
+    deadline DOUBLE PRECISION
+);
 """),
 ]
 
 
 def statements(sql: str, serial: str) -> list[str]:
     return [s.strip() for s in sql.replace("{serial}", serial).split(";") if s.strip()]
+
+
+def apply_migrations(execute: Callable[[str, Sequence[Any]], Any], serial: str,
+                     now: float) -> list[int]:
+    """Apply the migrations durable_migrations does not list yet; returns their versions.
+
+    Runs inside the caller's transaction, which must already keep other migrators out (SQLite:
+    BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so processes starting at once are safe.
+    `execute` takes `?` placeholders.
+    """
+    execute("CREATE TABLE IF NOT EXISTS durable_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)", ())
+    done = {r[0] for r in execute("SELECT version FROM durable_migrations", ()).fetchall()}
+    applied = []
+    for version, sql in MIGRATIONS:
+        if version not in done:
+            for stmt in statements(sql, serial):
+                execute(stmt, ())
+            execute("INSERT INTO durable_migrations VALUES (?, ?)", (version, now))
+            applied.append(version)
+    return applied

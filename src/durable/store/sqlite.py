@@ -31,6 +31,20 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL. SQLite may refuse the switch with "database is locked" without
+    waiting out the busy timeout (processes opening a new file at once), so retry until then."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str) -> None:
         self.path = path
@@ -51,7 +65,7 @@ class SQLiteStore(Store):
                                  "set DURABLE_DB or --db to a writable location") from e
         try:
             conn = _connect(path)
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn)
             self._migrate(conn)
             conn.close()
         except sqlite3.Error as e:

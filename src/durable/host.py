@@ -1,0 +1,404 @@
+"""Durable workflows as functions behind AWS Lambda durable functions' contract.
+
+`durable.lambda_handler(workflow)` is an AWS Lambda handler: deploy it as a durable function and
+AWS's backend (or AWS's testing emulator, or `durable server`) invokes it with the invocation
+envelope; it replays the run's operations through the workflow, checkpoints each new operation
+back to the backend with the envelope's checkpoint token, and returns SUCCEEDED, FAILED or
+PENDING. `durable.serve(*functions)` is an ASGI app doing the same over HTTP for any host
+(uvicorn, a container platform): each POST carries one envelope. It also hosts Lambda-style
+handlers, such as ones written with AWS's SDK, so those can run outside Lambda too.
+
+Where checkpoints go ("whatever backend invoked them"): the backend passed explicitly; else the
+`X-Durable-Endpoint` header `durable server` sends with each invocation; else
+`AWS_ENDPOINT_URL_LAMBDA` / `AWS_ENDPOINT_URL` (plain HTTP, as to a local emulator); else AWS
+itself through boto3 (signed, with the function's role). AWS's in-process test runner hands the
+handler its own service client, which is used as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from durable.errors import UsageError
+from durable.invoke.contract import (
+    INVALID_TOKEN,
+    Wire,
+    operation_from_wire,
+    output_to_wire,
+    run_id_of,
+    update_to_wire,
+)
+from durable.model import (
+    CheckpointResult,
+    ErrorObject,
+    Invocation,
+    InvocationStatus,
+    Operation,
+    OperationAction,
+    OperationStatus,
+    OperationType,
+    OperationUpdate,
+)
+from durable.sdk.workflow import Workflow
+
+if TYPE_CHECKING:  # imported when an app is built: a Lambda deployment needs no web framework
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+ENDPOINT_HEADER = "X-Durable-Endpoint"
+TOKEN_ENV = "DURABLE_TOKEN"
+"""A function checkpointing to a `durable server` that requires a token sends it from here."""
+
+
+class Backend(Protocol):
+    """The two data-plane calls a function makes, in wire shapes (contract.py)."""
+
+    async def checkpoint(self, arn: str, token: str, updates: list[Wire],
+                         client_token: str) -> Wire: ...
+
+    async def get_state(self, arn: str, token: str, marker: str) -> Wire: ...
+
+
+class BackendError(Exception):
+    """The backend refused a call. `retryable`: a network fault or 5xx, where Lambda would
+    invoke the function again; `stale`: the token is no longer this invocation's."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.stale = message.startswith(INVALID_TOKEN) or INVALID_TOKEN in message
+
+
+# -- backends -------------------------------------------------------------------------------------
+
+class HttpBackend:
+    """Plain JSON over HTTP to a self-hosted backend (`durable server`, a local emulator)."""
+
+    def __init__(self, endpoint: str, token: str | None = None) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV)
+
+    async def checkpoint(self, arn: str, token: str, updates: list[Wire],
+                         client_token: str) -> Wire:
+        body = {"CheckpointToken": token, "Updates": updates, "ClientToken": client_token}
+        return await asyncio.to_thread(self._call, "POST", f"{_quote(arn)}/checkpoint", body)
+
+    async def get_state(self, arn: str, token: str, marker: str) -> Wire:
+        query = urllib.parse.urlencode({"CheckpointToken": token, "Marker": marker})
+        return await asyncio.to_thread(self._call, "GET", f"{_quote(arn)}/state?{query}", None)
+
+    def _call(self, method: str, path: str, body: Wire | None) -> Wire:
+        request = urllib.request.Request(
+            f"{self.endpoint}/2025-12-01/durable-executions/{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json",
+                     **({"Authorization": f"Bearer {self.token}"} if self.token else {})})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer: Wire = json.loads(response.read() or b"{}")
+                return answer
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace")
+            with contextlib.suppress(ValueError, AttributeError):
+                detail = json.loads(detail).get("message", detail)
+            raise BackendError(detail, retryable=e.code >= 500 or e.code == 429) from None
+        except (OSError, ValueError) as e:
+            raise BackendError(f"cannot reach {self.endpoint}: {e}", retryable=True) from None
+
+
+def _quote(arn: str) -> str:
+    return urllib.parse.quote(arn, safe="")
+
+
+class Boto3Backend:
+    """AWS itself: boto3's `lambda` client signs with the function's credentials."""
+
+    def __init__(self, client: Any = None) -> None:
+        if client is None:
+            try:
+                import boto3  # type: ignore[import-untyped]
+            except ImportError:
+                raise UsageError("no backend to checkpoint to: set AWS_ENDPOINT_URL_LAMBDA, or "
+                                 "install boto3 to reach AWS") from None
+            client = boto3.client("lambda")
+        self.client = client
+
+    async def checkpoint(self, arn: str, token: str, updates: list[Wire],
+                         client_token: str) -> Wire:
+        return await self._call(lambda: self.client.checkpoint_durable_execution(
+            DurableExecutionArn=arn, CheckpointToken=token, Updates=updates,
+            ClientToken=client_token))
+
+    async def get_state(self, arn: str, token: str, marker: str) -> Wire:
+        return await self._call(lambda: self.client.get_durable_execution_state(
+            DurableExecutionArn=arn, CheckpointToken=token, Marker=marker, MaxItems=1000))
+
+    async def _call(self, fn: Callable[[], Wire]) -> Wire:
+        try:
+            return await asyncio.to_thread(fn)
+        except Exception as e:  # botocore's ClientError and network errors
+            response = getattr(e, "response", {}) or {}
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 500
+            raise BackendError(str(e), retryable=status >= 500 or status == 429) from None
+
+
+class ServiceClientBackend:
+    """The service client AWS's in-process test runner injects with the event
+    (`DurableExecutionInvocationInputWithClient.service_client`)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def checkpoint(self, arn: str, token: str, updates: list[Wire],
+                         client_token: str) -> Wire:
+        from aws_durable_execution_sdk_python.lambda_service import OperationUpdate as AwsUpdate
+        out = await self._call(lambda: self.client.checkpoint(
+            arn, token, [AwsUpdate.from_dict(u) for u in updates], client_token))
+        return {"CheckpointToken": out.checkpoint_token, "NewExecutionState": {
+            "Operations": [op.to_dict() for op in out.new_execution_state.operations]}}
+
+    async def get_state(self, arn: str, token: str, marker: str) -> Wire:
+        out = await self._call(lambda: self.client.get_execution_state(arn, token, marker))
+        return {"Operations": [op.to_dict() for op in out.operations],
+                "NextMarker": out.next_marker}
+
+    @staticmethod
+    async def _call(fn: Callable[[], Any]) -> Any:
+        try:
+            return await asyncio.to_thread(fn)
+        except Exception as e:
+            raise BackendError(str(e), retryable=False) from None
+
+
+def default_backend(endpoint: str | None = None) -> Backend:
+    """The backend of a function that was not handed one (see the module docstring)."""
+    endpoint = (endpoint or os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
+                or os.environ.get("AWS_ENDPOINT_URL"))
+    return HttpBackend(endpoint) if endpoint else Boto3Backend()
+
+
+# -- one invocation -------------------------------------------------------------------------------
+
+class _Envelope:
+    """The invocation input, from a JSON dict or from AWS's in-process event object."""
+
+    def __init__(self, event: Any, backend: Backend | None) -> None:
+        if hasattr(event, "service_client") and hasattr(event, "durable_execution_arn"):
+            state = event.initial_execution_state
+            self.arn, self.token = event.durable_execution_arn, event.checkpoint_token
+            self.operations = [op.to_dict() for op in state.operations]
+            self.marker, self.millis = state.next_marker or "", False
+            self.backend: Backend = backend or ServiceClientBackend(event.service_client)
+            return
+        if not isinstance(event, Mapping) or "DurableExecutionArn" not in event \
+                or "CheckpointToken" not in event:
+            raise UsageError("this is not a durable invocation envelope (DurableExecutionArn, "
+                             "CheckpointToken, InitialExecutionState): deploy the function "
+                             "with durable execution enabled, or invoke it through a backend")
+        state = event.get("InitialExecutionState") or {}
+        self.arn, self.token = str(event["DurableExecutionArn"]), str(event["CheckpointToken"])
+        self.operations = list(state.get("Operations") or [])
+        self.marker, self.millis = str(state.get("NextMarker") or ""), True
+        self.backend = backend or default_backend()
+
+
+_MOVED = frozenset({OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.TIMED_OUT,
+                    OperationStatus.CANCELLED, OperationStatus.STOPPED, OperationStatus.READY})
+_REPLAYS = 20
+"""Replays within one invocation, at most, when the backend resolves what it suspended on."""
+
+
+class _Revoked(Exception):
+    """The backend took the token away: this invocation ends PENDING, the next one resumes."""
+
+
+async def run_invocation(workflow: Workflow[Any], event: Any,
+                         backend: Backend | None = None) -> Wire:
+    """Run one invocation of `workflow` for the envelope `event`; returns the output to hand
+    back (`{"Status", "Result"?, "Error"?}`). Raises `BackendError` when the backend could not
+    be reached, so the host fails the invocation and the backend invokes it again."""
+    env = _Envelope(event, backend)
+    wire_ops = list(env.operations)
+    marker = env.marker
+    while marker:
+        page = await env.backend.get_state(env.arn, env.token, marker)
+        wire_ops.extend(page.get("Operations") or [])
+        marker = page.get("NextMarker") or ""
+    run_id = run_id_of(env.arn)
+    execution: Wire = next((o for o in wire_ops if o.get("Type") == "EXECUTION"), {})
+    input_payload = (execution.get("ExecutionDetails") or {}).get("InputPayload")
+    ops = {op.id: op for op in (operation_from_wire(o, env.millis) for o in wire_ops
+                                if o.get("Type") != "EXECUTION")}
+    token: list[str | None] = [env.token]
+    failure: list[BackendError] = []
+    one_at_a_time = asyncio.Lock()  # each checkpoint needs the token the previous one returned
+
+    async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
+        async with one_at_a_time:
+            current = token[0]
+            if current is None:
+                raise _Revoked
+            try:
+                answer = await env.backend.checkpoint(env.arn, current,
+                                                      [update_to_wire(u) for u in updates],
+                                                      uuid.uuid4().hex)
+            except BackendError as e:
+                failure.append(e)
+                raise
+            token[0] = answer.get("CheckpointToken")
+        returned = {o["Id"]: operation_from_wire(o, False)
+                    for o in (answer.get("NewExecutionState") or {}).get("Operations") or []}
+        sent = {u.id for u in updates}
+        for op_id, op in returned.items():  # the backend moved something meanwhile
+            if op_id not in sent and op.status in _MOVED:
+                moved[op_id] = op
+        return CheckpointResult([returned.get(u.id) or _assumed(u, ops.get(u.id))
+                                 for u in updates], False)
+
+    moved: dict[str, Operation] = {}
+    for _ in range(_REPLAYS):
+        known = dict(ops)
+        out = await workflow.handler(
+            Invocation(run_id, workflow.name, _input(input_payload), known), checkpointer)
+        if out.status is not InvocationStatus.PENDING or not moved or token[0] is None:
+            break
+        # It suspended on something the backend has since finished (a short wait that fell
+        # due while other branches ran): replay again at once instead of ending PENDING.
+        ops.update(known)
+        ops.update(moved)
+        moved.clear()
+    if failure and failure[0].retryable:
+        raise failure[0]
+    if (failure and failure[0].stale) or token[0] is None:
+        return {"Status": "PENDING"}  # a stale or revoked token: a newer invocation owns it
+    return output_to_wire(out)
+
+
+def _input(payload: Any) -> str | None:
+    """AWS's invocation input is the event as JSON; Durable's workflows take the same JSON
+    (one parameter: its value; several: an array). An empty event means no input."""
+    return None if payload in (None, "") else str(payload)
+
+
+def _assumed(u: OperationUpdate, old: Operation | None) -> Operation:
+    """The operation as an update leaves it, for a backend that did not send it back."""
+    status = {OperationAction.START: OperationStatus.STARTED,
+              OperationAction.SUCCEED: OperationStatus.SUCCEEDED,
+              OperationAction.FAIL: OperationStatus.FAILED,
+              OperationAction.RETRY: OperationStatus.PENDING,
+              OperationAction.CANCEL: OperationStatus.CANCELLED}[u.action]
+    if u.type in (OperationType.WAIT, OperationType.CALLBACK) and u.action is OperationAction.START:
+        status = OperationStatus.STARTED
+    return Operation(u.id, u.type, status, u.name, u.parent_id, u.sub_type,
+                     attempt=(old.attempt if old else 0), result=u.payload, error=u.error)
+
+
+def lambda_handler(workflow: Workflow[Any]) -> Callable[[Any, Any], Wire]:
+    """An AWS Lambda handler (`handler(event, context)`) running `workflow` as a durable
+    function. Deploy with durable execution enabled (DurableConfig) and this as the handler."""
+    if not isinstance(workflow, Workflow):
+        raise UsageError(f"durable.lambda_handler takes a @workflow, got {workflow!r}")
+
+    def handler(event: Any, context: Any = None) -> Wire:
+        return asyncio.run(run_invocation(workflow, event))
+    handler.__name__ = handler.__qualname__ = workflow.name.replace(".", "_")
+    handler.workflow = workflow  # type: ignore[attr-defined]
+    return handler
+
+
+# -- the ASGI app ---------------------------------------------------------------------------------
+
+Servable = Workflow[Any] | Callable[[Any, Any], Any]
+
+
+def serve(*functions: Servable, **named: Servable) -> Starlette:
+    """An ASGI app serving each workflow (or Lambda-style handler) as a durable function.
+
+    Routes: `POST /NAME` and Lambda's `POST /2015-03-31/functions/NAME/invocations` take one
+    envelope each; `POST /` too when one function is served; `GET /` lists them. NAME is a
+    workflow's name or a handler's `__name__`; pass `name=fn` to choose one."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    table: dict[str, Servable] = {}
+    for fn in functions:
+        table[fn.name if isinstance(fn, Workflow) else getattr(fn, "__name__", "handler")] = fn
+    table.update(named)
+    if not table:
+        raise UsageError("durable.serve needs at least one workflow or handler")
+
+    async def invoke(request: Request) -> Response:
+        name = request.path_params.get("name") or (next(iter(table)) if len(table) == 1 else "")
+        fn = table.get(name)
+        if fn is None:
+            return JSONResponse({"errorType": "ResourceNotFoundException", "errorMessage":
+                                 f"no function {name!r} here; this app serves: "
+                                 f"{', '.join(sorted(table))}"}, status_code=404,
+                                headers={"x-amzn-ErrorType": "ResourceNotFoundException"})
+        try:
+            event = json.loads(await request.body() or b"null")
+        except ValueError as e:
+            return JSONResponse({"errorType": "InvalidRequestContentException",
+                                 "errorMessage": f"the body is not JSON: {e}"}, status_code=400,
+                                headers={"x-amzn-ErrorType": "InvalidRequestContentException"})
+        try:
+            if isinstance(fn, Workflow):
+                endpoint = request.headers.get(ENDPOINT_HEADER)
+                backend = HttpBackend(endpoint) if endpoint else None
+                answer = await run_invocation(fn, event, backend)
+            else:
+                answer = await asyncio.to_thread(fn, event, _LambdaContext(name))
+        except UsageError as e:
+            return _function_error(e, 400)
+        except Exception as e:  # the function crashed: Lambda's "Unhandled" function error
+            return _function_error(e, 200)
+        return JSONResponse(answer, headers={"X-Amz-Executed-Version": "$LATEST"})
+
+    async def index(request: Request) -> Response:
+        return JSONResponse({"functions": sorted(table)})
+
+    return Starlette(routes=[
+        Route("/", index, methods=["GET"]),
+        Route("/", invoke, methods=["POST"]),
+        Route("/2015-03-31/functions/{name}/invocations", invoke, methods=["POST"]),
+        Route("/{name}", invoke, methods=["POST"]),
+    ])
+
+
+def _function_error(e: Exception, status: int) -> Response:
+    """Lambda's answer for a function that raised (HTTP 200 with `X-Amz-Function-Error`): the
+    invoker counts the invocation failed and invokes the function again later."""
+    from starlette.responses import JSONResponse
+
+    error = ErrorObject.from_exception(e)
+    body = {"errorType": error.type, "errorMessage": error.message,
+            "stackTrace": (error.traceback or "").splitlines()}
+    return JSONResponse(body, status_code=status, headers={"X-Amz-Function-Error": "Unhandled"})
+
+
+class _LambdaContext:
+    """What a Lambda-style handler may read of its context outside Lambda."""
+
+    def __init__(self, name: str) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.aws_request_id = uuid.uuid4().hex
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{name}"
+        self.memory_limit_in_mb = "128"
+        self.log_group_name = self.log_stream_name = name
+        self.tenant_id: str | None = None
+        self.client_context = self.identity = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000

@@ -1,0 +1,239 @@
+"""The data plane of the AWS durable-execution contract, as store transactions.
+
+A function invoked over the contract holds a checkpoint token instead of a Python checkpointer.
+Each function here runs inside one `Tx`, on top of the engine's state machine:
+
+- `open_invocation` mints the token for an invocation the engine just leased, and builds the
+  invocation envelope (the first page of the run's state).
+- `checkpoint` accepts a batch of updates only with the newest token (rotation: each answer
+  carries a new one, and the old one stops working) of the invocation that still holds the
+  run's lease (fencing: `machine.checkpoint` checks the lease token). It answers with the
+  operations changed since the previous answer, including those the engine changed meanwhile
+  (a wait that fell due, a callback that arrived), so a function polling for a short wait sees it
+  end within the same invocation. A retried request (same ClientToken and token) gets the same
+  answer again without being applied twice.
+- `get_state` pages through the run's operations for a function whose envelope was cut short.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from durable.engine import machine
+from durable.errors import StaleToken
+from durable.invoke.contract import (
+    INVALID_TOKEN,
+    MAX_UPDATES,
+    ChildResolver,
+    ContractError,
+    NotFound,
+    Wire,
+    decode_token,
+    encode_token,
+    execution_arn,
+    execution_operation,
+    function_name,
+    operation_to_wire,
+    output_from_wire,
+    update_from_wire,
+)
+from durable.model import (
+    ChildStart,
+    ErrorObject,
+    ExecutionStatus,
+    Operation,
+    RunInfo,
+)
+from durable.store.base import CheckpointTokenRow, Tx
+
+ENVELOPE_BYTES = 5 * 1024 * 1024
+"""Operations the invocation envelope carries before the rest is left to GetDurableExecutionState
+(the testing emulator's DEFAULT_MAX_INVOCATION_PAGE_BYTES is the same 5 MB)."""
+STATE_PAGE_ITEMS = 100
+"""GetDurableExecutionState's default page size; MaxItems may ask for up to 1000."""
+
+
+def run_of(tx: Tx, run_id: str) -> RunInfo:
+    run = tx.get_run(run_id)
+    if run is None:
+        raise NotFound(f"Durable execution {run_id!r} does not exist")
+    return run
+
+
+def name_of(tx: Tx, run: RunInfo) -> str:
+    """The execution name: given at Invoke, else the run id."""
+    return tx.execution_name(run.run_id) or run.run_id
+
+
+def arn_of(tx: Tx, run: RunInfo) -> str:
+    return execution_arn(run.workflow, name_of(tx, run), run.run_id)
+
+
+def state(tx: Tx, run: RunInfo, millis: bool) -> list[Wire]:
+    """The run's operations in the order they began, the EXECUTION operation first."""
+    return [execution_operation(run, name_of(tx, run), millis),
+            *(operation_to_wire(op, millis) for op in tx.operations(run.run_id))]
+
+
+def _page(ops: Sequence[Wire], start: int, max_bytes: int,
+          max_items: int | None) -> tuple[list[Wire], str | None]:
+    """Operations from index `start`, at least one, within the byte and item budgets; the
+    marker is the index to continue from."""
+    out: list[Wire] = []
+    size = 0
+    for i in range(start, len(ops)):
+        item = len(json.dumps(ops[i]))
+        if out and (size + item > max_bytes or (max_items is not None and len(out) >= max_items)):
+            return out, str(i)
+        out.append(ops[i])
+        size += item
+    return out, None
+
+
+# -- invocation ---------------------------------------------------------------------------------
+
+def open_invocation(tx: Tx, run_id: str, fence: int) -> Wire:
+    """Mint the checkpoint token of the invocation holding lease `fence`, and the envelope:
+    `{DurableExecutionArn, CheckpointToken, InitialExecutionState{Operations, NextMarker},
+    UpdatedOperationIds}` (execution.py, DurableExecutionInvocationInput.from_json_dict), with
+    timestamps in epoch milliseconds. UpdatedOperationIds lists what changed since the
+    previous invocation last heard from the server."""
+    run = run_of(tx, run_id)
+    prior = tx.get_checkpoint_token(run_id)
+    updated = tx.operations_changed_since(run_id, prior.watermark) if prior else []
+    nonce = secrets.token_hex(16)
+    tx.put_checkpoint_token(CheckpointTokenRow(run_id, fence, nonce,
+                                               tx.history_watermark(run_id)))
+    page, marker = _page(state(tx, run, millis=True), 0, ENVELOPE_BYTES, None)
+    return {"DurableExecutionArn": arn_of(tx, run), "CheckpointToken": encode_token(run_id, nonce),
+            "InitialExecutionState": {"Operations": page, "NextMarker": marker or ""},
+            "UpdatedOperationIds": updated}
+
+
+def _current(tx: Tx, run_id: str, token: str) -> tuple[CheckpointTokenRow, str]:
+    """The token row of the invocation `token` belongs to, and the token's nonce."""
+    token_run, nonce = decode_token(token)
+    if token_run != run_id:
+        raise ContractError(f"{INVALID_TOKEN}: it belongs to another durable execution")
+    row = tx.get_checkpoint_token(run_id)
+    if row is None:
+        raise ContractError(f"{INVALID_TOKEN}: no invocation of this execution holds it")
+    return row, nonce
+
+
+def _stale(reason: str) -> ContractError:
+    return ContractError(f"{INVALID_TOKEN}: {reason}; this invocation may not checkpoint any "
+                         "more (the execution was invoked again, ended, or was stopped)")
+
+
+def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str | None,
+               now: float) -> Wire:
+    """CheckpointDurableExecution: apply `updates` (the request's `Updates`, as sent) and
+    answer `{CheckpointToken, NewExecutionState{Operations}}` with timestamps in seconds.
+    An EXECUTION update (the SDK's way to end a run whose result is too large to return) ends
+    the run; the answer then has no token, which tells the SDK the execution is complete."""
+    row, nonce = _current(tx, run_id, token)
+    if (client_token and row.client_token == client_token and row.prior_nonce == nonce
+            and row.response is not None):
+        answer: Wire = json.loads(row.response)  # a retry of the last accepted request
+        return answer
+    if nonce != row.nonce:
+        raise _stale("a newer token was issued")
+    run = run_of(tx, run_id)
+    if run.status is not ExecutionStatus.RUNNING:
+        raise _stale(f"the execution has ended ({run.status.value})")
+    if not isinstance(updates, list):
+        raise ContractError("Updates must be a list of operation updates")
+    if len(updates) > MAX_UPDATES:
+        raise ContractError(f"a checkpoint takes at most {MAX_UPDATES} updates, got "
+                            f"{len(updates)}: send them in several checkpoints")
+    ends = [u for u in updates if isinstance(u, Mapping) and u.get("Type") == "EXECUTION"]
+    if len(ends) > 1 or (ends and updates[-1] is not ends[-1]):
+        raise ContractError("an EXECUTION update must be the last of its checkpoint, and "
+                            "there can be only one")
+    children: list[tuple[str, float]] = []
+    resolve = _child_resolver(tx, run_id, children)
+    parsed = [update_from_wire(u, resolve) for u in updates[:len(updates) - len(ends)]]
+    try:
+        result = machine.checkpoint(tx, run_id, row.fence, parsed, now)
+    except StaleToken:
+        raise _stale("another invocation holds the execution now") from None
+    except machine.InvalidCheckpoint as e:
+        raise ContractError(str(e)) from None
+    for child_id, timeout in children:
+        tx.update_run(child_id, timeout_at=now + timeout)
+    touched = {op.id for op in result.operations}
+    if ends:
+        machine.finish_invocation(tx, run_id, row.fence, _end_output(ends[0]), now, 0.0)
+    else:
+        machine.advance_due(tx, run_id, now)  # a short wait or retry ends in this answer
+    changed = [*touched, *(i for i in tx.operations_changed_since(run_id, row.watermark)
+                           if i not in touched)]
+    ops = [op for op in (tx.get_operation(run_id, i) for i in changed) if op is not None]
+    new_nonce = secrets.token_hex(16)
+    answer = {"NewExecutionState": {"Operations": [operation_to_wire(op, False)
+                                                   for op in _in_order(ops)]}}
+    if not ends:
+        answer["CheckpointToken"] = encode_token(run_id, new_nonce)
+    tx.put_checkpoint_token(CheckpointTokenRow(
+        run_id, row.fence, new_nonce, tx.history_watermark(run_id), client_token, nonce,
+        json.dumps(answer) if client_token else None))
+    return answer
+
+
+def _in_order(ops: list[Operation]) -> list[Operation]:
+    """Parents before children, else as found: the SDK files each operation under its parent."""
+    return sorted(ops, key=lambda op: op.parent_id is not None)
+
+
+def _end_output(update: Mapping[str, Any]) -> Any:
+    """An EXECUTION SUCCEED/FAIL update as the invocation output it stands for."""
+    if update.get("Action") == "SUCCEED":
+        return output_from_wire({"Status": "SUCCEEDED", "Result": update.get("Payload")})
+    if update.get("Action") == "FAIL":
+        return output_from_wire({"Status": "FAILED", "Error": update.get("Error") or {}})
+    raise ContractError("an EXECUTION update's Action must be SUCCEED or FAIL")
+
+
+def _child_resolver(tx: Tx, run_id: str, children: list[tuple[str, float]]) -> ChildResolver:
+    """A CHAINED_INVOKE target is a registered function: its child run has an id derived from
+    the parent's run and operation (a replayed START finds the same child), and the function's
+    execution timeout; any other target fails the operation as AWS does."""
+    def resolve(op_id: str, target: str, payload: str | None) -> ChildStart | ErrorObject:
+        name = function_name(target)
+        spec = next((f for f in tx.functions() if f[0] == name), None)
+        if spec is None:
+            return ErrorObject("ResourceNotFoundException",
+                               f"Function not found: {target} (register it with "
+                               f"`durable functions add {name} --url URL`)")
+        child_id = uuid.uuid5(uuid.NAMESPACE_URL, f"durable:{run_id}/{op_id}").hex
+        if spec[3]:
+            children.append((child_id, spec[3]))
+        return ChildStart(child_id, name, payload)
+    return resolve
+
+
+def get_state(tx: Tx, run_id: str, token: str, marker: str | None,
+              max_items: int | None) -> Wire:
+    """GetDurableExecutionState: one page of operations, timestamps in seconds."""
+    row, nonce = _current(tx, run_id, token)
+    if nonce != row.nonce:
+        raise _stale("a newer token was issued")
+    try:
+        start = int(marker) if marker else 0
+    except ValueError:
+        raise ContractError(f"Marker {marker!r} is not one this server issued") from None
+    if max_items is not None and not 0 <= max_items <= 1000:
+        raise ContractError(f"MaxItems must be from 0 to 1000, got {max_items}")
+    ops = state(tx, run_of(tx, run_id), millis=False)
+    if not 0 <= start <= len(ops):
+        raise ContractError(f"Marker {marker!r} is past the end of the execution's state")
+    page, next_marker = _page(ops, start, ENVELOPE_BYTES, max_items or STATE_PAGE_ITEMS)
+    answer: Wire = {"Operations": page}
+    if next_marker is not None:
+        answer["NextMarker"] = next_marker
+    return answer

@@ -1,0 +1,363 @@
+"""Registered functions, and the worker that invokes them when their runs have work.
+
+A function is a name the engine can invoke: an HTTP endpoint taking the invocation envelope (a
+`durable.serve` app, an AWS SDK handler behind any HTTP host, or a Lambda Invoke-shaped URL such
+as `http://host/2015-03-31/functions/NAME/invocations`), or an in-process handler (`module:fn`).
+Runs of a function are runs whose workflow is the function's name. `FunctionWorker` serves all
+of them with the engine's ordinary `Worker`: one invocation in flight per run (the lease), a new
+one whenever a wait, retry, callback or child run completes, retries with backoff when the
+function cannot be reached or crashes (`InvocationError`). Between invocations nothing of the
+function runs and no request is open: a waiting run is rows in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from durable.engine.worker import Worker
+from durable.errors import InvocationError, UsageError
+from durable.invoke import dataplane
+from durable.invoke.contract import (
+    ContractError,
+    Wire,
+    function_name,
+    output_from_wire,
+    run_id_of,
+)
+from durable.model import (
+    Checkpointer,
+    ErrorObject,
+    Invocation,
+    InvocationOutput,
+    WorkflowHandler,
+)
+from durable.sdk.workflow import Workflow
+from durable.store import Store
+
+log = logging.getLogger("durable.functions")
+
+INVOCATION_TIMEOUT = 900.0
+"""Longest one invocation may take (Lambda's 15 minutes); past it the invocation is retried."""
+ENDPOINT_HEADER = "X-Durable-Endpoint"
+"""Tells a function the base URL of the server that invoked it, to checkpoint back to."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """A registered function: exactly one of `url` (HTTP) and `handler` (`module:attr`)."""
+
+    name: str
+    url: str | None = None
+    handler: str | None = None
+    execution_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if function_name(self.name) != self.name:
+            raise UsageError(f"function name {self.name!r} may not carry a qualifier or an ARN")
+        if (self.url is None) == (self.handler is None):
+            raise UsageError(f"function {self.name!r}: give exactly one of --url URL (an HTTP "
+                             "endpoint) and --handler module:fn (in-process)")
+        if self.url is not None and (urlsplit(self.url).scheme not in ("http", "https")
+                                     or not urlsplit(self.url).netloc):
+            raise UsageError(f"function {self.name!r}: {self.url!r} is not an http(s) URL, "
+                             "e.g. http://127.0.0.1:9000/ or "
+                             "http://host/2015-03-31/functions/NAME/invocations")
+        if self.handler is not None and ":" not in self.handler:
+            raise UsageError(f"function {self.name!r}: handler {self.handler!r} must be "
+                             "module:attribute, e.g. app:handler")
+        if self.execution_timeout is not None and self.execution_timeout <= 0:
+            raise UsageError(f"function {self.name!r}: the execution timeout must be positive")
+
+
+def register(store: Store, spec: FunctionSpec) -> None:
+    """Add or replace a function; servers pick it up at once (the write notifies them)."""
+    store.write_sync(lambda tx: tx.put_function(spec.name, spec.url, spec.handler,
+                                                spec.execution_timeout, time.time()))
+
+
+def registered(store: Store) -> list[FunctionSpec]:
+    return [FunctionSpec(*row) for row in store.read(lambda tx: tx.functions())]
+
+
+# -- invokers --------------------------------------------------------------------------------------
+
+class HttpFunction:
+    """Invokes a function by POSTing the envelope; its JSON answer is the invocation output."""
+
+    def __init__(self, spec: FunctionSpec, store: Store, client: httpx.AsyncClient,
+                 endpoint: Callable[[], str], timeout: float) -> None:
+        assert spec.url is not None
+        self.spec, self.url, self.store, self.client = spec, spec.url, store, client
+        self.endpoint, self.timeout = endpoint, timeout
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    async def handler(self, inv: Invocation, checkpointer: Checkpointer) -> InvocationOutput:
+        envelope = await self.store.awrite(
+            lambda tx: dataplane.open_invocation(tx, inv.run_id, inv.token))
+        try:
+            response = await self.client.post(
+                self.url, json=envelope, timeout=self.timeout,
+                headers={ENDPOINT_HEADER: self.endpoint(),
+                         "X-Amz-Invocation-Type": "RequestResponse"})
+        except httpx.HTTPError as e:
+            raise InvocationError(ErrorObject(
+                "Function.Unreachable", f"could not invoke function {self.name!r} at "
+                f"{self.url}: {type(e).__name__}: {e}")) from None
+        if response.status_code >= 400 or "x-amz-function-error" in response.headers:
+            raise InvocationError(ErrorObject(
+                "Function.Error", f"function {self.name!r} at {self.url} answered HTTP "
+                f"{response.status_code}: {response.text[:500]}"))
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        return output_from_wire(answer)
+
+
+class WorkflowFunction:
+    """A Durable workflow registered as an in-process function: no wire at all."""
+
+    def __init__(self, spec: FunctionSpec, workflow: Workflow[Any]) -> None:
+        self.spec, self.workflow = spec, workflow
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def handler(self) -> WorkflowHandler:
+        return self.workflow.handler
+
+
+class LambdaHandlerFunction:
+    """An in-process Lambda-style handler `fn(event, context)`: an AWS SDK
+    `@durable_execution` handler or a `durable.lambda_handler`. It gets the envelope with a
+    service client that checkpoints straight into the store (AWS's SDK takes one through
+    `DurableExecutionInvocationInputWithClient`), and runs in a thread, as it blocks."""
+
+    def __init__(self, spec: FunctionSpec, fn: Callable[[Any, Any], Any], store: Store) -> None:
+        self.spec, self.fn, self.store = spec, fn, store
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    async def handler(self, inv: Invocation, checkpointer: Checkpointer) -> InvocationOutput:
+        envelope = await self.store.awrite(
+            lambda tx: dataplane.open_invocation(tx, inv.run_id, inv.token))
+        try:
+            answer = await asyncio.to_thread(self.fn, self._event(envelope), _Context(self.name))
+        except Exception as e:  # a Lambda handler that raises is retried by Lambda, too
+            raise InvocationError(ErrorObject.from_exception(e)) from None
+        return output_from_wire(answer)
+
+    def _event(self, envelope: Wire) -> Any:
+        try:
+            from aws_durable_execution_sdk_python.execution import (
+                DurableExecutionInvocationInput,
+                DurableExecutionInvocationInputWithClient,
+            )
+        except ImportError:
+            raise InvocationError(ErrorObject(
+                "Function.Misconfigured", f"function {self.name!r} is a Lambda-style handler: "
+                "running it in-process needs aws-durable-execution-sdk-python installed")) from None
+        event = DurableExecutionInvocationInput.from_json_dict(envelope)
+        with_client = DurableExecutionInvocationInputWithClient
+        return with_client.from_durable_execution_invocation_input(
+            event, StoreServiceClient(self.store))
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """The bits of a Lambda context an in-process handler may read."""
+
+    function_name: str
+    aws_request_id: str = "local"
+    function_version: str = "$LATEST"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(INVOCATION_TIMEOUT * 1000)
+
+
+class StoreServiceClient:
+    """AWS SDK's `DurableServiceClient` (lambda_service.py) over the store: an in-process
+    handler checkpoints with its token through the same data plane as an HTTP one."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[Any],
+                   client_token: str | None) -> Any:
+        from aws_durable_execution_sdk_python.lambda_service import CheckpointOutput
+        wire = [u.to_dict() for u in updates]
+        answer = self._call(lambda tx: dataplane.checkpoint(
+            tx, run_id_of(durable_execution_arn), checkpoint_token, wire, client_token,
+            time.time()))
+        answer["NewExecutionState"]["Operations"] = [
+            _datetimes(op) for op in answer["NewExecutionState"]["Operations"]]
+        return CheckpointOutput.from_dict(answer)
+
+    def get_execution_state(self, durable_execution_arn: str, checkpoint_token: str,
+                            next_marker: str, max_items: int = 1000) -> Any:
+        from aws_durable_execution_sdk_python.lambda_service import StateOutput
+        answer = self._call(lambda tx: dataplane.get_state(
+            tx, run_id_of(durable_execution_arn), checkpoint_token, next_marker, max_items))
+        answer["Operations"] = [_datetimes(op) for op in answer["Operations"]]
+        return StateOutput.from_dict(answer)
+
+    def _call(self, fn: Callable[[Any], Wire]) -> Wire:
+        from aws_durable_execution_sdk_python.exceptions import CheckpointError
+        try:
+            return self.store.write_sync(fn)
+        except ContractError as e:
+            raise CheckpointError(str(e)) from None
+
+
+def _datetimes(op: Mapping[str, Any]) -> Wire:
+    """An API-shaped operation (epoch seconds) with datetimes, as boto3 would hand it over."""
+    out = dict(op)
+    for key in ("StartTimestamp", "EndTimestamp"):
+        if key in out:
+            out[key] = datetime.fromtimestamp(out[key], UTC)
+    for details, key in (("StepDetails", "NextAttemptTimestamp"),
+                         ("WaitDetails", "ScheduledEndTimestamp")):
+        if key in out.get(details, {}):
+            out[details] = {**out[details], key: datetime.fromtimestamp(out[details][key], UTC)}
+    return out
+
+
+def load_handler(spec: FunctionSpec, store: Store) -> WorkflowFunction | LambdaHandlerFunction:
+    """Import `module:attr` (from the working directory too) as an in-process function."""
+    assert spec.handler is not None
+    module_name, _, attr = spec.handler.partition(":")
+    try:
+        with _cwd_on_path():
+            target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"function {spec.name!r}: cannot load handler {spec.handler!r}: "
+                         f"{e}") from None
+    if isinstance(target, Workflow):
+        return WorkflowFunction(spec, target)
+    if not callable(target):
+        raise UsageError(f"function {spec.name!r}: {spec.handler!r} is neither a @workflow nor "
+                         "a handler(event, context)")
+    return LambdaHandlerFunction(spec, target, store)
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Any:
+    import sys
+    added = "" not in sys.path
+    if added:
+        sys.path.insert(0, "")
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove("")
+
+
+# -- the worker ------------------------------------------------------------------------------------
+
+Servable = HttpFunction | WorkflowFunction | LambdaHandlerFunction
+
+
+class FunctionWorker:
+    """Serves the runs of every registered function, following the functions table as it
+    changes (a `durable functions add` in another process notifies through the store).
+
+    `endpoint` is this server's base URL as functions reach it (sent in `X-Durable-Endpoint`);
+    it may change while serving (a server that learns its address from its first request).
+    """
+
+    def __init__(self, store: Store, endpoint: str, *, concurrency: int = 100,
+                 invocation_timeout: float = INVOCATION_TIMEOUT, lease_seconds: float = 30.0,
+                 invocation_attempts: int = 5, invocation_backoff: float = 1.0) -> None:
+        self.store, self.endpoint, self.timeout = store, endpoint, invocation_timeout
+        self.worker = Worker([], store, concurrency=concurrency, lease_seconds=lease_seconds,
+                             invocation_attempts=invocation_attempts,
+                             invocation_backoff=invocation_backoff)
+        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency))
+        self.functions: dict[str, Servable] = {}
+        self._specs: dict[str, FunctionSpec] = {}
+        self._changed = asyncio.Event()  # a commit happened: the table may have changed
+        self._ready = asyncio.Event()  # there is at least one function to serve
+        self._stopping = False
+
+    def reload(self, specs: list[FunctionSpec] | None = None) -> None:
+        """Bring the served functions in line with the table; a bad handler is logged and
+        skipped so that one broken registration does not stop the others."""
+        wanted = {s.name: s for s in (registered(self.store) if specs is None else specs)}
+        for name, spec in wanted.items():
+            if self._specs.get(name) == spec:
+                continue
+            try:
+                self.functions[name] = self._make(spec)
+                self._specs[name] = spec
+            except UsageError as e:
+                log.error("%s", e)
+        for name in set(self.functions) - set(wanted):
+            del self.functions[name], self._specs[name]
+        self.worker.handlers = {name: f.handler for name, f in self.functions.items()}
+        if self.worker.handlers:
+            self._ready.set()
+        else:
+            self._ready.clear()
+        self.worker.wake()
+
+    def _make(self, spec: FunctionSpec) -> Servable:
+        if spec.url is not None:
+            return HttpFunction(spec, self.store, self.client, lambda: self.endpoint,
+                                self.timeout)
+        return load_handler(spec, self.store)
+
+    async def run(self) -> None:
+        """Serve until `stop()`. With no function registered the worker does not poll at all:
+        an empty list of workflows would mean every workflow to it."""
+        loop = asyncio.get_running_loop()
+
+        def changed() -> None:
+            loop.call_soon_threadsafe(self._changed.set)
+        unsubscribe = self.store.subscribe(changed)
+        self.reload(await asyncio.to_thread(registered, self.store))
+        watcher = asyncio.create_task(self._watch())
+        try:
+            while not self._stopping:
+                if not self.worker.handlers:
+                    await self._ready.wait()
+                    continue
+                await self.worker.run_async(
+                    until=lambda: self._stopping or not self.worker.handlers)
+        finally:
+            unsubscribe()
+            watcher.cancel()
+            await self.client.aclose()
+
+    async def _watch(self) -> None:
+        """Reload when the table changed; looked at after commits, at most twice a second."""
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            specs = await asyncio.to_thread(registered, self.store)
+            if {s.name: s for s in specs} != self._specs:
+                self.reload(specs)
+            await asyncio.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.worker.stop()
+        self._ready.set()

@@ -1,0 +1,171 @@
+"""The control API under /api: start, list, inspect, wait for and talk to runs.
+
+Routes are plain `def`s where they only touch the store (FastAPI runs them on its thread pool)
+and `async def` where they wait for a run, so a long poll holds no thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from durable.cli import RunView, _event_json, _outcome_json, _run_json
+from durable.engine import machine
+from durable.errors import CallbackNotFound
+from durable.model import ErrorObject, ExecutionStatus, OperationStatus
+from durable.server import service
+from durable.server.deps import ServerDep
+from durable.server.errors import ERROR_RESPONSES
+from durable.server.schemas import (
+    Accepted,
+    CallbackFailure,
+    CallbackSuccess,
+    Event,
+    HistoryPage,
+    Outcome,
+    RerunRequest,
+    Run,
+    RunDetail,
+    RunPage,
+    SignalRequest,
+    StartedRun,
+    StartRequest,
+    WorkflowInfo,
+)
+from durable.store import Tx
+
+router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
+
+HEARTBEAT_EVENT = "CallbackHeartbeat"
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
+
+
+def _run(run: Any) -> Run:
+    return Run.model_validate(_run_json(run, time.time()))
+
+
+@router.post("/runs", response_model=StartedRun, status_code=201,
+             responses={200: {"model": StartedRun, "description": "The run with this id"}})
+def start_run(body: StartRequest, state: ServerDep, request: Request,
+              response: Response) -> StartedRun:
+    """Start a run of a workflow; with `id`, starting again returns the same run (200)."""
+    run, created = service.start(state, body.workflow, service.given(body.model_fields_set,
+                                                                     body.input),
+                                 body.id, request.headers)
+    if not created:
+        response.status_code = 200
+    return StartedRun(**_run(run).model_dump(), created=created)
+
+
+@router.get("/runs", response_model=RunPage)
+def list_runs(state: ServerDep, status: ExecutionStatus | None = None,
+              workflow: Annotated[str | None, Query(max_length=500)] = None,
+              q: Annotated[str | None, Query(max_length=200,
+                                             description="Part of a run id or workflow")] = None,
+              limit: Limit = 50, offset: Offset = 0) -> RunPage:
+    """Runs, newest first, filtered by status, workflow and search text."""
+    status_value = None if status is None else status.value
+    runs = state.store.read(lambda tx: tx.list_runs(status_value, workflow, limit + 1, offset,
+                                                    search=q))
+    more = len(runs) > limit
+    return RunPage(runs=[_run(r) for r in runs[:limit]],
+                   next_offset=offset + limit if more else None)
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail)
+def get_run(run_id: str, state: ServerDep) -> RunDetail:
+    """Status, input, result or error, what it waits on, published events, operations and the
+    full history: what `durable show --json` prints."""
+    return RunDetail.model_validate(RunView.read(state.client, run_id).to_json())
+
+
+@router.get("/runs/{run_id}/history", response_model=HistoryPage)
+def history(run_id: str, state: ServerDep, after: Offset = 0,
+            limit: Limit = 500) -> HistoryPage:
+    """The run's events in order, a page at a time: pass `next_after` back as `after`."""
+    run = state.client.get(run_id)
+    events = state.store.read(lambda tx: tx.history(run_id, after, limit + 1))
+    page = events[:limit]
+    return HistoryPage(events=[Event.model_validate(_event_json(e, run.created_at))
+                               for e in page],
+                       next_after=page[-1].id if len(events) > limit else None)
+
+
+@router.get("/runs/{run_id}/result", response_model=Outcome,
+            responses={202: {"model": Outcome, "description": "Still RUNNING after the wait"}})
+async def result(run_id: str, state: ServerDep,
+                 wait: Annotated[float, Query(ge=0, le=3600, description=(
+                     "Seconds to wait for the run to end (long poll), capped by the server's "
+                     "request limit"))] = 0) -> Response:
+    """How the run ended; 202 with status RUNNING if it has not ended within `wait`."""
+    run = await service.wait_ended(state.store, run_id, min(wait, state.wait_limit))
+    outcome = Outcome.model_validate(_outcome_json(run))
+    code = 202 if run.status is ExecutionStatus.RUNNING else 200
+    return JSONResponse(outcome.model_dump(mode="json"), status_code=code)
+
+
+@router.post("/runs/{run_id}/signal", response_model=Accepted, status_code=202)
+def signal(run_id: str, body: SignalRequest, state: ServerDep) -> Accepted:
+    """Send a named signal; one sent before the run waits for it is kept until it does."""
+    state.client.signal(run_id, body.name, body.payload)
+    return Accepted(message=f"signal {body.name!r} sent to run {run_id}")
+
+
+@router.post("/runs/{run_id}/cancel", response_model=Run)
+def cancel(run_id: str, state: ServerDep) -> Run:
+    """Ask the run to stop: `Cancelled` is raised in it at its next durable await."""
+    return _run(state.client.cancel(run_id))
+
+
+@router.post("/runs/{run_id}/rerun", response_model=Run, status_code=201)
+def rerun(run_id: str, body: RerunRequest, state: ServerDep) -> Run:
+    """A new run reusing this one's results before `from_step`, executing from it on."""
+    input_json = (json.dumps(body.input) if "input" in body.model_fields_set else None)
+    handle = state.client.rerun(run_id, body.from_step, id=body.id, input_json=input_json)
+    return _run(state.client.get(handle.run_id))
+
+
+@router.post("/callbacks/{callback_id}/succeed", response_model=Accepted, tags=["callbacks"])
+def callback_succeed(callback_id: str, body: CallbackSuccess, state: ServerDep) -> Accepted:
+    """Resolve a callback with a result; the run waiting on it resumes."""
+    state.client.complete_callback(callback_id, body.payload)
+    return Accepted(message=f"callback {callback_id} succeeded")
+
+
+@router.post("/callbacks/{callback_id}/fail", response_model=Accepted, tags=["callbacks"])
+def callback_fail(callback_id: str, body: CallbackFailure, state: ServerDep) -> Accepted:
+    """Resolve a callback with an error: the run's wait raises CallbackFailed."""
+    error = ErrorObject(body.type, body.message)
+    state.store.write_sync(lambda tx: machine.complete_callback(tx, callback_id, None, error,
+                                                                time.time()))
+    return Accepted(message=f"callback {callback_id} failed")
+
+
+@router.post("/callbacks/{callback_id}/heartbeat", response_model=Accepted, tags=["callbacks"])
+def callback_heartbeat(callback_id: str, state: ServerDep) -> Accepted:
+    """Say that whoever holds the callback is still at work. The engine has no heartbeat
+    timeouts yet, so this only records a CallbackHeartbeat event in the run's history."""
+    state.store.write_sync(lambda tx: _heartbeat(tx, callback_id, time.time()))
+    return Accepted(message=f"heartbeat recorded for callback {callback_id}")
+
+
+def _heartbeat(tx: Tx, callback_id: str, now: float) -> None:
+    found = tx.find_callback(callback_id)
+    if found is None or found[1].status is not OperationStatus.STARTED:
+        raise CallbackNotFound(callback_id)
+    run_id, op = found
+    tx.add_event(run_id, HEARTBEAT_EVENT, now, op.id, op.name)
+
+
+@router.get("/workflows", response_model=list[WorkflowInfo], tags=["workflows"])
+def workflows(state: ServerDep) -> list[WorkflowInfo]:
+    """The workflows this server has loaded: it can check their input and serve their webhooks."""
+    return [WorkflowInfo(name=wf.name, params=wf.params, webhook=getattr(wf, "webhook", False),
+                         schedule=wf.schedule.cron if wf.schedule else None)
+            for wf in state.workflows.values()]

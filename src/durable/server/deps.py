@@ -1,0 +1,34 @@
+"""What every route of `durable server` shares: the store, a client on it, the loaded workflows.
+
+Routers reach it with the `ServerDep` dependency (or `request.app.state.durable`), so a router
+added to `app.ROUTERS` needs nothing else from the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from durable.client import Client
+from durable.sdk.workflow import Workflow
+from durable.store import Store
+
+
+@dataclass(slots=True)
+class ServerState:
+    store: Store
+    client: Client
+    workflows: dict[str, Workflow[Any]] = field(default_factory=dict)
+    token: str | None = None
+    wait_limit: float = 30.0
+    """Longest a request may wait for a run to end (result long-poll, webhook `?wait=true`)."""
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.durable
+    return state
+
+
+ServerDep = Annotated[ServerState, Depends(get_state)]

@@ -1,0 +1,153 @@
+"""The control API's request and response bodies: what /openapi.json documents.
+
+Response shapes are those of `durable show --json` and `durable ls --json` (built by the same
+functions in cli.py), so a script can move between the CLI and the API without reshaping data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from durable.model import ExecutionStatus
+
+RunId = Field(None, min_length=1, max_length=200, description="A run id of your choosing; starting "
+              "an id that exists returns that run (start is idempotent by id).")
+
+
+class ErrorInfo(BaseModel):
+    type: str
+    message: str
+    traceback: str | None = None
+    data: str | None = None
+
+
+class Run(BaseModel):
+    run_id: str
+    workflow: str
+    status: ExecutionStatus
+    parent_run_id: str | None
+    parked: ErrorInfo | None = Field(description="Set while a NonDeterminismError holds the run")
+    cancel_requested: bool
+    input: Any
+    result: Any
+    error: ErrorInfo | None
+    created_at: str | None
+    updated_at: str | None
+    ended_at: str | None
+    elapsed_seconds: float
+    compute_seconds: float = Field(description="Sum of invocation durations: the compute used")
+
+
+class StartedRun(Run):
+    created: bool = Field(description="False when a run with this id existed already")
+
+
+class RunPage(BaseModel):
+    runs: list[Run]
+    next_offset: int | None = Field(description="Pass as `offset` for the next page; null: last")
+
+
+class OperationOut(BaseModel):
+    id: str
+    type: str
+    sub_type: str | None
+    name: str | None
+    status: str
+    attempt: int
+    parent_id: str | None
+    result: Any
+    error: ErrorInfo | None
+    due_at: str | None
+    callback_id: str | None
+    child_run_id: str | None
+    started_at: str | None
+    ended_at: str | None
+
+
+class Event(BaseModel):
+    id: int
+    type: str
+    timestamp: str | None
+    offset_seconds: float
+    operation_id: str | None
+    name: str | None
+    details: dict[str, Any]
+
+
+class PendingOut(BaseModel):
+    kind: str = Field(description="sleep, retry, step, callback, signal or child")
+    operation: str
+    due_at: str | None
+    detail: str
+    callback_id: str | None
+    signal: str | None
+    child_run_id: str | None
+
+
+class RunDetail(BaseModel):
+    run: Run
+    pending: list[PendingOut]
+    events: dict[str, Any] = Field(description="Published with ctx.set_event, latest per key")
+    operations: list[OperationOut]
+    history: list[Event]
+
+
+class HistoryPage(BaseModel):
+    events: list[Event]
+    next_after: int | None = Field(description="Pass as `after` for the next page; null: last")
+
+
+class Outcome(BaseModel):
+    run_id: str
+    status: ExecutionStatus
+    result: Any
+    error: ErrorInfo | None
+
+
+class StartRequest(BaseModel):
+    workflow: str = Field(min_length=1, max_length=500)
+    input: Any = Field(None, description="The workflow's input: its one argument's value, or "
+                       "for several an array or an object keyed by parameter name. Omit for "
+                       "none.")
+    id: str | None = RunId
+
+
+class SignalRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=500)
+    payload: Any = None
+
+
+class CallbackSuccess(BaseModel):
+    payload: Any = None
+
+
+class CallbackFailure(BaseModel):
+    message: str = Field("failed through the API", max_length=10_000)
+    type: str = Field("CallbackError", min_length=1, max_length=200)
+
+
+class RerunRequest(BaseModel):
+    from_step: str = Field(min_length=1, max_length=500,
+                           description="Name or operation id of the first step to run again")
+    input: Any = Field(None, description="Edited input; omit to reuse the source run's")
+    id: str | None = RunId
+
+
+class Accepted(BaseModel):
+    ok: bool = True
+    message: str
+
+
+class WorkflowInfo(BaseModel):
+    name: str
+    params: list[str]
+    webhook: bool
+    schedule: str | None
+
+
+class HookAccepted(BaseModel):
+    run_id: str
+    status: ExecutionStatus
+    created: bool

@@ -1,0 +1,47 @@
+"""Running the server app with uvicorn, as `durable server` does."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+import uvicorn
+from rich.console import Console
+
+from durable.errors import UsageError
+from durable.sdk.workflow import Workflow
+from durable.server.app import create_app
+from durable.store import open_store
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
+          token: str | None, insecure: bool, console: Console) -> None:
+    """Serve until SIGINT/SIGTERM. Without a token, binding beyond loopback would hand every
+    run and action to anyone on the network: refused unless `insecure` says it is meant."""
+    if token is None and not is_loopback(host) and not insecure:
+        raise UsageError(f"refusing to serve on {host} without a token: anyone who can reach "
+                         "it could read and control every run. Set DURABLE_TOKEN (or --token), "
+                         "bind to 127.0.0.1, or pass --insecure if the network is trusted")
+    store = open_store(db)
+    try:
+        app = create_app(store, token=token, workflows=workflows)
+        shown = f"[{host}]" if ":" in host else host
+        console.print(f"durable server on http://{shown}:{port} (database {store.url}; "
+                      f"{'token required' if token else 'no token'}; serving "
+                      f"{', '.join(wf.name for wf in workflows) or 'no workflows'}); "
+                      "Ctrl-C stops")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                            "%(message)s")
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    finally:
+        store.close()

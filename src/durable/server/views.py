@@ -1,0 +1,82 @@
+"""What the UI's pages show, gathered from the store in one place per page."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from durable.client import Client
+from durable.model import ExecutionStatus, HistoryEvent, Operation, OperationType, RunInfo
+from durable.server import gantt
+from durable.timeline import Entry, Pending, describe, offset, pending, published
+
+STATUSES = [s.value for s in ExecutionStatus]
+PAGE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One history event as the page lists it."""
+
+    event: HistoryEvent
+    at: str
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    run: RunInfo
+    operations: list[Operation]
+    lines: list[Line]
+    waiting: list[Pending]
+    events: dict[str, str | None]
+    chart: gantt.Chart
+    elapsed: float
+    steps: list[str]  # what a rerun can start from
+    now: float
+
+    @property
+    def compute_share(self) -> float:
+        return self.run.compute_seconds / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def step_errors(self) -> list[Operation]:
+        return [op for op in self.operations if op.error is not None
+                and op.type is OperationType.STEP]
+
+
+def run_page(client: Client, run_id: str) -> RunPage:
+    run = client.get(run_id)
+    ops = client.operations(run_id)
+    history = client.history(run_id)
+    now = time.time()
+    by_id = {op.id: op for op in ops}
+    lines = [Line(e, offset(e.timestamp, run.created_at),
+                  describe(e, by_id.get(e.operation_id or ""), run.created_at)) for e in history]
+    steps = list(dict.fromkeys(op.name for op in ops
+                               if op.type is OperationType.STEP and op.name
+                               and op.sub_type == "Step"))
+    return RunPage(run, ops, lines, pending(run, ops), published(ops),
+                   gantt.chart(run, ops, history, now), (run.ended_at or now) - run.created_at,
+                   steps, now)
+
+
+@dataclass(frozen=True, slots=True)
+class RunsPage:
+    runs: list[RunInfo]
+    status: str | None
+    q: str
+    offset: int
+    more: bool
+    now: float
+    workflows: list[Any]
+
+
+def runs_page(client: Client, status: str | None, q: str, page_offset: int,
+              workflows: list[Any]) -> RunsPage:
+    status = status if status in STATUSES else None
+    runs = client.store.read(lambda tx: tx.list_runs(status, None, PAGE + 1, page_offset,
+                                                     search=q or None))
+    return RunsPage(runs[:PAGE], status, q, page_offset, len(runs) > PAGE, time.time(),
+                    workflows)

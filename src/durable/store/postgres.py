@@ -1,0 +1,329 @@
+"""PostgreSQL: many workers on many machines sharing one database, which is the whole of the
+distributed engine; Durable adds no consensus of its own.
+
+Everything the SQLite store does is shared (the `Tx` SQL, the `BatchWriter`'s group commit, the
+migrations). What differs is what a network server with many writers requires:
+
+- locking: claims take rows with FOR UPDATE SKIP LOCKED, so workers claiming at once never wait
+  for each other nor get the same run, and a checkpoint holds its run's row until it commits, so
+  a lease cannot change hands under it (SQLite's single writer gives both for free);
+- wake-ups: NOTIFY at commit and a LISTEN connection per process (SQLite uses local sockets);
+- failures: a connection can drop and the server can abort a transaction to break a deadlock, so
+  the writer runs a batch again when it certainly did not commit, and asks the server whether a
+  COMMIT cut off in flight took effect (pg_xact_status) instead of guessing;
+- connections: writes go through one autocommit connection that issues BEGIN/COMMIT itself (so a
+  whole batch is one transaction, with synchronous_commit on: a step reported done is durable),
+  reads through a small pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool
+
+from durable.errors import UsageError
+from durable.store.base import BatchWriter, Store, Tx
+from durable.store.schema import apply_migrations
+
+T = TypeVar("T")
+
+SERIAL = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+MIGRATION_LOCK = 0x6475_7261_626C_6500  # "durable\0": the advisory lock migrators queue on
+QUEUE_LOCKS = 0x6475_7200  # with a queue name's hash, the advisory lock of that queue
+CONNECT_TIMEOUT = 10  # seconds, unless the URL says otherwise
+LISTEN_POLL = 0.5  # how often the listener looks up from the socket to see if it should stop
+READ_POOL_SIZE = 8
+LOCK_TIMEOUT_MS = 200
+
+Cursor = psycopg.Cursor[Any]
+Connection = psycopg.Connection[Any]
+
+
+@functools.lru_cache(maxsize=1024)
+def _placeholders(query: str) -> str:
+    """The shared SQL with psycopg's `%s` for `?` (it contains no literal ? or %), once."""
+    return query.replace("?", "%s")
+
+
+def _executor(conn: Connection) -> Callable[[str, Sequence[Any]], Cursor]:
+    """`execute` for a Tx on `conn`: one cursor, reused, since a Tx reads each result before it
+    runs the next statement."""
+    cur = conn.cursor()
+
+    def execute(query: str, params: Sequence[Any]) -> Cursor:
+        return cur.execute(_placeholders(query), params)
+    return execute
+
+
+class PgTx(Tx):
+    """The shared Tx, with the locks a server with many concurrent writers needs."""
+
+    claim_lock_clause = " FOR UPDATE SKIP LOCKED"
+    row_lock_clause = " FOR UPDATE"
+
+    def lock_queue(self, queue: str) -> None:
+        """An advisory lock per queue until commit: claims admitting runs to one queue take
+        turns (a hash collision between two queues only makes them take turns too)."""
+        self._exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", (QUEUE_LOCKS, queue))
+
+
+def _make_tx(conn: Connection) -> Tx:
+    return PgTx(_executor(conn))
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _conninfo(url: str) -> tuple[str, str]:
+    """The connection string to use, with defaults, and how to name the server in messages
+    (without the password)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as e:
+        raise UsageError(f"invalid PostgreSQL URL {url!r}: {_one_line(e)}; expected "
+                         "postgresql://user[:password]@host[:port]/dbname") from e
+    params.setdefault("application_name", "durable")  # finds our sessions in pg_stat_activity
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    where = (f"{params.get('user') or ''}{'@' if params.get('user') else ''}"
+             f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+             f"/{params.get('dbname') or ''}")
+    return make_conninfo("", **params), where
+
+
+def _connect(conninfo: str, where: str) -> Connection:
+    try:
+        return psycopg.connect(conninfo, autocommit=True)
+    except psycopg.OperationalError as e:
+        raise UsageError(f"cannot connect to PostgreSQL at {where}: {_one_line(e)}; "
+                         "check DURABLE_DB (or --db)") from e
+
+
+def _migrate(conn: Connection, where: str) -> str:
+    """Apply pending migrations, one process at a time; returns the schema the tables live in."""
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            apply_migrations(_executor(conn), SERIAL, time.time())
+        row = conn.execute("SELECT current_schema()").fetchone()
+    except psycopg.Error as e:
+        raise UsageError(f"cannot set up Durable's tables in PostgreSQL at {where}: "
+                         f"{_one_line(e)}") from e
+    assert row is not None
+    return str(row[0])
+
+
+class _Xact:
+    """The id of a batch's transaction: what to ask the server about if COMMIT is cut off."""
+
+    def __init__(self, cur: Cursor) -> None:
+        self._cur = cur
+        self.xid: str | None = None
+
+    def fetch(self) -> None:
+        row = self._cur.fetchone()
+        assert row is not None
+        self.xid = row[0]
+
+
+class _Writer(BatchWriter):
+    """The shared group-commit writer, taught what a connection to a server needs.
+
+    Round trips are what a batch costs here, so a batch first runs in pipeline mode without a
+    savepoint per job: statements whose answer nobody reads (history, operation rows, ...) go
+    out with the next one that is read, and a step's checkpoint costs two round trips, not six.
+    If a job fails, the batch runs again the careful way (`optimistic`).
+    """
+
+    optimistic = True
+
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self._conninfo = conninfo
+        self._notify = f"NOTIFY {channel}"
+        self._pipeline: psycopg.Pipeline | None = None
+        self._xact: _Xact | None = None
+        super().__init__(self._open, "BEGIN", "postgres", make_tx=_make_tx)
+
+    def _open(self) -> Connection:
+        conn = psycopg.connect(self._conninfo, autocommit=True)
+        conn.execute("SET synchronous_commit = on")  # whatever the server's default
+        # A job waiting this long for a row another transaction holds goes to the next batch
+        # (`_transient`), rather than stall all of its batch, or deadlock with the other.
+        conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+        return conn
+
+    def _commit(self, conn: Connection, tx: Tx, batch: list[Any], isolate: bool) -> None:
+        if isolate:
+            super()._commit(conn, tx, batch, isolate)
+            return
+        try:
+            with conn.pipeline() as self._pipeline:
+                super()._commit(conn, tx, batch, isolate)
+        finally:
+            self._pipeline = None
+            # `_rollback` left it for now: in a pipeline after an error, it would be skipped.
+            if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
+                self._rollback(conn)
+
+    # Statements of the writer's own (BEGIN, COMMIT, ...) are never prepared: psycopg's cache of
+    # prepared statements can lose track of one prepared in a pipeline that an error aborted.
+
+    def _start(self, conn: Connection) -> _Xact:
+        if self._pipeline is None:
+            cur = conn.execute("BEGIN; SELECT pg_current_xact_id()")  # one round trip
+            cur.nextset()
+            self._xact = _Xact(cur)
+            self._xact.fetch()
+        else:  # the id arrives with the first answer the batch waits for
+            conn.execute("BEGIN", prepare=False)
+            self._xact = _Xact(conn.execute("SELECT pg_current_xact_id()", prepare=False))
+        return self._xact
+
+    def _finish(self, conn: Connection, tx: Tx) -> None:
+        # NOTIFY travels with COMMIT, once per batch however many of its writes notified; one
+        # made in a savepoint later rolled back only costs a spurious wake-up.
+        if self._pipeline is None:
+            conn.execute(f"{self._notify}; COMMIT" if tx.notified else "COMMIT")
+            return
+        assert self._xact is not None
+        self._xact.fetch()  # known before COMMIT goes out
+        if tx.notified:
+            conn.execute(self._notify, prepare=False)
+        conn.execute("COMMIT", prepare=False)
+        self._pipeline.sync()
+
+    def _rollback(self, conn: Connection) -> None:
+        if self._pipeline is None:  # else `_commit` does it once the pipeline has ended
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK", prepare=False)
+
+    def _lost(self, conn: Connection | None, error: Exception) -> bool:
+        return conn is None or conn.broken or conn.closed
+
+    def _transient(self, error: Exception) -> bool:
+        # SQLSTATE class 40: a deadlock's victim, a serialization failure; 55P03: lock_timeout
+        code = error.sqlstate or "" if isinstance(error, psycopg.Error) else ""
+        return code.startswith("40") or code == "55P03"
+
+    def _committed(self, txn: _Xact | None) -> bool | None:
+        return None if txn is None or txn.xid is None else self.xid_committed(txn.xid)
+
+    def xid_committed(self, xid: str) -> bool | None:
+        """Whether transaction `xid` committed, asked on a new connection, waiting while it is
+        still in progress; None if the server cannot say within `retry_seconds`."""
+        deadline = time.monotonic() + self.retry_seconds
+        while time.monotonic() < deadline:
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    row = conn.execute("SELECT pg_xact_status(%s::xid8)",
+                                       (xid,)).fetchone()
+            except psycopg.OperationalError:
+                row = None  # the server is not back yet
+            status = row[0] if row else None
+            if status in ("committed", "aborted"):
+                return str(status) == "committed"
+            time.sleep(0.05)  # "in progress": the old session is still winding down
+        return None
+
+
+class PostgresStore(Store):
+    """`postgresql://user@host:port/dbname[?application_name=...&options=-csearch_path%3D...]`.
+
+    Tables live in the connection's current schema (the first of search_path), so several
+    independent Durable deployments can share one database, each in its own schema.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conninfo, self._where = _conninfo(url)
+        with _connect(self._conninfo, self._where) as conn:
+            schema = _migrate(conn, self._where)
+            # One channel per schema: deployments sharing a database do not wake each other.
+            channel = sql.Identifier(f"durable.{schema}").as_string(conn)
+        self._listen_sql = f"LISTEN {channel}"
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            self._conninfo, min_size=1, max_size=READ_POOL_SIZE, kwargs={"autocommit": True},
+            name="durable-read", open=True)
+        self.writer = _Writer(self._conninfo, channel)
+        self._listeners: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self._listening = threading.Event()
+        self._closed = threading.Event()
+
+    # -- reads ------------------------------------------------------------------------------
+    def read(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` on a pooled connection in autocommit: each statement sees the latest
+        commits, and a read costs no BEGIN/COMMIT round trips."""
+        with self._pool.connection() as conn:
+            try:
+                return fn(_make_tx(conn))
+            except psycopg.OperationalError:
+                if not conn.broken:
+                    raise
+        # The server dropped the connection (a restart, a failover, an administrator's kill);
+        # likely the pool's other idle ones too. Replace the dead ones and read again, once:
+        # a read has no effect to duplicate.
+        self._pool.check()
+        with self._pool.connection() as conn:
+            return fn(_make_tx(conn))
+
+    # -- wake-ups ---------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """LISTEN on this schema's channel in a thread of this store. Returns once listening,
+        so a commit made after `subscribe` returns always wakes `callback`."""
+        with self._lock:
+            self._listeners.append(callback)
+            if self._listener is None:
+                self._listener = threading.Thread(target=self._listen, daemon=True,
+                                                  name="durable-postgres-listen")
+                self._listener.start()
+        self._listening.wait(CONNECT_TIMEOUT)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._listeners:
+                    self._listeners.remove(callback)
+        return unsubscribe
+
+    def _listen(self) -> None:
+        pause = 0.05
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    conn.execute(self._listen_sql)
+                    self._listening.set()
+                    self._fire()  # whatever was committed while nobody listened
+                    pause = 0.05
+                    while not self._closed.is_set():
+                        for _ in conn.notifies(timeout=LISTEN_POLL):
+                            self._fire()
+            except psycopg.Error:
+                # Dropped or not reachable: listen again. Waiters do not hang meanwhile: they
+                # poll as a fallback, and are woken as soon as listening resumes.
+                self._closed.wait(pause)
+                pause = min(pause * 2, 2.0)
+
+    def _fire(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback()
+
+    def close(self) -> None:
+        """Stop writing and reading; the listener thread notices within LISTEN_POLL."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.writer.close()
+        self._pool.close()

@@ -1,0 +1,228 @@
+"""What `@workflow.defn` makes of a Temporal-style class: a `Definition` holding its run method,
+signal and query handlers, and the Durable `Workflow` the engine invokes.
+
+Everything that cannot be mapped is refused here, while the class is being defined: decorators
+of unsupported features raise when applied, and the class body's source is scanned for
+`workflow.X` and `asyncio.X` names outside the supported subset, so a workflow never starts only
+to behave differently from Temporal halfway through.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import sys
+import textwrap
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from durable.errors import UsageError
+from durable.sdk.context import Context
+from durable.sdk.workflow import REGISTRY as DURABLE_REGISTRY
+from durable.sdk.workflow import Workflow
+from durable.temporal.exceptions import UnsupportedFeature
+
+C = TypeVar("C", bound=type)
+
+RUN_ATTR = "__durable_temporal_run__"
+SIGNAL_ATTR = "__durable_temporal_signal__"
+QUERY_ATTR = "__durable_temporal_query__"
+INIT_ATTR = "__durable_temporal_init__"
+DEFN_ATTR = "__durable_temporal_definition__"
+
+DEFINITIONS: dict[str, Definition] = {}
+"""Every @workflow.defn class by workflow name: what clients and child calls by name find."""
+
+ASYNCIO_SUPPORTED = frozenset({
+    "sleep", "gather", "wait_for", "TimeoutError", "CancelledError", "Queue", "QueueEmpty",
+    "QueueFull", "iscoroutine", "iscoroutinefunction"})
+"""asyncio names a workflow class may use: the three made durable, and passive helpers."""
+
+_ASYNCIO_HINTS = {
+    "create_task": "await the coroutine, or run several with asyncio.gather(...)",
+    "ensure_future": "await the coroutine, or run several with asyncio.gather(...)",
+    "wait": "use asyncio.gather(...) or asyncio.wait_for(...)",
+    "as_completed": "use asyncio.gather(...)",
+    "timeout": "use asyncio.wait_for(...) or workflow.wait_condition(..., timeout=...)",
+    "Event": "keep a flag on the instance and use workflow.wait_condition(lambda: self.flag)",
+    "Condition": "use workflow.wait_condition(...)",
+}
+
+_BLOCKING_AWAITS = frozenset({"get", "put", "wait", "join", "acquire"})
+"""`await x.get()` and the like park on in-memory asyncio primitives the engine cannot see."""
+
+
+@dataclass
+class Definition:
+    """One Temporal-style workflow class, and the Durable workflow that runs it."""
+
+    cls: type
+    name: str
+    run_fn: Callable[..., Any]
+    init_takes_args: bool
+    signals: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    queries: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    failure_types: tuple[type[BaseException], ...] = ()
+    durable: Workflow[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.durable = _durable_workflow(self)
+
+    def signal_name(self, ref: str | Callable[..., Any]) -> str:
+        return _handler_name(self, ref, self.signals, SIGNAL_ATTR, "signal")
+
+    def query_name(self, ref: str | Callable[..., Any]) -> str:
+        return _handler_name(self, ref, self.queries, QUERY_ATTR, "query")
+
+
+def _handler_name(defn: Definition, ref: str | Callable[..., Any],
+                  handlers: dict[str, Callable[..., Any]], attr: str, kind: str) -> str:
+    name = ref if isinstance(ref, str) else getattr(ref, attr, None)
+    if not isinstance(name, str) or name not in handlers:
+        known = ", ".join(handlers) or "none"
+        raise UsageError(f"workflow {defn.name!r} has no {kind} handler {ref!r} "
+                         f"(its {kind} handlers: {known})")
+    return name
+
+
+def definition_of(ref: object) -> Definition:
+    """The definition behind a class, its run method, or a workflow name."""
+    if isinstance(ref, str):
+        try:
+            return DEFINITIONS[ref]
+        except KeyError:
+            known = ", ".join(sorted(DEFINITIONS)) or "none is loaded"
+            raise UsageError(f"no @workflow.defn class named {ref!r} is loaded in this process "
+                             f"(loaded: {known}); import the module that defines it") from None
+    found = getattr(ref, DEFN_ATTR, None)
+    if isinstance(found, Definition):
+        return found
+    raise UsageError(f"{ref!r} is not a @workflow.defn class or its @workflow.run method")
+
+
+# -- decorators --------------------------------------------------------------------------------
+
+def mark_run(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if not inspect.iscoroutinefunction(fn):
+        raise UsageError(f"@workflow.run {fn.__qualname__} must be an `async def`")
+    setattr(fn, RUN_ATTR, True)
+    return fn
+
+
+def mark_handler(fn: Callable[..., Any] | None, name: str | None, dynamic: bool, kind: str,
+                 attr: str) -> Any:
+    """@workflow.signal and @workflow.query, bare or with options."""
+    if dynamic:
+        raise UnsupportedFeature(f"dynamic {kind} handlers (@workflow.{kind}(dynamic=True))",
+                                 f"declare each {kind} by name")
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(f):
+            if kind == "signal":
+                raise UnsupportedFeature(
+                    f"async signal handlers ({f.__qualname__})",
+                    "make the handler a plain `def` that records the request on the instance "
+                    "and do the awaiting in the run method, e.g. behind workflow.wait_condition")
+            raise UsageError(f"@workflow.query {f.__qualname__} must not be `async`: queries "
+                             "only read state")
+        setattr(f, attr, name or f.__name__)
+        return f
+    return wrap(fn) if fn is not None else wrap
+
+
+def make_definition(cls: type, name: str | None, failure_types: Sequence[type[BaseException]]
+                    ) -> Definition:
+    run_fns, signals, queries = [], {}, {}
+    for klass in reversed(cls.__mro__):
+        for member in vars(klass).values():
+            if getattr(member, RUN_ATTR, False):
+                run_fns.append(member)
+            if isinstance(sig := getattr(member, SIGNAL_ATTR, None), str):
+                signals[sig] = member
+            if isinstance(query := getattr(member, QUERY_ATTR, None), str):
+                queries[query] = member
+    if not run_fns:
+        raise UsageError(f"@workflow.defn class {cls.__qualname__} has no @workflow.run method")
+    if len({fn.__name__ for fn in run_fns}) > 1:
+        raise UsageError(f"@workflow.defn class {cls.__qualname__} has several @workflow.run "
+                         "methods; keep one")
+    check_source(cls)
+    init = vars(cls).get("__init__")
+    defn = Definition(cls, name or cls.__name__, run_fns[-1],
+                      init_takes_args=bool(getattr(init, INIT_ATTR, False)), signals=signals,
+                      queries=queries, failure_types=tuple(failure_types))
+    setattr(cls, DEFN_ATTR, defn)
+    setattr(defn.run_fn, DEFN_ATTR, defn)
+    DEFINITIONS[defn.name] = defn
+    return defn
+
+
+def _durable_workflow(defn: Definition) -> Workflow[Any]:
+    """A Durable workflow whose parameters are the run method's (less `self`), so inputs
+    encode and decode by the run method's annotations."""
+    from durable.temporal._runtime import Runtime  # the runtime imports this module
+
+    try:
+        hints = typing.get_type_hints(defn.run_fn)
+    except Exception:  # unresolvable forward references: plain JSON
+        hints = {}
+    params = list(inspect.signature(defn.run_fn).parameters.values())[1:]
+
+    async def body(ctx: Context, *args: Any) -> Any:
+        return await Runtime(defn, ctx).execute(args)
+
+    ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                  annotation=Context)
+    body.__signature__ = inspect.Signature([ctx_param, *params])  # type: ignore[attr-defined]
+    body.__annotations__ = {p.name: hints.get(p.name, Any) for p in params}
+    body.__annotations__["return"] = hints.get("return", Any)
+    body.__name__ = body.__qualname__ = defn.name
+    body.__module__ = defn.cls.__module__
+    body.__doc__ = defn.cls.__doc__
+    wf: Workflow[Any] = Workflow(body, name=defn.name)
+    DURABLE_REGISTRY[wf.name] = wf
+    return wf
+
+
+# -- definition-time checks --------------------------------------------------------------------
+
+def check_source(cls: type) -> None:
+    """Refuse, naming it, any `workflow.X` or `asyncio.X` the class uses that is not mapped."""
+    from durable.temporal import workflow as workflow_api
+
+    module = sys.modules.get(cls.__module__)
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # defined where the source is not kept (a REPL): trust it
+        return
+    if module is None:
+        return
+    scope = vars(module)
+    where = f"workflow class {cls.__qualname__}"
+    line0 = inspect.getsourcelines(cls)[1] - 1
+    for node in ast.walk(ast.parse(source)):
+        at = f"{where} (line {line0 + getattr(node, 'lineno', 1)})"
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            owner = scope.get(node.value.id)
+            if owner is workflow_api and node.attr not in workflow_api.__all__:
+                raise UnsupportedFeature(f"workflow.{node.attr}, used in {at}",
+                                         workflow_api.UNSUPPORTED.get(node.attr, ""))
+            if owner is asyncio and node.attr not in ASYNCIO_SUPPORTED:
+                raise UnsupportedFeature(f"asyncio.{node.attr} inside workflow code, used in {at}",
+                                         _ASYNCIO_HINTS.get(node.attr, ""))
+        elif isinstance(node, ast.Name):
+            obj = scope.get(node.id)
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(
+                    obj, "__module__", "").startswith("asyncio.") and (
+                    obj.__name__ not in ASYNCIO_SUPPORTED):
+                raise UnsupportedFeature(f"asyncio.{obj.__name__} inside workflow code, used in "
+                                         f"{at}", _ASYNCIO_HINTS.get(obj.__name__, ""))
+        elif (isinstance(node, ast.Await) and isinstance(node.value, ast.Call)
+              and isinstance(node.value.func, ast.Attribute)
+              and node.value.func.attr in _BLOCKING_AWAITS):
+            raise UnsupportedFeature(
+                f"awaiting .{node.value.func.attr}() of an in-memory asyncio primitive, in {at}",
+                "wait with workflow.wait_condition(...) and then use get_nowait()/put_nowait()")

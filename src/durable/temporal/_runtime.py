@@ -1,0 +1,708 @@
+"""How a Temporal-style workflow runs on Durable's replay machinery.
+
+**asyncio inside workflow code.** Temporal runs each workflow on its own event loop, so that
+`asyncio.sleep` becomes a server timer and task scheduling follows the event history. Durable
+instead runs many workflows, their steps and the group-commit writer as tasks of one shared loop,
+and its replay is already deterministic per scope: every durable call gets an id from its scope
+and its position in it. A private loop per workflow would have to ferry every checkpoint across
+loops and re-implement that scheduling; what actually needs redirecting is only the three asyncio
+calls through which workflow code touches time and concurrency. So `asyncio.sleep`,
+`asyncio.gather` and `asyncio.wait_for` are replaced, once, by functions that check whether they
+are called from workflow code of a running Temporal-style workflow (a context variable, and not
+inside an activity): there they become `ctx.sleep` (a durable timer), `ctx.gather` (one branch
+scope per awaitable) and a durable race against a timer; everywhere else, including activities,
+Durable's own workflows and the worker, they are the original functions, untouched. Modules that
+did `from asyncio import sleep` get the same dispatcher bound when their workflow class is
+defined. Everything else asyncio offers is refused at definition time (see `_definition`).
+
+**Signals.** All signals to a run travel on one Durable signal channel (`CHANNEL`), so their
+order across names is kept. A pump, a task with its own scope, takes them one by one with durable
+waits and runs the (synchronous) handlers. Workflow code must see handler effects at the same
+points on every replay, so each scope records, at its next durable step after a change, how many
+signals had been applied ("watermark"); a replay applies exactly that many there, whatever the
+pump has already taken. Live, the pump applies a signal as soon as it arrives, as Temporal does.
+`workflow.wait_condition` re-checks its predicate whenever a signal is applied or a durable call
+completes, and counts as waiting on the engine, so a run whose every part waits is suspended and
+costs nothing until a signal or timer wakes it.
+
+**Queries** are answered by replaying the run's history read-only in the caller's process, to
+the point the run has reached, then applying the signals already delivered but not yet taken,
+and calling the handler on the resulting instance: the answer is exactly the state Temporal
+would report, including a signal sent just before the query, and handlers may take arguments.
+Nothing is written to the run's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import random as _random
+import typing
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NoReturn, TypeVar
+
+from durable.errors import Cancelled, ChildFailed, NonDeterminismError, StepFailed, UsageError
+from durable.model import (
+    CheckpointResult,
+    Invocation,
+    Operation,
+    OperationAction,
+    OperationStatus,
+    OperationType,
+    OperationUpdate,
+    SubType,
+    operation_id,
+)
+from durable.sdk import callback as _callback
+from durable.sdk import values as _values
+from durable.sdk.context import Context
+from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, _Suspend
+from durable.sdk.parallel import Completion
+from durable.temporal._definition import Definition
+from durable.temporal.activity import CURRENT_CALL, CallInfo
+from durable.temporal.common import DEFAULT_ACTIVITY_RETRY, RetryPolicy
+from durable.temporal.exceptions import (
+    ActivityError,
+    ChildWorkflowError,
+    FailureError,
+    UnsupportedFeature,
+    cause_of,
+)
+
+T = TypeVar("T")
+
+CHANNEL = "temporal.signal"
+"""The Durable signal name every Temporal-style signal travels on: {"name": ..., "args": [...]}."""
+WATERMARK = "temporal.signals-applied"
+"""The recorded value saying how many signals a scope had seen applied at that point."""
+PUMP_SCOPE = "temporal.signals"
+
+_RUNTIME: ContextVar[Runtime | None] = ContextVar("durable_temporal_runtime", default=None)
+
+_ORIGINAL_SLEEP = asyncio.sleep
+_ORIGINAL_GATHER = asyncio.gather
+_ORIGINAL_WAIT_FOR = asyncio.wait_for
+
+
+def active() -> Runtime | None:
+    """The runtime of the workflow whose code is running here; None in an activity or outside."""
+    rt = _RUNTIME.get()
+    return rt if rt is not None and CURRENT_STEP.get() is None else None
+
+
+def current(what: str) -> Runtime:
+    rt = active()
+    if rt is None:
+        raise UsageError(f"workflow.{what} can only be used in workflow code: a @workflow.run "
+                         "method, or a handler, of a running @workflow.defn class")
+    return rt
+
+
+class WorkflowTaskFailed(NonDeterminismError):
+    """Workflow code raised an exception that is not a Temporal failure. Temporal fails the
+    workflow *task* then, and retries it until a fixed deploy lets it pass; Durable's equivalent
+    is parking the run (it stays RUNNING, the error visible) until new code resumes it."""
+
+
+class _WorkflowCancelled(asyncio.CancelledError):
+    """The run's cancellation, as workflow code sees it: an asyncio.CancelledError, as in
+    Temporal. Told apart from the loop cancelling a task (a worker shutting down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    """An exception carried as a value through a gather branch, to be re-raised as itself."""
+
+    error: BaseException
+
+
+_TIMED_OUT = object()
+
+
+async def _capture(aw: Awaitable[Any]) -> Any:
+    try:
+        return await aw
+    except Exception as e:
+        return _Raised(e)
+
+
+def _seconds(value: timedelta | float | None) -> float | None:
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _scope() -> Scope:
+    return CURRENT_SCOPE.get()
+
+
+class Runtime:
+    """One invocation of one Temporal-style workflow: its instance, its signal pump, and the
+    Temporal API calls of its code turned into Durable operations."""
+
+    def __init__(self, defn: Definition, ctx: Context, *, query_mode: bool = False,
+                 undelivered: Sequence[str | None] = ()) -> None:
+        self.defn = defn
+        self.ctx = ctx
+        self.ex: Executor = _scope().executor
+        self.query_mode = query_mode
+        self.undelivered = undelivered  # a query's replay: signals sent, not yet taken
+        self.instance: Any = None
+        self.pump = _Pump(self) if defn.signals else None
+        self._seen: dict[str | None, int] = {}
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._rng: _random.Random | None = None
+        self._unawaited: dict[str | None, list[ActivityHandle]] = {}
+
+    # -- the run -----------------------------------------------------------------------------
+    async def execute(self, args: Sequence[Any]) -> Any:
+        token = _RUNTIME.set(self)
+        try:
+            self.instance = self._instantiate(args)
+            if self.pump is not None:
+                self.pump.start()
+            try:
+                await self.sync()
+                result = await self.defn.run_fn(self.instance, *args)
+                self._refuse_unawaited()
+                return result
+            finally:
+                if self.pump is not None and not self.query_mode:
+                    await self.pump.stop()
+        except _WorkflowCancelled:
+            raise Cancelled from None
+        except Exception as e:
+            if isinstance(e, (FailureError, *self.defn.failure_types)):
+                raise
+            raise WorkflowTaskFailed(
+                f"workflow {self.defn.name!r} (run {self.ctx.run_id!r}) raised "
+                f"{type(e).__name__}: {e}. As in Temporal, only ApplicationError (or a type in "
+                "@workflow.defn(failure_exception_types=...)) fails the workflow; anything else "
+                "fails the workflow task, so the run is parked until a fixed deploy resumes "
+                "it") from e
+        finally:
+            _RUNTIME.reset(token)
+
+    def _instantiate(self, args: Sequence[Any]) -> Any:
+        cls = self.defn.cls
+        return cls(*args) if self.defn.init_takes_args else cls()
+
+    def _refuse_unawaited(self) -> None:
+        if any(self._unawaited.values()):
+            raise UnsupportedFeature(
+                "finishing a workflow while activities started with start_activity() were "
+                "never awaited", "await each handle, or asyncio.gather(...) them")
+
+    # -- observation points ------------------------------------------------------------------
+    async def sync(self) -> None:
+        """A point where this scope's code may observe signal handlers' effects: replaying, apply
+        what the recorded watermark says; live, apply all that arrived and record the count."""
+        self._wake()
+        pump = self.pump
+        if pump is None:
+            return
+        scope = _scope()
+        upcoming = self._upcoming(scope)
+        if upcoming is not None and _is_watermark(upcoming):
+            count = int(_values.record(self.ex, scope, SubType.STEP, WATERMARK, lambda: 0))
+            self._seen[scope.parent_id] = count
+            await pump.apply_through(count)
+        elif upcoming is None:
+            await pump.caught_up.wait()  # every signal the engine delivered has been taken
+            pump.allowed = None
+            pump.apply_ready()
+            if pump.applied != self._seen.get(scope.parent_id, 0) and not self.query_mode:
+                applied = pump.applied
+                _values.record(self.ex, scope, SubType.STEP, WATERMARK, lambda: applied)
+                self._seen[scope.parent_id] = applied
+        pump.raise_failure()
+
+    def _upcoming(self, scope: Scope) -> Operation | None:
+        return self.ex.ops.get(operation_id(scope.parent_id, scope.counter + 1))
+
+    def _wake(self) -> None:
+        """State may have changed: let every wait_condition check its predicate again."""
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters.clear()
+
+    async def _block(self) -> None:
+        """Wait until state may have changed. Counts as waiting on the engine, so that when
+        every part of the run waits, the invocation is suspended instead of hanging."""
+        if self.ex.cancel_requested and not self.ex.cancel_raised:  # no operation will say so
+            self._raise_cancelled()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        if self.query_mode:  # a read-only replay: only the pump can still change state
+            await fut
+            return
+        engine = asyncio.ensure_future(self.ex.wait_for_engine())
+        try:
+            await asyncio.wait([fut, engine], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiters.discard(fut)
+            if not engine.done():
+                engine.cancel()
+                await asyncio.wait([engine])
+            if not engine.cancelled():
+                engine.exception()  # seen here, even when this wait is itself abandoned
+        if not engine.cancelled():
+            engine.result()  # _Suspend: everything waits; this invocation ends here
+
+    def _raise_cancelled(self) -> NoReturn:
+        """The run's cancellation, raised where workflow code awaits: asyncio.CancelledError
+        in the run method's own flow, Durable's Cancelled inside branches (it must cross
+        Durable's gather to reach the run method)."""
+        self.ex.cancel_raised = True
+        if _scope() is self.ex.root:
+            raise _WorkflowCancelled
+        raise Cancelled
+
+    async def park(self) -> None:
+        """A read-only replay reached what the run has not done yet: stay here."""
+        await asyncio.get_running_loop().create_future()
+
+    async def durable(self, aw: Awaitable[T]) -> T:
+        """Await one durable operation of workflow code, as Temporal code expects it: the run's
+        cancellation arrives as asyncio.CancelledError, and signal effects are observed after."""
+        if self._unawaited.get(_scope().parent_id):
+            if inspect.iscoroutine(aw):
+                aw.close()
+            raise UnsupportedFeature(
+                "letting an activity started with start_activity() run while the workflow "
+                "goes on to other durable work",
+                "await the handle (or asyncio.gather the handles) before the next await")
+        try:
+            result = await aw
+        except Cancelled:
+            self._raise_cancelled()
+        except _Suspend:
+            if self.query_mode:
+                await self.park()
+            raise
+        except Exception:
+            await self.sync()
+            raise
+        await self.sync()
+        return result
+
+    # -- asyncio -----------------------------------------------------------------------------
+    async def sleep(self, delay: timedelta | float, result: T | None = None) -> T | None:
+        seconds = _seconds(delay) or 0.0
+        if seconds <= 0:  # a bare yield, no timer: as in Temporal
+            await _ORIGINAL_SLEEP(0)
+            return result
+        await self.durable(self.ctx.sleep(seconds))
+        return result
+
+    async def gather(self, *aws: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
+        branches = [self._take(aw) for aw in aws]
+        if return_exceptions:
+            branches = [_capture(b) for b in branches]
+        results = await self.durable(self.ctx.gather(*branches))
+        return [r.error if isinstance(r, _Raised) else r for r in results]
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
+        if timeout is None:
+            return await aw
+        outcome = await self._race(_capture(self._take(aw)), timeout)
+        if outcome is _TIMED_OUT:
+            raise TimeoutError
+        if isinstance(outcome, _Raised):
+            raise outcome.error
+        return outcome  # type: ignore[no-any-return]
+
+    async def _race(self, branch: Awaitable[Any], timeout: float) -> Any:
+        """Run `branch` against a durable timer; the first to finish decides (recorded, so a
+        replay decides the same)."""
+        async def timer() -> object:
+            await self.ctx.sleep(timeout)
+            return _TIMED_OUT
+        batch = await self.durable(self.ctx.gather(branch, timer(),
+                                                   completion=Completion(min_successful=1)))
+        return next(item.result for item in batch.items if item.status == "SUCCEEDED")
+
+    # -- workflow API ------------------------------------------------------------------------
+    async def wait_condition(self, fn: Callable[[], bool], timeout: float | None) -> None:
+        if timeout is None:
+            await self._until(fn)
+        elif await self._race(self._until(fn), timeout) is _TIMED_OUT:
+            raise TimeoutError
+
+    async def _until(self, fn: Callable[[], bool]) -> None:
+        while True:
+            await self.sync()
+            if fn():
+                return
+            upcoming = self._upcoming(_scope())
+            if upcoming is not None and _is_watermark(upcoming):
+                continue  # replaying: the history says what was applied next
+            await self._block()
+
+    async def execute_activity(self, activity: Any, args: Sequence[Any], *, local: bool,
+                               start_to_close: float | None, schedule_to_close: float | None,
+                               retry_policy: RetryPolicy | None, result_type: Any) -> Any:
+        from durable.temporal import activity as activity_api
+
+        fn = _activity_function(activity)
+        name = activity_api.name_of(fn)
+        limits = [t for t in (start_to_close, schedule_to_close) if t is not None]
+        if not limits:
+            raise ValueError(f"activity {name!r} needs start_to_close_timeout or "
+                             "schedule_to_close_timeout")
+        deadline = None
+        if schedule_to_close is not None:  # when it was scheduled: recorded, so replays agree
+            deadline = self.ctx.now().timestamp() + schedule_to_close
+        policy = (retry_policy or DEFAULT_ACTIVITY_RETRY).to_durable(deadline)
+        token = CURRENT_CALL.set(CallInfo(name, self.defn.name, local))
+        try:
+            value = await self.durable(self.ctx.step(fn, *args, name=name, retry=policy,
+                                                     timeout=min(limits)))
+        except StepFailed as e:
+            cause = cause_of(e.error)
+            raise ActivityError("Activity task failed", activity_type=name,
+                                activity_id=self.ctx.run_id, cause=cause) from cause
+        finally:
+            CURRENT_CALL.reset(token)
+        return _convert(self.defn, value, result_type)
+
+    def start_activity(self, call: Callable[[], Coroutine[Any, Any, Any]]) -> ActivityHandle:
+        handle = ActivityHandle(self, call, _scope().parent_id)
+        self._unawaited.setdefault(handle.scope_key, []).append(handle)
+        return handle
+
+    def _take(self, aw: Awaitable[T]) -> Awaitable[T]:
+        """A start_activity handle handed to gather or wait_for runs in that branch."""
+        if isinstance(aw, ActivityHandle):
+            return aw.claim()
+        return aw
+
+    async def resolve(self, handle: ActivityHandle) -> Any:
+        """Awaiting a handle runs every handle of its scope not yet awaited, concurrently: what
+        Temporal did from their start, since nothing durable happened in between."""
+        if not handle.done:
+            pending = self._unawaited.pop(handle.scope_key, [])
+            calls = [h.claim() for h in pending]
+            if len(calls) == 1:
+                await _capture(calls[0])
+            elif calls:
+                await self.durable(self.ctx.gather(*(_capture(c) for c in calls)))
+        return handle.outcome()
+
+    async def execute_child(self, workflow: Any, args: Sequence[Any], id: str | None) -> Any:
+        from durable.temporal._definition import definition_of
+
+        child = definition_of(workflow)
+        try:
+            return await self.durable(self.ctx.invoke(child.durable, *args, id=id))
+        except ChildFailed as e:
+            cause = cause_of(e.error)
+            raise ChildWorkflowError("Child Workflow execution failed", workflow_type=child.name,
+                                     workflow_id=e.run_id, cause=cause) from cause
+
+    async def start_child(self, workflow: Any, args: Sequence[Any], id: str | None) -> str:
+        from durable.temporal._definition import definition_of
+
+        child = definition_of(workflow)
+        return await self.durable(self.ctx.start_child(child.durable, *args, id=id))
+
+    def now(self) -> datetime:
+        return self.ctx.now()
+
+    def random(self) -> _random.Random:
+        """One generator per run, seeded from a recorded value: deterministic on replay."""
+        if self._rng is None:
+            self._rng = _random.Random(self.ctx.random())
+        return self._rng
+
+    def uuid4(self) -> uuid.UUID:
+        return uuid.UUID(int=self.random().getrandbits(128), version=4)
+
+    # -- queries -----------------------------------------------------------------------------
+    def answer_query(self, name: str, args: Sequence[Any]) -> Any:
+        if self.pump is not None:
+            self.pump.allowed = None
+            self.pump.apply_ready()
+        handler = self.defn.queries[name]
+        token = _RUNTIME.set(self)
+        try:
+            return handler(self.instance, *_typed_args(self.defn, handler, args))
+        finally:
+            _RUNTIME.reset(token)
+
+
+class ActivityHandle:
+    """What `workflow.start_activity` returns: awaitable for the activity's result."""
+
+    def __init__(self, rt: Runtime, call: Callable[[], Coroutine[Any, Any, Any]],
+                 scope_key: str | None) -> None:
+        self._rt = rt
+        self._call = call
+        self.scope_key = scope_key
+        self.done = False
+        self._outcome: Any = None
+
+    async def _run(self) -> Any:
+        try:
+            self._outcome = await self._call()
+        except Exception as e:
+            self._outcome = _Raised(e)
+        self.done = True
+        return self.outcome()
+
+    def claim(self) -> Coroutine[Any, Any, Any]:
+        """Take the handle out of its scope's pending list; the coroutine runs the activity."""
+        pending = self._rt._unawaited.get(self.scope_key, [])
+        if self in pending:
+            pending.remove(self)
+        return self._run()
+
+    def outcome(self) -> Any:
+        if isinstance(self._outcome, _Raised):
+            raise self._outcome.error
+        return self._outcome
+
+    def __await__(self) -> Any:
+        return self._rt.resolve(self).__await__()
+
+    def cancel(self) -> bool:
+        raise UnsupportedFeature("cancelling an activity through its handle",
+                                 "use asyncio.wait_for(handle, timeout) to bound it")
+
+
+class _Pump:
+    """Takes the run's signals in order with durable waits, and applies them to the instance as
+    far as `allowed` (None: all) lets it; see the module docstring."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.received: list[tuple[str, list[Any]]] = []
+        self.applied = 0
+        self.allowed: int | None = 0
+        self.caught_up = asyncio.Event()
+        self._progress = asyncio.Event()
+        self.failure: BaseException | None = None
+        self.scope: Scope | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        ex = self.rt.ex
+        if self.rt.query_mode:  # never final, so a read-only replay would stop at it
+            op_id = ex.root.next_id()[0]
+        else:
+            op_id, op = ex.begin(ex.root, OperationType.CONTEXT, PUMP_SCOPE,
+                                 SubType.PARALLEL_BRANCH, interruptible=False)
+            if op is None:
+                ex.buffer(OperationUpdate(op_id, OperationType.CONTEXT, OperationAction.START,
+                                          name=PUMP_SCOPE, sub_type=SubType.PARALLEL_BRANCH),
+                          Operation(op_id, OperationType.CONTEXT, OperationStatus.STARTED,
+                                    PUMP_SCOPE, None, SubType.PARALLEL_BRANCH))
+        self.scope = Scope(ex, op_id)
+        ex.live_changed(1)
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+
+    async def _run(self) -> None:
+        assert self.scope is not None
+        ex = self.rt.ex
+        CURRENT_SCOPE.set(self.scope)  # this task's own copy of the context
+        try:
+            while True:
+                with self.scope.exclusive("signal wait"):
+                    op_id = await _callback._start(ex, self.scope, SubType.SIGNAL, CHANNEL, None)
+                    if ex.ops[op_id].status is OperationStatus.STARTED:
+                        self.caught_up.set()
+                    payload = await _callback._outcome(ex, op_id, "signal", Any)
+                self.caught_up.clear()
+                self.receive(payload)
+        except Cancelled:  # the run's cancellation belongs to the workflow code, not the pump
+            ex.cancel_raised = False
+        except _Suspend:
+            if self.rt.query_mode:  # as if the run took the signals waiting for it now
+                for payload in self.rt.undelivered:
+                    self.receive(None if payload is None else ex.serializer.decode(payload))
+                self.caught_up.set()
+                await self.rt.park()
+            raise
+        finally:
+            ex.live_changed(-1)
+
+    def receive(self, data: Any) -> None:
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise UsageError(f"a signal on {CHANNEL!r} must carry {{'name': ..., 'args': [...]}}"
+                             f", got {data!r}")
+        self.received.append((data["name"], list(data.get("args") or [])))
+        self._progress.set()
+        self.apply_ready()
+
+    def apply_ready(self) -> None:
+        limit = len(self.received) if self.allowed is None else min(self.allowed,
+                                                                     len(self.received))
+        while self.applied < limit and self.failure is None:
+            name, args = self.received[self.applied]
+            self.applied += 1
+            handler = self.rt.defn.signals.get(name)
+            if handler is None:  # Temporal drops a signal no handler is registered for
+                self.rt.ctx.logger.warning("signal %r has no handler; dropped", name)
+                continue
+            try:
+                handler(self.rt.instance, *_typed_args(self.rt.defn, handler, args))
+            except Exception as e:
+                self.failure = e
+        self.rt._wake()
+
+    async def apply_through(self, count: int) -> None:
+        if self.allowed is not None:
+            self.allowed = max(self.allowed, count)
+        self.apply_ready()
+        while self.applied < count and self.failure is None:
+            self._progress.clear()
+            await self._progress.wait()
+            self.apply_ready()
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+
+def _is_watermark(op: Operation) -> bool:
+    return op.type is OperationType.STEP and op.sub_type == SubType.STEP and op.name == WATERMARK
+
+
+def _activity_function(activity: Any) -> Callable[..., Any]:
+    from durable.temporal import activity as activity_api
+
+    if isinstance(activity, str):
+        try:
+            return activity_api.REGISTRY[activity]
+        except KeyError:
+            raise UsageError(f"no @activity.defn named {activity!r} is loaded in this process"
+                             ) from None
+    if not callable(activity):
+        raise UsageError(f"{activity!r} is not an activity function")
+    return activity  # type: ignore[no-any-return]
+
+
+def _typed_args(defn: Definition, handler: Callable[..., Any], args: Sequence[Any]) -> list[Any]:
+    """Arguments as the handler's annotations type them (they arrive as plain JSON)."""
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception:
+        hints = {}
+    names = list(inspect.signature(handler).parameters)[1:]
+    serializer = defn.durable.serializer
+    return [serializer.decode(serializer.encode(a), hints[n]) if n in hints else a
+            for n, a in zip(names, args, strict=False)] + list(args[len(names):])
+
+
+def _convert(defn: Definition, value: Any, result_type: Any) -> Any:
+    if result_type is None:
+        return value
+    serializer = defn.durable.serializer
+    return serializer.decode(serializer.encode(value), result_type)
+
+
+# -- read-only replay for queries ----------------------------------------------------------------
+
+async def evaluate_query(defn: Definition, invocation: Invocation,
+                         buffered: Sequence[str | None], name: str, args: Sequence[Any]) -> Any:
+    """Replay the run read-only to where it stands, apply the signals waiting for it, and ask
+    the query handler. Run on a loop of its own: `_quiesce` watches that loop go idle."""
+    async def refuse(updates: list[OperationUpdate]) -> CheckpointResult:
+        return CheckpointResult([], False)
+
+    ex = Executor(invocation, refuse, defn.durable.serializer, replay_only=True)
+    runtimes: list[Runtime] = []
+
+    async def replay() -> None:
+        token = CURRENT_SCOPE.set(ex.root)
+        try:
+            rt = Runtime(defn, Context(ex), query_mode=True, undelivered=buffered)
+            runtimes.append(rt)
+            await rt.execute(defn.durable.decode_input(invocation.input))
+        finally:
+            CURRENT_SCOPE.reset(token)
+
+    task = asyncio.ensure_future(replay())
+    try:
+        await _quiesce(task)
+        if not runtimes:
+            task.result()  # it failed before the workflow existed: say why
+        return runtimes[0].answer_query(name, args)
+    finally:
+        pump = runtimes[0].pump if runtimes else None
+        if pump is not None:
+            await pump.stop()
+        task.cancel()
+        await asyncio.wait([task])
+
+
+async def _quiesce(task: asyncio.Future[Any], calm_rounds: int = 3) -> None:
+    """Return once `task` is done, or nothing on this loop can run any more (everything waits
+    on what the read-only replay will never provide)."""
+    loop = asyncio.get_running_loop()
+    ready = getattr(loop, "_ready", None)  # CPython's run queue; without it, count rounds
+    calm = 0
+    while not task.done() and calm < (calm_rounds if ready is not None else 1000):
+        await _ORIGINAL_SLEEP(0)
+        calm = calm + 1 if ready is None or not ready else 0
+
+
+# -- the asyncio dispatchers ---------------------------------------------------------------------
+
+@functools.wraps(_ORIGINAL_SLEEP)
+def _sleep(delay: float, result: Any = None) -> Coroutine[Any, Any, Any]:
+    rt = active()
+    if rt is None:
+        return _ORIGINAL_SLEEP(delay, result)
+    return rt.sleep(delay, result)
+
+
+@functools.wraps(_ORIGINAL_GATHER)
+def _gather(*aws: Any, return_exceptions: bool = False) -> Any:
+    rt = active()
+    if rt is None:
+        return _ORIGINAL_GATHER(*aws, return_exceptions=return_exceptions)
+    return rt.gather(*aws, return_exceptions=return_exceptions)
+
+
+@functools.wraps(_ORIGINAL_WAIT_FOR)
+def _wait_for(fut: Any, timeout: float | None) -> Coroutine[Any, Any, Any]:
+    rt = active()
+    if rt is None:
+        return _ORIGINAL_WAIT_FOR(fut, timeout)
+    return rt.wait_for(fut, timeout)
+
+
+DISPATCHERS: dict[object, object] = {
+    _ORIGINAL_SLEEP: _sleep, _ORIGINAL_GATHER: _gather, _ORIGINAL_WAIT_FOR: _wait_for}
+
+
+def install() -> None:
+    """Put the dispatchers in place of asyncio.sleep, gather and wait_for (idempotent)."""
+    asyncio.sleep = _sleep
+    asyncio.gather = _gather
+    asyncio.wait_for = _wait_for
+
+
+def rebind_module(namespace: dict[str, Any]) -> None:
+    """A module that did `from asyncio import sleep` holds the original: give it the
+    dispatcher, which behaves exactly as the original outside workflow code."""
+    for attr, value in list(namespace.items()):
+        with contextlib.suppress(TypeError):  # unhashable module attributes
+            if value in DISPATCHERS:
+                namespace[attr] = DISPATCHERS[value]
+
+
+install()

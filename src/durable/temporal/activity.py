@@ -1,0 +1,130 @@
+"""`@activity.defn` and what an activity body may ask about itself.
+
+An activity is a plain function (sync or async). Durable runs it as a step: its result is
+checkpointed once it returns, so it never runs again for the same call; a crash before then runs it
+again (at least once, as in Temporal). Sync activities run in a thread, as Temporal's threaded
+activities do, so they never block the workflows sharing the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, MutableMapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from durable.errors import UsageError
+from durable.sdk.executor import CURRENT_STEP
+from durable.temporal.exceptions import UnsupportedFeature
+
+__all__ = ["Info", "defn", "heartbeat", "in_activity", "info", "logger"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+REGISTRY: dict[str, Callable[..., Any]] = {}
+"""Every @activity.defn by name: what `execute_activity("name", ...)` finds."""
+
+_NAME_ATTR = "__durable_temporal_activity__"
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    """What `activity.info()` tells; the ids are Durable's (run id, operation id)."""
+
+    activity_id: str
+    activity_type: str
+    attempt: int
+    workflow_id: str
+    workflow_run_id: str
+    workflow_type: str
+    task_queue: str = "durable"
+    is_local: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Set by the workflow around an activity call: the parts of `Info` a step cannot know."""
+
+    activity_type: str
+    workflow_type: str
+    is_local: bool
+
+
+CURRENT_CALL: ContextVar[CallInfo | None] = ContextVar("durable_temporal_activity", default=None)
+
+
+@overload
+def defn(fn: F, /) -> F: ...
+@overload
+def defn(*, name: str | None = None, no_thread_cancel_exception: bool = False,
+         dynamic: bool = False) -> Callable[[F], F]: ...
+
+
+def defn(fn: F | None = None, /, *, name: str | None = None,
+         no_thread_cancel_exception: bool = False, dynamic: bool = False) -> Any:
+    """Declare an activity. The function is returned unchanged (callable directly in tests, as
+    in Temporal); it is registered under `name` (default: its `__name__`)."""
+    if dynamic:
+        raise UnsupportedFeature("dynamic activities (@activity.defn(dynamic=True))",
+                                 "register each activity under its own name")
+
+    def wrap(f: F) -> F:
+        if not callable(f):
+            raise UsageError(f"@activity.defn decorates a function, not {f!r}")
+        activity_name = name or getattr(f, "__name__", None)
+        if not activity_name:
+            raise UsageError(f"@activity.defn: {f!r} has no __name__; pass name=...")
+        setattr(f, _NAME_ATTR, activity_name)
+        REGISTRY[activity_name] = f
+        return f
+    return wrap(fn) if fn is not None else wrap
+
+
+def name_of(fn: Callable[..., Any]) -> str:
+    """The activity name of `fn`: its @activity.defn name, else its `__name__` (Temporal also
+    accepts undecorated functions in tests; here any callable works as an activity)."""
+    found = getattr(fn, _NAME_ATTR, None) or getattr(fn, "__name__", None)
+    if not isinstance(found, str):
+        raise UsageError(f"{fn!r} is not an activity: decorate it with @activity.defn")
+    return found
+
+
+def is_activity(fn: object) -> bool:
+    return callable(fn) and isinstance(getattr(fn, _NAME_ATTR, None), str)
+
+
+def in_activity() -> bool:
+    return CURRENT_STEP.get() is not None
+
+
+def info() -> Info:
+    """The running activity's identity and attempt number (1 for the first)."""
+    step = CURRENT_STEP.get()
+    call = CURRENT_CALL.get()
+    if step is None or call is None:
+        raise UsageError("activity.info() is only available inside a running activity")
+    return Info(activity_id=step.operation_id, activity_type=call.activity_type,
+                attempt=step.attempt, workflow_id=step.run_id, workflow_run_id=step.run_id,
+                workflow_type=call.workflow_type, is_local=call.is_local)
+
+
+def heartbeat(*details: Any) -> None:
+    """Accepted and ignored: a Durable worker's lease already tells whether the process running
+    the activity is alive, and an interrupted attempt is retried after the lease expires."""
+    if CURRENT_STEP.get() is None:
+        raise UsageError("activity.heartbeat() is only available inside a running activity")
+
+
+class _ActivityLogger(logging.LoggerAdapter[logging.Logger]):
+    """Tags records with the activity's identity, as Temporal's activity logger does."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        step, call = CURRENT_STEP.get(), CURRENT_CALL.get()
+        if step is None or call is None:
+            return msg, kwargs
+        return (f"{msg} ({{'activity_type': {call.activity_type!r}, 'attempt': {step.attempt}, "
+                f"'workflow_id': {step.run_id!r}}})"), kwargs
+
+
+logger = _ActivityLogger(logging.getLogger("durable.temporal.activity"), {})

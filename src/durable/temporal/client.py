@@ -1,0 +1,241 @@
+"""A client shaped like `temporalio.client.Client`'s common calls, on a Durable store.
+
+    client = await Client.connect("sqlite:///.durable/durable.db")   # or DURABLE_DB
+    handle = await client.start_workflow(GreetingWorkflow.run, "Ada", id="greet-ada",
+                                         task_queue="greetings")
+    await handle.signal(GreetingWorkflow.approve, True)
+    print(await handle.query(GreetingWorkflow.status), await handle.result())
+
+There is no Temporal server: the client talks to Durable's store directly, and a Durable worker
+(`durable.temporal.worker.Worker`, `durable worker`, or the serverless `run` entry) executes the
+runs. A workflow id is a Durable run id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from typing import Any, Generic, TypeVar
+
+from durable.client import Client as DurableClient
+from durable.errors import RunNotFound
+from durable.model import ExecutionStatus, Invocation, RunInfo
+from durable.store import Store
+from durable.temporal._definition import Definition, definition_of
+from durable.temporal._runtime import CHANNEL, evaluate_query
+from durable.temporal.exceptions import (
+    ApplicationError,
+    UnsupportedFeature,
+    WorkflowFailureError,
+    cause_of,
+)
+
+__all__ = [
+    "Client",
+    "WorkflowAlreadyStartedError",
+    "WorkflowExecutionDescription",
+    "WorkflowExecutionStatus",
+    "WorkflowHandle",
+]
+
+R = TypeVar("R")
+
+
+class _NoArg:
+    pass
+
+
+_NOARG: Any = _NoArg()
+
+
+class WorkflowAlreadyStartedError(Exception):
+    """A run with this workflow id exists already (Temporal's default id policies refuse it;
+    Durable run ids are unique for good, so a finished id cannot be reused either)."""
+
+    def __init__(self, workflow_id: str, workflow_type: str) -> None:
+        super().__init__(f"Workflow execution already started: id {workflow_id!r} "
+                         f"({workflow_type}); pick a new id")
+        self.workflow_id = workflow_id
+        self.workflow_type = workflow_type
+
+
+class WorkflowExecutionStatus(IntEnum):
+    RUNNING = 1
+    COMPLETED = 2
+    FAILED = 3
+    CANCELED = 4
+    TERMINATED = 5
+    CONTINUED_AS_NEW = 6
+    TIMED_OUT = 7
+
+
+_STATUS = {
+    ExecutionStatus.RUNNING: WorkflowExecutionStatus.RUNNING,
+    ExecutionStatus.SUCCEEDED: WorkflowExecutionStatus.COMPLETED,
+    ExecutionStatus.FAILED: WorkflowExecutionStatus.FAILED,
+    ExecutionStatus.STOPPED: WorkflowExecutionStatus.CANCELED,
+    ExecutionStatus.TIMED_OUT: WorkflowExecutionStatus.TIMED_OUT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowExecutionDescription:
+    id: str
+    run_id: str
+    workflow_type: str
+    status: WorkflowExecutionStatus
+    start_time: datetime
+    close_time: datetime | None
+
+
+def _args(arg: Any, args: Sequence[Any]) -> list[Any]:
+    if arg is not _NOARG and args:
+        raise ValueError("pass either one argument or args=[...], not both")
+    return [arg] if arg is not _NOARG else list(args)
+
+
+def _refuse(what: str, **given: Any) -> None:
+    for option, value in given.items():
+        if value:
+            raise UnsupportedFeature(f"{option}= on {what}")
+
+
+class Client:
+    """Start, signal, query, cancel and await Temporal-style workflows stored by Durable."""
+
+    def __init__(self, durable: DurableClient | str | Store | None = None, *,
+                 namespace: str = "default") -> None:
+        self.durable = durable if isinstance(durable, DurableClient) else DurableClient(durable)
+        self.namespace = namespace
+
+    @classmethod
+    async def connect(cls, target_host: str | None = None, *, namespace: str = "default",
+                      **options: Any) -> Client:
+        """`target_host` is a Durable database URL (`sqlite:///...`, `postgresql://...`). A
+        Temporal address (`localhost:7233`, no scheme) names no Durable store: DURABLE_DB or
+        the embedded default is used, so unchanged connection code keeps working."""
+        url = target_host if target_host and "://" in target_host else None
+        return cls(url, namespace=namespace)
+
+    async def start_workflow(
+            self, workflow: Any, arg: Any = _NOARG, *, args: Sequence[Any] = (), id: str,
+            task_queue: str = "", execution_timeout: timedelta | None = None,
+            run_timeout: timedelta | None = None, task_timeout: timedelta | None = None,
+            id_reuse_policy: Any = None, id_conflict_policy: Any = None,
+            retry_policy: Any = None, cron_schedule: str = "", memo: Any = None,
+            search_attributes: Any = None, start_signal: str | None = None,
+            start_signal_args: Sequence[Any] = (), result_type: Any = None,
+            **options: Any) -> WorkflowHandle[Any]:
+        """Start a run of `workflow` (its class, run method or name) under `id`. With
+        `start_signal`, the signal is delivered before the workflow's code first runs."""
+        _refuse("start_workflow", execution_timeout=execution_timeout, run_timeout=run_timeout,
+                retry_policy=retry_policy, cron_schedule=cron_schedule, memo=memo,
+                search_attributes=search_attributes)
+        defn = definition_of(workflow)
+        existing = await asyncio.to_thread(self._find, id)
+        if existing is not None:
+            raise WorkflowAlreadyStartedError(id, existing.workflow)
+        await self.durable.start_async(defn.durable, *_args(arg, args), id=id)
+        handle: WorkflowHandle[Any] = WorkflowHandle(self, id, defn, result_type)
+        if start_signal is not None:
+            await handle.signal(start_signal, args=start_signal_args)
+        return handle
+
+    async def execute_workflow(self, workflow: Any, arg: Any = _NOARG, *,
+                               args: Sequence[Any] = (), id: str, task_queue: str = "",
+                               **options: Any) -> Any:
+        """Start the workflow and wait for its result (a worker must be running it)."""
+        handle = await self.start_workflow(workflow, arg, args=args, id=id,
+                                           task_queue=task_queue, **options)
+        return await handle.result()
+
+    def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None,
+                            result_type: Any = None) -> WorkflowHandle[Any]:
+        return WorkflowHandle(self, workflow_id, None, result_type)
+
+    def get_workflow_handle_for(self, workflow: Any, workflow_id: str, *,
+                                run_id: str | None = None,
+                                result_type: Any = None) -> WorkflowHandle[Any]:
+        return WorkflowHandle(self, workflow_id, definition_of(workflow), result_type)
+
+    def _find(self, run_id: str) -> RunInfo | None:
+        try:
+            return self.durable.get(run_id)
+        except RunNotFound:
+            return None
+
+
+class WorkflowHandle(Generic[R]):
+    """A handle on one run; `id` and `run_id` are both the Durable run id."""
+
+    def __init__(self, client: Client, id: str, defn: Definition | None,
+                 result_type: Any = None) -> None:
+        self.client = client
+        self.id = id
+        self.run_id = id
+        self.result_run_id = id
+        self.first_execution_run_id = id
+        self._defn = defn
+        self._result_type = result_type
+
+    def _definition(self, run: RunInfo) -> Definition:
+        if self._defn is None:
+            self._defn = definition_of(run.workflow)
+        return self._defn
+
+    async def result(self, *, follow_runs: bool = True,
+                     rpc_timeout: timedelta | None = None) -> R:
+        """Wait for the run to end. Continue-as-new keeps the run id, so it is followed."""
+        run = await asyncio.to_thread(self.client.durable.wait, self.id, None)
+        if run.status is not ExecutionStatus.SUCCEEDED:
+            cause = (cause_of(run.error) if run.error is not None
+                     else ApplicationError(f"run ended {run.status}"))
+            raise WorkflowFailureError(cause=cause, status=_STATUS[run.status].name)
+        wf = self._definition(run).durable
+        if self._result_type is not None and run.result is not None:
+            return wf.serializer.decode(run.result, self._result_type)  # type: ignore[no-any-return]
+        return wf.decode_result(run.result)  # type: ignore[no-any-return]
+
+    async def signal(self, signal: str | Callable[..., Any], arg: Any = _NOARG, *,
+                     args: Sequence[Any] = ()) -> None:
+        """Deliver a signal; it is applied, in order of arrival, by the running workflow."""
+        run = self.client.durable.get(self.id)
+        name = self._definition(run).signal_name(signal)
+        self.client.durable.signal(self.id, CHANNEL, {"name": name, "args": _args(arg, args)})
+
+    async def query(self, query: str | Callable[..., Any], arg: Any = _NOARG, *,
+                    args: Sequence[Any] = (), reject_condition: Any = None) -> Any:
+        """Answer from the run's state: its history replayed read-only in this process (which
+        must have imported the workflow class), plus the signals delivered but not yet taken."""
+        run = self.client.durable.get(self.id)
+        defn = self._definition(run)
+        name = defn.query_name(query)
+        store = self.client.durable.store
+        ops, buffered = store.read(lambda tx: (tx.operations(self.id),
+                                               tx.buffered_signals(self.id, CHANNEL)))
+        invocation = Invocation(run.run_id, run.workflow, run.input, {op.id: op for op in ops},
+                                run.cancel_requested)
+        work = evaluate_query(defn, invocation, buffered, name, _args(arg, args))
+        return await asyncio.to_thread(asyncio.run, work)
+
+    async def cancel(self) -> None:
+        """Ask the run to stop: asyncio.CancelledError meets its code at the next durable
+        await; if the code lets it escape, the run ends cancelled."""
+        self.client.durable.cancel(self.id)
+
+    async def terminate(self, *args: Any, reason: str | None = None) -> None:
+        raise UnsupportedFeature("terminate()", "use cancel(): the run ends at its next await")
+
+    async def describe(self) -> WorkflowExecutionDescription:
+        run = self.client.durable.get(self.id)
+        return WorkflowExecutionDescription(
+            id=run.run_id, run_id=run.run_id, workflow_type=run.workflow,
+            status=_STATUS[run.status], start_time=_utc(run.created_at),
+            close_time=None if run.ended_at is None else _utc(run.ended_at))
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

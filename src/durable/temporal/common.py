@@ -1,0 +1,82 @@
+"""`RetryPolicy` with Temporal's fields and defaults, and how it becomes Durable's.
+
+Temporal retries an activity forever by default (`maximum_attempts=0`), starting at one second and
+doubling up to 100 times the initial interval, with no jitter; error types named in
+`non_retryable_error_types` (or an `ApplicationError(non_retryable=True)`) stop it at once. Durable
+honours exactly that through a `durable.RetryPolicy` subclass, so the backoff is checkpointed with
+each failed attempt and survives a crash like any Durable retry.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from durable.sdk.executor import WALL_CLOCK
+from durable.sdk.retry import RetryPolicy as _DurableRetry
+from durable.temporal.exceptions import ApplicationError
+
+__all__ = ["RetryPolicy"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Options for retrying activities, as in `temporalio.common.RetryPolicy`."""
+
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff_coefficient: float = 2.0
+    maximum_interval: timedelta | None = None  # None: 100 x initial_interval
+    maximum_attempts: int = 0  # 0: no maximum
+    non_retryable_error_types: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.maximum_attempts < 0:
+            raise ValueError("RetryPolicy.maximum_attempts cannot be negative")
+        if self.maximum_attempts == 1:
+            return  # retries disabled: the rest does not matter, as in Temporal
+        if self.initial_interval.total_seconds() < 0:
+            raise ValueError("RetryPolicy.initial_interval cannot be negative")
+        if self.backoff_coefficient < 1:
+            raise ValueError("RetryPolicy.backoff_coefficient must be at least 1")
+        if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:
+            raise ValueError("RetryPolicy.maximum_interval cannot be less than its "
+                             "initial_interval")
+
+    def to_durable(self, deadline: float | None = None) -> _DurableRetry:
+        """The Durable policy that retries as Temporal would; `deadline` (clock seconds) is the
+        activity's schedule-to-close limit: no attempt starts after it."""
+        initial = self.initial_interval.total_seconds()
+        maximum = (self.maximum_interval.total_seconds() if self.maximum_interval is not None
+                   else initial * 100)
+        return TemporalRetry(
+            max_attempts=self.maximum_attempts or sys.maxsize, initial_interval=initial,
+            backoff=self.backoff_coefficient, max_interval=maximum, jitter=0.0,
+            non_retryable_names=frozenset(self.non_retryable_error_types or ()),
+            deadline=deadline)
+
+
+@dataclass(frozen=True, slots=True)
+class TemporalRetry(_DurableRetry):
+    """Durable's exponential backoff plus Temporal's two other ways to stop: error types named
+    as non-retryable (by class name, or an ApplicationError's `type`), and the schedule-to-close
+    deadline. The decision is checkpointed with the failure, so reading the clock here is safe."""
+
+    non_retryable_names: frozenset[str] = frozenset()
+    deadline: float | None = None
+
+    def next_delay(self, attempt: int, error: BaseException) -> float | None:
+        if isinstance(error, ApplicationError) and (
+                error.non_retryable or error.type in self.non_retryable_names):
+            return None
+        if type(error).__name__ in self.non_retryable_names:
+            return None
+        delay = _DurableRetry.next_delay(self, attempt, error)
+        if delay is not None and self.deadline is not None and (
+                WALL_CLOCK.get()() + delay >= self.deadline):
+            return None
+        return delay
+
+
+DEFAULT_ACTIVITY_RETRY = RetryPolicy()

@@ -1,0 +1,136 @@
+"""The exceptions Temporal code catches, under Temporal's names.
+
+Durable's own failures are translated at the boundary: a step that failed for good
+(`durable.StepFailed`) reaches the workflow as `ActivityError` whose `cause` is an
+`ApplicationError` carrying the original type name and message, as Temporal's does; a failed child
+run (`durable.ChildFailed`) as `ChildWorkflowError`; a failed run, at the client, as
+`WorkflowFailureError`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+from durable.errors import UsageError
+from durable.model import ErrorObject
+
+__all__ = [
+    "ActivityError",
+    "ApplicationError",
+    "CancelledError",
+    "ChildWorkflowError",
+    "FailureError",
+    "TimeoutError",
+    "UnsupportedFeature",
+    "WorkflowFailureError",
+]
+
+
+class UnsupportedFeature(UsageError):
+    """A part of Temporal's API that durable.temporal does not map; raised where the code is
+    defined (decoration, class definition) or first called, and naming the feature."""
+
+    def __init__(self, feature: str, instead: str = "") -> None:
+        hint = f"; {instead}" if instead else ""
+        super().__init__(f"durable.temporal does not support {feature}{hint} "
+                         "(see 'Coming from Temporal' in examples/temporal_style/README.md)")
+        self.feature = feature
+
+
+class FailureError(Exception):
+    """Base of the failures that fail a workflow (rather than its task) when raised in it."""
+
+    def __init__(self, message: str = "", *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if cause is not None:
+            self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException | None:
+        return self.__cause__
+
+
+class ApplicationError(FailureError):
+    """An error the user raises on purpose. `type` names it for retry policies; `non_retryable`
+    stops an activity's retries at once.
+
+    With a `type`, the instance is of a subclass named after it: Durable records a failure by
+    its class name, so the type survives the checkpoint and comes back as the cause's `type`.
+    """
+
+    def __new__(cls, message: str = "", *details: Any, type: str | None = None,
+                **options: Any) -> ApplicationError:
+        if type and cls is ApplicationError:
+            cls = _TYPED.get(type) or _TYPED.setdefault(type, builtins.type(
+                type, (ApplicationError,), {"__module__": __name__, "__qualname__": type}))
+        return super().__new__(cls, message)
+
+    def __init__(self, message: str = "", *details: Any, type: str | None = None,
+                 non_retryable: bool = False, next_retry_delay: Any = None) -> None:
+        super().__init__(message)
+        self.details: Sequence[Any] = details
+        self.type = type
+        self.non_retryable = non_retryable
+        self.next_retry_delay = next_retry_delay
+
+    @classmethod
+    def from_error(cls, error: ErrorObject) -> ApplicationError:
+        """The Durable-recorded failure as Temporal would present it to the caller."""
+        failure = cls(error.message,
+                      type=None if error.type == "ApplicationError" else error.type)
+        failure.stack_trace = error.traceback  # type: ignore[attr-defined]
+        return failure
+
+
+_TYPED: dict[str, type[ApplicationError]] = {}
+
+
+class TimeoutError(FailureError):  # Temporal's name, in its namespace
+    """An activity attempt ran past its start-to-close timeout."""
+
+
+class CancelledError(FailureError):
+    """The workflow or activity was cancelled (as the cause of an ActivityError)."""
+
+
+class ActivityError(FailureError):
+    """An activity failed after its retries; `cause` says why."""
+
+    def __init__(self, message: str, *, activity_type: str, activity_id: str,
+                 retry_state: str = "MAXIMUM_ATTEMPTS_REACHED",
+                 cause: BaseException | None = None) -> None:
+        super().__init__(message, cause=cause)
+        self.activity_type = activity_type
+        self.activity_id = activity_id
+        self.retry_state = retry_state
+
+
+class ChildWorkflowError(FailureError):
+    """A child workflow ended without success; `cause` says why."""
+
+    def __init__(self, message: str, *, workflow_type: str, workflow_id: str,
+                 cause: BaseException | None = None) -> None:
+        super().__init__(message, cause=cause)
+        self.workflow_type = workflow_type
+        self.workflow_id = workflow_id
+        self.run_id = workflow_id
+
+
+class WorkflowFailureError(FailureError):
+    """Raised by the client's `result()` when the workflow ended unsuccessfully."""
+
+    def __init__(self, *, cause: BaseException, status: str = "FAILED") -> None:
+        super().__init__("Workflow execution failed", cause=cause)
+        self.status = status
+
+
+def cause_of(error: ErrorObject) -> BaseException:
+    """The Temporal-shaped cause for a recorded failure."""
+    if error.type == "StepTimeout":
+        return TimeoutError(error.message)
+    if error.type in ("Cancelled", "CancelledError"):
+        return CancelledError(error.message)
+    return ApplicationError.from_error(error)

@@ -1,0 +1,333 @@
+"""Workflows for the crash suite, and the small launcher the tests run as a real subprocess.
+
+    python tests/apps/crash_app.py --db URL [--lease 1.0] [--version v1|v2] [--concurrency N]
+        serves every workflow below with `durable.Worker` until killed;
+    python tests/apps/crash_app.py --db URL --start WORKFLOW --id RUN_ID [--input JSON]
+        starts one run (after `--after FILE` appears, so several processes can start together).
+
+Step bodies talk to the test through files in the directory named by $CRASH_DIR:
+
+- `effects.log`: one line `<event> <pid>` per side effect, appended and fsynced, so the test can
+  count how many times each step body ran and in which process;
+- `gate-<name>`: a step calling `gate(name)` blocks until the test creates this file;
+- `ready-<pid>`: written once the worker has opened the database and is about to serve.
+
+$CRASH_AT (`step:phase[,step:phase...]`) makes the process SIGKILL itself at that point, after
+recording `crash:<step>:<phase>`. Phases: `before` (the body started, no effect yet), `inside`
+(the effect happened, the body has not returned), `after` (the body returned; its SUCCEED is about
+to be checkpointed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import durable
+from durable import Context, RetryPolicy, StepFailed, workflow
+from durable.errors import StaleToken
+from durable.model import (
+    Checkpointer,
+    CheckpointResult,
+    Invocation,
+    InvocationOutput,
+    OperationAction,
+    OperationType,
+    OperationUpdate,
+)
+
+PHASES = ("before", "inside", "after")
+EFFECTS = "effects.log"
+
+
+# -- talking to the test through files ---------------------------------------------------------
+
+def _dir() -> Path:
+    return Path(os.environ["CRASH_DIR"])
+
+
+def record(event: str, *, sync: bool = True) -> None:
+    """Append `<event> <pid>` to the effects log; with `sync`, on disk before returning."""
+    fd = os.open(_dir() / EFFECTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{event} {os.getpid()}\n".encode())
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def count(event: str) -> int:
+    """How many times `event` was recorded so far, by any process."""
+    try:
+        text = (_dir() / EFFECTS).read_text()
+    except FileNotFoundError:
+        return 0
+    return sum(1 for line in text.splitlines() if line.split(" ")[0] == event)
+
+
+def crash_point(step: str, phase: str) -> None:
+    """SIGKILL this process here if $CRASH_AT names this step and phase."""
+    if f"{step}:{phase}" in os.environ.get("CRASH_AT", "").split(","):
+        record(f"crash:{step}:{phase}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def effect(step: str) -> None:
+    """The side effect of a step body, with its `before` and `inside` crash points around it."""
+    crash_point(step, "before")
+    record(step)
+    crash_point(step, "inside")
+
+
+def gate(name: str) -> None:
+    """Block until the test opens the gate (creates `gate-<name>`)."""
+    path = _dir() / f"gate-{name}"
+    while not path.exists():
+        time.sleep(0.01)
+
+
+# -- step bodies ---------------------------------------------------------------------------------
+
+def plain(step: str, value: Any) -> Any:
+    effect(step)
+    return value
+
+
+async def plain_async(step: str, value: Any) -> Any:
+    effect(step)
+    return value
+
+
+def gated(step: str, value: Any) -> Any:
+    """Do the effect, then wait at the gate named after the step before returning."""
+    effect(step)
+    gate(step)
+    return value
+
+
+def whoami(step: str) -> int:
+    """A gated step whose result is the pid of the process that finished it."""
+    return int(gated(step, os.getpid()))
+
+
+def fail_first_attempt(step: str, value: Any) -> Any:
+    """Fail the very first attempt ever made (by any process), succeed after."""
+    crash_point(step, "before")
+    record(f"{step}:attempt")
+    if count(f"{step}:attempt") == 1:
+        raise RuntimeError(f"{step}: first attempt fails on purpose")
+    record(step)
+    crash_point(step, "inside")
+    return value
+
+
+def tick(i: int) -> int:
+    record("tick", sync=False)
+    return i
+
+
+# -- workflows -----------------------------------------------------------------------------------
+
+@workflow(name="crash.chain")
+async def chain(ctx: Context, n: int) -> list[int]:
+    """a, b (waits at gate `b`), c: the basic at-least-once scenario."""
+    a = await ctx.step(plain, "a", n + 1, name="a")
+    b = await ctx.step(gated, "b", a * 2, name="b")
+    c = await ctx.step(plain_async, "c", b + 3, name="c")
+    return [a, b, c]
+
+
+@workflow(name="crash.charge")
+async def charge(ctx: Context, max_attempts: int) -> dict[str, Any]:
+    """An at-most-once step (waits at gate `charge`) under a policy of `max_attempts`."""
+    await ctx.step(plain, "prepare", None, name="prepare")
+    policy = RetryPolicy(max_attempts=max_attempts, initial_interval=0.05, jitter=0)
+    try:
+        receipt = await ctx.step(gated, "charge", "receipt-1", name="charge", retry=policy,
+                                 semantics="at_most_once")
+    except StepFailed as e:
+        return {"charged": False, "error_type": e.error_type}
+    return {"charged": True, "receipt": receipt}
+
+
+@workflow(name="crash.nap")
+async def nap(ctx: Context, seconds: float) -> str:
+    await ctx.step(plain, "before", None, name="before")
+    await ctx.sleep(seconds)
+    return str(await ctx.step(plain, "after", "rested", name="after"))
+
+
+@workflow(name="crash.backoff")
+async def backoff(ctx: Context, interval: float) -> str:
+    policy = RetryPolicy(max_attempts=3, initial_interval=interval, jitter=0)
+    return str(await ctx.step(fail_first_attempt, "flaky", "recovered", name="flaky",
+                              retry=policy))
+
+
+@workflow(name="crash.approval")
+async def approval(ctx: Context, order: str) -> dict[str, Any]:
+    await ctx.step(plain, "requested", None, name="request")
+    decision = await ctx.wait_for_signal("approve", timeout=600)
+    await ctx.step(plain, "approved", None, name="approved")
+    return {"order": order, "decision": decision}
+
+
+@workflow(name="crash.single")
+async def single(ctx: Context, value: str) -> str:
+    return str(await ctx.step(plain, "single", value.upper(), name="single"))
+
+
+@workflow(name="crash.fence")
+async def fence(ctx: Context) -> dict[str, int]:
+    """one, slow (returns the pid that finished it), two; slow and two wait at their gates."""
+    await ctx.step(plain, "one", None, name="one")
+    pid = await ctx.step(whoami, "slow", name="slow")
+    await ctx.step(gated, "two", None, name="two")
+    return {"slow_finished_by": pid}
+
+
+@workflow(name="crash.reorder")
+async def reorder_v1(ctx: Context, seconds: float) -> list[str]:
+    a = await ctx.step(plain, "alpha", "A", name="alpha")
+    b = await ctx.step(plain, "beta", "B", name="beta")
+    await ctx.sleep(seconds)
+    return [a, b, await ctx.step(plain, "gamma", "C", name="gamma")]
+
+
+@workflow(name="crash.reorder")
+async def reorder_v2(ctx: Context, seconds: float) -> list[str]:
+    """The same workflow after a careless deploy: alpha and beta swapped."""
+    b = await ctx.step(plain, "beta", "B", name="beta")
+    a = await ctx.step(plain, "alpha", "A", name="alpha")
+    await ctx.sleep(seconds)
+    return [a, b, await ctx.step(plain, "gamma", "C", name="gamma")]
+
+
+@workflow(name="crash.burst")
+async def burst(ctx: Context, steps: int) -> int:
+    total = 0
+    for i in range(steps):
+        total += await ctx.step(tick, i, name="tick")
+    return total
+
+
+@workflow(name="crash.sleeper")
+async def sleeper(ctx: Context) -> str:
+    await ctx.sleep(3600)
+    return "woke"
+
+
+PIPELINE_STEPS = ("load", "enrich", "flaky", "price", "ship", "notify")
+
+
+@workflow(name="crash.pipeline")
+async def pipeline(ctx: Context, n: int) -> dict[str, Any]:
+    """Six steps, sync and async, one retried, one durable sleep: the property test's subject."""
+    items = await ctx.step(plain_async, "load", [n, n + 1, n + 2], name="load")
+    total = await ctx.step(plain, "enrich", sum(items) * 3, name="enrich")
+    fast = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
+    total = await ctx.step(fail_first_attempt, "flaky", total + 1, name="flaky", retry=fast)
+    await ctx.sleep(0.005)
+    price = await ctx.step(plain_async, "price", {"total": total, "tax": total // 10},
+                           name="price")
+    label = await ctx.step(plain, "ship", f"shipped-{price['total'] + price['tax']}",
+                           name="ship")
+    note = await ctx.step(plain_async, "notify", label.upper(), name="notify")
+    return {"items": items, "price": price, "label": label, "note": note}
+
+
+COMMON: list[durable.Workflow[Any]] = [chain, charge, nap, backoff, approval, single, fence,
+                                       burst, sleeper, pipeline]
+VERSIONS = {"v1": [*COMMON, reorder_v1], "v2": [*COMMON, reorder_v2]}
+
+
+# -- serving -------------------------------------------------------------------------------------
+
+class Instrumented:
+    """Serves a workflow through a checkpointer that can crash just before a step's SUCCEED is
+    checkpointed (phase `after`) and that records every checkpoint the engine refused: `stale`
+    for a fenced-out invocation, `refused:<error type>` for anything else."""
+
+    def __init__(self, wf: durable.Workflow[Any]) -> None:
+        self.name = wf.name
+        self._inner = wf.handler
+
+    async def handler(self, invocation: Invocation,
+                      checkpointer: Checkpointer) -> InvocationOutput:
+        async def checkpoint(updates: list[OperationUpdate]) -> CheckpointResult:
+            for u in updates:
+                if u.type is OperationType.STEP and u.action is OperationAction.SUCCEED:
+                    crash_point(u.name or "", "after")
+            try:
+                return await checkpointer(updates)
+            except StaleToken:
+                record("stale")
+                raise
+            except Exception as e:
+                record(f"refused:{type(e).__name__}")
+                raise
+        return await self._inner(invocation, checkpoint)
+
+
+def serve(db: str, lease: float, version: str, concurrency: int) -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s worker {os.getpid()} %(name)s: %(message)s")
+    worker = durable.Worker([Instrumented(wf) for wf in VERSIONS[version]], db=db,
+                            lease_seconds=lease, concurrency=concurrency)
+    (_dir() / f"ready-{os.getpid()}").touch()
+    worker.run()
+
+
+def serve_forked(db: str, lease: float, version: str, concurrency: int, env: dict[str, str],
+                 log: str) -> None:
+    """`serve` in a process the test harness forked (from a multiprocessing forkserver that has
+    imported this module already): output to `log`, settings from `env`."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.update(env)
+    serve(db, lease, version, concurrency)
+
+
+def start(db: str, name: str, run_id: str, input_json: str | None, after: str | None) -> None:
+    if after:
+        (_dir() / f"ready-{os.getpid()}").touch()
+        while not os.path.exists(after):
+            time.sleep(0.001)
+    wf = {w.name: w for w in VERSIONS["v1"]}[name]
+    client = durable.Client(db)
+    try:
+        args = () if input_json is None else (json.loads(input_json),)
+        print(client.start(wf, *args, id=run_id).run_id, flush=True)
+    finally:
+        client.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--db", required=True)
+    p.add_argument("--lease", type=float, default=1.0)
+    p.add_argument("--version", choices=sorted(VERSIONS), default="v1")
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--start", metavar="WORKFLOW")
+    p.add_argument("--id")
+    p.add_argument("--input")
+    p.add_argument("--after", metavar="FILE")
+    a = p.parse_args()
+    if a.start:
+        start(a.db, a.start, a.id, a.input, a.after)
+    else:
+        serve(a.db, a.lease, a.version, a.concurrency)
+
+
+if __name__ == "__main__":
+    main()

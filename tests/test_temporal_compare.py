@@ -1,0 +1,318 @@
+"""The same workflow code under Temporal's own SDK and under Durable: same results, same activity
+calls.
+
+No Temporal server can run here (temporalio's test and dev servers are binaries it downloads).
+What does run offline is the part of temporalio that gives workflow code its semantics: the
+workflow instance, Temporal's deterministic asyncio event loop, which turns activations (start,
+activity resolved, timer fired, signal, query) into commands. `MiniTemporal` below plays the
+server's part for it, in process: it runs activities locally when scheduled, fires timers on a
+virtual clock, and delivers signals and queries as activations. That uses temporalio internals
+(`temporalio.worker._workflow_instance`), so if a temporalio version changes them the test skips
+saying so, and tests/test_temporal_workflows.py still checks the documented semantics.
+
+The example files are loaded twice: as written (importing durable.temporal), and with only their
+import lines rewritten to temporalio's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from durable.temporal import durable_workflow
+from durable.temporal.client import Client
+from durable.testing import TestEnvironment
+
+temporalio = pytest.importorskip("temporalio", reason="temporalio is not installed: "
+                                 "`pip install temporalio` to compare with Temporal's own SDK")
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "temporal_style"
+IMPORTS = {
+    "from durable.temporal import activity, workflow": "from temporalio import activity, workflow",
+    "from durable.temporal.serverless import run": "run = None",
+    "from durable.temporal.client import Client": "from temporalio.client import Client",
+    "from durable.temporal.common import RetryPolicy": "from temporalio.common import RetryPolicy",
+    "from durable.temporal.worker import Worker": "from temporalio.worker import Worker",
+}
+
+
+def load(name: str, flavour: str) -> ModuleType:
+    """An example module; for "temporal", with its import lines (and nothing else) rewritten."""
+    source = (EXAMPLES / f"{name}.py").read_text()
+    if flavour == "temporal":
+        lines = [IMPORTS.get(line, line) for line in source.splitlines()]
+        assert sum(a != b for a, b in zip(lines, source.splitlines(), strict=True)) >= 1
+        assert "durable" not in "\n".join(line for line in lines if line.startswith("from"))
+        source = "\n".join(lines)
+    module = ModuleType(f"compare_{flavour}_{name}")
+    module.__file__ = str(EXAMPLES / f"{name}.py")
+    sys.modules[module.__name__] = module
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module
+
+
+class MiniTemporal:
+    """Drives temporalio workflow instances the way Temporal's core would, without a server."""
+
+    def __init__(self, workflows: list[type], activities: list[Callable[..., Any]]) -> None:
+        from temporalio import activity as t_activity
+        from temporalio import workflow as t_workflow
+        from temporalio.converter import DataConverter
+        from temporalio.worker._workflow_instance import (
+            UnsandboxedWorkflowRunner,
+            WorkflowInstanceDetails,
+        )
+
+        self._details = WorkflowInstanceDetails
+        self._runner = UnsandboxedWorkflowRunner()
+        self.defns = {d.name: d for d in map(t_workflow._Definition.must_from_class, workflows)}
+        self.activities = {t_activity._Definition.must_from_callable(a).name: a
+                           for a in activities}
+        self.converter = DataConverter.default
+        self.now = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+        self.timers: list[tuple[float, int, str, int]] = []
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.activity_calls: Counter[str] = Counter()
+        self._order = 0
+
+    # -- the server's side -------------------------------------------------------------------
+    def start(self, workflow: type, args: list[Any], id: str, parent: tuple[str, int] | None
+              = None) -> None:
+        from temporalio import workflow as t_workflow
+        from temporalio.bridge.proto import workflow_activation as wa
+        from temporalio.common import Priority, TypedSearchAttributes
+
+        defn = t_workflow._Definition.must_from_class(workflow)
+        start = datetime.fromtimestamp(self.now, UTC)
+        info = t_workflow.Info(
+            attempt=1, continued_run_id=None, cron_schedule=None, execution_timeout=None,
+            first_execution_run_id=id, headers={}, namespace="default",
+            original_execution_run_id=id, parent=None, root=None, raw_memo={},
+            retry_policy=None, run_id=id, run_timeout=None,
+            search_attributes={}, start_time=start, workflow_start_time=start,
+            task_queue="q", task_timeout=start - start,
+            typed_search_attributes=TypedSearchAttributes.empty, workflow_id=id,
+            workflow_type=defn.name, priority=Priority.default)
+        async def create(details: Any) -> Any:  # the worker creates instances on its loop
+            return self._runner.create_instance(details)
+        instance = asyncio.run(create(self._details(
+            payload_converter_factory=self.converter._new_payload_converter,
+            failure_converter_class=self.converter.failure_converter_class,
+            interceptor_classes=[], defn=defn, info=info, randomness_seed=7,
+            extern_functions={}, disable_eager_activity_execution=True,
+            worker_level_failure_exception_types=[], patch_activation_callback=None,
+            last_completion_result=temporalio.api.common.v1.Payloads(), last_failure=None)))
+        self.runs[id] = {"instance": instance, "jobs": [], "result": None, "done": False,
+                         "parent": parent, "queries": {}}
+        init = wa.InitializeWorkflow(workflow_type=defn.name, workflow_id=id,
+                                     arguments=self.converter.payload_converter.to_payloads(args),
+                                     randomness_seed=7)
+        self.runs[id]["jobs"].append(wa.WorkflowActivationJob(initialize_workflow=init))
+
+    def signal(self, id: str, name: str, *args: Any) -> None:
+        from temporalio.bridge.proto import workflow_activation as wa
+        self.runs[id]["jobs"].append(wa.WorkflowActivationJob(signal_workflow=wa.SignalWorkflow(
+            signal_name=name, input=self.converter.payload_converter.to_payloads(list(args)))))
+
+    def query(self, id: str, name: str, *args: Any) -> Any:
+        from temporalio.bridge.proto import workflow_activation as wa
+        self.settle()  # as Temporal: a query waits for the workflow task in flight
+        query_id = uuid.uuid4().hex
+        job = wa.WorkflowActivationJob(query_workflow=wa.QueryWorkflow(
+            query_id=query_id, query_type=name,
+            arguments=self.converter.payload_converter.to_payloads(list(args))))
+        self._activate(id, [job])
+        return self.runs[id]["queries"].pop(query_id)
+
+    def result(self, id: str) -> Any:
+        while not self.runs[id]["done"]:
+            if not self.settle() and not self._fire_timer():
+                raise AssertionError(f"{id} waits on nothing")
+        return self.runs[id]["result"]
+
+    def settle(self) -> bool:
+        """Deliver every pending activation; True if anything ran."""
+        progressed = False
+        while pending := [i for i, r in self.runs.items() if r["jobs"] and not r["done"]]:
+            for id in pending:
+                jobs, self.runs[id]["jobs"] = self.runs[id]["jobs"], []
+                self._activate(id, jobs)
+                progressed = True
+        return progressed
+
+    def _fire_timer(self) -> bool:
+        from temporalio.bridge.proto import workflow_activation as wa
+        if not self.timers:
+            return False
+        at, _, id, seq = heapq.heappop(self.timers)
+        self.now = max(self.now, at)
+        self.runs[id]["jobs"].append(wa.WorkflowActivationJob(fire_timer=wa.FireTimer(seq=seq)))
+        return True
+
+    def _activate(self, id: str, jobs: list[Any]) -> None:
+        from google.protobuf.timestamp_pb2 import Timestamp
+        from temporalio.bridge.proto import workflow_activation as wa
+
+        stamp = Timestamp()
+        stamp.FromNanoseconds(int(self.now * 1e9))
+        completion = self.runs[id]["instance"].activate(wa.WorkflowActivation(
+            run_id=id, timestamp=stamp, is_replaying=False, history_length=1, jobs=jobs))
+        if completion.HasField("failed"):
+            raise AssertionError(f"workflow task failed: {completion.failed.failure}")
+        for command in completion.successful.commands:
+            self._command(id, command)
+
+    def _command(self, id: str, command: Any) -> None:
+        from temporalio.bridge.proto import activity_result as ar
+        from temporalio.bridge.proto import child_workflow as cw
+        from temporalio.bridge.proto import workflow_activation as wa
+
+        pc = self.converter.payload_converter
+        run = self.runs[id]
+        kind = command.WhichOneof("variant")
+        if kind in ("schedule_activity", "schedule_local_activity"):
+            spec = getattr(command, kind)
+            fn = self.activities[spec.activity_type]
+            from temporalio import activity as t_activity
+            types = t_activity._Definition.must_from_callable(fn).arg_types
+            args = pc.from_payloads(list(spec.arguments), types)
+            self.activity_calls[spec.activity_type] += 1
+            value = fn(*args)
+            if inspect.isawaitable(value):
+                value = asyncio.run(_awaited(value))
+            resolution = ar.ActivityResolution(completed=ar.Success(result=pc.to_payload(value)))
+            job = wa.WorkflowActivationJob(resolve_activity=wa.ResolveActivity(
+                seq=spec.seq, result=resolution, is_local=kind == "schedule_local_activity"))
+            run["jobs"].append(job)
+        elif kind == "start_timer":
+            self._order += 1
+            delay = command.start_timer.start_to_fire_timeout.ToTimedelta().total_seconds()
+            heapq.heappush(self.timers, (self.now + delay, self._order, id,
+                                         command.start_timer.seq))
+        elif kind == "complete_workflow_execution":
+            run["done"] = True
+            run["result"] = pc.from_payloads([command.complete_workflow_execution.result])[0]
+            if run["parent"] is not None:
+                parent, seq = run["parent"]
+                result = cw.ChildWorkflowResult(completed=cw.Success(
+                    result=command.complete_workflow_execution.result))
+                self.runs[parent]["jobs"].append(wa.WorkflowActivationJob(
+                    resolve_child_workflow_execution=wa.ResolveChildWorkflowExecution(
+                        seq=seq, result=result)))
+        elif kind == "start_child_workflow_execution":
+            spec = command.start_child_workflow_execution
+            defn = self.defns[spec.workflow_type]
+            self.start(defn.cls, pc.from_payloads(list(spec.input)), spec.workflow_id,
+                       parent=(id, spec.seq))
+            run["jobs"].append(wa.WorkflowActivationJob(
+                resolve_child_workflow_execution_start=wa.ResolveChildWorkflowExecutionStart(
+                    seq=spec.seq, succeeded=wa.ResolveChildWorkflowExecutionStartSuccess(
+                        run_id=spec.workflow_id))))
+        elif kind == "respond_to_query":
+            answer = command.respond_to_query
+            run["queries"][answer.query_id] = pc.from_payloads([answer.succeeded.response])[0]
+        elif kind in ("set_patch_marker", "cancel_timer"):
+            pass
+        else:
+            raise AssertionError(f"MiniTemporal does not handle the {kind} command")
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+def mini_temporal(workflows: list[type], activities: list[Callable[..., Any]]) -> MiniTemporal:
+    try:
+        return MiniTemporal(workflows, activities)
+    except (ImportError, AttributeError, TypeError) as e:
+        pytest.skip(f"this temporalio version's workflow-instance internals differ ({e}); the "
+                    "documented-semantics tests in test_temporal_workflows.py still apply")
+
+
+def counting(module: ModuleType, name: str, calls: Counter[str]) -> None:
+    """Count the calls of an activity while keeping its registered name."""
+    original = getattr(module, name)
+
+    async def counted(*args: Any) -> Any:
+        calls[name] += 1
+        value = original(*args)
+        return await value if inspect.isawaitable(value) else value
+    counted.__name__ = name
+    counted.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+    counted.__annotations__ = original.__annotations__
+    setattr(module, name, module.activity.defn(name=name)(counted))
+
+
+def test_greeting_gives_the_same_result_and_activity_calls_under_both() -> None:
+    ours, theirs = load("greeting", "durable"), load("greeting", "temporal")
+    temporal = mini_temporal([theirs.GreetingWorkflow], [theirs.compose_greeting])
+    temporal.start(theirs.GreetingWorkflow, ["Ada"], "greet")
+    began = temporal.now
+    temporal_result = temporal.result("greet")
+    temporal_elapsed = temporal.now - began
+
+    calls: Counter[str] = Counter()
+    counting(ours, "compose_greeting", calls)
+
+    async def on_durable() -> tuple[Any, float]:
+        wf = durable_workflow(ours.GreetingWorkflow)
+        async with TestEnvironment(wf) as env:
+            start = env.now
+            return await env.run(wf, "Ada", id="greet"), env.now - start
+    durable_result, durable_elapsed = asyncio.run(on_durable())
+
+    assert durable_result == temporal_result == ["Hello, Ada!"] * 5
+    assert calls == temporal.activity_calls == {"compose_greeting": 5}
+    assert durable_elapsed == temporal_elapsed == 150
+
+
+def test_signals_queries_and_child_workflows_agree_under_both() -> None:
+    ours, theirs = load("signals", "durable"), load("signals", "temporal")
+    temporal = mini_temporal([theirs.GreetingService, theirs.GreetOne], [theirs.compose])
+    svc = theirs.GreetingService
+    temporal.start(svc, [], "svc")
+    observed_t: list[Any] = []
+    temporal.settle()
+    observed_t.append(temporal.query("svc", "waiting"))
+    temporal.signal("svc", "submit", "Ada")
+    observed_t.append(temporal.query("svc", "waiting"))
+    observed_t.append(temporal.query("svc", "greetings"))
+    for name in ("Grace", "Edsger"):
+        temporal.signal("svc", "submit", name)
+    temporal.signal("svc", "exit")
+    observed_t.append(temporal.result("svc"))
+    observed_t.append(temporal.query("svc", "greetings"))
+
+    async def on_durable() -> list[Any]:
+        wfs = [durable_workflow(ours.GreetingService), durable_workflow(ours.GreetOne)]
+        async with TestEnvironment(*wfs) as env:
+            client = Client(env.client)
+            handle = await client.start_workflow(ours.GreetingService.run, id="svc",
+                                                 task_queue="q")
+            seen: list[Any] = []
+            await env.settle()
+            seen.append(await handle.query("waiting"))
+            await handle.signal("submit", "Ada")
+            seen.append(await handle.query("waiting"))
+            await env.settle()
+            seen.append(await handle.query("greetings"))
+            for name in ("Grace", "Edsger"):
+                await handle.signal("submit", name)
+            await handle.signal("exit")
+            seen.append(await env.result(env.client.handle("svc")))
+            seen.append(await handle.query("greetings"))
+            return seen
+    assert asyncio.run(on_durable()) == observed_t
+    assert observed_t[-1] == ["Hello, Ada!", "Hello, Grace!", "Hello, Edsger!"]
+    assert temporal.activity_calls == {"compose": 3}

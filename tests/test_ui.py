@@ -1,0 +1,131 @@
+"""The web UI in a real headless Chromium (Debian's `chromium`, driven by Playwright): log in,
+start a workflow, see it in the list, open it, see its timeline, send the signal it waits for
+with the button, and watch it complete.
+
+`UPDATE_SCREENSHOTS=1` also writes docs/ui-runs.png and docs/ui-run.png, the README's pictures.
+Without /usr/bin/chromium the test fails in CI (CI=true; `make test` installs it) and skips
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.serverkit import ROOT, Server, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "ui-token"
+VIEWPORT = {"width": 1366, "height": 850}  # a laptop screen
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        what = f"{CHROMIUM} is missing (apt-get install -y chromium; `make test` does it)"
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"{what}. CI=true: the UI tests must run, not skip")
+        pytest.skip(what)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with Server(tmp_path, TOKEN) as s:
+        yield s
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    p = context.new_page()
+    p.set_default_timeout(20_000)
+    yield p
+    context.close()
+
+
+def log_in(page: Page, server: Server) -> None:
+    page.goto(server.url + "/")
+    expect(page).to_have_url(f"{server.url}/login?next=%2F")
+    page.get_by_label("Token").fill(TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+
+
+def test_start_watch_signal_and_see_it_complete(page: Page, server: Server,
+                                               tmp_path: Path) -> None:
+    log_in(page, server)
+    page.locator("details.start").evaluate("details => { details.open = true; }")
+    page.get_by_label("Workflow", exact=True).select_option("approval")
+    page.get_by_label("Input (JSON)").fill('{"order_id": "A-17", "amount": 40}')
+    page.get_by_label("Run id (optional)").fill("order-a17")
+    page.get_by_role("button", name="Start").click()
+    expect(page.locator("#start-form .result")).to_contain_text("Started: order-a17")
+
+    row = page.locator("table.runs tr", has_text="order-a17")  # the list refreshes by itself
+    expect(row).to_contain_text("approval")
+    expect(row.locator(".badge")).to_have_text("RUNNING")
+    row.get_by_role("link", name="order-a17").click()
+
+    expect(page.locator(".run-head h1")).to_contain_text("order-a17")
+    chart = page.locator("svg.gantt")
+    expect(chart).to_contain_text("step 'reserve'")
+    expect(chart).to_contain_text("invocations (compute)")
+    waiting = page.locator("table.pending")
+    expect(waiting).to_contain_text("signal 'approve'")
+    expect(page.locator("table.kv")).to_contain_text("awaiting approval")
+
+    waiting.get_by_role("button", name="Signal…").click()
+    expect(page.locator("#signal-name")).to_have_value("approve")
+    page.get_by_label("Payload (JSON)").first.fill('"ui-tester"')
+    page.get_by_role("button", name="Send signal").click()
+
+    expect(page.locator(".run-head .badge")).to_have_text("SUCCEEDED")  # it reloads on the end
+    expect(page.locator(".io")).to_contain_text('"approved_by": "ui-tester"')
+    expect(chart).to_contain_text("step 'charge'")
+    expect(page.locator("table.history")).to_contain_text("succeeded")
+
+    page.goto(server.url + "/?status=SUCCEEDED")
+    expect(page.locator("table.runs")).to_contain_text("order-a17")
+    page.goto(server.url + "/?status=FAILED")
+    expect(page.locator("table.runs")).not_to_contain_text("order-a17")
+    page.goto(server.url + "/?q=a17")
+    expect(page.locator("table.runs")).to_contain_text("order-a17")
+    screenshots(page, server, tmp_path)
+
+
+def screenshots(page: Page, server: Server, tmp_path: Path) -> None:
+    """A richer run for the pictures: retries, a sleep, branches, a child, a callback."""
+    with server.client() as api:
+        for order in ("B-2", "C-3"):
+            api.post("/api/runs", json={"workflow": "approval",
+                                        "input": {"order_id": order, "amount": 5}})
+        api.post("/hooks/echo", params={"wait": "true"}, json={"event": "push"})
+        run_id = api.post("/api/runs", json={"workflow": "pipeline", "input": "warehouse",
+                                             "id": "pipeline-7"}).json()["run_id"]
+        wait_for(lambda: api.get(f"/api/runs/{run_id}").json()["pending"], timeout=30)
+        stopped = api.post("/api/runs", json={"workflow": "approval",
+                                              "input": {"order_id": "D-4", "amount": 1}})
+        stopped_id = stopped.json()["run_id"]
+        wait_for(lambda: api.get(f"/api/runs/{stopped_id}").json()["pending"])
+        api.post(f"/api/runs/{stopped_id}/cancel")
+        api.get(f"/api/runs/{stopped_id}/result", params={"wait": 20})
+    page.goto(server.url + "/")
+    expect(page.locator("table.runs")).to_contain_text("pipeline-7")
+    page.screenshot(path=str(tmp_path / "ui-runs.png"), full_page=True)
+    page.goto(f"{server.url}/runs/{run_id}")
+    expect(page.locator("table.pending")).to_contain_text("callback 'review'")
+    page.screenshot(path=str(tmp_path / "ui-run.png"), full_page=True)
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        for name in ("ui-runs.png", "ui-run.png"):
+            shutil.copy(tmp_path / name, ROOT / "docs" / name)
