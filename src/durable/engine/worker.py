@@ -218,17 +218,21 @@ class Worker:
             return None
         names, queues = self.names, self.queues
         now = self.clock()
-        due = self.store.read(lambda tx: machine.next_due(tx, now, names, queues))
-        if due is None:
-            return None
-        if due > now:
-            return due - now
-        claimed = await self.store.awrite(lambda tx: machine.claim(
-            tx, self.owner, now, free, self.lease_seconds, names, queues))
+        claimed = await self.store.awrite(self._claimer(now, free))
+        self._start(claimed)
+        if len(claimed) == free:
+            return 0
+        # Fewer than we could take: look when the next run falls due, to sleep until then.
+        due = self.store.read(lambda tx: machine.next_due(tx, self.clock(), names, queues))
+        return None if due is None else max(due - self.clock(), 0.001 if not claimed else 0.0)
+
+    def _claimer(self, now: float, free: int) -> Callable[[Tx], list[machine.Claimed]]:
+        names, queues, owner, lease = self.names, self.queues, self.owner, self.lease_seconds
+        return lambda tx: machine.claim(tx, owner, now, free, lease, names, queues)
+
+    def _start(self, claimed: list[machine.Claimed]) -> None:
         for c in claimed:
-            run_id = c.invocation.run_id
-            self._inflight[run_id] = asyncio.create_task(self._invoke(c))
-        return 0 if len(claimed) == free else None if claimed else 0.001
+            self._inflight[c.invocation.run_id] = asyncio.create_task(self._invoke(c))
 
     async def _invoke(self, c: machine.Claimed) -> None:
         inv, token = c.invocation, c.token
@@ -267,9 +271,16 @@ class Worker:
                             "invoked again when its lease runs out", inv.run_id, store_failed[0])
                 return
             duration = time.perf_counter() - started
+            # Its slot frees now: take the next due runs in the same transaction, one commit
+            # fewer per run on a busy worker.
+            free = 0 if self._stopping else self.concurrency - len(self._inflight) + 1
+            claim = self._claimer(clock(), free)
+
+            def finish_and_claim(tx: Tx) -> list[machine.Claimed]:
+                machine.finish_invocation(tx, inv.run_id, token, out, clock(), duration)
+                return claim(tx) if free > 0 else []
             try:
-                await store.awrite(lambda tx: machine.finish_invocation(
-                    tx, inv.run_id, token, out, clock(), duration))
+                self._start(await store.awrite(finish_and_claim))
             except StaleToken:
                 self.stats.stale += 1
                 return
