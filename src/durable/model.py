@@ -109,6 +109,7 @@ class EventType(StrEnum):
     CALLBACK_FAILED = "CallbackFailed"
     CALLBACK_TIMED_OUT = "CallbackTimedOut"
     CALLBACK_CANCELLED = "CallbackCancelled"
+    CALLBACK_HEARTBEAT = "CallbackHeartbeat"
     SIGNAL_RECEIVED = "SignalReceived"
     STEP_CANCELLED = "StepCancelled"
     CHAINED_INVOKE_STARTED = "ChainedInvokeStarted"

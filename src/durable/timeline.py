@@ -193,6 +193,11 @@ def _callback_failed(event: HistoryEvent, t0: float) -> Telling:
     return f"failed: {error_text(_detail(event, 'error'))}", Tone.ERROR
 
 
+def _context_failed(event: HistoryEvent, t0: float) -> Telling:
+    error = _detail(event, "error")
+    return ("failed" + (f": {error_text(error)}" if error else ""), Tone.ERROR)
+
+
 def _child(verb: str, tone: Tone) -> TellFn:
     return lambda event, t0: (f"child run {_detail(event, 'child_run_id')} {verb}", tone)
 
@@ -220,11 +225,16 @@ _TELLINGS: dict[str, TellFn] = {
     E.CALLBACK_FAILED: _callback_failed,
     E.CALLBACK_TIMED_OUT: _fixed("timed out", Tone.WARN),
     E.CALLBACK_CANCELLED: _fixed("cancelled", Tone.WARN),
+    E.CALLBACK_HEARTBEAT: _fixed("heartbeat", Tone.MUTED),
     E.SIGNAL_RECEIVED: _fixed("arrived"),
     E.CHAINED_INVOKE_STARTED: _child("started", Tone.PLAIN),
     E.CHAINED_INVOKE_SUCCEEDED: _child("succeeded", Tone.OK),
     E.CHAINED_INVOKE_FAILED: _child("failed", Tone.ERROR),
     E.CHAINED_INVOKE_CANCELLED: _fixed("cancelled", Tone.WARN),
+    E.CONTEXT_STARTED: _fixed("started", Tone.MUTED),
+    E.CONTEXT_SUCCEEDED: _fixed("done", Tone.MUTED),
+    E.CONTEXT_FAILED: _context_failed,
+    E.EXECUTION_TIMED_OUT: _fixed("timed out (execution timeout)", Tone.ERROR),
 }
 
 _RECORDED: dict[str, str] = {

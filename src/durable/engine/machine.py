@@ -416,6 +416,7 @@ def heartbeat_callback(tx: Tx, callback_id: str, now: float) -> None:
     if found is None or found[1].status is not S.STARTED:
         raise CallbackNotFound(callback_id)
     run_id, op = found
+    tx.add_event(run_id, E.CALLBACK_HEARTBEAT, now, op.id, op.name)
     heartbeat = tx.get_heartbeat(callback_id)
     if heartbeat is None:
         return

@@ -15,8 +15,7 @@ from fastapi.responses import JSONResponse
 
 from durable.cli import RunView, _event_json, _outcome_json, _run_json
 from durable.engine import machine
-from durable.errors import CallbackNotFound
-from durable.model import ErrorObject, ExecutionStatus, OperationStatus
+from durable.model import ErrorObject, ExecutionStatus
 from durable.server import service
 from durable.server.deps import ServerDep
 from durable.server.errors import ERROR_RESPONSES
@@ -36,11 +35,9 @@ from durable.server.schemas import (
     StartRequest,
     WorkflowInfo,
 )
-from durable.store import Tx
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
 
-HEARTBEAT_EVENT = "CallbackHeartbeat"
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
@@ -149,18 +146,10 @@ def callback_fail(callback_id: str, body: CallbackFailure, state: ServerDep) -> 
 
 @router.post("/callbacks/{callback_id}/heartbeat", response_model=Accepted, tags=["callbacks"])
 def callback_heartbeat(callback_id: str, state: ServerDep) -> Accepted:
-    """Say that whoever holds the callback is still at work. The engine has no heartbeat
-    timeouts yet, so this only records a CallbackHeartbeat event in the run's history."""
-    state.store.write_sync(lambda tx: _heartbeat(tx, callback_id, time.time()))
+    """Say that whoever holds the callback is still at work: recorded in the run's history, and
+    for a callback with a heartbeat timeout, its deadline moves out."""
+    state.store.write_sync(lambda tx: machine.heartbeat_callback(tx, callback_id, time.time()))
     return Accepted(message=f"heartbeat recorded for callback {callback_id}")
-
-
-def _heartbeat(tx: Tx, callback_id: str, now: float) -> None:
-    found = tx.find_callback(callback_id)
-    if found is None or found[1].status is not OperationStatus.STARTED:
-        raise CallbackNotFound(callback_id)
-    run_id, op = found
-    tx.add_event(run_id, HEARTBEAT_EVENT, now, op.id, op.name)
 
 
 @router.get("/workflows", response_model=list[WorkflowInfo], tags=["workflows"])
