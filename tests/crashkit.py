@@ -13,6 +13,7 @@ Every process a `CrashLab` starts is killed when the lab closes.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
@@ -331,6 +332,19 @@ class CrashLab:
 
     def open_gate(self, name: str) -> None:
         (self.dir / f"gate-{name}").touch()
+
+    def notes(self, kind: str) -> list[dict[str, Any]]:
+        """The notes of `kind` the steps left (`app.note`), in the order they were written."""
+        path = self.dir / app.NOTES
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [n for n in map(json.loads, lines) if n["kind"] == kind]
+
+    def wait_crashed(self, proc: Proc) -> float:
+        """Wait until `proc` died of SIGKILL (at its crash point); return a time.monotonic()
+        reading taken once it was surely dead."""
+        code = proc.wait_exit()
+        assert code == -signal.SIGKILL, f"process {proc.pid} exited {code}:\n{proc.output()}"
+        return time.monotonic()
 
     def worker_logs(self) -> str:
         return "\n".join(f"--- pid {p.pid} rc={p.poll()}\n{p.output()}"

@@ -567,3 +567,19 @@ async def test_an_invocation_fenced_out_runs_no_further_step_even_if_user_code_c
     with pytest.raises(durable.errors.StaleToken):
         await wf.handler(claimed.invocation, checkpointer)
     assert ran == ["first"]
+
+
+async def test_recorded_values_are_durable_before_a_step_body_can_use_them(client):
+    seen_in_store: list[bool] = []
+
+    @workflow
+    async def wf(ctx: Context) -> None:
+        key = ctx.uuid4()  # a crash inside charge must not mint a different key on replay
+
+        def charge(idempotency_key: str) -> None:
+            stored = [o for o in client.operations(ctx.run_id) if o.sub_type == "Uuid"]
+            seen_in_store.append(bool(stored) and stored[0].result == f'"{idempotency_key}"')
+        await ctx.step(charge, str(key))
+
+    await run_to_end(client, wf)
+    assert seen_in_store == [True]

@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import random
 import signal
 import sys
 import time
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import durable
-from durable import Context, RetryPolicy, StepFailed, workflow
+from durable import BatchFailed, Cancelled, Completion, Context, RetryPolicy, StepFailed, workflow
 from durable.errors import StaleToken
 from durable.model import (
     Checkpointer,
@@ -247,6 +248,163 @@ async def pipeline(ctx: Context, n: int) -> dict[str, Any]:
 COMMON: list[durable.Workflow[Any]] = [chain, charge, nap, backoff, approval, single, fence,
                                        burst, sleeper, pipeline]
 VERSIONS = {"v1": [*COMMON, reorder_v1], "v2": [*COMMON, reorder_v2]}
+
+
+# -- composition workflows (tests/test_crash_composition.py) -------------------------------------
+# Served by a worker started with version "composition". Besides the phases above, these runs may
+# crash at `<child workflow>:invoked`: right after the checkpoint that created a child run came
+# back, before anything of the child ran. Steps also leave structured facts for the test in
+# `notes.jsonl` (item spans with their times, what a step was handed).
+
+NOTES = "notes.jsonl"
+MAP_LIMIT = 4
+QUORUM_ITEMS = 6
+QUORUM_POLICIES = {"at_least": Completion.at_least(3), "tolerate": Completion.tolerate(failures=1)}
+ONCE = RetryPolicy(max_attempts=1)
+
+
+def note(kind: str, **fields: Any) -> None:
+    """Append `{"kind": kind, "pid": <this process>, **fields}` to the notes as one JSON line.
+    Not fsynced: a SIGKILL loses nothing the process wrote, only a power cut would."""
+    line = json.dumps({"kind": kind, "pid": os.getpid(), **fields}) + "\n"
+    fd = os.open(_dir() / NOTES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def jittered(step: str, value: Any) -> Any:
+    """The effect, then a random few milliseconds: parallel branches finish in a new order each
+    run, and a kill finds several bodies in flight."""
+    effect(step)
+    time.sleep(random.uniform(0.002, 0.03))
+    return value
+
+
+def spanned(item: int) -> int:
+    """A map item that notes when its body starts and ends (the machine-wide monotonic clock)."""
+    note("span", item=item, edge="start", at=time.monotonic())
+    effect(f"m{item}")
+    time.sleep(random.uniform(0.005, 0.02))
+    note("span", item=item, edge="end", at=time.monotonic())
+    return item * item
+
+
+def vote(item: list[Any]) -> int:
+    """Map item `[index, fails]`: odd indexes answer at once (failing, with `fails`), even ones
+    hold at their gate `v<index>`, so they are still running when the batch is decided."""
+    index, fails = item
+    effect(f"v{index}")
+    if index % 2 == 0:
+        gate(f"v{index}")
+    elif fails:
+        raise RuntimeError(f"vote {index} fails on purpose")
+    return int(index)
+
+
+def report(step: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """Note what the step was handed (e.g. a batch's decision), then do the effect."""
+    note(step, summary=summary)
+    effect(step)
+    return summary
+
+
+def fanout_step(branch: int, step: int) -> str:
+    return f"g{branch}s{step}"
+
+
+async def _fanout_branch(ctx: Context, branch: int, steps: int) -> str:
+    trail = f"b{branch}"
+    for s in range(steps):
+        name = fanout_step(branch, s)
+        trail = await ctx.step(jittered, name, f"{trail}>{s}", name=name)
+    return trail
+
+
+@workflow(name="crash.fanout")
+async def fanout(ctx: Context, shape: list[int]) -> list[str]:
+    """`shape` = [branches, steps]: a gather of branches of `jittered` steps, each step's value
+    built on the one before, e.g. branch 1 of 2 steps returns "b1>0>1"."""
+    branches, steps = shape
+    return list(await ctx.gather(*(_fanout_branch(ctx, b, steps) for b in range(branches))))
+
+
+@workflow(name="crash.bounded_map")
+async def bounded_map(ctx: Context, n: int) -> list[int]:
+    return (await ctx.map(spanned, range(n), max_concurrency=MAP_LIMIT)).results
+
+
+@workflow(name="crash.quorum")
+async def quorum(ctx: Context, policy: str) -> dict[str, Any]:
+    """A map of `vote`s under a completion policy that decides while the even votes still run;
+    the step after it, `report`, is handed the decision."""
+    items = [[i, policy == "tolerate"] for i in range(QUORUM_ITEMS)]
+    try:
+        batch = await ctx.map(vote, items, completion=QUORUM_POLICIES[policy], retry=ONCE)
+    except BatchFailed as e:
+        batch = e.result
+    summary = {"reason": batch.completion_reason, "succeeded": batch.results,
+               "counted": [i.index for i in batch.items if i.status != "NOT_COMPLETED"]}
+    return dict(await ctx.step(report, "report", summary, name="report"))
+
+
+@workflow(name="crash.child")
+async def child(ctx: Context, x: int) -> int:
+    one = await ctx.step(plain, "c-one", x + 1, name="c-one")
+    return int(await ctx.step(plain, "c-two", one * 2, name="c-two"))
+
+
+@workflow(name="crash.parent")
+async def parent(ctx: Context, x: int) -> dict[str, int]:
+    """p-before, then awaits crash.child (its operation #2), then p-after."""
+    sent = await ctx.step(plain, "p-before", x, name="p-before")
+    got = await ctx.invoke(child, sent)
+    return dict(await ctx.step(plain, "p-after", {"sent": sent, "got": got}, name="p-after"))
+
+
+@workflow(name="crash.guarded_child")
+async def guarded_child(ctx: Context, i: int) -> int:
+    """reserve<i>, then work<i> (waits at its gate); cancelled: release<i>."""
+    try:
+        await ctx.step(plain, f"reserve{i}", i, name="reserve")
+        return int(await ctx.step(gated, f"work{i}", i, name="work"))
+    except Cancelled:
+        await ctx.step(plain, f"release{i}", i, name="release")
+        raise
+
+
+@workflow(name="crash.guarded_parent")
+async def guarded_parent(ctx: Context, n: int) -> list[int]:
+    """Awaits `n` guarded children in parallel; cancelled: parent-undo."""
+    try:
+        return list(await ctx.gather(*(ctx.invoke(guarded_child, i) for i in range(n))))
+    except Cancelled:
+        await ctx.step(plain, "parent-undo", n, name="parent-undo")
+        raise
+
+
+class CrashAfterInvokeStart:
+    """Serves a workflow through a checkpointer that runs the crash point
+    `<child workflow>:invoked` once a checkpoint that started a child run has come back."""
+
+    def __init__(self, wf: durable.Workflow[Any]) -> None:
+        self.name = wf.name
+        self._inner = wf.handler
+
+    async def handler(self, invocation: Invocation,
+                      checkpointer: Checkpointer) -> InvocationOutput:
+        async def checkpoint(updates: list[OperationUpdate]) -> CheckpointResult:
+            result = await checkpointer(updates)
+            for u in updates:
+                if u.type is OperationType.CHAINED_INVOKE and u.action is OperationAction.START:
+                    crash_point(u.name or "", "invoked")
+            return result
+        return await self._inner(invocation, checkpoint)
+
+
+VERSIONS["composition"] = [CrashAfterInvokeStart(wf) for wf in (  # type: ignore[misc]
+    fanout, bounded_map, quorum, child, parent, guarded_child, guarded_parent)]
 
 
 # -- serving -------------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ class Executor:
         self._recorded = {op.id for op in self.ops.values() if op.parent_id is None}
         self._unvisited = len(self._recorded)
         self._buffer: list[OperationUpdate] = []
+        self._unsaved_values = False
         self.patches: dict[str, bool] = {}
         self._live = 1
         self._waiters: list[asyncio.Future[None]] = []
@@ -168,17 +169,25 @@ class Executor:
                 f"{missing.type} {missing.name!r}. Restore the old code for runs in flight.")
 
     # -- talking to the engine ---------------------------------------------------------------
-    def buffer(self, update: OperationUpdate, op: Operation) -> None:
-        """Record without waiting (values like now() and published events): the update travels
-        with the next checkpoint, which is always before any effect that could depend on it."""
+    def buffer(self, update: OperationUpdate, op: Operation, *, value: bool = False) -> None:
+        """Record without waiting: the update travels with the next checkpoint. A `value` (now(),
+        uuid4(), a published event...) is something code may act on: `save_values` makes it
+        durable before any step body runs, since a body runs before its own checkpoint."""
         self.ops[op.id] = op
         self._buffer.append(update)
+        self._unsaved_values = self._unsaved_values or value
+
+    async def save_values(self) -> None:
+        """Checkpoint buffered values now, if any: free when there are none (the usual step)."""
+        if self._unsaved_values:
+            await self.checkpoint()
 
     async def checkpoint(self, *updates: OperationUpdate) -> list[Operation]:
         if self.fenced:
             raise _Fenced
         batch = [*self._buffer, *updates]
         self._buffer.clear()
+        self._unsaved_values = False
         try:
             result = await self._checkpointer(batch)
         except StaleToken:

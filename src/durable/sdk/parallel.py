@@ -214,6 +214,10 @@ async def run_batch(ex: Executor, scope: Scope, kind: SubType, branch_kind: SubT
                       Operation(op_id, OperationType.CONTEXT,
                                 OperationStatus.FAILED if failed else OperationStatus.SUCCEEDED,
                                 name, scope.parent_id, kind, result=payload))
+            # Durable before the workflow goes on: the body of a step after the batch runs
+            # before that step's checkpoint, and a replay deciding afresh would drive the
+            # abandoned branches again and could count other ones.
+            await ex.flush()
         if failed:
             if completion.fails_fast and batch.first_error is not None:
                 raise batch.first_error

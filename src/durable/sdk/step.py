@@ -118,6 +118,8 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
             started = WALL_CLOCK.get()()
             if cfg.semantics == "at_most_once":
                 await ex.checkpoint(update(OperationAction.START, started_at=started))
+            else:
+                await ex.save_values()  # the body may use them: durable before it runs
             try:
                 value = await _call(ex, op_id, attempt, fn, args, kwargs, cfg.timeout)
                 payload = _encode(serializer, value, name)

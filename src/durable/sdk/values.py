@@ -1,8 +1,8 @@
 """Recorded values: now(), random(), uuid4() and published events.
 
 Each is a STEP that records its value once and replays it after. They are synchronous, so the
-update is buffered and travels with the invocation's next checkpoint, which precedes any effect
-that could have depended on the value.
+update is buffered: it travels with the invocation's next checkpoint, or is saved on its own just
+before the next step body runs, so no effect can depend on a value a crash could change.
 """
 
 from __future__ import annotations
@@ -46,5 +46,5 @@ def record(ex: Executor, scope: Scope, sub_type: SubType, name: str,
         OperationUpdate(op_id, OperationType.STEP, OperationAction.SUCCEED, name=name,
                         parent_id=scope.parent_id, sub_type=sub_type, payload=payload),
         Operation(op_id, OperationType.STEP, OperationStatus.SUCCEEDED, name, scope.parent_id,
-                  sub_type, attempt=1, result=payload))
+                  sub_type, attempt=1, result=payload), value=True)
     return ex.serializer.decode(payload, type_hint)
