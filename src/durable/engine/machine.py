@@ -382,11 +382,14 @@ def heartbeat(tx: Tx, owner: str, run_ids: Sequence[str], until: float) -> None:
     tx.extend_leases(owner, run_ids, until)
 
 
-def advance_due(tx: Tx, run_id: str, now: float) -> None:
-    """Complete waits, ready retries and time out callbacks whose due time has come."""
+def advance_due(tx: Tx, run_id: str, now: float) -> bool:
+    """Complete waits, ready retries and time out callbacks whose due time has come; returns
+    whether anything moved."""
+    moved = False
     for op in tx.waiting_operations(run_id):
         if op.due_at is None or op.due_at > now:
             continue
+        moved = True
         if op.type is OperationType.WAIT:
             tx.put_operation(run_id, replace(op, status=S.SUCCEEDED, ended_at=now))
             tx.add_event(run_id, E.WAIT_SUCCEEDED, now, op.id, op.name)
@@ -398,6 +401,7 @@ def advance_due(tx: Tx, run_id: str, now: float) -> None:
             tx.put_operation(run_id, replace(op, status=S.TIMED_OUT, error=error, ended_at=now))
             tx.add_event(run_id, E.CALLBACK_TIMED_OUT, now, op.id, op.name,
                          {"error": error.to_dict()})
+    return moved
 
 
 def _callback_timeout_error(tx: Tx, op: Operation) -> ErrorObject:

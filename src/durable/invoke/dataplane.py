@@ -170,7 +170,10 @@ def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str 
     if ends:
         machine.finish_invocation(tx, run_id, row.fence, _end_output(ends[0]), now, 0.0)
     else:
-        machine.advance_due(tx, run_id, now)  # a short wait or retry ends in this answer
+        # A short wait or retry ends in this answer. The function may still have decided to
+        # suspend on it: wake the run, so such an invocation is followed by another at once.
+        if machine.advance_due(tx, run_id, now):
+            tx.wake(run_id, now)
     changed = [*touched, *(i for i in tx.operations_changed_since(run_id, row.watermark)
                            if i not in touched)]
     ops = [op for op in (tx.get_operation(run_id, i) for i in changed) if op is not None]
