@@ -50,3 +50,13 @@ def test_schedules_lists_scheduled_workflows_with_their_next_fire_time(cli: Cli)
     assert [(r["workflow"], r["cron"], r["last_tick"]) for r in rows] == [
         ("nightly_report", "0 2 * * *", None)]
     assert rows[0]["next_fire"].endswith("+00:00")
+
+
+def test_migrate_brings_the_schema_up_to_date_and_reports_its_version(cli: Cli):
+    done = cli("migrate")
+    assert done.returncode == 0, done.stderr
+    assert "schema at version 1" in done.stdout
+    unreachable = cli("migrate", "--db", "postgresql://nobody@127.0.0.1:1/none")
+    assert unreachable.returncode == 2
+    assert "cannot connect to PostgreSQL" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr

@@ -50,7 +50,8 @@ from durable.model import (
     RunInfo,
 )
 from durable.sdk.workflow import REGISTRY, Workflow
-from durable.store import Tx
+from durable.store import Tx, resolve_url
+from durable.store import migrate as store_migrate
 from durable.targets import load_workflow, load_workflows
 from durable.timeline import (
     Entry,
@@ -811,6 +812,15 @@ def cancel(run_id: str, db: str | None) -> None:
                    "once a worker serves it")
     else:
         click.echo(f"run {run_id} has already ended ({run_info.status}); nothing to cancel")
+
+
+@cli.command()
+@db_option
+def migrate(db: str | None) -> None:
+    """Bring the database's schema up to date now (every process also does it when it opens
+    the database, safely when several start at once): for doing it ahead of a deploy."""
+    version = store_migrate(db)
+    click.echo(f"schema at version {version} on {resolve_url(db)}")
 
 
 @cli.command()
