@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -583,3 +584,16 @@ async def test_recorded_values_are_durable_before_a_step_body_can_use_them(clien
 
     await run_to_end(client, wf)
     assert seen_in_store == [True]
+
+
+async def test_a_worker_resumes_at_once_the_runs_of_a_dead_worker_of_its_own_host(client):
+    @workflow
+    async def wf(ctx: Context) -> str:
+        return await ctx.step(lambda: "resumed", name="work")
+
+    handle = client.start(wf)
+    dead_owner = f"{socket.gethostname()}:{2**22 + 12345}:deadbeef"  # no such pid
+    client.store.write_sync(lambda tx: tx.lease([handle.run_id], dead_owner, 1e12))
+    async with serving(client, wf):
+        await finish(client, handle.run_id, timeout=10)  # not after the (endless) lease
+    assert handle.result() == "resumed"

@@ -166,6 +166,16 @@ class Tx:
             out.append((run_id, row[0]))
         return out
 
+    def lease_owners(self, prefix: str) -> list[str]:
+        """Owners, named starting with `prefix`, that hold leases on running runs."""
+        return [r[0] for r in self._rows(
+            "SELECT DISTINCT lease_owner FROM runs WHERE status = 'RUNNING'"
+            " AND lease_owner LIKE ?", (prefix.replace("%", "") + "%",))]
+
+    def expire_leases(self, owner: str, now: float) -> None:
+        self._exec("UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND lease_expires > ?",
+                   (now, owner, now))
+
     def extend_leases(self, owner: str, run_ids: Sequence[str], until: float) -> None:
         for run_id in run_ids:
             self._exec(
