@@ -136,7 +136,8 @@ def _recovery_note(records: list[Record]) -> str:
     r = records[0]["result"]
     parts = [f"restart to ready {_median_of(records, 'restart_ready_s'):.2f}s"]
     if "lease_s" in r:
-        parts.insert(0, f"lease {r['lease_s']:g}s (default)")
+        parts.insert(0, f"lease {r['lease_s']:g}s (default), not waited for: the new worker "
+                        "is on the dead one's host")
     if "step_timeout_s" in r:
         parts.insert(0, f"activity timeout {r['step_timeout_s']:g}s")
     resumed = sorted({f"{x['result']['first_step_after']}"
