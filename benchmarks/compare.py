@@ -365,8 +365,14 @@ def measure(system: System, workload: Workload, rep: int, python: Path, pg: str)
                 record["na"] = result["na"]
             else:
                 record["result"] = result
-    except subprocess.TimeoutExpired:
-        record["error"] = f"timed out after {workload.timeout:g}s"
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        answer = [line for line in out.strip().splitlines() if line.startswith("{")]
+        if answer:  # the measurement was done; the adapter hung cleaning up
+            record["result"] = json.loads(answer[-1])
+            record["note"] = f"the adapter's clean-up timed out after {workload.timeout:g}s"
+        else:
+            record["error"] = f"timed out after {workload.timeout:g}s"
     except json.JSONDecodeError as e:
         record["error"] = f"unreadable result: {e}"
     record["elapsed_s"] = round(time.perf_counter() - start, 1)
@@ -387,6 +393,7 @@ def run_all(systems: list[System], plan: list[Workload], pythons: dict[str, Path
                     record = {"workload": workload.key, "system": system.key, "rep": rep,
                               "na": workload.skip[system.key]}
                     print(json.dumps(record), flush=True)
+                    out.write(json.dumps(record) + "\n")
                     records.append(record)
                     continue
                 log(f"[{n}/{total}] {workload.key} rep {rep + 1}/{workload.reps}: "
@@ -436,7 +443,7 @@ def summarize(records: list[Record], plan: list[Workload], systems: list[System]
             ok = [r for r in mine if "result" in r]
             row = [system.label]
             if not ok:
-                reason = (unavailable.get(system.key)
+                reason = (unavailable.get(system.key) or workload.skip.get(system.key)
                           or next((r["na"] for r in mine if "na" in r), None)
                           or next((r["error"] for r in mine if "error" in r), "not run"))
                 row += ["n/a", "", ""] * len(workload.metrics) + [reason]

@@ -62,7 +62,8 @@ HERE = Path(__file__).resolve().parent
 # -- output -------------------------------------------------------------------------------------
 
 def emit(result: Result) -> None:
-    """The adapter's answer: one JSON line, last on stdout."""
+    """The adapter's answer: one JSON line on stdout, printed as soon as it is known (before
+    the clean-up, so that a clean-up that hangs does not lose it); the last such line counts."""
     print(json.dumps(result), flush=True)
 
 

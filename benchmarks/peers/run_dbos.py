@@ -205,12 +205,15 @@ async def run(args: Any, url: str) -> common.Result:
     p = args.params
     with launched(url):
         if args.workload == "throughput":
-            return await throughput(p["workflows"], p["steps"], p["concurrency"], p["budget"])
-        if args.workload == "long":
-            return await long(p["steps"])
-        if args.workload == "latency":
-            return await latencies(p["samples"])
-        return await timers(p["runs"], p["budget"])
+            result = await throughput(p["workflows"], p["steps"], p["concurrency"], p["budget"])
+        elif args.workload == "long":
+            result = await long(p["steps"])
+        elif args.workload == "latency":
+            result = await latencies(p["samples"])
+        else:
+            result = await timers(p["runs"], p["budget"])
+        common.emit(result)  # before DBOS shuts down and the database is dropped
+        return result
 
 
 def main() -> None:
@@ -219,8 +222,10 @@ def main() -> None:
         asyncio.run(serve(args.serve, args.start, args.steps))
         return
     with database(args.variant, args.pg) as url:
-        result = recovery(url) if args.workload == "recovery" else asyncio.run(run(args, url))
-    common.emit(result)
+        if args.workload == "recovery":
+            common.emit(recovery(url))
+        else:
+            asyncio.run(run(args, url))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ How each workload is driven (see common.py for what is measured):
 - latency, timers: one Worker (default concurrency 100) serves in this process's event loop while
   the driver, in the same loop, uses its own Client, as an application embedding a worker would.
   The signal is sent with `Client.signal`.
-- recovery: worker processes of this script (`--serve`), with the default lease (30 s): a run
-  whose worker died is taken over when its lease runs out.
+- recovery: worker processes of this script (`--serve`), with the default lease (30 s). The new
+  worker runs on the dead one's host, so it expires the dead worker's leases when it starts and
+  takes the run over at once; from another host it would wait for the lease to run out.
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ def main() -> None:
             result = asyncio.run(timers(db, p["runs"], p["budget"]))
         else:
             result = recovery(db)
-    common.emit(result)
+        common.emit(result)  # before the database is dropped
 
 
 if __name__ == "__main__":

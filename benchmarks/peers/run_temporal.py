@@ -199,12 +199,12 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve(args.serve, args.variant == "local", args.start, args.steps))
         return
+    timeout = {"step_timeout_s": flows.STEP_TIMEOUT.total_seconds()}
     if args.workload == "recovery":
-        result = recovery(args.variant)
+        common.emit({**recovery(args.variant), **timeout})
     else:
         with dev_server() as (address, pid):
-            result = asyncio.run(run(args, address, pid))
-    common.emit({**result, "step_timeout_s": flows.STEP_TIMEOUT.total_seconds()})
+            common.emit({**asyncio.run(run(args, address, pid)), **timeout})
 
 
 if __name__ == "__main__":
