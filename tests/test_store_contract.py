@@ -586,6 +586,35 @@ async def test_a_database_failure_in_a_checkpoint_is_not_the_runs_failure(any_db
     assert _flaky_calls == [41, 41]  # at least once: the step's first result was never recorded
 
 
+async def test_writes_of_one_loop_pass_share_a_transaction_and_a_lone_one_runs_inline(
+        store: Store) -> None:
+    """Group commit from an event loop: the writes one pass of the loop makes commit together
+    (one transaction, on the writer thread); a lone write on SQLite commits on the loop itself,
+    where handing it to the thread would cost more than the write."""
+    def where(tx: Tx) -> tuple[str, int]:
+        return threading.current_thread().name, id(tx)
+
+    together = await asyncio.gather(*(store.awrite(where) for _ in range(3)))
+    assert len(set(together)) == 1 and together[0][0] != threading.main_thread().name
+    lone_thread, _ = await store.awrite(where)
+    inline = store.writer.inline_lone_writes
+    assert (lone_thread == threading.main_thread().name) is inline
+    assert inline is store.url.startswith("sqlite")
+
+
+async def test_writes_still_gathering_when_the_store_closes_are_committed(any_db: str) -> None:
+    store = open_store(any_db)
+    pending = [store.awrite(lambda tx, i=i: machine.start_run(tx, f"late-{i}", WF, None, T0))
+               for i in range(2)]
+    store.close()
+    assert [created for _, created in await asyncio.gather(*pending)] == [True, True]
+    reopened = open_store(any_db)
+    try:
+        assert run(reopened, "late-1") is not None
+    finally:
+        reopened.close()
+
+
 # -- PostgreSQL only ----------------------------------------------------------------------------
 
 def test_unreachable_postgres_is_a_usage_error() -> None:

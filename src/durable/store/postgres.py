@@ -146,6 +146,7 @@ class _Writer(BatchWriter):
     """
 
     optimistic = True
+    inline_lone_writes = False
 
     def __init__(self, conninfo: str, channel: str) -> None:
         self._conninfo = conninfo
