@@ -434,16 +434,19 @@ def heartbeat_callback(tx: Tx, callback_id: str, now: float) -> None:
 def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdate],
                now: float) -> CheckpointResult:
     """Apply a batch of updates atomically, if `token` is still the run's current one."""
-    cancel_requested = tx.fence(run_id, token, now)
-    if cancel_requested is None:
+    fenced = tx.fence_and_get(run_id, token, updates[0].id if updates else "")
+    if fenced is None:
         raise StaleToken(f"run {run_id!r}: checkpoint rejected, its invocation is no longer "
                          "current (its lease was taken over)")
-    touched = [_apply(tx, run_id, u, now) for u in updates]
+    cancel_requested, first = fenced
+    touched = [_apply(tx, run_id, u, now, first if i == 0 else tx.get_operation(run_id, u.id))
+               for i, u in enumerate(updates)]
     return CheckpointResult(touched, cancel_requested)
 
 
-def _apply(tx: Tx, run_id: str, u: OperationUpdate, now: float) -> Operation:
-    op = tx.get_operation(run_id, u.id)
+def _apply(tx: Tx, run_id: str, u: OperationUpdate, now: float, op: Operation | None
+           ) -> Operation:
+    """Apply `u` to `op`, the operation it updates as it stands (None: a new one)."""
     if op is not None and op.status is S.CANCELLED and u.action is A.CANCEL:
         return op  # the engine cancelled it already, when the cancel request came in
     if op is not None and (op.type is not u.type or op.status.is_final):

@@ -154,6 +154,19 @@ class Tx:
 
     row_lock_clause = ""  # SQLite: the write transaction already excludes every other writer
 
+    def fence_and_get(self, run_id: str, token: int,
+                      op_id: str) -> tuple[bool, Operation | None] | None:
+        """`fence`, and the operation `op_id` as it stands, in one statement: a step's
+        checkpoint, the commonest write, then reads once (one round trip on a server)."""
+        row = self._one(
+            f"SELECT f.cancel_requested, {_OP_COLUMNS} FROM (SELECT run_id, cancel_requested"
+            " FROM runs WHERE run_id = ? AND token = ? AND status = 'RUNNING'"
+            f"{self.row_lock_clause}) f LEFT JOIN operations o"
+            " ON o.run_id = f.run_id AND o.op_id = ?", (run_id, token, op_id))
+        if row is None:
+            return None
+        return bool(row[0]), None if row[1] is None else _operation(row[1:])
+
     def lease(self, run_ids: Sequence[str], owner: str, until: float) -> list[tuple[str, int]]:
         """Take the lease on each run, bumping its fencing token; returns (run_id, new token)."""
         out = []
