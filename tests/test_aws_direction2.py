@@ -63,6 +63,12 @@ def test_in_process_runner_gather_map_and_child_workflow() -> None:
     assert json.loads(parent.result) == 41
 
 
+def test_in_process_runner_accepts_the_end_recorded_for_an_abandoned_branch() -> None:
+    done = run(fns.first_handler, None)
+    assert done.status is InvocationStatus.SUCCEEDED, done.error
+    assert json.loads(done.result) == ["NOT_COMPLETED", "SUCCEEDED"]
+
+
 def test_in_process_runner_callback_and_failure() -> None:
     with DurableFunctionTestRunner(handler=fns.approve_handler) as runner:
         arn = runner.run_async(input=json.dumps({"id": 7}), execution_timeout=60)

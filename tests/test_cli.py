@@ -122,6 +122,24 @@ def test_a_file_target_alone_runs_its_only_workflow_which_imports_a_sibling(cli:
     assert done.stdout.strip() == '"HEY!"'
 
 
+TEMPORAL_APP = "examples/temporal_style/signals.py"
+
+
+def test_worker_and_run_find_temporal_style_workflow_classes_in_a_file(cli: Cli) -> None:
+    worker = cli.popen("worker", TEMPORAL_APP)
+    try:
+        started = cli("start", f"{TEMPORAL_APP}:GreetOne", "--input", '"Bo"')
+        assert started.returncode == 0, started.stderr
+        served = cli("result", started.stdout.strip(), "--wait", "--timeout", "20")
+        assert served.stdout.strip() == '"Hello, Bo!"', served.stderr
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=20)
+    assert "worker serving GreetOne, GreetingService on " in stderr
+    ran = cli("run", f"{TEMPORAL_APP}:GreetOne.run", "--input", '"Ada"')
+    assert ran.stdout.strip() == '"Hello, Ada!"', ran.stderr
+
+
 def test_a_failed_run_exits_1_with_its_error_and_show_has_the_traceback(cli: Cli) -> None:
     done = cli("run", f"{APP}:broken", "--id", "fire")
     assert done.returncode == 1

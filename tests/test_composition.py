@@ -19,7 +19,8 @@ from durable import (
     StepFailed,
     workflow,
 )
-from durable.model import OperationType
+from durable.model import ABANDONED, OperationStatus, OperationType, SubType
+from durable.timeline import describe
 from tests.test_workflows import finish, run_to_end, serving, until
 
 ONCE = RetryPolicy(max_attempts=1)
@@ -138,6 +139,35 @@ async def test_map_with_min_successful_stops_early_and_replays_the_same_decision
 
     handle = await run_to_end(client, wf)
     assert handle.result() == [[0, 1, 2], "MIN_SUCCESSFUL_REACHED"]
+
+
+async def test_branches_a_completion_policy_abandons_end_recorded_as_abandoned(client):
+    @workflow
+    async def wf(ctx: Context) -> list[str]:
+        async def waits() -> str:
+            await ctx.wait_for_signal("never")
+            return "late"
+
+        async def quick() -> str:
+            return await ctx.step(lambda: "quick", name="quick")
+        batch = await ctx.gather(waits(), quick(), completion=Completion.at_least(1))
+        await ctx.sleep(0.01)  # replay after the decision: nothing is abandoned anew
+        return [item.status for item in batch.items]
+
+    handle = await run_to_end(client, wf)
+    assert handle.result() == ["NOT_COMPLETED", "SUCCEEDED"]
+    abandoned, done = sorted((op for op in client.operations(handle.run_id)
+                              if op.sub_type == SubType.PARALLEL_BRANCH), key=lambda op: op.name)
+    assert done.status is OperationStatus.SUCCEEDED
+    # FAILED is the only unsuccessful end a CONTEXT has in the contract; the error says why.
+    assert abandoned.status is OperationStatus.FAILED and abandoned.ended_at is not None
+    assert abandoned.error is not None and abandoned.error.type == ABANDONED
+    assert "MIN_SUCCESSFUL_REACHED" in abandoned.error.message
+    events = [e for e in client.history(handle.run_id) if e.operation_id == abandoned.id]
+    assert [e.type for e in events] == ["ContextStarted", "ContextFailed"]
+    assert describe(events[-1], abandoned, 0.0).text.startswith("abandoned: the batch was done")
+    replayed = await asyncio.to_thread(client.replay, [wf], [handle.run_id])
+    assert [r.divergence for r in replayed] == [None]
 
 
 async def test_child_workflow_is_its_own_run_linked_to_the_parent(client):

@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 
 from durable import ExecutionStatus
-from durable.model import Operation, OperationStatus, OperationType, SubType, operation_id
+from durable.model import (
+    ABANDONED,
+    Operation,
+    OperationStatus,
+    OperationType,
+    SubType,
+    operation_id,
+)
 from tests.apps import crash_app as app
 from tests.crashkit import DEADLINE, CrashLab, Proc
 
@@ -174,8 +181,20 @@ def _decision(op: Operation) -> dict[str, Any] | None:
     return json.loads(op.result) if op.status.is_final and op.result else None
 
 
+def _assert_uncounted_items_recorded_abandoned(lab: CrashLab, run_id: str,
+                                               counted: list[int]) -> None:
+    """Every item that started has ended: those the decision counted with their own outcome,
+    the others abandoned (FAILED with an ABANDONED error), none left STARTED."""
+    items = {int(str(op.name)): op for op in lab.client.operations(run_id)
+             if op.sub_type == SubType.MAP_ITERATION}
+    assert all(op.status.is_final for op in items.values()), items
+    abandoned = {i for i, op in items.items() if op.error is not None
+                 and op.error.type == ABANDONED}
+    assert set(counted) <= set(items) and abandoned == set(items) - set(counted), items
+
+
 @pytest.mark.parametrize("policy", sorted(app.QUORUM_POLICIES))
-def test_map_decision_is_recorded_before_a_kill_and_kept_after_the_restart(
+def test_map_decision_and_abandoned_items_are_recorded_before_a_kill_and_kept_after_restart(
         crash_lab: CrashLab, policy: str) -> None:
     lab = crash_lab
     run_id = lab.start(app.quorum, policy, id=f"quorum-{policy}")
@@ -187,6 +206,7 @@ def test_map_decision_is_recorded_before_a_kill_and_kept_after_the_restart(
     (batch,) = [op for op in lab.client.operations(run_id) if op.sub_type == SubType.MAP]
     assert _decision(batch) == {"completed": seen["counted"], "reason": seen["reason"]}, (
         "the step after the batch ran before the batch's decision was checkpointed")
+    _assert_uncounted_items_recorded_abandoned(lab, run_id, seen["counted"])
     abandoned = [f"v{i}" for i in range(app.QUORUM_ITEMS) if i not in seen["counted"]]
     for step in abandoned:  # the votes still running at the decision could finish now
         lab.open_gate(step)
@@ -198,6 +218,7 @@ def test_map_decision_is_recorded_before_a_kill_and_kept_after_the_restart(
     assert lab.result(run_id) == seen
     (batch,) = [op for op in lab.client.operations(run_id) if op.sub_type == SubType.MAP]
     assert _decision(batch) == {"completed": seen["counted"], "reason": seen["reason"]}
+    _assert_uncounted_items_recorded_abandoned(lab, run_id, seen["counted"])
     fx = lab.effects()
     assert all(fx[step] == 1 for step in abandoned), fx.counts  # never driven again
     _assert_only_in_flight_steps_ran_again(lab, at_kill, ["report"])

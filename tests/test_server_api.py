@@ -3,6 +3,9 @@ tests/apps/server_app.py, driven with httpx, without a token (auth is in test_se
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverkit import Server, wait_for
+from tests.serverkit import DURABLE, ROOT, Server, wait_for
 
 ORDER = {"order_id": "A-17", "amount": 40}
 
@@ -75,6 +78,24 @@ def test_signal_then_result_with_long_poll(api: httpx.Client) -> None:
     detail = api.get(f"/api/runs/{run_id}").json()
     assert detail["events"] == {"stage": "done"}
     assert detail["run"]["compute_seconds"] > 0
+
+
+def test_the_api_describes_a_run_exactly_as_durable_show_json_does(
+        api: httpx.Client, server: Server) -> None:
+    run_id = api.post("/api/runs", json={"workflow": "echo", "input": {"a": 1}}).json()["run_id"]
+    assert api.get(f"/api/runs/{run_id}/result", params={"wait": 20}).status_code == 200
+    shown = subprocess.run([DURABLE, "show", run_id, "--json", "--db", server.db], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == api.get(f"/api/runs/{run_id}").json()
+
+
+def test_the_server_does_not_import_the_command_line() -> None:
+    """Layering: the CLI and the server sit side by side over the client; what both need
+    (durable.jsonio) lives below them."""
+    code = ("import sys, durable.server.app, durable.server.serve; "
+            "sys.exit('durable.cli' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
 
 
 def test_list_filters_searches_and_pages(api: httpx.Client) -> None:

@@ -11,10 +11,13 @@ LOCKED, advisory-locked migrations, dropped connections, deadlock retries) is at
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +41,7 @@ from durable.model import (
     SubType,
 )
 from durable.store import Store, Tx, migrate, open_store
+from durable.store.schema import MIGRATIONS
 from tests import pgkit
 
 A, S, T = OperationAction, OperationStatus, OperationType
@@ -382,6 +386,24 @@ def test_list_filters_and_pages(store: Store) -> None:
 def test_migrate_reports_the_schema_version(any_db: str) -> None:
     assert migrate(any_db) >= 1
     assert migrate(any_db) == migrate(any_db)  # again: nothing left to do
+
+
+OPEN_AT = """
+import sys, time
+from durable.store import open_store
+time.sleep(max(float(sys.argv[2]) - time.time(), 0))  # imported: now all open at one moment
+open_store(sys.argv[1]).close()
+"""
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    go = str(time.time() + 3)
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, go], stderr=subprocess.PIPE,
+                              text=True) for _ in range(6)]
+    outcomes = [(p.communicate(timeout=60)[1], p.returncode) for p in procs]
+    assert [stderr for stderr, code in outcomes if code != 0] == []
+    assert migrate(url) == MIGRATIONS[-1][0]  # each version recorded once: nothing left to do
 
 
 # -- concurrency and wake-ups across connections ------------------------------------------------

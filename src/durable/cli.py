@@ -19,18 +19,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import reprlib
 import sys
 import time
-import typing
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import IntEnum
 from typing import Any, NoReturn
 
 import click
-import pydantic
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -40,7 +36,8 @@ from rich.text import Text
 
 from durable.client import Client
 from durable.engine.worker import Worker
-from durable.errors import DurableError, SerializationError, UsageError
+from durable.errors import DurableError, UsageError
+from durable.jsonio import JsonValue, RunView, outcome_json, run_json, workflow_args
 from durable.model import (
     ErrorObject,
     EventType,
@@ -59,6 +56,7 @@ from durable.timeline import (
     Tone,
     describe,
     duration,
+    elapsed,
     error_text,
     offset,
     pending,
@@ -119,13 +117,6 @@ def _exit(code: ExitCode) -> NoReturn:
 
 
 # -- options shared by several commands ------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class JsonValue:
-    """A parsed JSON option, wrapped so that `--input null` differs from no `--input`."""
-
-    value: Any
-
 
 def parse_json(ctx: click.Context, param: click.Parameter, text: str | None) -> JsonValue | None:
     """Option callback: parse JSON, failing with the option's name and where the JSON breaks."""
@@ -188,85 +179,14 @@ def _configure_logging(worker_level: int = logging.INFO) -> None:
     logging.getLogger("durable.worker").setLevel(worker_level)
 
 
-# -- input ----------------------------------------------------------------------------------
-
-def workflow_args(wf: Workflow[Any], given: JsonValue | None) -> tuple[Any, ...]:
-    """Map `--input` onto the workflow's parameters and decode it exactly as the worker will, so
-    input that does not fit is refused here instead of becoming a FAILED run."""
-    params = wf.params
-    if given is None:
-        if params:
-            raise UsageError(f"workflow {wf.name!r} needs input ({', '.join(params)}); "
-                             "pass it with --input JSON")
-        return ()
-    if not params:
-        raise UsageError(f"workflow {wf.name!r} takes no input; drop --input")
-    args = _spread(wf, given.value)
-    try:
-        return wf.decode_input(wf.encode_input(args))
-    except SerializationError as e:
-        raise UsageError(f"--input does not fit workflow {wf.name!r} ({', '.join(params)}): "
-                         f"{_mismatch(wf, args, e)}") from None
-
-
-def _spread(wf: Workflow[Any], value: Any) -> tuple[Any, ...]:
-    params = wf.params
-    if len(params) == 1:
-        return (value,)
-    if isinstance(value, list) and len(value) == len(params):
-        return tuple(value)
-    if isinstance(value, dict) and set(value) == set(params):
-        return tuple(value[p] for p in params)
-    raise UsageError(f"workflow {wf.name!r} takes {len(params)} inputs ({', '.join(params)}); "
-                     f"pass --input as a JSON array of {len(params)} values or an object with "
-                     "exactly those keys")
-
-
-def _mismatch(wf: Workflow[Any], args: tuple[Any, ...], error: SerializationError) -> str:
-    """Where the input fails to decode, as `parameter.field: problem (got value)`. Each argument
-    is checked again with pydantic directly, so the path starts at the parameter, whatever shape
-    the serializer gives its own validation; anything else falls back to the serializer's word."""
-    try:
-        hints = typing.get_type_hints(wf.fn)
-    except Exception:  # unresolvable annotations: the serializer decoded as plain JSON anyway
-        hints = {}
-    for name, value in zip(wf.params, args, strict=True):
-        try:
-            pydantic.TypeAdapter(hints.get(name, Any)).validate_json(json.dumps(value))
-        except pydantic.ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(part) for part in (name, *first["loc"]))
-            more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-            return f"{where}: {first['msg']} (got {reprlib.repr(first.get('input'))}){more}"
-    return str(error).splitlines()[0]
-
-
 # -- formatting -----------------------------------------------------------------------------
 
 def _local(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
-
-
 def _until(ts: float, now: float) -> str:
     return f"in {duration(ts - now)}" if ts >= now else f"{duration(now - ts)} overdue"
-
-
-def _json_payload(text: str | None) -> Any:
-    """A stored payload as JSON data; text a custom serializer wrote stays a string."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _elapsed(run: RunInfo, now: float) -> float:
-    return (run.ended_at or now) - run.created_at
 
 
 _STATUS_STYLE = {
@@ -304,140 +224,68 @@ def _action(run_id: str, p: Pending) -> str:
     return ""
 
 
-# -- JSON shapes ----------------------------------------------------------------------------
-
-def _run_json(run: RunInfo, now: float) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "workflow": run.workflow,
-        "status": run.status.value,
-        "parent_run_id": run.parent_run_id,
-        "parked": run.parked.to_dict() if run.parked else None,
-        "cancel_requested": run.cancel_requested,
-        "input": _json_payload(run.input),
-        "result": _json_payload(run.result),
-        "error": run.error.to_dict() if run.error else None,
-        "created_at": _iso(run.created_at),
-        "updated_at": _iso(run.updated_at),
-        "ended_at": _iso(run.ended_at),
-        "elapsed_seconds": _elapsed(run, now),
-        "compute_seconds": run.compute_seconds,
-    }
-
-
-def _operation_json(op: Operation) -> dict[str, Any]:
-    return {
-        "id": op.id, "type": op.type.value, "sub_type": op.sub_type, "name": op.name,
-        "status": op.status.value, "attempt": op.attempt, "parent_id": op.parent_id,
-        "result": _json_payload(op.result), "error": op.error.to_dict() if op.error else None,
-        "due_at": _iso(op.due_at), "callback_id": op.callback_id,
-        "child_run_id": op.child_run_id, "started_at": _iso(op.started_at),
-        "ended_at": _iso(op.ended_at),
-    }
-
-
-def _event_json(event: HistoryEvent, t0: float) -> dict[str, Any]:
-    return {
-        "id": event.id, "type": event.type, "timestamp": _iso(event.timestamp),
-        "offset_seconds": event.timestamp - t0, "operation_id": event.operation_id,
-        "name": event.name, "details": event.details,
-    }
-
-
-def _pending_json(p: Pending) -> dict[str, Any]:
-    return {"kind": p.kind, "operation": p.label, "due_at": _iso(p.due_at),
-            "detail": p.detail, "callback_id": p.callback_id, "signal": p.signal,
-            "child_run_id": p.child_run_id}
-
-
-def _outcome_json(run: RunInfo) -> dict[str, Any]:
-    return {"run_id": run.run_id, "status": run.status.value,
-            "result": _json_payload(run.result),
-            "error": run.error.to_dict() if run.error else None}
-
-
 # -- `durable show` -------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class RunView:
-    """Everything `durable show` reports about one run, read once."""
+def _render(view: RunView) -> RenderableType:
+    """`durable show` for a person: a summary, what is wrong or awaited, then the timeline."""
+    run = view.run
+    parts: list[RenderableType] = [_summary(view)]
+    if run.parked is not None:
+        parts.append(_parked_panel(run.parked))
+    if run.error is not None:
+        parts.append(_error_block(run.error))
+    waiting = pending(run, view.operations)
+    if waiting:
+        parts.append(_section("Waiting on", _pending_table(view, waiting)))
+    events = published(view.operations)
+    if events:
+        parts.append(_section("Published events", _events_table(events)))
+    parts.append(_section("History", _timeline(view)))
+    return Group(*parts)
 
-    run: RunInfo
-    operations: list[Operation]
-    history: list[HistoryEvent]
-    now: float
 
-    @classmethod
-    def read(cls, client: Client, run_id: str) -> RunView:
-        return cls(client.get(run_id), client.operations(run_id), client.history(run_id),
-                   time.time())
+def _summary(view: RunView) -> Table:
+    run = view.run
+    took = elapsed(run, view.now)
+    share = f" ({100 * run.compute_seconds / took:.1f}%)" if took > 0 else ""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    rows: list[tuple[str, str | Text]] = [
+        ("run", run.run_id),
+        ("workflow", run.workflow),
+        *([("parent run", run.parent_run_id)] if run.parent_run_id else []),
+        ("status", _status_text(run)),
+        ("created", _local(run.created_at)),
+        ("ended", _local(run.ended_at)),
+        ("time", f"{duration(took)} elapsed, {duration(run.compute_seconds)} "
+                 f"computing{share}"),
+        ("input", run.input or "-"),
+    ]
+    if run.status is ExecutionStatus.SUCCEEDED:
+        rows.append(("result", run.result or "null"))
+    for key, value in rows:
+        grid.add_row(key, value)
+    return grid
 
-    def to_json(self) -> dict[str, Any]:
-        t0 = self.run.created_at
-        return {
-            "run": _run_json(self.run, self.now),
-            "pending": [_pending_json(p) for p in pending(self.run, self.operations)],
-            "events": {k: _json_payload(v) for k, v in published(self.operations).items()},
-            "operations": [_operation_json(op) for op in self.operations],
-            "history": [_event_json(e, t0) for e in self.history],
-        }
 
-    def render(self) -> RenderableType:
-        parts: list[RenderableType] = [self._summary()]
-        if self.run.parked is not None:
-            parts.append(_parked_panel(self.run.parked))
-        if self.run.error is not None:
-            parts.append(_error_block(self.run.error))
-        waiting = pending(self.run, self.operations)
-        if waiting:
-            parts.append(_section("Waiting on", self._pending_table(waiting)))
-        events = published(self.operations)
-        if events:
-            parts.append(_section("Published events", _events_table(events)))
-        parts.append(_section("History", self._timeline()))
-        return Group(*parts)
+def _timeline(view: RunView) -> Table:
+    ops = {op.id: op for op in view.operations}
+    t0 = view.run.created_at
+    table = _table(Column("time", justify="right", no_wrap=True), "operation", "what happened")
+    for event in view.history:
+        entry = describe(event, ops.get(event.operation_id or ""), t0)
+        table.add_row(offset(event.timestamp, t0), entry.subject,
+                      Text(entry.text, style=_TONE_STYLE[entry.tone]))
+    return table
 
-    def _summary(self) -> Table:
-        run = self.run
-        elapsed = _elapsed(run, self.now)
-        share = f" ({100 * run.compute_seconds / elapsed:.1f}%)" if elapsed > 0 else ""
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold")
-        grid.add_column()
-        rows: list[tuple[str, str | Text]] = [
-            ("run", run.run_id),
-            ("workflow", run.workflow),
-            *([("parent run", run.parent_run_id)] if run.parent_run_id else []),
-            ("status", _status_text(run)),
-            ("created", _local(run.created_at)),
-            ("ended", _local(run.ended_at)),
-            ("time", f"{duration(elapsed)} elapsed, {duration(run.compute_seconds)} "
-                     f"computing{share}"),
-            ("input", run.input or "-"),
-        ]
-        if run.status is ExecutionStatus.SUCCEEDED:
-            rows.append(("result", run.result or "null"))
-        for key, value in rows:
-            grid.add_row(key, value)
-        return grid
 
-    def _timeline(self) -> Table:
-        ops = {op.id: op for op in self.operations}
-        t0 = self.run.created_at
-        table = _table(Column("time", justify="right", no_wrap=True), "operation",
-                       "what happened")
-        for event in self.history:
-            entry = describe(event, ops.get(event.operation_id or ""), t0)
-            table.add_row(offset(event.timestamp, t0), entry.subject,
-                          Text(entry.text, style=_TONE_STYLE[entry.tone]))
-        return table
-
-    def _pending_table(self, waiting: list[Pending]) -> Table:
-        table = _table("operation", "when", "detail", "what to do")
-        for p in waiting:
-            when = "-" if p.due_at is None else f"{_local(p.due_at)} ({_until(p.due_at, self.now)})"
-            table.add_row(p.label, when, p.detail, _action(self.run.run_id, p))
-        return table
+def _pending_table(view: RunView, waiting: list[Pending]) -> Table:
+    table = _table("operation", "when", "detail", "what to do")
+    for p in waiting:
+        when = "-" if p.due_at is None else f"{_local(p.due_at)} ({_until(p.due_at, view.now)})"
+        table.add_row(p.label, when, p.detail, _action(view.run.run_id, p))
+    return table
 
 
 def _table(*columns: str | Column) -> Table:
@@ -574,7 +422,7 @@ async def _serve(client: Client, wf: Workflow[Any], progress: Progress) -> None:
 def _conclude(run: RunInfo, as_json: bool) -> None:
     """Print how an ended run ended: the result on stdout, or the error on stderr and exit 1."""
     if as_json:
-        _echo_json(_outcome_json(run))
+        _echo_json(outcome_json(run))
     elif run.status is ExecutionStatus.SUCCEEDED:
         click.echo(run.result if run.result is not None else "null")
     if run.status is not ExecutionStatus.SUCCEEDED:
@@ -697,7 +545,7 @@ def ls(status: str | None, workflow: str | None, limit: int, db: str | None,
         runs = client.list(status=status, workflow=workflow, limit=limit)
     now = time.time()
     if as_json:
-        _echo_json([_run_json(r, now) for r in runs])
+        _echo_json([run_json(r, now) for r in runs])
         return
     if not runs:
         _console(stderr=True).print("no runs")
@@ -712,7 +560,7 @@ def _runs_table(runs: list[RunInfo], now: float) -> Table:
                      for name in ("created", "elapsed", "compute")))
     for r in runs:
         table.add_row(r.run_id, r.workflow, _status_text(r), f"{duration(now - r.created_at)} ago",
-                      duration(_elapsed(r, now)), duration(r.compute_seconds))
+                      duration(elapsed(r, now)), duration(r.compute_seconds))
     return table
 
 
@@ -727,7 +575,7 @@ def show(run_id: str, db: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json(view.to_json())
     else:
-        _console().print(view.render())
+        _console().print(_render(view))
 
 
 @cli.command()

@@ -144,6 +144,12 @@ class ErrorObject:
         return cls(d["type"], d["message"], d.get("traceback"), d.get("data"))
 
 
+ABANDONED = "Abandoned"
+"""The error type of a branch (CONTEXT) that ctx.map / ctx.gather left unfinished because its
+completion policy had decided the batch. AWS's contract ends a CONTEXT only with SUCCEED or
+FAIL, so such a branch is recorded FAILED; this type says it was abandoned, not that it failed."""
+
+
 @dataclass(slots=True)
 class Operation:
     """One node of a run's operation tree, as the engine stores it."""

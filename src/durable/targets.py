@@ -1,8 +1,10 @@
 """Finding the workflows a command line names.
 
 A TARGET is `path/to/file.py:name`, `package.module:name`, or a file or module alone, meaning
-every @workflow defined in it. Every way this can go wrong raises `UsageError` with one line that
-says what was asked, what was found instead and what to type, because the CLI prints it as is.
+every workflow defined in it: each @workflow, and each Temporal-style @workflow.defn class of
+durable.temporal (as the Durable workflow behind it). Every way this can go wrong raises
+`UsageError` with one line that says what was asked, what was found instead and what to type,
+because the CLI prints it as is.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def _named_workflows(target: str) -> list[tuple[str, Workflow[Any]]]:
     found = _defined_in(module)
     if not found:
         raise UsageError(f"no @workflow is defined in {ref!r}; decorate an `async def` with "
-                         "@durable.workflow, or name one with TARGET:name")
+                         "@durable.workflow (or a class with durable.temporal's @workflow.defn), "
+                         "or name one with TARGET:name")
     return found
 
 
@@ -111,10 +114,11 @@ def _workflow_attribute(module: ModuleType, ref: str, attr: str) -> Workflow[Any
             raise UsageError(f"{ref!r} has no attribute {attr!r} "
                              f"(workflows defined there: {available})")
         obj = getattr(obj, part)
-    if not isinstance(obj, Workflow):
+    wf = _as_workflow(obj)
+    if wf is None:
         raise UsageError(f"{ref}:{attr} is {_kind(obj)}, not a workflow; "
                          "decorate its `async def` with @durable.workflow")
-    return obj
+    return wf
 
 
 def _kind(obj: object) -> str:
@@ -122,13 +126,32 @@ def _kind(obj: object) -> str:
     return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
 
 
+def _as_workflow(obj: object) -> Workflow[Any] | None:
+    """The workflow `obj` is: a @workflow itself, or the Durable workflow behind a Temporal-style
+    @workflow.defn class or its @workflow.run method; None for anything else."""
+    if isinstance(obj, Workflow):
+        return obj
+    # Only code that imported durable.temporal can hold a @workflow.defn class. Importing it
+    # here regardless would install its asyncio dispatchers in every process that loads a target.
+    if "durable.temporal" not in sys.modules:
+        return None
+    from durable.temporal._definition import DEFN_ATTR, Definition
+
+    defn = getattr(obj, DEFN_ATTR, None)
+    # Subclasses and instances inherit the attribute; only the decorated class (or its run
+    # method) is that workflow.
+    if isinstance(defn, Definition) and (obj is defn.cls or obj is defn.run_fn):
+        return defn.durable
+    return None
+
+
 def _defined_in(module: ModuleType) -> list[tuple[str, Workflow[Any]]]:
     """Workflows defined in the module itself (not imported into it), each once, in order."""
     seen: set[int] = set()
     found = []
     for attr, obj in vars(module).items():
-        if (isinstance(obj, Workflow) and obj.fn.__module__ == module.__name__
-                and id(obj) not in seen):
-            seen.add(id(obj))
-            found.append((attr, obj))
+        wf = _as_workflow(obj)
+        if wf is not None and wf.fn.__module__ == module.__name__ and id(wf) not in seen:
+            seen.add(id(wf))
+            found.append((attr, wf))
     return found

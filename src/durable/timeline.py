@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from durable.model import (
+    ABANDONED,
     ErrorObject,
     EventType,
     ExecutionStatus,
@@ -49,6 +50,11 @@ def duration(seconds: float) -> str:
 def offset(ts: float, t0: float) -> str:
     """A time relative to the run's start, as the timeline shows it."""
     return f"+{duration(ts - t0)}"
+
+
+def elapsed(run: RunInfo, now: float) -> float:
+    """Seconds from the run's creation to its end, or to `now` while it goes on."""
+    return (run.ended_at or now) - run.created_at
 
 
 def error_text(error: ErrorObject | dict[str, Any] | None) -> str:
@@ -195,6 +201,8 @@ def _callback_failed(event: HistoryEvent, t0: float) -> Telling:
 
 def _context_failed(event: HistoryEvent, t0: float) -> Telling:
     error = _detail(event, "error")
+    if error and error.get("type") == ABANDONED:  # ended FAILED only as the contract requires
+        return f"abandoned: {error.get('message')}", Tone.MUTED
     return ("failed" + (f": {error_text(error)}" if error else ""), Tone.ERROR)
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import durable
-from durable import Context, RetryPolicy, workflow
+from durable import Completion, Context, RetryPolicy, workflow
 
 ATTEMPTS: dict[str, int] = {}
 
@@ -58,6 +58,16 @@ async def fan(ctx: Context, items: list[int]) -> dict[str, Any]:
     return {"gathered": gathered, "mapped": list(mapped)}
 
 
+@workflow(name="first")
+async def first(ctx: Context) -> list[str]:
+    """A quorum of one: the branch still asleep when the other answers is abandoned."""
+    async def slow() -> str:
+        await ctx.sleep(timedelta(hours=1))
+        return "slow"
+    batch = await ctx.gather(slow(), ctx.step(shout, "fast"), completion=Completion.at_least(1))
+    return [item.status for item in batch.items]
+
+
 @workflow(name="child")
 async def child(ctx: Context, n: int) -> int:
     return await ctx.step(double, n)
@@ -88,6 +98,7 @@ greet_handler = durable.lambda_handler(greet)
 sturdy_handler = durable.lambda_handler(sturdy)
 approve_handler = durable.lambda_handler(approve)
 fan_handler = durable.lambda_handler(fan)
+first_handler = durable.lambda_handler(first)
 child_handler = durable.lambda_handler(child)
 parent_handler = durable.lambda_handler(parent)
 broken_handler = durable.lambda_handler(broken)

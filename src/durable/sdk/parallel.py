@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from durable.errors import DurableError
 from durable.model import (
+    ABANDONED,
     ErrorObject,
     Operation,
     OperationAction,
@@ -185,6 +186,18 @@ class _Batch:
         if not final:
             self._record(branch_id, index, OperationAction.FAIL, OperationStatus.FAILED, err)
 
+    def abandon(self, index: int, reason: str) -> None:
+        """Record that branch `index` ends unfinished because the batch was decided (`reason`)
+        without it, so its CONTEXT does not stay STARTED after the run. It ends FAILED with an
+        ABANDONED error: FAIL is the only unsuccessful end AWS's contract allows a CONTEXT.
+        A branch with no record never started; one recorded final ended on its own earlier."""
+        branch_id = operation_id(self.op_id, index + 1)
+        recorded = self.ex.ops.get(branch_id)
+        if recorded is None or recorded.status.is_final:
+            return
+        error = ErrorObject(ABANDONED, f"the batch was done ({reason}) before this branch ended")
+        self._record(branch_id, index, OperationAction.FAIL, OperationStatus.FAILED, error)
+
 
 async def run_batch(ex: Executor, scope: Scope, kind: SubType, branch_kind: SubType,
                     name: str | None, thunks: Sequence[Callable[[], Awaitable[Any]]],
@@ -272,4 +285,8 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
             with contextlib.suppress(BaseException):
                 await task
         ex.live_changed(1 - len(running) - ended)
+    if decided is not None:  # what still runs is abandoned; recorded in the decision's own
+        # checkpoint, so a replay follows the recorded decision and never abandons anew
+        for index in sorted(running.values()):
+            batch.abandon(index, decided)
     return decided or "ALL_COMPLETED"

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from durable.cli import RunView, _event_json, _outcome_json, _run_json
 from durable.engine import machine
+from durable.jsonio import RunView, event_json, outcome_json, run_json
 from durable.model import ErrorObject, ExecutionStatus
 from durable.server import service
 from durable.server.deps import ServerDep
@@ -44,7 +44,7 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 
 
 def _run(run: Any) -> Run:
-    return Run.model_validate(_run_json(run, time.time()))
+    return Run.model_validate(run_json(run, time.time()))
 
 
 @router.post("/runs", response_model=StartedRun, status_code=201,
@@ -89,7 +89,7 @@ def history(run_id: str, state: ServerDep, after: Offset = 0,
     run = state.client.get(run_id)
     events = state.store.read(lambda tx: tx.history(run_id, after, limit + 1))
     page = events[:limit]
-    return HistoryPage(events=[Event.model_validate(_event_json(e, run.created_at))
+    return HistoryPage(events=[Event.model_validate(event_json(e, run.created_at))
                                for e in page],
                        next_after=page[-1].id if len(events) > limit else None)
 
@@ -102,7 +102,7 @@ async def result(run_id: str, state: ServerDep,
                      "request limit"))] = 0) -> Response:
     """How the run ended; 202 with status RUNNING if it has not ended within `wait`."""
     run = await service.wait_ended(state.store, run_id, min(wait, state.wait_limit))
-    outcome = Outcome.model_validate(_outcome_json(run))
+    outcome = Outcome.model_validate(outcome_json(run))
     code = 202 if run.status is ExecutionStatus.RUNNING else 200
     return JSONResponse(outcome.model_dump(mode="json"), status_code=code)
 

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from durable.cli import JsonValue, _outcome_json
+from durable.jsonio import JsonValue, outcome_json
 from durable.model import ExecutionStatus
 from durable.server import service
 from durable.server.deps import ServerDep, ServerState
@@ -50,7 +50,7 @@ async def hook(workflow: str, state: ServerDep, request: Request,
         limit = state.wait_limit if timeout is None else min(timeout, state.wait_limit)
         run = await service.wait_ended(state.store, run.run_id, limit)
         if run.status is not ExecutionStatus.RUNNING:
-            outcome = Outcome.model_validate(_outcome_json(run))
+            outcome = Outcome.model_validate(outcome_json(run))
             return JSONResponse(outcome.model_dump(mode="json"), status_code=200)
     accepted = HookAccepted(run_id=run.run_id, status=run.status, created=created)
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202)

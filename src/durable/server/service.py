@@ -14,8 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from durable.cli import JsonValue, workflow_args
 from durable.errors import RunNotFound
+from durable.jsonio import JsonValue, workflow_args
 from durable.model import ExecutionStatus, RunInfo
 from durable.server.deps import ServerState
 from durable.store import Store

@@ -9,7 +9,7 @@ from typing import Any
 from durable.client import Client
 from durable.model import ExecutionStatus, HistoryEvent, Operation, OperationType, RunInfo
 from durable.server import gantt
-from durable.timeline import Entry, Pending, describe, offset, pending, published
+from durable.timeline import Entry, Pending, describe, elapsed, offset, pending, published
 
 STATUSES = [s.value for s in ExecutionStatus]
 PAGE = 50
@@ -58,7 +58,7 @@ def run_page(client: Client, run_id: str) -> RunPage:
                                if op.type is OperationType.STEP and op.name
                                and op.sub_type == "Step"))
     return RunPage(run, ops, lines, pending(run, ops), published(ops),
-                   gantt.chart(run, ops, history, now), (run.ended_at or now) - run.created_at,
+                   gantt.chart(run, ops, history, now), elapsed(run, now),
                    steps, now)
 
 

@@ -16,12 +16,13 @@ from typing import TypeVar
 
 from durable.errors import UsageError
 from durable.store.base import BatchWriter, Store, Tx
-from durable.store.schema import MIGRATIONS, statements
+from durable.store.schema import apply_migrations
 from durable.store.wakeup import WakeChannel
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
+SERIAL = "INTEGER PRIMARY KEY"  # SQLite's auto-incrementing key: an alias of the rowid
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -74,17 +75,12 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it done
+        # BEGIN IMMEDIATE takes the file's write lock before reading which migrations are done:
+        # of processes opening a new file at once, one migrates while the others wait out the
+        # busy timeout, then find nothing left to do.
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("CREATE TABLE IF NOT EXISTS durable_migrations "
-                         "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)")
-            done = {r[0] for r in conn.execute("SELECT version FROM durable_migrations")}
-            for version, sql in MIGRATIONS:
-                if version not in done:
-                    for stmt in statements(sql, "INTEGER PRIMARY KEY"):
-                        conn.execute(stmt)
-                    conn.execute("INSERT INTO durable_migrations VALUES (?, ?)",
-                                 (version, time.time()))
+            apply_migrations(conn.execute, SERIAL, time.time())
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

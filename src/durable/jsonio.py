@@ -1,0 +1,174 @@
+"""JSON in and out of Durable, the same from the command line and over HTTP: input given as JSON
+mapped onto a workflow's parameters (`durable start --input`, `POST /api/runs`, webhooks), and
+runs, operations and events as the JSON documents `durable ... --json` prints and the control API
+returns.
+"""
+
+from __future__ import annotations
+
+import json
+import reprlib
+import time
+import typing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+
+from durable.client import Client
+from durable.errors import SerializationError, UsageError
+from durable.model import HistoryEvent, Operation, RunInfo
+from durable.sdk.workflow import Workflow
+from durable.timeline import Pending, elapsed, pending, published
+
+# -- input ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JsonValue:
+    """A parsed JSON input, wrapped so that input `null` differs from no input at all."""
+
+    value: Any
+
+
+def workflow_args(wf: Workflow[Any], given: JsonValue | None) -> tuple[Any, ...]:
+    """Map `--input` onto the workflow's parameters and decode it exactly as the worker will, so
+    input that does not fit is refused here instead of becoming a FAILED run."""
+    params = wf.params
+    if given is None:
+        if params:
+            raise UsageError(f"workflow {wf.name!r} needs input ({', '.join(params)}); "
+                             "pass it with --input JSON")
+        return ()
+    if not params:
+        raise UsageError(f"workflow {wf.name!r} takes no input; drop --input")
+    args = _spread(wf, given.value)
+    try:
+        return wf.decode_input(wf.encode_input(args))
+    except SerializationError as e:
+        raise UsageError(f"--input does not fit workflow {wf.name!r} ({', '.join(params)}): "
+                         f"{_mismatch(wf, args, e)}") from None
+
+
+def _spread(wf: Workflow[Any], value: Any) -> tuple[Any, ...]:
+    params = wf.params
+    if len(params) == 1:
+        return (value,)
+    if isinstance(value, list) and len(value) == len(params):
+        return tuple(value)
+    if isinstance(value, dict) and set(value) == set(params):
+        return tuple(value[p] for p in params)
+    raise UsageError(f"workflow {wf.name!r} takes {len(params)} inputs ({', '.join(params)}); "
+                     f"pass --input as a JSON array of {len(params)} values or an object with "
+                     "exactly those keys")
+
+
+def _mismatch(wf: Workflow[Any], args: tuple[Any, ...], error: SerializationError) -> str:
+    """Where the input fails to decode, as `parameter.field: problem (got value)`. Each argument
+    is checked again with pydantic directly, so the path starts at the parameter, whatever shape
+    the serializer gives its own validation; anything else falls back to the serializer's word."""
+    try:
+        hints = typing.get_type_hints(wf.fn)
+    except Exception:  # unresolvable annotations: the serializer decoded as plain JSON anyway
+        hints = {}
+    for name, value in zip(wf.params, args, strict=True):
+        try:
+            pydantic.TypeAdapter(hints.get(name, Any)).validate_json(json.dumps(value))
+        except pydantic.ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in (name, *first["loc"]))
+            more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+            return f"{where}: {first['msg']} (got {reprlib.repr(first.get('input'))}){more}"
+    return str(error).splitlines()[0]
+
+
+# -- output ---------------------------------------------------------------------------------
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _payload(text: str | None) -> Any:
+    """A stored payload as JSON data; text a custom serializer wrote stays a string."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def run_json(run: RunInfo, now: float) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "status": run.status.value,
+        "parent_run_id": run.parent_run_id,
+        "parked": run.parked.to_dict() if run.parked else None,
+        "cancel_requested": run.cancel_requested,
+        "input": _payload(run.input),
+        "result": _payload(run.result),
+        "error": run.error.to_dict() if run.error else None,
+        "created_at": _iso(run.created_at),
+        "updated_at": _iso(run.updated_at),
+        "ended_at": _iso(run.ended_at),
+        "elapsed_seconds": elapsed(run, now),
+        "compute_seconds": run.compute_seconds,
+    }
+
+
+def operation_json(op: Operation) -> dict[str, Any]:
+    return {
+        "id": op.id, "type": op.type.value, "sub_type": op.sub_type, "name": op.name,
+        "status": op.status.value, "attempt": op.attempt, "parent_id": op.parent_id,
+        "result": _payload(op.result), "error": op.error.to_dict() if op.error else None,
+        "due_at": _iso(op.due_at), "callback_id": op.callback_id,
+        "child_run_id": op.child_run_id, "started_at": _iso(op.started_at),
+        "ended_at": _iso(op.ended_at),
+    }
+
+
+def event_json(event: HistoryEvent, t0: float) -> dict[str, Any]:
+    return {
+        "id": event.id, "type": event.type, "timestamp": _iso(event.timestamp),
+        "offset_seconds": event.timestamp - t0, "operation_id": event.operation_id,
+        "name": event.name, "details": event.details,
+    }
+
+
+def pending_json(p: Pending) -> dict[str, Any]:
+    return {"kind": p.kind, "operation": p.label, "due_at": _iso(p.due_at),
+            "detail": p.detail, "callback_id": p.callback_id, "signal": p.signal,
+            "child_run_id": p.child_run_id}
+
+
+def outcome_json(run: RunInfo) -> dict[str, Any]:
+    return {"run_id": run.run_id, "status": run.status.value,
+            "result": _payload(run.result),
+            "error": run.error.to_dict() if run.error else None}
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """Everything `durable show` and `GET /api/runs/{id}` report about one run, read once."""
+
+    run: RunInfo
+    operations: list[Operation]
+    history: list[HistoryEvent]
+    now: float
+
+    @classmethod
+    def read(cls, client: Client, run_id: str) -> RunView:
+        return cls(client.get(run_id), client.operations(run_id), client.history(run_id),
+                   time.time())
+
+    def to_json(self) -> dict[str, Any]:
+        t0 = self.run.created_at
+        return {
+            "run": run_json(self.run, self.now),
+            "pending": [pending_json(p) for p in pending(self.run, self.operations)],
+            "events": {k: _payload(v) for k, v in published(self.operations).items()},
+            "operations": [operation_json(op) for op in self.operations],
+            "history": [event_json(e, t0) for e in self.history],
+        }
