@@ -119,15 +119,13 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
             break
         run_ids += _admit(tx, q, now, limit - len(run_ids))
     out = []
-    for run_id, token in tx.lease(run_ids, owner, now + lease_seconds):
-        run = tx.get_run(run_id)
-        assert run is not None
+    for run, token in tx.lease(run_ids, owner, now + lease_seconds):
         if run.timeout_at is not None and run.timeout_at <= now:
             time_out(tx, run, now)  # the deadline passed while it waited: never invoke again
             continue
-        advance_due(tx, run_id, now)
-        ops = {op.id: op for op in tx.operations(run_id)}
-        out.append(Claimed(Invocation(run_id, run.workflow, run.input, ops,
+        advance_due(tx, run.run_id, now)
+        ops = {op.id: op for op in tx.operations(run.run_id)}
+        out.append(Claimed(Invocation(run.run_id, run.workflow, run.input, ops,
                                       run.cancel_requested, token), token))
     return out
 

@@ -114,6 +114,7 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = WorkerStats()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._finishing = 0  # invocations whose outcome is being written
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._on_finish: list[Callable[[str], None]] = []
@@ -231,15 +232,22 @@ class Worker:
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             return None
-        names, queues = self.names, self.queues
-        now = self.clock()
-        claimed = await self.store.awrite(self._claimer(now, free))
+        names, queues, clock = self.names, self.queues, self.clock
+        claim = self._claimer(clock(), free)
+
+        def claim_and_look_ahead(tx: Tx) -> tuple[list[machine.Claimed], float | None]:
+            claimed = claim(tx)
+            if len(claimed) == free:
+                return claimed, None
+            # Fewer than we could take: when does the next run fall due, to sleep until then?
+            # Asked in the same transaction, so the claim and the answer cost one round trip
+            # to the writer and none to the pool.
+            return claimed, machine.next_due(tx, clock(), names, queues)
+        claimed, due = await self.store.awrite(claim_and_look_ahead)
         self._start(claimed)
         if len(claimed) == free:
             return 0
-        # Fewer than we could take: look when the next run falls due, to sleep until then.
-        due = self.store.read(lambda tx: machine.next_due(tx, self.clock(), names, queues))
-        return None if due is None else max(due - self.clock(), 0.001 if not claimed else 0.0)
+        return None if due is None else max(due - clock(), 0.001 if not claimed else 0.0)
 
     def _claimer(self, now: float, free: int) -> Callable[[Tx], list[machine.Claimed]]:
         names, queues, owner, lease = self.names, self.queues, self.owner, self.lease_seconds
@@ -286,19 +294,27 @@ class Worker:
                             "invoked again when its lease runs out", inv.run_id, store_failed[0])
                 return
             duration = time.perf_counter() - started
-            # Its slot frees now: take the next due runs in the same transaction, one commit
-            # fewer per run on a busy worker.
-            free = 0 if self._stopping else self.concurrency - len(self._inflight) + 1
+            # Its slot frees now. Alone in finishing, it takes the next due runs in the same
+            # transaction: one commit fewer per run. When others are finishing too (a burst,
+            # such as many timers falling due at once), it leaves its slot to the loop, which
+            # refills every slot freed meanwhile with one claim once they have committed: each
+            # claim walks the head of runs_ready, past the rows the other workers just took,
+            # so a claim per slot would make every run pay for a walk.
+            free = (0 if self._stopping or self._finishing
+                    else self.concurrency - len(self._inflight) + 1)
             claim = self._claimer(clock(), free)
 
             def finish_and_claim(tx: Tx) -> list[machine.Claimed]:
                 machine.finish_invocation(tx, inv.run_id, token, out, clock(), duration)
                 return claim(tx) if free > 0 else []
+            self._finishing += 1
             try:
                 self._start(await store.awrite(finish_and_claim))
             except StaleToken:
                 self.stats.stale += 1
                 return
+            finally:
+                self._finishing -= 1
             if out.status is not InvocationStatus.PENDING:
                 self.stats.completed += 1
         finally:

@@ -44,6 +44,28 @@ CONNECT_TIMEOUT = 10  # seconds, unless the URL says otherwise
 LISTEN_POLL = 0.5  # how often the listener looks up from the socket to see if it should stop
 READ_POOL_SIZE = 8
 LOCK_TIMEOUT_MS = 200
+WRITER_SETTINGS: dict[str, str | int] = {
+    "synchronous_commit": "on",  # whatever the server's default
+    # A job waiting this long for a row another transaction holds goes to the next batch
+    # (`_Writer._transient`), rather than stall all of its batch, or deadlock with the other.
+    "lock_timeout": LOCK_TIMEOUT_MS,
+    # Claims and `next_due` walk runs_lease and runs_ready in order from their first entry and
+    # stop after the rows they take. Lacking statistics (a table just filled, or autovacuum
+    # off) the planner may prefer a bitmap scan and a sort instead, which reads every entry in
+    # range, each one a claim or a release left dead until VACUUM included (an index scan marks
+    # those dead the first time and skips them after): every claim would cost in proportion to
+    # the runs claimed before it.
+    "enable_bitmapscan": "off",
+    # psycopg prepares a statement on its fifth run, and the server may then keep one generic
+    # plan for it for the connection's life, made from the table sizes of that moment; nothing
+    # but an ANALYZE replaces it. A worker that starts on empty tables (a new deployment; with
+    # autovacuum off, forever) would keep plans made for empty tables as they grow to millions
+    # of rows: e.g. a checkpoint's fence reading every RUNNING run through runs_queue_held, and
+    # every operation with the checkpoint's op_id. Planning each execution costs tens of
+    # microseconds; a plan for the wrong table size costs a read of the table.
+    "plan_cache_mode": "force_custom_plan",
+}
+"""The writer connection's session settings."""
 
 Cursor = psycopg.Cursor[Any]
 Connection = psycopg.Connection[Any]
@@ -157,10 +179,8 @@ class _Writer(BatchWriter):
 
     def _open(self) -> Connection:
         conn = psycopg.connect(self._conninfo, autocommit=True)
-        conn.execute("SET synchronous_commit = on")  # whatever the server's default
-        # A job waiting this long for a row another transaction holds goes to the next batch
-        # (`_transient`), rather than stall all of its batch, or deadlock with the other.
-        conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+        for name, value in WRITER_SETTINGS.items():
+            conn.execute(f"SET {name} = {value}")
         return conn
 
     def _commit(self, conn: Connection, tx: Tx, batch: list[Any], isolate: bool) -> None:

@@ -41,8 +41,10 @@ CREATE INDEX runs_waiting ON runs (workflow, created_at)
     WHERE status = 'RUNNING' AND queue_name IS NULL;
 CREATE INDEX runs_queue_held ON runs (queue_name) WHERE status = 'RUNNING';
 CREATE INDEX runs_queue_admitted ON runs (queue_name, admitted_at) WHERE queue_name IS NOT NULL;
-CREATE INDEX runs_ready ON runs (ready_at) WHERE ready_at IS NOT NULL;
-CREATE INDEX runs_lease ON runs (lease_expires) WHERE lease_expires IS NOT NULL;
+CREATE INDEX runs_ready ON runs (ready_at)
+    WHERE status = 'RUNNING' AND lease_owner IS NULL AND ready_at IS NOT NULL;
+CREATE INDEX runs_lease ON runs (lease_expires)
+    WHERE status = 'RUNNING' AND lease_expires IS NOT NULL;
 CREATE INDEX runs_created ON runs (created_at);
 CREATE TABLE operations (
     seq {serial},
