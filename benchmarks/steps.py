@@ -126,7 +126,9 @@ class Target:
 
 
 @contextlib.contextmanager
-def fresh_database(url: str | None) -> Iterator[Target]:
+def fresh_database(url: str | None, prefix: str = "durable_bench") -> Iterator[Target]:
+    """A new database for one run, removed after: SQLite in a temp directory by default; on a
+    PostgreSQL server, a new database named `prefix` and a random suffix."""
     scratch = Path(tempfile.mkdtemp(prefix="durable-bench-"))
     try:
         if url is None:
@@ -139,7 +141,7 @@ def fresh_database(url: str | None) -> Iterator[Target]:
             path.parent.mkdir(parents=True, exist_ok=True)
             yield Target(url, path.parent)
         elif url.startswith(("postgresql://", "postgres://")):
-            with _fresh_postgres(url) as fresh:
+            with _fresh_postgres(url, prefix) as fresh:
                 yield Target(fresh, scratch)
         else:
             raise SystemExit(f"steps.py: unsupported --db {url!r}: use sqlite:///path or "
@@ -149,11 +151,11 @@ def fresh_database(url: str | None) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def _fresh_postgres(url: str) -> Iterator[str]:
+def _fresh_postgres(url: str, prefix: str) -> Iterator[str]:
     """Create a new database on the server `url` points at; drop it afterwards."""
     import psycopg
 
-    name = f"durable_bench_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(url)

@@ -189,7 +189,7 @@ def wait_for(what: str, done: Callable[[], bool], deadline: float, interval: flo
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    with fresh_database(args.db) as target:
+    with fresh_database(args.db, "durable_timers") as target:
         began = time.time()
         due = began + (args.lead if args.lead is not None else 30 + args.runs / 100)
         asyncio.run(start_all(target.db, args.runs, due))
