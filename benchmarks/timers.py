@@ -9,7 +9,7 @@ Prints one JSON line. Each run of `sleeper` sleeps until T, then runs one step. 
 - drain, from T: until the last run resumed (its step body began: `drain_s`, and
   `resumes_per_s` = N / drain_s) and until the last run ended (`completed_s`); resume lateness
   (step body start - T) p50/p99/max; runs resumed per worker (the spread);
-- the herd, during the drain: claim statements (`Tx.claimable`, timed in the workers: with
+- the herd, during the drain: claim statements (`Tx.claim`, timed in the workers: with
   PostgreSQL's pipelining, a claim's time includes flushing the writes queued before it in its
   transaction), how many came back empty, `next_due` reads, and every SQL statement the engine
   issued through `Tx` (BEGIN/COMMIT not included); on PostgreSQL also the server's own account
@@ -88,7 +88,7 @@ class Probe:
 
     def install(self) -> None:
         probe = self
-        init, claimable, next_due = Tx.__init__, Tx.claimable, Tx.next_due
+        init, claim, next_due = Tx.__init__, Tx.claim, Tx.next_due
 
         def counting_init(tx: Tx, execute: Callable[[str, Sequence[Any]], Any]) -> None:
             def counted(sql: str, params: Sequence[Any]) -> Any:
@@ -96,9 +96,9 @@ class Probe:
                 return execute(sql, params)
             init(tx, counted)
 
-        def timed_claimable(tx: Tx, *args: Any, **kwargs: Any) -> list[str]:
+        def timed_claim(tx: Tx, *args: Any, **kwargs: Any) -> list[tuple[Any, int]]:
             began, t0 = time.time(), time.perf_counter()
-            rows = claimable(tx, *args, **kwargs)
+            rows = claim(tx, *args, **kwargs)
             if began >= probe.due:
                 probe.claims.append((began, time.perf_counter() - t0, len(rows)))
             return rows
@@ -108,7 +108,7 @@ class Probe:
             return next_due(tx, *args, **kwargs)
 
         Tx.__init__ = counting_init  # type: ignore[method-assign, assignment]
-        Tx.claimable = timed_claimable  # type: ignore[method-assign, assignment]
+        Tx.claim = timed_claim  # type: ignore[method-assign, assignment]
         Tx.next_due = counted_next_due  # type: ignore[method-assign, assignment]
 
     def report(self) -> dict[str, Any]:

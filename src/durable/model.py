@@ -273,6 +273,7 @@ class RunInfo:
     admitted_at: float | None = None  # when it took its queue slot, i.e. was first invoked
     timeout_at: float | None = None  # the execution timeout: the run ends TIMED_OUT then
     invocation_failures: int = 0  # invocations in a row that failed to run; reset by one that did
+    parent_op_id: str | None = None  # the parent's CHAINED_INVOKE that started this run
 
 
 @dataclass(frozen=True, slots=True)

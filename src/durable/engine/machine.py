@@ -15,6 +15,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from durable.errors import CallbackNotFound, RunNotFound, StaleToken, UsageError
 from durable.model import (
@@ -41,6 +42,7 @@ from durable.store.base import Tx, dump_error
 S = OperationStatus
 A = OperationAction
 E = EventType
+_WAITING = (S.STARTED, S.PENDING)
 
 
 class InvalidCheckpoint(UsageError):
@@ -113,19 +115,22 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
     Runs of workflows on `queues` start only once their queue admits them; after that they hold
     their slot and come back like any other run (after a sleep, a signal, a crash).
     """
-    run_ids = tx.claimable(now, limit, workflows, _queued(queues))
+    until = now + lease_seconds
+    leased = tx.claim(now, limit, workflows, _queued(queues), owner, until)
     for q in queues:
-        if len(run_ids) >= limit:
+        if len(leased) >= limit:
             break
-        run_ids += _admit(tx, q, now, limit - len(run_ids))
+        leased += tx.lease(_admit(tx, q, now, limit - len(leased)), owner, until)
+    operations = tx.operations_of([run.run_id for run, _ in leased])
     out = []
-    for run, token in tx.lease(run_ids, owner, now + lease_seconds):
+    for run, token in leased:
         if run.timeout_at is not None and run.timeout_at <= now:
             time_out(tx, run, now)  # the deadline passed while it waited: never invoke again
             continue
-        advance_due(tx, run.run_id, now)
-        ops = {op.id: op for op in tx.operations(run.run_id)}
-        out.append(Claimed(Invocation(run.run_id, run.workflow, run.input, ops,
+        ops = operations[run.run_id]
+        moved = {op.id: op for op in advance_due(tx, run.run_id, now, ops)}
+        out.append(Claimed(Invocation(run.run_id, run.workflow, run.input,
+                                      {op.id: moved.get(op.id, op) for op in ops},
                                       run.cancel_requested, token), token))
     return out
 
@@ -176,20 +181,17 @@ def _room(tx: Tx, queue: Queue, now: float) -> tuple[float, float | None]:
 
 def release_unstarted(tx: Tx, run_id: str, token: int, now: float) -> None:
     """Give back a lease without invoking (a worker shutting down, a workflow it does not know)."""
-    if tx.fence(run_id, token, now) is not None:
+    if tx.fenced_run(run_id, token) is not None:
         tx.update_run(run_id, lease_owner=None, lease_expires=None, ready_at=now)
 
 
 def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, now: float,
                       duration: float) -> None:
-    if tx.fence(run_id, token, now) is None:
-        raise StaleToken(f"run {run_id!r}: invocation outcome rejected, another one took over")
-    run = tx.get_run(run_id)
-    assert run is not None
+    run = _fenced(tx, run_id, token)
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
                  details={"status": out.status.value, "duration": duration})
-    common = {"lease_owner": None, "lease_expires": None, "updated_at": now,
-              "compute_seconds": run.compute_seconds + duration, "invocation_failures": 0}
+    settled = {"compute_seconds": run.compute_seconds + duration, "invocation_failures": 0}
+    common = {"lease_owner": None, "lease_expires": None, "updated_at": now, **settled}
     if out.status is InvocationStatus.PENDING:
         if run.timeout_at is not None and run.timeout_at <= now:
             tx.update_run(run_id, **common)
@@ -219,8 +221,14 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
         status = ExecutionStatus.STOPPED
     else:
         status = ExecutionStatus.FAILED
-    tx.update_run(run_id, **common)
-    _end_run(tx, run_id, status, out, now)
+    _end_run(tx, run, status, out, now, **settled)
+
+
+def _fenced(tx: Tx, run_id: str, token: int) -> RunInfo:
+    run = tx.fenced_run(run_id, token)
+    if run is None:
+        raise StaleToken(f"run {run_id!r}: invocation outcome rejected, another one took over")
+    return run
 
 
 _END_EVENT = {ExecutionStatus.SUCCEEDED: E.EXECUTION_SUCCEEDED,
@@ -229,24 +237,25 @@ _END_EVENT = {ExecutionStatus.SUCCEEDED: E.EXECUTION_SUCCEEDED,
               ExecutionStatus.TIMED_OUT: E.EXECUTION_TIMED_OUT}
 
 
-def _end_run(tx: Tx, run_id: str, status: ExecutionStatus, out: InvocationOutput,
-             now: float) -> None:
-    """Record the run's end (however it came), tell its parent, stop the children it awaited."""
-    tx.add_event(run_id, _END_EVENT[status], now,
+def _end_run(tx: Tx, run: RunInfo, status: ExecutionStatus, out: InvocationOutput,
+             now: float, **settled: Any) -> None:
+    """Record the run's end (however it came), tell its parent, stop the children it awaited.
+    `settled`: more columns of the run to set in the same update."""
+    tx.add_event(run.run_id, _END_EVENT[status], now,
                  details={"error": out.error.to_dict()} if out.error else None)
-    tx.update_run(run_id, status=status.value, result=out.result, error=dump_error(out.error),
-                  ended_at=now, updated_at=now, ready_at=None, parked=None, lease_owner=None,
-                  lease_expires=None)
+    tx.update_run(run.run_id, status=status.value, result=out.result,
+                  error=dump_error(out.error), ended_at=now, updated_at=now, ready_at=None,
+                  parked=None, lease_owner=None, lease_expires=None, **settled)
     tx.notify()  # clients waiting for the result
-    _report_to_parent(tx, run_id, status, out, now)
-    _stop_awaited_children(tx, run_id, now)
+    _report_to_parent(tx, run, status, out, now)
+    _stop_awaited_children(tx, run.run_id, now)
 
 
 def time_out(tx: Tx, run: RunInfo, now: float) -> None:
     """The run's execution timeout passed: it ends TIMED_OUT whatever it was waiting for."""
     limit = (run.timeout_at or now) - run.created_at
     _cancel_waiting(tx, run.run_id, now)
-    _end_run(tx, run.run_id, ExecutionStatus.TIMED_OUT, InvocationOutput(
+    _end_run(tx, run, ExecutionStatus.TIMED_OUT, InvocationOutput(
         InvocationStatus.FAILED, error=ErrorObject(
             "Execution.TimedOut", f"Execution timed out after {limit:.0f} seconds.")), now)
 
@@ -260,7 +269,7 @@ def stop(tx: Tx, run_id: str, error: ErrorObject | None, now: float) -> float:
     if run.status is not ExecutionStatus.RUNNING:
         return run.ended_at or now
     _cancel_waiting(tx, run_id, now)
-    _end_run(tx, run_id, ExecutionStatus.STOPPED, InvocationOutput(
+    _end_run(tx, run, ExecutionStatus.STOPPED, InvocationOutput(
         InvocationStatus.FAILED, error=error or ErrorObject(
             "Execution.Stopped", "Execution stopped by user request")), now)
     return now
@@ -271,17 +280,14 @@ def retry_invocation(tx: Tx, run_id: str, token: int, error: ErrorObject, now: f
     """The function could not be invoked, or crashed or timed out before answering: invoke it
     again after an exponential backoff, or fail the run once `attempts` in a row failed.
     Returns whether another attempt is scheduled."""
-    if tx.fence(run_id, token, now) is None:
-        raise StaleToken(f"run {run_id!r}: invocation outcome rejected, another one took over")
-    run = tx.get_run(run_id)
-    assert run is not None
+    run = _fenced(tx, run_id, token)
     failures = run.invocation_failures + 1
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now, details={
         "status": "FAILED", "duration": duration, "error": error.to_dict(), "attempt": failures})
     tx.update_run(run_id, lease_owner=None, lease_expires=None, updated_at=now,
                   compute_seconds=run.compute_seconds + duration, invocation_failures=failures)
     if failures >= attempts:
-        _end_run(tx, run_id, ExecutionStatus.FAILED, InvocationOutput(
+        _end_run(tx, run, ExecutionStatus.FAILED, InvocationOutput(
             InvocationStatus.FAILED, error=ErrorObject(
                 error.type, f"the function failed {failures} invocation(s) in a row; last: "
                 f"{error.message}", error.traceback, error.data)), now)
@@ -303,13 +309,12 @@ def _stop_awaited_children(tx: Tx, run_id: str, now: float) -> None:
             cancel(tx, child, now)
 
 
-def _report_to_parent(tx: Tx, run_id: str, status: ExecutionStatus, out: InvocationOutput,
+def _report_to_parent(tx: Tx, run: RunInfo, status: ExecutionStatus, out: InvocationOutput,
                       now: float) -> None:
     """A child run ended: complete the parent's CHAINED_INVOKE and wake the parent."""
-    parent = tx.parent_of(run_id)
-    if parent is None:
+    parent_run, op_id, run_id = run.parent_run_id, run.parent_op_id, run.run_id
+    if parent_run is None or op_id is None:
         return
-    parent_run, op_id = parent
     op = tx.get_operation(parent_run, op_id)
     if op is None or op.status is not S.STARTED:  # detached, or the parent stopped waiting
         return
@@ -380,25 +385,30 @@ def heartbeat(tx: Tx, owner: str, run_ids: Sequence[str], until: float) -> None:
     tx.extend_leases(owner, run_ids, until)
 
 
-def advance_due(tx: Tx, run_id: str, now: float) -> bool:
-    """Complete waits, ready retries and time out callbacks whose due time has come; returns
-    whether anything moved."""
-    moved = False
-    for op in tx.waiting_operations(run_id):
-        if op.due_at is None or op.due_at > now:
+def advance_due(tx: Tx, run_id: str, now: float,
+                ops: Sequence[Operation] | None = None) -> list[Operation]:
+    """Complete waits, ready retries and time out callbacks whose due time has come, among
+    `ops` (by default the run's waiting operations, read here); returns the operations that
+    moved, as they now stand."""
+    moved = []
+    for op in tx.waiting_operations(run_id) if ops is None else ops:
+        if op.status not in _WAITING or op.due_at is None or op.due_at > now:
             continue
-        moved = True
         if op.type is OperationType.WAIT:
-            tx.put_operation(run_id, replace(op, status=S.SUCCEEDED, ended_at=now))
+            op = replace(op, status=S.SUCCEEDED, ended_at=now)
             tx.add_event(run_id, E.WAIT_SUCCEEDED, now, op.id, op.name)
         elif op.type is OperationType.STEP and op.status is S.PENDING:
-            tx.put_operation(run_id, replace(op, status=S.READY, due_at=None))
+            op = replace(op, status=S.READY, due_at=None)
             tx.add_event(run_id, E.STEP_READY, now, op.id, op.name, {"attempt": op.attempt + 1})
         elif op.type is OperationType.CALLBACK:
             error = _callback_timeout_error(tx, op)
-            tx.put_operation(run_id, replace(op, status=S.TIMED_OUT, error=error, ended_at=now))
+            op = replace(op, status=S.TIMED_OUT, error=error, ended_at=now)
             tx.add_event(run_id, E.CALLBACK_TIMED_OUT, now, op.id, op.name,
                          {"error": error.to_dict()})
+        else:
+            continue
+        tx.put_operation(run_id, op)
+        moved.append(op)
     return moved
 
 

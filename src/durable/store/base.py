@@ -40,7 +40,7 @@ _OP_COLUMNS = (
 _RUN_COLUMNS = (
     "run_id, workflow, status, input, result, error, created_at, updated_at, ended_at, "
     "compute_seconds, parked, cancel_requested, ready_at, parent_run_id, queue_name, admitted_at,"
-    " timeout_at, invocation_failures"
+    " timeout_at, invocation_failures, parent_op_id"
 )
 _SCHEDULE_COLUMNS = "workflow, cron, timezone, since, last_tick, last_run_id"
 _WAITING = (OperationStatus.STARTED.value, OperationStatus.PENDING.value)
@@ -77,6 +77,7 @@ def _run(row: Sequence[Any]) -> RunInfo:
         ended_at=row[8], compute_seconds=row[9], parked=load_error(row[10]),
         cancel_requested=bool(row[11]), ready_at=row[12], parent_run_id=row[13],
         queue=row[14], admitted_at=row[15], timeout_at=row[16], invocation_failures=row[17],
+        parent_op_id=row[18],
     )
 
 
@@ -141,23 +142,25 @@ class Tx:
         Takes effect at commit; each dialect delivers it its own way."""
         self.notified = True
 
-    def fence(self, run_id: str, token: int, now: float) -> bool | None:
-        """None if `token` is stale, else whether a cancel was requested.
+    def fenced_run(self, run_id: str, token: int) -> RunInfo | None:
+        """The run, if `token` is still its current one (None: stale). An invocation's
+        outcome reads it first.
 
-        A read, not a write, to keep the step path to the rows it must write; `row_lock_clause`
-        holds the run's row until commit where the dialect lets a lease change meanwhile.
+        `row_lock_clause` holds the run's row until commit where the dialect lets a lease
+        change meanwhile.
         """
-        row = self._one(
-            "SELECT cancel_requested FROM runs WHERE run_id = ? AND token = ?"
-            " AND status = 'RUNNING'" + self.row_lock_clause, (run_id, token))
-        return None if row is None else bool(row[0])
+        row = self._one(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ? AND token = ?"
+                        " AND status = 'RUNNING'" + self.row_lock_clause, (run_id, token))
+        return None if row is None else _run(row)
 
     row_lock_clause = ""  # SQLite: the write transaction already excludes every other writer
 
     def fence_and_get(self, run_id: str, token: int,
                       op_id: str) -> tuple[bool, Operation | None] | None:
-        """`fence`, and the operation `op_id` as it stands, in one statement: a step's
-        checkpoint, the commonest write, then reads once (one round trip on a server)."""
+        """None if `token` is stale, else whether a cancel was requested, and the operation
+        `op_id` as it stands, in one statement: a step's checkpoint, the commonest write, then
+        reads once (one round trip on a server). A read, not a write, to keep the step path to
+        the rows it must write; the row lock as in `fenced_run`."""
         row = self._one(
             f"SELECT f.cancel_requested, {_OP_COLUMNS} FROM (SELECT run_id, cancel_requested"
             " FROM runs WHERE run_id = ? AND token = ? AND status = 'RUNNING'"
@@ -198,36 +201,45 @@ class Tx:
                 (until, run_id, owner),
             )
 
-    def claimable(self, now: float, limit: int, workflows: Sequence[str],
-                  queued: Sequence[str] = ()) -> list[str]:
-        """Runs with work due and no live lease, or whose lease holder stopped renewing it.
-        Runs of the `queued` workflows count only once a queue admitted them (`admit`).
+    def claim(self, now: float, limit: int, workflows: Sequence[str], queued: Sequence[str],
+              owner: str, until: float) -> list[tuple[RunInfo, int]]:
+        """Lease up to `limit` runs that have work due and no live lease, or whose lease holder
+        stopped renewing it, as `lease` does; in one statement. Runs of the `queued` workflows
+        count only once a queue admitted them (`admit`). Returned oldest run first.
 
-        Runs orphaned by a dead worker come first, the longest expired first; then runs that
-        are due, the earliest first. Two queries, not one with an OR: each walks its index in
-        order (runs_lease, runs_ready) and stops after `limit` rows, where one query over both
-        kinds has to collect and sort every due run on every claim, which makes claiming
-        100,000 runs that fell due at once quadratic. The kinds are disjoint: a lease sets
-        lease_owner and lease_expires together and every release clears both.
+        Runs orphaned by a dead worker are chosen first, the longest expired first; then runs
+        that are due, the earliest first. Each kind is its own sub-select that walks its index
+        in order (runs_lease, runs_ready) and stops after the rows it takes, where one query
+        over both kinds with an OR has to collect and sort every due run on every claim, which
+        makes claiming 100,000 runs that fell due at once quadratic. The kinds are disjoint: a
+        lease sets lease_owner and lease_expires together and every release clears both.
         """
+        if limit <= 0:
+            return []
         where, params = _workflow_filter(workflows, queued)
-        orphans = [r[0] for r in self._rows(
-            f"SELECT run_id FROM runs WHERE lease_expires < ? AND status = 'RUNNING'{where}"
-            " ORDER BY lease_expires LIMIT ?" + self.claim_lock_clause, (now, *params, limit))]
-        if len(orphans) >= limit:
-            return orphans
-        due = self._rows(
-            "SELECT run_id FROM runs WHERE ready_at <= ? AND lease_owner IS NULL"
-            f" AND status = 'RUNNING'{where} ORDER BY ready_at LIMIT ?" + self.claim_lock_clause,
-            (now, *params, limit - len(orphans)))
-        return orphans + [r[0] for r in due]
+        lock = self.claim_lock_clause
+        rows = self._rows(
+            "UPDATE runs SET lease_owner = ?, lease_expires = ?, token = token + 1,"
+            " ready_at = NULL WHERE " + self.run_id_in.format(
+                "SELECT run_id FROM (SELECT run_id FROM runs WHERE lease_expires < ?"
+                f" AND status = 'RUNNING'{where} ORDER BY lease_expires LIMIT ?{lock}) orphans"
+                " UNION ALL SELECT run_id FROM (SELECT run_id FROM runs WHERE ready_at <= ?"
+                f" AND lease_owner IS NULL AND status = 'RUNNING'{where} ORDER BY ready_at"
+                f" LIMIT ?{lock}) due LIMIT ?") + f" RETURNING {_RUN_COLUMNS}, token",
+            (owner, until, now, *params, limit, now, *params, limit, limit))
+        leased = [(_run(row), int(row[-1])) for row in rows]
+        return sorted(leased, key=lambda claimed: (claimed[0].created_at, claimed[0].run_id))
 
     claim_lock_clause = ""
 
-    def next_due(self, workflows: Sequence[str], queued: Sequence[str] = ()) -> float | None:
-        """When the earliest of these runs has work; `queued` as in `claimable`.
+    run_id_in = "run_id IN ({})"
+    """`run_id` is one of the ids a subquery selects. Where statistics say the table is small,
+    PostgreSQL would rather hash the ids and read the whole table than look each one up."""
 
-        The first row of each index `claimable` walks, in one round trip. ORDER BY ... LIMIT 1
+    def next_due(self, workflows: Sequence[str], queued: Sequence[str] = ()) -> float | None:
+        """When the earliest of these runs has work; `queued` as in `claim`.
+
+        The first row of each index `claim` walks, in one round trip. ORDER BY ... LIMIT 1
         rather than min(), which means the same but which PostgreSQL may compute by reading
         every due run while a table just filled has no statistics yet.
         """
@@ -357,6 +369,15 @@ class Tx:
     def operations(self, run_id: str) -> list[Operation]:
         return [_operation(r) for r in self._rows(
             f"SELECT {_OP_COLUMNS} FROM operations WHERE run_id = ? ORDER BY seq", (run_id,))]
+
+    def operations_of(self, run_ids: Sequence[str]) -> dict[str, list[Operation]]:
+        """`operations` of each run, in one statement: what a claim hands its invocations."""
+        found: dict[str, list[Operation]] = {run_id: [] for run_id in run_ids}
+        if run_ids:
+            for row in self._rows(f"SELECT run_id, {_OP_COLUMNS} FROM operations"
+                                  f" WHERE run_id IN ({_marks(run_ids)}) ORDER BY seq", run_ids):
+                found[row[0]].append(_operation(row[1:]))
+        return found
 
     def get_operation(self, run_id: str, op_id: str) -> Operation | None:
         row = self._one(f"SELECT {_OP_COLUMNS} FROM operations WHERE run_id = ? AND op_id = ?",

@@ -92,6 +92,7 @@ class PgTx(Tx):
 
     claim_lock_clause = " FOR UPDATE SKIP LOCKED"
     row_lock_clause = " FOR UPDATE"
+    run_id_in = "run_id = ANY(ARRAY({}))"  # the ids first, then one primary-key lookup each
 
     def lock_queue(self, queue: str) -> None:
         """An advisory lock per queue until commit: claims admitting runs to one queue take
