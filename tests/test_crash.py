@@ -315,3 +315,29 @@ def test_a_crash_point_kills_the_worker_with_sigkill_mid_step(crash_lab: CrashLa
     assert w1.wait_exit() == -signal.SIGKILL
     assert lab.effects().crashes() == [("single", "inside")]
     assert lab.client.get(run_id).status is ExecutionStatus.RUNNING
+
+
+@pytest.mark.parametrize("other", ["restarted-after", "serving-already"])
+def test_a_process_killed_right_after_starting_a_run_for_its_own_worker_loses_nothing(
+        crash_lab: CrashLab, other: str) -> None:
+    """A run started beside a worker serving it is created leased to that worker, so no other
+    worker claims it. The process dies before the first step does anything: the run must still
+    complete, taken over at once by a worker restarted on this host, or by a worker already
+    serving once the lease runs out."""
+    lab = crash_lab
+    lab.open_gate("b")
+    w2 = lab.worker(lease=LEASE) if other == "serving-already" else None
+    starter = lab.spawn("--serve-and-start", "crash.chain", "--id", "here", "--input", "1",
+                        crash_at=["a:before"])
+    lab.wait_crashed(starter)
+    if w2 is None:
+        w2 = lab.worker(lease=LEASE)
+    lab.finish("here")
+
+    assert lab.result("here") == [2, 4, 7]
+    fx = lab.effects()
+    assert fx.crashes() == [("a", "before")]
+    assert (fx["a"], fx["b"], fx["c"]) == (1, 1, 1)
+    assert fx.pids("a") == fx.pids("c") == [w2.pid]
+    invoked = lab.history("here", "InvocationCompleted")
+    assert len(invoked) == 1  # the starter's invocation died with it; no outcome recorded

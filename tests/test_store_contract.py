@@ -182,6 +182,22 @@ def test_heartbeats_keep_a_lease_and_release_gives_it_back(store: Store) -> None
     assert [c.invocation.run_id for c in claim(store, "w3", now=T0 + 32)] == ["r1"]
 
 
+def test_a_run_started_leased_is_claimed_by_nobody_else_until_its_lease_ends(store: Store
+                                                                             ) -> None:
+    run, created = store.write_sync(lambda tx: machine.start_run(
+        tx, "r1", WF, '"in"', T0, lease=("here", T0 + 10)))
+    here = machine.invocation_of(run)
+    assert created and (here.invocation.input, here.invocation.operations) == ('"in"', {})
+    assert claim(store, "w2", now=T0 + 9) == []
+    assert read(store, lambda tx: tx.next_due([WF])) == T0 + 10  # the lease's end, not now
+    checkpoint(store, "r1", here.token, step("s1", A.SUCCEED, payload="1"))
+    taken = claim_one(store, "w2", now=T0 + 11)  # its owner stopped renewing: an orphan
+    assert taken.token > here.token
+    assert taken.invocation.operations["s1"].status is S.SUCCEEDED
+    with pytest.raises(StaleToken):
+        checkpoint(store, "r1", here.token, step("s2", A.SUCCEED, payload="2"))
+
+
 def test_claim_takes_orphans_first_and_respects_the_limit(store: Store) -> None:
     for i in range(5):
         start(store, f"r{i}", now=T0 + i)

@@ -597,3 +597,70 @@ async def test_a_worker_resumes_at_once_the_runs_of_a_dead_worker_of_its_own_hos
     async with serving(client, wf):
         await finish(client, handle.run_id, timeout=10)  # not after the (endless) lease
     assert handle.result() == "resumed"
+
+
+@contextlib.contextmanager
+def counting_claims() -> Any:
+    """The run ids each `machine.claim` handed out, while the block runs."""
+    claimed: list[str] = []
+    real = machine.claim
+
+    def claim(*args: Any, **kwargs: Any) -> list[machine.Claimed]:
+        out = real(*args, **kwargs)
+        claimed.extend(c.invocation.run_id for c in out)
+        return out
+    machine.claim = claim  # type: ignore[assignment]
+    try:
+        yield claimed
+    finally:
+        machine.claim = real  # type: ignore[assignment]
+
+
+async def test_a_run_started_beside_a_worker_serving_it_runs_there_without_a_claim(client):
+    @workflow
+    async def wf(ctx: Context, n: int) -> int:
+        return await ctx.step(lambda: n * 2, name="double")
+
+    with counting_claims() as claimed:
+        async with serving(client, wf):
+            await asyncio.sleep(0)  # the worker is serving
+            handles = [await client.start_async(wf, n, id=f"here-{n}") for n in range(3)]
+            again = await client.start_async(wf, 0, id="here-0")  # idempotent: no new run
+            for h in handles:
+                await finish(client, h.run_id)
+    assert [h.result() for h in handles] == [0, 2, 4] and again.result() == 0
+    assert claimed == []
+
+
+async def test_a_start_goes_through_a_claim_when_the_worker_here_is_full_or_queued(client):
+    release = asyncio.Event()
+
+    @workflow
+    async def busy(ctx: Context) -> str:
+        async def hold() -> str:
+            await release.wait()
+            return "held"
+        return await ctx.step(hold, name="hold")
+
+    lane = durable.Queue("lane", limit=5)
+
+    @workflow(queue=lane)
+    async def queued(ctx: Context) -> str:
+        return await ctx.step(lambda: "admitted", name="work")
+
+    worker = durable.Worker([busy, queued], client.store, concurrency=1)
+    task = asyncio.create_task(worker.run_async())
+    try:
+        with counting_claims() as claimed:
+            await asyncio.sleep(0)
+            first = await client.start_async(busy, id="first")  # takes the only slot
+            second = await client.start_async(busy, id="second")  # none left: queued up
+            release.set()
+            await finish(client, second.run_id)
+            q = await client.start_async(queued, id="q")  # its queue must admit it first
+            await finish(client, q.run_id)
+    finally:
+        worker.stop()
+        await task
+    assert (first.result(), second.result(), q.result()) == ("held", "held", "admitted")
+    assert claimed == ["second", "q"]

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from durable import telemetry
 from durable.engine import machine
-from durable.engine.worker import Worker
+from durable.engine.worker import Worker, serving_here
 from durable.errors import RunNotFound, UsageError, WorkflowFailed
 from durable.model import (
     ErrorObject,
@@ -88,11 +88,26 @@ class Client:
 
     async def start_async(self, workflow: Workflow[R], *args: Any,
                           id: str | None = None) -> RunHandle[R]:
+        """`start`, for callers on an event loop. Where a worker on this same loop serves the
+        workflow with a slot free, the new run is leased to it in the start's transaction and
+        runs there at once, without a claim (`Worker.reserve`)."""
         run_id = id or uuid.uuid4().hex
         payload = workflow.encode_input(args)
-        with telemetry.starting(workflow.name, run_id) as trace:
-            await self.store.awrite(
-                lambda tx: _start(tx, run_id, workflow.name, payload, self.clock(), trace))
+        worker = serving_here(self.store.url, workflow.name)
+        lease = None if worker is None else worker.reserve()
+
+        def start(tx: Tx) -> machine.Claimed | None:
+            run, created = _start(tx, run_id, workflow.name, payload, self.clock(), trace, lease)
+            return machine.invocation_of(run) if lease is not None and created else None
+        claimed = None
+        try:
+            with telemetry.starting(workflow.name, run_id) as trace:
+                claimed = await self.store.awrite(start)
+        finally:
+            if worker is not None and claimed is None:  # the id existed, or the write failed
+                worker.unreserve()
+        if worker is not None and claimed is not None:
+            await worker.adopt(claimed)
         return RunHandle(self, run_id, workflow)
 
     def start_by_name(self, workflow: str, input_json: str | None,
@@ -234,8 +249,8 @@ class Client:
 
 
 def _start(tx: Tx, run_id: str, workflow: str, input_json: str | None, now: float,
-           trace: str | None) -> tuple[RunInfo, bool]:
-    run, created = machine.start_run(tx, run_id, workflow, input_json, now)
+           trace: str | None, lease: tuple[str, float] | None = None) -> tuple[RunInfo, bool]:
+    run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease)
     if created:
         telemetry.save(tx, run_id, trace, now)
     return run, created

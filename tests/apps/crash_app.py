@@ -3,7 +3,10 @@
     python tests/apps/crash_app.py --db URL [--lease 1.0] [--version v1|v2] [--concurrency N]
         serves every workflow below with `durable.Worker` until killed;
     python tests/apps/crash_app.py --db URL --start WORKFLOW --id RUN_ID [--input JSON]
-        starts one run (after `--after FILE` appears, so several processes can start together).
+        starts one run (after `--after FILE` appears, so several processes can start together);
+    python tests/apps/crash_app.py --db URL --serve-and-start WORKFLOW --id RUN_ID [--input JSON]
+        serves as the first form, and starts one run from the worker's own event loop, so that
+        the worker takes it at the start (`Client.start_async`).
 
 Step bodies talk to the test through files in the directory named by $CRASH_DIR:
 
@@ -21,6 +24,7 @@ to be checkpointed).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -33,6 +37,7 @@ from typing import Any
 
 import durable
 from durable import BatchFailed, Cancelled, Completion, Context, RetryPolicy, StepFailed, workflow
+from durable.engine.worker import serving_here
 from durable.errors import StaleToken
 from durable.model import (
     Checkpointer,
@@ -464,10 +469,28 @@ def start(db: str, name: str, run_id: str, input_json: str | None, after: str | 
     wf = {w.name: w for w in VERSIONS["v1"]}[name]
     client = durable.Client(db)
     try:
-        args = () if input_json is None else (json.loads(input_json),)
-        print(client.start(wf, *args, id=run_id).run_id, flush=True)
+        print(client.start(wf, *_input(input_json), id=run_id).run_id, flush=True)
     finally:
         client.close()
+
+
+def serve_and_start(db: str, lease: float, name: str, run_id: str,
+                    input_json: str | None) -> None:
+    async def main() -> None:
+        worker = durable.Worker([Instrumented(wf) for wf in VERSIONS["v1"]], db=db,
+                                lease_seconds=lease)
+        client = durable.Client(db)
+        serving = asyncio.create_task(worker.run_async())
+        while serving_here(client.store.url, name) is None:
+            await asyncio.sleep(0.001)
+        wf = {w.name: w for w in VERSIONS["v1"]}[name]
+        await client.start_async(wf, *_input(input_json), id=run_id)
+        await serving
+    asyncio.run(main())
+
+
+def _input(input_json: str | None) -> tuple[Any, ...]:
+    return () if input_json is None else (json.loads(input_json),)
 
 
 def main() -> None:
@@ -477,12 +500,15 @@ def main() -> None:
     p.add_argument("--version", choices=sorted(VERSIONS), default="v1")
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--start", metavar="WORKFLOW")
+    p.add_argument("--serve-and-start", metavar="WORKFLOW")
     p.add_argument("--id")
     p.add_argument("--input")
     p.add_argument("--after", metavar="FILE")
     a = p.parse_args()
     if a.start:
         start(a.db, a.start, a.id, a.input, a.after)
+    elif a.serve_and_start:
+        serve_and_start(a.db, a.lease, a.serve_and_start, a.id, a.input)
     else:
         serve(a.db, a.lease, a.version, a.concurrency)
 

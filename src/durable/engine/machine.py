@@ -58,9 +58,11 @@ class Claimed:
 # -- starting, claiming, finishing ---------------------------------------------------------------
 
 def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
-              parent: tuple[str, str] | None = None) -> tuple[RunInfo, bool]:
-    """Create the run unless one with this id exists; returns (run, created)."""
-    created = tx.insert_run(run_id, workflow, input, now, parent)
+              parent: tuple[str, str] | None = None,
+              lease: tuple[str, float] | None = None) -> tuple[RunInfo, bool]:
+    """Create the run unless one with this id exists; returns (run, created). With `lease`
+    (owner, until), a new run is leased to that owner from the start (`invocation_of`)."""
+    created = tx.insert_run(run_id, workflow, input, now, parent, lease)
     run = tx.get_run(run_id)
     assert run is not None
     if created:
@@ -133,6 +135,13 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
                                       {op.id: moved.get(op.id, op) for op in ops},
                                       run.cancel_requested, token), token))
     return out
+
+
+def invocation_of(run: RunInfo) -> Claimed:
+    """The first invocation of a run that `start_run` created leased: what a claim of it would
+    have handed out."""
+    return Claimed(Invocation(run.run_id, run.workflow, run.input, {}, run.cancel_requested, 1),
+                   1)
 
 
 def next_due(tx: Tx, now: float, workflows: Sequence[str],

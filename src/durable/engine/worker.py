@@ -48,6 +48,19 @@ log = logging.getLogger("durable.worker")
 SAFETY_NAP = 5.0
 """Longest sleep without looking at the store: only matters if a wake-up was lost."""
 
+_SERVING: dict[asyncio.AbstractEventLoop, list[Worker]] = {}
+"""The workers serving on each event loop, for `serving_here`."""
+
+
+def serving_here(db_url: str, workflow: str) -> Worker | None:
+    """A worker on the running event loop that serves `workflow` from the database `db_url`
+    and has a slot free: a run started here may go straight to it (`Worker.reserve`)."""
+    try:
+        workers = _SERVING.get(asyncio.get_running_loop(), [])
+    except RuntimeError:  # no loop: a synchronous caller
+        return None
+    return next((w for w in workers if w.takes(db_url, workflow)), None)
+
 
 class Servable(Protocol):
     """Anything with a name and a handler the engine can invoke, e.g. an SDK `Workflow`.
@@ -115,6 +128,7 @@ class Worker:
         self.stats = WorkerStats()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._finishing = 0  # invocations whose outcome is being written
+        self._reserved = 0  # slots promised to runs being started in this process (`reserve`)
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._on_finish: list[Callable[[str], None]] = []
@@ -150,6 +164,7 @@ class Worker:
         def on_commit() -> None:
             loop.call_soon_threadsafe(wake.set)
         unsubscribe = self.store.subscribe(on_commit)
+        _SERVING.setdefault(loop, []).append(self)
         heartbeat = asyncio.create_task(self._heartbeat())
         names = self.names
         await self._reclaim_from_dead_neighbours()
@@ -165,6 +180,9 @@ class Worker:
                         await asyncio.wait_for(wake.wait(), min(timeout or SAFETY_NAP,
                                                                 SAFETY_NAP))
         finally:
+            _SERVING[loop].remove(self)
+            if not _SERVING[loop]:
+                del _SERVING[loop]
             unsubscribe()
             await self._drain()
             heartbeat.cancel()
@@ -227,9 +245,44 @@ class Worker:
         before it first looked at them."""
         return min(self._next_tick.values(), default=None)
 
+    # -- runs started in this process: no claim, no wake-up through the database -------------
+    def takes(self, db_url: str, workflow: str) -> bool:
+        """Whether a run of `workflow` started from `db_url` may come straight here: this worker
+        serves it from that database, is not stopping, has a slot free, and no queue must admit
+        the run first."""
+        return (not self._stopping and self.store.url == db_url and workflow in self.handlers
+                and self._free() > 0 and all(workflow not in q.workflows for q in self.queues))
+
+    def reserve(self) -> tuple[str, float]:
+        """Hold a slot for a run being started in this process; returns the lease (owner,
+        until) to create it with (`machine.start_run`). Hand its invocation to `adopt`, or call
+        `unreserve` if the start made no new run.
+
+        A start in the process that will run it then costs one transaction: the run is created
+        already leased, so the worker neither hears of it through the database nor claims it,
+        and no other worker can. Should this process die, the lease runs out like any other.
+        """
+        self._reserved += 1
+        return self.owner, self.clock() + self.lease_seconds
+
+    def unreserve(self) -> None:
+        self._reserved -= 1
+
+    async def adopt(self, claimed: machine.Claimed) -> None:
+        """Run the invocation of a run started with the lease `reserve` gave."""
+        self._reserved -= 1
+        if not self._stopping:
+            self._start([claimed])
+            return
+        run_id, token, clock = claimed.invocation.run_id, claimed.token, self.clock
+        await self.store.awrite(lambda tx: machine.release_unstarted(tx, run_id, token, clock()))
+
+    def _free(self) -> int:
+        return self.concurrency - len(self._inflight) - self._reserved
+
     async def _claim_and_start(self) -> float | None:
         """Start what is due; return how long to sleep (None: until woken, 0: look again)."""
-        free = self.concurrency - len(self._inflight)
+        free = self._free()
         if free <= 0:
             return None
         names, queues, clock = self.names, self.queues, self.clock
@@ -300,8 +353,7 @@ class Worker:
             # refills every slot freed meanwhile with one claim once they have committed: each
             # claim walks the head of runs_ready, past the rows the other workers just took,
             # so a claim per slot would make every run pay for a walk.
-            free = (0 if self._stopping or self._finishing
-                    else self.concurrency - len(self._inflight) + 1)
+            free = 0 if self._stopping or self._finishing else self._free() + 1
             claim = self._claimer(clock(), free)
 
             def finish_and_claim(tx: Tx) -> list[machine.Claimed]:

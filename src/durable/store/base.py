@@ -102,17 +102,23 @@ class Tx:
 
     # -- runs -------------------------------------------------------------------------------
     def insert_run(self, run_id: str, workflow: str, input: str | None, now: float,
-                   parent: tuple[str, str] | None = None) -> bool:
+                   parent: tuple[str, str] | None = None,
+                   lease: tuple[str, float] | None = None) -> bool:
         """Create a RUNNING run ready now; False if the id exists already (start is idempotent).
-        `parent` is the (run id, operation id) of the CHAINED_INVOKE that started it."""
+        `parent` is the (run id, operation id) of the CHAINED_INVOKE that started it. With
+        `lease` (owner, until), the run is created leased to that owner with token 1, as if
+        it had claimed it, instead of ready: nobody else needs to hear of it."""
         parent_run, parent_op = parent or (None, None)
+        owner, until = lease or (None, None)
         created = self._one(
             "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, ready_at,"
-            " parent_run_id, parent_op_id) VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)"
+            " parent_run_id, parent_op_id, lease_owner, lease_expires, token)"
+            " VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
-            (run_id, workflow, input, now, now, now, parent_run, parent_op),
+            (run_id, workflow, input, now, now, None if lease else now, parent_run, parent_op,
+             owner, until, 1 if lease else 0),
         ) is not None
-        if created:
+        if created and lease is None:
             self.notify()
         return created
 
