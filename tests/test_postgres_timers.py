@@ -197,11 +197,11 @@ def test_a_worker_killed_mid_drain_loses_no_timer_and_completes_none_twice(
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["no-statistics", "analyzed"])
-def test_claims_and_next_due_walk_an_index_in_order_instead_of_sorting_every_due_run(
+def test_claims_and_their_reads_use_an_index_instead_of_reading_every_run_or_operation(
         pg_url: str, analyzed: bool) -> None:
-    """The plans of the claim and of `next_due` on the writer's connection, with
-    20,000 runs due, whether or not the table has statistics yet (autovacuum may be off, or not
-    have come round)."""
+    """The plans of the claim, of `next_due` and of the claimed runs' operations on the
+    writer's connection, with 20,000 runs due and 40,000 operations, whether or not the tables
+    have statistics yet (autovacuum may be off, or not have come round)."""
     durable.Client(pg_url).close()  # creates the tables
     with psycopg.connect(pg_url, autocommit=True) as conn:
         for name, value in WRITER_SETTINGS.items():
@@ -210,8 +210,13 @@ def test_claims_and_next_due_walk_an_index_in_order_instead_of_sorting_every_due
             "INSERT INTO runs (run_id, workflow, status, created_at, updated_at, ready_at)"
             " SELECT 'r' || g, 'sleeper', 'RUNNING', 0, 0, 1000 + g % 7"
             " FROM generate_series(1, 20000) AS g")
+        conn.execute(
+            "INSERT INTO operations (run_id, op_id, type, status)"
+            " SELECT 'r' || g, 'op' || k, 'STEP', 'SUCCEEDED'"
+            " FROM generate_series(1, 20000) AS g, generate_series(1, 2) AS k")
         if analyzed:
             conn.execute("ANALYZE runs")
+            conn.execute("ANALYZE operations")
         plans: list[str] = []
 
         def explainer(answer: str) -> Callable[[str, Sequence[Any]], Any]:
@@ -225,7 +230,8 @@ def test_claims_and_next_due_walk_an_index_in_order_instead_of_sorting_every_due
         PgTx(explainer("SELECT 'r1' WHERE false")).claim(2000.0, 100, ["sleeper"], [], "w",
                                                           2030.0)
         PgTx(explainer("SELECT NULL, NULL")).next_due(["sleeper"])
-    claim, next_due = plans
+        PgTx(explainer("SELECT 1 WHERE false")).operations_of([f"r{i}" for i in range(100)])
+    claim, next_due, operations = plans
     for plan in plans:
         assert not any(node in plan for node in ("Seq Scan", "Bitmap")), plan
         # The claim may sort the (at most `limit`) ids it took, to join them; never the runs
@@ -233,3 +239,5 @@ def test_claims_and_next_due_walk_an_index_in_order_instead_of_sorting_every_due
         assert not re.search(r"Sort Key: .*(ready_at|lease_expires)", plan), plan
     assert "runs_lease" in claim and "runs_ready" in claim, claim
     assert "runs_lease" in next_due and "runs_ready" in next_due, next_due
+    # Looked up by run, not found by walking every operation in `seq` order.
+    assert "operations_run_id_op_id_key" in operations, operations

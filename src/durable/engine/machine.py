@@ -139,7 +139,7 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
 
 def invocation_of(run: RunInfo) -> Claimed:
     """The first invocation of a run that `start_run` created leased: what a claim of it would
-    have handed out."""
+    have handed out, with the token `insert_run` gave it (the first lease's)."""
     return Claimed(Invocation(run.run_id, run.workflow, run.input, {}, run.cancel_requested, 1),
                    1)
 

@@ -56,6 +56,11 @@ WRITER_SETTINGS: dict[str, str | int] = {
     # those dead the first time and skips them after): every claim would cost in proportion to
     # the runs claimed before it.
     "enable_bitmapscan": "off",
+    # Likewise every statement the writer runs looks rows up by an index, but with the
+    # statistics of a table that was small when last analyzed (or never was) the planner
+    # would rather read the table: e.g. the operations of the 100 runs a claim took, from a
+    # table of millions. Where no index serves, the table is still read.
+    "enable_seqscan": "off",
     # psycopg prepares a statement on its fifth run, and the server may then keep one generic
     # plan for it for the connection's life, made from the table sizes of that moment; nothing
     # but an ANALYZE replaces it. A worker that starts on empty tables (a new deployment; with
