@@ -748,12 +748,14 @@ def test_a_transaction_aborted_by_a_deadlock_runs_again(pg_url: str) -> None:
         two.close()
 
 
-@pytest.mark.parametrize("committed", [True, False])
+@pytest.mark.parametrize("committed", [True, False, None],
+                         ids=["committed", "not-committed", "cut-before-commit-went-out"])
 def test_a_connection_lost_during_commit_neither_loses_nor_repeats_the_batch(
-        pg_url: str, committed: bool) -> None:
+        pg_url: str, committed: bool | None) -> None:
     """The connection drops while COMMIT is in flight: the writer asks the server whether the
     transaction committed. If it did, the callers get their results and nothing runs again; if
-    not, the batch runs again on a new connection."""
+    not, the batch runs again on a new connection. Dropped before the transaction's id came
+    back (None), COMMIT was never sent: the batch runs again without asking."""
     import psycopg
 
     store = open_store(pg_url)
@@ -764,7 +766,7 @@ def test_a_connection_lost_during_commit_neither_loses_nor_repeats_the_batch(
         writer._finish = finish  # once
         if committed:
             finish(conn, tx)
-        else:
+        elif committed is False:
             writer._xact.fetch()  # as `_finish` does before COMMIT goes out, which it never will
         conn.close()
         raise psycopg.OperationalError("the connection dropped during COMMIT")

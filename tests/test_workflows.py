@@ -664,3 +664,23 @@ async def test_a_start_goes_through_a_claim_when_the_worker_here_is_full_or_queu
         await task
     assert (first.result(), second.result(), q.result()) == ("held", "held", "admitted")
     assert claimed == ["second", "q"]
+
+
+async def test_a_run_started_for_a_worker_that_stopped_meanwhile_is_given_back(client):
+    @workflow
+    async def wf(ctx: Context) -> str:
+        return await ctx.step(lambda: "ran", name="work")
+
+    worker = durable.Worker([wf], client.store)
+    task = asyncio.create_task(worker.run_async())
+    await asyncio.sleep(0)
+    lease = worker.reserve()  # as Client.start_async does, then the worker stops before adopting
+    run, _ = client.store.write_sync(
+        lambda tx: machine.start_run(tx, "back", wf.name, None, client.clock(), lease=lease))
+    worker.stop()
+    await task
+    await worker.adopt(machine.invocation_of(run))
+    async with serving(client, wf):  # another worker takes it now, not when the lease ends
+        await finish(client, "back", timeout=5)
+    assert client.handle("back").result() == "ran"
+    assert worker.stats.invocations == 0  # the stopped worker ran nothing

@@ -167,11 +167,11 @@ class Worker:
         _SERVING.setdefault(loop, []).append(self)
         heartbeat = asyncio.create_task(self._heartbeat())
         names = self.names
-        await self._reclaim_from_dead_neighbours()
-        parked = self.store.read(lambda tx: tx.parked_runs(names))
-        if parked:  # new code may fit their history now
-            await self.store.awrite(lambda tx: machine.unpark(tx, parked, self.clock()))
-        try:
+        try:  # whatever fails from here on, the worker stops listening and serving
+            await self._reclaim_from_dead_neighbours()
+            parked = self.store.read(lambda tx: tx.parked_runs(names))
+            if parked:  # new code may fit their history now
+                await self.store.awrite(lambda tx: machine.unpark(tx, parked, self.clock()))
             while not self._stopping and not (until and until()):
                 wake.clear()
                 timeout = await self._poll()

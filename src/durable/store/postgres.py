@@ -243,7 +243,11 @@ class _Writer(BatchWriter):
         return code.startswith("40") or code == "55P03"
 
     def _committed(self, txn: _Xact | None) -> bool | None:
-        return None if txn is None or txn.xid is None else self.xid_committed(txn.xid)
+        if txn is None:
+            return None
+        if txn.xid is None:  # `_finish` learns the id before it sends COMMIT: none was sent
+            return False
+        return self.xid_committed(txn.xid)
 
     def xid_committed(self, xid: str) -> bool | None:
         """Whether transaction `xid` committed, asked on a new connection, waiting while it is
