@@ -37,7 +37,7 @@ from durable.model import (
 )
 from durable.queues import Queue, ServedQueue
 from durable.schedule import MISSED_GRACE, Schedule, ScheduleInfo
-from durable.store.base import Tx, dump_error
+from durable.store.base import FIRST_TOKEN, Tx, dump_error
 
 S = OperationStatus
 A = OperationAction
@@ -139,9 +139,9 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
 
 def invocation_of(run: RunInfo) -> Claimed:
     """The first invocation of a run that `start_run` created leased: what a claim of it would
-    have handed out, with the token `insert_run` gave it (the first lease's)."""
-    return Claimed(Invocation(run.run_id, run.workflow, run.input, {}, run.cancel_requested, 1),
-                   1)
+    have handed out."""
+    return Claimed(Invocation(run.run_id, run.workflow, run.input, {}, run.cancel_requested,
+                              FIRST_TOKEN), FIRST_TOKEN)
 
 
 def next_due(tx: Tx, now: float, workflows: Sequence[str],

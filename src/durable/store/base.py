@@ -44,6 +44,8 @@ _RUN_COLUMNS = (
 )
 _SCHEDULE_COLUMNS = "workflow, cron, timezone, since, last_tick, last_run_id"
 _WAITING = (OperationStatus.STARTED.value, OperationStatus.PENDING.value)
+FIRST_TOKEN = 1
+"""The fencing token of a run's first lease: what `insert_run` gives a run it creates leased."""
 
 # Columns of `runs` the engine may set through `update_run`; guards the f-string below.
 _RUN_SETTABLE = frozenset(
@@ -106,7 +108,7 @@ class Tx:
                    lease: tuple[str, float] | None = None) -> bool:
         """Create a RUNNING run ready now; False if the id exists already (start is idempotent).
         `parent` is the (run id, operation id) of the CHAINED_INVOKE that started it. With
-        `lease` (owner, until), the run is created leased to that owner with token 1, as if
+        `lease` (owner, until), the run is created leased to that owner (`FIRST_TOKEN`), as if
         it had claimed it, instead of ready: nobody else needs to hear of it."""
         parent_run, parent_op = parent or (None, None)
         owner, until = lease or (None, None)
@@ -116,7 +118,7 @@ class Tx:
             " VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
             (run_id, workflow, input, now, now, None if lease else now, parent_run, parent_op,
-             owner, until, 1 if lease else 0),
+             owner, until, FIRST_TOKEN if lease else 0),
         ) is not None
         if created and lease is None:
             self.notify()
@@ -183,12 +185,19 @@ class Tx:
         claim when many runs fall due at once takes a worker's every free slot."""
         if not run_ids:
             return []
+        leased = {run.run_id: (run, token) for run, token in self._take_leases(
+            f"run_id IN ({_marks(run_ids)})", run_ids, owner, until)}
+        return [leased[run_id] for run_id in run_ids]
+
+    def _take_leases(self, where: str, params: Sequence[Any], owner: str,
+                     until: float) -> list[tuple[RunInfo, int]]:
+        """Lease the runs `where` selects to `owner`, bumping each one's fencing token; each
+        run as it now stands, with its new token, in no particular order."""
         rows = self._rows(
             "UPDATE runs SET lease_owner = ?, lease_expires = ?, token = token + 1,"
-            f" ready_at = NULL WHERE run_id IN ({_marks(run_ids)})"
-            f" RETURNING {_RUN_COLUMNS}, token", (owner, until, *run_ids))
-        leased = {row[0]: (_run(row), int(row[-1])) for row in rows}
-        return [leased[run_id] for run_id in run_ids]
+            f" ready_at = NULL WHERE {where} RETURNING {_RUN_COLUMNS}, token",
+            (owner, until, *params))
+        return [(_run(row), int(row[-1])) for row in rows]
 
     def lease_owners(self, prefix: str) -> list[str]:
         """Owners, named starting with `prefix`, that hold leases on running runs."""
@@ -224,16 +233,13 @@ class Tx:
             return []
         where, params = _workflow_filter(workflows, queued)
         lock = self.claim_lock_clause
-        rows = self._rows(
-            "UPDATE runs SET lease_owner = ?, lease_expires = ?, token = token + 1,"
-            " ready_at = NULL WHERE " + self.run_id_in.format(
-                "SELECT run_id FROM (SELECT run_id FROM runs WHERE lease_expires < ?"
-                f" AND status = 'RUNNING'{where} ORDER BY lease_expires LIMIT ?{lock}) orphans"
-                " UNION ALL SELECT run_id FROM (SELECT run_id FROM runs WHERE ready_at <= ?"
-                f" AND lease_owner IS NULL AND status = 'RUNNING'{where} ORDER BY ready_at"
-                f" LIMIT ?{lock}) due LIMIT ?") + f" RETURNING {_RUN_COLUMNS}, token",
-            (owner, until, now, *params, limit, now, *params, limit, limit))
-        leased = [(_run(row), int(row[-1])) for row in rows]
+        leased = self._take_leases(self.run_id_in.format(
+            "SELECT run_id FROM (SELECT run_id FROM runs WHERE lease_expires < ?"
+            f" AND status = 'RUNNING'{where} ORDER BY lease_expires LIMIT ?{lock}) orphans"
+            " UNION ALL SELECT run_id FROM (SELECT run_id FROM runs WHERE ready_at <= ?"
+            f" AND lease_owner IS NULL AND status = 'RUNNING'{where} ORDER BY ready_at"
+            f" LIMIT ?{lock}) due LIMIT ?"),
+            (now, *params, limit, now, *params, limit, limit), owner, until)
         return sorted(leased, key=lambda claimed: (claimed[0].created_at, claimed[0].run_id))
 
     claim_lock_clause = ""
@@ -373,11 +379,11 @@ class Tx:
 
     # -- operations -------------------------------------------------------------------------
     def operations(self, run_id: str) -> list[Operation]:
-        return [_operation(r) for r in self._rows(
-            f"SELECT {_OP_COLUMNS} FROM operations WHERE run_id = ? ORDER BY seq", (run_id,))]
+        return self.operations_of([run_id])[run_id]
 
     def operations_of(self, run_ids: Sequence[str]) -> dict[str, list[Operation]]:
-        """`operations` of each run, in one statement: what a claim hands its invocations.
+        """The operations of each run, in the order they were recorded, in one statement: what
+        a claim hands its invocations.
 
         Put in order here, not by the query: ORDER BY seq would let PostgreSQL walk the primary
         key's index through every operation of every run, filtering, rather than look up these
