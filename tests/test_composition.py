@@ -20,7 +20,7 @@ from durable import (
     workflow,
 )
 from durable.model import ABANDONED, OperationStatus, OperationType, SubType
-from durable.timeline import describe
+from durable.views.timeline import describe
 from tests.test_workflows import finish, run_to_end, serving, until
 
 ONCE = RetryPolicy(max_attempts=1)

@@ -20,7 +20,7 @@ import pytest
 import durable
 from durable import Context, ExecutionStatus, Queue, UsageError, workflow
 from durable.engine import machine
-from durable.queues import ServedQueue
+from durable.model.queues import ServedQueue
 from durable.sdk.workflow import REGISTRY
 from durable.store import Store, Tx, open_store
 from durable.testing import TestEnvironment, VirtualClock

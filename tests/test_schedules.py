@@ -24,7 +24,7 @@ import pytest
 
 import durable
 from durable import Context, ExecutionStatus, UsageError, workflow
-from durable.schedule import MISSED_GRACE, Missed
+from durable.model.schedule import MISSED_GRACE, Missed
 from durable.sdk.workflow import REGISTRY
 from durable.testing import TestEnvironment, VirtualClock
 from tests.crashkit import CrashLab, wait_until

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,14 +87,6 @@ def test_the_api_describes_a_run_exactly_as_durable_show_json_does(
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == api.get(f"/api/runs/{run_id}").json()
-
-
-def test_the_server_does_not_import_the_command_line() -> None:
-    """Layering: the CLI and the server sit side by side over the client; what both need
-    (durable.jsonio) lives below them."""
-    code = ("import sys, durable.server.app, durable.server.serve; "
-            "sys.exit('durable.cli' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
 
 
 def test_list_filters_searches_and_pages(api: httpx.Client) -> None:

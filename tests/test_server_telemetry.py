@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import durable
-from durable import telemetry
+from durable.engine import telemetry
 from durable.engine.worker import Worker
 from tests.apps.server_app import label, pipeline
 

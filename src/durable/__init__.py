@@ -23,10 +23,10 @@ from durable.errors import (
     WaitTimeout,
     WorkflowFailed,
 )
-from durable.host import lambda_handler, serve
+from durable.invoke.host import lambda_handler, serve
 from durable.model import ExecutionStatus
-from durable.queues import Queue
-from durable.schedule import Schedule, ScheduleInfo
+from durable.model.queues import Queue
+from durable.model.schedule import Schedule, ScheduleInfo
 from durable.sdk.callback import Callback
 from durable.sdk.context import Context
 from durable.sdk.parallel import BatchFailed, BatchItem, BatchResult, Completion

@@ -15,8 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from durable import telemetry
-from durable.engine import machine
+from durable.engine import machine, telemetry
 from durable.engine.worker import Worker, serving_here
 from durable.errors import RunNotFound, UsageError, WorkflowFailed
 from durable.model import (
@@ -27,7 +26,7 @@ from durable.model import (
     Operation,
     RunInfo,
 )
-from durable.schedule import ScheduleInfo
+from durable.model.schedule import ScheduleInfo
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, Tx, open_store

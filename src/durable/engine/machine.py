@@ -35,9 +35,10 @@ from durable.model import (
     ScheduleState,
     SubType,
 )
-from durable.queues import Queue, ServedQueue
-from durable.schedule import MISSED_GRACE, Schedule, ScheduleInfo
-from durable.store.base import FIRST_TOKEN, Tx, dump_error
+from durable.model.queues import Queue, ServedQueue
+from durable.model.schedule import MISSED_GRACE, Schedule, ScheduleInfo
+from durable.store.rows import FIRST_TOKEN, dump_error
+from durable.store.tx import Tx
 
 S = OperationStatus
 A = OperationAction

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from durable import telemetry
-from durable.engine import machine
+from durable.engine import machine, telemetry
 from durable.errors import DurableError, InvocationError, StaleToken, UsageError
 from durable.model import (
     CheckpointResult,
@@ -39,8 +38,8 @@ from durable.model import (
     OperationUpdate,
     WorkflowHandler,
 )
-from durable.queues import Queue, ServedQueue
-from durable.schedule import Schedule
+from durable.model.queues import Queue, ServedQueue
+from durable.model.schedule import Schedule
 from durable.store import Store, Tx, open_store
 
 log = logging.getLogger("durable.worker")

@@ -48,7 +48,8 @@ from durable.model import (
     Operation,
     RunInfo,
 )
-from durable.store.base import CheckpointTokenRow, Tx
+from durable.store.contract import CheckpointTokenRow
+from durable.store.tx import Tx
 
 ENVELOPE_BYTES = 5 * 1024 * 1024
 """Operations the invocation envelope carries before the rest is left to GetDurableExecutionState

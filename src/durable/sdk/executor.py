@@ -3,7 +3,7 @@
 An `Executor` holds the operations the engine handed over, gives every durable call its
 deterministic id, answers recorded calls from history, sends new ones to the engine in checkpoints,
 and decides when the invocation must end because everything left is waiting on the engine
-(a sleep, a retry backoff, a callback, a signal): then every waiter is thrown `_Suspend` and the
+(a sleep, a retry backoff, a callback, a signal): then every waiter is thrown `Suspend` and the
 invocation returns PENDING. Nothing of the run stays in memory after that.
 """
 
@@ -30,7 +30,7 @@ from durable.model import (
 from durable.sdk.serializer import Serializer
 
 
-class _Suspend(BaseException):
+class Suspend(BaseException):
     """Unwinds a workflow whose every live branch waits on the engine. Never user-visible."""
 
 
@@ -128,14 +128,14 @@ class Executor:
         A new, interruptible operation in a run asked to cancel raises `Cancelled` instead (once).
         """
         if self.suspending:
-            raise _Suspend
+            raise Suspend
         if self.fenced:
             raise _Fenced
         op_id, position = scope.next_id()
         recorded = self.ops.get(op_id)
         if recorded is None:
             if self.replay_only:
-                raise _Suspend
+                raise Suspend
             if interruptible and self.cancel_requested and not self.cancel_raised:
                 self.cancel_raised = True
                 raise Cancelled
@@ -151,7 +151,7 @@ class Executor:
                 f"{type} {name!r}. The code changed under a run in flight: restore the old "
                 "order, or guard the change with ctx.patched(...). The run is parked until then.")
         if self.replay_only and not recorded.status.is_final:
-            raise _Suspend
+            raise Suspend
         return op_id, recorded
 
     def cancelled(self) -> NoReturn:
@@ -211,7 +211,7 @@ class Executor:
         cancelled durably first, so every replay raises `Cancelled` right here too.
         """
         if self.suspending:
-            raise _Suspend
+            raise Suspend
         if op is not None and self.cancel_requested and not self.cancel_raised:
             await self.checkpoint(OperationUpdate(op.id, op.type, OperationAction.CANCEL,
                                                   name=op.name, parent_id=op.parent_id,
@@ -230,7 +230,7 @@ class Executor:
         self.suspending = True
         for fut in self._waiters:
             if not fut.done():
-                fut.set_exception(_Suspend())
+                fut.set_exception(Suspend())
 
     def live_changed(self, delta: int) -> None:
         """Branches started (+) or ended (-), or a parent began (-) or ended (+) waiting on

@@ -29,7 +29,7 @@ from durable.model import (
     SubType,
     operation_id,
 )
-from durable.sdk.executor import CURRENT_SCOPE, Executor, Scope, _Suspend
+from durable.sdk.executor import CURRENT_SCOPE, Executor, Scope, Suspend
 
 T = TypeVar("T")
 
@@ -260,7 +260,7 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
         while running and decided is None:
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             if ex.suspending:
-                raise _Suspend
+                raise Suspend
             for task in done:
                 error = task.exception()
                 if error is not None and not isinstance(error, Exception):

@@ -25,10 +25,10 @@ from durable.model import (
     InvocationStatus,
     OperationUpdate,
 )
-from durable.queues import Queue
-from durable.schedule import Missed, Schedule
+from durable.model.queues import Queue
+from durable.model.schedule import Missed, Schedule
 from durable.sdk.context import Context
-from durable.sdk.executor import CURRENT_SCOPE, ContinueAsNew, Executor, _Fenced, _Suspend
+from durable.sdk.executor import CURRENT_SCOPE, ContinueAsNew, Executor, Suspend, _Fenced
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import DEFAULT_SERIALIZER, Serializer
 from durable.sdk.step import Semantics, StepConfig, StepFunction
@@ -143,7 +143,7 @@ class Workflow(Generic[R]):
             return InvocationOutput(InvocationStatus.SUCCEEDED, result=payload)
         except _Fenced:
             raise StaleToken(f"run {invocation.run_id!r}: another invocation took over") from None
-        except _Suspend:
+        except Suspend:
             await ex.flush()
             return InvocationOutput(InvocationStatus.PENDING)
         except ContinueAsNew as e:

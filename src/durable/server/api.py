@@ -14,7 +14,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from durable.engine import machine
-from durable.jsonio import RunView, event_json, outcome_json, run_json
 from durable.model import ErrorObject, ExecutionStatus
 from durable.server import service
 from durable.server.deps import ServerDep
@@ -35,6 +34,7 @@ from durable.server.schemas import (
     StartRequest,
     WorkflowInfo,
 )
+from durable.views.jsonio import RunView, event_json, outcome_json, run_json
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
 

@@ -18,7 +18,7 @@ from durable.model import (
     RunInfo,
     SubType,
 )
-from durable.timeline import duration, error_text, op_label
+from durable.views.timeline import duration, error_text, op_label
 
 WIDTH = 660.0
 """Length of the time axis in SVG units; the template adds the label column."""

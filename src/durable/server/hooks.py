@@ -14,12 +14,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from durable.jsonio import JsonValue, outcome_json
 from durable.model import ExecutionStatus
 from durable.server import service
 from durable.server.deps import ServerDep, ServerState
 from durable.server.errors import ERROR_RESPONSES, ApiError
 from durable.server.schemas import HookAccepted, Outcome, RunId
+from durable.views.jsonio import JsonValue, outcome_json
 
 router = APIRouter(prefix="/hooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 

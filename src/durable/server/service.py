@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from durable.errors import RunNotFound
-from durable.jsonio import JsonValue, workflow_args
 from durable.model import ExecutionStatus, RunInfo
 from durable.server.deps import ServerState
 from durable.store import Store
+from durable.views.jsonio import JsonValue, workflow_args
 
 
 def start(state: ServerState, workflow: str, given: JsonValue | None, run_id: str | None,

@@ -9,7 +9,7 @@ from typing import Any
 from durable.client import Client
 from durable.model import ExecutionStatus, HistoryEvent, Operation, OperationType, RunInfo
 from durable.server import gantt
-from durable.timeline import Entry, Pending, describe, elapsed, offset, pending, published
+from durable.views.timeline import Entry, Pending, describe, elapsed, offset, pending, published
 
 STATUSES = [s.value for s in ExecutionStatus]
 PAGE = 50

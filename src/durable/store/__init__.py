@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from durable.errors import UsageError
-from durable.store.base import Store, Tx
+from durable.store.base import Store
+from durable.store.tx import Tx
 
 __all__ = ["Store", "Tx", "migrate", "open_store", "resolve_url"]
 

@@ -32,8 +32,10 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from durable.errors import UsageError
-from durable.store.base import BatchWriter, Store, Tx
+from durable.store.base import Store
+from durable.store.batch import BatchWriter
 from durable.store.schema import apply_migrations
+from durable.store.tx import Tx
 
 T = TypeVar("T")
 

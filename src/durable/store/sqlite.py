@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from durable.errors import UsageError
-from durable.store.base import BatchWriter, Store, Tx
+from durable.store.base import Store
+from durable.store.batch import BatchWriter
 from durable.store.schema import apply_migrations
+from durable.store.tx import Tx
 from durable.store.wakeup import WakeChannel
 
 T = TypeVar("T")

@@ -62,7 +62,7 @@ from durable.model import (
 from durable.sdk import callback as _callback
 from durable.sdk import values as _values
 from durable.sdk.context import Context
-from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, _Suspend
+from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, Suspend
 from durable.sdk.parallel import Completion
 from durable.temporal._definition import Definition
 from durable.temporal.activity import CURRENT_CALL, CallInfo
@@ -254,7 +254,7 @@ class Runtime:
             if not engine.cancelled():
                 engine.exception()  # seen here, even when this wait is itself abandoned
         if not engine.cancelled():
-            engine.result()  # _Suspend: everything waits; this invocation ends here
+            engine.result()  # Suspend: everything waits; this invocation ends here
 
     def _raise_cancelled(self) -> NoReturn:
         """The run's cancellation, raised where workflow code awaits: asyncio.CancelledError
@@ -283,7 +283,7 @@ class Runtime:
             result = await aw
         except Cancelled:
             self._raise_cancelled()
-        except _Suspend:
+        except Suspend:
             if self.query_mode:
                 await self.park()
             raise
@@ -528,7 +528,7 @@ class _Pump:
                 self.receive(payload)
         except Cancelled:  # the run's cancellation belongs to the workflow code, not the pump
             ex.cancel_raised = False
-        except _Suspend:
+        except Suspend:
             if self.rt.query_mode:  # as if the run took the signals waiting for it now
                 for payload in self.rt.undelivered:
                     self.receive(None if payload is None else ex.serializer.decode(payload))

@@ -135,15 +135,9 @@ def _as_workflow(obj: object) -> Workflow[Any] | None:
     # here regardless would install its asyncio dispatchers in every process that loads a target.
     if "durable.temporal" not in sys.modules:
         return None
-    from durable.temporal._definition import DEFN_ATTR, Definition
+    from durable.temporal import workflow_behind
 
-    defn = getattr(obj, DEFN_ATTR, None)
-    # Subclasses and instances inherit the attribute; only the decorated class (or its run
-    # method) is that workflow.
-    if isinstance(defn, Definition) and (obj is defn.cls or obj is defn.run_fn):
-        return defn.durable
-    return None
-
+    return workflow_behind(obj)
 
 def _defined_in(module: ModuleType) -> list[tuple[str, Workflow[Any]]]:
     """Workflows defined in the module itself (not imported into it), each once, in order."""

@@ -20,7 +20,7 @@ from durable.client import Client
 from durable.errors import SerializationError, UsageError
 from durable.model import HistoryEvent, Operation, RunInfo
 from durable.sdk.workflow import Workflow
-from durable.timeline import Pending, elapsed, pending, published
+from durable.views.timeline import Pending, elapsed, pending, published
 
 # -- input ----------------------------------------------------------------------------------
 

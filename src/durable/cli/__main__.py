@@ -1,0 +1,7 @@
+"""`python -m durable.cli`."""
+
+import sys
+
+from durable.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,442 @@
+"""The commands of `durable`, one function each, in the order `durable --help` lists them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import click
+from rich.text import Text
+
+from durable.cli.exits import ExitCode, exit_with
+from durable.cli.options import (
+    db_option,
+    id_option,
+    input_option,
+    json_option,
+    open_client,
+    parse_json,
+    payload_option,
+    payload_value,
+)
+from durable.cli.render import (
+    LiveStatus,
+    Progress,
+    WorkerStatus,
+    conclude,
+    configure_logging,
+    echo_json,
+    live_line,
+    make_console,
+    not_ended,
+    plain_table,
+    render_run,
+    runs_table,
+)
+from durable.cli.targets import load_workflow, load_workflows
+from durable.client import Client
+from durable.engine.worker import Worker
+from durable.errors import UsageError
+from durable.model import ExecutionStatus
+from durable.sdk.workflow import REGISTRY, Workflow
+from durable.store import migrate as store_migrate
+from durable.store import resolve_url
+from durable.views.jsonio import JsonValue, RunView, run_json, workflow_args
+
+
+async def _serve(client: Client, wf: Workflow[Any], progress: Progress) -> None:
+    """Serve until the run ends or parks, or SIGINT/SIGTERM asks to stop; like `run_async`, the
+    worker also knows every other imported workflow, so child runs can be served too."""
+    worker = Worker([*REGISTRY.values(), wf], client.store, fire_schedules=False)
+    await worker.run_async(install_signals=True, until=progress.poll)
+    progress.poll()
+
+
+
+# -- commands -------------------------------------------------------------------------------
+
+EXIT_CODES = """\b
+Exit codes:
+  0    success
+  1    the run ended FAILED, STOPPED or TIMED_OUT
+  2    bad input (target, JSON, run or callback id, database)
+  3    the run has not ended (still RUNNING, or parked)
+  130  interrupted
+"""
+
+
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Durable: workflows that survive crashes, deploys and month-long waits.
+
+    TARGET is path/to/file.py:name, package.module:name, or a file or module alone (all the
+    workflows defined in it).
+    """
+
+
+@cli.command()
+@click.argument("target")
+@input_option
+@id_option
+@db_option
+@json_option
+def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | None,
+        as_json: bool) -> None:
+    """Start a run of TARGET and serve it to completion in this process.
+
+    Progress goes to stderr, the result JSON to stdout. Ctrl-C stops serving; the run stays
+    RUNNING and any `durable worker` carries it on.
+    """
+    wf = load_workflow(target)
+    args = workflow_args(wf, input_)
+    configure_logging(worker_level=logging.WARNING)
+    err = make_console(stderr=True)
+    with open_client(db) as client:
+        handle = client.start(wf, *args, id=run_id)
+        err.print(Text(f"run {handle.run_id} ({wf.name})", style="bold"))
+        progress = Progress(client, handle.run_id, err)
+        progress.live = err.is_terminal
+        with live_line(err, LiveStatus(progress)):
+            asyncio.run(_serve(client, wf, progress))
+        final = client.get(handle.run_id)
+    if final.status is ExecutionStatus.RUNNING:
+        not_ended(final, "interrupted before it ended; `durable worker` carries it on",
+                   ExitCode.NOT_ENDED if final.parked is not None else ExitCode.INTERRUPTED)
+    conclude(final, as_json)
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+@click.option("--concurrency", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Invocations running at once.")
+@db_option
+def worker(targets: tuple[str, ...], concurrency: int, db: str | None) -> None:
+    """Serve every workflow of the TARGETs until SIGTERM or Ctrl-C, then drain and exit 0."""
+    workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
+    configure_logging()
+    w = Worker(workflows.values(), db, concurrency=concurrency)
+    try:
+        err = make_console(stderr=True)
+        err.print(f"worker serving {', '.join(workflows)} on {w.store.url} "
+                  f"(concurrency {concurrency}); Ctrl-C or SIGTERM drains and stops")
+        with live_line(err, WorkerStatus(w)):
+            w.run()
+        err.print("worker stopped")
+    finally:
+        w.store.close()
+
+
+@cli.command()
+@click.argument("target")
+@input_option
+@id_option
+@db_option
+@json_option
+def start(target: str, input_: JsonValue | None, run_id: str | None, db: str | None,
+          as_json: bool) -> None:
+    """Enqueue a run of TARGET for a worker and print its id."""
+    wf = load_workflow(target)
+    args = workflow_args(wf, input_)
+    with open_client(db) as client:
+        handle = client.start(wf, *args, id=run_id)
+    if as_json:
+        echo_json({"run_id": handle.run_id, "workflow": wf.name})
+    else:
+        click.echo(handle.run_id)
+
+
+@cli.command("ls")
+@click.option("--status", type=click.Choice([s.value for s in ExecutionStatus],
+                                             case_sensitive=False))
+@click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@db_option
+@json_option
+def ls(status: str | None, workflow: str | None, limit: int, db: str | None,
+       as_json: bool) -> None:
+    """List runs, newest first."""
+    with open_client(db) as client:
+        runs = client.list(status=status, workflow=workflow, limit=limit)
+    now = time.time()
+    if as_json:
+        echo_json([run_json(r, now) for r in runs])
+        return
+    if not runs:
+        make_console(stderr=True).print("no runs")
+        return
+    make_console().print(runs_table(runs, now))
+
+
+@cli.command()
+@click.argument("run_id")
+@db_option
+@json_option
+def show(run_id: str, db: str | None, as_json: bool) -> None:
+    """Status, input, result or error, what the run waits on, and its history as a timeline."""
+    with open_client(db) as client:
+        view = RunView.read(client, run_id)
+    if as_json:
+        echo_json(view.to_json())
+    else:
+        make_console().print(render_run(view))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--wait", is_flag=True, help="Wait for the run to end.")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Wait at most this long (implies --wait).")
+@db_option
+@json_option
+def result(run_id: str, wait: bool, timeout: float | None, db: str | None,
+           as_json: bool) -> None:
+    """Print the run's result JSON. Exit 1 if it ended FAILED/STOPPED, 3 if still RUNNING."""
+    with open_client(db) as client:
+        if wait or timeout is not None:
+            try:
+                run_info = client.wait(run_id, timeout)
+            except TimeoutError:
+                not_ended(client.get(run_id), f"no end within {timeout}s", ExitCode.NOT_ENDED)
+        else:
+            run_info = client.get(run_id)
+    if run_info.status is ExecutionStatus.RUNNING:
+        not_ended(run_info, "use --wait to wait for it", ExitCode.NOT_ENDED)
+    conclude(run_info, as_json)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.argument("name")
+@payload_option
+@db_option
+def signal(run_id: str, name: str, payload: JsonValue | None, db: str | None) -> None:
+    """Send signal NAME to a run; one sent before the run waits for it is kept until it does."""
+    with open_client(db) as client:
+        client.signal(run_id, name, payload_value(payload))
+    click.echo(f"signal {name!r} sent to run {run_id}")
+
+
+@cli.group()
+def callback() -> None:
+    """Resolve a callback a run waits on (`durable show` lists the callback ids)."""
+
+
+@callback.command()
+@click.argument("callback_id")
+@payload_option
+@db_option
+def succeed(callback_id: str, payload: JsonValue | None, db: str | None) -> None:
+    """Resolve CALLBACK_ID with a result: the --payload JSON (default null)."""
+    with open_client(db) as client:
+        client.complete_callback(callback_id, payload_value(payload))
+    click.echo(f"callback {callback_id} succeeded")
+
+
+@callback.command()
+@click.argument("callback_id")
+@click.option("--message", help="The error message.")
+@click.option("--payload", metavar="JSON", callback=parse_json,
+              help="The error message as JSON (a string, or any JSON value, used as text).")
+@db_option
+def fail(callback_id: str, message: str | None, payload: JsonValue | None,
+         db: str | None) -> None:
+    """Resolve CALLBACK_ID with an error: the run's wait raises CallbackFailed."""
+    if message is not None and payload is not None:
+        raise click.UsageError("give the error as --message or --payload, not both")
+    if payload is not None:
+        value = payload.value
+        message = value if isinstance(value, str) else json.dumps(value)
+    with open_client(db) as client:
+        client.fail_callback(callback_id, message or "failed from the command line")
+    click.echo(f"callback {callback_id} failed")
+
+
+@cli.command()
+@click.argument("run_id")
+@db_option
+def cancel(run_id: str, db: str | None) -> None:
+    """Cancel a run: `Cancelled` is raised in it at its next durable await; it ends STOPPED."""
+    with open_client(db) as client:
+        run_info = client.cancel(run_id)
+    if run_info.status is ExecutionStatus.RUNNING:
+        click.echo(f"cancel requested for run {run_id}; it stops at its next durable await "
+                   "once a worker serves it")
+    else:
+        click.echo(f"run {run_id} has already ended ({run_info.status}); nothing to cancel")
+
+
+@cli.command()
+@db_option
+def migrate(db: str | None) -> None:
+    """Bring the database's schema up to date now (every process also does it when it opens
+    the database, safely when several start at once): for doing it ahead of a deploy."""
+    version = store_migrate(db)
+    click.echo(f"schema at version {version} on {resolve_url(db)}")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+@db_option
+@json_option
+def schedules(targets: tuple[str, ...], db: str | None, as_json: bool) -> None:
+    """List the scheduled workflows of the TARGETs with their next fire time."""
+    workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
+    with open_client(db) as client:
+        rows = client.schedules(workflows.values())
+    if as_json:
+        echo_json([{"workflow": r.workflow, "cron": r.cron, "timezone": r.timezone,
+                     "missed": r.missed, "next_fire": r.next_fire.isoformat(),
+                     "last_tick": r.last_tick.isoformat() if r.last_tick else None,
+                     "last_run_id": r.last_run_id, "registered": r.registered} for r in rows])
+        return
+    if not rows:
+        make_console(stderr=True).print("no scheduled workflows in the targets")
+        return
+    table = plain_table("workflow", "cron", "timezone", "missed", "next fire", "last tick",
+                        "last run")
+    for r in rows:
+        table.add_row(r.workflow, r.cron, r.timezone, r.missed, r.next_fire.isoformat(),
+                      r.last_tick.isoformat() if r.last_tick else "never",
+                      r.last_run_id or "")
+    make_console().print(table)
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID...]")
+@db_option
+@json_option
+def replay(target: str, run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
+    """Replay stored histories against the current code of TARGET and report every divergence.
+
+    All runs of TARGET's workflows unless RUN_IDs are given. Nothing runs or is written.
+    Exit 1 if any run diverges: the check to put in CI before a deploy.
+    """
+    workflows = load_workflows(target)
+    with open_client(db) as client:
+        results = client.replay(workflows, run_ids)
+    diverged = [r for r in results if r.divergence is not None]
+    if as_json:
+        echo_json([{"run_id": r.run_id, "workflow": r.workflow, "status": r.status,
+                     "divergence": r.divergence.message if r.divergence else None}
+                    for r in results])
+    else:
+        out = make_console()
+        for r in results:
+            verdict = (Text("diverges", style="bold red") if r.divergence
+                       else Text("ok", style="green"))
+            out.print(Text.assemble(f"{r.run_id} ({r.workflow}, {r.status}): ", verdict))
+            if r.divergence:
+                out.print(Text(f"  {r.divergence.message}"))
+        out.print(f"{len(results)} run(s) replayed, {len(diverged)} diverge")
+    if diverged:
+        exit_with(ExitCode.FAILED)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--from-step", "from_step", required=True, metavar="NAME",
+              help="The first step (name or operation id) to execute again.")
+@input_option
+@click.option("--id", "new_id", metavar="ID", help="Run id of the new run.")
+@db_option
+@json_option
+def rerun(run_id: str, from_step: str, input_: JsonValue | None, new_id: str | None,
+          db: str | None, as_json: bool) -> None:
+    """Start a new run that reuses RUN_ID's results before --from-step and executes from it
+    (with --input, under edited input). A worker serves it; the new run id is printed."""
+    with open_client(db) as client:
+        handle = client.rerun(run_id, from_step, id=new_id,
+                              input_json=None if input_ is None else json.dumps(input_.value))
+    if as_json:
+        echo_json({"run_id": handle.run_id, "rerun_of": run_id, "from_step": from_step})
+    else:
+        click.echo(handle.run_id)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8777, show_default=True)
+@click.option("--worker", "targets", multiple=True, metavar="TARGET",
+              help="Load and serve these workflows here too (repeatable): their input is "
+                   "checked on start and their webhooks are exposed.")
+@click.option("--token", envvar="DURABLE_TOKEN", metavar="T",
+              help="Require this token on every API call and UI page [default: $DURABLE_TOKEN].")
+@click.option("--insecure", is_flag=True,
+              help="Allow binding beyond loopback without a token.")
+@db_option
+def server(host: str, port: int, targets: tuple[str, ...], token: str | None, insecure: bool,
+           db: str | None) -> None:
+    """HTTP control API (OpenAPI at /openapi.json), webhooks and the web UI, in one process."""
+    from durable.server.serve import serve
+
+    workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
+    serve(host, port, list(workflows.values()), db, token or None, insecure,
+          make_console(stderr=True))
+
+
+
+# -- functions: what `durable server` invokes over HTTP (serverless mode) ------------------------
+
+@cli.group()
+def functions() -> None:
+    """Register the functions `durable server` invokes when their runs have work."""
+
+
+@functions.command("add")
+@click.argument("name")
+@click.option("--url", metavar="URL", help="HTTP endpoint taking the invocation envelope (a "
+              "durable.serve app, or a Lambda Invoke-shaped URL .../2015-03-31/functions/NAME/"
+              "invocations).")
+@click.option("--handler", metavar="MODULE:FN", help="In-process: a @workflow, or a Lambda "
+              "handler(event, context) such as one written with AWS's SDK.")
+@click.option("--execution-timeout", type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS", help="End runs TIMED_OUT after this long.")
+@db_option
+def functions_add(name: str, url: str | None, handler: str | None,
+                  execution_timeout: float | None, db: str | None) -> None:
+    """Register function NAME (or replace it); a running server picks it up at once.
+
+    Start runs of it with AWS's Invoke API (`aws lambda invoke --function-name NAME`, or
+    boto3 with AWS_ENDPOINT_URL_LAMBDA pointing at the server) or `durable start`."""
+    from durable.invoke.push import FunctionSpec, register
+
+    spec = FunctionSpec(name, url, handler, execution_timeout)
+    with open_client(db) as client:
+        register(client.store, spec)
+    click.echo(f"function {name} -> {url or handler}")
+
+
+@functions.command("ls")
+@db_option
+@json_option
+def functions_ls(db: str | None, as_json: bool) -> None:
+    """List the registered functions."""
+    from durable.invoke.push import registered
+
+    with open_client(db) as client:
+        specs = registered(client.store)
+    if as_json:
+        echo_json([{"name": f.name, "url": f.url, "handler": f.handler,
+                     "execution_timeout": f.execution_timeout} for f in specs])
+        return
+    for f in specs:
+        timeout = f" (timeout {f.execution_timeout:g}s)" if f.execution_timeout else ""
+        click.echo(f"{f.name}\t{f.url or f.handler}{timeout}")
+
+
+@functions.command("rm")
+@click.argument("name")
+@db_option
+def functions_rm(name: str, db: str | None) -> None:
+    """Unregister function NAME; its runs wait until it is registered again."""
+    with open_client(db) as client:
+        found = client.store.write_sync(lambda tx: tx.delete_function(name))
+    if not found:
+        raise UsageError(f"no function {name!r}; `durable functions ls` lists them")
+    click.echo(f"removed function {name}")
+
+

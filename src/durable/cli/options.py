@@ -1,0 +1,52 @@
+"""Options shared by several commands, and opening the client they name."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from durable.client import Client
+from durable.views.jsonio import JsonValue
+
+
+def parse_json(ctx: click.Context, param: click.Parameter, text: str | None) -> JsonValue | None:
+    """Option callback: parse JSON, failing with the option's name and where the JSON breaks."""
+    if text is None:
+        return None
+    try:
+        return JsonValue(json.loads(text))
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not valid JSON: {e}", ctx, param) from None
+
+
+def payload_value(given: JsonValue | None) -> Any:
+    return None if given is None else given.value
+
+
+db_option = click.option(
+    "--db", metavar="URL",
+    help="Database URL: sqlite:///path.db or postgresql://... "
+         "[default: $DURABLE_DB, else sqlite:///.durable/durable.db]")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+input_option = click.option(
+    "--input", "input_", metavar="JSON", callback=parse_json,
+    help="The workflow's input as JSON: its one argument's value, or for several arguments an "
+         "array or an object keyed by parameter name.")
+id_option = click.option("--id", "run_id", metavar="ID",
+                         help="Run id; starting an id that exists returns that run.")
+payload_option = click.option("--payload", metavar="JSON", callback=parse_json,
+                              help="A JSON value to deliver.")
+
+
+@contextlib.contextmanager
+def open_client(db: str | None) -> Iterator[Client]:
+    client = Client(db)
+    try:
+        yield client
+    finally:
+        client.close()
+

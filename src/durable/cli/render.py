@@ -1,0 +1,336 @@
+"""What `durable` prints: consoles, `durable show`, the runs table, and the progress of a run
+served here."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+from datetime import datetime
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.spinner import Spinner
+from rich.table import Column, Table
+from rich.text import Text
+
+from durable.cli.exits import ExitCode, error, exit_with
+from durable.client import Client
+from durable.engine.worker import Worker
+from durable.model import (
+    ErrorObject,
+    EventType,
+    ExecutionStatus,
+    HistoryEvent,
+    Operation,
+    RunInfo,
+)
+from durable.store import Tx
+from durable.views.jsonio import RunView, outcome_json
+from durable.views.timeline import (
+    Entry,
+    Pending,
+    Tone,
+    describe,
+    duration,
+    elapsed,
+    error_text,
+    offset,
+    pending,
+    published,
+)
+
+E = EventType
+
+PIPE_WIDTH = 1000
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that never reads user data (names, messages, payloads) as markup or emoji.
+    Output to a pipe or file is not wrapped at 80 columns: lines stay whole for grep and less."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False,
+                   width=None if stream.isatty() else PIPE_WIDTH)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def configure_logging(worker_level: int = logging.INFO) -> None:
+    """Let workflows' `ctx.logger` lines reach the terminal, and the worker's notices at
+    `worker_level` (housekeeping that is noise when serving a single run)."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("durable.worker").setLevel(worker_level)
+
+
+# -- formatting -----------------------------------------------------------------------------
+
+def _local(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _until(ts: float, now: float) -> str:
+    return f"in {duration(ts - now)}" if ts >= now else f"{duration(now - ts)} overdue"
+
+
+_STATUS_STYLE = {
+    ExecutionStatus.RUNNING: "cyan",
+    ExecutionStatus.SUCCEEDED: "green",
+    ExecutionStatus.FAILED: "red",
+    ExecutionStatus.TIMED_OUT: "red",
+    ExecutionStatus.STOPPED: "yellow",
+}
+
+_TONE_STYLE = {Tone.PLAIN: "", Tone.OK: "green", Tone.WARN: "yellow", Tone.ERROR: "red",
+               Tone.ALARM: "bold red", Tone.MUTED: "dim"}
+
+
+def _status_text(run: RunInfo) -> Text:
+    if run.parked is not None:
+        return Text(f"{run.status} (parked)", style="bold red")
+    note = " (cancelling)" if run.cancel_requested and run.status is ExecutionStatus.RUNNING else ""
+    return Text(f"{run.status}{note}", style=_STATUS_STYLE.get(run.status, ""))
+
+
+def _progress_line(event: HistoryEvent, entry: Entry, t0: float) -> Text:
+    return Text(f"{offset(event.timestamp, t0):>9}  {entry.subject} {entry.text}",
+                style=_TONE_STYLE[entry.tone])
+
+
+def _action(run_id: str, p: Pending) -> str:
+    """The command that resolves what the run waits on, where a person can."""
+    if p.callback_id is not None:
+        return f"durable callback succeed {p.callback_id} --payload JSON"
+    if p.signal is not None:
+        return f"durable signal {run_id} {p.signal} --payload JSON"
+    if p.child_run_id is not None:
+        return f"durable show {p.child_run_id}"
+    return ""
+
+
+# -- `durable show` -------------------------------------------------------------------------
+
+def render_run(view: RunView) -> RenderableType:
+    """`durable show` for a person: a summary, what is wrong or awaited, then the timeline."""
+    run = view.run
+    parts: list[RenderableType] = [_summary(view)]
+    if run.parked is not None:
+        parts.append(_parked_panel(run.parked))
+    if run.error is not None:
+        parts.append(_error_block(run.error))
+    waiting = pending(run, view.operations)
+    if waiting:
+        parts.append(_section("Waiting on", _pending_table(view, waiting)))
+    events = published(view.operations)
+    if events:
+        parts.append(_section("Published events", _events_table(events)))
+    parts.append(_section("History", _timeline(view)))
+    return Group(*parts)
+
+
+def _summary(view: RunView) -> Table:
+    run = view.run
+    took = elapsed(run, view.now)
+    share = f" ({100 * run.compute_seconds / took:.1f}%)" if took > 0 else ""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    rows: list[tuple[str, str | Text]] = [
+        ("run", run.run_id),
+        ("workflow", run.workflow),
+        *([("parent run", run.parent_run_id)] if run.parent_run_id else []),
+        ("status", _status_text(run)),
+        ("created", _local(run.created_at)),
+        ("ended", _local(run.ended_at)),
+        ("time", f"{duration(took)} elapsed, {duration(run.compute_seconds)} "
+                 f"computing{share}"),
+        ("input", run.input or "-"),
+    ]
+    if run.status is ExecutionStatus.SUCCEEDED:
+        rows.append(("result", run.result or "null"))
+    for key, value in rows:
+        grid.add_row(key, value)
+    return grid
+
+
+def _timeline(view: RunView) -> Table:
+    ops = {op.id: op for op in view.operations}
+    t0 = view.run.created_at
+    table = plain_table(Column("time", justify="right", no_wrap=True), "operation", "what happened")
+    for event in view.history:
+        entry = describe(event, ops.get(event.operation_id or ""), t0)
+        table.add_row(offset(event.timestamp, t0), entry.subject,
+                      Text(entry.text, style=_TONE_STYLE[entry.tone]))
+    return table
+
+
+def _pending_table(view: RunView, waiting: list[Pending]) -> Table:
+    table = plain_table("operation", "when", "detail", "what to do")
+    for p in waiting:
+        when = "-" if p.due_at is None else f"{_local(p.due_at)} ({_until(p.due_at, view.now)})"
+        table.add_row(p.label, when, p.detail, _action(view.run.run_id, p))
+    return table
+
+
+def plain_table(*columns: str | Column) -> Table:
+    """A borderless table: easy to read in a terminal, easy to grep in a pipe."""
+    return Table(*columns, box=None, pad_edge=False, show_edge=False)
+
+
+def _section(title: str, body: RenderableType) -> Group:
+    return Group(Text(""), Text(title, style="bold underline"), body)
+
+
+def _parked_panel(parked: ErrorObject) -> Panel:
+    body = Text.assemble(
+        (f"{parked.type}: {parked.message}", "bold"),
+        "\nParked, not failed: the run stays RUNNING, and a worker whose code matches its "
+        "history resumes it.")
+    return Panel(body, title="PARKED", title_align="left", border_style="red", expand=False)
+
+
+def _error_block(error: ErrorObject) -> Group:
+    parts: list[RenderableType] = [Text(""), Text(f"error: {error_text(error)}", style="bold red")]
+    if error.traceback:
+        parts.append(Text(error.traceback.rstrip(), style="dim"))
+    return Group(*parts)
+
+
+def _events_table(events: dict[str, str | None]) -> Table:
+    table = plain_table("key", "value")
+    for key, value in events.items():
+        table.add_row(key, value or "null")
+    return table
+
+
+# -- `durable run`: serve one run here, telling its progress --------------------------------
+
+class Progress:
+    """Tails a run's history while this process serves it: prints each new event on stderr, and
+    tells the worker to stop once the run has ended or has parked since watching began (a run
+    parked by older code may well go on under this code, so older parkings do not count)."""
+
+    def __init__(self, client: Client, run_id: str, console: Console) -> None:
+        self._client = client
+        self._run_id = run_id
+        self._console = console
+        self._t0 = client.get(run_id).created_at
+        history = client.history(run_id)
+        self._watch_from = history[-1].id if history else 0
+        self._shown = 0
+        self._parked = False
+        self.steps_done = 0
+        self.retries = 0
+        self.waiting: list[Pending] = []
+        self.live = False  # a live status line shows `waiting`: keep it current
+
+    def poll(self) -> bool:
+        """Print what happened since the last poll; True once there is nothing left to serve.
+        The end is read from the run's status, not from its events, which a continue-as-new
+        replaces."""
+        while batch := self._client.store.read(self._new_events):
+            for event, op in batch:
+                self._show(event, op)
+        run = self._client.get(self._run_id)
+        if self.live:
+            self.waiting = pending(run, self._client.operations(self._run_id))
+        return run.status is not ExecutionStatus.RUNNING or self._parked
+
+    def _show(self, event: HistoryEvent, op: Operation | None) -> None:
+        if event.type == E.STEP_SUCCEEDED and op is not None and op.sub_type == "Step":
+            self.steps_done += 1
+        elif event.type == E.STEP_FAILED and event.details.get("retry"):
+            self.retries += 1
+        if event.type != E.INVOCATION_COMPLETED:
+            self._console.print(_progress_line(event, describe(event, op, self._t0), self._t0))
+        if event.type == E.EXECUTION_PARKED and event.id > self._watch_from:
+            self._parked = True
+        self._shown = event.id
+
+    def _new_events(self, tx: Tx) -> list[tuple[HistoryEvent, Operation | None]]:
+        events = tx.history(self._run_id, after=self._shown)
+        return [(e, tx.get_operation(self._run_id, e.operation_id) if e.operation_id else None)
+                for e in events]
+
+
+class LiveStatus:
+    """The line that stays under the event lines on a terminal: steps done, retries, and what
+    the run waits on with a countdown. Rendered by rich's refresh thread from what the last
+    poll read, so it costs no database reads of its own."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._spinner = Spinner("dots", style="cyan")
+
+    def __rich__(self) -> RenderableType:
+        p, now = self._progress, time.time()
+        waits = ", ".join(f"{w.label}" + (f" ({_until(w.due_at, now)})" if w.due_at else "")
+                          for w in p.waiting[:3])
+        more = f" +{len(p.waiting) - 3}" if len(p.waiting) > 3 else ""
+        self._spinner.update(text=Text(
+            f"{p.steps_done} step(s) done, {p.retries} retr{'y' if p.retries == 1 else 'ies'}"
+            + (f"; waiting on {waits}{more}" if waits else ""), style="bold"))
+        return self._spinner
+
+
+class WorkerStatus:
+    """`durable worker`'s line on a terminal: what it has done so far."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._spinner = Spinner("dots", style="cyan")
+
+    def __rich__(self) -> RenderableType:
+        stats = self._worker.stats
+        self._spinner.update(text=Text(
+            f"{stats.invocations} invocation(s), {stats.completed} run(s) completed"
+            + (f", {stats.stale} fenced out" if stats.stale else ""), style="bold"))
+        return self._spinner
+
+
+def live_line(console: Console, status: RenderableType) -> contextlib.AbstractContextManager[Any]:
+    """A live status line on a terminal; nothing when output goes to a file or a pipe."""
+    if not console.is_terminal:
+        return contextlib.nullcontext()
+    return Live(status, console=console, transient=True, refresh_per_second=8)
+
+
+def conclude(run: RunInfo, as_json: bool) -> None:
+    """Print how an ended run ended: the result on stdout, or the error on stderr and exit 1."""
+    if as_json:
+        echo_json(outcome_json(run))
+    elif run.status is ExecutionStatus.SUCCEEDED:
+        click.echo(run.result if run.result is not None else "null")
+    if run.status is not ExecutionStatus.SUCCEEDED:
+        error(f"run {run.run_id} ended {run.status}: {error_text(run.error)}; "
+               f"`durable show {run.run_id}` has the details")
+        exit_with(ExitCode.FAILED)
+
+
+def not_ended(run: RunInfo, why: str, code: ExitCode) -> NoReturn:
+    if run.parked is not None:
+        error(f"run {run.run_id} is parked (still RUNNING): {error_text(run.parked)}")
+    else:
+        error(f"run {run.run_id} is still RUNNING: {why}")
+    exit_with(code)
+
+
+
+def runs_table(runs: list[RunInfo], now: float) -> Table:
+    table = plain_table(Column("run id", no_wrap=True), Column("workflow", min_width=8),
+                   Column("status", no_wrap=True),
+                   *(Column(name, justify="right", no_wrap=True)
+                     for name in ("created", "elapsed", "compute")))
+    for r in runs:
+        table.add_row(r.run_id, r.workflow, _status_text(r), f"{duration(now - r.created_at)} ago",
+                      duration(elapsed(r, now)), duration(r.compute_seconds))
+    return table
+
+

@@ -1,0 +1,225 @@
+"""The `runs` table: creating runs, leases and fencing tokens, claims, listing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from durable.model import Operation, RunInfo
+from durable.store.rows import (
+    FIRST_TOKEN,
+    OP_COLUMNS,
+    RUN_COLUMNS,
+    Table,
+    contains,
+    marks,
+    operation_row,
+    run_row,
+    workflow_filter,
+)
+
+# Columns of `runs` the engine may set through `update_run`; guards the f-string below.
+_RUN_SETTABLE = frozenset(
+    {"status", "result", "error", "updated_at", "ended_at", "ready_at", "lease_owner",
+     "lease_expires", "cancel_requested", "parked", "compute_seconds", "timeout_at",
+     "invocation_failures"}
+)
+
+
+class Runs(Table):
+    """Runs and their leases."""
+
+    def insert_run(self, run_id: str, workflow: str, input: str | None, now: float,
+                   parent: tuple[str, str] | None = None,
+                   lease: tuple[str, float] | None = None) -> bool:
+        """Create a RUNNING run ready now; False if the id exists already (start is idempotent).
+        `parent` is the (run id, operation id) of the CHAINED_INVOKE that started it. With
+        `lease` (owner, until), the run is created leased to that owner (`FIRST_TOKEN`), as if
+        it had claimed it, instead of ready: nobody else needs to hear of it."""
+        parent_run, parent_op = parent or (None, None)
+        owner, until = lease or (None, None)
+        created = self._one(
+            "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, ready_at,"
+            " parent_run_id, parent_op_id, lease_owner, lease_expires, token)"
+            " VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
+            (run_id, workflow, input, now, now, None if lease else now, parent_run, parent_op,
+             owner, until, FIRST_TOKEN if lease else 0),
+        ) is not None
+        if created and lease is None:
+            self.notify()
+        return created
+
+    def get_run(self, run_id: str, lock: bool = False) -> RunInfo | None:
+        """With `lock`, hold the run's row until commit (`row_lock_clause`): what a change from
+        outside (a signal, a cancel) does first, so that it and a checkpoint of the same run,
+        which holds the row from its `fence`, each see all of the other or none of it."""
+        row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
+                        + (self.row_lock_clause if lock else ""), (run_id,))
+        return None if row is None else run_row(row)
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        assert values.keys() <= _RUN_SETTABLE, values.keys() - _RUN_SETTABLE
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self._exec(f"UPDATE runs SET {sets} WHERE run_id = ?", (*values.values(), run_id))
+
+    def wake(self, run_id: str, now: float) -> None:
+        """Mark the run as having work now (a signal, callback or cancel arrived)."""
+        self._exec(
+            "UPDATE runs SET ready_at = ?, updated_at = ? WHERE run_id = ? AND status = 'RUNNING'",
+            (now, now, run_id),
+        )
+        self.notify()
+
+    def fenced_run(self, run_id: str, token: int) -> RunInfo | None:
+        """The run, if `token` is still its current one (None: stale). An invocation's
+        outcome reads it first.
+
+        `row_lock_clause` holds the run's row until commit where the dialect lets a lease
+        change meanwhile.
+        """
+        row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND token = ?"
+                        " AND status = 'RUNNING'" + self.row_lock_clause, (run_id, token))
+        return None if row is None else run_row(row)
+
+
+    def fence_and_get(self, run_id: str, token: int,
+                      op_id: str) -> tuple[bool, Operation | None] | None:
+        """None if `token` is stale, else whether a cancel was requested, and the operation
+        `op_id` as it stands, in one statement: a step's checkpoint, the commonest write, then
+        reads once (one round trip on a server). A read, not a write, to keep the step path to
+        the rows it must write; the row lock as in `fenced_run`."""
+        row = self._one(
+            f"SELECT f.cancel_requested, {OP_COLUMNS} FROM (SELECT run_id, cancel_requested"
+            " FROM runs WHERE run_id = ? AND token = ? AND status = 'RUNNING'"
+            f"{self.row_lock_clause}) f LEFT JOIN operations o"
+            " ON o.run_id = f.run_id AND o.op_id = ?", (run_id, token, op_id))
+        if row is None:
+            return None
+        return bool(row[0]), None if row[1] is None else operation_row(row[1:])
+
+    def lease(self, run_ids: Sequence[str], owner: str,
+              until: float) -> list[tuple[RunInfo, int]]:
+        """Take the lease on each run, bumping its fencing token; returns each run as it now
+        stands with its new token, in the order of `run_ids`. One statement for them all: a
+        claim when many runs fall due at once takes a worker's every free slot."""
+        if not run_ids:
+            return []
+        leased = {run.run_id: (run, token) for run, token in self._take_leases(
+            f"run_id IN ({marks(run_ids)})", run_ids, owner, until)}
+        return [leased[run_id] for run_id in run_ids]
+
+    def _take_leases(self, where: str, params: Sequence[Any], owner: str,
+                     until: float) -> list[tuple[RunInfo, int]]:
+        """Lease the runs `where` selects to `owner`, bumping each one's fencing token; each
+        run as it now stands, with its new token, in no particular order."""
+        rows = self._rows(
+            "UPDATE runs SET lease_owner = ?, lease_expires = ?, token = token + 1,"
+            f" ready_at = NULL WHERE {where} RETURNING {RUN_COLUMNS}, token",
+            (owner, until, *params))
+        return [(run_row(row), int(row[-1])) for row in rows]
+
+    def lease_owners(self, prefix: str) -> list[str]:
+        """Owners, named starting with `prefix`, that hold leases on running runs."""
+        return [r[0] for r in self._rows(
+            "SELECT DISTINCT lease_owner FROM runs WHERE status = 'RUNNING'"
+            " AND lease_owner LIKE ?", (prefix.replace("%", "") + "%",))]
+
+    def expire_leases(self, owner: str, now: float) -> None:
+        self._exec("UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND lease_expires > ?",
+                   (now, owner, now))
+
+    def extend_leases(self, owner: str, run_ids: Sequence[str], until: float) -> None:
+        for run_id in run_ids:
+            self._exec(
+                "UPDATE runs SET lease_expires = ? WHERE run_id = ? AND lease_owner = ?",
+                (until, run_id, owner),
+            )
+
+    def claim(self, now: float, limit: int, workflows: Sequence[str], queued: Sequence[str],
+              owner: str, until: float) -> list[tuple[RunInfo, int]]:
+        """Lease up to `limit` runs that have work due and no live lease, or whose lease holder
+        stopped renewing it, as `lease` does; in one statement. Runs of the `queued` workflows
+        count only once a queue admitted them (`admit`). Returned oldest run first.
+
+        Runs orphaned by a dead worker are chosen first, the longest expired first; then runs
+        that are due, the earliest first. Each kind is its own sub-select that walks its index
+        in order (runs_lease, runs_ready) and stops after the rows it takes, where one query
+        over both kinds with an OR has to collect and sort every due run on every claim, which
+        makes claiming 100,000 runs that fell due at once quadratic. The kinds are disjoint: a
+        lease sets lease_owner and lease_expires together and every release clears both.
+        """
+        if limit <= 0:
+            return []
+        where, params = workflow_filter(workflows, queued)
+        lock = self.claim_lock_clause
+        leased = self._take_leases(self.run_id_in.format(
+            "SELECT run_id FROM (SELECT run_id FROM runs WHERE lease_expires < ?"
+            f" AND status = 'RUNNING'{where} ORDER BY lease_expires LIMIT ?{lock}) orphans"
+            " UNION ALL SELECT run_id FROM (SELECT run_id FROM runs WHERE ready_at <= ?"
+            f" AND lease_owner IS NULL AND status = 'RUNNING'{where} ORDER BY ready_at"
+            f" LIMIT ?{lock}) due LIMIT ?"),
+            (now, *params, limit, now, *params, limit, limit), owner, until)
+        return sorted(leased, key=lambda claimed: (claimed[0].created_at, claimed[0].run_id))
+
+
+    def next_due(self, workflows: Sequence[str], queued: Sequence[str] = ()) -> float | None:
+        """When the earliest of these runs has work; `queued` as in `claim`.
+
+        The first row of each index `claim` walks, in one round trip. ORDER BY ... LIMIT 1
+        rather than min(), which means the same but which PostgreSQL may compute by reading
+        every due run while a table just filled has no statistics yet.
+        """
+        where, params = workflow_filter(workflows, queued)
+        row = self._one(
+            "SELECT (SELECT ready_at FROM runs WHERE ready_at IS NOT NULL AND lease_owner IS NULL"
+            f" AND status = 'RUNNING'{where} ORDER BY ready_at LIMIT 1),"
+            " (SELECT lease_expires FROM runs WHERE lease_expires IS NOT NULL"
+            f" AND status = 'RUNNING'{where} ORDER BY lease_expires LIMIT 1)", (*params, *params))
+        return min((t for t in row if t is not None), default=None)
+
+    def list_runs(self, status: str | None, workflow: str | None, limit: int,
+                  offset: int = 0, search: str | None = None) -> list[RunInfo]:
+        """Newest first. `search`: only runs whose id or workflow contains it, ignoring case."""
+        clauses, params = [], []
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        if workflow:
+            clauses.append("workflow = ?")
+            params.append(workflow)
+        if search:
+            clauses.append("(lower(run_id) LIKE ? ESCAPE '!' OR lower(workflow) LIKE ? ESCAPE '!')")
+            params += [contains(search)] * 2
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._rows(
+            f"SELECT {RUN_COLUMNS} FROM runs{where} ORDER BY created_at DESC, run_id"
+            " LIMIT ? OFFSET ?", (*params, limit, offset))
+        return [run_row(r) for r in rows]
+
+    def restart_run(self, run_id: str, input: str | None, now: float) -> int:
+        """Clear the run's operations and history and start it over with `input`; buffered
+        signals and published events stay. Returns the new generation number."""
+        self._exec("DELETE FROM operations WHERE run_id = ?", (run_id,))
+        # Keep the newest event (the invocation that continued) so history ids never go back.
+        self._exec("DELETE FROM history WHERE run_id = ? AND id < (SELECT max(id) FROM history"
+                   " WHERE run_id = ?)", (run_id, run_id))
+        row = self._one(
+            "UPDATE runs SET input = ?, ready_at = ?, updated_at = ?, generation = generation + 1"
+            " WHERE run_id = ? RETURNING generation", (input, now, now, run_id))
+        return int(row[0])
+
+    def parent_of(self, run_id: str) -> tuple[str, str] | None:
+        row = self._one("SELECT parent_run_id, parent_op_id FROM runs WHERE run_id = ?",
+                        (run_id,))
+        return None if row is None or row[0] is None else (row[0], row[1])
+
+    def live_children(self, run_id: str) -> list[str]:
+        return [r[0] for r in self._rows(
+            "SELECT run_id FROM runs WHERE parent_run_id = ? AND status = 'RUNNING'", (run_id,))]
+
+    def parked_runs(self, workflows: Sequence[str]) -> list[str]:
+        where, params = workflow_filter(workflows)
+        return [r[0] for r in self._rows(
+            f"SELECT run_id FROM runs WHERE status = 'RUNNING' AND parked IS NOT NULL{where}",
+            params)]
