@@ -79,6 +79,8 @@ def test_defining_a_workflow_binds_only_the_namespaces_its_code_runs_in() -> Non
     assert leaked == []
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning",  # a replayed race closes its loser
+                            "error::pytest.PytestUnraisableExceptionWarning")
 async def test_every_supported_form_is_durable_in_workflow_code() -> None:
     wf = durable_workflow(forms.EveryForm)
     async with TestEnvironment(wf) as env:

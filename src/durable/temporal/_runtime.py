@@ -126,6 +126,13 @@ async def _capture(aw: Awaitable[Any]) -> Any:
         return _Raised(e)
 
 
+def _close_unstarted(aw: Awaitable[Any]) -> None:
+    """A race replayed from its record runs only the branch that won: close the loser's
+    coroutine (never started) so that it does not warn "never awaited"."""
+    if inspect.iscoroutine(aw) and inspect.getcoroutinestate(aw) == inspect.CORO_CREATED:
+        aw.close()
+
+
 def _seconds(value: timedelta | float | None) -> float | None:
     if value is None:
         return None
@@ -307,7 +314,11 @@ class Runtime:
     async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
         if timeout is None:
             return await aw
-        outcome = await self._race(_capture(self._take(aw)), timeout)
+        inner = self._take(aw)
+        try:
+            outcome = await self._race(_capture(inner), timeout)
+        finally:
+            _close_unstarted(inner)
         if outcome is _TIMED_OUT:
             raise TimeoutError
         if isinstance(outcome, _Raised):
@@ -320,8 +331,13 @@ class Runtime:
         async def timer() -> object:
             await self.ctx.sleep(timeout)
             return _TIMED_OUT
-        batch = await self.durable(self.ctx.gather(branch, timer(),
-                                                   completion=Completion(min_successful=1)))
+        clock = timer()
+        try:
+            batch = await self.durable(self.ctx.gather(branch, clock,
+                                                       completion=Completion(min_successful=1)))
+        finally:
+            _close_unstarted(branch)
+            _close_unstarted(clock)
         return next(item.result for item in batch.items if item.status == "SUCCEEDED")
 
     # -- workflow API ------------------------------------------------------------------------
