@@ -17,9 +17,9 @@ is looked up on `asyncio` itself (`__getattr__`), so `asyncio.CancelledError`,
 
 **In those namespaces, outside workflow code, nothing changes:** each function checks whether it
 is called from workflow code of a running Temporal-style workflow (`_runtime.active()`: a context
-variable, and not inside an activity) and otherwise *is* the standard call, with the same
-arguments and result, so an activity, a native `@durable.workflow` or a `main()` defined in the
-same module sleeps and gathers for real.
+variable, and not inside an activity) and otherwise returns asyncio's own call with the same
+arguments (one function call in between, nothing else), so an activity, a native
+`@durable.workflow` or a `main()` defined in the same module sleeps and gathers for real.
 
 Supported forms in the defining module (bound when the class is defined, and again when the
 workflow first runs in the process, so imports that come after the class work too):
