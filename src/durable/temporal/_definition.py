@@ -5,6 +5,10 @@ Everything that cannot be mapped is refused here, while the class is being defin
 of unsupported features raise when applied, and the class body's source is scanned for
 `workflow.X` and `asyncio.X` names outside the supported subset, so a workflow never starts only
 to behave differently from Temporal halfway through.
+
+It is also here that the class's code is given durable `asyncio.sleep`, `gather` and `wait_for`
+(`Definition.bind_asyncio`, mechanism and supported forms in `_workflow_asyncio`): explicitly,
+for this class's namespaces only, and never by modifying `asyncio`.
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ DEFN_ATTR = "__durable_temporal_definition__"
 DEFINITIONS: dict[str, Definition] = {}
 """Every @workflow.defn class by workflow name: what clients and child calls by name find."""
 
-ASYNCIO_SUPPORTED = frozenset({
-    "sleep", "gather", "wait_for", "TimeoutError", "CancelledError", "Queue", "QueueEmpty",
-    "QueueFull", "iscoroutine", "iscoroutinefunction"})
+DURABLE_ASYNCIO = frozenset({"sleep", "gather", "wait_for"})
+"""The asyncio calls workflow code gets durable versions of (`_workflow_asyncio`)."""
+
+ASYNCIO_SUPPORTED = DURABLE_ASYNCIO | frozenset({
+    "TimeoutError", "CancelledError", "Queue", "QueueEmpty", "QueueFull", "iscoroutine",
+    "iscoroutinefunction"})
 """asyncio names a workflow class may use: the three made durable, and passive helpers."""
 
 _ASYNCIO_HINTS = {
@@ -67,9 +74,29 @@ class Definition:
     queries: dict[str, Callable[..., Any]] = field(default_factory=dict)
     failure_types: tuple[type[BaseException], ...] = ()
     durable: Workflow[Any] = field(init=False)
+    namespaces: list[dict[str, Any]] = field(init=False, repr=False)
+    """The global namespaces the class's code runs in (see `code_namespaces`)."""
+    _bound_for_run: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.durable = _durable_workflow(self)
+        self.namespaces = code_namespaces(self.cls)
+
+    def bind_asyncio(self) -> None:
+        """Give the class's code durable asyncio.sleep, gather and wait_for: `asyncio` and names
+        imported from it, in the namespaces its code runs in, become `_workflow_asyncio`'s."""
+        from durable.temporal import _workflow_asyncio
+
+        for namespace in self.namespaces:
+            _workflow_asyncio.bind(namespace)
+
+    def prepare_run(self) -> None:
+        """Called as the workflow's code is about to run: bind once more, once per process, so
+        that names a module bound after the class statement (an import at its end, a module-level
+        `sleep = asyncio.sleep`) are covered too."""
+        if not self._bound_for_run:
+            self._bound_for_run = True
+            self.bind_asyncio()
 
     def signal_name(self, ref: str | Callable[..., Any]) -> str:
         return _handler_name(self, ref, self.signals, SIGNAL_ATTR, "signal")
@@ -154,10 +181,39 @@ def make_definition(cls: type, name: str | None, failure_types: Sequence[type[Ba
     defn = Definition(cls, name or cls.__name__, run_fns[-1],
                       init_takes_args=bool(getattr(init, INIT_ATTR, False)), signals=signals,
                       queries=queries, failure_types=tuple(failure_types))
+    defn.bind_asyncio()
     setattr(cls, DEFN_ATTR, defn)
     setattr(defn.run_fn, DEFN_ATTR, defn)
     DEFINITIONS[defn.name] = defn
     return defn
+
+
+def code_namespaces(cls: type) -> list[dict[str, Any]]:
+    """The global namespaces the code of `cls` runs in: the `__globals__` of the functions its
+    classes (base classes included) define, unwrapped from decorators; normally the defining
+    modules' dicts. The standard library's and Durable's own are left out: no workflow code
+    lives there, and their asyncio calls must stay asyncio's."""
+    found: dict[int, dict[str, Any]] = {}
+    for klass in cls.__mro__:
+        for member in vars(klass).values():
+            fn = member.fget if isinstance(member, property) else getattr(member, "__func__",
+                                                                           member)
+            if not callable(fn):
+                continue
+            try:
+                fn = inspect.unwrap(fn)
+            except ValueError:  # a cycle of __wrapped__
+                continue
+            namespace = getattr(fn, "__globals__", None)
+            if isinstance(namespace, dict) and not _never_bound(namespace):
+                found.setdefault(id(namespace), namespace)
+    return list(found.values())
+
+
+def _never_bound(namespace: dict[str, Any]) -> bool:
+    module = namespace.get("__name__")
+    top = module.partition(".")[0] if isinstance(module, str) else ""
+    return top == "durable" or top in sys.stdlib_module_names
 
 
 def _durable_workflow(defn: Definition) -> Workflow[Any]:
@@ -191,6 +247,7 @@ def _durable_workflow(defn: Definition) -> Workflow[Any]:
 
 def check_source(cls: type) -> None:
     """Refuse, naming it, any `workflow.X` or `asyncio.X` the class uses that is not mapped."""
+    from durable.temporal import _workflow_asyncio as workflow_asyncio
     from durable.temporal import workflow as workflow_api
 
     module = sys.modules.get(cls.__module__)
@@ -210,7 +267,8 @@ def check_source(cls: type) -> None:
             if owner is workflow_api and node.attr not in workflow_api.__all__:
                 raise UnsupportedFeature(f"workflow.{node.attr}, used in {at}",
                                          workflow_api.UNSUPPORTED.get(node.attr, ""))
-            if owner is asyncio and node.attr not in ASYNCIO_SUPPORTED:
+            if (owner is asyncio or owner is workflow_asyncio) and (
+                    node.attr not in ASYNCIO_SUPPORTED):
                 raise UnsupportedFeature(f"asyncio.{node.attr} inside workflow code, used in {at}",
                                          _ASYNCIO_HINTS.get(node.attr, ""))
         elif isinstance(node, ast.Name):
@@ -220,9 +278,38 @@ def check_source(cls: type) -> None:
                     obj.__name__ not in ASYNCIO_SUPPORTED):
                 raise UnsupportedFeature(f"asyncio.{obj.__name__} inside workflow code, used in "
                                          f"{at}", _ASYNCIO_HINTS.get(obj.__name__, ""))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            _check_import(node, at)
         elif (isinstance(node, ast.Await) and isinstance(node.value, ast.Call)
               and isinstance(node.value.func, ast.Attribute)
               and node.value.func.attr in _BLOCKING_AWAITS):
             raise UnsupportedFeature(
                 f"awaiting .{node.value.func.attr}() of an in-memory asyncio primitive, in {at}",
                 "wait with workflow.wait_condition(...) and then use get_nowait()/put_nowait()")
+
+
+_LOCAL_IMPORT_HINT = ("import asyncio (or `from asyncio import sleep, gather, wait_for`) at the "
+                      "top of the module: @workflow.defn makes those durable for the class's "
+                      "code, while an import inside the class binds the standard ones")
+
+
+def _check_import(node: ast.Import | ast.ImportFrom, at: str) -> None:
+    """An asyncio import inside the class binds asyncio's own module or functions in a local
+    scope, which `Definition.bind_asyncio` cannot reach: the sleep would silently not be
+    durable. Refused, except for the passive names workflow code may use anyway."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name.partition(".")[0] == "asyncio":
+                raise UnsupportedFeature(f"`import {alias.name}` inside workflow code, in {at}",
+                                         _LOCAL_IMPORT_HINT)
+        return
+    if node.module is None or node.module.partition(".")[0] != "asyncio":
+        return
+    for alias in node.names:
+        if alias.name in DURABLE_ASYNCIO or alias.name == "*":
+            raise UnsupportedFeature(f"`from {node.module} import {alias.name}` inside workflow "
+                                     f"code, in {at}", _LOCAL_IMPORT_HINT)
+        if alias.name not in ASYNCIO_SUPPORTED:
+            raise UnsupportedFeature(f"asyncio.{alias.name} inside workflow code, imported in "
+                                     f"{at}", _ASYNCIO_HINTS.get(alias.name, ""))
+

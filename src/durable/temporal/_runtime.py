@@ -6,14 +6,14 @@ instead runs many workflows, their steps and the group-commit writer as tasks of
 and its replay is already deterministic per scope: every durable call gets an id from its scope
 and its position in it. A private loop per workflow would have to ferry every checkpoint across
 loops and re-implement that scheduling; what actually needs redirecting is only the three asyncio
-calls through which workflow code touches time and concurrency. So `asyncio.sleep`,
-`asyncio.gather` and `asyncio.wait_for` are replaced, once, by functions that check whether they
-are called from workflow code of a running Temporal-style workflow (a context variable, and not
-inside an activity): there they become `ctx.sleep` (a durable timer), `ctx.gather` (one branch
-scope per awaitable) and a durable race against a timer; everywhere else, including activities,
-Durable's own workflows and the worker, they are the original functions, untouched. Modules that
-did `from asyncio import sleep` get the same dispatcher bound when their workflow class is
-defined. Everything else asyncio offers is refused at definition time (see `_definition`).
+calls through which workflow code touches time and concurrency. `Runtime.sleep`, `gather` and
+`wait_for` below are their durable forms: `ctx.sleep` (a durable timer), `ctx.gather` (one branch
+scope per awaitable) and a durable race against a timer. Workflow code reaches them through
+`_workflow_asyncio`, which `@workflow.defn` binds in place of `asyncio` in the namespaces the
+class's code runs in; the `asyncio` module itself is never modified, so nothing outside those
+namespaces (Durable's own workflows, the worker, other libraries) can be affected, and inside
+them the calls are asyncio's own unless `active()` says a workflow's code is running. Everything
+else asyncio offers is refused at definition time (see `_definition`).
 
 **Signals.** All signals to a run travel on one Durable signal channel (`CHANNEL`), so their
 order across names is kept. A pump, a task with its own scope, takes them one by one with durable
@@ -35,8 +35,6 @@ Nothing is written to the run's history.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import inspect
 import random as _random
 import typing
@@ -85,10 +83,6 @@ PUMP_SCOPE = "temporal.signals"
 
 _RUNTIME: ContextVar[Runtime | None] = ContextVar("durable_temporal_runtime", default=None)
 
-_ORIGINAL_SLEEP = asyncio.sleep
-_ORIGINAL_GATHER = asyncio.gather
-_ORIGINAL_WAIT_FOR = asyncio.wait_for
-
 
 def active() -> Runtime | None:
     """The runtime of the workflow whose code is running here; None in an activity or outside."""
@@ -132,6 +126,13 @@ async def _capture(aw: Awaitable[Any]) -> Any:
         return _Raised(e)
 
 
+def _close_unstarted(aw: Awaitable[Any]) -> None:
+    """A race replayed from its record runs only the branch that won: close the loser's
+    coroutine (never started) so that it does not warn "never awaited"."""
+    if inspect.iscoroutine(aw) and inspect.getcoroutinestate(aw) == inspect.CORO_CREATED:
+        aw.close()
+
+
 def _seconds(value: timedelta | float | None) -> float | None:
     if value is None:
         return None
@@ -162,6 +163,7 @@ class Runtime:
 
     # -- the run -----------------------------------------------------------------------------
     async def execute(self, args: Sequence[Any]) -> Any:
+        self.defn.prepare_run()
         token = _RUNTIME.set(self)
         try:
             self.instance = self._instantiate(args)
@@ -297,7 +299,7 @@ class Runtime:
     async def sleep(self, delay: timedelta | float, result: T | None = None) -> T | None:
         seconds = _seconds(delay) or 0.0
         if seconds <= 0:  # a bare yield, no timer: as in Temporal
-            await _ORIGINAL_SLEEP(0)
+            await asyncio.sleep(0)
             return result
         await self.durable(self.ctx.sleep(seconds))
         return result
@@ -312,7 +314,11 @@ class Runtime:
     async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
         if timeout is None:
             return await aw
-        outcome = await self._race(_capture(self._take(aw)), timeout)
+        inner = self._take(aw)
+        try:
+            outcome = await self._race(_capture(inner), timeout)
+        finally:
+            _close_unstarted(inner)
         if outcome is _TIMED_OUT:
             raise TimeoutError
         if isinstance(outcome, _Raised):
@@ -325,8 +331,13 @@ class Runtime:
         async def timer() -> object:
             await self.ctx.sleep(timeout)
             return _TIMED_OUT
-        batch = await self.durable(self.ctx.gather(branch, timer(),
-                                                   completion=Completion(min_successful=1)))
+        clock = timer()
+        try:
+            batch = await self.durable(self.ctx.gather(branch, clock,
+                                                       completion=Completion(min_successful=1)))
+        finally:
+            _close_unstarted(branch)
+            _close_unstarted(clock)
         return next(item.result for item in batch.items if item.status == "SUCCEEDED")
 
     # -- workflow API ------------------------------------------------------------------------
@@ -655,54 +666,6 @@ async def _quiesce(task: asyncio.Future[Any], calm_rounds: int = 3) -> None:
     ready = getattr(loop, "_ready", None)  # CPython's run queue; without it, count rounds
     calm = 0
     while not task.done() and calm < (calm_rounds if ready is not None else 1000):
-        await _ORIGINAL_SLEEP(0)
+        await asyncio.sleep(0)
         calm = calm + 1 if ready is None or not ready else 0
 
-
-# -- the asyncio dispatchers ---------------------------------------------------------------------
-
-@functools.wraps(_ORIGINAL_SLEEP)
-def _sleep(delay: float, result: Any = None) -> Coroutine[Any, Any, Any]:
-    rt = active()
-    if rt is None:
-        return _ORIGINAL_SLEEP(delay, result)
-    return rt.sleep(delay, result)
-
-
-@functools.wraps(_ORIGINAL_GATHER)
-def _gather(*aws: Any, return_exceptions: bool = False) -> Any:
-    rt = active()
-    if rt is None:
-        return _ORIGINAL_GATHER(*aws, return_exceptions=return_exceptions)
-    return rt.gather(*aws, return_exceptions=return_exceptions)
-
-
-@functools.wraps(_ORIGINAL_WAIT_FOR)
-def _wait_for(fut: Any, timeout: float | None) -> Coroutine[Any, Any, Any]:
-    rt = active()
-    if rt is None:
-        return _ORIGINAL_WAIT_FOR(fut, timeout)
-    return rt.wait_for(fut, timeout)
-
-
-DISPATCHERS: dict[object, object] = {
-    _ORIGINAL_SLEEP: _sleep, _ORIGINAL_GATHER: _gather, _ORIGINAL_WAIT_FOR: _wait_for}
-
-
-def install() -> None:
-    """Put the dispatchers in place of asyncio.sleep, gather and wait_for (idempotent)."""
-    asyncio.sleep = _sleep
-    asyncio.gather = _gather
-    asyncio.wait_for = _wait_for
-
-
-def rebind_module(namespace: dict[str, Any]) -> None:
-    """A module that did `from asyncio import sleep` holds the original: give it the
-    dispatcher, which behaves exactly as the original outside workflow code."""
-    for attr, value in list(namespace.items()):
-        with contextlib.suppress(TypeError):  # unhashable module attributes
-            if value in DISPATCHERS:
-                namespace[attr] = DISPATCHERS[value]
-
-
-install()

@@ -165,19 +165,16 @@ def defn(cls: C | None = None, /, *, name: str | None = None, sandboxed: bool = 
          dynamic: bool = False, failure_exception_types: Sequence[type[BaseException]] = (),
          versioning_behavior: Any = None) -> Any:
     """Declare a workflow class (named `name`, default the class name). `sandboxed` is accepted
-    and has no effect: determinism comes from Durable's replay check, not a sandbox."""
+    and has no effect: determinism comes from Durable's replay check, not a sandbox.
+
+    This is where the class's code gets durable `asyncio.sleep`, `gather` and `wait_for`: the
+    module defining it (and those defining its base classes) see `_workflow_asyncio` in place
+    of `asyncio`. The `asyncio` module itself is left alone."""
     if dynamic:
         raise UnsupportedFeature("dynamic workflows (@workflow.defn(dynamic=True))",
                                  "declare each workflow class by name")
 
     def wrap(c: C) -> C:
-        import sys
-
-        from durable.temporal._runtime import rebind_module
-
-        module = sys.modules.get(c.__module__)
-        if module is not None:
-            rebind_module(vars(module))
         _definition.make_definition(c, name, failure_exception_types)
         return c
     return wrap(cls) if cls is not None else wrap
