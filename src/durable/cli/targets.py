@@ -131,8 +131,8 @@ def _as_workflow(obj: object) -> Workflow[Any] | None:
     @workflow.defn class or its @workflow.run method; None for anything else."""
     if isinstance(obj, Workflow):
         return obj
-    # Only code that imported durable.temporal can hold a @workflow.defn class. Importing it
-    # here regardless would install its asyncio dispatchers in every process that loads a target.
+    # Only code that imported durable.temporal can hold a @workflow.defn class; a process that
+    # loads only native workflows need not pay for importing it.
     if "durable.temporal" not in sys.modules:
         return None
     from durable.temporal import workflow_behind
