@@ -1,22 +1,26 @@
-"""The whole state machine of runs and operations, in one place.
+"""The whole state machine of runs and operations, in one place, and nothing else.
 
 Every function here runs inside one store transaction (`Tx`) and is the only code that changes a
-run's state. The SDK proposes (checkpoint updates, invocation outcomes); this module decides. Only
-here does a WAIT complete, a PENDING step become READY, a callback resolve or time out, a signal
-meet its waiter, a stale invocation get fenced out, a queue admit a run and a schedule fire a
-tick.
+run's or an operation's status. The SDK proposes (checkpoint updates, invocation outcomes); this
+module decides. Only here does a run start, get leased, end or time out, a WAIT complete, a
+PENDING step become READY, a callback resolve or time out, a signal meet its waiter and a stale
+invocation get fenced out. `_HANDLERS` is the table of what each (operation type, action) of a
+checkpoint does.
+
+Beside it, in modules of their own, the decisions that change no status and start runs only
+through `start_run`: `engine/admission.py` decides which queued runs `claim` may lease (queue
+limits and rates), `engine/schedules.py` which schedule tick fires, and `invoke/dataplane.py`
+maps AWS execution names onto run ids.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import secrets
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from durable.engine import admission
 from durable.errors import CallbackNotFound, RunNotFound, StaleToken, UsageError
 from durable.model import (
     CheckpointResult,
@@ -32,11 +36,9 @@ from durable.model import (
     OperationType,
     OperationUpdate,
     RunInfo,
-    ScheduleState,
     SubType,
 )
-from durable.model.queues import Queue, ServedQueue
-from durable.model.schedule import MISSED_GRACE, Schedule, ScheduleInfo
+from durable.model.queues import ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error
 from durable.store.tx import Tx
 
@@ -74,43 +76,6 @@ def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
     return run, created
 
 
-class ExecutionConflict(UsageError):
-    """An execution name is taken by an execution of the same function with another input."""
-
-
-def start_execution(tx: Tx, function: str, name: str, input: str | None, now: float,
-                    timeout: float | None = None) -> tuple[RunInfo, bool]:
-    """Start a run of `function` under the execution name `name` (AWS's Invoke with
-    X-Amz-Durable-Execution-Name); returns (run, created). Idempotent by name: the same name
-    with the same input is the same run, with another input an `ExecutionConflict`.
-    `timeout` (seconds) is the execution timeout: the run ends TIMED_OUT when it passes."""
-    run_id = uuid.uuid4().hex
-    if not tx.insert_execution(run_id, function, name):
-        existing = tx.execution_named(function, name)
-        run = tx.get_run(existing) if existing is not None else None
-        assert run is not None
-        if not _same_input(run.input, input):
-            raise ExecutionConflict(
-                f"execution {name!r} of function {function!r} was already started with another "
-                "input; use another execution name, or the same input to get that execution")
-        return run, False
-    run, _ = start_run(tx, run_id, function, input, now)
-    if timeout is not None:
-        tx.update_run(run_id, timeout_at=now + timeout)
-        run = replace(run, timeout_at=now + timeout)
-    return run, True
-
-
-def _same_input(a: str | None, b: str | None) -> bool:
-    """Inputs are the same JSON value, however spaced."""
-    if a == b:
-        return True
-    try:
-        return bool(json.loads(a or "null") == json.loads(b or "null"))
-    except ValueError:
-        return False
-
-
 def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
           workflows: Sequence[str], queues: Sequence[ServedQueue] = ()) -> list[Claimed]:
     """Lease up to `limit` runs that have work, apply what fell due, and hand them out.
@@ -119,11 +84,11 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
     their slot and come back like any other run (after a sleep, a signal, a crash).
     """
     until = now + lease_seconds
-    leased = tx.claim(now, limit, workflows, _queued(queues), owner, until)
+    leased = tx.claim(now, limit, workflows, admission.queued(queues), owner, until)
     for q in queues:
         if len(leased) >= limit:
             break
-        leased += tx.lease(_admit(tx, q, now, limit - len(leased)), owner, until)
+        leased += tx.lease(admission.admit(tx, q, now, limit - len(leased)), owner, until)
     operations = tx.operations_of([run.run_id for run, _ in leased])
     out = []
     for run, token in leased:
@@ -147,46 +112,11 @@ def invocation_of(run: RunInfo) -> Claimed:
 
 def next_due(tx: Tx, now: float, workflows: Sequence[str],
              queues: Sequence[ServedQueue] = ()) -> float | None:
-    """When `claim` will next find work for these workflows: how long a worker may sleep unless
-    woken. A queue that is full has no due time: a run of it ending notifies, which wakes every
-    worker; a queue stopped by its rate is due when its window lets the next run in."""
-    due = [tx.next_due(workflows, _queued(queues))]
-    for q in queues:
-        first = tx.queue_first_waiting(q.workflows)
-        if first is None:
-            continue
-        room, reopens = _room(tx, q.queue, now)
-        due.append(first if room > 0 else None if reopens is None else max(first, reopens))
+    """When `claim` will next find work for these workflows, or a run `queues` may admit: how
+    long a worker may sleep unless woken."""
+    due = [tx.next_due(workflows, admission.queued(queues)),
+           *(admission.next_admission(tx, q, now) for q in queues)]
     return min((t for t in due if t is not None), default=None)
-
-
-def _queued(queues: Sequence[ServedQueue]) -> list[str]:
-    return [wf for q in queues for wf in q.workflows]
-
-
-def _admit(tx: Tx, q: ServedQueue, now: float, wanted: int) -> list[str]:
-    """Admit up to `wanted` of the queue's oldest waiting runs, as many as its limits allow."""
-    tx.lock_queue(q.queue.name)
-    room, _ = _room(tx, q.queue, now)
-    if room <= 0:
-        return []
-    run_ids = tx.queue_waiting(q.workflows, now, int(min(room, wanted)))
-    tx.admit(run_ids, q.queue.name, now)
-    return run_ids
-
-
-def _room(tx: Tx, queue: Queue, now: float) -> tuple[float, float | None]:
-    """How many more runs `queue` may admit now, and, when only its rate stops it, the time its
-    sliding window lets the next one in."""
-    room = math.inf if queue.limit is None else float(queue.limit - tx.queue_held(queue.name))
-    if queue.rate_count is None or room <= 0:
-        return room, None
-    since = now - queue.rate_period
-    over = tx.queue_admitted(queue.name, since) - queue.rate_count
-    if over < 0:
-        return min(room, float(-over)), None
-    oldest = tx.queue_admission(queue.name, since, over)  # must leave the window first
-    return 0.0, None if oldest is None else oldest + queue.rate_period
 
 
 def release_unstarted(tx: Tx, run_id: str, token: int, now: float) -> None:
@@ -339,57 +269,7 @@ def _report_to_parent(tx: Tx, run: RunInfo, status: ExecutionStatus, out: Invoca
     tx.wake(parent_run, now)
 
 
-# -- schedules -----------------------------------------------------------------------------------
-
-def fire_schedule(tx: Tx, workflow: str, schedule: Schedule, tick: float | None,
-                  input: str | None, now: float) -> str | None:
-    """Start the run of `tick`, the schedule's latest tick at or before `now`, if it is due, and
-    record the tick as fired in the same transaction; returns the run id if it fired.
-
-    Every worker serving the workflow calls this at each tick. The first one starts the run; the
-    others find the tick recorded (and the run id taken, start being idempotent by id), so a tick
-    makes one run however many workers fire it, and a crash cannot separate the run from the
-    record of its tick. `input` is the run's input for that tick, encoded by the SDK.
-    """
-    state = tx.get_schedule(workflow, lock=True)
-    if state is None:
-        tx.register_schedule(workflow, schedule.cron, schedule.timezone, now)
-        state = tx.get_schedule(workflow, lock=True)
-        assert state is not None
-    if (state.cron, state.timezone) != (schedule.cron, schedule.timezone):
-        # A deploy changed the schedule: count its ticks from now, none "missed" before it.
-        state = replace(state, cron=schedule.cron, timezone=schedule.timezone, since=now)
-        tx.put_schedule(state, now)
-    if tick is None or not _is_due(schedule, state, tick, now):
-        return None
-    run_id = schedule.run_id(workflow, tick)
-    start_run(tx, run_id, workflow, input, now)
-    tx.put_schedule(replace(state, last_tick=tick, last_run_id=run_id), now)
-    return run_id
-
-
-def _is_due(schedule: Schedule, state: ScheduleState | None, tick: float, now: float) -> bool:
-    """Whether `tick`, the latest at or before `now`, is to fire: it is newer than the schedule
-    and than the last tick fired, and it was not missed (or the policy catches up once)."""
-    if state is None or tick <= max(state.since, state.last_tick or -math.inf):
-        return False
-    return schedule.missed == "run_once" or now - tick <= MISSED_GRACE
-
-
-def schedule_info(tx: Tx, workflow: str, schedule: Schedule, now: float) -> ScheduleInfo:
-    """The schedule as it stands: its next tick (one due now if a worker would fire it at once)
-    and the last one fired."""
-    state = tx.get_schedule(workflow)
-    current = state if state is not None and (state.cron, state.timezone) == (
-        schedule.cron, schedule.timezone) else None
-    tick = schedule.latest(now)
-    next_fire = tick if tick is not None and _is_due(schedule, current, tick, now) else (
-        schedule.next_after(now))
-    last = None if state is None or state.last_tick is None else schedule.moment(state.last_tick)
-    return ScheduleInfo(workflow, schedule.cron, schedule.timezone, schedule.missed,
-                        schedule.moment(next_fire), last,
-                        None if state is None else state.last_run_id, state is not None)
-
+# -- what time brings: leases renewed, operations falling due, callbacks' heartbeats --------------
 
 def heartbeat(tx: Tx, owner: str, run_ids: Sequence[str], until: float) -> None:
     tx.extend_leases(owner, run_ids, until)
