@@ -5,7 +5,7 @@ run's or an operation's status. The SDK proposes (checkpoint updates, invocation
 module decides. Only here does a run start, get leased, end or time out, a WAIT complete, a
 PENDING step become READY, a callback resolve or time out, a signal meet its waiter and a stale
 invocation get fenced out. `_HANDLERS` is the table of what each (operation type, action) of a
-checkpoint does.
+checkpoint does; each handler takes one `Change`.
 
 Beside it, in modules of their own, the decisions that change no status and start runs only
 through `start_run`: `engine/admission.py` decides which queued runs `claim` may lease (queue
@@ -342,148 +342,162 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
     return CheckpointResult(touched, cancel_requested)
 
 
-def _apply(tx: Tx, run_id: str, u: OperationUpdate, now: float, op: Operation | None
+def _apply(tx: Tx, run_id: str, u: OperationUpdate, now: float, stored: Operation | None
            ) -> Operation:
-    """Apply `u` to `op`, the operation it updates as it stands (None: a new one)."""
-    if op is not None and op.status is S.CANCELLED and u.action is A.CANCEL:
-        return op  # the engine cancelled it already, when the cancel request came in
-    if op is not None and (op.type is not u.type or op.status.is_final):
+    """Apply `u` to `stored`, the operation it updates as it stands (None: a new one)."""
+    if stored is not None and stored.status is S.CANCELLED and u.action is A.CANCEL:
+        return stored  # the engine cancelled it already, when the cancel request came in
+    if stored is not None and (stored.type is not u.type or stored.status.is_final):
         raise InvalidCheckpoint(f"run {run_id!r}: cannot {u.action} {u.type} operation {u.id} "
-                                f"({u.name!r}); it is {op.type} {op.status}")
-    new = op or Operation(u.id, u.type, S.STARTED, u.name, u.parent_id, u.sub_type,
-                          started_at=u.started_at or now)
+                                f"({u.name!r}); it is {stored.type} {stored.status}")
+    op = stored or Operation(u.id, u.type, S.STARTED, u.name, u.parent_id, u.sub_type,
+                             started_at=u.started_at or now)
     handler = _HANDLERS.get((u.type, u.action))
     if handler is None:
         raise InvalidCheckpoint(f"run {run_id!r}: action {u.action} is not valid for {u.type}")
-    new = handler(tx, run_id, new, op, u, now)
+    new = handler(Change(tx, run_id, u, stored, op, now))
     tx.put_operation(run_id, new)
     return new
 
 
-def _step_start(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-                now: float) -> Operation:
-    if old is not None and old.status is not S.READY:
-        raise InvalidCheckpoint(f"run {run_id!r}: step {u.name!r} started twice")
-    tx.add_event(run_id, E.STEP_STARTED, now, u.id, u.name, {"attempt": new.attempt + 1})
-    return replace(new, status=S.STARTED, attempt=new.attempt + 1, started_at=now)
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One update meeting one operation, inside one transaction: what a handler decides on.
+    Its handler returns the operation as it is to be stored.
+
+    `op` is what the handler builds on: the operation as it stands, or a new STARTED one when
+    the update creates it. `stored` is the operation as it stands (None: there is none yet), so a
+    handler can tell a first START from a second, or an outcome of a START it saw from one
+    without.
+    """
+
+    tx: Tx
+    run_id: str
+    update: OperationUpdate
+    stored: Operation | None
+    op: Operation
+    now: float
+
+    def record(self, event: EventType, details: dict[str, Any] | None = None) -> None:
+        """Add `event`, about the updated operation, to the run's history."""
+        self.tx.add_event(self.run_id, event, self.now, self.update.id, self.update.name, details)
 
 
-def _attempt(old: Operation | None, new: Operation) -> int:
+def _step_start(c: Change) -> Operation:
+    if c.stored is not None and c.stored.status is not S.READY:
+        raise InvalidCheckpoint(f"run {c.run_id!r}: step {c.update.name!r} started twice")
+    c.record(E.STEP_STARTED, {"attempt": c.op.attempt + 1})
+    return replace(c.op, status=S.STARTED, attempt=c.op.attempt + 1, started_at=c.now)
+
+
+def _attempt(c: Change) -> int:
     """The attempt number an outcome belongs to: START already counted it, else count it now."""
-    return new.attempt if old is not None and old.status is S.STARTED else new.attempt + 1
+    return c.op.attempt if c.stored is not None and c.stored.status is S.STARTED else (
+        c.op.attempt + 1)
 
 
-def _step_succeed(tx: Tx, run_id: str, new: Operation, old: Operation | None,
-                  u: OperationUpdate, now: float) -> Operation:
-    attempt = _attempt(old, new)
-    started = u.started_at or new.started_at
-    tx.add_event(run_id, E.STEP_SUCCEEDED, now, u.id, u.name,
-                 {"attempt": attempt, "started_at": started})
+def _step_succeed(c: Change) -> Operation:
+    u, attempt = c.update, _attempt(c)
+    started = u.started_at or c.op.started_at
+    c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
     if u.sub_type == SubType.SET_EVENT and u.name is not None:
-        tx.set_published(run_id, u.name, u.payload, now)
-    return replace(new, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
-                   started_at=started, ended_at=now)
+        c.tx.set_published(c.run_id, u.name, u.payload, c.now)
+    return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
+                   started_at=started, ended_at=c.now)
 
 
-def _step_fail(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-               now: float) -> Operation:
-    attempt = _attempt(old, new)
-    tx.add_event(run_id, E.STEP_FAILED, now, u.id, u.name,
-                 {"attempt": attempt, "error": _err(u), "retry": False})
-    return replace(new, status=S.FAILED, attempt=attempt, error=u.error, ended_at=now)
+def _step_fail(c: Change) -> Operation:
+    u, attempt = c.update, _attempt(c)
+    c.record(E.STEP_FAILED, {"attempt": attempt, "error": _err(u), "retry": False})
+    return replace(c.op, status=S.FAILED, attempt=attempt, error=u.error, ended_at=c.now)
 
 
-def _step_retry(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-                now: float) -> Operation:
-    attempt = _attempt(old, new)
-    due = now + (u.delay or 0.0)
-    tx.add_event(run_id, E.STEP_FAILED, now, u.id, u.name,
-                 {"attempt": attempt, "error": _err(u), "retry": True, "next_attempt_at": due})
+def _step_retry(c: Change) -> Operation:
+    u, attempt = c.update, _attempt(c)
+    due = c.now + (u.delay or 0.0)
+    c.record(E.STEP_FAILED,
+             {"attempt": attempt, "error": _err(u), "retry": True, "next_attempt_at": due})
     # A RETRY may carry a payload instead of an error: the state a polled condition
     # (AWS's wait_for_condition) hands its next attempt.
-    return replace(new, status=S.PENDING, attempt=attempt, result=u.payload, error=u.error,
+    return replace(c.op, status=S.PENDING, attempt=attempt, result=u.payload, error=u.error,
                    due_at=due)
 
 
-def _wait_start(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-                now: float) -> Operation:
-    _require_new(run_id, old, u)
-    due = now + max(u.delay or 0.0, 0.0)
-    tx.add_event(run_id, E.WAIT_STARTED, now, u.id, u.name, {"due_at": due})
-    if due <= now:
-        tx.add_event(run_id, E.WAIT_SUCCEEDED, now, u.id, u.name)
-        return replace(new, status=S.SUCCEEDED, due_at=due, ended_at=now)
-    return replace(new, due_at=due)
+def _wait_start(c: Change) -> Operation:
+    _require_new(c)
+    due = c.now + max(c.update.delay or 0.0, 0.0)
+    c.record(E.WAIT_STARTED, {"due_at": due})
+    if due <= c.now:
+        c.record(E.WAIT_SUCCEEDED)
+        return replace(c.op, status=S.SUCCEEDED, due_at=due, ended_at=c.now)
+    return replace(c.op, due_at=due)
 
 
-def _callback_start(tx: Tx, run_id: str, new: Operation, old: Operation | None,
-                    u: OperationUpdate, now: float) -> Operation:
-    _require_new(run_id, old, u)
+def _callback_start(c: Change) -> Operation:
+    _require_new(c)
+    u, now = c.update, c.now
     due = now + u.timeout if u.timeout is not None else None
     if u.sub_type == SubType.SIGNAL:
         assert u.name is not None
-        tx.add_event(run_id, E.CALLBACK_STARTED, now, u.id, u.name,
-                     {"signal": u.name, "timeout_at": due})
-        buffered = tx.pop_signal(run_id, u.name)
+        c.record(E.CALLBACK_STARTED, {"signal": u.name, "timeout_at": due})
+        buffered = c.tx.pop_signal(c.run_id, u.name)
         if buffered is not None:
-            tx.add_event(run_id, E.CALLBACK_SUCCEEDED, now, u.id, u.name)
-            return replace(new, status=S.SUCCEEDED, result=buffered[0], ended_at=now)
-        return replace(new, due_at=due)
+            c.record(E.CALLBACK_SUCCEEDED)
+            return replace(c.op, status=S.SUCCEEDED, result=buffered[0], ended_at=now)
+        return replace(c.op, due_at=due)
     # 192 random bits: holding the id is the permission. Hex fits AWS's callback id pattern
     # ([A-Za-z0-9+/]+) and any URL path unescaped.
     callback_id = secrets.token_hex(24)
-    tx.add_event(run_id, E.CALLBACK_STARTED, now, u.id, u.name,
-                 {"callback_id": callback_id, "timeout_at": due,
-                  "heartbeat_timeout": u.heartbeat_timeout})
+    c.record(E.CALLBACK_STARTED, {"callback_id": callback_id, "timeout_at": due,
+                                  "heartbeat_timeout": u.heartbeat_timeout})
     if u.heartbeat_timeout:
-        tx.put_heartbeat(callback_id, run_id, u.heartbeat_timeout, due)
+        c.tx.put_heartbeat(callback_id, c.run_id, u.heartbeat_timeout, due)
         due = now + u.heartbeat_timeout if due is None else min(due, now + u.heartbeat_timeout)
-    return replace(new, callback_id=callback_id, due_at=due)
+    return replace(c.op, callback_id=callback_id, due_at=due)
 
 
-def _invoke_start(tx: Tx, run_id: str, new: Operation, old: Operation | None,
-                  u: OperationUpdate, now: float) -> Operation:
-    _require_new(run_id, old, u)
+def _invoke_start(c: Change) -> Operation:
+    _require_new(c)
+    u = c.update
     if u.child is None and u.error is not None:  # the target could not be resolved
-        tx.add_event(run_id, E.CHAINED_INVOKE_FAILED, now, u.id, u.name, {"error": _err(u)})
-        return replace(new, status=S.FAILED, error=u.error, ended_at=now)
+        c.record(E.CHAINED_INVOKE_FAILED, {"error": _err(u)})
+        return replace(c.op, status=S.FAILED, error=u.error, ended_at=c.now)
     if u.child is None:
-        raise InvalidCheckpoint(f"run {run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
+        raise InvalidCheckpoint(f"run {c.run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
     child = u.child
-    start_run(tx, child.run_id, child.workflow, child.input, now, (run_id, u.id))
-    tx.add_event(run_id, E.CHAINED_INVOKE_STARTED, now, u.id, u.name,
-                 {"child_run_id": child.run_id})
+    start_run(c.tx, child.run_id, child.workflow, child.input, c.now, (c.run_id, u.id))
+    c.record(E.CHAINED_INVOKE_STARTED, {"child_run_id": child.run_id})
     if u.sub_type == SubType.START_CHILD:
-        return replace(new, status=S.SUCCEEDED, child_run_id=child.run_id, ended_at=now)
-    return replace(new, child_run_id=child.run_id)
+        return replace(c.op, status=S.SUCCEEDED, child_run_id=child.run_id, ended_at=c.now)
+    return replace(c.op, child_run_id=child.run_id)
 
 
 _CONTEXT_EVENT = {A.START: E.CONTEXT_STARTED, A.SUCCEED: E.CONTEXT_SUCCEEDED,
                   A.FAIL: E.CONTEXT_FAILED}
 
 
-def _context(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-             now: float) -> Operation:
+def _context(c: Change) -> Operation:
+    u = c.update
     status = {A.START: S.STARTED, A.SUCCEED: S.SUCCEEDED, A.FAIL: S.FAILED}[u.action]
-    tx.add_event(run_id, _CONTEXT_EVENT[u.action], now, u.id, u.name,
-                 {"error": _err(u)} if u.error else None)
+    c.record(_CONTEXT_EVENT[u.action], {"error": _err(u)} if u.error else None)
     # A CONTEXT has no attempts: attempt=1 records AWS's ReplayChildren (the result was too
     # large to checkpoint; the SDK rebuilds it by replaying the children).
-    return replace(new, status=status, result=u.payload, error=u.error,
-                   attempt=1 if u.replay_children else new.attempt,
-                   ended_at=now if status.is_final else None)
+    return replace(c.op, status=status, result=u.payload, error=u.error,
+                   attempt=1 if u.replay_children else c.op.attempt,
+                   ended_at=c.now if status.is_final else None)
 
 
-def _cancel_op(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-               now: float) -> Operation:
+def _cancel_op(c: Change) -> Operation:
     """The SDK stops waiting on an operation because the run was cancelled meanwhile."""
-    tx.add_event(run_id, _CANCEL_EVENT.get(new.type, E.STEP_CANCELLED), now, u.id, new.name)
-    return replace(new, status=S.CANCELLED, ended_at=now, due_at=None)
+    c.tx.add_event(c.run_id, _CANCEL_EVENT.get(c.op.type, E.STEP_CANCELLED), c.now,
+                   c.update.id, c.op.name)
+    return replace(c.op, status=S.CANCELLED, ended_at=c.now, due_at=None)
 
 
-def _require_new(run_id: str, old: Operation | None, u: OperationUpdate) -> None:
-    if old is not None:
-        raise InvalidCheckpoint(f"run {run_id!r}: {u.type} {u.name!r} ({u.id}) started twice")
+def _require_new(c: Change) -> None:
+    if c.stored is not None:
+        u = c.update
+        raise InvalidCheckpoint(f"run {c.run_id!r}: {u.type} {u.name!r} ({u.id}) started twice")
 
 
 def _err(u: OperationUpdate) -> dict[str, object] | None:
