@@ -30,7 +30,7 @@ def invoked(store: Store, name: str = "e1") -> tuple[str, dict[str, Any]]:
     """A run of function `fn`, leased as the engine would, and its invocation envelope."""
     now = time.time()
     run, _ = store.write_sync(
-        lambda tx: machine.start_execution(tx, "fn", name, '{"a": 1}', now))
+        lambda tx: dataplane.start_execution(tx, "fn", name, '{"a": 1}', now))
     (claimed,) = store.write_sync(lambda tx: machine.claim(tx, "w", now, 1, 30, ["fn"]))
     envelope = store.write_sync(lambda tx: dataplane.open_invocation(tx, run.run_id,
                                                                      claimed.token))
@@ -235,10 +235,10 @@ async def test_in_process_handlers_run_without_http(store: Store) -> None:
     task = asyncio.create_task(worker.run())
     try:
         now = time.time()
-        aws, _ = store.write_sync(lambda tx: machine.start_execution(tx, "doubler", "a",
-                                                                     '{"n": 4}', now))
-        ours, _ = store.write_sync(lambda tx: machine.start_execution(tx, "child", "b", "5",
-                                                                      now))
+        aws, _ = store.write_sync(lambda tx: dataplane.start_execution(tx, "doubler", "a",
+                                                                       '{"n": 4}', now))
+        ours, _ = store.write_sync(lambda tx: dataplane.start_execution(tx, "child", "b", "5",
+                                                                        now))
         for _ in range(200):
             runs = [store.read(lambda tx, r=r: tx.get_run(r.run_id)) for r in (aws, ours)]
             if all(r is not None and r.status is not ExecutionStatus.RUNNING for r in runs):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from durable.engine import machine, telemetry
+from durable.engine.schedules import schedule_info
 from durable.engine.worker import Worker, serving_here
 from durable.errors import RunNotFound, UsageError, WorkflowFailed
 from durable.model import (
@@ -216,7 +217,7 @@ class Client:
         next fire time and the last tick fired (what `durable schedules TARGET...` prints)."""
         scheduled = [(w.name, w.schedule) for w in workflows if w.schedule is not None]
         now = self.clock()
-        return self.store.read(lambda tx: [machine.schedule_info(tx, name, schedule, now)
+        return self.store.read(lambda tx: [schedule_info(tx, name, schedule, now)
                                            for name, schedule in scheduled])
 
     # -- talking to runs ---------------------------------------------------------------------

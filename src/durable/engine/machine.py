@@ -1,22 +1,26 @@
-"""The whole state machine of runs and operations, in one place.
+"""The whole state machine of runs and operations, in one place, and nothing else.
 
 Every function here runs inside one store transaction (`Tx`) and is the only code that changes a
-run's state. The SDK proposes (checkpoint updates, invocation outcomes); this module decides. Only
-here does a WAIT complete, a PENDING step become READY, a callback resolve or time out, a signal
-meet its waiter, a stale invocation get fenced out, a queue admit a run and a schedule fire a
-tick.
+run's or an operation's status. The SDK proposes (checkpoint updates, invocation outcomes); this
+module decides. Only here does a run start, get leased, end or time out, a WAIT complete, a
+PENDING step become READY, a callback resolve or time out, a signal meet its waiter and a stale
+invocation get fenced out. `_HANDLERS` is the table of what each (operation type, action) of a
+checkpoint does; each handler takes one `Change`.
+
+Beside it, in modules of their own, the decisions that change no status and start runs only
+through `start_run`: `engine/admission.py` decides which queued runs `claim` may lease (queue
+limits and rates), `engine/schedules.py` which schedule tick fires, and `invoke/dataplane.py`
+maps AWS execution names onto run ids.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import secrets
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from durable.engine import admission
 from durable.errors import CallbackNotFound, RunNotFound, StaleToken, UsageError
 from durable.model import (
     CheckpointResult,
@@ -32,11 +36,9 @@ from durable.model import (
     OperationType,
     OperationUpdate,
     RunInfo,
-    ScheduleState,
     SubType,
 )
-from durable.model.queues import Queue, ServedQueue
-from durable.model.schedule import MISSED_GRACE, Schedule, ScheduleInfo
+from durable.model.queues import ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error
 from durable.store.tx import Tx
 
@@ -74,43 +76,6 @@ def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
     return run, created
 
 
-class ExecutionConflict(UsageError):
-    """An execution name is taken by an execution of the same function with another input."""
-
-
-def start_execution(tx: Tx, function: str, name: str, input: str | None, now: float,
-                    timeout: float | None = None) -> tuple[RunInfo, bool]:
-    """Start a run of `function` under the execution name `name` (AWS's Invoke with
-    X-Amz-Durable-Execution-Name); returns (run, created). Idempotent by name: the same name
-    with the same input is the same run, with another input an `ExecutionConflict`.
-    `timeout` (seconds) is the execution timeout: the run ends TIMED_OUT when it passes."""
-    run_id = uuid.uuid4().hex
-    if not tx.insert_execution(run_id, function, name):
-        existing = tx.execution_named(function, name)
-        run = tx.get_run(existing) if existing is not None else None
-        assert run is not None
-        if not _same_input(run.input, input):
-            raise ExecutionConflict(
-                f"execution {name!r} of function {function!r} was already started with another "
-                "input; use another execution name, or the same input to get that execution")
-        return run, False
-    run, _ = start_run(tx, run_id, function, input, now)
-    if timeout is not None:
-        tx.update_run(run_id, timeout_at=now + timeout)
-        run = replace(run, timeout_at=now + timeout)
-    return run, True
-
-
-def _same_input(a: str | None, b: str | None) -> bool:
-    """Inputs are the same JSON value, however spaced."""
-    if a == b:
-        return True
-    try:
-        return bool(json.loads(a or "null") == json.loads(b or "null"))
-    except ValueError:
-        return False
-
-
 def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
           workflows: Sequence[str], queues: Sequence[ServedQueue] = ()) -> list[Claimed]:
     """Lease up to `limit` runs that have work, apply what fell due, and hand them out.
@@ -119,11 +84,11 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
     their slot and come back like any other run (after a sleep, a signal, a crash).
     """
     until = now + lease_seconds
-    leased = tx.claim(now, limit, workflows, _queued(queues), owner, until)
+    leased = tx.claim(now, limit, workflows, admission.queued(queues), owner, until)
     for q in queues:
         if len(leased) >= limit:
             break
-        leased += tx.lease(_admit(tx, q, now, limit - len(leased)), owner, until)
+        leased += tx.lease(admission.admit(tx, q, now, limit - len(leased)), owner, until)
     operations = tx.operations_of([run.run_id for run, _ in leased])
     out = []
     for run, token in leased:
@@ -147,46 +112,11 @@ def invocation_of(run: RunInfo) -> Claimed:
 
 def next_due(tx: Tx, now: float, workflows: Sequence[str],
              queues: Sequence[ServedQueue] = ()) -> float | None:
-    """When `claim` will next find work for these workflows: how long a worker may sleep unless
-    woken. A queue that is full has no due time: a run of it ending notifies, which wakes every
-    worker; a queue stopped by its rate is due when its window lets the next run in."""
-    due = [tx.next_due(workflows, _queued(queues))]
-    for q in queues:
-        first = tx.queue_first_waiting(q.workflows)
-        if first is None:
-            continue
-        room, reopens = _room(tx, q.queue, now)
-        due.append(first if room > 0 else None if reopens is None else max(first, reopens))
+    """When `claim` will next find work for these workflows, or a run `queues` may admit: how
+    long a worker may sleep unless woken."""
+    due = [tx.next_due(workflows, admission.queued(queues)),
+           *(admission.next_admission(tx, q, now) for q in queues)]
     return min((t for t in due if t is not None), default=None)
-
-
-def _queued(queues: Sequence[ServedQueue]) -> list[str]:
-    return [wf for q in queues for wf in q.workflows]
-
-
-def _admit(tx: Tx, q: ServedQueue, now: float, wanted: int) -> list[str]:
-    """Admit up to `wanted` of the queue's oldest waiting runs, as many as its limits allow."""
-    tx.lock_queue(q.queue.name)
-    room, _ = _room(tx, q.queue, now)
-    if room <= 0:
-        return []
-    run_ids = tx.queue_waiting(q.workflows, now, int(min(room, wanted)))
-    tx.admit(run_ids, q.queue.name, now)
-    return run_ids
-
-
-def _room(tx: Tx, queue: Queue, now: float) -> tuple[float, float | None]:
-    """How many more runs `queue` may admit now, and, when only its rate stops it, the time its
-    sliding window lets the next one in."""
-    room = math.inf if queue.limit is None else float(queue.limit - tx.queue_held(queue.name))
-    if queue.rate_count is None or room <= 0:
-        return room, None
-    since = now - queue.rate_period
-    over = tx.queue_admitted(queue.name, since) - queue.rate_count
-    if over < 0:
-        return min(room, float(-over)), None
-    oldest = tx.queue_admission(queue.name, since, over)  # must leave the window first
-    return 0.0, None if oldest is None else oldest + queue.rate_period
 
 
 def release_unstarted(tx: Tx, run_id: str, token: int, now: float) -> None:
@@ -339,57 +269,7 @@ def _report_to_parent(tx: Tx, run: RunInfo, status: ExecutionStatus, out: Invoca
     tx.wake(parent_run, now)
 
 
-# -- schedules -----------------------------------------------------------------------------------
-
-def fire_schedule(tx: Tx, workflow: str, schedule: Schedule, tick: float | None,
-                  input: str | None, now: float) -> str | None:
-    """Start the run of `tick`, the schedule's latest tick at or before `now`, if it is due, and
-    record the tick as fired in the same transaction; returns the run id if it fired.
-
-    Every worker serving the workflow calls this at each tick. The first one starts the run; the
-    others find the tick recorded (and the run id taken, start being idempotent by id), so a tick
-    makes one run however many workers fire it, and a crash cannot separate the run from the
-    record of its tick. `input` is the run's input for that tick, encoded by the SDK.
-    """
-    state = tx.get_schedule(workflow, lock=True)
-    if state is None:
-        tx.register_schedule(workflow, schedule.cron, schedule.timezone, now)
-        state = tx.get_schedule(workflow, lock=True)
-        assert state is not None
-    if (state.cron, state.timezone) != (schedule.cron, schedule.timezone):
-        # A deploy changed the schedule: count its ticks from now, none "missed" before it.
-        state = replace(state, cron=schedule.cron, timezone=schedule.timezone, since=now)
-        tx.put_schedule(state, now)
-    if tick is None or not _is_due(schedule, state, tick, now):
-        return None
-    run_id = schedule.run_id(workflow, tick)
-    start_run(tx, run_id, workflow, input, now)
-    tx.put_schedule(replace(state, last_tick=tick, last_run_id=run_id), now)
-    return run_id
-
-
-def _is_due(schedule: Schedule, state: ScheduleState | None, tick: float, now: float) -> bool:
-    """Whether `tick`, the latest at or before `now`, is to fire: it is newer than the schedule
-    and than the last tick fired, and it was not missed (or the policy catches up once)."""
-    if state is None or tick <= max(state.since, state.last_tick or -math.inf):
-        return False
-    return schedule.missed == "run_once" or now - tick <= MISSED_GRACE
-
-
-def schedule_info(tx: Tx, workflow: str, schedule: Schedule, now: float) -> ScheduleInfo:
-    """The schedule as it stands: its next tick (one due now if a worker would fire it at once)
-    and the last one fired."""
-    state = tx.get_schedule(workflow)
-    current = state if state is not None and (state.cron, state.timezone) == (
-        schedule.cron, schedule.timezone) else None
-    tick = schedule.latest(now)
-    next_fire = tick if tick is not None and _is_due(schedule, current, tick, now) else (
-        schedule.next_after(now))
-    last = None if state is None or state.last_tick is None else schedule.moment(state.last_tick)
-    return ScheduleInfo(workflow, schedule.cron, schedule.timezone, schedule.missed,
-                        schedule.moment(next_fire), last,
-                        None if state is None else state.last_run_id, state is not None)
-
+# -- what time brings: leases renewed, operations falling due, callbacks' heartbeats --------------
 
 def heartbeat(tx: Tx, owner: str, run_ids: Sequence[str], until: float) -> None:
     tx.extend_leases(owner, run_ids, until)
@@ -462,148 +342,162 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
     return CheckpointResult(touched, cancel_requested)
 
 
-def _apply(tx: Tx, run_id: str, u: OperationUpdate, now: float, op: Operation | None
+def _apply(tx: Tx, run_id: str, u: OperationUpdate, now: float, stored: Operation | None
            ) -> Operation:
-    """Apply `u` to `op`, the operation it updates as it stands (None: a new one)."""
-    if op is not None and op.status is S.CANCELLED and u.action is A.CANCEL:
-        return op  # the engine cancelled it already, when the cancel request came in
-    if op is not None and (op.type is not u.type or op.status.is_final):
+    """Apply `u` to `stored`, the operation it updates as it stands (None: a new one)."""
+    if stored is not None and stored.status is S.CANCELLED and u.action is A.CANCEL:
+        return stored  # the engine cancelled it already, when the cancel request came in
+    if stored is not None and (stored.type is not u.type or stored.status.is_final):
         raise InvalidCheckpoint(f"run {run_id!r}: cannot {u.action} {u.type} operation {u.id} "
-                                f"({u.name!r}); it is {op.type} {op.status}")
-    new = op or Operation(u.id, u.type, S.STARTED, u.name, u.parent_id, u.sub_type,
-                          started_at=u.started_at or now)
+                                f"({u.name!r}); it is {stored.type} {stored.status}")
+    op = stored or Operation(u.id, u.type, S.STARTED, u.name, u.parent_id, u.sub_type,
+                             started_at=u.started_at or now)
     handler = _HANDLERS.get((u.type, u.action))
     if handler is None:
         raise InvalidCheckpoint(f"run {run_id!r}: action {u.action} is not valid for {u.type}")
-    new = handler(tx, run_id, new, op, u, now)
+    new = handler(Change(tx, run_id, u, stored, op, now))
     tx.put_operation(run_id, new)
     return new
 
 
-def _step_start(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-                now: float) -> Operation:
-    if old is not None and old.status is not S.READY:
-        raise InvalidCheckpoint(f"run {run_id!r}: step {u.name!r} started twice")
-    tx.add_event(run_id, E.STEP_STARTED, now, u.id, u.name, {"attempt": new.attempt + 1})
-    return replace(new, status=S.STARTED, attempt=new.attempt + 1, started_at=now)
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One update meeting one operation, inside one transaction: what a handler decides on.
+    Its handler returns the operation as it is to be stored.
+
+    `op` is what the handler builds on: the operation as it stands, or a new STARTED one when
+    the update creates it. `stored` is the operation as it stands (None: there is none yet), so a
+    handler can tell a first START from a second, or an outcome of a START it saw from one
+    without.
+    """
+
+    tx: Tx
+    run_id: str
+    update: OperationUpdate
+    stored: Operation | None
+    op: Operation
+    now: float
+
+    def record(self, event: EventType, details: dict[str, Any] | None = None) -> None:
+        """Add `event`, about the updated operation, to the run's history."""
+        self.tx.add_event(self.run_id, event, self.now, self.update.id, self.update.name, details)
 
 
-def _attempt(old: Operation | None, new: Operation) -> int:
+def _step_start(c: Change) -> Operation:
+    if c.stored is not None and c.stored.status is not S.READY:
+        raise InvalidCheckpoint(f"run {c.run_id!r}: step {c.update.name!r} started twice")
+    c.record(E.STEP_STARTED, {"attempt": c.op.attempt + 1})
+    return replace(c.op, status=S.STARTED, attempt=c.op.attempt + 1, started_at=c.now)
+
+
+def _attempt(c: Change) -> int:
     """The attempt number an outcome belongs to: START already counted it, else count it now."""
-    return new.attempt if old is not None and old.status is S.STARTED else new.attempt + 1
+    return c.op.attempt if c.stored is not None and c.stored.status is S.STARTED else (
+        c.op.attempt + 1)
 
 
-def _step_succeed(tx: Tx, run_id: str, new: Operation, old: Operation | None,
-                  u: OperationUpdate, now: float) -> Operation:
-    attempt = _attempt(old, new)
-    started = u.started_at or new.started_at
-    tx.add_event(run_id, E.STEP_SUCCEEDED, now, u.id, u.name,
-                 {"attempt": attempt, "started_at": started})
+def _step_succeed(c: Change) -> Operation:
+    u, attempt = c.update, _attempt(c)
+    started = u.started_at or c.op.started_at
+    c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
     if u.sub_type == SubType.SET_EVENT and u.name is not None:
-        tx.set_published(run_id, u.name, u.payload, now)
-    return replace(new, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
-                   started_at=started, ended_at=now)
+        c.tx.set_published(c.run_id, u.name, u.payload, c.now)
+    return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
+                   started_at=started, ended_at=c.now)
 
 
-def _step_fail(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-               now: float) -> Operation:
-    attempt = _attempt(old, new)
-    tx.add_event(run_id, E.STEP_FAILED, now, u.id, u.name,
-                 {"attempt": attempt, "error": _err(u), "retry": False})
-    return replace(new, status=S.FAILED, attempt=attempt, error=u.error, ended_at=now)
+def _step_fail(c: Change) -> Operation:
+    u, attempt = c.update, _attempt(c)
+    c.record(E.STEP_FAILED, {"attempt": attempt, "error": _err(u), "retry": False})
+    return replace(c.op, status=S.FAILED, attempt=attempt, error=u.error, ended_at=c.now)
 
 
-def _step_retry(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-                now: float) -> Operation:
-    attempt = _attempt(old, new)
-    due = now + (u.delay or 0.0)
-    tx.add_event(run_id, E.STEP_FAILED, now, u.id, u.name,
-                 {"attempt": attempt, "error": _err(u), "retry": True, "next_attempt_at": due})
+def _step_retry(c: Change) -> Operation:
+    u, attempt = c.update, _attempt(c)
+    due = c.now + (u.delay or 0.0)
+    c.record(E.STEP_FAILED,
+             {"attempt": attempt, "error": _err(u), "retry": True, "next_attempt_at": due})
     # A RETRY may carry a payload instead of an error: the state a polled condition
     # (AWS's wait_for_condition) hands its next attempt.
-    return replace(new, status=S.PENDING, attempt=attempt, result=u.payload, error=u.error,
+    return replace(c.op, status=S.PENDING, attempt=attempt, result=u.payload, error=u.error,
                    due_at=due)
 
 
-def _wait_start(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-                now: float) -> Operation:
-    _require_new(run_id, old, u)
-    due = now + max(u.delay or 0.0, 0.0)
-    tx.add_event(run_id, E.WAIT_STARTED, now, u.id, u.name, {"due_at": due})
-    if due <= now:
-        tx.add_event(run_id, E.WAIT_SUCCEEDED, now, u.id, u.name)
-        return replace(new, status=S.SUCCEEDED, due_at=due, ended_at=now)
-    return replace(new, due_at=due)
+def _wait_start(c: Change) -> Operation:
+    _require_new(c)
+    due = c.now + max(c.update.delay or 0.0, 0.0)
+    c.record(E.WAIT_STARTED, {"due_at": due})
+    if due <= c.now:
+        c.record(E.WAIT_SUCCEEDED)
+        return replace(c.op, status=S.SUCCEEDED, due_at=due, ended_at=c.now)
+    return replace(c.op, due_at=due)
 
 
-def _callback_start(tx: Tx, run_id: str, new: Operation, old: Operation | None,
-                    u: OperationUpdate, now: float) -> Operation:
-    _require_new(run_id, old, u)
+def _callback_start(c: Change) -> Operation:
+    _require_new(c)
+    u, now = c.update, c.now
     due = now + u.timeout if u.timeout is not None else None
     if u.sub_type == SubType.SIGNAL:
         assert u.name is not None
-        tx.add_event(run_id, E.CALLBACK_STARTED, now, u.id, u.name,
-                     {"signal": u.name, "timeout_at": due})
-        buffered = tx.pop_signal(run_id, u.name)
+        c.record(E.CALLBACK_STARTED, {"signal": u.name, "timeout_at": due})
+        buffered = c.tx.pop_signal(c.run_id, u.name)
         if buffered is not None:
-            tx.add_event(run_id, E.CALLBACK_SUCCEEDED, now, u.id, u.name)
-            return replace(new, status=S.SUCCEEDED, result=buffered[0], ended_at=now)
-        return replace(new, due_at=due)
+            c.record(E.CALLBACK_SUCCEEDED)
+            return replace(c.op, status=S.SUCCEEDED, result=buffered[0], ended_at=now)
+        return replace(c.op, due_at=due)
     # 192 random bits: holding the id is the permission. Hex fits AWS's callback id pattern
     # ([A-Za-z0-9+/]+) and any URL path unescaped.
     callback_id = secrets.token_hex(24)
-    tx.add_event(run_id, E.CALLBACK_STARTED, now, u.id, u.name,
-                 {"callback_id": callback_id, "timeout_at": due,
-                  "heartbeat_timeout": u.heartbeat_timeout})
+    c.record(E.CALLBACK_STARTED, {"callback_id": callback_id, "timeout_at": due,
+                                  "heartbeat_timeout": u.heartbeat_timeout})
     if u.heartbeat_timeout:
-        tx.put_heartbeat(callback_id, run_id, u.heartbeat_timeout, due)
+        c.tx.put_heartbeat(callback_id, c.run_id, u.heartbeat_timeout, due)
         due = now + u.heartbeat_timeout if due is None else min(due, now + u.heartbeat_timeout)
-    return replace(new, callback_id=callback_id, due_at=due)
+    return replace(c.op, callback_id=callback_id, due_at=due)
 
 
-def _invoke_start(tx: Tx, run_id: str, new: Operation, old: Operation | None,
-                  u: OperationUpdate, now: float) -> Operation:
-    _require_new(run_id, old, u)
+def _invoke_start(c: Change) -> Operation:
+    _require_new(c)
+    u = c.update
     if u.child is None and u.error is not None:  # the target could not be resolved
-        tx.add_event(run_id, E.CHAINED_INVOKE_FAILED, now, u.id, u.name, {"error": _err(u)})
-        return replace(new, status=S.FAILED, error=u.error, ended_at=now)
+        c.record(E.CHAINED_INVOKE_FAILED, {"error": _err(u)})
+        return replace(c.op, status=S.FAILED, error=u.error, ended_at=c.now)
     if u.child is None:
-        raise InvalidCheckpoint(f"run {run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
+        raise InvalidCheckpoint(f"run {c.run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
     child = u.child
-    start_run(tx, child.run_id, child.workflow, child.input, now, (run_id, u.id))
-    tx.add_event(run_id, E.CHAINED_INVOKE_STARTED, now, u.id, u.name,
-                 {"child_run_id": child.run_id})
+    start_run(c.tx, child.run_id, child.workflow, child.input, c.now, (c.run_id, u.id))
+    c.record(E.CHAINED_INVOKE_STARTED, {"child_run_id": child.run_id})
     if u.sub_type == SubType.START_CHILD:
-        return replace(new, status=S.SUCCEEDED, child_run_id=child.run_id, ended_at=now)
-    return replace(new, child_run_id=child.run_id)
+        return replace(c.op, status=S.SUCCEEDED, child_run_id=child.run_id, ended_at=c.now)
+    return replace(c.op, child_run_id=child.run_id)
 
 
 _CONTEXT_EVENT = {A.START: E.CONTEXT_STARTED, A.SUCCEED: E.CONTEXT_SUCCEEDED,
                   A.FAIL: E.CONTEXT_FAILED}
 
 
-def _context(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-             now: float) -> Operation:
+def _context(c: Change) -> Operation:
+    u = c.update
     status = {A.START: S.STARTED, A.SUCCEED: S.SUCCEEDED, A.FAIL: S.FAILED}[u.action]
-    tx.add_event(run_id, _CONTEXT_EVENT[u.action], now, u.id, u.name,
-                 {"error": _err(u)} if u.error else None)
+    c.record(_CONTEXT_EVENT[u.action], {"error": _err(u)} if u.error else None)
     # A CONTEXT has no attempts: attempt=1 records AWS's ReplayChildren (the result was too
     # large to checkpoint; the SDK rebuilds it by replaying the children).
-    return replace(new, status=status, result=u.payload, error=u.error,
-                   attempt=1 if u.replay_children else new.attempt,
-                   ended_at=now if status.is_final else None)
+    return replace(c.op, status=status, result=u.payload, error=u.error,
+                   attempt=1 if u.replay_children else c.op.attempt,
+                   ended_at=c.now if status.is_final else None)
 
 
-def _cancel_op(tx: Tx, run_id: str, new: Operation, old: Operation | None, u: OperationUpdate,
-               now: float) -> Operation:
+def _cancel_op(c: Change) -> Operation:
     """The SDK stops waiting on an operation because the run was cancelled meanwhile."""
-    tx.add_event(run_id, _CANCEL_EVENT.get(new.type, E.STEP_CANCELLED), now, u.id, new.name)
-    return replace(new, status=S.CANCELLED, ended_at=now, due_at=None)
+    c.tx.add_event(c.run_id, _CANCEL_EVENT.get(c.op.type, E.STEP_CANCELLED), c.now,
+                   c.update.id, c.op.name)
+    return replace(c.op, status=S.CANCELLED, ended_at=c.now, due_at=None)
 
 
-def _require_new(run_id: str, old: Operation | None, u: OperationUpdate) -> None:
-    if old is not None:
-        raise InvalidCheckpoint(f"run {run_id!r}: {u.type} {u.name!r} ({u.id}) started twice")
+def _require_new(c: Change) -> None:
+    if c.stored is not None:
+        u = c.update
+        raise InvalidCheckpoint(f"run {c.run_id!r}: {u.type} {u.name!r} ({u.id}) started twice")
 
 
 def _err(u: OperationUpdate) -> dict[str, object] | None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from durable.engine import machine, telemetry
+from durable.engine import machine, schedules, telemetry
 from durable.errors import DurableError, InvocationError, StaleToken, UsageError
 from durable.model import (
     CheckpointResult,
@@ -83,10 +83,10 @@ class _Scheduled:
     encode: Callable[[datetime], str | None]
 
     def fire(self, tx: Tx, now: float) -> str | None:
-        """Fire the tick due at `now`, if it is due (see `machine.fire_schedule`)."""
+        """Fire the tick due at `now`, if it is due (see `schedules.fire_schedule`)."""
         tick = self.schedule.latest(now)
         data = None if tick is None else self.encode(self.schedule.moment(tick))
-        return machine.fire_schedule(tx, self.workflow, self.schedule, tick, data, now)
+        return schedules.fire_schedule(tx, self.workflow, self.schedule, tick, data, now)
 
 
 @dataclass

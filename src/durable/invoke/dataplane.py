@@ -3,6 +3,8 @@
 A function invoked over the contract holds a checkpoint token instead of a Python checkpointer.
 Each function here runs inside one `Tx`, on top of the engine's state machine:
 
+- `start_execution` starts a run under an execution name (Invoke's X-Amz-Durable-Execution-Name),
+  idempotent by name: the names are the contract's, the engine knows runs by id only.
 - `open_invocation` mints the token for an invocation the engine just leased, and builds the
   invocation envelope (the first page of the run's state).
 - `checkpoint` accepts a batch of updates only with the newest token (rotation: each answer
@@ -21,10 +23,11 @@ import json
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from durable.engine import machine
-from durable.errors import StaleToken
+from durable.errors import StaleToken, UsageError
 from durable.invoke.contract import (
     INVALID_TOKEN,
     MAX_UPDATES,
@@ -93,6 +96,45 @@ def _page(ops: Sequence[Wire], start: int, max_bytes: int,
         out.append(ops[i])
         size += item
     return out, None
+
+
+# -- execution names ----------------------------------------------------------------------------
+
+class ExecutionConflict(UsageError):
+    """An execution name is taken by an execution of the same function with another input."""
+
+
+def start_execution(tx: Tx, function: str, name: str, input: str | None, now: float,
+                    timeout: float | None = None) -> tuple[RunInfo, bool]:
+    """Start a run of `function` under the execution name `name` (AWS's Invoke with
+    X-Amz-Durable-Execution-Name); returns (run, created). Idempotent by name: the same name
+    with the same input is the same run, with another input an `ExecutionConflict`.
+    `timeout` (seconds) is the execution timeout: the run ends TIMED_OUT when it passes."""
+    run_id = uuid.uuid4().hex
+    if not tx.insert_execution(run_id, function, name):
+        existing = tx.execution_named(function, name)
+        run = tx.get_run(existing) if existing is not None else None
+        assert run is not None
+        if not _same_input(run.input, input):
+            raise ExecutionConflict(
+                f"execution {name!r} of function {function!r} was already started with another "
+                "input; use another execution name, or the same input to get that execution")
+        return run, False
+    run, _ = machine.start_run(tx, run_id, function, input, now)
+    if timeout is not None:
+        tx.update_run(run_id, timeout_at=now + timeout)
+        run = replace(run, timeout_at=now + timeout)
+    return run, True
+
+
+def _same_input(a: str | None, b: str | None) -> bool:
+    """Inputs are the same JSON value, however spaced."""
+    if a == b:
+        return True
+    try:
+        return bool(json.loads(a or "null") == json.loads(b or "null"))
+    except ValueError:
+        return False
 
 
 # -- invocation ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ invoked) in any sliding window of the period. Runs beyond either limit wait, and
 the order they were created as slots free up.
 
 This module is data only: the SDK attaches a `Queue` to a workflow, the worker hands the engine
-`ServedQueue`s, and the state machine (`engine/machine.py`) admits runs at claim time. The engine
+`ServedQueue`s, and the engine (`engine/admission.py`) admits runs at claim time. The engine
 never imports user code to learn a limit.
 """
 

@@ -2,8 +2,8 @@
 
 Pure data and pure functions over a maintained cron library (croniter), no state. The SDK builds a
 `Schedule` when the decorator runs, so a typo in a cron expression or a time zone fails at import
-time rather than silently never firing; the worker hands it to the engine, whose state machine
-(`engine/machine.py`) decides which tick to fire and records it. Times cross this module as epoch
+time rather than silently never firing; the worker hands it to the engine, which
+(`engine/schedules.py`) decides which tick to fire and records it. Times cross this module as epoch
 seconds (what the engine's clock returns) and leave it as aware datetimes in the schedule's zone.
 """
 

@@ -3,7 +3,6 @@ id; a signal is a callback the engine resolves from the run's named, buffered me
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -69,6 +68,3 @@ async def wait_for_signal(ex: Executor, scope: Scope, name: str,
     with scope.exclusive(f"wait_for_signal({name!r})"):
         op_id = await _start(ex, scope, SubType.SIGNAL, name, timeout)
         return await _outcome(ex, op_id, f"signal {name!r}", type_hint)
-
-
-Submitter = Callable[[str], Awaitable[Any] | Any]

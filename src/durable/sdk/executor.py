@@ -238,10 +238,3 @@ class Executor:
         self._live += delta
         if delta < 0 and self._waiters and len(self._waiters) >= self._live:
             self._suspend_all()
-
-
-def current_scope(what: str) -> Scope:
-    scope = CURRENT_SCOPE.get(None)
-    if scope is None:
-        raise UsageError(f"{what} can only be used inside a running @workflow")
-    return scope

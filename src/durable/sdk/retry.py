@@ -40,5 +40,4 @@ class RetryPolicy:
         return delay
 
 
-NO_RETRY = RetryPolicy(max_attempts=1)
 DEFAULT_RETRY = RetryPolicy()

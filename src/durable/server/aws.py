@@ -120,7 +120,7 @@ async def _handle(request: Request, fn: Callable[[Store], Any]) -> Response:
         return _aws_error(e.status, e.code, str(e))
     except (RunNotFound, CallbackNotFound) as e:
         return _aws_error(404, "ResourceNotFoundException", str(e))
-    except machine.ExecutionConflict as e:
+    except dataplane.ExecutionConflict as e:
         return _aws_error(409, "DurableExecutionAlreadyStartedException", str(e))
     except UsageError as e:
         return _aws_error(400, "InvalidParameterValueException", str(e))
@@ -244,7 +244,7 @@ async def invoke(name: str, request: Request) -> Response:
         headers = {"X-Amz-Executed-Version": "$LATEST"}
         if kind == "DryRun":
             return Response(status_code=204, headers=headers)
-        run, _ = await _write(store, lambda tx: machine.start_execution(
+        run, _ = await _write(store, lambda tx: dataplane.start_execution(
             tx, function, execution, text, time.time(), spec.execution_timeout))
         headers["X-Amz-Durable-Execution-Arn"] = execution_arn(function, execution, run.run_id)
         if kind == "Event":

@@ -6,7 +6,6 @@ and the busy timeout serialize their writers, and run leases decide who runs wha
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -111,7 +110,3 @@ class SQLiteStore(Store):
         self._closed.set()
         self.writer.close()
         self._wake.close()
-
-
-def default_path() -> str:
-    return os.path.join(".durable", "durable.db")
