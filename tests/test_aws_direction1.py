@@ -124,7 +124,7 @@ def test_callbacks_success_heartbeat_and_heartbeat_timeout(stack: Stack) -> None
     stack.client.send_durable_execution_callback_success(CallbackId=approval, Result=b"yes")
     beating = stack.callback_id(arn, "beating create callback id")
     for _ in range(2):  # heartbeats keep it alive past its 2 s heartbeat timeout...
-        time.sleep(1.2)  # the scenario: 1.2 s between beats, 2.4 s in all, outlive the 2 s
+        time.sleep(1.2)  # the scenario, not a wait: beats 1.2 s apart outlive the 2 s timeout
         stack.client.send_durable_execution_callback_heartbeat(CallbackId=beating)
     assert stack.client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "RUNNING"
     done = wait_status(stack.client, arn, 30)  # ... and it times out once they stop
