@@ -6,108 +6,32 @@ Workers are forked from a multiprocessing forkserver that has imported durable a
 its timing margins wide on a busy machine); `worker(script=True)` and `spawn` run the app as a
 script in a fresh interpreter instead.
 
-Nothing here sleeps for a fixed time and hopes: every wait polls a condition with a deadline.
-Every process a `CrashLab` starts is killed when the lab closes.
+Nothing here sleeps for a fixed time and hopes: every wait is a `tests.kit.wait_until`.
+Every process a `CrashLab` starts is SIGKILLed when the lab closes (`tests.kit.Procs`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import durable
 from durable.model import HistoryEvent, Operation, RunInfo
 from tests.apps import crash_app as app
+from tests.kit import DEADLINE, Proc, Procs, wait_until
 
 APP = Path(__file__).parent / "apps" / "crash_app.py"
-T = TypeVar("T")
-
-DEADLINE = 30.0  # seconds any single wait may take before the test fails: generous on purpose
-
-
-def wait_until(condition: Callable[[], T | None], what: str, timeout: float = DEADLINE,
-               interval: float = 0.01) -> T:
-    """Poll `condition` until it returns something truthy; return that, or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-class Proc:
-    """A process of the lab: a worker or a starter. Subclasses say how it is reaped."""
-
-    def __init__(self, pid: int, log: Path) -> None:
-        self.pid = pid
-        self.log = log
-
-    def poll(self) -> int | None:
-        """The exit code (negative: killed by that signal), or None while it runs."""
-        raise NotImplementedError
-
-    def wait_exit(self, timeout: float = DEADLINE) -> int:
-        raise NotImplementedError
-
-    @property
-    def alive(self) -> bool:
-        return self.poll() is None
-
-    def send(self, sig: signal.Signals) -> None:
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError):  # it exited just now
-                os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        """SIGKILL (works on a stopped process too) and reap."""
-        self.send(signal.SIGKILL)
-        self.wait_exit()
-
-    def pause(self) -> None:
-        self.send(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.send(signal.SIGCONT)
-
-    def rss_kb(self) -> int:
-        """Resident set size from /proc/PID/status (VmRSS), in KiB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError(f"no VmRSS for pid {self.pid}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-class ScriptProc(Proc):
-    """`python tests/apps/crash_app.py ...`: a fresh interpreter."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], log: Path) -> None:
-        super().__init__(popen.pid, log)
-        self._popen = popen
-
-    def poll(self) -> int | None:
-        return self._popen.poll()
-
-    def wait_exit(self, timeout: float = DEADLINE) -> int:
-        return self._popen.wait(timeout)
 
 
 class ForkedProc(Proc):
@@ -163,7 +87,7 @@ class CrashLab:
         self.dir = root
         self.path = root / "durable.db"
         self.db = f"sqlite:///{self.path}"
-        self.procs: list[Proc] = []
+        self.procs = Procs(root, grace=0)  # a crash lab's processes are killed, not stopped
         self._client: durable.Client | None = None
 
     def __enter__(self) -> CrashLab:
@@ -175,32 +99,18 @@ class CrashLab:
     def close(self) -> None:
         """SIGKILL every process still running (stopped ones too), reap them, close the client."""
         try:
-            for p in self.procs:
-                p.send(signal.SIGKILL)
-            for p in self.procs:
-                p.wait_exit()
+            self.procs.close()
         finally:
             self.close_client()
 
     # -- processes -------------------------------------------------------------------------------
-    def _log(self) -> Path:
-        return self.dir / f"proc-{len(self.procs)}.log"
-
     def _env(self, crash_at: Iterable[str]) -> dict[str, str]:
         return {"CRASH_DIR": str(self.dir), "CRASH_AT": ",".join(crash_at)}
 
-    def _track(self, proc: Proc) -> Proc:
-        self.procs.append(proc)
-        return proc
-
     def spawn(self, *args: str, crash_at: Iterable[str] = ()) -> Proc:
         """Run `tests/apps/crash_app.py --db <lab db> *args` in a fresh interpreter."""
-        log = self._log()
-        with log.open("wb") as out:
-            popen = subprocess.Popen([sys.executable, str(APP), "--db", self.db, *args],
-                                     stdout=out, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **self._env(crash_at)})
-        return self._track(ScriptProc(popen, log))
+        return self.procs.start(sys.executable, str(APP), "--db", self.db, *args,
+                                env={**os.environ, **self._env(crash_at)})
 
     def worker(self, *, lease: float = 1.0, crash_at: Iterable[str] = (), version: str = "v1",
                concurrency: int = 100, ready: bool = True, script: bool = False) -> Proc:
@@ -210,12 +120,12 @@ class CrashLab:
             proc = self.spawn("--lease", str(lease), "--version", version,
                               "--concurrency", str(concurrency), crash_at=crash_at)
         else:
-            log = self._log()
+            log = self.procs.next_log()
             process = _FORKSERVER.Process(
                 target=app.serve_forked, name="crash-worker",
                 args=(self.db, lease, version, concurrency, self._env(crash_at), str(log)))
             process.start()
-            proc = self._track(ForkedProc(process, log))
+            proc = self.procs.track(ForkedProc(process, log))
         if ready:
             self.wait_ready(proc)
         return proc
@@ -347,5 +257,4 @@ class CrashLab:
         return time.monotonic()
 
     def worker_logs(self) -> str:
-        return "\n".join(f"--- pid {p.pid} rc={p.poll()}\n{p.output()}"
-                         for p in self.procs)
+        return self.procs.logs()

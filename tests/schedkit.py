@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import durable
-from tests.crashkit import CrashLab, ScriptProc
-
-DEADLINE = 20.0
-ROOT = Path(__file__).resolve().parent.parent
+from tests.crashkit import CrashLab
+from tests.kit import Subprocess, wait_until_async
 
 
 def utc(*args: int) -> float:
@@ -45,8 +41,8 @@ class Fleet:
 
     async def ticking(self) -> None:
         """Wait until every worker has looked at its schedules once (it knows its next tick)."""
-        await until(lambda: all(w.next_tick is not None for w in self.workers),
-                    "every worker to evaluate its schedules")
+        await wait_until_async(lambda: all(w.next_tick is not None for w in self.workers),
+                               "every worker to evaluate its schedules")
 
 
 @asynccontextmanager
@@ -66,24 +62,10 @@ async def fleet(db_url: str, workflows: Sequence[durable.Workflow[Any]], *, size
             w.store.close()
 
 
-async def until(check: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    """Poll `check` until it is truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-def spawn(lab: CrashLab, *args: str) -> ScriptProc:
+def spawn(lab: CrashLab, *args: str) -> Subprocess:
     """A tests/apps/sched_app.py worker process on the lab's database, returned once it has
     opened it; the lab kills it at the end of the test."""
-    log = lab.dir / f"proc-{len(lab.procs)}.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "tests.apps.sched_app", "--db", lab.db, *args], cwd=ROOT,
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "CRASH_DIR": str(lab.dir)})
-    proc = ScriptProc(popen, log)
-    lab.procs.append(proc)
+    proc = lab.procs.start(sys.executable, "-m", "tests.apps.sched_app", "--db", lab.db, *args,
+                           env={**os.environ, "CRASH_DIR": str(lab.dir)})
     lab.wait_ready(proc)
     return proc

@@ -15,8 +15,9 @@ import pytest
 from durable.engine import machine
 from durable.invoke import dataplane
 from durable.invoke.contract import INVALID_TOKEN, MAX_OPERATION_PAYLOAD, ContractError
-from durable.model import ErrorObject, ExecutionStatus
+from durable.model import ErrorObject, ExecutionStatus, RunInfo
 from durable.store import Store, Tx, open_store
+from tests.kit import wait_until_async
 
 
 @pytest.fixture
@@ -239,11 +240,13 @@ async def test_in_process_handlers_run_without_http(store: Store) -> None:
                                                                        '{"n": 4}', now))
         ours, _ = store.write_sync(lambda tx: dataplane.start_execution(tx, "child", "b", "5",
                                                                         now))
-        for _ in range(200):
-            runs = [store.read(lambda tx, r=r: tx.get_run(r.run_id)) for r in (aws, ours)]
-            if all(r is not None and r.status is not ExecutionStatus.RUNNING for r in runs):
-                break
-            await asyncio.sleep(0.05)
+
+        def both() -> list[RunInfo | None]:
+            return [store.read(lambda tx, r=r: tx.get_run(r.run_id)) for r in (aws, ours)]
+        await wait_until_async(
+            lambda: all(r is not None and r.status is not ExecutionStatus.RUNNING
+                        for r in both()), lambda: f"both runs to end: {both()}", interval=0.05)
+        runs = both()
         assert [(r.status, r.result) for r in runs if r] == [
             (ExecutionStatus.SUCCEEDED, "8"), (ExecutionStatus.SUCCEEDED, "10")]
         assert sorted(worker.functions) == ["child", "doubler"]  # the broken one is skipped

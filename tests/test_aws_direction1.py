@@ -20,13 +20,16 @@ from botocore.exceptions import ClientError
 
 from tests.apps.serverless_kit import (
     DUMMY_AWS,
-    Proc,
+    Service,
+    callback_id,
+    history,
     lambda_client,
     register,
     start_function_host,
     start_server,
     wait_status,
 )
+from tests.kit import free_port, wait_until
 
 pytest.importorskip("aws_durable_execution_sdk_python")
 
@@ -35,7 +38,7 @@ FUNCTIONS = ["steps", "waits", "callbacks", "children", "mapper", "fanout", "con
 
 
 class Stack:
-    def __init__(self, server: Proc, host: Proc, db: str) -> None:
+    def __init__(self, server: Service, host: Service, db: str) -> None:
         self.server, self.host, self.db = server, host, db
         self.client = lambda_client(server.url)
 
@@ -53,24 +56,10 @@ class Stack:
         return done
 
     def events(self, arn: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        marker: dict[str, str] = {}
-        while True:
-            page = self.client.get_durable_execution_history(
-                DurableExecutionArn=arn, IncludeExecutionData=True, MaxItems=25, **marker)
-            events += page["Events"]
-            if not page.get("NextMarker"):
-                return events
-            marker = {"Marker": page["NextMarker"]}
+        return history(self.client, arn)
 
-    def callback_id(self, arn: str, name: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in self.events(arn):
-                if e["EventType"] == "CallbackStarted" and e.get("Name") == name:
-                    return str(e["CallbackStartedDetails"]["CallbackId"])
-            time.sleep(0.2)
-        raise TimeoutError(f"no callback {name!r}")
+    def callback_id(self, arn: str, name: str) -> str:
+        return callback_id(self.client, arn, name)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +124,7 @@ def test_callbacks_success_heartbeat_and_heartbeat_timeout(stack: Stack) -> None
     stack.client.send_durable_execution_callback_success(CallbackId=approval, Result=b"yes")
     beating = stack.callback_id(arn, "beating create callback id")
     for _ in range(2):  # heartbeats keep it alive past its 2 s heartbeat timeout...
-        time.sleep(1.2)
+        time.sleep(1.2)  # the scenario, not a wait: beats 1.2 s apart outlive the 2 s timeout
         stack.client.send_durable_execution_callback_heartbeat(CallbackId=beating)
     assert stack.client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "RUNNING"
     done = wait_status(stack.client, arn, 30)  # ... and it times out once they stop
@@ -289,27 +278,20 @@ def test_cloud_test_runner_works_unchanged(stack: Stack, monkeypatch: pytest.Mon
 def test_function_host_down_then_up_is_retried(stack: Stack, tmp_path: Path) -> None:
     """Invocations that cannot reach the function are retried with backoff: the run waits,
     holding nothing, until the function is back."""
-    from tests.apps.serverless_kit import free_port
-
     port = free_port()
     register(stack.db, "late", f"http://127.0.0.1:{port}/doubler")
     arn = stack.start("late", {"n": 50})
-    time.sleep(1.5)
-    assert stack.client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "RUNNING"
-    failed = [e for e in stack.events(arn) if e["EventType"] == "InvocationCompleted"]
-    assert failed and "Error" in failed[0]["InvocationCompletedDetails"]
-    import subprocess
-    import sys
 
-    from tests.apps.serverless_kit import env
-    log = (tmp_path / "late.log").open("wb")
-    late = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.apps.aws_sdk_functions:app",
-                             "--port", str(port), "--log-level", "warning"],
-                            env=env(AWS_ENDPOINT_URL_LAMBDA=stack.server.url), stdout=log,
-                            stderr=subprocess.STDOUT)
+    def invocations() -> list[dict[str, Any]]:
+        return [e for e in stack.events(arn) if e["EventType"] == "InvocationCompleted"]
+    wait_until(invocations, "a first invocation attempt of the unreachable function",
+               interval=0.1)
+    assert stack.client.get_durable_execution(DurableExecutionArn=arn)["Status"] == "RUNNING"
+    failed = invocations()
+    assert failed and "Error" in failed[0]["InvocationCompletedDetails"]
+    late = start_function_host(tmp_path, "tests.apps.aws_sdk_functions:app", stack.server.url,
+                               port=port)
     try:
         assert result(wait_status(stack.client, arn, 40)) == 100
     finally:
-        late.terminate()
-        late.wait()
-        log.close()
+        late.stop()

@@ -19,12 +19,12 @@ import pytest
 from tests.apps import serverless_functions as fns
 from tests.apps.serverless_kit import (
     DUMMY_AWS,
-    Proc,
-    free_port,
+    Service,
     lambda_client,
     start_function_host,
     wait_status,
 )
+from tests.kit import free_port
 
 testing = pytest.importorskip("aws_durable_execution_sdk_python_testing")
 from aws_durable_execution_sdk_python.execution import InvocationStatus  # noqa: E402
@@ -84,7 +84,7 @@ def test_in_process_runner_callback_and_failure() -> None:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proc]]:
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Service]]:
     """AWS's WebRunner on one port, invoking a uvicorn-hosted `durable.serve` app that
     checkpoints back to it (found through AWS_ENDPOINT_URL_LAMBDA)."""
     tmp = tmp_path_factory.mktemp("webrunner")
@@ -122,7 +122,7 @@ def start(url: str, function: str, payload: Any) -> str:
     return arn
 
 
-def test_web_runner_invokes_a_served_workflow_over_http(web: tuple[str, Proc]) -> None:
+def test_web_runner_invokes_a_served_workflow_over_http(web: tuple[str, Service]) -> None:
     url, _ = web
     client = lambda_client(url)
     done = wait_status(client, start(url, "greet", "grace"), 60)

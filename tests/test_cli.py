@@ -9,8 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ import pytest
 import durable
 from durable.model import Operation
 from tests.apps import cli_app
+from tests.kit import ROOT, Procs, Subprocess, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 APP = "tests/apps/cli_app.py"
 DURABLE = str(Path(sys.executable).with_name("durable"))
 
@@ -29,19 +28,24 @@ Result = subprocess.CompletedProcess[str]
 
 
 class Cli:
-    """Runs `durable` against one database, from the repository root."""
+    """Runs `durable` against one database, from the repository root; the long-running
+    commands it starts (`popen`) are stopped when the test ends."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, procs: Procs | None = None) -> None:
         self.env = {**os.environ, "DURABLE_DB": db_url}
+        self.procs = procs
 
     def __call__(self, *args: str, module: bool = False) -> Result:
         command = [sys.executable, "-m", "durable.cli"] if module else [DURABLE]
         return subprocess.run([*command, *args], cwd=ROOT, env=self.env, capture_output=True,
                               text=True, timeout=60)
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([DURABLE, *args], cwd=ROOT, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def popen(self, *args: str) -> Subprocess:
+        """`durable *args` in the background; its stderr is `errors()`, apart from stdout."""
+        assert self.procs is not None, "Cli(db_url, procs) starts commands in the background"
+        log = self.procs.next_log("durable")
+        return self.procs.start(DURABLE, *args, log=log, env=self.env,
+                                stderr_log=log.with_suffix(".stderr"))
 
     def all(self, *commands: Sequence[str]) -> list[Result]:
         """Run independent commands at once: each one costs a Python start-up."""
@@ -55,18 +59,9 @@ class Cli:
 
 
 @pytest.fixture
-def cli(db_url: str) -> Cli:
-    return Cli(db_url)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+def cli(db_url: str, tmp_path: Path) -> Iterator[Cli]:
+    with Procs(tmp_path) as procs:
+        yield Cli(db_url, procs)
 
 
 def waiting_op(client: durable.Client, run_id: str, sub_type: str) -> Operation | None:
@@ -79,14 +74,16 @@ def waiting_op(client: durable.Client, run_id: str, sub_type: str) -> Operation 
                 None)
 
 
+def waiting(client: durable.Client, run_id: str, sub_type: str) -> Operation:
+    """The run's callback or signal wait, once it waits on it."""
+    return wait_until(lambda: waiting_op(client, run_id, sub_type),
+                      f"run {run_id} to wait on a {sub_type}")
+
+
 @pytest.fixture
-def worker(cli: Cli) -> Iterator[subprocess.Popen[str]]:
-    """`durable worker` on the whole app module; the test stops it, or it is killed after."""
-    process = cli.popen("worker", APP, "--concurrency", "4")
-    yield process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+def worker(cli: Cli) -> Subprocess:
+    """`durable worker` on the whole app module; the test stops it, or `cli` does after."""
+    return cli.popen("worker", APP, "--concurrency", "4")
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -133,9 +130,8 @@ def test_worker_and_run_find_temporal_style_workflow_classes_in_a_file(cli: Cli)
         served = cli("result", started.stdout.strip(), "--wait", "--timeout", "20")
         assert served.stdout.strip() == '"Hello, Bo!"', served.stderr
     finally:
-        worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=20)
-    assert "worker serving GreetOne, GreetingService on " in stderr
+        worker.stop(grace=20)
+    assert "worker serving GreetOne, GreetingService on " in worker.errors()
     ran = cli("run", f"{TEMPORAL_APP}:GreetOne.run", "--input", '"Ada"')
     assert ran.stdout.strip() == '"Hello, Ada!"', ran.stderr
 
@@ -181,13 +177,11 @@ def test_run_with_the_id_of_an_ended_run_prints_that_runs_result(
 def test_ctrl_c_stops_serving_without_a_traceback_and_leaves_the_run_running(
         cli: Cli, client: durable.Client) -> None:
     serving = cli.popen("run", f"{APP}:wait_signal", "--id", "held")
-    try:
-        wait_for(lambda: waiting_op(client, "held", "Signal"))
-        serving.send_signal(signal.SIGINT)
-        _, stderr = serving.communicate(timeout=20)
-    finally:
-        serving.kill()
-    assert serving.returncode == 130
+    waiting(client, "held", "Signal")
+    serving.send(signal.SIGINT)
+    returncode = serving.wait_exit(20)
+    stderr = serving.errors()
+    assert returncode == 130
     assert "Traceback" not in stderr
     assert "run held is still RUNNING" in stderr
     assert client.get("held").status.value == "RUNNING"
@@ -243,13 +237,13 @@ def test_cancel_stops_the_run_at_its_next_durable_await(
 # -- worker and callbacks -------------------------------------------------------------------------
 
 def test_worker_serves_waiting_runs_that_show_explains_and_drains_on_sigterm(
-        cli: Cli, client: durable.Client, worker: subprocess.Popen[str]) -> None:
+        cli: Cli, client: durable.Client, worker: Subprocess) -> None:
     for run_id in ("approved", "rejected"):
         client.start(cli_app.approval, id=run_id)
     client.start(cli_app.wait_signal, id="signalled")
-    callback = wait_for(lambda: waiting_op(client, "approved", "Callback"))
-    refusal = wait_for(lambda: waiting_op(client, "rejected", "Callback"))
-    wait_for(lambda: waiting_op(client, "signalled", "Signal"))
+    callback = waiting(client, "approved", "Callback")
+    refusal = waiting(client, "rejected", "Callback")
+    waiting(client, "signalled", "Signal")
     shown, as_json, signal_shown = cli.all(
         ["show", "approved"], ["show", "approved", "--json"], ["show", "signalled"])
     assert "Waiting on" in shown.stdout
@@ -270,10 +264,9 @@ def test_worker_serves_waiting_runs_that_show_explains_and_drains_on_sigterm(
     assert "no budget" in rejected.stderr
     assert signalled.stdout.strip() == "null"
 
-    worker.send_signal(signal.SIGTERM)
-    _, stderr = worker.communicate(timeout=20)
-    assert worker.returncode == 0
-    assert "worker stopped" in stderr
+    returncode = worker.stop(grace=20)
+    assert returncode == 0
+    assert "worker stopped" in worker.errors()
 
 
 # -- ls and show ----------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from durable import (
 )
 from durable.model import ABANDONED, OperationStatus, OperationType, SubType
 from durable.views.timeline import describe
-from tests.test_workflows import finish, run_to_end, serving, until
+from tests.kit import wait_until_async
+from tests.test_workflows import finish, run_to_end, serving
 
 ONCE = RetryPolicy(max_attempts=1)
 
@@ -58,7 +59,8 @@ async def test_a_waiting_branch_does_not_hold_up_the_others(client):
 
     handle = client.start(wf)
     async with serving(client, wf):
-        await until(lambda: ran == ["worked"])  # finished while the other branch waits
+        await wait_until_async(lambda: ran == ["worked"],  # while the other branch waits
+                               "the working branch to finish")
         assert client.get(handle.run_id).status is ExecutionStatus.RUNNING
         client.signal(handle.run_id, "go", 7)
         await finish(client, handle.run_id)
@@ -224,7 +226,8 @@ async def test_cancelling_a_parent_cancels_its_live_children(client):
 
     handle = client.start(parent)
     async with serving(client, parent, sleeper):
-        await until(lambda: len(client.list(workflow=sleeper.name)) == 2)
+        await wait_until_async(lambda: len(client.list(workflow=sleeper.name)) == 2,
+                               "both children to start")
         client.cancel(handle.run_id)
         await finish(client, handle.run_id)
         await finish(client, "detached-child")
@@ -250,7 +253,8 @@ async def test_patched_keeps_old_runs_on_the_old_path_and_new_runs_on_the_new(cl
     v1 = make(v2=False)
     old = client.start(v1)
     async with serving(client, v1):
-        await until(lambda: len(client.operations(old.run_id)) == 2)
+        await wait_until_async(lambda: len(client.operations(old.run_id)) == 2,
+                               "the old run to wait for its signal")
     v2 = make(v2=True)
     new = client.start(v2)
     client.signal(old.run_id, "go")

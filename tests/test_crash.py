@@ -16,7 +16,8 @@ import pytest
 from durable import ExecutionStatus
 from durable.model import OperationStatus, OperationType, RunInfo
 from tests.apps import crash_app as app
-from tests.crashkit import CrashLab, wait_until
+from tests.crashkit import CrashLab
+from tests.kit import wait_until
 
 pytestmark = pytest.mark.crash
 

@@ -28,7 +28,8 @@ from durable.model import (
     operation_id,
 )
 from tests.apps import crash_app as app
-from tests.crashkit import DEADLINE, CrashLab, Proc
+from tests.crashkit import CrashLab
+from tests.kit import DEADLINE, Proc
 
 pytestmark = pytest.mark.crash
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -35,6 +33,7 @@ import pytest
 import durable
 from tests import pgkit
 from tests.apps import pg_chaos_app as app
+from tests.kit import Proc, Procs
 
 pytestmark = pytest.mark.crash
 
@@ -63,20 +62,16 @@ class Fleet:
 
     def __init__(self, db: str, server: str, effects: Path) -> None:
         self.db, self.server, self.effects = db, server, effects
-        self.live: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
+        self.procs = Procs(effects, grace=30)
+        self.live: dict[int, tuple[Proc, str]] = {}
         self.dead: set[int] = set()
-        self.started = 0
 
     def spawn(self) -> None:
-        self.started += 1
-        name = f"durable-chaos-{self.started}"
-        log = open(self.effects / f"worker-{self.started}.out", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, str(APP), "--db", pgkit.with_params(self.db, application_name=name),
-             "--effects", str(self.effects), "--lease", str(LEASE),
-             "--concurrency", str(CONCURRENCY)],
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        name = f"durable-chaos-{len(self.procs) + 1}"
+        proc = self.procs.start(
+            sys.executable, str(APP), "--db", pgkit.with_params(self.db, application_name=name),
+            "--effects", str(self.effects), "--lease", str(LEASE),
+            "--concurrency", str(CONCURRENCY), name="worker")
         self.live[proc.pid] = (proc, name)
 
     def ready(self) -> list[int]:
@@ -85,28 +80,18 @@ class Fleet:
 
     def kill(self, pid: int) -> None:
         proc, _ = self.live.pop(pid)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+        proc.kill()
         self.dead.add(pid)
 
     def cut(self, pid: int) -> int:
         return pgkit.terminate(self.server, self.live[pid][1])
 
     def stop(self) -> None:
-        for proc, _ in self.live.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in self.live.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.procs.close()
 
     def crashed(self) -> list[str]:
         """Output of workers that exited on their own: there should be none."""
-        return [(self.effects / f"worker-{i}.out").read_text()[-3000:]
-                for i in range(1, self.started + 1)
-                if "Traceback" in (self.effects / f"worker-{i}.out").read_text()]
+        return [p.output()[-3000:] for p in self.procs if "Traceback" in p.output()]
 
 
 def test_chaos_kills_and_cuts_lose_nothing(pg_server: str, pg_url: str, tmp_path: Path) -> None:
@@ -153,7 +138,7 @@ def test_chaos_kills_and_cuts_lose_nothing(pg_server: str, pg_url: str, tmp_path
                 fleet.kill(pid)
                 fleet.spawn()
                 next_kill += KILL_EVERY
-            time.sleep(0.05)
+            time.sleep(0.05)  # the chaos loop's tick: not a wait for anything
         elapsed = time.monotonic() - began
         signaller.join(30)
         _note_resumed(monitor, kills)
@@ -181,7 +166,7 @@ def _signal_all(client: durable.Client, inputs: dict[str, int],
                        for run_id in order[i:i + 50]]
             for f in futures:
                 f.result()
-            time.sleep(0.1)
+            time.sleep(0.1)  # the scenario: signals spread over the runs' lifetime
     except BaseException as e:
         errors.append(e)
 

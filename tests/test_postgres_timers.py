@@ -12,10 +12,9 @@ walk an index in order and stop after the batch they take, which the plan of eac
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
-import signal
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -29,7 +28,7 @@ import pytest
 import durable
 from durable.store.postgres import WRITER_SETTINGS, PgTx
 from tests.apps import timer_app as app
-from tests.crashkit import wait_until
+from tests.kit import Proc, Procs, wait_until
 
 RUNS = 2000
 LEAD = 5.0  # from starting the runs to their shared due time: room to park them all first
@@ -37,49 +36,35 @@ DEADLINE = 60.0  # seconds from the due time until every run must have ended
 
 
 class Workers:
-    """Worker processes of tests/apps/timer_app.py on one database; all killed on close."""
+    """Worker processes of tests/apps/timer_app.py on one database; all stopped on close."""
 
     def __init__(self, db: str, effects: Path) -> None:
         self.db, self.effects = db, effects
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.procs = Procs(effects, grace=30)
+        self.by_pid: dict[int, Proc] = {}
 
     def spawn(self, count: int) -> list[int]:
         """Start `count` workers; returns their pids once each has opened the database."""
-        pids = []
-        for _ in range(count):
-            log = open(self.effects / f"worker-{len(self.procs)}.out", "wb")  # noqa: SIM115
-            proc = subprocess.Popen(
-                [sys.executable, app.__file__, "--db", self.db, "--effects", str(self.effects)],
-                stdout=log, stderr=subprocess.STDOUT)
-            log.close()
-            self.procs[proc.pid] = proc
-            pids.append(proc.pid)
-        for pid in pids:
-            wait_until(lambda: self.started(pid), f"worker {pid} to start")  # noqa: B023
-        return pids
+        started = [self.procs.start(sys.executable, app.__file__, "--db", self.db, "--effects",
+                                    str(self.effects), name="worker") for _ in range(count)]
+        self.by_pid.update((proc.pid, proc) for proc in started)
+        for proc in started:
+            wait_until(functools.partial(self.started, proc.pid), f"worker {proc.pid} to start")
+        return [proc.pid for proc in started]
 
     def started(self, pid: int) -> bool:
         """Whether the worker has opened the database; fails if it exited instead."""
-        assert self.procs[pid].poll() is None, self.output()
+        assert self.by_pid[pid].alive, self.output()
         return (self.effects / f"ready-{pid}").exists()
 
     def kill(self, pid: int) -> None:
-        self.procs[pid].send_signal(signal.SIGKILL)
-        self.procs[pid].wait(30)
+        self.by_pid[pid].kill()
 
     def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.procs.close()
 
     def output(self) -> str:
-        return "\n".join(p.read_text()[-3000:] for p in self.effects.glob("worker-*.out"))
+        return "\n".join(p.output()[-3000:] for p in self.procs)
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from durable import ExecutionStatus
 from tests.apps import crash_app as app
-from tests.crashkit import CrashLab, Proc, wait_until
+from tests.crashkit import CrashLab
+from tests.kit import Proc, wait_until
 
 pytestmark = pytest.mark.crash
 

@@ -25,7 +25,8 @@ from durable.sdk.workflow import REGISTRY
 from durable.store import Store, Tx, open_store
 from durable.testing import TestEnvironment, VirtualClock
 from tests.crashkit import CrashLab
-from tests.schedkit import fleet, spawn, until, utc
+from tests.kit import wait_until_async
+from tests.schedkit import fleet, spawn, utc
 
 T0 = utc(2025, 1, 1, 12, 0)
 
@@ -149,7 +150,7 @@ async def test_a_finishing_run_admits_the_next_at_once_in_creation_order(
         clock.advance(0.001)
     began = time.monotonic()
     async with fleet(db_url, [quick], size=2, clock=clock):
-        await until(lambda: len(order) == len(ids), "every run to end")
+        await wait_until_async(lambda: len(order) == len(ids), "every run to end")
     assert time.monotonic() - began < 4
     assert order == ids
     runs = [client.get(run_id) for run_id in ids]

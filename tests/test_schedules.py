@@ -10,9 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -27,8 +25,9 @@ from durable import Context, ExecutionStatus, UsageError, workflow
 from durable.model.schedule import MISSED_GRACE, Missed
 from durable.sdk.workflow import REGISTRY
 from durable.testing import TestEnvironment, VirtualClock
-from tests.crashkit import CrashLab, wait_until
-from tests.schedkit import ROOT, fleet, spawn, until, utc
+from tests.crashkit import CrashLab
+from tests.kit import ROOT, Subprocess, wait_until, wait_until_async
+from tests.schedkit import fleet, spawn, utc
 
 T0 = utc(2025, 1, 1, 12, 0, 30)  # 30 s after a tick of */5
 
@@ -73,7 +72,7 @@ async def ended(client: durable.Client, run_id: str) -> None:
     def done() -> bool:
         runs = client.list(limit=10_000)
         return any(r.run_id == run_id and r.status is ExecutionStatus.SUCCEEDED for r in runs)
-    await until(done, f"run {run_id} to succeed")
+    await wait_until_async(done, f"run {run_id} to succeed")
 
 
 # -- one run per tick ----------------------------------------------------------------------------
@@ -263,7 +262,8 @@ async def test_a_worker_wakes_at_each_tick_rather_than_polling(db_url: str,
     async def second(ctx: Context) -> None: ...
 
     async with fleet(db_url, [second]):
-        await until(lambda: len(run_ids(client, second)) >= 3, "three ticks", timeout=10)
+        await wait_until_async(lambda: len(run_ids(client, second)) >= 3, "three ticks",
+                               timeout=10)
     for run in client.list(workflow=second.name):
         tick = datetime.fromisoformat(run.run_id.split("@")[1]).timestamp()
         assert 0 <= run.created_at - tick < 0.5, (run.run_id, run.created_at - tick)
@@ -354,15 +354,14 @@ async def test_nightly_report_reports_on_the_day_before_its_tick(sales: Path) ->
 def test_nightly_report_runs_under_durable_worker(sales: Path, tmp_path: Path) -> None:
     """The documented command, with the cron overridden to fire every second."""
     db = f"sqlite:///{tmp_path / 'durable.db'}"
-    worker = subprocess.Popen(
-        [Path(sys.executable).parent / "durable", "worker", "examples/nightly_report.py",
-         "--db", db], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    worker = Subprocess(
+        [str(Path(sys.executable).parent / "durable"), "worker", "examples/nightly_report.py",
+         "--db", db], tmp_path / "worker.log",
         env={**os.environ, "NIGHTLY_CRON": "* * * * * *", "NIGHTLY_DATA": "/nonexistent"})
     try:
         wait_until(lambda: any(sales.glob("*.json")), "a report from the worker")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        output = worker.communicate(timeout=30)[0].decode()
-    assert worker.returncode == 0, output
+        code = worker.stop(grace=30)
+    assert code == 0, worker.output()
     report = json.loads(next(sales.glob("*.json")).read_text())
     assert report["orders"] == 0 and report["total"] == 0

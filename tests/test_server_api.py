@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverkit import DURABLE, ROOT, Server, wait_for
+from tests.kit import ROOT, wait_until
+from tests.serverkit import DURABLE, Server
 
 ORDER = {"order_id": "A-17", "amount": 40}
 
@@ -39,6 +40,13 @@ def error_code(response: httpx.Response) -> str:
 def pending(api: httpx.Client, run_id: str, kind: str) -> dict[str, Any] | None:
     found = [p for p in api.get(f"/api/runs/{run_id}").json()["pending"] if p["kind"] == kind]
     return found[0] if found else None
+
+
+def waiting_on(api: httpx.Client, run_id: str, kind: str) -> dict[str, Any]:
+    """The run's pending `kind` ("signal" or "callback"), once it waits on one."""
+    found: dict[str, Any] = wait_until(lambda: pending(api, run_id, kind),
+                                       f"run {run_id} to wait on a {kind}", interval=0.05)
+    return found
 
 
 def test_start_is_idempotent_by_id(api: httpx.Client) -> None:
@@ -68,7 +76,7 @@ def test_signal_then_result_with_long_poll(api: httpx.Client) -> None:
     run_id = api.post("/api/runs", json={"workflow": "approval", "input": ORDER}).json()["run_id"]
     waiting = api.get(f"/api/runs/{run_id}/result", params={"wait": 0.3})
     assert waiting.status_code == 202 and waiting.json()["status"] == "RUNNING"
-    wait_for(lambda: pending(api, run_id, "signal"))
+    waiting_on(api, run_id, "signal")
     sent = api.post(f"/api/runs/{run_id}/signal", json={"name": "approve", "payload": "ann"})
     assert sent.status_code == 202
     done = api.get(f"/api/runs/{run_id}/result", params={"wait": 20})
@@ -104,7 +112,7 @@ def test_list_filters_searches_and_pages(api: httpx.Client) -> None:
 
 def test_history_is_paged(api: httpx.Client) -> None:
     run_id = api.post("/api/runs", json={"workflow": "approval", "input": ORDER}).json()["run_id"]
-    wait_for(lambda: pending(api, run_id, "signal"))
+    waiting_on(api, run_id, "signal")
     events, after = [], 0
     while after is not None:
         page = api.get(f"/api/runs/{run_id}/history", params={"after": after, "limit": 2}).json()
@@ -117,7 +125,7 @@ def test_history_is_paged(api: httpx.Client) -> None:
 
 def test_callbacks_heartbeat_succeed_and_unknown_ids(api: httpx.Client) -> None:
     run_id = api.post("/api/runs", json={"workflow": "pipeline", "input": "s3"}).json()["run_id"]
-    callback = wait_for(lambda: pending(api, run_id, "callback"), timeout=30)
+    callback = waiting_on(api, run_id, "callback")
     callback_id = callback["callback_id"]
     assert len(callback_id) >= 22  # >= 128 random bits, URL-safe
     beat = api.post(f"/api/callbacks/{callback_id}/heartbeat")
@@ -136,7 +144,7 @@ def test_callbacks_heartbeat_succeed_and_unknown_ids(api: httpx.Client) -> None:
 
 def test_callback_failure_fails_the_wait(api: httpx.Client) -> None:
     run_id = api.post("/api/runs", json={"workflow": "pipeline", "input": "ftp"}).json()["run_id"]
-    callback_id = wait_for(lambda: pending(api, run_id, "callback"), timeout=30)["callback_id"]
+    callback_id = waiting_on(api, run_id, "callback")["callback_id"]
     failed = api.post(f"/api/callbacks/{callback_id}/fail",
                       json={"message": "rejected by reviewer", "type": "Rejected"})
     assert failed.status_code == 200
@@ -146,7 +154,7 @@ def test_callback_failure_fails_the_wait(api: httpx.Client) -> None:
 
 def test_cancel_and_rerun_from_a_step(api: httpx.Client) -> None:
     run_id = api.post("/api/runs", json={"workflow": "approval", "input": ORDER}).json()["run_id"]
-    wait_for(lambda: pending(api, run_id, "signal"))
+    waiting_on(api, run_id, "signal")
     cancelled = api.post(f"/api/runs/{run_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["cancel_requested"] is True
     final = api.get(f"/api/runs/{run_id}/result", params={"wait": 20}).json()
@@ -219,7 +227,7 @@ def test_openapi_schema_documents_the_api(api: httpx.Client) -> None:
 
 def test_ui_pages_render(api: httpx.Client, tmp_path: Path) -> None:
     run_id = api.post("/api/runs", json={"workflow": "pipeline", "input": "ui"}).json()["run_id"]
-    wait_for(lambda: pending(api, run_id, "callback"), timeout=30)
+    waiting_on(api, run_id, "callback")
     page = api.get(f"/runs/{run_id}")
     assert page.status_code == 200 and "<svg" in page.text and "flaky_fetch" in page.text
     assert run_id in api.get("/", params={"q": run_id}).text

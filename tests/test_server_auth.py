@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from durable.server.serve import is_loopback
-from tests.serverkit import DURABLE, ROOT, Server
+from tests.kit import ROOT
+from tests.serverkit import DURABLE, Server
 
 TOKEN = "s3cret-token"
 

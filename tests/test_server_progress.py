@@ -8,7 +8,8 @@ import pty
 import subprocess
 import time
 
-from tests.serverkit import DURABLE, ROOT
+from tests.kit import ROOT
+from tests.serverkit import DURABLE
 
 
 def run_on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:

@@ -6,33 +6,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 from tests.apps.serverless_kit import (
     DURABLE,
-    ROOT,
+    callback_id,
     lambda_client,
     register,
     start_function_host,
     start_server,
-    stopping,
     wait_status,
 )
+from tests.kit import ROOT, stopping
 
 ORDER = {"id": "17", "sku": "book", "quantity": 1, "amount": 25}
-
-
-def callback_id(client: object, arn: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = client.get_durable_execution_history(  # type: ignore[attr-defined]
-            DurableExecutionArn=arn)["Events"]
-        for e in events:
-            if e["EventType"] == "CallbackStarted":
-                return str(e["CallbackStartedDetails"]["CallbackId"])
-        time.sleep(0.2)
-    raise TimeoutError("no callback")
 
 
 def durable(*args: str) -> str:

@@ -11,7 +11,7 @@ LOCKED, advisory-locked migrations, dropped connections, deadlock retries) is at
 from __future__ import annotations
 
 import asyncio
-import subprocess
+import functools
 import sys
 import threading
 import time
@@ -43,6 +43,7 @@ from durable.model import (
 from durable.store import Store, Tx, migrate, open_store
 from durable.store.schema import MIGRATIONS
 from tests import pgkit
+from tests.kit import Procs, wait_until, wait_until_async
 
 A, S, T = OperationAction, OperationStatus, OperationType
 T0 = 1_000_000.0  # the tests' clock: machine functions take `now`, so time is ours to set
@@ -415,10 +416,10 @@ open_store(sys.argv[1]).close()
 def test_processes_opening_a_new_sqlite_file_at_once_migrate_it_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     go = str(time.time() + 3)
-    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, go], stderr=subprocess.PIPE,
-                              text=True) for _ in range(6)]
-    outcomes = [(p.communicate(timeout=60)[1], p.returncode) for p in procs]
-    assert [stderr for stderr, code in outcomes if code != 0] == []
+    with Procs(tmp_path) as procs:
+        opening = [procs.start(sys.executable, "-c", OPEN_AT, url, go) for _ in range(6)]
+        outcomes = [(p.wait_exit(60), p.errors()) for p in opening]
+    assert [stderr for code, stderr in outcomes if code != 0] == []
     assert migrate(url) == MIGRATIONS[-1][0]  # each version recorded once: nothing left to do
 
 
@@ -562,11 +563,11 @@ async def test_workflows_run_end_to_end(any_db: str) -> None:
     try:
         handles = [client.start(contract_order, n, id=f"order-{n}") for n in range(3)]
         assert client.start(contract_order, 0, id="order-0").run_id == "order-0"
+        def at_the_wait(run_id: str) -> bool:
+            return client.get_event(run_id, "stage") == "waiting"
         for h in handles:
-            deadline = time.monotonic() + 20
-            while client.get_event(h.run_id, "stage") != "waiting":
-                assert time.monotonic() < deadline, "never reached the signal wait"
-                await asyncio.sleep(0.02)
+            await wait_until_async(functools.partial(at_the_wait, h.run_id),
+                                   f"run {h.run_id} to reach the signal wait")
             client.signal(h.run_id, "approve", {"by": "ops"})
         results = [await asyncio.to_thread(h.result, 20) for h in handles]
     finally:
@@ -705,13 +706,12 @@ def test_a_store_survives_its_connections_being_cut(pg_server: str, pg_url: str)
         assert pgkit.terminate(pg_server, name) >= 3  # writer, reader, listener
         start(store, "r2")  # the writer reconnects and runs the batch again
         assert run(store, "r2") is not None  # so does the reading pool
-        deadline = time.monotonic() + 10
-        while True:  # and the listener listens again
+        def hears_a_start() -> bool:
             heard.clear()
             start(store, f"r{time.monotonic_ns()}")
-            if heard.wait(0.5):
-                break
-            assert time.monotonic() < deadline, "no wake-up after the connection was cut"
+            return heard.wait(0.5)
+        wait_until(hears_a_start, "a wake-up after the connection was cut", timeout=10,
+                   interval=0)  # and the listener listens again
         assert {r.run_id for r in read(store, lambda tx: tx.list_runs(None, None, 10))} >= {
             "r1", "r2"}
     finally:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -46,45 +44,36 @@ class CrashGreeting:
         return greetings
 
 
-def _spawn(db: str, effects: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, __file__, db], stdout=out,
-                                stderr=subprocess.STDOUT,
-                                env={**os.environ, "EFFECTS": str(effects)})
-
-
-def _wait(condition: object, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_sigkill_during_a_sleep_resumes_at_the_original_due_time(tmp_path: Path) -> None:
     from durable.temporal import durable_workflow
     from durable.temporal.client import Client
+    from tests.kit import Proc, Procs, wait_until  # here: this file is the worker script too
 
     db = f"sqlite:///{tmp_path / 'durable.db'}"
     effects, log = tmp_path / "effects.log", tmp_path / "workers.log"
+    procs = Procs(tmp_path, grace=0)
+
+    def spawn() -> Proc:  # a worker process: this file run as a script
+        return procs.start(sys.executable, __file__, db, log=log,
+                           env={**os.environ, "EFFECTS": str(effects)})
+
     client = Client(db)
     asyncio.run(client.start_workflow(CrashGreeting.run, "Ada", id="greet", task_queue="q"))
     durable = client.durable
 
     def sleep_started() -> bool:
+        assert first.alive, f"the worker exited:\n{first.output()}"
         return any(e.type == "WaitStarted" for e in durable.history("greet"))
 
-    first = _spawn(db, effects, log)
-    procs = [first]
+    first = spawn()
     try:
-        _wait(sleep_started, "the first sleep to start")
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        wait_until(sleep_started, "the first sleep to start")
+        first.kill()
         killed_at = time.time()
         [wait] = [op for op in durable.operations("greet") if op.type.value == "WAIT"]
         assert wait.status.value == "STARTED" and wait.due_at is not None
         time.sleep(0.5)  # down for a while: a restarted timer would end 0.5 s late or more
-        procs.append(second := _spawn(db, effects, log))
+        second = spawn()
         run = durable.wait("greet", timeout=30)
         assert run.status.value == "SUCCEEDED", log.read_text()
         assert client.durable.result("greet") == ["Hello, Ada-0!", "Hello, Ada-1!",
@@ -98,10 +87,7 @@ def test_sigkill_during_a_sleep_resumes_at_the_original_due_time(tmp_path: Path)
         assert [int(pid) for _, pid in lines] == [first.pid, second.pid, second.pid]
         assert durable_workflow(CrashGreeting).name == run.workflow
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
+        procs.close()
         durable.close()
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.serverkit import ROOT, Server, wait_for
+from tests.kit import ROOT, wait_until
+from tests.serverkit import Server
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -113,11 +114,13 @@ def screenshots(page: Page, server: Server, tmp_path: Path) -> None:
         api.post("/hooks/echo", params={"wait": "true"}, json={"event": "push"})
         run_id = api.post("/api/runs", json={"workflow": "pipeline", "input": "warehouse",
                                              "id": "pipeline-7"}).json()["run_id"]
-        wait_for(lambda: api.get(f"/api/runs/{run_id}").json()["pending"], timeout=30)
+        wait_until(lambda: api.get(f"/api/runs/{run_id}").json()["pending"],
+                   f"run {run_id} to wait on something", interval=0.05)
         stopped = api.post("/api/runs", json={"workflow": "approval",
                                               "input": {"order_id": "D-4", "amount": 1}})
         stopped_id = stopped.json()["run_id"]
-        wait_for(lambda: api.get(f"/api/runs/{stopped_id}").json()["pending"])
+        wait_until(lambda: api.get(f"/api/runs/{stopped_id}").json()["pending"],
+                   f"run {stopped_id} to wait on something", interval=0.05)
         api.post(f"/api/runs/{stopped_id}/cancel")
         api.get(f"/api/runs/{stopped_id}/result", params={"wait": 20})
     page.goto(server.url + "/")

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,7 +30,9 @@ from durable import (
     workflow,
 )
 from durable.engine import machine
+from durable.engine.worker import serving_here
 from durable.model import OperationStatus, OperationType
+from tests.kit import wait_until_async
 
 FAST = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
 
@@ -57,14 +59,6 @@ async def run_to_end(client: durable.Client, wf: durable.Workflow[Any], *args: A
     async with serving(client, wf):
         await finish(client, handle.run_id)
     return handle
-
-
-async def until(check: Callable[[], bool], timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 # -- steps ------------------------------------------------------------------------------------
@@ -324,7 +318,9 @@ async def test_signal_wakes_a_waiting_run_and_times_out_when_absent(client):
 
     handle = client.start(wf)
     async with serving(client, wf):
-        await until(lambda: any(o.name == "go" for o in client.operations(handle.run_id)))
+        await wait_until_async(
+            lambda: any(o.name == "go" for o in client.operations(handle.run_id)),
+            "the run to wait for signal 'go'")
         client.signal(handle.run_id, "go", 1)
         await finish(client, handle.run_id)
     assert handle.result() == [1, "timed out"]
@@ -337,7 +333,8 @@ async def test_callback_resolved_from_outside_returns_its_result(client):
 
     handle = client.start(wf)
     async with serving(client, wf):
-        await until(lambda: any(o.callback_id for o in client.operations(handle.run_id)))
+        await wait_until_async(lambda: any(o.callback_id for o in client.operations(handle.run_id)),
+                               "the run to create its callback")
         cb = next(o.callback_id for o in client.operations(handle.run_id) if o.callback_id)
         assert cb is not None and len(cb) >= 22
         client.complete_callback(cb, {"approved": True})
@@ -366,7 +363,8 @@ async def test_failed_and_timed_out_callbacks_raise_in_the_workflow(client):
 
     handle = client.start(wf)
     async with serving(client, wf):
-        await until(lambda: client.get_event(handle.run_id, "cb") is not None)
+        await wait_until_async(lambda: client.get_event(handle.run_id, "cb") is not None,
+                               "the run to publish its callback id")
         client.fail_callback(client.get_event(handle.run_id, "cb"), "rejected")
         await finish(client, handle.run_id)
     assert handle.result() == ["rejected", "timeout"]
@@ -381,7 +379,8 @@ async def test_published_events_are_readable_by_clients(client):
 
     handle = client.start(wf)
     async with serving(client, wf):
-        await until(lambda: client.get_event(handle.run_id, "stage") == "packing")
+        await wait_until_async(lambda: client.get_event(handle.run_id, "stage") == "packing",
+                               "the run to publish stage 'packing'")
         client.signal(handle.run_id, "go")
         await finish(client, handle.run_id)
     assert client.get_event(handle.run_id, "stage") == "shipped"
@@ -404,8 +403,9 @@ async def test_cancel_raises_cancelled_so_compensation_runs_and_run_stops(client
 
     handle = client.start(wf)
     async with serving(client, wf):
-        await until(lambda: any(o.type is OperationType.WAIT
-                                for o in client.operations(handle.run_id)))
+        await wait_until_async(lambda: any(o.type is OperationType.WAIT
+                                           for o in client.operations(handle.run_id)),
+                               "the run to start its sleep")
         client.cancel(handle.run_id)
         await finish(client, handle.run_id)
     assert client.get(handle.run_id).status is ExecutionStatus.STOPPED
@@ -460,10 +460,12 @@ async def test_diverging_code_parks_the_run_instead_of_failing_it(client):
     v1 = v1_factory()
     handle = client.start(v1)
     async with serving(client, v1):
-        await until(lambda: len(client.operations(handle.run_id)) == 2)
+        await wait_until_async(lambda: len(client.operations(handle.run_id)) == 2,
+                               "v1 to wait for its signal")
     client.signal(handle.run_id, "go")
     async with serving(client, v2):
-        await until(lambda: client.get(handle.run_id).parked is not None)
+        await wait_until_async(lambda: client.get(handle.run_id).parked is not None,
+                               "v2 to park the run")
     run = client.get(handle.run_id)
     assert run.status is ExecutionStatus.RUNNING and run.parked is not None
     assert run.parked.type == "NonDeterminismError"
@@ -599,6 +601,13 @@ async def test_a_worker_resumes_at_once_the_runs_of_a_dead_worker_of_its_own_hos
     assert handle.result() == "resumed"
 
 
+async def serves(client: durable.Client, wf: durable.Workflow[Any]) -> None:
+    """Until a worker on this event loop serves `wf` from the client's database, so that a run
+    started here goes straight to it."""
+    await wait_until_async(lambda: serving_here(client.store.url, wf.name),
+                           f"a worker here to serve {wf.name}")
+
+
 @contextlib.contextmanager
 def counting_claims() -> Any:
     """The run ids each `machine.claim` handed out, while the block runs."""
@@ -623,7 +632,7 @@ async def test_a_run_started_beside_a_worker_serving_it_runs_there_without_a_cla
 
     with counting_claims() as claimed:
         async with serving(client, wf):
-            await asyncio.sleep(0)  # the worker is serving
+            await serves(client, wf)
             handles = [await client.start_async(wf, n, id=f"here-{n}") for n in range(3)]
             again = await client.start_async(wf, 0, id="here-0")  # idempotent: no new run
             for h in handles:
@@ -652,7 +661,7 @@ async def test_a_start_goes_through_a_claim_when_the_worker_here_is_full_or_queu
     task = asyncio.create_task(worker.run_async())
     try:
         with counting_claims() as claimed:
-            await asyncio.sleep(0)
+            await serves(client, busy)
             first = await client.start_async(busy, id="first")  # takes the only slot
             second = await client.start_async(busy, id="second")  # none left: queued up
             release.set()
@@ -673,7 +682,7 @@ async def test_a_run_started_for_a_worker_that_stopped_meanwhile_is_given_back(c
 
     worker = durable.Worker([wf], client.store)
     task = asyncio.create_task(worker.run_async())
-    await asyncio.sleep(0)
+    await serves(client, wf)
     lease = worker.reserve()  # as Client.start_async does, then the worker stops before adopting
     run, _ = client.store.write_sync(
         lambda tx: machine.start_run(tx, "back", wf.name, None, client.clock(), lease=lease))

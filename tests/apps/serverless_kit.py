@@ -1,84 +1,37 @@
 """Processes for the serverless tests: `durable server` and function hosts under uvicorn, each in
-its own subprocess on 127.0.0.1, as they would run in production."""
+its own subprocess on 127.0.0.1, as they would run in production; and reading their executions
+through AWS's API (boto3's `lambda` client)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.kit import ROOT, Subprocess, free_port, wait_until
+
 DURABLE = str(Path(sys.executable).with_name("durable"))
 DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
              "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not come up in {timeout}s")
-
-
-class Proc:
-    """A subprocess with its log file; stopped with SIGTERM then SIGKILL."""
+class Service(Subprocess):
+    """A process serving HTTP at `url`, its output in `log`; `stop()`: SIGTERM, then SIGKILL."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path, url: str) -> None:
-        self.log = log
+        super().__init__(args, log, env=env)
         self.url = url
-        self.handle = log.open("wb")
-        self.proc = subprocess.Popen(args, env=env, stdout=self.handle,
-                                     stderr=subprocess.STDOUT, cwd=ROOT)
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_up(self, path: str = "/") -> Proc:
+    def wait_up(self, path: str = "/") -> Service:
         try:
-            wait_http(self.url + path, self.proc)
-        except Exception:
+            self.wait_answering(self.url + path)
+        except BaseException:
             self.stop()
-            raise RuntimeError(f"did not start: {self.log.read_text()[-3000:]}") from None
+            raise
         return self
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.handle.close()
-
-    def rss_kib(self) -> int:
-        """Resident memory of the process (Linux /proc)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -87,23 +40,25 @@ def env(**extra: str) -> dict[str, str]:
     return {**base, **DUMMY_AWS, **extra}
 
 
-def start_server(tmp: Path, db: str, **extra: str) -> Proc:
+def start_server(tmp: Path, db: str, **extra: str) -> Service:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    return Proc([DURABLE, "server", "--port", str(port), "--db", db],
-                env(DURABLE_PUBLIC_URL=url, **extra), tmp / f"server-{port}.log",
-                url).wait_up("/2025-12-01/functions/none/durable-executions")
+    return Service([DURABLE, "server", "--port", str(port), "--db", db],
+                   env(DURABLE_PUBLIC_URL=url, **extra), tmp / f"server-{port}.log",
+                   url).wait_up("/2025-12-01/functions/none/durable-executions")
 
 
-def start_function_host(tmp: Path, app: str, backend: str, **extra: str) -> Proc:
-    """uvicorn serving `app`; the functions in it reach the backend by AWS_ENDPOINT_URL_LAMBDA
-    only (and dummy credentials, which the SDK's boto3 client wants)."""
-    port = free_port()
+def start_function_host(tmp: Path, app: str, backend: str, port: int | None = None,
+                        **extra: str) -> Service:
+    """uvicorn serving `app` (on `port`, by default a free one); the functions in it reach the
+    backend by AWS_ENDPOINT_URL_LAMBDA only (and dummy credentials, which the SDK's boto3 client
+    wants)."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    return Proc([sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level",
-                 "warning", "--no-access-log"],
-                env(AWS_ENDPOINT_URL_LAMBDA=backend, **extra), tmp / f"fn-{port}.log",
-                url).wait_up("/")
+    return Service([sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level",
+                    "warning", "--no-access-log"],
+                   env(AWS_ENDPOINT_URL_LAMBDA=backend, **extra), tmp / f"fn-{port}.log",
+                   url).wait_up("/")
 
 
 def register(db: str, name: str, url: str, *extra: str) -> None:
@@ -119,21 +74,39 @@ def lambda_client(endpoint: str) -> Any:
                         config=Config(retries={"max_attempts": 0}, read_timeout=120))
 
 
-@contextlib.contextmanager
-def stopping(*procs: Proc) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.stop()
-
-
 def wait_status(client: Any, arn: str, timeout: float = 60.0,
-                statuses: tuple[str, ...] = ("SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
-                ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+                statuses: tuple[str, ...] = ENDED) -> dict[str, Any]:
+    """The execution (GetDurableExecution) once its status is one of `statuses`."""
+    last: dict[str, Any] = {}
+
+    def reached() -> dict[str, Any] | None:
+        last.update(client.get_durable_execution(DurableExecutionArn=arn))
+        return dict(last) if last["Status"] in statuses else None
+    found: dict[str, Any] = wait_until(
+        reached, lambda: f"execution {arn} to be {'/'.join(statuses)}; it is {last}",
+        timeout=timeout, interval=0.2)
+    return found
+
+
+def history(client: Any, arn: str) -> list[dict[str, Any]]:
+    """Every event of the execution (GetDurableExecutionHistory, page by page)."""
+    events: list[dict[str, Any]] = []
+    marker: dict[str, str] = {}
     while True:
-        got: dict[str, Any] = client.get_durable_execution(DurableExecutionArn=arn)
-        if got["Status"] in statuses or time.monotonic() > deadline:
-            return got
-        time.sleep(0.2)
+        page = client.get_durable_execution_history(
+            DurableExecutionArn=arn, IncludeExecutionData=True, MaxItems=25, **marker)
+        events += page["Events"]
+        if not page.get("NextMarker"):
+            return events
+        marker = {"Marker": page["NextMarker"]}
+
+
+def callback_id(client: Any, arn: str, name: str | None = None, timeout: float = 30) -> str:
+    """The id of the execution's callback `name` (by default its first), once it has started."""
+    def started() -> str | None:
+        return next((str(e["CallbackStartedDetails"]["CallbackId"])
+                     for e in history(client, arn) if e["EventType"] == "CallbackStarted"
+                     and name in (None, e.get("Name"))), None)
+    found: str = wait_until(started, f"callback {name or ''} of {arn}", timeout=timeout,
+                            interval=0.2)
+    return found
