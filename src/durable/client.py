@@ -215,7 +215,8 @@ class Client:
     # -- waiting for the end -----------------------------------------------------------------
     def wait_ended(self, run_id: str, timeout: float | None = None) -> RunInfo:
         """The run once it has ended, or as it stands after `timeout` seconds (None: no
-        limit). Woken by the store's commit notifications, not by polling."""
+        limit). Woken by the store's commit notifications, not by polling. The timeout is
+        real time whatever the client's clock: it bounds how long the caller is held."""
         with _Commits(self.store, timeout) as commits:
             while (pause := commits.pause(self.get(run_id))) is not None:
                 commits.wait(pause)
