@@ -167,3 +167,61 @@ def test_a_private_name_used_across_packages_is_refused(module: str, source: str
 def test_private_names_stay_usable_inside_their_package() -> None:
     inside = list(edges("durable.sdk.parallel", "from durable.sdk.executor import _Fenced"))
     assert inside and not any(private_violation(e) for e in inside)
+
+
+# The front ends act on runs through `Client` only: no state-machine calls, no transactions of
+# their own, no reads or writes on a store. What they may hand a store to is the invoke
+# package's data plane (registering functions, checkpoints), which opens its transactions itself.
+FRONT_ENDS = ("durable.server", "durable.cli", "durable.views")
+ENGINE_INSIDES = ("durable.engine.machine", "durable.store.tx", "durable.store.Tx")
+STORE_CALLS = {"write_sync", "awrite", "aread"}  # unmistakably a Store's, on whatever name
+STORE_VERBS = {"read", "write"}  # a Store's when called on something named like one
+
+
+def front_end_violations(module: str, source: str) -> Iterator[str]:
+    if not any(inside(module, front) for front in FRONT_ENDS):
+        return
+    for e in edges(module, source):
+        named = [e.imported, *(f"{e.imported}.{name}" for name in e.names)]
+        if any(inside(n, insides) for n in named for insides in ENGINE_INSIDES):
+            yield f"{e.where()}: imports {e.imported} {list(e.names)}: go through Client"
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and (
+                node.attr in STORE_CALLS
+                or (node.attr in STORE_VERBS and _store_like(node.value))):
+            yield f"{module}:{node.lineno}: calls .{node.attr} on a store: go through Client"
+
+
+def _store_like(node: ast.expr) -> bool:
+    """`store`, `self._store`, `client.store`, `state.store`..."""
+    name = node.id if isinstance(node, ast.Name) else getattr(node, "attr", "")
+    return name.lstrip("_").endswith("store")
+
+
+def test_front_ends_reach_runs_only_through_the_client() -> None:
+    problems = [p for m, (text, _) in ALL_MODULES.items() for p in front_end_violations(m, text)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("module", "source"), [
+    ("durable.server.api", "from durable.engine import machine"),
+    ("durable.server.aws", "import durable.engine.machine"),
+    ("durable.cli.render", "from durable.store import Tx"),
+    ("durable.cli.commands", "from durable.store.tx import Tx"),
+    ("durable.views.jsonio", "def f(client):\n    return client.store.read(lambda tx: tx)"),
+    ("durable.server.api", "def f(state):\n    state.store.write_sync(lambda tx: tx)"),
+    ("durable.server.aws", "async def f(s):\n    return await s.aread(lambda tx: tx)"),
+    ("durable.server.views", "def f(self):\n    return self._store.write(lambda tx: tx)"),
+])
+def test_a_front_end_touching_the_engine_s_insides_is_refused(module: str, source: str) -> None:
+    assert list(front_end_violations(module, source))
+
+
+@pytest.mark.parametrize(("module", "source"), [
+    ("durable.server.api", "def f(state, run_id):\n    return state.client.get(run_id)"),
+    ("durable.cli.commands", "def f(client, spec):\n    register(client.store, spec)"),
+    ("durable.cli.commands", "from durable.store import migrate, resolve_url"),
+    ("durable.client", "def f(self):\n    return self.store.read(lambda tx: tx)"),
+])
+def test_the_client_and_the_data_plane_stay_open_to_front_ends(module: str, source: str) -> None:
+    assert not list(front_end_violations(module, source))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from httpx import ASGITransport, AsyncClient
 
 from durable import Context, RetryPolicy, WaitTimeout, workflow
+from durable.server.app import create_app
 from durable.testing import Stuck, TestEnvironment
 
 DAY = 86_400.0
@@ -89,3 +92,61 @@ async def test_a_run_waiting_on_the_outside_world_is_reported_stuck():
         handle = env.start(forever)
         with pytest.raises(Stuck, match="Signal 'never'"):
             await env.result(handle)
+
+
+@workflow
+async def review(ctx: Context) -> str:
+    try:
+        await ctx.wait_for_callback(lambda callback_id: None, name="reviewer",
+                                    timeout=timedelta(days=2))
+    except WaitTimeout:
+        return "no review"
+    return "reviewed"
+
+
+EPOCH_2001 = 1_000_000_000.0  # far from the wall clock: a route reading that would show
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+async def test_the_virtual_clock_drives_the_server_s_routes_and_a_callback_times_out():
+    """A server built on the environment's client: its routes write and report virtual time,
+    and a callback's timeout fires, seen through the HTTP API, as the environment skips."""
+    async with TestEnvironment(review, start=EPOCH_2001) as env:
+        app = create_app(env.client, workflows=[review], serve=False)
+        async with app.router.lifespan_context(app), AsyncClient(
+                transport=ASGITransport(app), base_url="http://durable") as http:
+            started = (await http.post("/api/runs", json={"workflow": "review"})).json()
+            run_id = started["run_id"]
+            assert started["created_at"] == iso(EPOCH_2001)
+            await env.settle()
+            [waiting] = (await http.get(f"/api/runs/{run_id}")).json()["pending"]
+            assert waiting["due_at"] == iso(EPOCH_2001 + 2 * DAY)
+            callback_id = waiting["callback_id"]
+
+            await env.skip(DAY)
+            assert (await http.post(f"/api/callbacks/{callback_id}/heartbeat")).status_code == 200
+            aws_beat = f"/2025-12-01/durable-execution-callbacks/{callback_id}/heartbeat"
+            assert (await http.post(aws_beat)).status_code == 200
+            shown = (await http.get(f"/api/runs/{run_id}")).json()
+            assert shown["run"]["status"] == "RUNNING"
+            assert shown["run"]["elapsed_seconds"] == DAY
+            [listed] = (await http.get("/api/runs")).json()["runs"]
+            assert listed["elapsed_seconds"] == DAY
+            assert [e["offset_seconds"] for e in shown["history"]
+                    if e["type"] == "CallbackHeartbeat"] == [DAY, DAY]
+
+            long_poll = asyncio.create_task(
+                http.get(f"/api/runs/{run_id}/result", params={"wait": 30}))
+            await env.skip(DAY)
+            outcome = await long_poll
+            assert outcome.status_code == 200
+            assert outcome.json() == {"run_id": run_id, "status": "SUCCEEDED",
+                                      "result": "no review", "error": None}
+            events = (await http.get(f"/api/runs/{run_id}/history")).json()["events"]
+            assert [e["offset_seconds"] for e in events
+                    if e["type"] == "CallbackTimedOut"] == [2 * DAY]
+            late = await http.post(f"/api/callbacks/{callback_id}/succeed", json={"payload": 1})
+            assert late.status_code == 404

@@ -31,7 +31,7 @@ from durable import (
 )
 from durable.engine import machine
 from durable.engine.worker import serving_here
-from durable.model import OperationStatus, OperationType
+from durable.model import ErrorObject, OperationStatus, OperationType
 from tests.kit import wait_until_async
 
 FAST = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
@@ -370,6 +370,26 @@ async def test_failed_and_timed_out_callbacks_raise_in_the_workflow(client):
     assert handle.result() == ["rejected", "timeout"]
 
 
+async def test_a_callback_failed_with_an_error_object_keeps_its_type_and_data(client):
+    @workflow
+    async def wf(ctx: Context) -> list[str | None]:
+        cb = await ctx.create_callback(name="review")
+        ctx.set_event("cb", cb.id)
+        try:
+            await cb.result()
+        except CallbackFailed as e:
+            return [e.error.type, e.error.message, e.error.data]
+        return []
+
+    handle = client.start(wf)
+    async with serving(client, wf):
+        await wait_until_async(lambda: client.get_event(handle.run_id, "cb") is not None)
+        client.fail_callback(client.get_event(handle.run_id, "cb"),
+                             ErrorObject("Rejected", "over budget", data='{"limit": 100}'))
+        await finish(client, handle.run_id)
+    assert handle.result() == ["Rejected", "over budget", '{"limit": 100}']
+
+
 async def test_published_events_are_readable_by_clients(client):
     @workflow
     async def wf(ctx: Context) -> None:
@@ -638,6 +658,32 @@ async def test_a_run_started_beside_a_worker_serving_it_runs_there_without_a_cla
             for h in handles:
                 await finish(client, h.run_id)
     assert [h.result() for h in handles] == [0, 2, 4] and again.result() == 0
+    assert claimed == []
+
+
+async def test_a_webhook_run_goes_straight_to_the_server_s_own_worker(client):
+    """`durable server --worker` serves its workflows on the loop its routes run on, so a run a
+    webhook starts is created leased to that worker, as `Client.start_async` does."""
+    from httpx import ASGITransport, AsyncClient
+
+    from durable.engine.worker import serving_here
+    from durable.server.app import create_app
+
+    @workflow(webhook=True)
+    async def hooked(ctx: Context, n: int) -> int:
+        return await ctx.step(lambda: n + 1, name="inc")
+
+    app = create_app(client, workflows=[hooked])
+    with counting_claims() as claimed:
+        async with app.router.lifespan_context(app), AsyncClient(
+                transport=ASGITransport(app), base_url="http://durable") as http:
+            for _ in range(1000):  # until the app's worker is serving
+                if serving_here(client.store.url, hooked.name) is not None:
+                    break
+                await asyncio.sleep(0.01)
+            answer = await http.post(f"/hooks/{hooked.name}", json=41, params={"wait": "true"},
+                                     headers={"Idempotency-Key": "hooked-1"})
+    assert answer.status_code == 200 and answer.json()["result"] == 42
     assert claimed == []
 
 

@@ -1,5 +1,11 @@
 """The way in from outside a workflow: start runs, signal them, resolve callbacks, read results.
 
+`Client` is the one command surface of the outside world: the CLI, the server's routes and
+applications all reach the engine through it, and every state change it makes takes its time from
+the client's one `clock` (a virtual one under `durable.testing`). A command a caller on an event
+loop needs has an `*_async` twin; both run the same transaction function, built once by a private
+method, so the two forms cannot drift apart.
+
 `durable.run` is the one-shot form: start a run and serve it in this process until it ends.
 """
 
@@ -7,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from durable.engine import machine, telemetry
@@ -33,6 +41,11 @@ from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, Tx, open_store
 
 R = TypeVar("R")
+
+HISTORY_PAGE = 10_000
+"""Events `Client.history` returns at most unless told otherwise."""
+LOOK_AGAIN = 1.0
+"""Longest a wait for a run's end goes without reading the run (seconds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +84,19 @@ class RunHandle(Generic[R]):
 
 
 class Client:
-    """Talks to the store directly: no server needed. `db` is a URL, a Store, or DURABLE_DB."""
+    """Talks to the store directly: no server needed. `db` is a URL, a Store, or DURABLE_DB.
+    `clock` gives every time the client writes (a run's start, a signal's arrival, a callback's
+    resolution): inject a virtual one and all its callers, the server's routes too, run on it."""
 
-    def __init__(self, db: str | Store | None = None, *, clock: Any = time.time) -> None:
+    def __init__(self, db: str | Store | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = db if isinstance(db, Store) else open_store(db)
         self.clock = clock
 
     def close(self) -> None:
         self.store.close()
 
-    # -- runs --------------------------------------------------------------------------------
+    # -- starting runs -----------------------------------------------------------------------
     def start(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> RunHandle[R]:
         """Start a run; with `id`, starting again returns the same run (idempotent)."""
         run, _ = self.start_run(workflow.name, workflow.encode_input(args), id)
@@ -88,27 +104,9 @@ class Client:
 
     async def start_async(self, workflow: Workflow[R], *args: Any,
                           id: str | None = None) -> RunHandle[R]:
-        """`start`, for callers on an event loop. Where a worker on this same loop serves the
-        workflow with a slot free, the new run is leased to it in the start's transaction and
-        runs there at once, without a claim (`Worker.reserve`)."""
-        run_id = id or uuid.uuid4().hex
-        payload = workflow.encode_input(args)
-        worker = serving_here(self.store.url, workflow.name)
-        lease = None if worker is None else worker.reserve()
-
-        def start(tx: Tx) -> machine.Claimed | None:
-            run, created = _start(tx, run_id, workflow.name, payload, self.clock(), trace, lease)
-            return machine.invocation_of(run) if lease is not None and created else None
-        claimed = None
-        try:
-            with telemetry.starting(workflow.name, run_id) as trace:
-                claimed = await self.store.awrite(start)
-        finally:
-            if worker is not None and claimed is None:  # the id existed, or the write failed
-                worker.unreserve()
-        if worker is not None and claimed is not None:
-            await worker.adopt(claimed)
-        return RunHandle(self, run_id, workflow)
+        """`start`, for callers on an event loop (see `start_run_async`)."""
+        run, _ = await self.start_run_async(workflow.name, workflow.encode_input(args), id)
+        return RunHandle(self, run.run_id, workflow)
 
     def start_by_name(self, workflow: str, input_json: str | None,
                       id: str | None = None) -> RunHandle[Any]:
@@ -122,54 +120,183 @@ class Client:
         With tracing on, the caller's trace (or the one `headers` carry) goes into the run."""
         run_id = id or uuid.uuid4().hex
         with telemetry.starting(workflow, run_id, headers) as trace:
-            return self.store.write_sync(
-                lambda tx: _start(tx, run_id, workflow, input_json, self.clock(), trace))
+            run, created, _ = self.store.write_sync(
+                self._start(run_id, workflow, input_json, trace, None))
+        return run, created
 
+    async def start_run_async(self, workflow: str, input_json: str | None,
+                              id: str | None = None, headers: Mapping[str, str] | None = None,
+                              ) -> tuple[RunInfo, bool]:
+        """`start_run`, for callers on an event loop. Where a worker on this same loop serves
+        the workflow with a slot free, the new run is leased to it in the start's transaction
+        and runs there at once, without a claim (`Worker.reserve`)."""
+        run_id = id or uuid.uuid4().hex
+        worker = serving_here(self.store.url, workflow)
+        lease = None if worker is None else worker.reserve()
+        claimed = None
+        try:
+            with telemetry.starting(workflow, run_id, headers) as trace:
+                run, created, claimed = await self.store.awrite(
+                    self._start(run_id, workflow, input_json, trace, lease))
+        finally:
+            if worker is not None and claimed is None:  # the id existed, or the write failed
+                worker.unreserve()
+        if worker is not None and claimed is not None:
+            await worker.adopt(claimed)
+        return run, created
+
+    def _start(self, run_id: str, workflow: str, input_json: str | None, trace: str | None,
+               lease: tuple[str, float] | None,
+               ) -> Callable[[Tx], tuple[RunInfo, bool, machine.Claimed | None]]:
+        """The start's transaction: the run, whether it is new, and, when it was created
+        leased, the invocation to hand to the worker holding the lease."""
+        def start(tx: Tx) -> tuple[RunInfo, bool, machine.Claimed | None]:
+            now = self.clock()
+            run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease)
+            if created:
+                telemetry.save(tx, run_id, trace, now)
+            claimed = machine.invocation_of(run) if lease is not None and created else None
+            return run, created, claimed
+        return start
+
+    # -- reading runs ------------------------------------------------------------------------
     def handle(self, run_id: str) -> RunHandle[Any]:
         run = self.get(run_id)
         return RunHandle(self, run_id, REGISTRY.get(run.workflow))
 
     def get(self, run_id: str) -> RunInfo:
-        run = self.store.read(lambda tx: tx.get_run(run_id))
-        if run is None:
-            raise RunNotFound(run_id)
-        return run
+        return self.store.read(lambda tx: _existing(tx, run_id))
+
+    async def get_async(self, run_id: str) -> RunInfo:
+        return await self.store.aread(lambda tx: _existing(tx, run_id))
 
     def list(self, status: str | None = None, workflow: str | None = None,
-             limit: int = 100, offset: int = 0) -> builtins.list[RunInfo]:
+             limit: int = 100, offset: int = 0,
+             search: str | None = None) -> builtins.list[RunInfo]:
+        """Runs, newest first; `search`: only those whose id or workflow contains it."""
         if status is not None and status not in ExecutionStatus.__members__:
             raise UsageError(f"unknown status {status!r}; use one of "
                              f"{', '.join(ExecutionStatus.__members__)}")
-        return self.store.read(lambda tx: tx.list_runs(status, workflow, limit, offset))
+        return self.store.read(lambda tx: tx.list_runs(status, workflow, limit, offset, search))
 
-    def history(self, run_id: str) -> builtins.list[HistoryEvent]:
-        self.get(run_id)
-        return self.store.read(lambda tx: tx.history(run_id))
+    def history(self, run_id: str, after: int = 0,
+                limit: int = HISTORY_PAGE) -> builtins.list[HistoryEvent]:
+        """The run's events in order, those after event id `after`, at most `limit`."""
+        def read(tx: Tx) -> builtins.list[HistoryEvent]:
+            _existing(tx, run_id)
+            return tx.history(run_id, after, limit)
+        return self.store.read(read)
+
+    def history_with_operations(self, run_id: str, after: int = 0,
+                                ) -> builtins.list[tuple[HistoryEvent, Operation | None]]:
+        """`history`, each event with the operation it is about as that operation is now:
+        what a viewer tailing a run needs to tell each new event, read in one transaction."""
+        def read(tx: Tx) -> builtins.list[tuple[HistoryEvent, Operation | None]]:
+            _existing(tx, run_id)
+            return [(e, tx.get_operation(run_id, e.operation_id) if e.operation_id else None)
+                    for e in tx.history(run_id, after)]
+        return self.store.read(read)
 
     def operations(self, run_id: str) -> builtins.list[Operation]:
-        self.get(run_id)
-        return self.store.read(lambda tx: tx.operations(run_id))
+        def read(tx: Tx) -> builtins.list[Operation]:
+            _existing(tx, run_id)
+            return tx.operations(run_id)
+        return self.store.read(read)
+
+    def get_event(self, run_id: str, key: str, default: Any = None) -> Any:
+        """The value the run last published under `key` with ctx.set_event."""
+        def read(tx: Tx) -> tuple[str | None] | None:
+            _existing(tx, run_id)
+            return tx.get_published(run_id, key)
+        found = self.store.read(read)
+        if found is None or found[0] is None:
+            return default
+        return json.loads(found[0])
+
+    # -- waiting for the end -----------------------------------------------------------------
+    def wait_ended(self, run_id: str, timeout: float | None = None) -> RunInfo:
+        """The run once it has ended, or as it stands after `timeout` seconds (None: no
+        limit). Woken by the store's commit notifications, not by polling. The timeout is
+        real time whatever the client's clock: it bounds how long the caller is held."""
+        with _Commits(self.store, timeout) as commits:
+            while (pause := commits.pause(self.get(run_id))) is not None:
+                commits.wait(pause)
+            return commits.run
+
+    async def wait_ended_async(self, run_id: str, timeout: float | None = None) -> RunInfo:
+        """`wait_ended`, for callers on an event loop: holds no thread while it waits."""
+        with _Commits(self.store, timeout, asyncio.get_running_loop()) as commits:
+            while (pause := commits.pause(await self.get_async(run_id))) is not None:
+                await commits.wait_async(pause)
+            return commits.run
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunInfo:
         """Block until the run has ended; TimeoutError after `timeout` seconds."""
-        changed = threading.Event()
-        unsubscribe = self.store.subscribe(changed.set)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                changed.clear()
-                run = self.get(run_id)
-                if run.status is not ExecutionStatus.RUNNING:
-                    return run
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"run {run_id!r} is still {run.status} after {timeout}s")
-                changed.wait(1.0 if left is None else min(left, 1.0))
-        finally:
-            unsubscribe()
+        run = self.wait_ended(run_id, timeout)
+        if run.status is ExecutionStatus.RUNNING:
+            raise TimeoutError(f"run {run_id!r} is still {run.status} after {timeout}s")
+        return run
 
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         return self.handle(run_id).result(timeout)
+
+    # -- talking to runs ---------------------------------------------------------------------
+    def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        data = DEFAULT_SERIALIZER.encode(payload)
+        self.store.write_sync(lambda tx: machine.signal(tx, run_id, name, data, self.clock()))
+
+    def complete_callback(self, callback_id: str, result: Any = None) -> None:
+        """Resolve a callback with `result`, encoded as JSON."""
+        self.resolve_callback(callback_id, DEFAULT_SERIALIZER.encode(result))
+
+    def fail_callback(self, callback_id: str, error: str | BaseException | ErrorObject) -> None:
+        """Resolve a callback with an error: the run's wait raises CallbackFailed. A string
+        is the message of a `CallbackError`; an ErrorObject carries its own type and data."""
+        if isinstance(error, BaseException):
+            error = ErrorObject.from_exception(error)
+        elif isinstance(error, str):
+            error = ErrorObject("CallbackError", error)
+        self.resolve_callback(callback_id, error=error)
+
+    def resolve_callback(self, callback_id: str, payload: str | None = None,
+                         error: ErrorObject | None = None) -> None:
+        """Resolve a callback with an already-encoded `payload`, or with `error` if given."""
+        self.store.write_sync(self._resolve(callback_id, payload, error))
+
+    async def resolve_callback_async(self, callback_id: str, payload: str | None = None,
+                                     error: ErrorObject | None = None) -> None:
+        await self.store.awrite(self._resolve(callback_id, payload, error))
+
+    def _resolve(self, callback_id: str, payload: str | None,
+                 error: ErrorObject | None) -> Callable[[Tx], str]:
+        return lambda tx: machine.complete_callback(tx, callback_id, payload, error,
+                                                    self.clock())
+
+    def heartbeat_callback(self, callback_id: str) -> None:
+        """Say that whoever holds the callback is still at work: recorded in the run's
+        history, and for a callback with a heartbeat timeout, its deadline moves out."""
+        self.store.write_sync(self._heartbeat(callback_id))
+
+    async def heartbeat_callback_async(self, callback_id: str) -> None:
+        await self.store.awrite(self._heartbeat(callback_id))
+
+    def _heartbeat(self, callback_id: str) -> Callable[[Tx], None]:
+        return lambda tx: machine.heartbeat_callback(tx, callback_id, self.clock())
+
+    def cancel(self, run_id: str) -> RunInfo:
+        """Ask the run to stop: `Cancelled` is raised in it at its next durable await."""
+        return self.store.write_sync(lambda tx: machine.cancel(tx, run_id, self.clock()))
+
+    def stop(self, run_id: str, error: ErrorObject | None = None) -> float:
+        """End the run STOPPED now, whatever it is doing (unlike `cancel`); returns when it
+        stopped, or when it had ended already."""
+        return self.store.write_sync(self._stop(run_id, error))
+
+    async def stop_async(self, run_id: str, error: ErrorObject | None = None) -> float:
+        return await self.store.awrite(self._stop(run_id, error))
+
+    def _stop(self, run_id: str, error: ErrorObject | None) -> Callable[[Tx], float]:
+        return lambda tx: machine.stop(tx, run_id, error, self.clock())
 
     def rerun(self, run_id: str, from_step: str, *args: Any, id: str | None = None,
               input_json: str | None = None) -> RunHandle[Any]:
@@ -188,6 +315,7 @@ class Client:
                                                        input_json, self.clock()))
         return RunHandle(self, new_id, wf)
 
+    # -- checking code against histories, schedules ------------------------------------------
     def replay(self, workflows: Sequence[Workflow[Any]],
                run_ids: Sequence[str] = ()) -> builtins.list[ReplayResult]:
         """Replay stored histories against the current code (all runs of `workflows` unless
@@ -220,40 +348,66 @@ class Client:
         return self.store.read(lambda tx: [schedule_info(tx, name, schedule, now)
                                            for name, schedule in scheduled])
 
-    # -- talking to runs ---------------------------------------------------------------------
-    def signal(self, run_id: str, name: str, payload: Any = None) -> None:
-        data = DEFAULT_SERIALIZER.encode(payload)
-        self.store.write_sync(lambda tx: machine.signal(tx, run_id, name, data, self.clock()))
 
-    def complete_callback(self, callback_id: str, result: Any = None) -> None:
-        data = DEFAULT_SERIALIZER.encode(result)
-        self.store.write_sync(
-            lambda tx: machine.complete_callback(tx, callback_id, data, None, self.clock()))
-
-    def fail_callback(self, callback_id: str, error: str | BaseException) -> None:
-        err = (ErrorObject.from_exception(error) if isinstance(error, BaseException)
-               else ErrorObject("CallbackError", error))
-        self.store.write_sync(
-            lambda tx: machine.complete_callback(tx, callback_id, None, err, self.clock()))
-
-    def cancel(self, run_id: str) -> RunInfo:
-        return self.store.write_sync(lambda tx: machine.cancel(tx, run_id, self.clock()))
-
-    def get_event(self, run_id: str, key: str, default: Any = None) -> Any:
-        """The value the run last published under `key` with ctx.set_event."""
-        self.get(run_id)
-        found = self.store.read(lambda tx: tx.get_published(run_id, key))
-        if found is None or found[0] is None:
-            return default
-        return json.loads(found[0])
+def _existing(tx: Tx, run_id: str) -> RunInfo:
+    run = tx.get_run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
 
 
-def _start(tx: Tx, run_id: str, workflow: str, input_json: str | None, now: float,
-           trace: str | None, lease: tuple[str, float] | None = None) -> tuple[RunInfo, bool]:
-    run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease)
-    if created:
-        telemetry.save(tx, run_id, trace, now)
-    return run, created
+class _Commits:
+    """One wait for a run to end: the store's commit notifications, received on a thread or on
+    an event loop, and the decision, made the same for both, of whether to read the run again.
+
+    Every wait is also bounded by `LOOK_AGAIN`, so a notification lost (a LISTEN connection
+    dropped, say) costs at most that long. The event is cleared right after each wake-up and
+    before the run is read again, so a commit landing between the read and the next wait is
+    never missed."""
+
+    def __init__(self, store: Store, timeout: float | None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._store, self._loop = store, loop
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._changed = threading.Event()  # for a waiting thread
+        self._changed_async = asyncio.Event()  # for a waiting task on `loop`
+        self.run: RunInfo
+
+    def __enter__(self) -> _Commits:
+        self._unsubscribe = self._store.subscribe(self._notify)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._unsubscribe()
+
+    def _notify(self) -> None:
+        if self._loop is None:
+            self._changed.set()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self._loop.call_soon_threadsafe(self._changed_async.set)
+
+    def pause(self, run: RunInfo) -> float | None:
+        """Given the run as just read: None when the wait is over (the run has ended, or time
+        is up; `self.run` is the answer), else how long to wait for a commit before reading
+        it again."""
+        self.run = run
+        if run.status is not ExecutionStatus.RUNNING:
+            return None
+        if self._deadline is None:
+            return LOOK_AGAIN
+        left = self._deadline - time.monotonic()
+        return None if left <= 0 else min(left, LOOK_AGAIN)
+
+    def wait(self, seconds: float) -> None:
+        self._changed.wait(seconds)
+        self._changed.clear()
+
+    async def wait_async(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed_async.wait(), seconds)
+        self._changed_async.clear()
 
 
 async def run_async(workflow: Workflow[R], *args: Any, id: str | None = None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Any
 
 import click
@@ -50,7 +49,8 @@ from durable.views.jsonio import JsonValue, RunView, run_json, workflow_args
 async def _serve(client: Client, wf: Workflow[Any], progress: Progress) -> None:
     """Serve until the run ends or parks, or SIGINT/SIGTERM asks to stop; like `run_async`, the
     worker also knows every other imported workflow, so child runs can be served too."""
-    worker = Worker([*REGISTRY.values(), wf], client.store, fire_schedules=False)
+    worker = Worker([*REGISTRY.values(), wf], client.store, fire_schedules=False,
+                    clock=client.clock)
     await worker.run_async(install_signals=True, until=progress.poll)
     progress.poll()
 
@@ -160,7 +160,7 @@ def ls(status: str | None, workflow: str | None, limit: int, db: str | None,
     """List runs, newest first."""
     with open_client(db) as client:
         runs = client.list(status=status, workflow=workflow, limit=limit)
-    now = time.time()
+        now = client.clock()
     if as_json:
         echo_json([run_json(r, now) for r in runs])
         return
@@ -433,8 +433,10 @@ def functions_ls(db: str | None, as_json: bool) -> None:
 @db_option
 def functions_rm(name: str, db: str | None) -> None:
     """Unregister function NAME; its runs wait until it is registered again."""
+    from durable.invoke.push import unregister
+
     with open_client(db) as client:
-        found = client.store.write_sync(lambda tx: tx.delete_function(name))
+        found = unregister(client.store, name)
     if not found:
         raise UsageError(f"no function {name!r}; `durable functions ls` lists them")
     click.echo(f"removed function {name}")

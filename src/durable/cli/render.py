@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import sys
-import time
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -30,7 +29,6 @@ from durable.model import (
     Operation,
     RunInfo,
 )
-from durable.store import Tx
 from durable.views.jsonio import RunView, outcome_json
 from durable.views.timeline import (
     Entry,
@@ -219,6 +217,7 @@ class Progress:
 
     def __init__(self, client: Client, run_id: str, console: Console) -> None:
         self._client = client
+        self.clock = client.clock
         self._run_id = run_id
         self._console = console
         self._t0 = client.get(run_id).created_at
@@ -235,7 +234,7 @@ class Progress:
         """Print what happened since the last poll; True once there is nothing left to serve.
         The end is read from the run's status, not from its events, which a continue-as-new
         replaces."""
-        while batch := self._client.store.read(self._new_events):
+        while batch := self._client.history_with_operations(self._run_id, after=self._shown):
             for event, op in batch:
                 self._show(event, op)
         run = self._client.get(self._run_id)
@@ -254,11 +253,6 @@ class Progress:
             self._parked = True
         self._shown = event.id
 
-    def _new_events(self, tx: Tx) -> list[tuple[HistoryEvent, Operation | None]]:
-        events = tx.history(self._run_id, after=self._shown)
-        return [(e, tx.get_operation(self._run_id, e.operation_id) if e.operation_id else None)
-                for e in events]
-
 
 class LiveStatus:
     """The line that stays under the event lines on a terminal: steps done, retries, and what
@@ -270,7 +264,8 @@ class LiveStatus:
         self._spinner = Spinner("dots", style="cyan")
 
     def __rich__(self) -> RenderableType:
-        p, now = self._progress, time.time()
+        p = self._progress
+        now = p.clock()
         waits = ", ".join(f"{w.label}" + (f" ({_until(w.due_at, now)})" if w.due_at else "")
                           for w in p.waiting[:3])
         more = f" +{len(p.waiting) - 3}" if len(p.waiting) > 3 else ""

@@ -90,6 +90,11 @@ def registered(store: Store) -> list[FunctionSpec]:
     return [FunctionSpec(*row) for row in store.read(lambda tx: tx.functions())]
 
 
+def unregister(store: Store, name: str) -> bool:
+    """Remove a function; its runs wait until it is registered again. False: there was none."""
+    return store.write_sync(lambda tx: tx.delete_function(name))
+
+
 # -- invokers --------------------------------------------------------------------------------------
 
 class HttpFunction:
@@ -149,8 +154,9 @@ class LambdaHandlerFunction:
     service client that checkpoints straight into the store (AWS's SDK takes one through
     `DurableExecutionInvocationInputWithClient`), and runs in a thread, as it blocks."""
 
-    def __init__(self, spec: FunctionSpec, fn: Callable[[Any, Any], Any], store: Store) -> None:
-        self.spec, self.fn, self.store = spec, fn, store
+    def __init__(self, spec: FunctionSpec, fn: Callable[[Any, Any], Any], store: Store,
+                 clock: Callable[[], float]) -> None:
+        self.spec, self.fn, self.store, self.clock = spec, fn, store, clock
 
     @property
     def name(self) -> str:
@@ -178,7 +184,7 @@ class LambdaHandlerFunction:
         event = DurableExecutionInvocationInput.from_json_dict(envelope)
         with_client = DurableExecutionInvocationInputWithClient
         return with_client.from_durable_execution_invocation_input(
-            event, StoreServiceClient(self.store))
+            event, StoreServiceClient(self.store, self.clock))
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +203,8 @@ class StoreServiceClient:
     """AWS SDK's `DurableServiceClient` (lambda_service.py) over the store: an in-process
     handler checkpoints with its token through the same data plane as an HTTP one."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self.store, self.clock = store, clock
 
     def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[Any],
                    client_token: str | None) -> Any:
@@ -206,7 +212,7 @@ class StoreServiceClient:
         wire = [u.to_dict() for u in updates]
         answer = self._call(lambda tx: dataplane.checkpoint(
             tx, run_id_of(durable_execution_arn), checkpoint_token, wire, client_token,
-            time.time()))
+            self.clock()))
         answer["NewExecutionState"]["Operations"] = [
             _datetimes(op) for op in answer["NewExecutionState"]["Operations"]]
         return CheckpointOutput.from_dict(answer)
@@ -240,7 +246,8 @@ def _datetimes(op: Mapping[str, Any]) -> Wire:
     return out
 
 
-def load_handler(spec: FunctionSpec, store: Store) -> WorkflowFunction | LambdaHandlerFunction:
+def load_handler(spec: FunctionSpec, store: Store,
+                 clock: Callable[[], float]) -> WorkflowFunction | LambdaHandlerFunction:
     """Import `module:attr` (from the working directory too) as an in-process function."""
     assert spec.handler is not None
     module_name, _, attr = spec.handler.partition(":")
@@ -255,7 +262,7 @@ def load_handler(spec: FunctionSpec, store: Store) -> WorkflowFunction | LambdaH
     if not callable(target):
         raise UsageError(f"function {spec.name!r}: {spec.handler!r} is neither a @workflow nor "
                          "a handler(event, context)")
-    return LambdaHandlerFunction(spec, target, store)
+    return LambdaHandlerFunction(spec, target, store, clock)
 
 
 @contextlib.contextmanager
@@ -282,15 +289,17 @@ class FunctionWorker:
 
     `endpoint` is this server's base URL as functions reach it (sent in `X-Durable-Endpoint`);
     it may change while serving (a server that learns its address from its first request).
+    `clock` gives the times of its invocations and of in-process handlers' checkpoints.
     """
 
     def __init__(self, store: Store, endpoint: str, *, concurrency: int = 100,
                  invocation_timeout: float = INVOCATION_TIMEOUT, lease_seconds: float = 30.0,
-                 invocation_attempts: int = 5, invocation_backoff: float = 1.0) -> None:
+                 invocation_attempts: int = 5, invocation_backoff: float = 1.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store, self.endpoint, self.timeout = store, endpoint, invocation_timeout
         self.worker = Worker([], store, concurrency=concurrency, lease_seconds=lease_seconds,
                              invocation_attempts=invocation_attempts,
-                             invocation_backoff=invocation_backoff)
+                             invocation_backoff=invocation_backoff, clock=clock)
         self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency))
         self.functions: dict[str, Servable] = {}
         self._specs: dict[str, FunctionSpec] = {}
@@ -323,7 +332,7 @@ class FunctionWorker:
         if spec.url is not None:
             return HttpFunction(spec, self.store, self.client, lambda: self.endpoint,
                                 self.timeout)
-        return load_handler(spec, self.store)
+        return load_handler(spec, self.store, self.worker.clock)
 
     async def run(self) -> None:
         """Serve until `stop()`. With no function registered the worker does not poll at all:

@@ -7,16 +7,14 @@ and `async def` where they wait for a run, so a long poll holds no thread.
 from __future__ import annotations
 
 import json
-import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from durable.engine import machine
-from durable.model import ErrorObject, ExecutionStatus
+from durable.model import ErrorObject, ExecutionStatus, RunInfo
 from durable.server import service
-from durable.server.deps import ServerDep
+from durable.server.deps import ServerDep, ServerState
 from durable.server.errors import ERROR_RESPONSES
 from durable.server.schemas import (
     Accepted,
@@ -43,8 +41,8 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 
 
-def _run(run: Any) -> Run:
-    return Run.model_validate(run_json(run, time.time()))
+def _run(run: RunInfo, state: ServerState) -> Run:
+    return Run.model_validate(run_json(run, state.client.clock()))
 
 
 @router.post("/runs", response_model=StartedRun, status_code=201,
@@ -52,12 +50,12 @@ def _run(run: Any) -> Run:
 def start_run(body: StartRequest, state: ServerDep, request: Request,
               response: Response) -> StartedRun:
     """Start a run of a workflow; with `id`, starting again returns the same run (200)."""
-    run, created = service.start(state, body.workflow, service.given(body.model_fields_set,
-                                                                     body.input),
-                                 body.id, request.headers)
+    payload = service.encoded_input(state, body.workflow,
+                                    service.given(body.model_fields_set, body.input))
+    run, created = state.client.start_run(body.workflow, payload, body.id, request.headers)
     if not created:
         response.status_code = 200
-    return StartedRun(**_run(run).model_dump(), created=created)
+    return StartedRun(**_run(run, state).model_dump(), created=created)
 
 
 @router.get("/runs", response_model=RunPage)
@@ -67,11 +65,10 @@ def list_runs(state: ServerDep, status: ExecutionStatus | None = None,
                                              description="Part of a run id or workflow")] = None,
               limit: Limit = 50, offset: Offset = 0) -> RunPage:
     """Runs, newest first, filtered by status, workflow and search text."""
-    status_value = None if status is None else status.value
-    runs = state.store.read(lambda tx: tx.list_runs(status_value, workflow, limit + 1, offset,
-                                                    search=q))
+    runs = state.client.list(None if status is None else status.value, workflow, limit + 1,
+                             offset, search=q)
     more = len(runs) > limit
-    return RunPage(runs=[_run(r) for r in runs[:limit]],
+    return RunPage(runs=[_run(r, state) for r in runs[:limit]],
                    next_offset=offset + limit if more else None)
 
 
@@ -87,7 +84,7 @@ def history(run_id: str, state: ServerDep, after: Offset = 0,
             limit: Limit = 500) -> HistoryPage:
     """The run's events in order, a page at a time: pass `next_after` back as `after`."""
     run = state.client.get(run_id)
-    events = state.store.read(lambda tx: tx.history(run_id, after, limit + 1))
+    events = state.client.history(run_id, after, limit + 1)
     page = events[:limit]
     return HistoryPage(events=[Event.model_validate(event_json(e, run.created_at))
                                for e in page],
@@ -101,7 +98,7 @@ async def result(run_id: str, state: ServerDep,
                      "Seconds to wait for the run to end (long poll), capped by the server's "
                      "request limit"))] = 0) -> Response:
     """How the run ended; 202 with status RUNNING if it has not ended within `wait`."""
-    run = await service.wait_ended(state.store, run_id, min(wait, state.wait_limit))
+    run = await state.client.wait_ended_async(run_id, min(wait, state.wait_limit))
     outcome = Outcome.model_validate(outcome_json(run))
     code = 202 if run.status is ExecutionStatus.RUNNING else 200
     return JSONResponse(outcome.model_dump(mode="json"), status_code=code)
@@ -117,7 +114,7 @@ def signal(run_id: str, body: SignalRequest, state: ServerDep) -> Accepted:
 @router.post("/runs/{run_id}/cancel", response_model=Run)
 def cancel(run_id: str, state: ServerDep) -> Run:
     """Ask the run to stop: `Cancelled` is raised in it at its next durable await."""
-    return _run(state.client.cancel(run_id))
+    return _run(state.client.cancel(run_id), state)
 
 
 @router.post("/runs/{run_id}/rerun", response_model=Run, status_code=201)
@@ -125,7 +122,7 @@ def rerun(run_id: str, body: RerunRequest, state: ServerDep) -> Run:
     """A new run reusing this one's results before `from_step`, executing from it on."""
     input_json = (json.dumps(body.input) if "input" in body.model_fields_set else None)
     handle = state.client.rerun(run_id, body.from_step, id=body.id, input_json=input_json)
-    return _run(state.client.get(handle.run_id))
+    return _run(state.client.get(handle.run_id), state)
 
 
 @router.post("/callbacks/{callback_id}/succeed", response_model=Accepted, tags=["callbacks"])
@@ -138,9 +135,7 @@ def callback_succeed(callback_id: str, body: CallbackSuccess, state: ServerDep) 
 @router.post("/callbacks/{callback_id}/fail", response_model=Accepted, tags=["callbacks"])
 def callback_fail(callback_id: str, body: CallbackFailure, state: ServerDep) -> Accepted:
     """Resolve a callback with an error: the run's wait raises CallbackFailed."""
-    error = ErrorObject(body.type, body.message)
-    state.store.write_sync(lambda tx: machine.complete_callback(tx, callback_id, None, error,
-                                                                time.time()))
+    state.client.fail_callback(callback_id, ErrorObject(body.type, body.message))
     return Accepted(message=f"callback {callback_id} failed")
 
 
@@ -148,7 +143,7 @@ def callback_fail(callback_id: str, body: CallbackFailure, state: ServerDep) -> 
 def callback_heartbeat(callback_id: str, state: ServerDep) -> Accepted:
     """Say that whoever holds the callback is still at work: recorded in the run's history, and
     for a callback with a heartbeat timeout, its deadline moves out."""
-    state.store.write_sync(lambda tx: machine.heartbeat_callback(tx, callback_id, time.time()))
+    state.client.heartbeat_callback(callback_id)
     return Accepted(message=f"heartbeat recorded for callback {callback_id}")
 
 

@@ -27,7 +27,7 @@ from durable.sdk.workflow import Workflow
 from durable.server import errors
 from durable.server.auth import require_token
 from durable.server.deps import ServerState
-from durable.store import Store, open_store
+from durable.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +63,13 @@ def _version() -> str:
         return "0"
 
 
-def create_app(store_or_url: Store | str | None = None, *, token: str | None = None,
+def create_app(db: Client | Store | str | None = None, *, token: str | None = None,
                workflows: Iterable[Workflow[Any]] = (), serve: bool = True,
                wait_limit: float = 30.0) -> FastAPI:
-    """The server app on a Store (the caller closes it) or a database URL (opened at startup,
-    closed at shutdown; None: DURABLE_DB or the embedded default).
+    """The server app on a Client (its store and its clock, e.g. a `durable.testing`
+    environment's virtual one), a Store, or a database URL (opened at startup, closed at
+    shutdown; None: DURABLE_DB or the embedded default). A Client or Store given is the caller's
+    to close.
 
     `token`: required on every protected route (None: no auth; the CLI refuses to bind beyond
     loopback then). `workflows`: loaded workflows, used to check input and expose webhooks and,
@@ -78,10 +80,11 @@ def create_app(store_or_url: Store | str | None = None, *, token: str | None = N
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = not isinstance(store_or_url, Store)
-        store = store_or_url if isinstance(store_or_url, Store) else open_store(store_or_url)
-        app.state.durable = ServerState(store, Client(store), loaded, token, wait_limit)
-        worker = Worker(loaded.values(), store) if serve and loaded else None
+        owned = not isinstance(db, Client | Store)
+        client = db if isinstance(db, Client) else Client(db)
+        app.state.durable = ServerState(client, loaded, token, wait_limit)
+        worker = (Worker(loaded.values(), client.store, clock=client.clock)
+                  if serve and loaded else None)
         task = asyncio.create_task(worker.run_async()) if worker else None
         try:
             yield
@@ -90,7 +93,7 @@ def create_app(store_or_url: Store | str | None = None, *, token: str | None = N
                 worker.stop()
                 await task
             if owned:
-                store.close()
+                client.close()
 
     app = FastAPI(title="Durable", version=_version(), lifespan=lifespan,
                   description="Control API of a Durable server: start, inspect, wait for and "

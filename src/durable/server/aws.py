@@ -25,24 +25,22 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from durable.engine import machine
+from durable.client import Client
 from durable.errors import CallbackNotFound, RunNotFound, UsageError
-from durable.invoke import dataplane
 from durable.invoke.contract import (
     MAX_CALLBACK_RESULT,
     MAX_CHECKPOINT_BYTES,
     MAX_INVOKE_PAYLOAD,
     ContractError,
-    HistoryContext,
     NotFound,
     Wire,
     check_execution_name,
@@ -51,28 +49,37 @@ from durable.invoke.contract import (
     execution_arn,
     function_arn,
     function_name,
-    history_to_wire,
     run_id_of,
 )
+from durable.invoke.executions import Executions
 from durable.invoke.push import FunctionWorker, registered
-from durable.model import ExecutionStatus, RunInfo
+from durable.model import ExecutionStatus
 from durable.server.deps import ServerState
-from durable.store import Store, Tx
-
-T = TypeVar("T")
 
 SYNC_INVOKE_LIMIT = 900.0
 """A RequestResponse Invoke waits for the execution to end for at most 15 minutes, as Lambda's."""
 DEFAULT_PORT_URL = "http://127.0.0.1:8777"
 
 
+@dataclass(slots=True)
+class _Aws:
+    """What the routes use: the server's client for the engine's commands, the contract's own
+    transactions on its store and clock, and the worker invoking the registered functions."""
+
+    client: Client
+    executions: Executions
+    worker: FunctionWorker
+    fixed_endpoint: bool  # DURABLE_PUBLIC_URL says where functions reach the server
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the FunctionWorker beside the app (after the app's own lifespan opened the store)."""
-    state: ServerState = app.state.durable
+    client = app.state.durable.client
     endpoint = os.environ.get("DURABLE_PUBLIC_URL", "")
-    worker = FunctionWorker(state.store, endpoint or DEFAULT_PORT_URL)
-    app.state.durable_functions = (worker, bool(endpoint))
+    worker = FunctionWorker(client.store, endpoint or DEFAULT_PORT_URL, clock=client.clock)
+    app.state.durable_aws = _Aws(client, Executions(client.store, client.clock), worker,
+                                 bool(endpoint))
     task = asyncio.create_task(worker.run())
     try:
         yield
@@ -92,16 +99,16 @@ def _aws_error(status: int, code: str, message: str) -> JSONResponse:
                         headers={"x-amzn-ErrorType": code})
 
 
-def _store(request: Request) -> Store:
-    """The server's store, after checking the caller and learning the server's address."""
+def _aws(request: Request) -> _Aws:
+    """What the routes use, after checking the caller and learning the server's address."""
     state: ServerState = request.app.state.durable
     if state.token is not None and not _authorized(request, state.token):
         raise ContractError("The request is not signed with this server's token: set "
                             "AWS_ACCESS_KEY_ID to it", "AccessDeniedException", 403)
-    worker, fixed = getattr(request.app.state, "durable_functions", (None, True))
-    if worker is not None and not fixed:  # functions call back where callers reached us
-        worker.endpoint = str(request.base_url).rstrip("/")
-    return state.store
+    aws: _Aws = request.app.state.durable_aws
+    if not aws.fixed_endpoint:  # functions call back where callers reached us
+        aws.worker.endpoint = str(request.base_url).rstrip("/")
+    return aws
 
 
 def _authorized(request: Request, token: str) -> bool:
@@ -112,16 +119,14 @@ def _authorized(request: Request, token: str) -> bool:
     return credential == token
 
 
-async def _handle(request: Request, fn: Callable[[Store], Any]) -> Response:
+async def _handle(request: Request, fn: Callable[[_Aws], Awaitable[Any]]) -> Response:
     """Run one API call: its errors become AWS-shaped 4xx answers, never a 500."""
     try:
-        result = await fn(_store(request))
+        result = await fn(_aws(request))
     except ContractError as e:
         return _aws_error(e.status, e.code, str(e))
     except (RunNotFound, CallbackNotFound) as e:
         return _aws_error(404, "ResourceNotFoundException", str(e))
-    except dataplane.ExecutionConflict as e:
-        return _aws_error(409, "DurableExecutionAlreadyStartedException", str(e))
     except UsageError as e:
         return _aws_error(400, "InvalidParameterValueException", str(e))
     if isinstance(result, Response):
@@ -180,15 +185,11 @@ def _timestamp(request: Request, name: str) -> float | None:
         raise ContractError(f"{name} must be an ISO 8601 time, got {value!r}") from None
 
 
-def _write(store: Store, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
-    return store.awrite(fn)
-
-
 # -- data plane -----------------------------------------------------------------------------------
 
 @router.post("/2025-12-01/durable-executions/{arn:path}/checkpoint")
 async def checkpoint_durable_execution(arn: str, request: Request) -> Response:
-    async def call(store: Store) -> Wire:
+    async def call(aws: _Aws) -> Wire:
         body = await _json(request, MAX_CHECKPOINT_BYTES)
         if not isinstance(body, dict) or not isinstance(body.get("CheckpointToken"), str):
             raise ContractError("CheckpointToken is required")
@@ -197,23 +198,19 @@ async def checkpoint_durable_execution(arn: str, request: Request) -> Response:
         if client_token is not None and not (isinstance(client_token, str)
                                              and 1 <= len(client_token) <= 64):
             raise ContractError("ClientToken must be a string of 1-64 characters")
-        run_id = run_id_of(arn)
-        return await _write(store, lambda tx: dataplane.checkpoint(
-            tx, run_id, token, updates, client_token, time.time()))
+        return await aws.executions.checkpoint(run_id_of(arn), token, updates, client_token)
     return await _handle(request, call)
 
 
 @router.get("/2025-12-01/durable-executions/{arn:path}/state")
 async def get_durable_execution_state(arn: str, request: Request) -> Response:
-    async def call(store: Store) -> Wire:
+    async def call(aws: _Aws) -> Wire:
         token = request.query_params.get("CheckpointToken")
         if not token:
             raise ContractError("CheckpointToken is required")
         marker = request.query_params.get("Marker")
         max_items = _int(request, "MaxItems", 0, 1000)
-        run_id = run_id_of(arn)
-        return await store.aread(
-            lambda tx: dataplane.get_state(tx, run_id, token, marker, max_items))
+        return await aws.executions.state(run_id_of(arn), token, marker, max_items)
     return await _handle(request, call)
 
 
@@ -223,7 +220,7 @@ async def get_durable_execution_state(arn: str, request: Request) -> Response:
 async def invoke(name: str, request: Request) -> Response:
     """Invoke: start an execution. RequestResponse waits for it to end (up to 15 minutes) and
     answers its result, or its error with `X-Amz-Function-Error`; Event answers 202 at once."""
-    async def call(store: Store) -> Response:
+    async def call(aws: _Aws) -> Response:
         function = function_name(name)
         kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
         if kind not in ("RequestResponse", "Event", "DryRun"):
@@ -236,7 +233,7 @@ async def invoke(name: str, request: Request) -> Response:
             text = payload.decode() if payload else None
         except UnicodeDecodeError:
             raise ContractError("the payload must be UTF-8 JSON") from None
-        spec = next((f for f in await asyncio.to_thread(registered, store)
+        spec = next((f for f in await asyncio.to_thread(registered, aws.client.store)
                      if f.name == function), None)
         if spec is None:
             raise NotFound(f"Function not found: {function_arn(function)} (register it with "
@@ -244,12 +241,11 @@ async def invoke(name: str, request: Request) -> Response:
         headers = {"X-Amz-Executed-Version": "$LATEST"}
         if kind == "DryRun":
             return Response(status_code=204, headers=headers)
-        run, _ = await _write(store, lambda tx: dataplane.start_execution(
-            tx, function, execution, text, time.time(), spec.execution_timeout))
+        run = await aws.executions.start(function, execution, text, spec.execution_timeout)
         headers["X-Amz-Durable-Execution-Arn"] = execution_arn(function, execution, run.run_id)
         if kind == "Event":
             return Response(status_code=202, headers=headers)
-        ended = await _wait_ended(store, run.run_id, SYNC_INVOKE_LIMIT)
+        ended = await aws.client.wait_ended_async(run.run_id, SYNC_INVOKE_LIMIT)
         if ended.status is ExecutionStatus.SUCCEEDED:
             return Response(ended.result or "null", headers=headers,
                             media_type="application/json")
@@ -261,107 +257,39 @@ async def invoke(name: str, request: Request) -> Response:
     return await _handle(request, call)
 
 
-async def _wait_ended(store: Store, run_id: str, limit: float) -> RunInfo:
-    """The run once it ended, or as it is after `limit` seconds; woken by the store's commits."""
-    loop = asyncio.get_running_loop()
-    changed = asyncio.Event()
-
-    def notify() -> None:
-        loop.call_soon_threadsafe(changed.set)
-    unsubscribe = store.subscribe(notify)
-    deadline = loop.time() + limit
-    try:
-        while True:
-            changed.clear()
-            run = await store.aread(lambda tx: dataplane.run_of(tx, run_id))
-            left = deadline - loop.time()
-            if run.status is not ExecutionStatus.RUNNING or left <= 0:
-                return run
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(left, 5.0))
-    finally:
-        unsubscribe()
-
-
-def _execution(tx: Tx, run: RunInfo, name: str | None = None) -> Wire:
-    """An execution summary (ListDurableExecutionsByFunction's `Execution`)."""
-    name = name or dataplane.name_of(tx, run)
-    out: Wire = {"DurableExecutionArn": execution_arn(run.workflow, name, run.run_id),
-                 "DurableExecutionName": name, "FunctionArn": function_arn(run.workflow),
-                 "Status": run.status.value, "StartTimestamp": run.created_at}
-    if run.ended_at is not None:
-        out["EndTimestamp"] = run.ended_at
-    return out
-
-
 @router.get("/2025-12-01/durable-executions/{arn:path}/history")
 async def get_durable_execution_history(arn: str, request: Request) -> Response:
-    async def call(store: Store) -> Wire:
+    async def call(aws: _Aws) -> Wire:
         run_id = run_id_of(arn)
         include = _bool(request, "IncludeExecutionData", False)
         max_items = _int(request, "MaxItems", 0, 1000) or 100
         start = _int(request, "Marker", 0, 2**31) or 0
         newest_first = _bool(request, "ReverseOrder", False)
-
-        def read(tx: Tx) -> Wire:
-            run = dataplane.run_of(tx, run_id)
-
-            def child(child_id: str) -> tuple[str, str]:
-                found = tx.get_run(child_id)
-                workflow = found.workflow if found else ""
-                return workflow, execution_arn(workflow, tx.execution_name(child_id)
-                                               or child_id, child_id)
-            ctx = HistoryContext(run, dataplane.name_of(tx, run), tx.operations(run_id),
-                                 include, child)
-            events = history_to_wire(tx.history(run_id, limit=10**9), ctx)
-            if newest_first:
-                events.reverse()
-            answer: Wire = {"Events": events[start:start + max_items]}
-            if start + max_items < len(events):
-                answer["NextMarker"] = str(start + max_items)
-            return answer
-        return await store.aread(read)
+        return await aws.executions.history(run_id, include, newest_first, start, max_items)
     return await _handle(request, call)
 
 
 @router.post("/2025-12-01/durable-executions/{arn:path}/stop")
 async def stop_durable_execution(arn: str, request: Request) -> Response:
-    async def call(store: Store) -> Wire:
+    async def call(aws: _Aws) -> Wire:
         run_id = run_id_of(arn)
         body = await _json(request, MAX_CALLBACK_RESULT)
         error = error_from_wire(body) if body else None
-        stopped = await _write(store, lambda tx: machine.stop(tx, run_id, error, time.time()))
-        return {"StopTimestamp": stopped}
+        return {"StopTimestamp": await aws.client.stop_async(run_id, error)}
     return await _handle(request, call)
 
 
 @router.get("/2025-12-01/durable-executions/{arn:path}")
 async def get_durable_execution(arn: str, request: Request) -> Response:
-    async def call(store: Store) -> Wire:
+    async def call(aws: _Aws) -> Wire:
         run_id = run_id_of(arn)
-        include = _bool(request, "IncludeExecutionData", True)
-
-        def read(tx: Tx) -> Wire:
-            run = dataplane.run_of(tx, run_id)
-            out = _execution(tx, run)
-            out.update(Version="$LATEST", ExecutionDataIncluded=include)
-            if include and run.input is not None:
-                out["InputPayload"] = run.input
-            if include and run.result is not None:
-                out["Result"] = run.result
-            if run.error is not None:
-                out["Error"] = error_to_wire(run.error)
-            if run.timeout_at is not None:
-                out["DurableConfig"] = {"ExecutionTimeout": round(run.timeout_at
-                                                                  - run.created_at)}
-            return out
-        return await store.aread(read)
+        return await aws.executions.describe(run_id, _bool(request, "IncludeExecutionData", True))
     return await _handle(request, call)
 
 
 @router.get("/2025-12-01/functions/{name}/durable-executions")
 async def list_durable_executions_by_function(name: str, request: Request) -> Response:
-    async def call(store: Store) -> Wire:
+    async def call(aws: _Aws) -> Wire:
         function = function_name(name)
         statuses = request.query_params.getlist("Statuses")
         for status in statuses:
@@ -373,18 +301,8 @@ async def list_durable_executions_by_function(name: str, request: Request) -> Re
         max_items = _int(request, "MaxItems", 0, 1000) or 50
         start = _int(request, "Marker", 0, 2**31) or 0
         newest_first = _bool(request, "ReverseOrder", False)
-
-        def read(tx: Tx) -> Wire:
-            rows = tx.list_executions(function, statuses, wanted, after, before, newest_first,
-                                      max_items + 1, start)
-            if not rows and start == 0 and function not in (f[0] for f in tx.functions()):
-                raise NotFound(f"Function not found: {function_arn(function)}")
-            answer: Wire = {"DurableExecutions": [_execution(tx, run, name)
-                                                  for run, name in rows[:max_items]]}
-            if len(rows) > max_items:
-                answer["NextMarker"] = str(start + max_items)
-            return answer
-        return await store.aread(read)
+        return await aws.executions.list(function, statuses, wanted, after, before,
+                                         newest_first, start, max_items)
     return await _handle(request, call)
 
 
@@ -393,14 +311,13 @@ async def list_durable_executions_by_function(name: str, request: Request) -> Re
 @router.post("/2025-12-01/durable-execution-callbacks/{callback_id}/succeed")
 async def send_durable_execution_callback_success(callback_id: str,
                                                   request: Request) -> Response:
-    async def call(store: Store) -> Wire:
+    async def call(aws: _Aws) -> Wire:
         body = await _body(request, MAX_CALLBACK_RESULT)
         try:
             result = body.decode() if body else None
         except UnicodeDecodeError:
             raise ContractError("the callback result must be UTF-8 text (JSON)") from None
-        await _write(store, lambda tx: machine.complete_callback(
-            tx, callback_id, result, None, time.time()))
+        await aws.client.resolve_callback_async(callback_id, result)
         return {}
     return await _handle(request, call)
 
@@ -408,11 +325,9 @@ async def send_durable_execution_callback_success(callback_id: str,
 @router.post("/2025-12-01/durable-execution-callbacks/{callback_id}/fail")
 async def send_durable_execution_callback_failure(callback_id: str,
                                                   request: Request) -> Response:
-    async def call(store: Store) -> Wire:
-        body = await _json(request, MAX_CALLBACK_RESULT)
-        error = error_from_wire(body)
-        await _write(store, lambda tx: machine.complete_callback(
-            tx, callback_id, None, error, time.time()))
+    async def call(aws: _Aws) -> Wire:
+        error = error_from_wire(await _json(request, MAX_CALLBACK_RESULT))
+        await aws.client.resolve_callback_async(callback_id, error=error)
         return {}
     return await _handle(request, call)
 
@@ -420,7 +335,7 @@ async def send_durable_execution_callback_failure(callback_id: str,
 @router.post("/2025-12-01/durable-execution-callbacks/{callback_id}/heartbeat")
 async def send_durable_execution_callback_heartbeat(callback_id: str,
                                                     request: Request) -> Response:
-    async def call(store: Store) -> Wire:
-        await _write(store, lambda tx: machine.heartbeat_callback(tx, callback_id, time.time()))
+    async def call(aws: _Aws) -> Wire:
+        await aws.client.heartbeat_callback_async(callback_id)
         return {}
     return await _handle(request, call)

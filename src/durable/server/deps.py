@@ -1,7 +1,9 @@
-"""What every route of `durable server` shares: the store, a client on it, the loaded workflows.
+"""What every route of `durable server` shares: the client, the loaded workflows, the token.
 
 Routers reach it with the `ServerDep` dependency (or `request.app.state.durable`), so a router
-added to `app.ROUTERS` needs nothing else from the app.
+added to `app.ROUTERS` needs nothing else from the app. Routes act on runs only through the
+`client` and take every time from its clock, so a server built on a `durable.testing`
+environment's client runs on that environment's virtual clock.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ from fastapi import Depends, Request
 
 from durable.client import Client
 from durable.sdk.workflow import Workflow
-from durable.store import Store
 
 
 @dataclass(slots=True)
 class ServerState:
-    store: Store
     client: Client
     workflows: dict[str, Workflow[Any]] = field(default_factory=dict)
     token: str | None = None

@@ -44,11 +44,12 @@ async def hook(workflow: str, state: ServerDep, request: Request,
         raise ApiError(404, "no_such_webhook", f"no webhook for workflow {workflow!r}: this "
                        "server serves webhooks for the @workflow(webhook=True) it loaded with "
                        f"--worker ({', '.join(_hooks(state)) or 'none'})")
-    given = _input(await request.body())
-    run, created = service.start(state, workflow, given, idempotency_key, request.headers)
+    payload = service.encoded_input(state, workflow, _input(await request.body()))
+    run, created = await state.client.start_run_async(workflow, payload, idempotency_key,
+                                                      request.headers)
     if wait:
         limit = state.wait_limit if timeout is None else min(timeout, state.wait_limit)
-        run = await service.wait_ended(state.store, run.run_id, limit)
+        run = await state.client.wait_ended_async(run.run_id, limit)
         if run.status is not ExecutionStatus.RUNNING:
             outcome = Outcome.model_validate(outcome_json(run))
             return JSONResponse(outcome.model_dump(mode="json"), status_code=200)

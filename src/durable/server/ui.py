@@ -1,6 +1,6 @@
 """The web UI: server-rendered pages, refreshed in place by a little vanilla JS (static/app.js).
 
-Pages read the store directly; every action (start, signal, resolve a callback, cancel, rerun)
+Pages read through the client; every action (start, signal, resolve a callback, cancel, rerun)
 is a call of the JSON API from the page, so the UI can do nothing the API cannot.
 """
 

@@ -1,8 +1,7 @@
-"""What the UI's pages show, gathered from the store in one place per page."""
+"""What the UI's pages show, gathered through the client in one place per page."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +49,7 @@ def run_page(client: Client, run_id: str) -> RunPage:
     run = client.get(run_id)
     ops = client.operations(run_id)
     history = client.history(run_id)
-    now = time.time()
+    now = client.clock()
     by_id = {op.id: op for op in ops}
     lines = [Line(e, offset(e.timestamp, run.created_at),
                   describe(e, by_id.get(e.operation_id or ""), run.created_at)) for e in history]
@@ -76,7 +75,6 @@ class RunsPage:
 def runs_page(client: Client, status: str | None, q: str, page_offset: int,
               workflows: list[Any]) -> RunsPage:
     status = status if status in STATUSES else None
-    runs = client.store.read(lambda tx: tx.list_runs(status, None, PAGE + 1, page_offset,
-                                                     search=q or None))
-    return RunsPage(runs[:PAGE], status, q, page_offset, len(runs) > PAGE, time.time(),
+    runs = client.list(status, None, PAGE + 1, page_offset, search=q or None)
+    return RunsPage(runs[:PAGE], status, q, page_offset, len(runs) > PAGE, client.clock(),
                     workflows)

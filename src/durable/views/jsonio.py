@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import reprlib
-import time
 import typing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -161,7 +160,7 @@ class RunView:
     @classmethod
     def read(cls, client: Client, run_id: str) -> RunView:
         return cls(client.get(run_id), client.operations(run_id), client.history(run_id),
-                   time.time())
+                   client.clock())
 
     def to_json(self) -> dict[str, Any]:
         t0 = self.run.created_at
