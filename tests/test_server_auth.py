@@ -12,7 +12,7 @@ import pytest
 from durable.server.serve import is_loopback
 from tests.serverkit import DURABLE, ROOT, Server
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-tests"
 
 
 @pytest.fixture(scope="module")

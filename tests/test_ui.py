@@ -22,7 +22,7 @@ from tests.serverkit import ROOT, Server, wait_for
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TOKEN = "ui-token"
+TOKEN = "ui-token-for-the-browser"
 VIEWPORT = {"width": 1366, "height": 850}  # a laptop screen
 
 

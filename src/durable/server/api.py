@@ -29,12 +29,20 @@ from durable.server.schemas import (
     Run,
     RunDetail,
     RunPage,
+    RunSummary,
     SignalRequest,
     StartedRun,
     StartRequest,
     WorkflowInfo,
 )
-from durable.views.jsonio import RunView, event_json, outcome_json, run_json
+from durable.views.jsonio import (
+    PREVIEW,
+    RunView,
+    event_json,
+    outcome_json,
+    run_json,
+    run_summary_json,
+)
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -66,12 +74,15 @@ def list_runs(state: ServerDep, status: ExecutionStatus | None = None,
               q: Annotated[str | None, Query(max_length=200,
                                              description="Part of a run id or workflow")] = None,
               limit: Limit = 50, offset: Offset = 0) -> RunPage:
-    """Runs, newest first, filtered by status, workflow and search text."""
+    """Runs, newest first, filtered by status, workflow and search text; input and result as
+    previews (the run itself has them whole)."""
     status_value = None if status is None else status.value
     runs = state.store.read(lambda tx: tx.list_runs(status_value, workflow, limit + 1, offset,
-                                                    search=q))
+                                                    search=q, preview=PREVIEW))
     more = len(runs) > limit
-    return RunPage(runs=[_run(r) for r in runs[:limit]],
+    now = time.time()
+    return RunPage(runs=[RunSummary.model_validate(run_summary_json(r, now))
+                         for r in runs[:limit]],
                    next_offset=offset + limit if more else None)
 
 

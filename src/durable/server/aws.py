@@ -56,6 +56,7 @@ from durable.invoke.contract import (
 )
 from durable.invoke.push import FunctionWorker, registered
 from durable.model import ExecutionStatus, RunInfo
+from durable.server.auth import matches
 from durable.server.deps import ServerState
 from durable.store import Store, Tx
 
@@ -92,6 +93,15 @@ def _aws_error(status: int, code: str, message: str) -> JSONResponse:
                         headers={"x-amzn-ErrorType": code})
 
 
+REFUSALS = {400: "InvalidParameterValueException", 401: "AccessDeniedException",
+            403: "AccessDeniedException", 413: "RequestTooLargeException"}
+
+
+def refusal(status: int, code: str, message: str) -> JSONResponse:
+    """The server's guard refusing a request (`app.Mount.refuse`), the way Lambda would."""
+    return _aws_error(status, REFUSALS.get(status, "InvalidRequestContentException"), message)
+
+
 def _store(request: Request) -> Store:
     """The server's store, after checking the caller and learning the server's address."""
     state: ServerState = request.app.state.durable
@@ -107,9 +117,8 @@ def _store(request: Request) -> Store:
 def _authorized(request: Request, token: str) -> bool:
     header = request.headers.get("authorization", "")
     if header.startswith("Bearer "):
-        return header.removeprefix("Bearer ").strip() == token
-    credential = header.partition("Credential=")[2].partition("/")[0]
-    return credential == token
+        return matches(header.removeprefix("Bearer ").strip(), token)
+    return matches(header.partition("Credential=")[2].partition("/")[0], token)
 
 
 async def _handle(request: Request, fn: Callable[[Store], Any]) -> Response:

@@ -77,6 +77,6 @@ def runs_page(client: Client, status: str | None, q: str, page_offset: int,
               workflows: list[Any]) -> RunsPage:
     status = status if status in STATUSES else None
     runs = client.store.read(lambda tx: tx.list_runs(status, None, PAGE + 1, page_offset,
-                                                     search=q or None))
+                                                     search=q or None, preview=0))  # no payload
     return RunsPage(runs[:PAGE], status, q, page_offset, len(runs) > PAGE, time.time(),
                     workflows)
