@@ -365,14 +365,15 @@ def rerun(run_id: str, from_step: str, input_: JsonValue | None, new_id: str | N
               help="Load and serve these workflows here too (repeatable): their input is "
                    "checked on start and their webhooks are exposed.")
 @click.option("--token", envvar="DURABLE_TOKEN", metavar="T",
-              help="Require this token on every API call and UI page [default: $DURABLE_TOKEN].")
+              help="Require this token (16+ characters) on every API call and UI page "
+                   "[default: $DURABLE_TOKEN].")
 @click.option("--insecure", is_flag=True,
               help="Allow binding beyond loopback without a token.")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
               envvar="DURABLE_ALLOWED_HOSTS",
               help="A name this server is reached by (repeatable; `*`: any, e.g. behind a "
-                   "proxy that checks it). IP addresses, localhost and --host always are "
-                   "[default: $DURABLE_ALLOWED_HOSTS, space-separated].")
+                   "proxy that checks it); IP addresses, localhost and the --host name are "
+                   "always allowed [default: $DURABLE_ALLOWED_HOSTS, space-separated].")
 @click.option("--max-body", metavar="SIZE", envvar="DURABLE_MAX_BODY", default="1MiB",
               show_default=True, callback=parse_size,
               help="The largest request body the API and webhooks take, e.g. 256KiB or 8MiB "

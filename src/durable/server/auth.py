@@ -109,13 +109,14 @@ class Auth:
         if token is not None:
             check_secret(token, TOKEN)
         self.token = token
-        self.sessions = sessions or Sessions()
+        self.sessions = sessions if sessions is not None else Sessions()
 
     def admits(self, headers: Headers) -> bool:
         """No token to ask for, or the request carries it (bearer) or a live session."""
         return self.token is None or self.proves_token(headers)
 
     def proves_token(self, headers: Headers) -> bool:
+        """There is a token and the request carries it, or a session opened with it."""
         if self.token is None:
             return False
         scheme, _, given = headers.get("authorization", "").partition(" ")
