@@ -205,7 +205,8 @@ def test_http_errors_are_aws_shaped(tmp_path: Path) -> None:
 
     from durable.server.app import create_app
 
-    with TestClient(create_app(f"sqlite:///{tmp_path}/h.db")) as client:
+    with TestClient(create_app(f"sqlite:///{tmp_path}/h.db"),
+                    base_url="http://127.0.0.1") as client:
         big = client.post("/2025-12-01/durable-executions/a%2Fb/checkpoint",
                           content=b"x" * (6 * 1024 * 1024 + 1))
         assert big.status_code == 413

@@ -13,7 +13,7 @@ from durable.server.serve import is_loopback
 from tests.kit import ROOT
 from tests.serverkit import DURABLE, Server
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-tests"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from tests.serverkit import Server
 
-TOKEN = "fuzz-token"
+TOKEN = "fuzz-token-for-the-fuzz"
 EXAMPLES = 8
 OURS = ("/api/", "/hooks/")
 """The control API and webhooks; other routers (the AWS contract) are tested by their owners."""

@@ -400,6 +400,19 @@ def test_list_filters_and_pages(store: Store) -> None:
     assert read(store, lambda tx: tx.parked_runs([WF])) == []
 
 
+def test_a_listing_with_a_preview_reads_only_the_start_of_payloads(store: Store) -> None:
+    big = '"' + "é" * 5000 + '"'  # characters, not bytes, are what it counts
+    start(store, "big", input=big)
+    start(store, "small", now=T0 + 1, input='"hi"')
+    (c,) = claim(store, now=T0 + 2, limit=1)
+    finish(store, "big", c.token, InvocationOutput(InvocationStatus.SUCCEEDED, big))
+    listed = {r.run_id: r for r in read(store, lambda tx: tx.list_runs(None, None, 10,
+                                                                        preview=10))}
+    assert listed["big"].input == big[:11] and listed["big"].result == big[:11]
+    assert listed["small"].input == '"hi"' and listed["small"].result is None
+    assert read(store, lambda tx: tx.list_runs(None, None, 10))[1].input == big  # without
+
+
 def test_migrate_reports_the_schema_version(any_db: str) -> None:
     assert migrate(any_db) >= 1
     assert migrate(any_db) == migrate(any_db)  # again: nothing left to do

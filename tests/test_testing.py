@@ -117,7 +117,7 @@ async def test_the_virtual_clock_drives_the_server_s_routes_and_a_callback_times
     async with TestEnvironment(review, start=EPOCH_2001) as env:
         app = create_app(env.client, workflows=[review], serve=False)
         async with app.router.lifespan_context(app), AsyncClient(
-                transport=ASGITransport(app), base_url="http://durable") as http:
+                transport=ASGITransport(app), base_url="http://127.0.0.1") as http:
             started = (await http.post("/api/runs", json={"workflow": "review"})).json()
             run_id = started["run_id"]
             assert started["created_at"] == iso(EPOCH_2001)

@@ -9,8 +9,10 @@ elsewhere.
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from tests.serverkit import Server
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TOKEN = "ui-token"
+TOKEN = "ui-token-for-the-browser"
 VIEWPORT = {"width": 1366, "height": 850}  # a laptop screen
 
 
@@ -132,3 +134,55 @@ def screenshots(page: Page, server: Server, tmp_path: Path) -> None:
     if os.environ.get("UPDATE_SCREENSHOTS"):
         for name in ("ui-runs.png", "ui-run.png"):
             shutil.copy(tmp_path / name, ROOT / "docs" / name)
+
+
+@pytest.fixture
+def other_port_page() -> Iterator[tuple[str, dict[str, str]]]:
+    """A site on another port of the same host (same site, other origin): serves whatever HTML
+    is put under a path in the dict it yields, at the URL it yields."""
+    pages: dict[str, str] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, "").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=site.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{site.server_address[1]}", pages
+    site.shutdown()
+    site.server_close()
+
+
+def test_a_page_on_another_port_cannot_cancel_a_run_with_the_login_cookie(
+        page: Page, server: Server, other_port_page: tuple[str, dict[str, str]]) -> None:
+    log_in(page, server)
+    with server.client() as api:
+        run_id = api.post("/api/runs", json={"workflow": "approval",
+                                             "input": {"order_id": "X-1", "amount": 1}}
+                          ).json()["run_id"]
+    site, pages = other_port_page
+    pages["/attack"] = (f'<form method="post" action="{server.url}/api/runs/{run_id}/cancel">'
+                        "</form><script>document.forms[0].submit()</script>")
+    page.goto(site + "/attack")
+    expect(page.locator("body")).to_contain_text("cross_site")  # the browser sent the cookie
+    with server.client() as api:
+        assert api.get(f"/api/runs/{run_id}").json()["run"]["cancel_requested"] is False
+
+
+def test_logging_out_ends_the_session_for_good(page: Page, server: Server) -> None:
+    log_in(page, server)
+    kept = page.context.cookies()
+    assert [c["name"] for c in kept] == [f"durable_session_{server.port}"]
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(f"{server.url}/login")
+    page.context.add_cookies(kept)  # type: ignore[arg-type]  # the cookie as it was before logging out
+    page.goto(server.url + "/")
+    expect(page).to_have_url(f"{server.url}/login?next=%2F")

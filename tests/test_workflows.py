@@ -676,11 +676,9 @@ async def test_a_webhook_run_goes_straight_to_the_server_s_own_worker(client):
     app = create_app(client, workflows=[hooked])
     with counting_claims() as claimed:
         async with app.router.lifespan_context(app), AsyncClient(
-                transport=ASGITransport(app), base_url="http://durable") as http:
-            for _ in range(1000):  # until the app's worker is serving
-                if serving_here(client.store.url, hooked.name) is not None:
-                    break
-                await asyncio.sleep(0.01)
+                transport=ASGITransport(app), base_url="http://127.0.0.1") as http:
+            await wait_until_async(lambda: serving_here(client.store.url, hooked.name),
+                                   "the app's worker to serve")
             answer = await http.post(f"/hooks/{hooked.name}", json=41, params={"wait": "true"},
                                      headers={"Idempotency-Key": "hooked-1"})
     assert answer.status_code == 200 and answer.json()["result"] == 42

@@ -172,12 +172,16 @@ class Client:
 
     def list(self, status: str | None = None, workflow: str | None = None,
              limit: int = 100, offset: int = 0,
-             search: str | None = None) -> builtins.list[RunInfo]:
-        """Runs, newest first; `search`: only those whose id or workflow contains it."""
+             search: str | None = None,
+             preview: int | None = None) -> builtins.list[RunInfo]:
+        """Runs, newest first; `search`: only those whose id or workflow contains it.
+        `preview`: input and result cut to about that many characters, for listings that show
+        them rather than decode them."""
         if status is not None and status not in ExecutionStatus.__members__:
             raise UsageError(f"unknown status {status!r}; use one of "
                              f"{', '.join(ExecutionStatus.__members__)}")
-        return self.store.read(lambda tx: tx.list_runs(status, workflow, limit, offset, search))
+        return self.store.read(lambda tx: tx.list_runs(status, workflow, limit, offset, search,
+                                                       preview))
 
     def history(self, run_id: str, after: int = 0,
                 limit: int = HISTORY_PAGE) -> builtins.list[HistoryEvent]:

@@ -18,6 +18,7 @@ from durable.cli.options import (
     json_option,
     open_client,
     parse_json,
+    parse_size,
     payload_option,
     payload_value,
 )
@@ -364,18 +365,28 @@ def rerun(run_id: str, from_step: str, input_: JsonValue | None, new_id: str | N
               help="Load and serve these workflows here too (repeatable): their input is "
                    "checked on start and their webhooks are exposed.")
 @click.option("--token", envvar="DURABLE_TOKEN", metavar="T",
-              help="Require this token on every API call and UI page [default: $DURABLE_TOKEN].")
+              help="Require this token (16+ characters) on every API call and UI page "
+                   "[default: $DURABLE_TOKEN].")
 @click.option("--insecure", is_flag=True,
               help="Allow binding beyond loopback without a token.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              envvar="DURABLE_ALLOWED_HOSTS",
+              help="A name this server is reached by (repeatable; `*`: any, e.g. behind a "
+                   "proxy that checks it); IP addresses, localhost and the --host name are "
+                   "always allowed [default: $DURABLE_ALLOWED_HOSTS, space-separated].")
+@click.option("--max-body", metavar="SIZE", envvar="DURABLE_MAX_BODY", default="1MiB",
+              show_default=True, callback=parse_size,
+              help="The largest request body the API and webhooks take, e.g. 256KiB or 8MiB "
+                   "[env: DURABLE_MAX_BODY].")
 @db_option
 def server(host: str, port: int, targets: tuple[str, ...], token: str | None, insecure: bool,
-           db: str | None) -> None:
+           allowed_hosts: tuple[str, ...], max_body: int, db: str | None) -> None:
     """HTTP control API (OpenAPI at /openapi.json), webhooks and the web UI, in one process."""
     from durable.server.serve import serve
 
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
     serve(host, port, list(workflows.values()), db, token or None, insecure,
-          make_console(stderr=True))
+          make_console(stderr=True), allowed_hosts=allowed_hosts, max_body=max_body)
 
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,18 @@ def parse_json(ctx: click.Context, param: click.Parameter, text: str | None) -> 
         return JsonValue(json.loads(text))
     except json.JSONDecodeError as e:
         raise click.BadParameter(f"not valid JSON: {e}", ctx, param) from None
+
+
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(ctx: click.Context, param: click.Parameter, text: str) -> int:
+    """Option callback: a byte count, bare or with a binary unit (`512KiB`, `8M`, `1mb`)."""
+    found = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    if found is None:
+        raise click.BadParameter(f"{text!r} is not a size: give bytes, or a number with KiB, "
+                                 "MiB or GiB (e.g. 1MiB)", ctx, param)
+    return int(found[1]) * SIZE_UNITS[found[2].lower()]
 
 
 def payload_value(given: JsonValue | None) -> Any:

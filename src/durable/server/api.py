@@ -27,12 +27,20 @@ from durable.server.schemas import (
     Run,
     RunDetail,
     RunPage,
+    RunSummary,
     SignalRequest,
     StartedRun,
     StartRequest,
     WorkflowInfo,
 )
-from durable.views.jsonio import RunView, event_json, outcome_json, run_json
+from durable.views.jsonio import (
+    PREVIEW,
+    RunView,
+    event_json,
+    outcome_json,
+    run_json,
+    run_summary_json,
+)
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -64,11 +72,14 @@ def list_runs(state: ServerDep, status: ExecutionStatus | None = None,
               q: Annotated[str | None, Query(max_length=200,
                                              description="Part of a run id or workflow")] = None,
               limit: Limit = 50, offset: Offset = 0) -> RunPage:
-    """Runs, newest first, filtered by status, workflow and search text."""
+    """Runs, newest first, filtered by status, workflow and search text; input and result as
+    previews (the run itself has them whole)."""
     runs = state.client.list(None if status is None else status.value, workflow, limit + 1,
-                             offset, search=q)
+                             offset, search=q, preview=PREVIEW)
     more = len(runs) > limit
-    return RunPage(runs=[_run(r, state) for r in runs[:limit]],
+    now = state.client.clock()
+    return RunPage(runs=[RunSummary.model_validate(run_summary_json(r, now))
+                         for r in runs[:limit]],
                    next_offset=offset + limit if more else None)
 
 

@@ -2,8 +2,11 @@
 
 Routers are mounted from `ROUTERS`, a list of dotted references, so another part of the server
 (e.g. the AWS durable-execution contract) joins with a one-line change. Each is protected by the
-token unless its entry says it checks requests itself. With `workflows` (and `serve=True`) the app
-also runs a Worker for them in its own event loop, from startup to shutdown.
+token unless its entry says it checks requests itself, and each has a body limit. Both are
+enforced by `guard.Guard` in front of the whole app, which sees a request before any route reads
+its body (and checks its Host and where a browser's write comes from). With `workflows` (and
+`serve=True`) the app also runs a Worker for them in its own event loop, from startup to
+shutdown.
 """
 
 from __future__ import annotations
@@ -11,49 +14,61 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import AsyncIterator, Iterable
+import os
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from durable.client import Client
 from durable.engine.worker import Worker
+from durable.invoke.contract import MAX_CHECKPOINT_BYTES
 from durable.sdk.workflow import Workflow
-from durable.server import errors
-from durable.server.auth import require_token
+from durable.server import errors, hooks
+from durable.server.auth import Auth, Sessions, webhook_secrets
 from durable.server.deps import ServerState
+from durable.server.guard import SMALL_BODY, Guard, Hosts, Refuse, Zone
 from durable.store import Store
 
 
 @dataclass(frozen=True, slots=True)
 class Mount:
     """A router to include: `module:attribute`. `own_auth`: it checks requests itself (e.g. a
-    protocol with its own signatures), so the server's token is not required on it."""
+    protocol with its own signatures), so the server's token is not required on it.
+    `max_body`: the largest body its routes take (None: the server's `max_body`). `refuse`:
+    `module:function` rendering the guard's refusals in the router's own error shape."""
 
     ref: str
     own_auth: bool = False
+    max_body: int | None = None
+    refuse: str | None = None
 
 
 ROUTERS: list[Mount] = [
-    Mount("durable.server.auth:router", own_auth=True),  # the login form itself
+    Mount("durable.server.auth:router", own_auth=True, max_body=SMALL_BODY),  # the login form
     Mount("durable.server.api:router"),
     Mount("durable.server.hooks:router"),
-    Mount("durable.server.ui:router"),
-    Mount("durable.server.aws:router", own_auth=True),  # AWS's Lambda API: SigV4, checked there
+    Mount("durable.server.ui:router", max_body=SMALL_BODY),
+    # AWS's Lambda API: SigV4, checked there; bodies up to Lambda's own 6 MB
+    Mount("durable.server.aws:router", own_auth=True, max_body=MAX_CHECKPOINT_BYTES,
+          refuse="durable.server.aws:refusal"),
 ]
+DEFAULT_MAX_BODY = 1024 * 1024
+"""The API's and webhooks' body limit unless `max_body` says otherwise: 1 MiB."""
 
 STATIC = Path(__file__).parent / "static"
 
 
-def _router(ref: str) -> APIRouter:
+def _load(ref: str) -> Any:
     module, _, attr = ref.partition(":")
-    router: APIRouter = getattr(importlib.import_module(module), attr)
-    return router
+    return getattr(importlib.import_module(module), attr)
 
 
 def _version() -> str:
@@ -65,18 +80,27 @@ def _version() -> str:
 
 def create_app(db: Client | Store | str | None = None, *, token: str | None = None,
                workflows: Iterable[Workflow[Any]] = (), serve: bool = True,
-               wait_limit: float = 30.0) -> FastAPI:
+               wait_limit: float = 30.0, allowed_hosts: Iterable[str] = (),
+               max_body: int = DEFAULT_MAX_BODY, sessions: Sessions | None = None,
+               environ: Mapping[str, str] = os.environ) -> FastAPI:
     """The server app on a Client (its store and its clock, e.g. a `durable.testing`
     environment's virtual one), a Store, or a database URL (opened at startup, closed at
     shutdown; None: DURABLE_DB or the embedded default). A Client or Store given is the caller's
     to close.
 
     `token`: required on every protected route (None: no auth; the CLI refuses to bind beyond
-    loopback then). `workflows`: loaded workflows, used to check input and expose webhooks and,
-    with `serve`, served by a Worker inside the app. `wait_limit`: the longest a request waits
-    for a run to end.
+    loopback then); a weak one is refused with UsageError. `workflows`: loaded workflows, used
+    to check input and expose webhooks and, with `serve`, served by a Worker inside the app.
+    `wait_limit`: the longest a request waits for a run to end. `allowed_hosts`: the names this
+    server answers to besides IP addresses and localhost (`guard.Hosts`; `*`: any).
+    `max_body`: the API's and webhooks' body limit in bytes. `sessions`: the UI's (default:
+    12-hour ones). `environ`: where webhooks' secrets (`DURABLE_WEBHOOK_SECRET_<NAME>`) and
+    `DURABLE_PUBLIC_URL` are read.
     """
     loaded = {wf.name: wf for wf in workflows}
+    auth = Auth(token, sessions)
+    hooked = [name for name, wf in loaded.items() if getattr(wf, "webhook", False)]
+    signed_hooks = webhook_secrets(hooked, hooks.router.prefix, environ)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,13 +124,23 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
                   "talk to durable workflow runs. Errors are `{\"error\": {\"code\", "
                   "\"message\"}}`.", openapi_url=None, docs_url=None, redoc_url=None)
     errors.install(app)
-    protected = [Depends(require_token)]
+    zones: list[tuple[re.Pattern[str], Zone]] = []
     for mount in ROUTERS:
-        app.include_router(_router(mount.ref), dependencies=None if mount.own_auth else protected)
+        router: APIRouter = _load(mount.ref)
+        app.include_router(router)
+        refuse: Refuse = _load(mount.refuse) if mount.refuse else errors.error_response
+        limit = max_body if mount.max_body is None else mount.max_body
+        zone = Zone(not mount.own_auth, limit, refuse)
+        zones += [(route.path_regex, zone) for route in router.routes if isinstance(route, Route)]
 
-    @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
+    @app.get("/openapi.json", include_in_schema=False)
     def openapi(request: Request) -> JSONResponse:
         return JSONResponse(request.app.openapi())
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    zones.append((re.compile("^/static/"), Zone(False, SMALL_BODY)))
+    app.state.durable_auth = auth
+    public = environ.get("DURABLE_PUBLIC_URL", "")  # where functions call back: this server
+    app.add_middleware(Guard, auth=auth, hosts=Hosts.of([*allowed_hosts, public]), zones=zones,
+                       fallback=Zone(True, SMALL_BODY), signed_hooks=signed_hooks)
     return app

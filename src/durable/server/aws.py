@@ -54,6 +54,7 @@ from durable.invoke.contract import (
 from durable.invoke.executions import Executions
 from durable.invoke.push import FunctionWorker, registered
 from durable.model import ExecutionStatus
+from durable.server.auth import matches
 from durable.server.deps import ServerState
 
 SYNC_INVOKE_LIMIT = 900.0
@@ -99,6 +100,15 @@ def _aws_error(status: int, code: str, message: str) -> JSONResponse:
                         headers={"x-amzn-ErrorType": code})
 
 
+REFUSALS = {400: "InvalidParameterValueException", 401: "AccessDeniedException",
+            403: "AccessDeniedException", 413: "RequestTooLargeException"}
+
+
+def refusal(status: int, code: str, message: str) -> JSONResponse:
+    """The server's guard refusing a request (`app.Mount.refuse`), the way Lambda would."""
+    return _aws_error(status, REFUSALS.get(status, "InvalidRequestContentException"), message)
+
+
 def _aws(request: Request) -> _Aws:
     """What the routes use, after checking the caller and learning the server's address."""
     state: ServerState = request.app.state.durable
@@ -114,9 +124,8 @@ def _aws(request: Request) -> _Aws:
 def _authorized(request: Request, token: str) -> bool:
     header = request.headers.get("authorization", "")
     if header.startswith("Bearer "):
-        return header.removeprefix("Bearer ").strip() == token
-    credential = header.partition("Credential=")[2].partition("/")[0]
-    return credential == token
+        return matches(header.removeprefix("Bearer ").strip(), token)
+    return matches(header.partition("Credential=")[2].partition("/")[0], token)
 
 
 async def _handle(request: Request, fn: Callable[[_Aws], Awaitable[Any]]) -> Response:

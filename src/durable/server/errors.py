@@ -38,17 +38,15 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class Unauthenticated(Exception):
-    """No valid token: JSON 401 for API clients, a redirect to the login form for browsers."""
-
-
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in [
         (400, "Bad input: the message says what to change"),
         (401, "A token is required: `Authorization: Bearer <token>` or the login cookie"),
+        (403, "A write from another site's page, refused"),
         (404, "No such run, callback or workflow"),
         (409, "Conflicts with a run that exists"),
+        (413, "The body is larger than the server takes (`--max-body`)"),
         (422, "The request does not match the schema"),
     ]
 }
@@ -68,7 +66,8 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-async def _unauthenticated(request: Request, exc: Exception) -> Response:
+def unauthenticated(request: Request) -> Response:
+    """No valid token: JSON 401 for API clients, a redirect to the login form for browsers."""
     if _wants_html(request):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
@@ -116,7 +115,6 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Route every exception kind to the one error shape."""
-    app.add_exception_handler(Unauthenticated, _unauthenticated)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DurableError, _durable_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

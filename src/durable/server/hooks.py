@@ -4,6 +4,10 @@ body as its input, so any system that can send an HTTP request can start a workf
 `?wait=true` answers with the run's outcome if it ends within the request (`timeout`, at most the
 server's limit), else 202 with the run id to poll. An `Idempotency-Key` header becomes the run id,
 so a sender's retries start one run.
+
+Who may call one: holders of the server's token, like the API; and, for a workflow given a
+secret in `DURABLE_WEBHOOK_SECRET_<NAME>`, a sender that signs the body with it as GitHub does
+(`X-Hub-Signature-256: sha256=<hex HMAC-SHA256>`). `guard.Guard` checks both before this runs.
 """
 
 from __future__ import annotations
@@ -66,6 +70,9 @@ def _input(raw: bytes) -> JsonValue | None:
         return JsonValue(json.loads(raw))
     except ValueError as e:  # also invalid UTF-8
         raise ApiError(400, "invalid_json", f"the request body is not JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the request body nests arrays or objects deeper "
+                       "than the JSON parser goes") from None
 
 
 def _hooks(state: ServerState) -> list[str]:

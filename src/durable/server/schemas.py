@@ -1,7 +1,8 @@
 """The control API's request and response bodies: what /openapi.json documents.
 
 Response shapes are those of `durable show --json` and `durable ls --json` (built by the same
-functions in cli.py), so a script can move between the CLI and the API without reshaping data.
+functions in views/jsonio.py), so a script can move between the CLI and the API without
+reshaping data, except that the API's listing gives previews of input and result, not values.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from durable.model import ExecutionStatus
+from durable.views.jsonio import PREVIEW
 
 RunId = Field(None, min_length=1, max_length=200, description="A run id of your choosing; starting "
               "an id that exists returns that run (start is idempotent by id).")
@@ -23,15 +25,13 @@ class ErrorInfo(BaseModel):
     data: str | None = None
 
 
-class Run(BaseModel):
+class RunFields(BaseModel):
     run_id: str
     workflow: str
     status: ExecutionStatus
     parent_run_id: str | None
     parked: ErrorInfo | None = Field(description="Set while a NonDeterminismError holds the run")
     cancel_requested: bool
-    input: Any
-    result: Any
     error: ErrorInfo | None
     created_at: str | None
     updated_at: str | None
@@ -40,12 +40,27 @@ class Run(BaseModel):
     compute_seconds: float = Field(description="Sum of invocation durations: the compute used")
 
 
+class Run(RunFields):
+    input: Any
+    result: Any
+
+
+class RunSummary(RunFields):
+    """A run in a listing: its input and result only as a preview, so one large payload does
+    not weigh on every page."""
+
+    input_preview: str | None = Field(description=f"The input's JSON text, cut to {PREVIEW} "
+                                      "characters and ending in … when cut; "
+                                      "GET /api/runs/{run_id} has all of it")
+    result_preview: str | None = Field(description="The result's, likewise")
+
+
 class StartedRun(Run):
     created: bool = Field(description="False when a run with this id existed already")
 
 
 class RunPage(BaseModel):
-    runs: list[Run]
+    runs: list[RunSummary]
     next_offset: int | None = Field(description="Pass as `offset` for the next page; null: last")
 
 

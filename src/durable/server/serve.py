@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
@@ -11,7 +12,8 @@ from rich.console import Console
 
 from durable.errors import UsageError
 from durable.sdk.workflow import Workflow
-from durable.server.app import create_app
+from durable.server.app import DEFAULT_MAX_BODY, create_app
+from durable.server.auth import TOKEN, check_secret
 from durable.store import open_store
 
 
@@ -25,16 +27,22 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
-          token: str | None, insecure: bool, console: Console) -> None:
+          token: str | None, insecure: bool, console: Console, *,
+          allowed_hosts: Sequence[str] = (), max_body: int = DEFAULT_MAX_BODY) -> None:
     """Serve until SIGINT/SIGTERM. Without a token, binding beyond loopback would hand every
-    run and action to anyone on the network: refused unless `insecure` says it is meant."""
+    run and action to anyone on the network: refused unless `insecure` says it is meant. A weak
+    token is refused before anything opens. The name bound to is one the server answers to,
+    with `allowed_hosts` (`create_app`)."""
+    if token is not None:
+        check_secret(token, TOKEN)
     if token is None and not is_loopback(host) and not insecure:
         raise UsageError(f"refusing to serve on {host} without a token: anyone who can reach "
                          "it could read and control every run. Set DURABLE_TOKEN (or --token), "
                          "bind to 127.0.0.1, or pass --insecure if the network is trusted")
     store = open_store(db)
     try:
-        app = create_app(store, token=token, workflows=workflows)
+        app = create_app(store, token=token, workflows=workflows,
+                         allowed_hosts=[host, *allowed_hosts], max_body=max_body)
         shown = f"[{host}]" if ":" in host else host
         console.print(f"durable server on http://{shown}:{port} (database {store.url}; "
                       f"{'token required' if token else 'no token'}; serving "

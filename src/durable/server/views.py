@@ -75,6 +75,7 @@ class RunsPage:
 def runs_page(client: Client, status: str | None, q: str, page_offset: int,
               workflows: list[Any]) -> RunsPage:
     status = status if status in STATUSES else None
-    runs = client.list(status, None, PAGE + 1, page_offset, search=q or None)
+    runs = client.list(status, None, PAGE + 1, page_offset, search=q or None,
+                       preview=0)  # the list shows no payload
     return RunsPage(runs[:PAGE], status, q, page_offset, len(runs) > PAGE, client.clock(),
                     workflows)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from durable.model import RunInfo
-from durable.store.rows import RUN_COLUMNS, Table, marks, run_row
+from durable.store.rows import Table, marks, run_columns, run_row
 
 
 class Contract(Table):
@@ -66,7 +66,7 @@ class Contract(Table):
             clauses.append("r.created_at < ?")
             params.append(before)
         order = "DESC" if newest_first else "ASC"
-        columns = ", ".join(f"r.{c.strip()}" for c in RUN_COLUMNS.split(","))
+        columns = run_columns("r.", preview=0)  # an execution summary shows no payload
         rows = self._rows(
             f"SELECT {columns}, e.name FROM runs r LEFT JOIN executions e ON e.run_id = r.run_id"
             f" WHERE {' AND '.join(clauses)} ORDER BY r.created_at {order}, r.run_id {order}"

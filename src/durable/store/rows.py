@@ -20,11 +20,25 @@ OP_COLUMNS = (
     "op_id, type, status, name, parent_id, sub_type, attempt, result, error, due_at, "
     "callback_id, child_run_id, started_at, ended_at"
 )
-RUN_COLUMNS = (
-    "run_id, workflow, status, input, result, error, created_at, updated_at, ended_at, "
-    "compute_seconds, parked, cancel_requested, ready_at, parent_run_id, queue_name, admitted_at,"
-    " timeout_at, invocation_failures, parent_op_id"
+_RUN_COLUMNS = (
+    "run_id", "workflow", "status", "input", "result", "error", "created_at", "updated_at",
+    "ended_at", "compute_seconds", "parked", "cancel_requested", "ready_at", "parent_run_id",
+    "queue_name", "admitted_at", "timeout_at", "invocation_failures", "parent_op_id",
 )
+
+
+def run_columns(alias: str = "", preview: int | None = None) -> str:
+    """The columns `run_row` reads, each after `alias` (e.g. `r.`). With `preview`, input and
+    result are cut to `preview + 1` characters: a listing then never loads a whole payload (one
+    can be hundreds of MB) yet still tells a value of `preview` characters from a longer one."""
+    def column(name: str) -> str:
+        if preview is not None and name in ("input", "result"):
+            return f"substr({alias}{name}, 1, {int(preview) + 1})"
+        return alias + name
+    return ", ".join(column(name) for name in _RUN_COLUMNS)
+
+
+RUN_COLUMNS = run_columns()
 SCHEDULE_COLUMNS = "workflow, cron, timezone, since, last_tick, last_run_id"
 WAITING = (OperationStatus.STARTED.value, OperationStatus.PENDING.value)
 FIRST_TOKEN = 1

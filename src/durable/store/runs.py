@@ -14,6 +14,7 @@ from durable.store.rows import (
     contains,
     marks,
     operation_row,
+    run_columns,
     run_row,
     workflow_filter,
 )
@@ -179,8 +180,11 @@ class Runs(Table):
         return min((t for t in row if t is not None), default=None)
 
     def list_runs(self, status: str | None, workflow: str | None, limit: int,
-                  offset: int = 0, search: str | None = None) -> list[RunInfo]:
-        """Newest first. `search`: only runs whose id or workflow contains it, ignoring case."""
+                  offset: int = 0, search: str | None = None,
+                  preview: int | None = None) -> list[RunInfo]:
+        """Newest first. `search`: only runs whose id or workflow contains it, ignoring case.
+        `preview`: input and result hold only their first `preview + 1` characters
+        (`run_columns`), for showing, not decoding."""
         clauses, params = [], []
         if status:
             clauses.append("status = ?")
@@ -193,7 +197,8 @@ class Runs(Table):
             params += [contains(search)] * 2
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._rows(
-            f"SELECT {RUN_COLUMNS} FROM runs{where} ORDER BY created_at DESC, run_id"
+            f"SELECT {run_columns(preview=preview)} FROM runs{where}"
+            " ORDER BY created_at DESC, run_id"
             " LIMIT ? OFFSET ?", (*params, limit, offset))
         return [run_row(r) for r in rows]
 

@@ -98,7 +98,24 @@ def _payload(text: str | None) -> Any:
         return text
 
 
+PREVIEW = 200
+"""Characters of a run's input and result that a listing shows (`run_summary_json`)."""
+
+
 def run_json(run: RunInfo, now: float) -> dict[str, Any]:
+    return _run_document(run, now, {"input": _payload(run.input),
+                                    "result": _payload(run.result)})
+
+
+def run_summary_json(run: RunInfo, now: float) -> dict[str, Any]:
+    """A run as a listing shows it: input and result as the start of their stored JSON text,
+    so one large payload cannot make every page of the list that large. `run` comes from a
+    listing read with `preview=PREVIEW`."""
+    return _run_document(run, now, {"input_preview": _preview(run.input),
+                                    "result_preview": _preview(run.result)})
+
+
+def _run_document(run: RunInfo, now: float, payloads: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "workflow": run.workflow,
@@ -106,8 +123,7 @@ def run_json(run: RunInfo, now: float) -> dict[str, Any]:
         "parent_run_id": run.parent_run_id,
         "parked": run.parked.to_dict() if run.parked else None,
         "cancel_requested": run.cancel_requested,
-        "input": _payload(run.input),
-        "result": _payload(run.result),
+        **payloads,
         "error": run.error.to_dict() if run.error else None,
         "created_at": _iso(run.created_at),
         "updated_at": _iso(run.updated_at),
@@ -115,6 +131,12 @@ def run_json(run: RunInfo, now: float) -> dict[str, Any]:
         "elapsed_seconds": elapsed(run, now),
         "compute_seconds": run.compute_seconds,
     }
+
+
+def _preview(text: str | None) -> str | None:
+    if text is None or len(text) <= PREVIEW:
+        return text
+    return text[:PREVIEW] + "…"
 
 
 def operation_json(op: Operation) -> dict[str, Any]:
