@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 import durable
+from durable.engine import machine
 from durable.errors import StoreUnusable
-from durable.store import open_store
+from durable.store import diagnose, open_store
 from durable.store.schema import LATEST
 from tests.apps import cli_app
 from tests.test_cli import APP, Cli, Result
@@ -241,14 +242,44 @@ def test_reading_commands_answer_while_another_connection_holds_the_write_lock(
         assert time.monotonic() - began < 5, command  # a Python start-up, not 30 s
 
 
-def test_a_store_that_met_damage_refuses_its_own_next_write(db_url: str, db: Path) -> None:
-    store = open_store(db_url)
+def test_an_open_store_stops_writing_when_damage_is_found_and_resumes_once_doctor_clears_it(
+        db_url: str, db: Path) -> None:
+    backup = db.read_bytes()
+    store = open_store(db_url)  # a worker, say, that lives through all of it
     try:
         overwrite_pages(db, leaves_of(db, "history"))
         with pytest.raises(StoreUnusable, match="is damaged"):
             store.read(lambda tx: tx.history("waiting-3"))
-        Path(f"{db}-damaged").unlink()  # even without the mark beside the file
         with pytest.raises(StoreUnusable, match="is damaged"):
-            store.write_sync(lambda tx: tx.get_run("waiting-4"))
+            store.write_sync(lambda tx: machine.start_run(tx, "new", "wf", None, 1.0))
+        db.write_bytes(backup)  # restored
+        assert all(f.ok for f in diagnose(db_url))  # which removes the mark
+        deadline = time.monotonic() + 5
+        while True:  # the store looks at the mark again within MARK_LOOK_SECONDS
+            try:
+                store.write_sync(lambda tx: machine.start_run(tx, "new", "wf", None, 1.0))
+                break
+            except StoreUnusable:
+                assert time.monotonic() < deadline, "writes did not resume"
+                time.sleep(0.01)
     finally:
         store.close()
+    assert query(db, "SELECT run_id FROM runs WHERE run_id = 'new'") == [("new",)]
+
+
+def test_the_server_answers_503_with_the_reason_for_a_damaged_database(
+        db_url: str, db: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from durable.server.app import create_app
+
+    overwrite_pages(db, leaves_of(db, "history"))
+    before = fingerprint(db)
+    with TestClient(create_app(db_url, serve=False)) as api:
+        shown = api.get("/api/runs/waiting-3")
+        signalled = api.post("/api/runs/waiting-4/signal", json={"name": "go"})
+    for answer in (shown, signalled):
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "store_unusable"
+        assert "is damaged" in answer.json()["error"]["message"]
+    assert fingerprint(db) == before

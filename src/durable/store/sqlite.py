@@ -41,6 +41,8 @@ SERIAL = "INTEGER PRIMARY KEY"  # SQLite's auto-incrementing key: an alias of th
 MIGRATIONS_EXIST = "SELECT 1 FROM sqlite_master WHERE name = 'durable_migrations'"
 HEADER_MAGIC = b"SQLite format 3\x00"
 DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+MARK_LOOK_SECONDS = 0.1
+"""How long a process may go on trusting what it last read of the damage mark."""
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -97,20 +99,27 @@ def _is_damage(error: sqlite3.Error) -> bool:
 
 
 class _Damage:
-    """Damage known of the file: found by this process, or recorded beside the file by any.
+    """Damage known of the file: recorded beside it (`<database>-damaged`) by whichever process
+    finds it, in one line (when, by which process, SQLite's words).
 
-    The mark is one line: when, by which process, and SQLite's words. Only `durable doctor`
-    removes it, once it has found every page sound (after a restore, say)."""
+    Every process's writes follow the mark, so they resume once `durable doctor` has found
+    every page sound and removed it (after a restore, say), even in the worker that found the
+    damage. A process that cannot write the mark refuses its own writes for good."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.mark = Path(os.path.realpath(path) + "-damaged")
-        self._found: str | None = None
+        self._unmarked: str | None = None  # found here, but the mark could not be written
+        self._seen: str | None = None  # the mark as last read
+        self._look_again = 0.0
 
-    def refuse_writes(self, recorded: bool = True) -> None:
-        """Raise StoreUnusable if the file is known to be damaged: by this process, or
-        (`recorded`) by any, through the mark."""
-        found = self._found or (self.recorded() if recorded else None)
+    def refuse_writes(self, recheck: bool = True) -> None:
+        """Raise StoreUnusable if the file is known to be damaged. `recheck`: read the mark
+        again, at most every MARK_LOOK_SECONDS, which spares each batch a file system call."""
+        if recheck and time.monotonic() >= self._look_again:
+            self._look_again = time.monotonic() + MARK_LOOK_SECONDS
+            self._seen = self.recorded()
+        found = self._unmarked or self._seen
         if found is not None:
             raise StoreUnusable(_refusal(self.path, found))
 
@@ -127,24 +136,29 @@ class _Damage:
         instead; otherwise return, and the caller raises `error` itself."""
         if not _is_damage(error):
             return
-        self.found(str(error))
-        assert self._found is not None
-        raise StoreUnusable(_refusal(self.path, self._found)) from error
+        raise StoreUnusable(_refusal(self.path, self.found(str(error)))) from error
 
-    def found(self, what: str) -> None:
-        self._found = (f"found {time.strftime('%Y-%m-%d %H:%M:%S %z')} by pid {os.getpid()}: "
-                       f"{' '.join(what.split())}")
-        # The first finder's words stay; one that cannot write the mark still refuses itself.
-        with contextlib.suppress(OSError), open(self.mark, "x") as f:
-            f.write(self._found + "\n")
+    def found(self, what: str) -> str:
+        """Record damage found now; returns the record."""
+        found = (f"found {time.strftime('%Y-%m-%d %H:%M:%S %z')} by pid {os.getpid()}: "
+                 f"{' '.join(what.split())}")
+        try:
+            with open(self.mark, "x") as f:
+                f.write(found + "\n")
+        except FileExistsError:  # the first finder's words stay
+            pass
+        except OSError:
+            self._unmarked = found
+        self._seen = found
+        return found
 
     def clear(self) -> str | None:
         """Remove the mark, returning what it said (None: there was none); OSError if it
         cannot be removed."""
         said = self.recorded()
-        self._found = None
         if said is not None:
             self.mark.unlink(missing_ok=True)
+        self._seen = self._unmarked = None
         return said
 
     def guard(self, fn: Callable[[Tx], T]) -> Callable[[Tx], T]:
@@ -188,7 +202,7 @@ class _Writer(BatchWriter):
         return super()._start(conn)
 
     def _finish(self, conn: Any, tx: Tx) -> None:
-        self._damage.refuse_writes(recorded=False)  # a job of this batch came across damage
+        self._damage.refuse_writes(recheck=False)  # a job of this batch came across damage
         super()._finish(conn, tx)
 
 
