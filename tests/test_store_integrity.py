@@ -235,11 +235,16 @@ def test_opening_and_reading_take_no_write_lock(db_url: str, write_locked: None)
 
 def test_reading_commands_answer_while_another_connection_holds_the_write_lock(
         cli: Cli, write_locked: None) -> None:
+    writing = cli.popen("signal", "waiting-1", "go")  # waits for the lock meanwhile
     for command in (["ls"], ["show", "added-1"], ["result", "added-1"], ["doctor"]):
         began = time.monotonic()
         done = cli(*command)
         assert done.returncode == 0, done.stderr
         assert time.monotonic() - began < 5, command  # a Python start-up, not 30 s
+    _, stderr = writing.communicate(timeout=60)  # the busy timeout, then one line
+    assert writing.returncode == 2
+    assert "error: the database is locked: another connection has held its write lock" in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
 
 
 def test_an_open_store_stops_writing_when_damage_is_found_and_resumes_once_doctor_clears_it(
@@ -283,3 +288,17 @@ def test_the_server_answers_503_with_the_reason_for_a_damaged_database(
         assert answer.json()["error"]["code"] == "store_unusable"
         assert "is damaged" in answer.json()["error"]["message"]
     assert fingerprint(db) == before
+
+
+def test_doctor_says_what_it_found_of_postgresql_without_touching_it(
+        cli: Cli, pg_url: str) -> None:
+    found = cli.json("doctor", "--db", pg_url)
+    report = {f["check"]: f["detail"] for f in found["findings"]}
+    assert report["connection"].startswith("PostgreSQL ")
+    assert "tables in schema durable_test_" in report["connection"]
+    assert report["schema"].startswith("no Durable tables yet")  # and it made none
+    assert cli.json("doctor", "--db", pg_url) == found
+    unreachable = cli("doctor", "--db", "postgresql://durable@127.0.0.1:1/nowhere")
+    assert unreachable.returncode == 2
+    assert "PROBLEM: cannot connect or read" in unreachable.stdout
+    assert "problems (connection)" in one_line(unreachable)

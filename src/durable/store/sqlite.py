@@ -94,6 +94,17 @@ def check_header(path: str) -> None:
                             "bytes) is not valid. Restore it from a backup")
 
 
+def lock_timeout(error: BaseException) -> str | None:
+    """What to tell a user whose write waited out the busy timeout behind another connection
+    holding the write lock; None if `error` is something else."""
+    if not (isinstance(error, sqlite3.OperationalError)
+            and getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY):
+        return None
+    return (f"the database is locked: another connection has held its write lock for over "
+            f"{BUSY_TIMEOUT_MS // 1000} s (a backup, an `sqlite3` shell, a stopped process); "
+            "nothing was written, so try again once it lets go")
+
+
 def _is_damage(error: sqlite3.Error) -> bool:
     return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in DAMAGE_CODES
 
