@@ -11,6 +11,7 @@ LOCKED, advisory-locked migrations, dropped connections, deadlock retries) is at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sys
 import threading
@@ -26,7 +27,7 @@ import durable
 from durable import Context, workflow
 from durable.engine import machine
 from durable.engine.machine import Claimed, InvalidCheckpoint
-from durable.errors import CallbackNotFound, RunNotFound, StaleToken, UsageError
+from durable.errors import CallbackNotFound, RunNotFound, StaleToken, StoreUnusable, UsageError
 from durable.model import (
     ErrorObject,
     EventType,
@@ -40,8 +41,8 @@ from durable.model import (
     OperationUpdate,
     SubType,
 )
-from durable.store import Store, Tx, migrate, open_store
-from durable.store.schema import MIGRATIONS
+from durable.store import Store, Tx, diagnose, migrate, open_store
+from durable.store.schema import LATEST, MIGRATIONS
 from tests import pgkit
 from tests.kit import Procs, wait_until, wait_until_async
 
@@ -416,6 +417,44 @@ def test_a_listing_with_a_preview_reads_only_the_start_of_payloads(store: Store)
 def test_migrate_reports_the_schema_version(any_db: str) -> None:
     assert migrate(any_db) >= 1
     assert migrate(any_db) == migrate(any_db)  # again: nothing left to do
+
+
+def raw_execute(url: str, sql: str, params: tuple[Any, ...]) -> None:
+    """A statement on a connection of the test's own, outside Durable (`?` placeholders)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn, conn:
+            conn.execute(sql, params)
+        return
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        pg.execute(sql.replace("?", "%s"), params)
+
+
+def test_a_database_migrated_by_a_newer_durable_is_refused_naming_both_versions(
+        any_db: str) -> None:
+    migrate(any_db)
+    raw_execute(any_db, "INSERT INTO durable_migrations VALUES (?, ?)", (LATEST + 1, T0))
+    for opening in (open_store, migrate):
+        with pytest.raises(StoreUnusable) as refused:
+            opening(any_db)
+        assert (f"schema version {LATEST + 1}, newer than version {LATEST}, the newest this "
+                "Durable knows") in str(refused.value)
+    [schema] = [f for f in diagnose(any_db) if f.name == "schema"]
+    assert not schema.ok and f"version {LATEST + 1}" in schema.detail
+
+
+def test_doctor_reads_the_schema_version_without_migrating(any_db: str) -> None:
+    if any_db.startswith("sqlite:///"):  # a file with no tables, as a new schema has none
+        Path(any_db.removeprefix("sqlite:///")).touch()
+    report = {f.name: f for f in diagnose(any_db)}
+    assert all(f.ok for f in report.values()), report
+    assert report["schema"].detail.startswith("no Durable tables yet")
+    migrate(any_db)
+    assert {f.name: f for f in diagnose(any_db)}["schema"].detail == (
+        f"version {LATEST}, the newest this Durable knows")
 
 
 OPEN_AT = """

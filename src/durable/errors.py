@@ -13,6 +13,12 @@ class UsageError(DurableError):
     """The caller asked for something that cannot be done as asked (bad target, bad JSON, ...)."""
 
 
+class StoreUnusable(UsageError):
+    """The database cannot be used as it is: its file is damaged, or a newer Durable has
+    migrated its schema. Durable refuses rather than write into it or misread it; the message
+    names the database and what to do (`durable doctor` checks it)."""
+
+
 class RunNotFound(UsageError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run with id {run_id!r}; `durable ls` lists the runs in this database")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from durable.cli.exits import ExitCode, exit_with
+from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.options import (
     db_option,
     id_option,
@@ -42,8 +42,8 @@ from durable.engine.worker import Worker
 from durable.errors import UsageError
 from durable.model import ExecutionStatus
 from durable.sdk.workflow import REGISTRY, Workflow
+from durable.store import diagnose, resolve_url
 from durable.store import migrate as store_migrate
-from durable.store import resolve_url
 from durable.views.jsonio import JsonValue, RunView, run_json, workflow_args
 
 
@@ -276,6 +276,33 @@ def migrate(db: str | None) -> None:
     the database, safely when several start at once): for doing it ahead of a deploy."""
     version = store_migrate(db)
     click.echo(f"schema at version {version} on {resolve_url(db)}")
+
+
+@cli.command()
+@db_option
+@json_option
+def doctor(db: str | None, as_json: bool) -> None:
+    """Check the database's integrity, schema version and setup, writing nothing.
+
+    On SQLite: size, header, journal mode, schema version, every page (quick_check) and the
+    wake-up directory; on PostgreSQL: the connection and the schema version. Never waits for
+    the write lock. Exit 2 if anything is wrong.
+
+    Damage found here, or by any process, stops every process from writing to the file until
+    this check finds it sound again (after a restore, say)."""
+    findings = diagnose(db)
+    problems = [f.name for f in findings if not f.ok]
+    if as_json:
+        echo_json({"ok": not problems, "findings": [
+            {"check": f.name, "ok": f.ok, "detail": f.detail} for f in findings]})
+    else:
+        table = plain_table("check", "finding")
+        for f in findings:
+            table.add_row(f.name, f.detail if f.ok else f"PROBLEM: {f.detail}")
+        make_console().print(table)
+    if problems:
+        error(f"the database has problems ({', '.join(problems)}): see above")
+        exit_with(ExitCode.USAGE)
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 import click
@@ -9,6 +10,7 @@ import click
 from durable.cli.commands import cli
 from durable.cli.exits import ExitCode, error
 from durable.errors import DurableError, UsageError
+from durable.store.sqlite import lock_timeout
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DurableError as e:
         error(str(e))
         return ExitCode.FAILED
+    except sqlite3.OperationalError as e:
+        locked = lock_timeout(e)
+        if locked is None:
+            raise
+        error(locked)
+        return ExitCode.USAGE
     return code if isinstance(code, int) else ExitCode.OK
 
 

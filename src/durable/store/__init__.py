@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 from durable.errors import UsageError
-from durable.store.base import Store
+from durable.store.base import Finding, Store
 from durable.store.tx import Tx
 
-__all__ = ["Store", "Tx", "migrate", "open_store", "resolve_url"]
+__all__ = ["Finding", "Store", "Tx", "diagnose", "migrate", "open_store", "resolve_url"]
 
 DEFAULT_URL = "sqlite:///.durable/durable.db"
 
@@ -19,15 +19,36 @@ def resolve_url(url: str | None = None) -> str:
 
 def open_store(url: str | None = None) -> Store:
     """`sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, or `postgresql://...`."""
-    url = resolve_url(url)
-    if url.startswith("sqlite:///"):
+    dialect, target = _dialect(url)
+    if dialect == "sqlite":
         from durable.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite:///"))
-    if url.startswith(("postgresql://", "postgres://")):
-        from durable.store.postgres import PostgresStore
+        return SQLiteStore(target)
+    from durable.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+    return PostgresStore(target)
+
+
+def diagnose(url: str | None = None) -> list[Finding]:
+    """What `durable doctor` reports of a database, without migrating or writing to it; a
+    finding that is not `ok` is a problem, and says what to do."""
+    dialect, target = _dialect(url)
+    if dialect == "sqlite":
+        from durable.store import sqlite
+
+        return sqlite.diagnose(target)
+    from durable.store import postgres
+
+    return postgres.diagnose(target)
+
+
+def _dialect(url: str | None) -> tuple[str, str]:
+    """Which store a URL names, and what that store takes: a file's path, or the URL."""
+    url = resolve_url(url)
+    if url.startswith("sqlite:///"):
+        return "sqlite", url.removeprefix("sqlite:///")
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgres", url
     raise UsageError(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db "
                      "or postgresql://user@host/dbname (in DURABLE_DB or --db)")
 

@@ -12,12 +12,22 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TypeVar
 
 from durable.store.batch import BatchWriter
 from durable.store.tx import Tx
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of `durable doctor`'s report on a database; `ok` False marks a problem."""
+
+    name: str
+    detail: str
+    ok: bool = True
 
 
 class Store(ABC):

@@ -32,15 +32,16 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from durable.errors import UsageError
-from durable.store.base import Store
+from durable.store.base import Finding, Store
 from durable.store.batch import BatchWriter
-from durable.store.schema import apply_migrations
+from durable.store.schema import applied, apply_migrations, pending, version_finding
 from durable.store.tx import Tx
 
 T = TypeVar("T")
 
 SERIAL = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
 MIGRATION_LOCK = 0x6475_7261_626C_6500  # "durable\0": the advisory lock migrators queue on
+MIGRATIONS_EXIST = "SELECT 1 WHERE to_regclass('durable_migrations') IS NOT NULL"
 QUEUE_LOCKS = 0x6475_7200  # with a queue name's hash, the advisory lock of that queue
 CONNECT_TIMEOUT = 10  # seconds, unless the URL says otherwise
 LISTEN_POLL = 0.5  # how often the listener looks up from the socket to see if it should stop
@@ -140,11 +141,15 @@ def _connect(conninfo: str, where: str) -> Connection:
 
 
 def _migrate(conn: Connection, where: str) -> str:
-    """Apply pending migrations, one process at a time; returns the schema the tables live in."""
+    """Apply pending migrations, one process at a time; returns the schema the tables live in.
+    Whether any are pending is read first, so opening a database that is up to date costs no
+    transaction and needs no right to create tables."""
+    execute = _executor(conn)
     try:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            apply_migrations(_executor(conn), SERIAL, time.time())
+        if pending(applied(execute, MIGRATIONS_EXIST), where):
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                apply_migrations(execute, SERIAL, time.time(), where)
         row = conn.execute("SELECT current_schema()").fetchone()
     except psycopg.Error as e:
         raise UsageError(f"cannot set up Durable's tables in PostgreSQL at {where}: "
@@ -360,3 +365,23 @@ class PostgresStore(Store):
         self._closed.set()
         self.writer.close()
         self._pool.close()
+
+
+def diagnose(url: str) -> list[Finding]:
+    """`durable doctor` on PostgreSQL: the connection (server version, user, schema) and the
+    schema version, read without migrating or locking anything. The server checks its own
+    pages; the amcheck extension is the tool for that."""
+    conninfo, where = _conninfo(url)
+    findings = [Finding("database", f"postgresql://{where}")]
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            row = conn.execute("SELECT current_setting('server_version'), current_user, "
+                               "current_schema()").fetchone()
+            assert row is not None
+            findings.append(Finding("connection", f"PostgreSQL {row[0]}, as {row[1]}, tables "
+                                    f"in schema {row[2]}"))
+            findings.append(version_finding(applied(_executor(conn), MIGRATIONS_EXIST)))
+    except psycopg.Error as e:
+        findings.append(Finding("connection", f"cannot connect or read: {_one_line(e)}",
+                                ok=False))
+    return findings

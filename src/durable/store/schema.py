@@ -6,8 +6,11 @@ disagree on. Add a migration by appending to MIGRATIONS; never edit one that has
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
+
+from durable.errors import StoreUnusable
+from durable.store.base import Finding
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
@@ -133,12 +136,57 @@ CREATE TABLE callback_heartbeats (
 ]
 
 
+LATEST = MIGRATIONS[-1][0]
+"""The newest schema version this code knows."""
+
+
 def statements(sql: str, serial: str) -> list[str]:
     return [s.strip() for s in sql.replace("{serial}", serial).split(";") if s.strip()]
 
 
-def apply_migrations(execute: Callable[[str, Sequence[Any]], Any], serial: str,
-                     now: float) -> list[int]:
+def applied(execute: Callable[[str, Sequence[Any]], Any], exists_query: str) -> set[int]:
+    """The versions durable_migrations lists (none before the first migration), read without
+    writing: opening a database that is up to date takes no write lock, so it cannot queue
+    behind a writer that holds one. `exists_query` returns a row if that table exists."""
+    if execute(exists_query, ()).fetchone() is None:
+        return set()
+    return _versions(execute)
+
+
+def _versions(execute: Callable[[str, Sequence[Any]], Any]) -> set[int]:
+    return {r[0] for r in execute("SELECT version FROM durable_migrations", ()).fetchall()}
+
+
+def pending(done: Collection[int], where: str) -> list[tuple[int, str]]:
+    """The migrations a database with versions `done` still lacks.
+
+    A database at a version this code does not know was migrated by a newer Durable: older code
+    would misread what it does not know of, and its writes could break the database for the
+    newer code, so it is refused."""
+    newest = max(done, default=0)
+    if newest > LATEST:
+        raise StoreUnusable(f"the database {where} is at schema version {newest}, newer than "
+                            f"version {LATEST}, the newest this Durable knows: a newer Durable "
+                            "has migrated it; upgrade Durable to use it")
+    return [(version, sql) for version, sql in MIGRATIONS if version not in done]
+
+
+def version_finding(done: Collection[int]) -> Finding:
+    """What `durable doctor` says of a database's schema version."""
+    newest = max(done, default=0)
+    if not done:
+        return Finding("schema", "no Durable tables yet: the first process to open it makes them")
+    if newest > LATEST:
+        return Finding("schema", f"version {newest}, newer than version {LATEST}, the newest "
+                       "this Durable knows: upgrade Durable to use it", ok=False)
+    if newest < LATEST:
+        return Finding("schema", f"version {newest}; this Durable migrates it to {LATEST} when "
+                       "it opens it (or now: `durable migrate`)")
+    return Finding("schema", f"version {newest}, the newest this Durable knows")
+
+
+def apply_migrations(execute: Callable[[str, Sequence[Any]], Any], serial: str, now: float,
+                     where: str) -> list[int]:
     """Apply the migrations durable_migrations does not list yet; returns their versions.
 
     Runs inside the caller's transaction, which must already keep other migrators out (SQLite:
@@ -147,12 +195,10 @@ def apply_migrations(execute: Callable[[str, Sequence[Any]], Any], serial: str,
     """
     execute("CREATE TABLE IF NOT EXISTS durable_migrations "
             "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)", ())
-    done = {r[0] for r in execute("SELECT version FROM durable_migrations", ()).fetchall()}
-    applied = []
-    for version, sql in MIGRATIONS:
-        if version not in done:
-            for stmt in statements(sql, serial):
-                execute(stmt, ())
-            execute("INSERT INTO durable_migrations VALUES (?, ?)", (version, now))
-            applied.append(version)
-    return applied
+    versions = []
+    for version, sql in pending(_versions(execute), where):
+        for stmt in statements(sql, serial):
+            execute(stmt, ())
+        execute("INSERT INTO durable_migrations VALUES (?, ?)", (version, now))
+        versions.append(version)
+    return versions
