@@ -51,6 +51,19 @@ def wait_until(condition: Callable[[], T | None], what: str, timeout: float = DE
         time.sleep(interval)
 
 
+@contextmanager
+def write_lock_held(path: Path) -> Iterator[sqlite3.Connection]:
+    """Hold the SQLite file's write lock from another connection, as a backup, an `sqlite3`
+    shell in a transaction or a frozen process would; every writer waits meanwhile."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 class Proc:
     """A process of the lab: a worker or a starter. Subclasses say how it is reaped."""
 
@@ -193,11 +206,13 @@ class CrashLab:
         self.procs.append(proc)
         return proc
 
-    def spawn(self, *args: str, crash_at: Iterable[str] = ()) -> Proc:
-        """Run `tests/apps/crash_app.py --db <lab db> *args` in a fresh interpreter."""
+    def spawn(self, *args: str, crash_at: Iterable[str] = (), prefix: Iterable[str] = ()
+              ) -> Proc:
+        """Run `tests/apps/crash_app.py --db <lab db> *args` in a fresh interpreter (under
+        the command `prefix`, if any, e.g. `unshare`)."""
         log = self._log()
         with log.open("wb") as out:
-            popen = subprocess.Popen([sys.executable, str(APP), "--db", self.db, *args],
+            popen = subprocess.Popen([*prefix, sys.executable, str(APP), "--db", self.db, *args],
                                      stdout=out, stderr=subprocess.STDOUT,
                                      env={**os.environ, **self._env(crash_at)})
         return self._track(ScriptProc(popen, log))
@@ -285,6 +300,16 @@ class CrashLab:
 
     def result(self, run_id: str) -> Any:
         return self.client.result(run_id, timeout=DEADLINE)
+
+    def lease(self, run_id: str) -> tuple[int, str | None]:
+        """The run's fencing token and lease owner, as the database has them now."""
+        conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            token, owner = conn.execute("SELECT token, lease_owner FROM runs WHERE run_id = ?",
+                                        (run_id,)).fetchone()
+        finally:
+            conn.close()
+        return int(token), owner
 
     def history(self, run_id: str, type: str | None = None) -> list[HistoryEvent]:
         return [e for e in self.client.history(run_id) if type is None or e.type == type]

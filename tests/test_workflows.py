@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from durable import (
     workflow,
 )
 from durable.engine import machine
+from durable.engine.worker import pid_scope
 from durable.model import OperationStatus, OperationType
 
 FAST = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
@@ -592,7 +592,7 @@ async def test_a_worker_resumes_at_once_the_runs_of_a_dead_worker_of_its_own_hos
         return await ctx.step(lambda: "resumed", name="work")
 
     handle = client.start(wf)
-    dead_owner = f"{socket.gethostname()}:{2**22 + 12345}:deadbeef"  # no such pid
+    dead_owner = f"{pid_scope()}:{2**22 + 12345}:deadbeef"  # this host and namespace, no such pid
     client.store.write_sync(lambda tx: tx.lease([handle.run_id], dead_owner, 1e12))
     async with serving(client, wf):
         await finish(client, handle.run_id, timeout=10)  # not after the (endless) lease

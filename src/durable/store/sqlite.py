@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from durable.errors import UsageError
+from durable.errors import StoreUnavailable, UsageError
 from durable.store.base import Store
 from durable.store.batch import BatchWriter
 from durable.store.schema import apply_migrations
@@ -48,10 +48,17 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.005)
 
 
+def _passing(error: sqlite3.Error) -> bool:
+    """Whether `error` may pass by itself: another process held the write lock past the busy
+    timeout, or the disk is full."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL)
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str) -> None:
         self.path = path
-        self.url = f"sqlite:///{path}"
+        self.url = self.where = f"sqlite:///{path}"
         self._open_file(path)
         self._local = threading.local()
         self._wake = WakeChannel(path)
@@ -72,6 +79,9 @@ class SQLiteStore(Store):
             self._migrate(conn)
             conn.close()
         except sqlite3.Error as e:
+            if _passing(e):
+                raise StoreUnavailable(f"cannot open database {path!r} for now: {e}",
+                                       self.where) from e
             raise UsageError(f"cannot open database {path!r}: {e}; "
                              "set DURABLE_DB or --db to a writable SQLite file") from e
 
