@@ -54,8 +54,9 @@ def wait_until(condition: Callable[[], T | None], what: str, timeout: float = DE
 @contextmanager
 def write_lock_held(path: Path) -> Iterator[sqlite3.Connection]:
     """Hold the SQLite file's write lock from another connection, as a backup, an `sqlite3`
-    shell in a transaction or a frozen process would; every writer waits meanwhile."""
-    conn = sqlite3.connect(path, isolation_level=None)
+    shell in a transaction or a frozen process would; every writer waits meanwhile. Taking it
+    waits for the writer holding it now, if any (a process frozen mid-write, say)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=DEADLINE)
     try:
         conn.execute("BEGIN IMMEDIATE")
         yield conn

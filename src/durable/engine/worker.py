@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from durable.engine import machine, telemetry
 from durable.errors import DurableError, InvocationError, StaleToken, StoreUnavailable, UsageError
@@ -52,6 +52,7 @@ from durable.model.schedule import Schedule
 from durable.store import Store, Tx, open_store
 
 log = logging.getLogger("durable.worker")
+T = TypeVar("T")
 
 SAFETY_NAP = 5.0
 """Longest sleep without looking at the store: only matters if a wake-up was lost."""
@@ -193,8 +194,6 @@ class Worker:
                 except Exception as e:  # the store failed: say so, try again in a while
                     self._outage.failed("claiming runs", e)
                     timeout = self._outage.pause()
-                else:
-                    self._outage.answered()
                 if timeout is None or timeout > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), min(timeout or SAFETY_NAP,
@@ -211,18 +210,22 @@ class Worker:
                     loop.remove_signal_handler(sig)
 
     async def _catch_up(self) -> None:
-        """What serving begins with, once the store answers: take over the runs of dead
-        workers of this host, and give parked runs another try."""
+        """What serving begins with, once the store answers, in one write (the writer, not
+        the pool of readers, which may take a while to reconnect after an outage): take over
+        the runs of dead workers of this host, and give parked runs another try."""
         if self._caught_up:
             return
-        await self._reclaim_from_dead_neighbours()
-        names = self.names
-        parked = await self.store.aread(lambda tx: tx.parked_runs(names))
-        if parked:  # new code may fit their history now
-            await self.store.awrite(lambda tx: machine.unpark(tx, parked, self.clock()))
+        names, clock = self.names, self.clock
+
+        def catch_up(tx: Tx) -> None:
+            self._reclaim_from_dead_neighbours(tx, clock())
+            parked = tx.parked_runs(names)
+            if parked:  # new code may fit their history now
+                machine.unpark(tx, parked, clock())
+        await self._write(catch_up)
         self._caught_up = True
 
-    async def _reclaim_from_dead_neighbours(self) -> None:
+    def _reclaim_from_dead_neighbours(self, tx: Tx, now: float) -> None:
         """Leases held by workers of this host whose process is gone (killed, crashed) expire
         now, so a restarted worker resumes their runs at once instead of after the lease.
 
@@ -233,15 +236,20 @@ class Worker:
         if self._pid_scope is None:
             return
         prefix = f"{self._pid_scope}:"
-        owners = await self.store.aread(lambda tx: tx.lease_owners(prefix))
-        dead = [o for o in owners if o != self.owner and not _process_alive(o, prefix)]
-        if dead:
-            now = self.clock()
+        for owner in tx.lease_owners(prefix):
+            if owner != self.owner and not _process_alive(owner, prefix):
+                tx.expire_leases(owner, now)
 
-            def expire(tx: Tx) -> None:
-                for owner in dead:
-                    tx.expire_leases(owner, now)
-            await self.store.awrite(expire)
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
+        """`store.awrite`, noting that the store answered (an outage is over when a write
+        goes through, or is refused by the engine's rules)."""
+        try:
+            result = await self.store.awrite(fn)
+        except DurableError:
+            self._outage.answered()
+            raise
+        self._outage.answered()
+        return result
 
     async def run_due(self) -> float | None:
         """Run every invocation due now, and what they make due now, until nothing is; return
@@ -273,7 +281,7 @@ class Worker:
         now = self.clock()
         due = [s for s in self.schedules if self._next_tick.get(s.workflow, now) <= now]
         if due:
-            await self.store.awrite(lambda tx: [s.fire(tx, now) for s in due])
+            await self._write(lambda tx: [s.fire(tx, now) for s in due])
             for s in due:
                 self._next_tick[s.workflow] = s.schedule.next_after(now)
         return min(self._next_tick.values())
@@ -314,7 +322,7 @@ class Worker:
             self._start([claimed])
             return
         run_id, token, clock = claimed.invocation.run_id, claimed.token, self.clock
-        await self.store.awrite(lambda tx: machine.release_unstarted(tx, run_id, token, clock()))
+        await self._write(lambda tx: machine.release_unstarted(tx, run_id, token, clock()))
 
     def _free(self) -> int:
         return self.concurrency - len(self._inflight) - self._reserved
@@ -338,7 +346,7 @@ class Worker:
             # Asked in the same transaction, so the claim and the answer cost one round trip
             # to the writer and none to the pool.
             return claimed, machine.next_due(tx, clock(), names, queues)
-        claimed, due = await self.store.awrite(claim_and_look_ahead)
+        claimed, due = await self._write(claim_and_look_ahead)
         for run_id, _ in abandoned:
             del self._abandoned[run_id]
         self._start(claimed)
@@ -356,13 +364,13 @@ class Worker:
 
     async def _invoke(self, c: machine.Claimed) -> None:
         inv, token = c.invocation, c.token
-        store, clock = self.store, self.clock
+        clock = self.clock
 
         store_failed: list[BaseException] = []
 
         async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
             try:
-                return await store.awrite(
+                return await self._write(
                     lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock()))
             except DurableError:
                 raise
@@ -413,7 +421,7 @@ class Worker:
                 return claim(tx) if free > 0 else []
             self._finishing += 1
             try:
-                self._start(await store.awrite(finish_and_claim))
+                self._start(await self._write(finish_and_claim))
             except StaleToken:
                 self.stats.stale += 1
                 return
@@ -444,7 +452,7 @@ class Worker:
                      duration: float) -> None:
         attempts, backoff, clock = self.invocation_attempts, self.invocation_backoff, self.clock
         try:
-            await self.store.awrite(lambda tx: machine.retry_invocation(
+            await self._write(lambda tx: machine.retry_invocation(
                 tx, run_id, token, e.error, clock(), duration, attempts, backoff))
         except StaleToken:
             self.stats.stale += 1
@@ -456,7 +464,7 @@ class Worker:
             await asyncio.sleep(self.lease_seconds / 3)
             if self._inflight:
                 try:
-                    await self.store.awrite(functools.partial(
+                    await self._write(functools.partial(
                         machine.heartbeat, owner=self.owner, run_ids=list(self._inflight),
                         until=self.clock() + self.lease_seconds))
                 except Exception as e:  # the database is away: try again next time round
