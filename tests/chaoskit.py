@@ -140,6 +140,18 @@ class Fleet:
         proc.wait(30)
         self.dead.add(pid)
 
+    def kill_one(self, db: Db, spare: Iterable[int] = ()) -> Kill | None:
+        """SIGKILL a ready worker chosen at random (none of `spare`) and start its replacement;
+        the kill, with the runs it orphaned (None: no worker to kill yet)."""
+        victims = [pid for pid in self.ready() if pid not in set(spare)]
+        if not victims:
+            return None
+        pid = random.choice(victims)
+        kill = Kill(pid, time.time(), db.leased_by(pid))
+        self.kill(pid)
+        self.spawn()
+        return kill
+
     def pause(self, pid: int) -> None:
         self.live[pid][0].send_signal(signal.SIGSTOP)
 

@@ -109,12 +109,8 @@ def test_chaos_kills_pauses_cuts_outages_and_sys_exit_lose_nothing(
                 if proxy is None:
                     threading.Thread(target=chaoskit.signal_all, daemon=True, args=(
                         client, {r: inputs[r] for r in late}, errors)).start()
-            victims = [pid for pid in fleet.ready() if pid != paused]
-            if time.monotonic() >= next_kill and victims:
-                pid = random.choice(victims)
-                kills.append(Kill(pid, time.time(), sql.leased_by(pid)))
-                fleet.kill(pid)
-                fleet.spawn()
+            if time.monotonic() >= next_kill and (kill := fleet.kill_one(sql, {paused or 0})):
+                kills.append(kill)
                 next_kill += KILL_EVERY
             time.sleep(0.05)
         elapsed = time.monotonic() - began

@@ -73,12 +73,8 @@ def test_chaos_kills_and_cuts_lose_nothing(pg_server: str, pg_url: str, tmp_path
                 if fleet.cut(pid):  # else it has not connected yet: another one, next time
                     cut = (pid, time.time())
             spared = {cut[0]} if cut and time.time() - cut[1] < SPARE_AFTER_CUT else set()
-            victims = [pid for pid in fleet.ready() if pid not in spared]
-            if now >= next_kill and victims:
-                pid = random.choice(victims)
-                kills.append(Kill(pid, time.time(), db.leased_by(pid)))
-                fleet.kill(pid)
-                fleet.spawn()
+            if now >= next_kill and (kill := fleet.kill_one(db, spared)):
+                kills.append(kill)
                 next_kill += KILL_EVERY
             time.sleep(0.05)
         elapsed = time.monotonic() - began

@@ -19,6 +19,7 @@ import errno
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,74 +53,73 @@ def proxy(pg_server: str) -> Iterator[pgkit.Proxy]:
     p.close()
 
 
-def assert_rode_it_out(worker: CliWorker, db: str, effects: Path, runs: dict[str, int],
-                       back_at: float) -> float:
-    """Every run completes rightly, the worker is still up and logged the outage once and
-    its end once; returns how long after `back_at` the first step ran."""
+@contextmanager
+def serving(db: str, effects: Path, workers_db: str | None = None
+            ) -> Iterator[tuple[durable.Client, CliWorker]]:
+    """The test's client on `db`, and `durable worker` on `workers_db` (by default the same:
+    through the proxy, for PostgreSQL); both closed after."""
     client = durable.Client(db)
+    worker = CliWorker(TARGET, workers_db or db, effects)
     try:
-        worker.wait_ended(client, runs)
+        yield client, worker
     finally:
+        worker.close()
         client.close()
-    chaoskit.check(db, effects, runs, killed=set())
+
+
+def send_signals(client: durable.Client, runs: dict[str, int]) -> None:
+    errors: list[BaseException] = []
+    chaoskit.signal_all(client, runs, errors)
+    assert not errors, errors
+
+
+def assert_rode_it_out(worker: CliWorker, client: durable.Client, effects: Path,
+                       runs: dict[str, int], what: str) -> None:
+    """The database is back now: every run completes rightly, the worker is still up, logged
+    the outage once and its end once, and stops cleanly; prints how soon the first step ran."""
+    back_at = time.time()
+    worker.wait_ended(client, runs)
+    chaoskit.check(client.store.url, effects, runs, killed=set())
     assert len(worker.lines(UNAVAILABLE)) == 1, worker.output()
     assert len(worker.lines(BACK)) == 1, worker.output()
     assert "Traceback" not in worker.output()
     resumed = chaoskit.first_effect_after(effects, back_at)
     assert resumed is not None
     assert worker.stop() == 0, worker.output()
-    return resumed - back_at
+    print(f"\n{what}: first step {resumed - back_at:.2f}s after the database was back")
 
 
 def test_durable_worker_rides_out_a_postgres_outage_and_resumes_by_itself(
         pg_url: str, proxy: pgkit.Proxy, tmp_path: Path) -> None:
     runs = inputs()
-    client = durable.Client(pg_url)  # the test's own way in, around the proxy
-    worker = CliWorker(TARGET, proxy.url(pg_url), tmp_path)
-    try:
+    # The test's own way in goes around the proxy.
+    with serving(pg_url, tmp_path, proxy.url(pg_url)) as (client, worker):
         chaoskit.start_all(client, runs)
         wait_until(lambda: chaoskit.effects_count(tmp_path) >= RUNS, "steps to run", 60)
         proxy.stop()
         down_at = time.time()
-        errors: list[BaseException] = []
-        chaoskit.signal_all(client, runs, errors)  # sent while the worker cannot see them
-        assert not errors
+        send_signals(client, runs)  # sent while the worker cannot see them
         worker.wait_line(UNAVAILABLE, timeout=OUTAGE)
         wait_until(lambda: time.time() - down_at >= OUTAGE, "the outage to last", OUTAGE)
         assert worker.proc.poll() is None, f"the worker exited:\n{worker.output()}"
         proxy.start()
-        back_at = time.time()
-        resumed = assert_rode_it_out(worker, pg_url, tmp_path, runs, back_at)
-        print(f"\npostgres outage of {back_at - down_at:.1f}s: first step {resumed:.2f}s "
-              "after the database came back")
-    finally:
-        worker.close()
-        client.close()
+        assert_rode_it_out(worker, client, tmp_path, runs,
+                           f"postgres outage of {time.time() - down_at:.1f}s")
 
 
 def test_durable_worker_waits_out_an_sqlite_write_lock_held_past_the_busy_timeout(
         db_url: str, tmp_path: Path) -> None:
     runs = inputs()
-    path = Path(db_url.removeprefix("sqlite:///"))
-    client = durable.Client(db_url)
-    worker = CliWorker(TARGET, db_url, tmp_path)
-    try:
+    with serving(db_url, tmp_path) as (client, worker):
         chaoskit.start_all(client, runs)
         wait_until(lambda: chaoskit.effects_count(tmp_path) >= RUNS, "steps to run", 60)
-        with write_lock_held(path):
+        with write_lock_held(Path(db_url.removeprefix("sqlite:///"))):
             held_at = time.time()
             worker.wait_line(UNAVAILABLE, timeout=60)  # after the 30 s busy timeout
             assert worker.proc.poll() is None, f"the worker exited:\n{worker.output()}"
-        back_at = time.time()
-        errors: list[BaseException] = []
-        chaoskit.signal_all(client, runs, errors)
-        assert not errors
-        resumed = assert_rode_it_out(worker, db_url, tmp_path, runs, back_at)
-        print(f"\nsqlite write lock held {back_at - held_at:.1f}s: first step {resumed:.2f}s "
-              "after it was released")
-    finally:
-        worker.close()
-        client.close()
+        held = time.time() - held_at
+        send_signals(client, runs)
+        assert_rode_it_out(worker, client, tmp_path, runs, f"sqlite write lock held {held:.1f}s")
 
 
 @pytest.fixture
@@ -141,15 +141,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_durable_worker_rides_out_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
-    db = f"sqlite:///{small_disk}/durable.db"
     runs = inputs()
-    client = durable.Client(db)
-    worker = CliWorker(TARGET, db, tmp_path)
-    try:
+    with serving(f"sqlite:///{small_disk}/durable.db", tmp_path) as (client, worker):
         chaoskit.start_all(client, runs)
-        errors: list[BaseException] = []
-        chaoskit.signal_all(client, runs, errors)
-        assert not errors
+        send_signals(client, runs)
         # Full while the runs go on: their writes need room the database never had yet.
         wait_until(lambda: chaoskit.effects_count(tmp_path) >= 1, "a step to run", 60)
         filled_at = time.time()
@@ -158,13 +153,8 @@ def test_durable_worker_rides_out_a_full_disk(small_disk: Path, tmp_path: Path) 
         assert "full" in worker.lines(UNAVAILABLE)[0], worker.output()
         worker.wait_line(STILL, timeout=LOG_EVERY * 3)
         (small_disk / "filler").unlink()
-        back_at = time.time()
-        resumed = assert_rode_it_out(worker, db, tmp_path, runs, back_at)
-        print(f"\ndisk full for {back_at - filled_at:.1f}s: first step {resumed:.2f}s "
-              "after space was freed")
-    finally:
-        worker.close()
-        client.close()
+        assert_rode_it_out(worker, client, tmp_path, runs,
+                           f"disk full for {time.time() - filled_at:.1f}s")
 
 
 def fill(path: Path) -> None:
@@ -184,16 +174,13 @@ def test_durable_worker_started_while_postgres_is_unreachable_waits_for_it(
     """Refused: nothing listens (the server is down). Cut: each connection is dropped as soon
     as it is made (a restart, a flapping network). Neither is bad input: not exit 2."""
     runs = dict(list(inputs().items())[:3])
-    client = durable.Client(pg_url)
     if how == "refused":
         proxy.stop()
     else:
         proxy.drop_new = True
-    worker = CliWorker(TARGET, proxy.url(pg_url), tmp_path)
-    try:
+    with serving(pg_url, tmp_path, proxy.url(pg_url)) as (client, worker):
         chaoskit.start_all(client, runs)
-        errors: list[BaseException] = []
-        chaoskit.signal_all(client, runs, errors)
+        send_signals(client, runs)
         worker.wait_line(UNAVAILABLE)
         worker.wait_line(STILL, timeout=LOG_EVERY * 2)
         assert worker.proc.poll() is None, f"the worker exited:\n{worker.output()}"
@@ -201,13 +188,8 @@ def test_durable_worker_started_while_postgres_is_unreachable_waits_for_it(
             proxy.start()
         else:
             proxy.drop_new = False
-        back_at = time.time()
-        resumed = assert_rode_it_out(worker, pg_url, tmp_path, runs, back_at)
-        print(f"\nstarted while postgres was unreachable ({how}): first step {resumed:.2f}s "
-              "after it could be reached")
-    finally:
-        worker.close()
-        client.close()
+        assert_rode_it_out(worker, client, tmp_path, runs,
+                           f"started while postgres was unreachable ({how})")
 
 
 def test_durable_worker_given_a_database_that_refuses_it_exits_2_with_one_line(
