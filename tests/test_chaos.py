@@ -136,6 +136,7 @@ def test_chaos_kills_pauses_cuts_outages_and_sys_exit_lose_nothing(
     assert chaoskit.poisoned_attempts(db, inputs) >= poisoned
     log = fleet.output()
     assert "unavailable (" in log and "available again after" in log, log
+    assert "unavailable (opening the database" in log, "no replacement waited for the database"
     assert all(len(k.resumed) == len(k.orphans) for k in kills), "orphaned runs never resumed"
     resumed = chaoskit.first_effect_after(effects, back_at)
     assert resumed is not None

@@ -493,7 +493,6 @@ def pid_scope() -> str | None:
     return f"{socket.gethostname()}/{boot[:12]}/{namespace}"
 
 
-
 def _process_alive(owner: str, prefix: str) -> bool:
     """Whether the process named in a lease owner `<prefix><pid>:<nonce>` of this pid scope
     still exists. Unknown shapes count as alive: only a certainly dead owner loses its leases
