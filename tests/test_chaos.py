@@ -45,7 +45,8 @@ CONCURRENCY = 50
 KILL_EVERY = 3.0
 PAUSE_AT, PAUSE_FOR = 2.0, 2 * LEASE + 1  # frozen past its lease: its runs are taken over
 CUT_AT = 4.0  # PostgreSQL: every worker connection dropped at once
-OUTAGE_AT = 6.0
+OUTAGE_AT = PAUSE_AT + PAUSE_FOR + 1  # after the thaw: taking the SQLite lock waits for a
+# worker frozen inside a write, and only this loop can thaw it
 OUTAGES = {"postgres": 30.0, "sqlite": 40.0}
 DEADLINE = 150.0  # start to last run ended (about 60 s on a quiet machine)
 
