@@ -34,6 +34,20 @@ from tests.kit import DEADLINE, Proc, Procs, wait_until
 APP = Path(__file__).parent / "apps" / "crash_app.py"
 
 
+@contextmanager
+def write_lock_held(path: Path) -> Iterator[sqlite3.Connection]:
+    """Hold the SQLite file's write lock from another connection, as a backup, an `sqlite3`
+    shell in a transaction or a frozen process would; every writer waits meanwhile. Taking it
+    waits for the writer holding it now, if any (a process frozen mid-write, say)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=DEADLINE)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 class ForkedProc(Proc):
     """A worker forked from a server process that has already imported durable and the app:
     the same `serve()` as the script's, without paying the interpreter start-up each time."""
@@ -107,9 +121,11 @@ class CrashLab:
     def _env(self, crash_at: Iterable[str]) -> dict[str, str]:
         return {"CRASH_DIR": str(self.dir), "CRASH_AT": ",".join(crash_at)}
 
-    def spawn(self, *args: str, crash_at: Iterable[str] = ()) -> Proc:
-        """Run `tests/apps/crash_app.py --db <lab db> *args` in a fresh interpreter."""
-        return self.procs.start(sys.executable, str(APP), "--db", self.db, *args,
+    def spawn(self, *args: str, crash_at: Iterable[str] = (), prefix: Iterable[str] = ()
+              ) -> Proc:
+        """Run `tests/apps/crash_app.py --db <lab db> *args` in a fresh interpreter (under
+        the command `prefix`, if any, e.g. `unshare`)."""
+        return self.procs.start(*prefix, sys.executable, str(APP), "--db", self.db, *args,
                                 env={**os.environ, **self._env(crash_at)})
 
     def worker(self, *, lease: float = 1.0, crash_at: Iterable[str] = (), version: str = "v1",
@@ -195,6 +211,16 @@ class CrashLab:
 
     def result(self, run_id: str) -> Any:
         return self.client.result(run_id, timeout=DEADLINE)
+
+    def lease(self, run_id: str) -> tuple[int, str | None]:
+        """The run's fencing token and lease owner, as the database has them now."""
+        conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            token, owner = conn.execute("SELECT token, lease_owner FROM runs WHERE run_id = ?",
+                                        (run_id,)).fetchone()
+        finally:
+            conn.close()
+        return int(token), owner
 
     def history(self, run_id: str, type: str | None = None) -> list[HistoryEvent]:
         return [e for e in self.client.history(run_id) if type is None or e.type == type]

@@ -7,6 +7,8 @@ the gap. Workers are tests/apps/crash_app.py run as subprocesses; see tests/cras
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import sqlite3
 import time
@@ -15,6 +17,7 @@ import pytest
 
 from durable import ExecutionStatus
 from durable.model import OperationStatus, OperationType, RunInfo
+from tests import pgkit
 from tests.apps import crash_app as app
 from tests.crashkit import CrashLab
 from tests.kit import wait_until
@@ -219,6 +222,37 @@ def test_worker_whose_lease_was_taken_over_cannot_commit(crash_lab: CrashLab,
     assert sorted(ops) == ["one", "slow", "two"]
     assert all(op.status is OperationStatus.SUCCEEDED and op.attempt == 1 for op in ops.values())
     assert [e.name for e in lab.history(run_id, "StepSucceeded")] == ["one", "slow", "two"]
+
+
+def test_a_worker_in_another_pid_namespace_never_takes_a_live_workers_runs(
+        crash_lab: CrashLab) -> None:
+    """Containers sharing a host name (host networking, a shared UTS namespace) each count
+    their own pids and see none of the others'. A worker started in one must not judge the
+    worker of another dead because it cannot see its pid: w2, in a PID namespace of its own,
+    leaves the run w1 holds alone until w1's lease runs out. Here w1 is frozen meanwhile, so
+    that only w2 can take the probe run that shows w2 is done starting."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        why = "needs root and unshare(1) to start a worker in a PID namespace of its own"
+        if pgkit.in_ci():
+            pytest.fail(f"{why}. CI=true: this test must run, not skip", pytrace=False)
+        pytest.skip(why)
+    lab = crash_lab
+    run_id = lab.start(app.fence, id="fence")
+    w1 = lab.worker(lease=30.0)  # never runs out here: only an early takeover could take it
+    lab.wait_effect("slow")
+    held = lab.lease(run_id)
+    with lab.paused(w1):  # alive, holding the run, inside `slow`
+        lab.spawn("--lease", str(LEASE), prefix=[
+            "unshare", "--pid", "--fork", "--mount-proc", "--kill-child"])
+        lab.start(app.single, "probe", id="probe")
+        lab.finish("probe")  # only w2 serves now: it has looked at the leases on this host
+        assert lab.effects().pids("single") == [1]  # w2: the first process of its namespace
+        assert lab.lease(run_id) == held, "w2 took over the run of a live worker"
+    lab.open_gate("slow")
+    lab.open_gate("two")
+    lab.finish(run_id)
+    assert lab.result(run_id) == {"slow_finished_by": w1.pid}
+    assert lab.effects().pids("slow") == [w1.pid]
 
 
 def _parked(lab: CrashLab, run_id: str) -> RunInfo | None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,7 +29,7 @@ from durable import (
     workflow,
 )
 from durable.engine import machine
-from durable.engine.worker import serving_here
+from durable.engine.worker import pid_scope, serving_here
 from durable.model import ErrorObject, OperationStatus, OperationType
 from tests.kit import wait_until_async
 
@@ -614,7 +613,7 @@ async def test_a_worker_resumes_at_once_the_runs_of_a_dead_worker_of_its_own_hos
         return await ctx.step(lambda: "resumed", name="work")
 
     handle = client.start(wf)
-    dead_owner = f"{socket.gethostname()}:{2**22 + 12345}:deadbeef"  # no such pid
+    dead_owner = f"{pid_scope()}:{2**22 + 12345}:deadbeef"  # this host and namespace, no such pid
     client.store.write_sync(lambda tx: tx.lease([handle.run_id], dead_owner, 1e12))
     async with serving(client, wf):
         await finish(client, handle.run_id, timeout=10)  # not after the (endless) lease

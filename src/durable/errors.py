@@ -19,6 +19,17 @@ class StoreUnusable(UsageError):
     names the database and what to do (`durable doctor` checks it)."""
 
 
+class StoreUnavailable(UsageError):
+    """The database could not be opened for now: not reachable, the connection dropped, the
+    file locked by another process or its disk full. It may pass by itself: a command reports
+    it like bad input, a worker waits for it (`where` names the database, without a password).
+    """
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
 class RunNotFound(UsageError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run with id {run_id!r}; `durable ls` lists the runs in this database")

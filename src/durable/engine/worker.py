@@ -10,6 +10,13 @@ however many fire it) and sleeps no longer than until the next tick. Queued work
 tells the engine each queue's limits as data at claim time, so limits hold across all workers.
 All times come from the injected `clock`, so a virtual clock can drive timers, ticks and rate
 windows.
+
+The database going away (a PostgreSQL outage, an SQLite write lock held past the busy timeout, a
+full disk) does not stop a worker: it says so (`_Outage`), claims nothing while its writes fail,
+and carries on when one succeeds again. An invocation whose checkpoint could not be written
+stops there, as one fenced out does; its lease is given back once the store answers, and the
+run resumes from what is durable. Nor does user code stop it: `sys.exit()` in a step or a
+workflow is their failure (`code_failure`); only SIGTERM or SIGINT stops the worker.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 from durable.engine import machine, schedules, telemetry
-from durable.errors import DurableError, InvocationError, StaleToken, UsageError
+from durable.errors import DurableError, InvocationError, StaleToken, StoreUnavailable, UsageError
 from durable.model import (
     CheckpointResult,
     ErrorObject,
@@ -37,15 +45,22 @@ from durable.model import (
     InvocationStatus,
     OperationUpdate,
     WorkflowHandler,
+    code_failure,
 )
 from durable.model.queues import Queue, ServedQueue
 from durable.model.schedule import Schedule
 from durable.store import Store, Tx, open_store
 
 log = logging.getLogger("durable.worker")
+T = TypeVar("T")
 
 SAFETY_NAP = 5.0
 """Longest sleep without looking at the store: only matters if a wake-up was lost."""
+
+OUTAGE_LOG_EVERY = 10.0
+"""While the store stays unavailable, how often the worker says so again."""
+OUTAGE_PAUSES = (0.05, 1.0)
+"""The first and the longest pause between attempts while the store is unavailable."""
 
 _SERVING: dict[asyncio.AbstractEventLoop, list[Worker]] = {}
 """The workers serving on each event loop, for `serving_here`."""
@@ -115,7 +130,7 @@ class Worker:
                           for w in workflows if fire_schedules
                           and (s := getattr(w, "schedule", None)) is not None]
         self.queues = _served_queues(workflows)
-        self.store = db if isinstance(db, Store) else open_store(db)
+        self.store = db if isinstance(db, Store) else _open(db)
         self.handlers = telemetry.instrument(self.handlers, self.store)  # as is when tracing is off
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
@@ -123,8 +138,13 @@ class Worker:
         self.drain_seconds = drain_seconds
         self.invocation_attempts = invocation_attempts
         self.invocation_backoff = invocation_backoff
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._pid_scope = pid_scope()
+        self.owner = (f"{self._pid_scope or socket.gethostname()}:{os.getpid()}:"
+                      f"{uuid.uuid4().hex[:8]}")
         self.stats = WorkerStats()
+        self._outage = _Outage(self.store.where)
+        self._caught_up = False  # `_catch_up` done
+        self._abandoned: dict[str, int] = {}  # run id -> token: invocations cut off by the store
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._finishing = 0  # invocations whose outcome is being written
         self._reserved = 0  # slots promised to runs being started in this process (`reserve`)
@@ -165,15 +185,15 @@ class Worker:
         unsubscribe = self.store.subscribe(on_commit)
         _SERVING.setdefault(loop, []).append(self)
         heartbeat = asyncio.create_task(self._heartbeat())
-        names = self.names
         try:  # whatever fails from here on, the worker stops listening and serving
-            await self._reclaim_from_dead_neighbours()
-            parked = self.store.read(lambda tx: tx.parked_runs(names))
-            if parked:  # new code may fit their history now
-                await self.store.awrite(lambda tx: machine.unpark(tx, parked, self.clock()))
             while not self._stopping and not (until and until()):
                 wake.clear()
-                timeout = await self._poll()
+                try:
+                    await self._catch_up()
+                    timeout = await self._poll()
+                except Exception as e:  # the store failed: say so, try again in a while
+                    self._outage.failed("claiming runs", e)
+                    timeout = self._outage.pause()
                 if timeout is None or timeout > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), min(timeout or SAFETY_NAP,
@@ -189,19 +209,47 @@ class Worker:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
 
-    async def _reclaim_from_dead_neighbours(self) -> None:
-        """Leases held by workers of this host whose process is gone (killed, crashed) expire
-        now, so a restarted worker resumes their runs at once instead of after the lease."""
-        host = socket.gethostname()
-        owners = self.store.read(lambda tx: tx.lease_owners(f"{host}:"))
-        dead = [o for o in owners if o != self.owner and not _process_alive(o)]
-        if dead:
-            now = self.clock()
+    async def _catch_up(self) -> None:
+        """What serving begins with, once the store answers, in one write (the writer, not
+        the pool of readers, which may take a while to reconnect after an outage): take over
+        the runs of dead workers of this host, and give parked runs another try."""
+        if self._caught_up:
+            return
+        names, clock = self.names, self.clock
 
-            def expire(tx: Tx) -> None:
-                for owner in dead:
-                    tx.expire_leases(owner, now)
-            await self.store.awrite(expire)
+        def catch_up(tx: Tx) -> None:
+            self._reclaim_from_dead_neighbours(tx, clock())
+            parked = tx.parked_runs(names)
+            if parked:  # new code may fit their history now
+                machine.unpark(tx, parked, clock())
+        await self._write(catch_up)
+        self._caught_up = True
+
+    def _reclaim_from_dead_neighbours(self, tx: Tx, now: float) -> None:
+        """Leases held by workers of this host whose process is gone (killed, crashed) expire
+        now, so a restarted worker resumes their runs at once instead of after the lease.
+
+        Only where a pid names one process for sure (`pid_scope`): the same boot of the same
+        host, and the same PID namespace. A worker in another container sharing the host name
+        cannot see this one's processes, and must not take a pid it cannot see for a dead one;
+        its runs come free when their leases run out, as on another machine."""
+        if self._pid_scope is None:
+            return
+        prefix = f"{self._pid_scope}:"
+        for owner in tx.lease_owners(prefix):
+            if owner != self.owner and not _process_alive(owner, prefix):
+                tx.expire_leases(owner, now)
+
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
+        """`store.awrite`, noting that the store answered (an outage is over when a write
+        goes through, or is refused by the engine's rules)."""
+        try:
+            result = await self.store.awrite(fn)
+        except DurableError:
+            self._outage.answered()
+            raise
+        self._outage.answered()
+        return result
 
     async def run_due(self) -> float | None:
         """Run every invocation due now, and what they make due now, until nothing is; return
@@ -233,7 +281,7 @@ class Worker:
         now = self.clock()
         due = [s for s in self.schedules if self._next_tick.get(s.workflow, now) <= now]
         if due:
-            await self.store.awrite(lambda tx: [s.fire(tx, now) for s in due])
+            await self._write(lambda tx: [s.fire(tx, now) for s in due])
             for s in due:
                 self._next_tick[s.workflow] = s.schedule.next_after(now)
         return min(self._next_tick.values())
@@ -274,7 +322,7 @@ class Worker:
             self._start([claimed])
             return
         run_id, token, clock = claimed.invocation.run_id, claimed.token, self.clock
-        await self.store.awrite(lambda tx: machine.release_unstarted(tx, run_id, token, clock()))
+        await self._write(lambda tx: machine.release_unstarted(tx, run_id, token, clock()))
 
     def _free(self) -> int:
         return self.concurrency - len(self._inflight) - self._reserved
@@ -286,8 +334,11 @@ class Worker:
             return None
         names, queues, clock = self.names, self.queues, self.clock
         claim = self._claimer(clock(), free)
+        abandoned = list(self._abandoned.items())
 
         def claim_and_look_ahead(tx: Tx) -> tuple[list[machine.Claimed], float | None]:
+            for run_id, token in abandoned:  # free again at once, for this claim too
+                machine.release_unstarted(tx, run_id, token, clock())
             claimed = claim(tx)
             if len(claimed) == free:
                 return claimed, None
@@ -295,7 +346,9 @@ class Worker:
             # Asked in the same transaction, so the claim and the answer cost one round trip
             # to the writer and none to the pool.
             return claimed, machine.next_due(tx, clock(), names, queues)
-        claimed, due = await self.store.awrite(claim_and_look_ahead)
+        claimed, due = await self._write(claim_and_look_ahead)
+        for run_id, _ in abandoned:
+            del self._abandoned[run_id]
         self._start(claimed)
         if len(claimed) == free:
             return 0
@@ -311,19 +364,22 @@ class Worker:
 
     async def _invoke(self, c: machine.Claimed) -> None:
         inv, token = c.invocation, c.token
-        store, clock = self.store, self.clock
+        clock = self.clock
 
         store_failed: list[BaseException] = []
 
         async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
             try:
-                return await store.awrite(
+                return await self._write(
                     lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock()))
             except DurableError:
                 raise
             except Exception as e:  # the database failed, not the engine's rules
+                # Whether it committed is unknown: the invocation stops here, as one fenced
+                # out does (the SDK lets no user code catch that), and the run resumes from
+                # what is durable.
                 store_failed.append(e)
-                raise
+                raise StaleToken(f"run {inv.run_id!r}: a checkpoint could not be written") from e
 
         started = time.perf_counter()
         self.stats.invocations += 1
@@ -331,19 +387,22 @@ class Worker:
             try:
                 out = await self.handlers[inv.workflow](inv, checkpointer)
             except StaleToken:
-                self.stats.stale += 1
-                log.info("run %s: lease lost mid-invocation, stopping it", inv.run_id)
-                return
+                if not store_failed:
+                    self.stats.stale += 1
+                    log.info("run %s: lease lost mid-invocation, stopping it", inv.run_id)
+                    return
+                out = None
             except InvocationError as e:
                 log.warning("run %s: invocation failed, will retry: %s", inv.run_id, e)
                 await self._retry(inv.run_id, token, e, time.perf_counter() - started)
                 return
-            except Exception as e:  # a fault outside user code: record it, keep serving
+            except BaseException as e:  # a fault outside user code, or sys.exit() in it
+                if not code_failure(e):
+                    raise  # this invocation was cancelled: the worker is shutting down
                 log.exception("run %s: invocation crashed", inv.run_id)
                 out = InvocationOutput(InvocationStatus.FAILED, error=ErrorObject.from_exception(e))
-            if store_failed:  # not the workflow's failure: leave the run to be taken again
-                log.warning("run %s: a checkpoint could not be written (%s); the run will be "
-                            "invoked again when its lease runs out", inv.run_id, store_failed[0])
+            if store_failed or out is None:  # not the workflow's outcome: leave the run as it is
+                self._abandon(inv.run_id, token, "writing a checkpoint", store_failed[0])
                 return
             duration = time.perf_counter() - started
             # Its slot frees now. Alone in finishing, it takes the next due runs in the same
@@ -351,8 +410,10 @@ class Worker:
             # such as many timers falling due at once), it leaves its slot to the loop, which
             # refills every slot freed meanwhile with one claim once they have committed: each
             # claim walks the head of runs_ready, past the rows the other workers just took,
-            # so a claim per slot would make every run pay for a walk.
-            free = 0 if self._stopping or self._finishing else self._free() + 1
+            # so a claim per slot would make every run pay for a walk. Nor does it claim while
+            # the store is failing: the loop finds out when it is back.
+            free = 0 if self._stopping or self._finishing or self._outage.down else (
+                self._free() + 1)
             claim = self._claimer(clock(), free)
 
             def finish_and_claim(tx: Tx) -> list[machine.Claimed]:
@@ -360,9 +421,12 @@ class Worker:
                 return claim(tx) if free > 0 else []
             self._finishing += 1
             try:
-                self._start(await store.awrite(finish_and_claim))
+                self._start(await self._write(finish_and_claim))
             except StaleToken:
                 self.stats.stale += 1
+                return
+            except Exception as e:
+                self._abandon(inv.run_id, token, "recording how an invocation ended", e)
                 return
             finally:
                 self._finishing -= 1
@@ -376,25 +440,35 @@ class Worker:
             if self._wake is not None:
                 self._wake.set()
 
+    def _abandon(self, run_id: str, token: int, what: str, error: BaseException) -> None:
+        """An invocation of `run_id` ended without its outcome written, the store failing:
+        its lease is given back with the next claim that goes through (`_claim_and_start`),
+        rather than left to run out."""
+        self._outage.failed(f"{what} of run {run_id}", error)
+        log.debug("run %s: left to be invoked again once the store answers: %s", run_id, error)
+        self._abandoned[run_id] = token
+
     async def _retry(self, run_id: str, token: int, e: InvocationError,
                      duration: float) -> None:
         attempts, backoff, clock = self.invocation_attempts, self.invocation_backoff, self.clock
         try:
-            await self.store.awrite(lambda tx: machine.retry_invocation(
+            await self._write(lambda tx: machine.retry_invocation(
                 tx, run_id, token, e.error, clock(), duration, attempts, backoff))
         except StaleToken:
             self.stats.stale += 1
+        except Exception as failed:
+            self._abandon(run_id, token, "recording a failed invocation", failed)
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             if self._inflight:
                 try:
-                    await self.store.awrite(functools.partial(
+                    await self._write(functools.partial(
                         machine.heartbeat, owner=self.owner, run_ids=list(self._inflight),
                         until=self.clock() + self.lease_seconds))
                 except Exception as e:  # the database is away: try again next time round
-                    log.warning("heartbeat failed: %s", e)
+                    self._outage.failed("renewing leases", e)
 
     async def _drain(self) -> None:
         if not self._inflight:
@@ -405,17 +479,100 @@ class Worker:
             task.cancel()
 
 
-def _process_alive(owner: str) -> bool:
-    """Whether the process named in a lease owner `host:pid:nonce` of this host still exists.
-    Unknown shapes count as alive: only a certainly dead owner loses its leases early."""
+def pid_scope() -> str | None:
+    """Where a pid names one process: this host (its name, for people to read), this boot of it
+    (pids are reused after a reboot) and this PID namespace (containers on one host each count
+    their own pids, and see none of the others'). A worker's lease owner name starts with it:
+    `<scope>:<pid>:<nonce>`. None where the kernel does not say (not Linux): then no worker is
+    ever judged dead by its pid."""
     try:
-        pid = int(owner.split(":")[1])
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{boot[:12]}/{namespace}"
+
+
+def _process_alive(owner: str, prefix: str) -> bool:
+    """Whether the process named in a lease owner `<prefix><pid>:<nonce>` of this pid scope
+    still exists. Unknown shapes count as alive: only a certainly dead owner loses its leases
+    early."""
+    try:
+        pid = int(owner.removeprefix(prefix).split(":")[0])
         os.kill(pid, 0)
-    except (IndexError, ValueError, PermissionError):
+    except (ValueError, PermissionError):
         return True
     except ProcessLookupError:
         return False
     return True
+
+
+def _open(url: str | None) -> Store:
+    """The worker's store, waited for while the database cannot be opened for now (not
+    reachable, dropping connections, locked, full): a worker is a service, and may well start
+    before its database or while it restarts. Bad input (a malformed URL, a role the server
+    does not know) still raises at once."""
+    outage: _Outage | None = None
+    while True:
+        try:
+            store = open_store(url)
+        except StoreUnavailable as e:
+            outage = outage or _Outage(e.where)
+            outage.failed("opening the database", e)
+            time.sleep(outage.pause())
+            continue
+        if outage is not None:
+            outage.answered()
+        return store
+
+
+class _Outage:
+    """Whether the store answers the worker's writes, since when not, and what to say about
+    it: the first failure at once (what failed, with its run id where it has one), then one
+    line every OUTAGE_LOG_EVERY seconds however many writes fail meanwhile, and one line when
+    a write goes through again. Measured on the monotonic clock: an outage is real time, even
+    under a virtual `clock`."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.since: float | None = None
+        self._logged = 0.0
+        self._failures = 0
+        self._pause = OUTAGE_PAUSES[0]
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, what: str, error: BaseException) -> None:
+        now = time.monotonic()
+        self._failures += 1
+        if self.since is None:
+            self.since = self._logged = now
+            log.warning("store %s unavailable (%s: %s); not claiming runs until it answers",
+                        self.where, what, _one_line(error))
+        elif now - self._logged >= OUTAGE_LOG_EVERY:
+            self._logged = now
+            log.warning("store %s still unavailable after %.0fs (%d attempts failed, the last "
+                        "%s: %s)", self.where, now - self.since, self._failures, what,
+                        _one_line(error))
+
+    def answered(self) -> None:
+        if self.since is not None:
+            log.warning("store %s available again after %.1fs; claiming runs again",
+                        self.where, time.monotonic() - self.since)
+        self.since = None
+        self._failures = 0
+        self._pause = OUTAGE_PAUSES[0]
+
+    def pause(self) -> float:
+        """How long to wait before trying again: doubling up to OUTAGE_PAUSES[1]."""
+        pause, self._pause = self._pause, min(self._pause * 2, OUTAGE_PAUSES[1])
+        return pause
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _no_input(tick: datetime) -> str | None:

@@ -7,6 +7,7 @@ values follow AWS Lambda durable functions' service contract so both can be mapp
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import traceback
 from collections.abc import Awaitable, Callable
@@ -142,6 +143,18 @@ class ErrorObject:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ErrorObject:
         return cls(d["type"], d["message"], d.get("traceback"), d.get("data"))
+
+
+def code_failure(e: BaseException) -> bool:
+    """Whether `e`, escaping user code (a step body, a workflow), is that code failing, to be
+    recorded like any exception: so are SystemExit, KeyboardInterrupt and a CancelledError the
+    code raised itself, none of which may stop the worker that runs it. Not so the
+    cancellation of the task running the code (a worker shutting down, a timeout, a batch
+    that no longer needs the branch): the task has been asked to stop, and must."""
+    if isinstance(e, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() == 0
+    return isinstance(e, Exception | SystemExit | KeyboardInterrupt)
 
 
 ABANDONED = "Abandoned"

@@ -19,6 +19,7 @@ from durable.model import (
     OperationType,
     OperationUpdate,
     SubType,
+    code_failure,
 )
 from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, WALL_CLOCK, Executor, Scope, StepRun
 from durable.sdk.retry import DEFAULT_RETRY, RetryPolicy
@@ -123,7 +124,9 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
             try:
                 value = await _call(ex, op_id, attempt, fn, args, kwargs, cfg.timeout)
                 payload = _encode(serializer, value, name)
-            except Exception as e:
+            except BaseException as e:  # sys.exit() in a body fails the attempt, not the worker
+                if not code_failure(e):
+                    raise
                 op = await _fail_attempt(ex, update, name, attempt, policy, e)
                 continue
             await ex.checkpoint(update(OperationAction.SUCCEED, payload=payload,
@@ -132,7 +135,7 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
 
 
 async def _fail_attempt(ex: Executor, update: Callable[..., OperationUpdate], name: str,
-                        attempt: int, policy: RetryPolicy, error: Exception) -> Operation:
+                        attempt: int, policy: RetryPolicy, error: BaseException) -> Operation:
     """Checkpoint a failed attempt: RETRY with the backoff if the policy allows, else FAIL."""
     err = ErrorObject.from_exception(error)
     delay = None if isinstance(error, SerializationError) else policy.next_delay(attempt, error)

@@ -24,6 +24,7 @@ from durable.model import (
     InvocationOutput,
     InvocationStatus,
     OperationUpdate,
+    code_failure,
 )
 from durable.model.queues import Queue
 from durable.model.schedule import Missed, Schedule
@@ -155,7 +156,9 @@ class Workflow(Generic[R]):
             await ex.flush()
             return InvocationOutput(InvocationStatus.FAILED, stopped=True, error=ErrorObject(
                 "Cancelled", "the run was cancelled", ErrorObject.from_exception(e).traceback))
-        except Exception as e:
+        except BaseException as e:  # sys.exit() in the workflow fails the run, not the worker
+            if not code_failure(e):
+                raise
             await ex.flush()
             return InvocationOutput(InvocationStatus.FAILED, error=ErrorObject.from_exception(e))
         finally:

@@ -34,6 +34,8 @@ class Store(ABC):
     """A database holding runs. Thread-safe; `awrite`/`aread` are the asyncio-friendly forms."""
 
     url: str
+    where: str
+    """How to name the database in messages: its URL, less any password."""
 
     writer: BatchWriter
 

@@ -31,7 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from durable.errors import UsageError
+from durable.errors import StoreUnavailable, UsageError
 from durable.store.base import Finding, Store
 from durable.store.batch import BatchWriter
 from durable.store.schema import applied, apply_migrations, pending, version_finding
@@ -136,8 +136,24 @@ def _connect(conninfo: str, where: str) -> Connection:
     try:
         return psycopg.connect(conninfo, autocommit=True)
     except psycopg.OperationalError as e:
-        raise UsageError(f"cannot connect to PostgreSQL at {where}: {_one_line(e)}; "
-                         "check DURABLE_DB (or --db)") from e
+        message = (f"cannot connect to PostgreSQL at {where}: {_one_line(e)}; "
+                   "check DURABLE_DB (or --db)")
+        raise UsageError(message) if _turned_away(e) else StoreUnavailable(message, where) from e
+
+
+_PASSING_REFUSALS = ("starting up", "shutting down", "not yet accepting", "recovery mode",
+                     "too many clients", "connection slots", "terminating connection")
+"""Words of the refusals a server gives only for now: it is starting, stopping or full."""
+
+
+def _turned_away(error: psycopg.OperationalError) -> bool:
+    """Whether connecting failed because the server answered no for good (no such role or
+    database, a wrong password, no pg_hba.conf entry): the URL must change, waiting will not
+    help. Anything else (nothing listening, a connection dropped while it was made, a server
+    starting up, shutting down or out of connection slots) may pass by itself. libpq gives
+    only the text: the server's refusals are the FATAL ones."""
+    text = str(error)
+    return "FATAL:" in text and not any(words in text for words in _PASSING_REFUSALS)
 
 
 def _migrate(conn: Connection, where: str) -> str:
@@ -152,8 +168,11 @@ def _migrate(conn: Connection, where: str) -> str:
                 apply_migrations(execute, SERIAL, time.time(), where)
         row = conn.execute("SELECT current_schema()").fetchone()
     except psycopg.Error as e:
-        raise UsageError(f"cannot set up Durable's tables in PostgreSQL at {where}: "
-                         f"{_one_line(e)}") from e
+        # Cut off (class 08), shut down or restarting (57P), out of resources (53): for now.
+        message = f"cannot set up Durable's tables in PostgreSQL at {where}: {_one_line(e)}"
+        if conn.broken or (e.sqlstate or "").startswith(("08", "53", "57P")):
+            raise StoreUnavailable(message, where) from e
+        raise UsageError(message) from e
     assert row is not None
     return str(row[0])
 
@@ -283,9 +302,9 @@ class PostgresStore(Store):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._conninfo, self._where = _conninfo(url)
-        with _connect(self._conninfo, self._where) as conn:
-            schema = _migrate(conn, self._where)
+        self._conninfo, self.where = _conninfo(url)
+        with _connect(self._conninfo, self.where) as conn:
+            schema = _migrate(conn, self.where)
             # One channel per schema: deployments sharing a database do not wake each other.
             channel = sql.Identifier(f"durable.{schema}").as_string(conn)
         self._listen_sql = f"LISTEN {channel}"

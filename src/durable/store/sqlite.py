@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from durable.errors import StoreUnusable, UsageError
+from durable.errors import StoreUnavailable, StoreUnusable, UsageError
 from durable.store.base import Finding, Store
 from durable.store.batch import BatchWriter
 from durable.store.schema import applied, apply_migrations, pending, version_finding
@@ -217,10 +217,17 @@ class _Writer(BatchWriter):
         super()._finish(conn, tx)
 
 
+def _passing(error: sqlite3.Error) -> bool:
+    """Whether `error` may pass by itself: another process held the write lock past the busy
+    timeout, or the disk is full."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL)
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str) -> None:
         self.path = path
-        self.url = f"sqlite:///{path}"
+        self.url = self.where = f"sqlite:///{path}"
         self._damage = _Damage(path)
         self._open_file(path)
         self._local = threading.local()
@@ -246,6 +253,9 @@ class SQLiteStore(Store):
                 conn.close()
         except sqlite3.Error as e:
             self._damage.check(e)
+            if _passing(e):
+                raise StoreUnavailable(f"cannot open database {path!r} for now: {e}",
+                                       self.where) from e
             raise UsageError(f"cannot open database {path!r}: {e}; "
                              "set DURABLE_DB or --db to a writable SQLite file") from e
 
