@@ -225,6 +225,47 @@ async def test_typed_values_round_trip_through_checkpoints(client):
     assert m == Money(amount=Decimal("1.5"), currency="USD")
 
 
+class Blob(pydantic.BaseModel):
+    name: str
+    data: bytes
+    parts: list[bytes]
+
+
+@dataclasses.dataclass
+class Sealed:
+    blob: Blob  # a model inside a dataclass: each has its own say on bytes in pydantic
+    tag: bytes
+
+
+async def test_bytes_that_are_not_utf8_round_trip_in_a_model_a_dataclass_and_bare(client):
+    blob = Blob(name="x", data=b"\xff\xfe\x00", parts=[b"\x80", b"plain text"])
+    sealed = Sealed(Blob(name="y", data=b"\xc3\x28", parts=[]), b"\xe2\x82")
+    bare = b"\x00\xff"
+
+    def make_blob() -> Blob:
+        return blob
+
+    def make_sealed() -> Sealed:
+        return sealed
+
+    def make_bare() -> bytes:
+        return bare
+
+    seen: list[Any] = []
+
+    @workflow
+    async def wf(ctx: Context, given: Blob) -> list[Blob]:
+        made = (await ctx.step(make_blob), await ctx.step(make_sealed),
+                await ctx.step(make_bare))
+        seen.append((made, given))  # live, then replayed from the checkpoints after the sleep
+        await ctx.sleep(0.01)
+        return [given, made[0]]
+
+    handle = await run_to_end(client, wf, blob)
+    assert seen == [((blob, sealed, bare), blob)] * 2
+    assert handle.result() == [blob, blob]
+
+
 async def test_unannotated_values_look_the_same_live_and_replayed(client):
     seen: list[Any] = []
 

@@ -23,7 +23,15 @@ def open_store(url: str | None = None) -> Store:
     if url.startswith("sqlite:///"):
         from durable.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite:///"))
+        path = url.removeprefix("sqlite:///")
+        if path in ("", ":memory:"):
+            # SQLite gives each connection its own private database for these, and a store
+            # has several connections (the writer's, each reading thread's): they would not
+            # see each other's runs, nor the tables.
+            raise UsageError(f"database URL {url!r} names no file: Durable needs one that "
+                             "every connection and process opens alike; use "
+                             "sqlite:///path/to/file.db")
+        return SQLiteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
         from durable.store.postgres import PostgresStore
 
