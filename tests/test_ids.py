@@ -40,6 +40,11 @@ def test_a_run_id_outside_the_rule_is_a_usage_error_and_creates_nothing(
     assert client.list() == []
 
 
+def test_a_run_id_that_is_not_a_string_is_a_usage_error(client: durable.Client) -> None:
+    with pytest.raises(durable.UsageError, match="a run id is a string, not int"):
+        client.start_by_name("anything", None, id=17)  # type: ignore[arg-type]
+
+
 def test_every_character_the_rule_allows_makes_a_run_found_again_by_its_id(
         client: durable.Client) -> None:
     for run_id in ("Tenant_9:order-17@v2.1+eu", "_", "0", "x" * RUN_ID_MAX):

@@ -36,12 +36,15 @@ RUN_ID_RULE = (f"1 to {RUN_ID_MAX} ASCII letters, digits and the characters _ - 
 """The rule in words, for error messages and documentation."""
 
 _VALID = re.compile(RUN_ID_PATTERN.strip("^$"))
+_STARTS_WELL = re.compile(f"[{_FIRST}]")
 _DISALLOWED = re.compile(f"[^{_REST}]")
 _DIGEST_CHARS = 16
 
 
 def check_run_id(run_id: str) -> str:
     """`run_id`, if a run may be created with it; else `UsageError` saying what is wrong."""
+    if not isinstance(run_id, str):
+        raise UsageError(f"a run id is a string, not {type(run_id).__name__}: {RUN_ID_RULE}")
     if _VALID.fullmatch(run_id):
         return run_id
     raise UsageError(f"run id {_shown(run_id)} {_problem(run_id)}: a run id is {RUN_ID_RULE}")
@@ -58,7 +61,7 @@ def derived_run_id(text: str) -> str:
     digest = hashlib.blake2b(text.encode(errors="surrogatepass"),
                              digest_size=_DIGEST_CHARS // 2).hexdigest()
     safe = _DISALLOWED.sub("_", text)
-    if not re.match(f"[{_FIRST}]", safe):
+    if not _STARTS_WELL.match(safe):
         safe = "_" + safe
     return f"{safe[:RUN_ID_MAX - _DIGEST_CHARS - 1]}-{digest}"
 
@@ -73,7 +76,7 @@ def _problem(run_id: str) -> str:
         return "is empty"
     if len(run_id) > RUN_ID_MAX:
         return f"is {len(run_id)} characters long"
-    if not re.match(f"[{_FIRST}]", run_id):
+    if not _STARTS_WELL.match(run_id):
         return f"starts with {run_id[0]!r}"
     bad = _DISALLOWED.search(run_id)
     assert bad is not None
