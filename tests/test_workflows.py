@@ -231,15 +231,20 @@ class Blob(pydantic.BaseModel):
     parts: list[bytes]
 
 
+class Note(pydantic.BaseModel):
+    body: bytes
+
+
 @dataclasses.dataclass
 class Sealed:
     blob: Blob  # a model inside a dataclass: each has its own say on bytes in pydantic
     tag: bytes
+    attached: Note | Blob  # a member of a union is checked against each type in it
 
 
 async def test_bytes_that_are_not_utf8_round_trip_in_a_model_a_dataclass_and_bare(client):
     blob = Blob(name="x", data=b"\xff\xfe\x00", parts=[b"\x80", b"plain text"])
-    sealed = Sealed(Blob(name="y", data=b"\xc3\x28", parts=[]), b"\xe2\x82")
+    sealed = Sealed(Blob(name="y", data=b"\xc3\x28", parts=[]), b"\xe2\x82", Note(body=b"\xf0"))
     bare = b"\x00\xff"
 
     def make_blob() -> Blob:

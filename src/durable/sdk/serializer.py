@@ -86,13 +86,11 @@ def _base64_bytes(schema: Any) -> Any:
 def _stand_in(cls: type) -> type:
     """A class pydantic-core takes for `cls`: what it creates is a `cls` (pydantic-core makes
     an instance through the class's `__new__` and then fills in its fields), and a `cls`
-    passes its instance checks (unions), yet it has no prebuilt validator or serializer."""
+    passes its instance checks (in a union, a member whose check fails is serialized by
+    inference, with the class's own config), yet it has no prebuilt validator or serializer."""
     class Of(type):
         def __instancecheck__(self, instance: Any) -> bool:
             return isinstance(instance, cls)
-
-        def __subclasscheck__(self, subclass: type) -> bool:
-            return issubclass(subclass, cls)
 
     def new(_: type) -> Any:
         return object.__new__(cls)
