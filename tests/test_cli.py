@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -316,6 +318,37 @@ def test_show_json_dumps_the_run_its_operations_events_and_history(
     assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded"
 
 
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\u202e\x9b31m"
+"""Retitles the terminal, clears it, reverses the text after it, recolours (C1 CSI)."""
+
+
+def test_show_and_ls_print_control_characters_from_the_data_escaped(
+        cli: Cli, client: durable.Client) -> None:
+    old = f"old{HOSTILE}"  # stored before the run id rule, or by another tool
+    client.store.write_sync(lambda tx: tx.insert_run(old, f"wf{HOSTILE}", f"raw{HOSTILE}",
+                                                     time.time()))
+    client.signal(old, f"sig{HOSTILE}", HOSTILE)
+    listed, shown = cli.all(["ls"], ["show", old])
+    for done in (listed, shown):
+        assert done.returncode == 0, done.stderr
+        assert not set(done.stdout) & {"\x1b", "\x07", "\u202e", "\x9b"}, done.stdout
+    escaped = "\\x1b]0;owned\\x07\\x1b[2J\\u202e\\x9b31m"
+    assert f"old{escaped}" in listed.stdout and f"wf{escaped}" in listed.stdout
+    assert f"raw{escaped}" in shown.stdout and f"sig{escaped}" in shown.stdout
+
+
+def test_server_on_a_port_in_use_is_one_line_and_exit_2(cli: Cli) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("server", "--port", str(port))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: port {port} on 127.0.0.1 is already in use (another durable server?): stop "
+        "what listens there, or choose another port with --port"]
+
+
 # -- bad input: one line on stderr, exit 2, never a traceback ------------------------------------
 
 BAD_INPUT = {
@@ -348,6 +381,30 @@ BAD_INPUT = {
     "unknown status": (["ls", "--status", "SLEEPING"], "'--status'"),
     "missing target": (["run"], "Missing argument 'TARGET'"),
     "unsupported database URL": (["ls", "--db", "mysql://localhost/x"], "unsupported database"),
+    "SQLite URL naming no file": (["ls", "--db", "sqlite:///"], "'sqlite:///' names no file"),
+    "in-memory SQLite URL": (["ls", "--db", "sqlite:///:memory:"], "names no file"),
+    "input with 5000 digits": (["start", f"{APP}:greet", "--input", "1" * 5000],
+                               "not valid JSON: Exceeds the limit (4300 digits)"),
+    "input nested 5000 deep": (["start", f"{APP}:greet", "--input", "[" * 5000 + "]" * 5000],
+                               "not valid JSON: nested too deeply"),
+    "NaN in input": (["start", f"{APP}:greet", "--input", '{"name": NaN}'],
+                     'input["name"] is not a finite number (NaN)'),
+    "1e400 in payload": (["signal", "some-run", "go", "--payload", "[1e400]"],
+                         "payload[0] is not a finite number (Infinity)"),
+    "timeout NaN": (["result", "some-run", "--timeout", "nan"],
+                    "'nan' is not a finite number of seconds"),
+    "handler that does not import": (["functions", "add", "f", "--handler", "no.such:fn"],
+                                     "cannot load handler 'no.such:fn': ModuleNotFoundError"),
+    "handler that is not callable": (["functions", "add", "f", "--handler",
+                                      "tests.apps.cli_app:GREETING"], "neither a @workflow"),
+    "run id with a slash": (["start", f"{APP}:greet", "--input", '"x"', "--id", "a/b"],
+                            "run id 'a/b' contains '/' at position 1: a run id is 1 to 256"),
+    "run id with an escape": (["start", f"{APP}:greet", "--input", '"x"', "--id", "a\x1b[2J"],
+                              "run id 'a\\x1b[2J' contains '\\x1b'"),
+    "run id of a dot segment": (["run", f"{APP}:greet", "--input", '"x"', "--id", ".."],
+                                "run id '..' starts with '.'"),
+    "run id too long": (["start", f"{APP}:greet", "--input", '"x"', "--id", "r" * 300],
+                        "is 300 characters long"),
 }
 
 

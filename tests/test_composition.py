@@ -20,6 +20,7 @@ from durable import (
     workflow,
 )
 from durable.model import ABANDONED, OperationStatus, OperationType, SubType
+from durable.model.ids import RUN_ID_MAX, check_run_id
 from durable.views.timeline import describe
 from tests.kit import wait_until_async
 from tests.test_workflows import finish, run_to_end, serving
@@ -212,6 +213,41 @@ async def test_child_failure_raises_child_failed_in_the_parent(client):
     async with serving(client, parent, bad_child):
         await finish(client, handle.run_id)
     assert handle.result() == "child broke"
+
+
+async def test_children_of_a_run_with_the_longest_id_get_ids_within_the_rule(client):
+    @workflow
+    async def leaf(ctx: Context) -> str:
+        return ctx.run_id
+
+    @workflow
+    async def parent(ctx: Context) -> list[str]:
+        return [await ctx.invoke(leaf), await ctx.invoke(leaf)]
+
+    longest = "p" * RUN_ID_MAX  # the default child id, parent + "-" + 12, would be 269 long
+    handle = client.start(parent, id=longest)
+    async with serving(client, parent, leaf):
+        await finish(client, handle.run_id)
+    children = handle.result()
+    assert [check_run_id(c) for c in children] == children and len(set(children)) == 2
+    assert all(client.get(c).parent_run_id == longest for c in children)
+
+
+async def test_a_child_id_outside_the_rule_fails_the_call_that_chose_it(client):
+    @workflow
+    async def leaf(ctx: Context) -> None: ...
+
+    @workflow
+    async def parent(ctx: Context) -> str:
+        try:
+            await ctx.start_child(leaf, id="child/1")
+        except durable.UsageError as e:
+            return str(e)
+        return "started"
+
+    handle = await run_to_end(client, parent)
+    assert handle.result().startswith("run id 'child/1' contains '/'")
+    assert client.list(workflow=leaf.name) == []
 
 
 async def test_cancelling_a_parent_cancels_its_live_children(client):

@@ -22,6 +22,7 @@ import pytest
 
 import durable
 from durable import Context, ExecutionStatus, UsageError, workflow
+from durable.model.ids import check_run_id
 from durable.model.schedule import MISSED_GRACE, Missed
 from durable.sdk.workflow import REGISTRY
 from durable.testing import TestEnvironment, VirtualClock
@@ -181,6 +182,20 @@ async def test_the_run_receives_its_tick_in_the_schedules_time_zone() -> None:
         assert await env.result(env.client.handle(run_id)) == "2025-01-02T09:00:00+01:00"
         plain = env.get(f"{inputless.name}@2025-01-02T09:00:00+00:00")
         assert plain.status is ExecutionStatus.SUCCEEDED and plain.input is None
+
+
+async def test_a_workflow_named_outside_the_run_id_rule_still_starts_one_run_per_tick() -> None:
+    @workflow(name=f"daily report <{uuid.uuid4().hex[:8]}>", schedule="0 9 * * *")
+    async def spaced(ctx: Context) -> str:
+        return "done"
+
+    async with TestEnvironment(spaced, start=utc(2025, 1, 1, 12, 0)) as env:
+        await env.skip(2 * 24 * 3600)  # the 09:00s of 2 and 3 January
+        runs = env.client.list(workflow=spaced.name)
+        assert sorted(r.run_id for r in runs) == [
+            spaced.schedule.run_id(spaced.name, utc(2025, 1, day, 9)) for day in (2, 3)]
+        assert all(check_run_id(r.run_id) == r.run_id for r in runs)
+        assert {r.status for r in runs} == {ExecutionStatus.SUCCEEDED}
 
 
 # -- errors at decoration time -------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from durable.model.ids import RUN_ID_PATTERN
 from tests.kit import ROOT, wait_until
 from tests.serverkit import DURABLE, Server
 
@@ -70,6 +71,86 @@ def test_a_workflow_not_loaded_is_started_with_raw_json(api: httpx.Client) -> No
     assert started.status_code == 201
     run = api.get(f"/api/runs/{started.json()['run_id']}").json()["run"]
     assert run["status"] == "RUNNING" and run["input"] == [1, {"a": None}]
+
+
+BAD_IDS = ["a/b", "..", "a b", "esc\x1b[2J", "nul\x00", "-rf", "", "x" * 257]
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS)
+def test_a_run_id_outside_the_rule_is_a_400_naming_the_id_and_the_rule(
+        api: httpx.Client, bad_id: str) -> None:
+    started = api.post("/api/runs", json={"workflow": "echo", "input": {}, "id": bad_id})
+    assert started.status_code == 400 and error_code(started) == "bad_request", started.text
+    message = started.json()["error"]["message"]
+    assert message.startswith(f"run id {bad_id[:80]!r}") and "a run id is 1 to 256" in message
+    source = api.post("/api/runs", json={"workflow": "echo", "input": {}}).json()["run_id"]
+    api.get(f"/api/runs/{source}/result", params={"wait": 20})
+    rerun = api.post(f"/api/runs/{source}/rerun", json={"from_step": "sorted", "id": bad_id})
+    assert rerun.status_code == 400 and "a run id is" in rerun.json()["error"]["message"]
+
+
+def test_a_webhook_idempotency_key_outside_the_rule_is_a_400(api: httpx.Client) -> None:
+    for key in ("a/b", "..", "a b"):
+        refused = api.post("/hooks/echo", json={}, headers={"Idempotency-Key": key})
+        assert refused.status_code == 400, refused.text
+        assert f"run id {key!r}" in refused.json()["error"]["message"]
+
+
+def test_every_character_the_rule_allows_is_reachable_over_http(api: httpx.Client) -> None:
+    run_id = "Tenant_9:order-17@v2.1+eu"
+    started = api.post("/api/runs", json={"workflow": "echo", "input": {}, "id": run_id})
+    assert started.status_code == 201, started.text
+    assert api.get(f"/api/runs/{run_id}").json()["run"]["run_id"] == run_id
+    assert api.get(f"/api/runs/{run_id}/result", params={"wait": 20}).status_code == 200
+    schema = api.get("/openapi.json").json()["components"]["schemas"]["StartRequest"]
+    assert schema["properties"]["id"]["pattern"] == RUN_ID_PATTERN
+
+
+def test_an_id_taken_by_a_run_of_another_workflow_is_a_409(api: httpx.Client) -> None:
+    assert api.post("/api/runs", json={"workflow": "approval", "input": ORDER,
+                                       "id": "taken-1"}).status_code == 201
+    other = api.post("/api/runs", json={"workflow": "echo", "input": {}, "id": "taken-1"})
+    assert other.status_code == 409 and error_code(other) == "run_id_taken", other.text
+    assert "'approval'" in other.json()["error"]["message"]
+    source = api.post("/api/runs", json={"workflow": "echo", "input": {}}).json()["run_id"]
+    api.get(f"/api/runs/{source}/result", params={"wait": 20})
+    rerun = api.post(f"/api/runs/{source}/rerun", json={"from_step": "sorted", "id": "taken-1"})
+    assert rerun.status_code == 409 and error_code(rerun) == "run_id_taken", rerun.text
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/runs", '{"workflow": "echo", "input": {"a": NaN}}'),
+    ("/api/runs", '{"workflow": "elsewhere", "input": [1e400]}'),
+    ("/api/runs/x/signal", '{"name": "go", "payload": -Infinity}'),
+    ("/api/callbacks/x/succeed", '{"payload": {"deep": [[NaN]]}}'),
+    ("/api/runs/x/rerun", '{"from_step": "s", "input": Infinity}'),
+    ("/hooks/echo", '{"a": NaN}'),
+])
+def test_numbers_json_has_no_form_for_are_refused_with_a_400(api: httpx.Client, path: str,
+                                                            body: str) -> None:
+    refused = api.post(path, content=body, headers={"content-type": "application/json"})
+    assert refused.status_code == 400, refused.text
+    assert "is not a finite number" in refused.json()["error"]["message"]
+
+
+def test_a_result_holding_nan_reads_as_null_from_the_api_and_the_cli_alike(
+        api: httpx.Client, server: Server) -> None:
+    run_id = api.post("/api/runs", json={"workflow": "beyond_json"}).json()["run_id"]
+    answered = api.get(f"/api/runs/{run_id}/result", params={"wait": 20})
+    assert answered.json()["result"] == {"nan": None, "inf": None, "one": 1.5}
+    printed = [subprocess.run([DURABLE, "result", run_id, *flag, "--db", server.db], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+               for flag in ([], ["--json"])]
+    assert [p.returncode for p in printed] == [0, 0], printed
+    assert strict_json(printed[0].stdout) == answered.json()["result"]
+    assert strict_json(printed[1].stdout) == answered.json()
+
+
+def strict_json(text: str) -> Any:
+    """JSON as the standard has it: Python's parser would also take NaN and Infinity."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
 
 
 def test_signal_then_result_with_long_poll(api: httpx.Client) -> None:

@@ -30,7 +30,9 @@ from durable import (
 )
 from durable.engine import machine
 from durable.engine.worker import pid_scope, serving_here
+from durable.errors import SerializationError
 from durable.model import ErrorObject, OperationStatus, OperationType
+from durable.sdk.serializer import DEFAULT_SERIALIZER
 from tests.kit import wait_until_async
 
 FAST = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
@@ -222,6 +224,62 @@ async def test_typed_values_round_trip_through_checkpoints(client):
     assert money == Money(amount=Decimal("10.05"), currency="EUR")
     assert p == parcel
     assert m == Money(amount=Decimal("1.5"), currency="USD")
+
+
+class Blob(pydantic.BaseModel):
+    """Any bytes: the model says so, as pydantic's own config does."""
+
+    model_config = pydantic.ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+    name: str
+    data: bytes
+    parts: list[bytes]
+
+
+class Note(pydantic.BaseModel):
+    """Bytes as pydantic writes them by default: UTF-8 text."""
+
+    body: bytes
+
+
+@dataclasses.dataclass
+class Sealed:
+    blob: Blob  # a model inside a dataclass: each has its own say on bytes in pydantic
+    tag: bytes
+    attached: Note | Blob  # a member of a union is checked against each type in it
+
+
+def test_bytes_a_model_cannot_write_as_it_is_configured_say_which_config_keeps_them() -> None:
+    with pytest.raises(SerializationError, match="ser_json_bytes='base64'"):
+        DEFAULT_SERIALIZER.encode(Note(body=b"\xff"))
+
+
+async def test_bytes_that_are_not_utf8_round_trip_in_a_model_a_dataclass_and_bare(client):
+    blob = Blob(name="x", data=b"\xff\xfe\x00", parts=[b"\x80", b"plain text"])
+    sealed = Sealed(Blob(name="y", data=b"\xc3\x28", parts=[]), b"\xe2\x82", Note(body=b"ok"))
+    bare = b"\x00\xff"
+
+    def make_blob() -> Blob:
+        return blob
+
+    def make_sealed() -> Sealed:
+        return sealed
+
+    def make_bare() -> bytes:
+        return bare
+
+    seen: list[Any] = []
+
+    @workflow
+    async def wf(ctx: Context, given: Blob) -> list[Blob]:
+        made = (await ctx.step(make_blob), await ctx.step(make_sealed),
+                await ctx.step(make_bare))
+        seen.append((made, given))  # live, then replayed from the checkpoints after the sleep
+        await ctx.sleep(0.01)
+        return [given, made[0]]
+
+    handle = await run_to_end(client, wf, blob)
+    assert seen == [((blob, sealed, bare), blob)] * 2
+    assert handle.result() == [blob, blob]
 
 
 async def test_unannotated_values_look_the_same_live_and_replayed(client):

@@ -118,7 +118,7 @@ class Client:
                   headers: Mapping[str, str] | None = None) -> tuple[RunInfo, bool]:
         """Start from encoded input; also says whether the run is new (False: the id existed).
         With tracing on, the caller's trace (or the one `headers` carry) goes into the run."""
-        run_id = id or uuid.uuid4().hex
+        run_id = _chosen_or_new(id)
         with telemetry.starting(workflow, run_id, headers) as trace:
             run, created, _ = self.store.write_sync(
                 self._start(run_id, workflow, input_json, trace, None))
@@ -130,7 +130,7 @@ class Client:
         """`start_run`, for callers on an event loop. Where a worker on this same loop serves
         the workflow with a slot free, the new run is leased to it in the start's transaction
         and runs there at once, without a claim (`Worker.reserve`)."""
-        run_id = id or uuid.uuid4().hex
+        run_id = _chosen_or_new(id)
         worker = serving_here(self.store.url, workflow)
         lease = None if worker is None else worker.reserve()
         claimed = None
@@ -314,7 +314,7 @@ class Client:
                 raise UsageError(f"workflow {source.workflow!r} is not loaded in this process; "
                                  "pass the new input as input_json")
             input_json = wf.encode_input(args)
-        new_id = id or uuid.uuid4().hex
+        new_id = _chosen_or_new(id)
         self.store.write_sync(lambda tx: machine.rerun(tx, run_id, new_id, from_step,
                                                        input_json, self.clock()))
         return RunHandle(self, new_id, wf)
@@ -351,6 +351,12 @@ class Client:
         now = self.clock()
         return self.store.read(lambda tx: [schedule_info(tx, name, schedule, now)
                                            for name, schedule in scheduled])
+
+
+def _chosen_or_new(run_id: str | None) -> str:
+    """The id a new run gets: the caller's (an empty one too, which the id rule refuses, rather
+    than a random id the caller did not ask for), else a random one."""
+    return uuid.uuid4().hex if run_id is None else run_id
 
 
 def _existing(tx: Tx, run_id: str) -> RunInfo:

@@ -36,6 +36,15 @@ class RunNotFound(UsageError):
         self.run_id = run_id
 
 
+class RunIdTaken(UsageError):
+    """A run id asked for a new run is already the id of another run: of another workflow, or
+    of any run for a rerun (starting the same workflow again under its id returns that run)."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class CallbackNotFound(UsageError):
     def __init__(self, callback_id: str) -> None:
         super().__init__(

@@ -79,3 +79,9 @@ async def pipeline(ctx: Context, source: str) -> dict[str, object]:
     review = await ctx.wait_for_callback(lambda callback_id: None, name="review",
                                          timeout=timedelta(days=1))
     return {"data": data, "length": a, "title": b, "tag": tag, "review": review}
+
+
+@workflow
+async def beyond_json(ctx: Context) -> dict[str, float]:
+    """Returns numbers JSON has no form for: the API and the CLI must answer them alike."""
+    return {"nan": float("nan"), "inf": float("-inf"), "one": 1.5}

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.options import (
+    Seconds,
     db_option,
     id_option,
     input_option,
@@ -33,6 +34,7 @@ from durable.cli.render import (
     make_console,
     not_ended,
     plain_table,
+    printable,
     render_run,
     runs_table,
 )
@@ -188,7 +190,7 @@ def show(run_id: str, db: str | None, as_json: bool) -> None:
 @cli.command()
 @click.argument("run_id")
 @click.option("--wait", is_flag=True, help="Wait for the run to end.")
-@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+@click.option("--timeout", type=Seconds(min=0), metavar="SECONDS",
               help="Wait at most this long (implies --wait).")
 @db_option
 @json_option
@@ -356,9 +358,10 @@ def replay(target: str, run_ids: tuple[str, ...], db: str | None, as_json: bool)
         for r in results:
             verdict = (Text("diverges", style="bold red") if r.divergence
                        else Text("ok", style="green"))
-            out.print(Text.assemble(f"{r.run_id} ({r.workflow}, {r.status}): ", verdict))
+            out.print(Text.assemble(printable(f"{r.run_id} ({r.workflow}, {r.status}): "),
+                                    verdict))
             if r.divergence:
-                out.print(Text(f"  {r.divergence.message}"))
+                out.print(Text(f"  {printable(r.divergence.message, lines=True)}"))
         out.print(f"{len(results)} run(s) replayed, {len(diverged)} diverge")
     if diverged:
         exit_with(ExitCode.FAILED)
@@ -431,7 +434,7 @@ def functions() -> None:
               "invocations).")
 @click.option("--handler", metavar="MODULE:FN", help="In-process: a @workflow, or a Lambda "
               "handler(event, context) such as one written with AWS's SDK.")
-@click.option("--execution-timeout", type=click.FloatRange(min=0, min_open=True),
+@click.option("--execution-timeout", type=Seconds(min=0, min_open=True),
               metavar="SECONDS", help="End runs TIMED_OUT after this long.")
 @db_option
 def functions_add(name: str, url: str | None, handler: str | None,
@@ -439,11 +442,15 @@ def functions_add(name: str, url: str | None, handler: str | None,
     """Register function NAME (or replace it); a running server picks it up at once.
 
     Start runs of it with AWS's Invoke API (`aws lambda invoke --function-name NAME`, or
-    boto3 with AWS_ENDPOINT_URL_LAMBDA pointing at the server) or `durable start`."""
-    from durable.invoke.push import FunctionSpec, register
+    boto3 with AWS_ENDPOINT_URL_LAMBDA pointing at the server) or `durable start`. A --handler
+    is imported here first, as the server will import it (from the working directory too), so
+    one that does not load is refused now rather than logged by the server later."""
+    from durable.invoke.push import FunctionSpec, load_handler, register
 
     spec = FunctionSpec(name, url, handler, execution_timeout)
     with open_client(db) as client:
+        if handler is not None:
+            load_handler(spec, client.store, client.clock)
         register(client.store, spec)
     click.echo(f"function {name} -> {url or handler}")
 

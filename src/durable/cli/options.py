@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +11,8 @@ from typing import Any
 import click
 
 from durable.client import Client
+from durable.errors import UsageError
+from durable.views import jsonio
 from durable.views.jsonio import JsonValue
 
 
@@ -19,9 +21,23 @@ def parse_json(ctx: click.Context, param: click.Parameter, text: str | None) -> 
     if text is None:
         return None
     try:
-        return JsonValue(json.loads(text))
-    except json.JSONDecodeError as e:
-        raise click.BadParameter(f"not valid JSON: {e}", ctx, param) from None
+        return jsonio.parse_json(text, param.opts[0].lstrip("-"))
+    except UsageError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds, finite: click's FloatRange lets NaN (which compares false with
+    every bound) and infinity through, and a wait for NaN seconds never ends."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return seconds
 
 
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}

@@ -29,7 +29,7 @@ from durable.model import (
     Operation,
     RunInfo,
 )
-from durable.views.jsonio import RunView, outcome_json
+from durable.views.jsonio import RunView, outcome_json, payload_text
 from durable.views.timeline import (
     Entry,
     Pending,
@@ -54,6 +54,22 @@ def make_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, markup=False, emoji=False, highlight=False,
                    width=None if stream.isatty() else PIPE_WIDTH)
+
+
+_ESCAPED = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+            for code in (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F),
+                         *range(0x2066, 0x206A))}
+"""C0 and C1 controls (ESC starts every terminal escape sequence; C1 CSI is one in a byte)
+and the bidirectional overrides that make text display in another order than it reads."""
+_ESCAPED_IN_LINES = {code: shown for code, shown in _ESCAPED.items() if chr(code) not in "\n\t"}
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """`text` from the data (an id, a name, a message, a payload) as it is safe to print: its
+    control characters written as escapes such as `\\x1b`, so that nothing stored can move
+    the cursor, recolour, retitle or reprogram the terminal showing it, or fake a line of the
+    output. With `lines`, newlines and tabs stay (tracebacks, multi-line messages)."""
+    return text.translate(_ESCAPED_IN_LINES if lines else _ESCAPED)
 
 
 def echo_json(data: Any) -> None:
@@ -98,18 +114,18 @@ def _status_text(run: RunInfo) -> Text:
 
 
 def _progress_line(event: HistoryEvent, entry: Entry, t0: float) -> Text:
-    return Text(f"{offset(event.timestamp, t0):>9}  {entry.subject} {entry.text}",
-                style=_TONE_STYLE[entry.tone])
+    return Text(f"{offset(event.timestamp, t0):>9}  {printable(entry.subject)} "
+                f"{printable(entry.text, lines=True)}", style=_TONE_STYLE[entry.tone])
 
 
 def _action(run_id: str, p: Pending) -> str:
     """The command that resolves what the run waits on, where a person can."""
     if p.callback_id is not None:
-        return f"durable callback succeed {p.callback_id} --payload JSON"
+        return printable(f"durable callback succeed {p.callback_id} --payload JSON")
     if p.signal is not None:
-        return f"durable signal {run_id} {p.signal} --payload JSON"
+        return printable(f"durable signal {run_id} {p.signal} --payload JSON")
     if p.child_run_id is not None:
-        return f"durable show {p.child_run_id}"
+        return printable(f"durable show {p.child_run_id}")
     return ""
 
 
@@ -141,18 +157,18 @@ def _summary(view: RunView) -> Table:
     grid.add_column(style="bold")
     grid.add_column()
     rows: list[tuple[str, str | Text]] = [
-        ("run", run.run_id),
-        ("workflow", run.workflow),
-        *([("parent run", run.parent_run_id)] if run.parent_run_id else []),
+        ("run", printable(run.run_id)),
+        ("workflow", printable(run.workflow)),
+        *([("parent run", printable(run.parent_run_id))] if run.parent_run_id else []),
         ("status", _status_text(run)),
         ("created", _local(run.created_at)),
         ("ended", _local(run.ended_at)),
         ("time", f"{duration(took)} elapsed, {duration(run.compute_seconds)} "
                  f"computing{share}"),
-        ("input", run.input or "-"),
+        ("input", printable(run.input or "-", lines=True)),
     ]
     if run.status is ExecutionStatus.SUCCEEDED:
-        rows.append(("result", run.result or "null"))
+        rows.append(("result", printable(run.result or "null", lines=True)))
     for key, value in rows:
         grid.add_row(key, value)
     return grid
@@ -164,8 +180,8 @@ def _timeline(view: RunView) -> Table:
     table = plain_table(Column("time", justify="right", no_wrap=True), "operation", "what happened")
     for event in view.history:
         entry = describe(event, ops.get(event.operation_id or ""), t0)
-        table.add_row(offset(event.timestamp, t0), entry.subject,
-                      Text(entry.text, style=_TONE_STYLE[entry.tone]))
+        table.add_row(offset(event.timestamp, t0), printable(entry.subject),
+                      Text(printable(entry.text, lines=True), style=_TONE_STYLE[entry.tone]))
     return table
 
 
@@ -173,7 +189,8 @@ def _pending_table(view: RunView, waiting: list[Pending]) -> Table:
     table = plain_table("operation", "when", "detail", "what to do")
     for p in waiting:
         when = "-" if p.due_at is None else f"{_local(p.due_at)} ({_until(p.due_at, view.now)})"
-        table.add_row(p.label, when, p.detail, _action(view.run.run_id, p))
+        table.add_row(printable(p.label), when, printable(p.detail, lines=True),
+                      _action(view.run.run_id, p))
     return table
 
 
@@ -188,23 +205,24 @@ def _section(title: str, body: RenderableType) -> Group:
 
 def _parked_panel(parked: ErrorObject) -> Panel:
     body = Text.assemble(
-        (f"{parked.type}: {parked.message}", "bold"),
+        (printable(f"{parked.type}: {parked.message}", lines=True), "bold"),
         "\nParked, not failed: the run stays RUNNING, and a worker whose code matches its "
         "history resumes it.")
     return Panel(body, title="PARKED", title_align="left", border_style="red", expand=False)
 
 
 def _error_block(error: ErrorObject) -> Group:
-    parts: list[RenderableType] = [Text(""), Text(f"error: {error_text(error)}", style="bold red")]
+    parts: list[RenderableType] = [
+        Text(""), Text(f"error: {printable(error_text(error), lines=True)}", style="bold red")]
     if error.traceback:
-        parts.append(Text(error.traceback.rstrip(), style="dim"))
+        parts.append(Text(printable(error.traceback.rstrip(), lines=True), style="dim"))
     return Group(*parts)
 
 
 def _events_table(events: dict[str, str | None]) -> Table:
     table = plain_table("key", "value")
     for key, value in events.items():
-        table.add_row(key, value or "null")
+        table.add_row(printable(key), printable(value or "null", lines=True))
     return table
 
 
@@ -266,7 +284,7 @@ class LiveStatus:
     def __rich__(self) -> RenderableType:
         p = self._progress
         now = p.clock()
-        waits = ", ".join(f"{w.label}" + (f" ({_until(w.due_at, now)})" if w.due_at else "")
+        waits = ", ".join(printable(w.label) + (f" ({_until(w.due_at, now)})" if w.due_at else "")
                           for w in p.waiting[:3])
         more = f" +{len(p.waiting) - 3}" if len(p.waiting) > 3 else ""
         self._spinner.update(text=Text(
@@ -302,18 +320,18 @@ def conclude(run: RunInfo, as_json: bool) -> None:
     if as_json:
         echo_json(outcome_json(run))
     elif run.status is ExecutionStatus.SUCCEEDED:
-        click.echo(run.result if run.result is not None else "null")
+        click.echo(payload_text(run.result) if run.result is not None else "null")
     if run.status is not ExecutionStatus.SUCCEEDED:
-        error(f"run {run.run_id} ended {run.status}: {error_text(run.error)}; "
-               f"`durable show {run.run_id}` has the details")
+        error(printable(f"run {run.run_id} ended {run.status}: {error_text(run.error)}; "
+                        f"`durable show {run.run_id}` has the details"))
         exit_with(ExitCode.FAILED)
 
 
 def not_ended(run: RunInfo, why: str, code: ExitCode) -> NoReturn:
     if run.parked is not None:
-        error(f"run {run.run_id} is parked (still RUNNING): {error_text(run.parked)}")
+        error(printable(f"run {run.run_id} is parked (still RUNNING): {error_text(run.parked)}"))
     else:
-        error(f"run {run.run_id} is still RUNNING: {why}")
+        error(printable(f"run {run.run_id} is still RUNNING: {why}"))
     exit_with(code)
 
 
@@ -324,7 +342,8 @@ def runs_table(runs: list[RunInfo], now: float) -> Table:
                    *(Column(name, justify="right", no_wrap=True)
                      for name in ("created", "elapsed", "compute")))
     for r in runs:
-        table.add_row(r.run_id, r.workflow, _status_text(r), f"{duration(now - r.created_at)} ago",
+        table.add_row(printable(r.run_id), printable(r.workflow), _status_text(r),
+                      f"{duration(now - r.created_at)} ago",
                       duration(elapsed(r, now)), duration(r.compute_seconds))
     return table
 

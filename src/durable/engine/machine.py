@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from durable.engine import admission
-from durable.errors import CallbackNotFound, RunNotFound, StaleToken, UsageError
+from durable.errors import CallbackNotFound, RunIdTaken, RunNotFound, StaleToken, UsageError
 from durable.model import (
     CheckpointResult,
     ErrorObject,
@@ -38,6 +38,7 @@ from durable.model import (
     RunInfo,
     SubType,
 )
+from durable.model.ids import check_run_id
 from durable.model.queues import ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error
 from durable.store.tx import Tx
@@ -64,15 +65,17 @@ def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
               parent: tuple[str, str] | None = None,
               lease: tuple[str, float] | None = None) -> tuple[RunInfo, bool]:
     """Create the run unless one with this id exists; returns (run, created). With `lease`
-    (owner, until), a new run is leased to that owner from the start (`invocation_of`)."""
+    (owner, until), a new run is leased to that owner from the start (`invocation_of`). Every
+    run is created here, so this is where its id is checked against the rule."""
+    check_run_id(run_id)
     created = tx.insert_run(run_id, workflow, input, now, parent, lease)
     run = tx.get_run(run_id)
     assert run is not None
     if created:
         tx.add_event(run_id, E.EXECUTION_STARTED, now, details={"workflow": workflow})
     elif run.workflow != workflow:
-        raise UsageError(f"run id {run_id!r} is already used by a run of workflow "
-                         f"{run.workflow!r}; choose another id")
+        raise RunIdTaken(run_id, f"run id {run_id!r} is already used by a run of workflow "
+                                 f"{run.workflow!r}; choose another id")
     return run, created
 
 
@@ -605,7 +608,7 @@ def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None
     run, created = start_run(tx, new_id, source.workflow,
                              source.input if input is None else input, now)
     if not created:
-        raise UsageError(f"run id {new_id!r} is taken; choose another id for the rerun")
+        raise RunIdTaken(new_id, f"run id {new_id!r} is taken; choose another id for the rerun")
     for op in ops[:cut]:
         if op.status.is_final:  # a callback id stays with the run that issued it
             tx.put_operation(new_id, replace(op, callback_id=None))

@@ -254,9 +254,9 @@ def load_handler(spec: FunctionSpec, store: Store,
     try:
         with _cwd_on_path():
             target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
+    except Exception as e:  # whatever the module raises as it is imported is the reason
         raise UsageError(f"function {spec.name!r}: cannot load handler {spec.handler!r}: "
-                         f"{e}") from None
+                         f"{type(e).__name__}: {e}") from None
     if isinstance(target, Workflow):
         return WorkflowFunction(spec, target)
     if not callable(target):

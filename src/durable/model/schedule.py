@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from durable.errors import UsageError
+from durable.model.ids import derived_run_id
 
 Missed = Literal["skip", "run_once"]
 """What to do with ticks that came while no worker served the schedule: `skip` starts none of
@@ -82,8 +83,9 @@ class Schedule:
     def run_id(self, workflow: str, tick: float) -> str:
         """The id of the one run a tick starts, e.g. `report@2025-01-31T02:00:00+01:00`: starting
         a run is idempotent by id, so every worker may fire the same tick and one run exists. The
-        UTC offset keeps the two 02:30s of a DST change apart."""
-        return f"{workflow}@{self.moment(tick).isoformat()}"
+        UTC offset keeps the two 02:30s of a DST change apart. A workflow name the run id rule
+        does not allow (spaces, `<locals>`) is mapped to one it does (`derived_run_id`)."""
+        return derived_run_id(f"{workflow}@{self.moment(tick).isoformat()}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """CHAINED_INVOKE operations: child workflows, each its own run with its own history.
 
 The child's run id is derived from the parent's run and the operation's position, so a replay
-finds the same child, and starting it twice is harmless (start is idempotent by id).
+finds the same child, and starting it twice is harmless (start is idempotent by id). An id the
+workflow chooses is checked when the child starts, so a bad one fails at the call that gave it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from durable.model import (
     OperationUpdate,
     SubType,
 )
+from durable.model.ids import check_run_id, derived_run_id
 from durable.sdk.executor import Executor, Scope
 
 if TYPE_CHECKING:
@@ -30,8 +32,9 @@ async def start(ex: Executor, scope: Scope, wf: Workflow[Any], args: tuple[Any, 
     with scope.exclusive(f"child workflow {wf.name!r}"):
         op_id, op = ex.begin(scope, OperationType.CHAINED_INVOKE, wf.name, kind)
         if op is None:
-            child = ChildStart(run_id or f"{ex.run_id}-{op_id[:12]}", wf.name,
-                               wf.encode_input(args))
+            child_id = (derived_run_id(f"{ex.run_id}-{op_id[:12]}") if run_id is None
+                        else check_run_id(run_id))
+            child = ChildStart(child_id, wf.name, wf.encode_input(args))
             (op,) = await ex.checkpoint(OperationUpdate(
                 op_id, OperationType.CHAINED_INVOKE, OperationAction.START, name=wf.name,
                 parent_id=scope.parent_id, sub_type=kind, child=child))

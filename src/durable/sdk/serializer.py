@@ -1,10 +1,11 @@
 """How values become checkpoint payloads and back.
 
 The default is JSON through pydantic: pydantic models, dataclasses, datetime, UUID, Decimal and
-bytes (base64) encode without help, and decode back to their own types when the code states the
-type (a step's return annotation, a workflow's parameter annotations). Without an annotation a
-value decodes to plain JSON data. Every value is passed through decode(encode(v)) even on first
-execution, so a workflow sees the same thing whether it runs live or replays.
+bytes (base64; inside a pydantic model, as the model's own config says: UTF-8 text unless it
+sets `ser_json_bytes="base64"`) encode without help, and decode back to their own types when the
+code states the type (a step's return annotation, a workflow's parameter annotations). Without an
+annotation a value decodes to plain JSON data. Every value is passed through decode(encode(v))
+even on first execution, so a workflow sees the same thing whether it runs live or replays.
 
 A custom `Serializer` (encryption, compression, another format) can be set per workflow or step.
 """
@@ -51,6 +52,13 @@ class JsonSerializer:
         try:
             return pydantic_core.to_json(value, bytes_mode="base64").decode()
         except pydantic_core.PydanticSerializationError as e:
+            if "utf-8" in str(e).lower():  # a model's bytes, written as its config says
+                raise SerializationError(
+                    f"a value of type {type(value).__qualname__} holds bytes that are not "
+                    f"UTF-8 inside a pydantic model ({e}): a model writes its bytes as its own "
+                    "config says, UTF-8 text by default; give the model model_config = "
+                    "ConfigDict(ser_json_bytes='base64', val_json_bytes='base64') to keep any "
+                    "bytes") from None
             raise SerializationError(
                 f"a value of type {type(value).__qualname__} cannot be encoded as JSON ({e}); "
                 "use JSON data, a dataclass or a pydantic model, or pass a custom serializer"

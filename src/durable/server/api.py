@@ -36,6 +36,7 @@ from durable.server.schemas import (
 from durable.views.jsonio import (
     PREVIEW,
     RunView,
+    checked_json,
     event_json,
     outcome_json,
     run_json,
@@ -118,7 +119,7 @@ async def result(run_id: str, state: ServerDep,
 @router.post("/runs/{run_id}/signal", response_model=Accepted, status_code=202)
 def signal(run_id: str, body: SignalRequest, state: ServerDep) -> Accepted:
     """Send a named signal; one sent before the run waits for it is kept until it does."""
-    state.client.signal(run_id, body.name, body.payload)
+    state.client.signal(run_id, body.name, checked_json(body.payload, "payload"))
     return Accepted(message=f"signal {body.name!r} sent to run {run_id}")
 
 
@@ -131,7 +132,8 @@ def cancel(run_id: str, state: ServerDep) -> Run:
 @router.post("/runs/{run_id}/rerun", response_model=Run, status_code=201)
 def rerun(run_id: str, body: RerunRequest, state: ServerDep) -> Run:
     """A new run reusing this one's results before `from_step`, executing from it on."""
-    input_json = (json.dumps(body.input) if "input" in body.model_fields_set else None)
+    given = service.given(body.model_fields_set, body.input)
+    input_json = None if given is None else json.dumps(given.value)
     handle = state.client.rerun(run_id, body.from_step, id=body.id, input_json=input_json)
     return _run(state.client.get(handle.run_id), state)
 
@@ -139,7 +141,7 @@ def rerun(run_id: str, body: RerunRequest, state: ServerDep) -> Run:
 @router.post("/callbacks/{callback_id}/succeed", response_model=Accepted, tags=["callbacks"])
 def callback_succeed(callback_id: str, body: CallbackSuccess, state: ServerDep) -> Accepted:
     """Resolve a callback with a result; the run waiting on it resumes."""
-    state.client.complete_callback(callback_id, body.payload)
+    state.client.complete_callback(callback_id, checked_json(body.payload, "payload"))
     return Accepted(message=f"callback {callback_id} succeeded")
 
 

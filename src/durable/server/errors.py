@@ -16,7 +16,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from durable.errors import CallbackNotFound, DurableError, RunNotFound, StoreUnusable, UsageError
+from durable.errors import (
+    CallbackNotFound,
+    DurableError,
+    RunIdTaken,
+    RunNotFound,
+    StoreUnusable,
+    UsageError,
+)
 
 log = logging.getLogger("durable.server")
 
@@ -88,6 +95,8 @@ async def _durable_error(request: Request, exc: Exception) -> Response:
         return error_response(404, "callback_not_found", str(exc))
     if isinstance(exc, StoreUnusable):  # the database, not the request
         return error_response(503, "store_unusable", str(exc))
+    if isinstance(exc, RunIdTaken):
+        return error_response(409, "run_id_taken", str(exc))
     if isinstance(exc, UsageError):
         return error_response(400, "bad_request", str(exc))
     return error_response(409, "conflict", str(exc))

@@ -12,18 +12,18 @@ secret in `DURABLE_WEBHOOK_SECRET_<NAME>`, a sender that signs the body with it 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from durable.errors import UsageError
 from durable.model import ExecutionStatus
 from durable.server import service
 from durable.server.deps import ServerDep, ServerState
 from durable.server.errors import ERROR_RESPONSES, ApiError
-from durable.server.schemas import HookAccepted, Outcome, RunId
-from durable.views.jsonio import JsonValue, outcome_json
+from durable.server.schemas import RUN_ID_DOC, RUN_ID_SCHEMA, HookAccepted, Outcome
+from durable.views.jsonio import JsonValue, outcome_json, parse_json
 
 router = APIRouter(prefix="/hooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 
@@ -39,7 +39,7 @@ async def hook(workflow: str, state: ServerDep, request: Request,
                wait: bool = False,
                timeout: Annotated[float | None, Query(ge=0, le=3600)] = None,
                idempotency_key: Annotated[str | None, Header(
-                   min_length=1, max_length=200, description=str(RunId.description))] = None,
+                   description=RUN_ID_DOC, json_schema_extra=RUN_ID_SCHEMA)] = None,
                ) -> JSONResponse:
     """Start a run of `workflow` with the body as input; with `wait`, answer with its outcome
     if it ends in time."""
@@ -67,12 +67,9 @@ def _input(raw: bytes) -> JsonValue | None:
     if not raw.strip():
         return None
     try:
-        return JsonValue(json.loads(raw))
-    except ValueError as e:  # also invalid UTF-8
-        raise ApiError(400, "invalid_json", f"the request body is not JSON: {e}") from None
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "the request body nests arrays or objects deeper "
-                       "than the JSON parser goes") from None
+        return parse_json(raw, "body")
+    except UsageError as e:
+        raise ApiError(400, "invalid_json", f"request body refused: {e}") from None
 
 
 def _hooks(state: ServerState) -> list[str]:

@@ -12,10 +12,16 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from durable.model import ExecutionStatus
+from durable.model.ids import RUN_ID_MAX, RUN_ID_PATTERN, RUN_ID_RULE
 from durable.views.jsonio import PREVIEW
 
-RunId = Field(None, min_length=1, max_length=200, description="A run id of your choosing; starting "
-              "an id that exists returns that run (start is idempotent by id).")
+RUN_ID_DOC = (f"A run id of your choosing: {RUN_ID_RULE}. Starting an id that exists returns "
+              "that run (start is idempotent by id). An id outside the rule is refused with a "
+              "400 that says why.")
+RUN_ID_SCHEMA: dict[str, Any] = {"pattern": RUN_ID_PATTERN, "maxLength": RUN_ID_MAX}
+"""The id rule, documented but not enforced by the schema: the one check is `check_run_id`
+(through `Client`), so a bad id gets the same 400 and message whichever way it arrives."""
+RunId = Field(None, description=RUN_ID_DOC, json_schema_extra=RUN_ID_SCHEMA)
 
 
 class ErrorInfo(BaseModel):

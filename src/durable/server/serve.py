@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
 import logging
+import socket
 from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
 from rich.console import Console
 
-from durable.errors import UsageError
+from durable.errors import DurableError, UsageError
 from durable.sdk.workflow import Workflow
 from durable.server.app import DEFAULT_MAX_BODY, create_app
 from durable.server.auth import TOKEN, check_secret
@@ -39,17 +42,48 @@ def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
         raise UsageError(f"refusing to serve on {host} without a token: anyone who can reach "
                          "it could read and control every run. Set DURABLE_TOKEN (or --token), "
                          "bind to 127.0.0.1, or pass --insecure if the network is trusted")
-    store = open_store(db)
+    listening = _listen(host, port)
+    try:
+        store = open_store(db)
+    except BaseException:
+        listening.close()
+        raise
     try:
         app = create_app(store, token=token, workflows=workflows,
                          allowed_hosts=[host, *allowed_hosts], max_body=max_body)
         shown = f"[{host}]" if ":" in host else host
-        console.print(f"durable server on http://{shown}:{port} (database {store.url}; "
-                      f"{'token required' if token else 'no token'}; serving "
-                      f"{', '.join(wf.name for wf in workflows) or 'no workflows'}); "
+        console.print(f"durable server on http://{shown}:{listening.getsockname()[1]} "
+                      f"(database {store.url}; {'token required' if token else 'no token'}; "
+                      f"serving {', '.join(wf.name for wf in workflows) or 'no workflows'}); "
                       "Ctrl-C stops")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                             "%(message)s")
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info",
+                                               access_log=False))
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once it
+            server.run(sockets=[listening])  # has shut down; it was the way to stop: exit 0
+        if not server.started:
+            raise DurableError("the server did not start; the log above says why")
     finally:
+        listening.close()
         store.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here rather than by uvicorn, which logs why it cannot bind
+    and exits 3: a port in use (another server left running, most often) or an address this
+    machine does not have is bad input, told in one line that says what to change."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} on {host} is already in use (another durable "
+                             "server?): stop what listens there, or choose another port with "
+                             "--port") from None
+        raise UsageError(f"cannot listen on {host} port {port}: {e.strerror or e}; choose "
+                         "another --host or --port") from None
+    return sock

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from durable.server.deps import ServerState
-from durable.views.jsonio import JsonValue, workflow_args
+from durable.views.jsonio import JsonValue, checked_json, workflow_args
 
 
 def encoded_input(state: ServerState, workflow: str, given: JsonValue | None) -> str | None:
@@ -24,5 +24,6 @@ def encoded_input(state: ServerState, workflow: str, given: JsonValue | None) ->
 
 
 def given(fields: set[str], value: Any) -> JsonValue | None:
-    """`input` as the CLI's `--input`: absent is no input, `null` is the value null."""
-    return JsonValue(value) if "input" in fields else None
+    """`input` as the CLI's `--input`: absent is no input, `null` is the value null; checked
+    as the CLI checks it (`checked_json`)."""
+    return JsonValue(checked_json(value, "input")) if "input" in fields else None

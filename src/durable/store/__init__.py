@@ -46,7 +46,15 @@ def _dialect(url: str | None) -> tuple[str, str]:
     """Which store a URL names, and what that store takes: a file's path, or the URL."""
     url = resolve_url(url)
     if url.startswith("sqlite:///"):
-        return "sqlite", url.removeprefix("sqlite:///")
+        path = url.removeprefix("sqlite:///")
+        if path in ("", ":memory:"):
+            # SQLite gives each connection its own private database for these, and a store
+            # has several connections (the writer's, each reading thread's): they would not
+            # see each other's runs, nor the tables.
+            raise UsageError(f"database URL {url!r} names no file: Durable needs one that "
+                             "every connection and process opens alike; use "
+                             "sqlite:///path/to/file.db")
+        return "sqlite", path
     if url.startswith(("postgresql://", "postgres://")):
         return "postgres", url
     raise UsageError(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db "

@@ -7,6 +7,7 @@ returns.
 from __future__ import annotations
 
 import json
+import math
 import reprlib
 import typing
 from dataclasses import dataclass
@@ -29,6 +30,49 @@ class JsonValue:
     """A parsed JSON input, wrapped so that input `null` differs from no input at all."""
 
     value: Any
+
+
+def parse_json(text: str | bytes, name: str) -> JsonValue:
+    """JSON text given as input (`--input`, `--payload`, a webhook's body), parsed and checked
+    as `checked_json` checks it; every way it can be refused is a `UsageError` that says why."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise UsageError("not valid JSON: nested too deeply for the JSON parser") from None
+    except ValueError as e:  # also invalid UTF-8, and integers beyond Python's digit limit
+        raise UsageError(f"not valid JSON: {str(e).split('; use sys.')[0]}") from None
+    return JsonValue(checked_json(value, name))
+
+
+def checked_json(value: Any, name: str) -> Any:
+    """`value`, parsed JSON input called `name`, once it is known to hold only numbers JSON can
+    carry. Python's parser reads NaN and Infinity, which JSON has not, and turns numbers beyond
+    a float's range (1e400) into infinity; stored, each would come back as `null` through the
+    API but as invalid JSON from the CLI, so they are refused where they come in."""
+    stack: list[tuple[Any, _Path]] = [(value, None)]
+    while stack:  # a loop, not recursion: input as deep as the parser allows is fine
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise UsageError(f"{name}{_where(path)} is not a finite number ({json.dumps(item)}):"
+                             " JSON has no NaN or Infinity, and a number beyond ±1.8e308 "
+                             "reads as infinity")
+        if isinstance(item, dict):
+            stack.extend((v, (path, k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, (path, i)) for i, v in enumerate(item))
+    return value
+
+
+_Path = tuple["_Path", str | int] | None
+"""Where an item is in a JSON value, linked from the innermost key out (cheap to extend)."""
+
+
+def _where(path: _Path) -> str:
+    keys: list[str | int] = []
+    while path is not None:
+        path, key = path
+        keys.append(key)
+    return "".join(f"[{json.dumps(key)}]" for key in reversed(keys))
 
 
 def workflow_args(wf: Workflow[Any], given: JsonValue | None) -> tuple[Any, ...]:
@@ -89,17 +133,47 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _payload(text: str | None) -> Any:
-    """A stored payload as JSON data; text a custom serializer wrote stays a string."""
+    """A stored payload as JSON data; text a custom serializer wrote stays a string. NaN and
+    ±Infinity, which a workflow may return and the serializer stores (Python reads them back),
+    have no JSON form: they read as null, as the API has always answered them."""
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return _decoded(text)[0]
     except ValueError:
         return text
 
 
 PREVIEW = 200
 """Characters of a run's input and result that a listing shows (`run_summary_json`)."""
+
+
+def payload_text(text: str) -> str:
+    """A stored payload as JSON text to print (`durable result`): as stored, unless it holds
+    NaN or ±Infinity, then written again with those as null, so that what the CLI prints is
+    JSON and says what the API says. Text a custom serializer wrote is printed as it is."""
+    try:
+        value, changed = _decoded(text)
+    except ValueError:
+        return text
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) if changed else text
+
+
+def _decoded(text: str) -> tuple[Any, bool]:
+    """`text` parsed with NaN and ±Infinity as None, and whether it held any."""
+    changed = False
+
+    def null(_: str) -> None:
+        nonlocal changed
+        changed = True
+
+    def number(literal: str) -> float | None:
+        value = float(literal)
+        if math.isfinite(value):
+            return value
+        null(literal)
+        return None
+    return json.loads(text, parse_constant=null, parse_float=number), changed
 
 
 def run_json(run: RunInfo, now: float) -> dict[str, Any]:
