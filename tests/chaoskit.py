@@ -18,9 +18,7 @@ import asyncio
 import json
 import os
 import random
-import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -34,11 +32,10 @@ from durable.engine import machine
 from durable.model import RunInfo
 from tests import pgkit
 from tests.apps import chaos_app as app
-from tests.crashkit import wait_until
+from tests.kit import DURABLE, Proc, Procs, Subprocess, wait_until
 
 APP = Path(app.__file__)
-ROOT = APP.parent.parent.parent
-DURABLE = str(Path(sys.executable).with_name("durable"))
+STOP_GRACE = 30.0  # seconds a worker has to drain on SIGTERM: 50 runs in flight, a busy machine
 
 
 class Db:
@@ -112,21 +109,19 @@ class Fleet:
                  server: str | None = None) -> None:
         self.db, self.effects, self.server = db, effects, server
         self.lease, self.concurrency = lease, concurrency
-        self.live: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
+        self.procs = Procs(effects, grace=STOP_GRACE)
+        self.live: dict[int, tuple[Proc, str]] = {}
         self.dead: set[int] = set()  # killed by the test
-        self.started = 0
 
     def spawn(self) -> int:
-        self.started += 1
-        name = f"durable-chaos-{self.started}"
+        number = len(self.procs) + 1
+        name = f"durable-chaos-{number}"
         db = self.db if self.db.startswith("sqlite:") else pgkit.with_params(
             self.db, application_name=name)
-        log = open(self.effects / f"worker-{self.started}.out", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, str(APP), "--db", db, "--effects", str(self.effects),
-             "--lease", str(self.lease), "--concurrency", str(self.concurrency)],
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        proc = self.procs.start(
+            sys.executable, str(APP), "--db", db, "--effects", str(self.effects),
+            "--lease", str(self.lease), "--concurrency", str(self.concurrency),
+            log=self.effects / f"worker-{number}.out")
         self.live[proc.pid] = (proc, name)
         return proc.pid
 
@@ -136,8 +131,7 @@ class Fleet:
 
     def kill(self, pid: int) -> None:
         proc, _ = self.live.pop(pid)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+        proc.kill()
         self.dead.add(pid)
 
     def kill_one(self, db: Db, spare: Iterable[int] = ()) -> Kill | None:
@@ -153,10 +147,10 @@ class Fleet:
         return kill
 
     def pause(self, pid: int) -> None:
-        self.live[pid][0].send_signal(signal.SIGSTOP)
+        self.live[pid][0].pause()
 
     def resume(self, pid: int) -> None:
-        self.live[pid][0].send_signal(signal.SIGCONT)
+        self.live[pid][0].resume()
 
     def cut(self, pid: int) -> int:
         """Cut every PostgreSQL session of worker `pid`; returns how many there were."""
@@ -169,54 +163,30 @@ class Fleet:
                 if (rc := proc.poll()) is not None}
 
     def stop(self) -> dict[int, int]:
-        """SIGTERM every live worker (SIGCONT first: a paused one must see it) and wait for it
-        to drain; returns each one's exit code (killed if it does not stop in 30 s)."""
-        codes = {}
-        for proc, _ in self.live.values():
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-        for pid, (proc, _) in self.live.items():
-            try:
-                codes[pid] = proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[pid] = proc.wait()
-        return codes
+        """SIGTERM every live worker (and SIGCONT: a paused one must see it) and wait for it to
+        drain; returns each one's exit code (SIGKILLed if not stopped in STOP_GRACE seconds)."""
+        self.procs.close()
+        return {pid: proc.wait_exit() for pid, (proc, _) in self.live.items()}
 
     def output(self) -> str:
         """Every worker's output (its last 3000 characters), each headed by its number."""
-        return "\n".join(f"--- worker {i}\n{self._output(i)[-3000:]}"
-                         for i in range(1, self.started + 1))
-
-    def _output(self, i: int) -> str:
-        return (self.effects / f"worker-{i}.out").read_text(errors="replace")
+        return "\n".join(f"--- worker {i}\n{proc.output()[-3000:]}"
+                         for i, proc in enumerate(self.procs, 1))
 
     def crashed(self) -> list[str]:
         """Output of workers that printed a traceback: there should be none."""
-        return [text[-3000:] for i in range(1, self.started + 1)
-                if "Traceback" in (text := self._output(i))]
+        return [text[-3000:] for proc in self.procs if "Traceback" in (text := proc.output())]
 
 
-class CliWorker:
-    """`durable worker TARGET --db DB`, the command as operators run it, its output in a file;
-    `prefix` runs it under another command (e.g. `unshare`), `env` adds to its environment.
-    Killed by `close` if still running."""
+class CliWorker(Subprocess):
+    """`durable worker TARGET --db DB`, the command as operators run it, its output in
+    `effects/worker.out`; `prefix` runs it under another command (e.g. `unshare`), `env` adds
+    to its environment. The test kills it (`kill`) if it is still running at the end."""
 
     def __init__(self, target: str, db: str, effects: Path, *, prefix: Iterable[str] = (),
                  env: dict[str, str] | None = None) -> None:
-        self.log = effects / "worker.out"
-        env = {app.EFFECTS_ENV: str(effects), **(env or {})}
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [*prefix, DURABLE, "worker", target, "--db", db], cwd=ROOT, stdout=out,
-                stderr=subprocess.STDOUT, env={**os.environ, **env})
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__([*prefix, DURABLE, "worker", target, "--db", db], effects / "worker.out",
+                         env={**os.environ, app.EFFECTS_ENV: str(effects), **(env or {})})
 
     def lines(self, text: str) -> list[str]:
         return [line for line in self.output().splitlines() if text in line]
@@ -225,11 +195,10 @@ class CliWorker:
         """The first output line containing `text`, once there is one; fails if the worker
         exits first."""
         def found() -> str | None:
-            assert self.proc.poll() is None or self.lines(text), (
-                f"the worker exited {self.proc.poll()} before printing {text!r}:\n"
-                f"{self.output()}")
+            assert self.alive or self.lines(text), (
+                f"the worker exited {self.poll()} before printing {text!r}:\n{self.output()}")
             return next(iter(self.lines(text)), None)
-        return wait_until(found, f"the worker to print {text!r}", timeout)
+        return wait_until(found, f"the worker to print {text!r}", timeout=timeout)
 
     def wait_ended(self, client: durable.Client, run_ids: Iterable[str],
                    timeout: float = 120.0) -> dict[str, RunInfo]:
@@ -237,22 +206,16 @@ class CliWorker:
         ids = list(run_ids)
 
         def ended() -> dict[str, RunInfo] | None:
-            assert self.proc.poll() is None, (
-                f"the worker exited {self.proc.poll()}:\n{self.output()}")
+            assert self.alive, f"the worker exited {self.poll()}:\n{self.output()}"
             runs = {run_id: client.get(run_id) for run_id in ids}
             done = all(r.status is not durable.ExecutionStatus.RUNNING for r in runs.values())
             return runs if done else None
-        return wait_until(ended, f"{len(ids)} runs to end", timeout, interval=0.1)
+        return wait_until(ended, f"{len(ids)} runs to end", timeout=timeout, interval=0.1)
 
-    def stop(self) -> int:
-        """SIGTERM, and the exit code once it has drained."""
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    def stop(self, grace: float = 60.0) -> int:
+        """SIGTERM, and the exit code once it has drained: a worker draining its runs on a
+        busy machine gets longer than the kit's default before it is SIGKILLed."""
+        return super().stop(grace)
 
 
 def effects_count(effects: Path) -> int:

@@ -7,6 +7,7 @@
   subprocess.Popen, its output in a log file); `Procs` starts them for a test and, on closing,
   stops every one still running: SIGTERM, then SIGKILL after a grace period (or SIGKILL at once).
 - `free_port`: a TCP port on 127.0.0.1 that nothing listens on.
+- `ROOT`, the repository, and `DURABLE`, the `durable` console script of this interpreter.
 
 The domain-specific parts stay in their kits: crash labs (tests/crashkit.py), the server
 (tests/serverkit.py), schedules (tests/schedkit.py), PostgreSQL (tests/pgkit.py), the
@@ -21,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +34,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
+DURABLE = str(Path(sys.executable).with_name("durable"))  # as operators run it, from this venv
 DEADLINE = 30.0  # seconds any single wait may take before the test fails: generous on purpose
 GRACE = 15.0  # seconds a process has to exit on SIGTERM before it is SIGKILLed
 

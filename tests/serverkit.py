@@ -8,17 +8,15 @@ then SIGKILL: `tests.kit.Subprocess`).
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from tests.kit import Subprocess, free_port
+from tests.kit import DURABLE, Subprocess, free_port
 
 APP = "tests/apps/server_app.py"
-DURABLE = str(Path(sys.executable).with_name("durable"))
 
 
 class Server:

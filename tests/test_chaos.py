@@ -35,6 +35,7 @@ from tests import chaoskit, pgkit
 from tests.apps import chaos_app as app
 from tests.chaoskit import Db, Fleet, Kill
 from tests.crashkit import write_lock_held
+from tests.kit import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.crash]
 
@@ -83,10 +84,14 @@ def test_chaos_kills_pauses_cuts_outages_and_sys_exit_lose_nothing(
         cut = False
         back_at: float | None = None
         next_kill = began + KILL_EVERY
-        while left := sql.running():
+
+        def chaos_until_all_ended() -> bool:
+            """One tick of the chaos: the checks, then what is due now; True once no run is
+            left RUNNING."""
+            nonlocal paused, cut, down, back_at, next_kill
+            if not sql.running():
+                return True
             now = time.monotonic() - began
-            assert now < DEADLINE, f"{left} runs still RUNNING after {DEADLINE:.0f}s; " \
-                                   f"{sql.stuck()}\n{fleet.output()}"
             assert not fleet.exited(), f"a worker exited: {fleet.exited()}\n{fleet.output()}"
             assert not errors, f"sending a signal failed: {errors[0]!r}"
             for kill in kills:
@@ -110,10 +115,13 @@ def test_chaos_kills_pauses_cuts_outages_and_sys_exit_lose_nothing(
                 if proxy is None:
                     threading.Thread(target=chaoskit.signal_all, daemon=True, args=(
                         client, {r: inputs[r] for r in late}, errors)).start()
-            if time.monotonic() >= next_kill and (kill := fleet.kill_one(sql, {paused or 0})):
-                kills.append(kill)
+            if time.monotonic() >= next_kill and (victim := fleet.kill_one(sql, {paused or 0})):
+                kills.append(victim)
                 next_kill += KILL_EVERY
-            time.sleep(0.05)
+            return False
+
+        wait_until(chaos_until_all_ended, lambda: f"every run to end: {sql.running()} still "
+                   f"RUNNING; {sql.stuck()}\n{fleet.output()}", timeout=DEADLINE, interval=0.05)
         elapsed = time.monotonic() - began
         assert back_at is not None, "the runs ended before the outage did: it hit nothing"
         codes = fleet.stop()

@@ -21,10 +21,9 @@ import pytest
 import durable
 from durable.model import Operation
 from tests.apps import cli_app
-from tests.kit import ROOT, Procs, Subprocess, wait_until
+from tests.kit import DURABLE, ROOT, Procs, Subprocess, wait_until
 
 APP = "tests/apps/cli_app.py"
-DURABLE = str(Path(sys.executable).with_name("durable"))
 
 Result = subprocess.CompletedProcess[str]
 

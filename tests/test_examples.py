@@ -15,8 +15,8 @@ import pytest
 
 import durable
 from durable.model import HistoryEvent
+from tests.kit import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 

@@ -17,7 +17,7 @@ from durable import ExecutionStatus
 from durable.model import EventType
 from tests.apps import poison_app as app
 from tests.chaoskit import CliWorker
-from tests.crashkit import wait_until
+from tests.kit import wait_until, wait_until_async
 from tests.serverkit import Server
 
 TARGET = "tests/apps/poison_app.py"
@@ -72,7 +72,7 @@ def test_sys_exit_keyboard_interrupt_or_cancelled_error_in_code_fails_it_not_the
         assert "worker stopped" in worker.output()
         assert "Traceback" not in worker.output()
     finally:
-        worker.close()
+        worker.kill()
         client.close()
 
 
@@ -101,13 +101,13 @@ def test_sigterm_drains_the_step_in_flight_and_stops_the_worker_cleanly(
     worker = CliWorker(TARGET, db_url, tmp_path, env={"POISON_DIR": str(tmp_path)})
     try:
         client.start(app.slow, 1.5, id="slow")
-        wait_until(lambda: attempts(tmp_path).get("slow"), "the step to start", 30)
+        wait_until(lambda: attempts(tmp_path).get("slow"), "the step to start", timeout=30)
         assert worker.stop() == 0, worker.output()
         assert "worker stopped" in worker.output()
         assert client.wait("slow", timeout=10).status is ExecutionStatus.SUCCEEDED
         assert attempts(tmp_path) == {"slow": 1}
     finally:
-        worker.close()
+        worker.kill()
         client.close()
 
 
@@ -134,8 +134,8 @@ async def test_a_step_cancelled_by_a_shutdown_is_not_recorded_as_its_failure(
         await asyncio.wait_for(started.wait(), 10)
         worker.stop()
         await asyncio.wait_for(serving, 10)
-        while len(asyncio.all_tasks()) > 1:  # the cancelled invocation winding down
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: len(asyncio.all_tasks()) == 1,
+                               "the cancelled invocation to wind down")
         assert client.get("cut-short").status is ExecutionStatus.RUNNING
         assert not [e for e in client.history("cut-short") if e.type == EventType.STEP_FAILED]
     finally:

@@ -28,7 +28,8 @@ import durable
 from tests import chaoskit, pgkit
 from tests.apps import chaos_app as app
 from tests.chaoskit import CliWorker
-from tests.crashkit import wait_until, write_lock_held
+from tests.crashkit import write_lock_held
+from tests.kit import wait_until
 
 pytestmark = pytest.mark.crash
 
@@ -57,13 +58,13 @@ def proxy(pg_server: str) -> Iterator[pgkit.Proxy]:
 def serving(db: str, effects: Path, workers_db: str | None = None
             ) -> Iterator[tuple[durable.Client, CliWorker]]:
     """The test's client on `db`, and `durable worker` on `workers_db` (by default the same:
-    through the proxy, for PostgreSQL); both closed after."""
+    through the proxy, for PostgreSQL); the client closed after, the worker killed if still up."""
     client = durable.Client(db)
     worker = CliWorker(TARGET, workers_db or db, effects)
     try:
         yield client, worker
     finally:
-        worker.close()
+        worker.kill()
         client.close()
 
 
@@ -95,13 +96,13 @@ def test_durable_worker_rides_out_a_postgres_outage_and_resumes_by_itself(
     # The test's own way in goes around the proxy.
     with serving(pg_url, tmp_path, proxy.url(pg_url)) as (client, worker):
         chaoskit.start_all(client, runs)
-        wait_until(lambda: chaoskit.effects_count(tmp_path) >= RUNS, "steps to run", 60)
+        wait_until(lambda: chaoskit.effects_count(tmp_path) >= RUNS, "steps to run", timeout=60)
         proxy.stop()
         down_at = time.time()
         send_signals(client, runs)  # sent while the worker cannot see them
         worker.wait_line(UNAVAILABLE, timeout=OUTAGE)
-        wait_until(lambda: time.time() - down_at >= OUTAGE, "the outage to last", OUTAGE)
-        assert worker.proc.poll() is None, f"the worker exited:\n{worker.output()}"
+        wait_until(lambda: time.time() - down_at >= OUTAGE, "the outage to last", timeout=OUTAGE)
+        assert worker.alive, f"the worker exited:\n{worker.output()}"
         proxy.start()
         assert_rode_it_out(worker, client, tmp_path, runs,
                            f"postgres outage of {time.time() - down_at:.1f}s")
@@ -112,11 +113,11 @@ def test_durable_worker_waits_out_an_sqlite_write_lock_held_past_the_busy_timeou
     runs = inputs()
     with serving(db_url, tmp_path) as (client, worker):
         chaoskit.start_all(client, runs)
-        wait_until(lambda: chaoskit.effects_count(tmp_path) >= RUNS, "steps to run", 60)
+        wait_until(lambda: chaoskit.effects_count(tmp_path) >= RUNS, "steps to run", timeout=60)
         with write_lock_held(Path(db_url.removeprefix("sqlite:///"))):
             held_at = time.time()
             worker.wait_line(UNAVAILABLE, timeout=60)  # after the 30 s busy timeout
-            assert worker.proc.poll() is None, f"the worker exited:\n{worker.output()}"
+            assert worker.alive, f"the worker exited:\n{worker.output()}"
         held = time.time() - held_at
         send_signals(client, runs)
         assert_rode_it_out(worker, client, tmp_path, runs, f"sqlite write lock held {held:.1f}s")
@@ -146,7 +147,7 @@ def test_durable_worker_rides_out_a_full_disk(small_disk: Path, tmp_path: Path) 
         chaoskit.start_all(client, runs)
         send_signals(client, runs)
         # Full while the runs go on: their writes need room the database never had yet.
-        wait_until(lambda: chaoskit.effects_count(tmp_path) >= 1, "a step to run", 60)
+        wait_until(lambda: chaoskit.effects_count(tmp_path) >= 1, "a step to run", timeout=60)
         filled_at = time.time()
         fill(small_disk / "filler")
         worker.wait_line(UNAVAILABLE, timeout=60)
@@ -182,7 +183,7 @@ def test_durable_worker_started_while_postgres_is_unreachable_waits_for_it(
         send_signals(client, runs)
         worker.wait_line(UNAVAILABLE)
         worker.wait_line(STILL, timeout=LOG_EVERY * 2)
-        assert worker.proc.poll() is None, f"the worker exited:\n{worker.output()}"
+        assert worker.alive, f"the worker exited:\n{worker.output()}"
         if how == "refused":
             proxy.start()
         else:
@@ -196,9 +197,9 @@ def test_durable_worker_given_a_database_that_refuses_it_exits_2_with_one_line(
     """Bad input stays bad input: a role the server does not know will not appear by waiting."""
     worker = CliWorker(TARGET, pg_server.replace("postgres@", "nosuchrole@"), tmp_path)
     try:
-        assert worker.proc.wait(30) == 2
+        assert worker.wait_exit(30) == 2
         out = worker.output()
         assert out.startswith("error: cannot connect to PostgreSQL") and "nosuchrole" in out
         assert "Traceback" not in out
     finally:
-        worker.close()
+        worker.kill()

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.kit import ROOT, Subprocess, free_port, wait_until
+from tests.kit import DURABLE, ROOT, Subprocess, free_port, wait_until
 
-DURABLE = str(Path(sys.executable).with_name("durable"))
 DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
              "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
 ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
