@@ -274,8 +274,9 @@ def _report_to_parent(tx: Tx, run: RunInfo, status: ExecutionStatus, out: Invoca
 
 # -- what time brings: leases renewed, operations falling due, callbacks' heartbeats --------------
 
-def heartbeat(tx: Tx, owner: str, run_ids: Sequence[str], until: float) -> None:
-    tx.extend_leases(owner, run_ids, until)
+def heartbeat(tx: Tx, owner: str, run_ids: Sequence[str], until: float) -> set[str]:
+    """Renew the leases `owner` holds on these runs; returns those it still held."""
+    return tx.extend_leases(owner, run_ids, until)
 
 
 def advance_due(tx: Tx, run_id: str, now: float,

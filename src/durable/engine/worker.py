@@ -146,6 +146,10 @@ class Worker:
         self._caught_up = False  # `_catch_up` done
         self._abandoned: dict[str, int] = {}  # run id -> token: invocations cut off by the store
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # run id -> monotonic time by which its lease must have been renewed for this process
+        # to go on believing it holds it: two thirds of a lease after the claim or renewal
+        # began, a third of a lease short of when the store lets another worker take it.
+        self._held_until: dict[str, float] = {}
         self._finishing = 0  # invocations whose outcome is being written
         self._reserved = 0  # slots promised to runs being started in this process (`reserve`)
         self._wake: asyncio.Event | None = None
@@ -360,13 +364,23 @@ class Worker:
 
     def _start(self, claimed: list[machine.Claimed]) -> None:
         for c in claimed:
+            self._held_until[c.invocation.run_id] = time.monotonic() + self._trust()
             self._inflight[c.invocation.run_id] = asyncio.create_task(self._invoke(c))
+
+    def _trust(self) -> float:
+        return self.lease_seconds * 2 / 3
+
+    def _holds(self, run_id: str) -> bool:
+        """Whether this process may still take itself to hold the run's lease: false once it
+        went unrenewed too long (the process was paused, or the store was away)."""
+        return time.monotonic() < self._held_until.get(run_id, 0.0)
 
     async def _invoke(self, c: machine.Claimed) -> None:
         inv, token = c.invocation, c.token
         clock = self.clock
 
         store_failed: list[BaseException] = []
+        inv.leased = functools.partial(self._holds, inv.run_id)
 
         async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
             try:
@@ -387,6 +401,14 @@ class Worker:
             try:
                 out = await self.handlers[inv.workflow](inv, checkpointer)
             except StaleToken:
+                if not store_failed and not self._holds(inv.run_id):
+                    # Stopped before a step body, unsure of its lease (it went unrenewed):
+                    # give the lease back at once if it is still ours, rather than let it run
+                    # out, so the run resumes from what is durable.
+                    log.info("run %s: lease went unrenewed for %.1fs, stopping the invocation "
+                             "before its next step", inv.run_id, self._trust())
+                    self._abandoned[inv.run_id] = token
+                    return
                 if not store_failed:
                     self.stats.stale += 1
                     log.info("run %s: lease lost mid-invocation, stopping it", inv.run_id)
@@ -435,6 +457,7 @@ class Worker:
         finally:
             if self._inflight.get(inv.run_id) is asyncio.current_task():
                 del self._inflight[inv.run_id]  # not a newer invocation that re-claimed the run
+                self._held_until.pop(inv.run_id, None)
             for cb in self._on_finish:
                 cb(inv.run_id)
             if self._wake is not None:
@@ -463,12 +486,16 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             if self._inflight:
+                began = time.monotonic()
                 try:
-                    await self._write(functools.partial(
+                    renewed = await self._write(functools.partial(
                         machine.heartbeat, owner=self.owner, run_ids=list(self._inflight),
                         until=self.clock() + self.lease_seconds))
                 except Exception as e:  # the database is away: try again next time round
                     self._outage.failed("renewing leases", e)
+                    continue
+                for run_id in renewed & self._held_until.keys():
+                    self._held_until[run_id] = began + self._trust()
 
     async def _drain(self) -> None:
         if not self._inflight:

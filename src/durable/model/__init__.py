@@ -228,6 +228,11 @@ class Invocation:
     operations: dict[str, Operation]
     cancel_requested: bool = False
     token: int = 0  # the fencing token of this invocation: what an HTTP function checkpoints with
+    leased: Callable[[], bool] | None = None
+    """Whether the invoking process still holds the run's lease as far as it can tell without
+    asking the store (None: it cannot tell). The SDK asks before it runs a step body: a process
+    paused past its lease, whose run another took over meanwhile, must not begin a body the new
+    holder may have completed; its stale checkpoint would be refused, but only afterwards."""
 
 
 class InvocationStatus(StrEnum):

@@ -98,6 +98,7 @@ class Executor:
         self.ops = invocation.operations
         self.serializer = serializer
         self.cancel_requested = invocation.cancel_requested
+        self._leased = invocation.leased
         self.cancel_raised = False
         self.root = Scope(self, None)
         self._checkpointer = checkpointer
@@ -181,6 +182,13 @@ class Executor:
         """Checkpoint buffered values now, if any: free when there are none (the usual step)."""
         if self._unsaved_values:
             await self.checkpoint()
+
+    def require_lease(self) -> None:
+        """Before a step body runs: stop here, as a refused checkpoint would, if the invoking
+        process can tell it no longer holds the run's lease (`Invocation.leased`)."""
+        if self.fenced or (self._leased is not None and not self._leased()):
+            self.fenced = True
+            raise _Fenced
 
     async def checkpoint(self, *updates: OperationUpdate) -> list[Operation]:
         if self.fenced:

@@ -115,6 +115,7 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
                         f"step {name!r} attempt {op.attempt} was interrupted (its process "
                         "stopped during the body); at-most-once: not re-running it unasked"))
                     continue
+            ex.require_lease()
             attempt = (op.attempt if op is not None else 0) + 1
             started = WALL_CLOCK.get()()
             if cfg.semantics == "at_most_once":

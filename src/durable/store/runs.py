@@ -130,12 +130,14 @@ class Runs(Table):
         self._exec("UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND lease_expires > ?",
                    (now, owner, now))
 
-    def extend_leases(self, owner: str, run_ids: Sequence[str], until: float) -> None:
-        for run_id in run_ids:
-            self._exec(
-                "UPDATE runs SET lease_expires = ? WHERE run_id = ? AND lease_owner = ?",
-                (until, run_id, owner),
-            )
+    def extend_leases(self, owner: str, run_ids: Sequence[str], until: float) -> set[str]:
+        """Renew `owner`'s leases on these runs until `until`; returns the runs renewed (not
+        those another owner took meanwhile)."""
+        if not run_ids:
+            return set()
+        return {r[0] for r in self._rows(
+            "UPDATE runs SET lease_expires = ? WHERE lease_owner = ?"
+            f" AND run_id IN ({marks(run_ids)}) RETURNING run_id", (until, owner, *run_ids))}
 
     def claim(self, now: float, limit: int, workflows: Sequence[str], queued: Sequence[str],
               owner: str, until: float) -> list[tuple[RunInfo, int]]:
