@@ -23,7 +23,7 @@ from durable.store.rows import (
 _RUN_SETTABLE = frozenset(
     {"status", "result", "error", "updated_at", "ended_at", "ready_at", "lease_owner",
      "lease_expires", "cancel_requested", "parked", "compute_seconds", "timeout_at",
-     "invocation_failures"}
+     "invocation_failures", "invocation_error", "invocation_failing_since"}
 )
 
 
@@ -70,6 +70,15 @@ class Runs(Table):
             "UPDATE runs SET ready_at = ?, updated_at = ? WHERE run_id = ? AND status = 'RUNNING'",
             (now, now, run_id),
         )
+        self.notify()
+
+    def wake_failing(self, workflow: str, now: float) -> None:
+        """Runs of `workflow` backing off from failed invocations (not parked, not leased)
+        have work now: the function that failed them answers again."""
+        self._exec(
+            "UPDATE runs SET ready_at = ? WHERE workflow = ? AND status = 'RUNNING' AND "
+            "invocation_failures > 0 AND parked IS NULL AND lease_owner IS NULL "
+            "AND ready_at > ?", (now, workflow, now))
         self.notify()
 
     def fenced_run(self, run_id: str, token: int) -> RunInfo | None:
