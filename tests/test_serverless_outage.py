@@ -4,23 +4,32 @@ and comes back costs the run time, never its result, and no step runs twice."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from durable.invoke import dataplane
+from durable.invoke.push import FunctionSpec, FunctionWorker
+from durable.invoke.push import register as register_spec
+from durable.model import ExecutionStatus, InvocationRetry, RunInfo
+from durable.store import Store, open_store
+from tests.apps import outage_functions
 from tests.apps.serverless_kit import (
     DURABLE,
     register,
     start_function_host,
     start_server,
 )
-from tests.kit import ROOT, free_port, stopping, wait_until
+from tests.kit import ROOT, free_port, stopping, wait_until, wait_until_async
 
 APP = "tests.apps.outage_functions:app"
 NOWHERE = "http://127.0.0.1:1"  # the hosts' fallback backend: only the server's header works
@@ -116,6 +125,9 @@ def test_a_function_host_killed_mid_run_and_back_after_an_outage_completes_the_r
         shown = subprocess.run([DURABLE, "show", run_id, "--db", db], capture_output=True,
                                text=True, cwd=ROOT)
         assert "function unreachable" in shown.stdout and "attempt(s) in a row" in shown.stdout
+        page = httpx.get(f"{server.url}/ui/runs/{run_id}").text
+        assert "Function unreachable: Function.Unreachable" in page
+        assert "attempt(s) in a row" in page
 
         before = sum(effects(fx).values())
         back = start_function_host(tmp_path, APP, NOWHERE, port, OUTAGE_EFFECTS=str(fx))
@@ -128,7 +140,62 @@ def test_a_function_host_killed_mid_run_and_back_after_an_outage_completes_the_r
         assert done["invocation_failure"] is None
         assert effects(fx) == {f"step{i}": 1 for i in range(6)}  # every finished step ran once
         print(f"outage {OUTAGE:.0f} s; host back -> run resumed in {resumed:.2f} s")
-        assert resumed < 12  # the backoff is capped at 10 s
+        assert resumed < 13  # the backoff is capped at 10 s
     finally:
         with stopping(server, host, *([back] if back else [])):
             pass
+
+
+# -- per-function policies, in process: the worker that invokes the functions ------------------
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path}/fn.db")
+    yield s
+    s.close()
+
+
+def start_runs(store: Store, function: str, inputs: list[str]) -> list[str]:
+    now = time.time()
+    return [store.write_sync(lambda tx, i=i: dataplane.start_execution(
+        tx, function, f"e{i}", i, now))[0].run_id for i in inputs]
+
+
+def statuses(store: Store, run_ids: list[str]) -> list[RunInfo]:
+    runs = [store.read(lambda tx, r=r: tx.get_run(r)) for r in run_ids]
+    return [r for r in runs if r is not None]
+
+
+async def test_a_function_concurrency_limit_caps_its_invocations_in_flight(store: Store) -> None:
+    register_spec(store, FunctionSpec("slow", handler="tests.apps.outage_functions:slow",
+                                      concurrency=2))
+    worker = FunctionWorker(store, "http://unused")
+    task = asyncio.create_task(worker.run())
+    try:
+        run_ids = start_runs(store, "slow", [str(n) for n in range(6)])
+        await wait_until_async(lambda: all(r.status is ExecutionStatus.SUCCEEDED
+                                           for r in statuses(store, run_ids)),
+                               "every run to succeed", interval=0.05)
+    finally:
+        worker.stop()
+        await task
+    assert outage_functions.IN_FLIGHT[1] == 2  # six runs ready at once, two invoked at a time
+
+
+async def test_a_function_past_its_retry_deadline_parks_its_runs_running(store: Store) -> None:
+    register_spec(store, FunctionSpec("gone", url=NOWHERE + "/", retry_deadline=0.5))
+    worker = FunctionWorker(store, "http://unused",
+                            invocation_retry=InvocationRetry(backoff=0.05, cap=0.1))
+    task = asyncio.create_task(worker.run())
+    try:
+        (run_id,) = start_runs(store, "gone", ["1"])
+        await wait_until_async(lambda: statuses(store, [run_id])[0].parked,
+                               "the run to be parked", interval=0.05)
+    finally:
+        worker.stop()
+        await task
+    (run,) = statuses(store, [run_id])
+    assert run.status is ExecutionStatus.RUNNING and run.parked is not None
+    assert "retry deadline 0.5 s" in run.parked.message
+    assert run.invocation_error is not None
+    assert run.invocation_error.type == "Function.Unreachable"

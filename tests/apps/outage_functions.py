@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import durable
@@ -30,3 +31,21 @@ async def chain(ctx: Context, steps: int, pause: float) -> list[str]:
 
 
 app = durable.serve(chain)
+
+
+IN_FLIGHT = [0, 0]  # [now, most ever]: step bodies of `slow` running at once in this process
+
+
+async def busy(n: int) -> int:
+    IN_FLIGHT[0] += 1
+    IN_FLIGHT[1] = max(IN_FLIGHT)
+    try:
+        await asyncio.sleep(0.2)
+    finally:
+        IN_FLIGHT[0] -= 1
+    return n
+
+
+@workflow(name="slow")
+async def slow(ctx: Context, n: int) -> int:
+    return await ctx.step(busy, n)

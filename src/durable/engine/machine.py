@@ -133,8 +133,6 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
                  details={"status": out.status.value, "duration": duration})
     settled = {"compute_seconds": run.compute_seconds + duration, "invocation_failures": 0,
                "invocation_error": None, "invocation_failing_since": None}
-    if run.invocation_failures:  # the function answers again: its other runs need not wait
-        tx.wake_failing(run.workflow, now)
     common = {"lease_owner": None, "lease_expires": None, "updated_at": now, **settled}
     if out.status is InvocationStatus.PENDING:
         if run.timeout_at is not None and run.timeout_at <= now:

@@ -72,15 +72,6 @@ class Runs(Table):
         )
         self.notify()
 
-    def wake_failing(self, workflow: str, now: float) -> None:
-        """Runs of `workflow` backing off from failed invocations (not parked, not leased)
-        have work now: the function that failed them answers again."""
-        self._exec(
-            "UPDATE runs SET ready_at = ? WHERE workflow = ? AND status = 'RUNNING' AND "
-            "invocation_failures > 0 AND parked IS NULL AND lease_owner IS NULL "
-            "AND ready_at > ?", (now, workflow, now))
-        self.notify()
-
     def fenced_run(self, run_id: str, token: int) -> RunInfo | None:
         """The run, if `token` is still its current one (None: stale). An invocation's
         outcome reads it first.
