@@ -15,7 +15,8 @@ import pytest
 from durable.engine import machine
 from durable.invoke import dataplane
 from durable.invoke.contract import INVALID_TOKEN, MAX_OPERATION_PAYLOAD, ContractError
-from durable.model import ErrorObject, ExecutionStatus, RunInfo
+from durable.invoke.push import FunctionSpec, register
+from durable.model import ErrorObject, ExecutionStatus, InvocationRetry, RunInfo
 from durable.store import Store, Tx, open_store
 from tests.kit import wait_until_async
 
@@ -161,26 +162,48 @@ def test_unknown_invoke_target_fails_the_operation(store: Store) -> None:
     assert op["ChainedInvokeDetails"]["Error"]["ErrorType"] == "ResourceNotFoundException"
 
 
-def test_failed_invocations_back_off_then_fail_the_run(store: Store) -> None:
+def fail_invocation(store: Store, run_id: str, error: ErrorObject, at: float,
+                    policy: InvocationRetry) -> bool:
+    """Claim the run at `at` (past any lease and backoff) and record that invoking it failed."""
+    def fail_once(tx: Tx) -> bool:
+        (claimed,) = machine.claim(tx, "w", at, 1, 30, ["fn"])
+        return machine.retry_invocation(tx, run_id, claimed.token, error, at, 0.1, policy)
+    return store.write_sync(fail_once)
+
+
+def test_failed_invocations_back_off_capped_and_never_fail_the_run(store: Store) -> None:
     run_id, _ = invoked(store)
     error = ErrorObject("Function.Unreachable", "connection refused")
+    policy = InvocationRetry(backoff=2.0, cap=10.0)
+    t0 = time.time() + 1000
     delays = []
-    for attempt in range(3):
-        at = time.time() + 1000 * (attempt + 1)  # past the previous lease and backoff
-
-        def fail_once(tx: Tx, at: float = at) -> bool:
-            (claimed,) = machine.claim(tx, "w", at, 1, 30, ["fn"])
-            return machine.retry_invocation(tx, run_id, claimed.token, error, at, 0.1, 3, 2.0)
-        again = store.write_sync(fail_once)
+    for attempt in range(8):
+        at = t0 + 1000 * attempt
+        assert fail_invocation(store, run_id, error, at, policy)
         run = store.read(lambda tx: tx.get_run(run_id))
-        assert run is not None
-        if attempt < 2:
-            assert again and run.ready_at is not None
-            delays.append(run.ready_at - at)
-        else:
-            assert not again and run.status is ExecutionStatus.FAILED
-            assert run.error is not None and "3 invocation(s) in a row" in run.error.message
-    assert delays == [2.0, 4.0]
+        assert run is not None and run.status is ExecutionStatus.RUNNING and run.parked is None
+        assert run.ready_at is not None
+        delays.append(run.ready_at - at)
+        assert run.invocation_error == error and run.invocation_failures == attempt + 1
+        assert run.invocation_failing_since == t0  # since the first failure in a row
+    assert delays == [2.0, 4.0, 8.0, 10.0, 10.0, 10.0, 10.0, 10.0]
+
+
+def test_a_function_past_its_retry_deadline_parks_the_run_and_registering_it_resumes(
+        store: Store) -> None:
+    run_id, _ = invoked(store)
+    error = ErrorObject("Function.Unreachable", "connection refused")
+    policy = InvocationRetry(backoff=1.0, cap=10.0, deadline=60.0)
+    t0 = time.time() + 1000
+    assert fail_invocation(store, run_id, error, t0, policy)
+    assert not fail_invocation(store, run_id, error, t0 + 61, policy)
+    run = store.read(lambda tx: tx.get_run(run_id))
+    assert run is not None and run.status is ExecutionStatus.RUNNING
+    assert run.parked is not None and "retry deadline 60 s" in run.parked.message
+    assert "connection refused" in run.parked.message and run.ready_at is None
+    register(store, FunctionSpec("fn", url="http://127.0.0.1:1/"))
+    run = store.read(lambda tx: tx.get_run(run_id))
+    assert run is not None and run.ready_at is not None  # invoked again at once
 
 
 def test_stop_fences_the_invocation_and_heartbeats_extend_callbacks(store: Store) -> None:

@@ -8,6 +8,7 @@ import json
 import pytest
 
 import durable
+from durable.store.schema import LATEST
 from tests.apps import evolving_v1
 from tests.test_cli import Cli
 
@@ -55,7 +56,7 @@ def test_schedules_lists_scheduled_workflows_with_their_next_fire_time(cli: Cli)
 def test_migrate_brings_the_schema_up_to_date_and_reports_its_version(cli: Cli):
     done = cli("migrate")
     assert done.returncode == 0, done.stderr
-    assert "schema at version 1" in done.stdout
+    assert f"schema at version {LATEST}" in done.stdout
     unreachable = cli("migrate", "--db", "postgresql://nobody@127.0.0.1:1/none")
     assert unreachable.returncode == 2
     assert "cannot connect to PostgreSQL" in unreachable.stderr

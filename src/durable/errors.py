@@ -64,9 +64,9 @@ class StaleToken(DurableError):
 
 class InvocationError(DurableError):
     """A function could not be invoked, or crashed or timed out before it answered (a network
-    error, an HTTP 5xx, an exception escaping an AWS handler). Nothing it checkpointed is lost:
-    the engine invokes it again after a backoff, and fails the run only after several such
-    failures in a row."""
+    error, a 429 or 5xx, an exception escaping an AWS handler): never the workflow's failure.
+    Nothing it checkpointed is lost: the engine invokes it again after a backoff, without limit
+    unless the function has a retry deadline (then the run is parked, not failed)."""
 
     def __init__(self, error: ErrorObject) -> None:
         super().__init__(f"{error.type}: {error.message}")

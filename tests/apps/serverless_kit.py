@@ -39,11 +39,12 @@ def env(**extra: str) -> dict[str, str]:
     return {**base, **DUMMY_AWS, **extra}
 
 
-def start_server(tmp: Path, db: str, **extra: str) -> Service:
+def start_server(tmp: Path, db: str, *options: str, **extra: str) -> Service:
+    """`durable server` on a free port, with more `options` and `extra` environment."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    return Service([DURABLE, "server", "--port", str(port), "--db", db],
-                   env(DURABLE_PUBLIC_URL=url, **extra), tmp / f"server-{port}.log",
+    return Service([DURABLE, "server", "--port", str(port), "--db", db, *options],
+                   env(**extra), tmp / f"server-{port}.log",
                    url).wait_up("/2025-12-01/functions/none/durable-executions")
 
 

@@ -408,15 +408,21 @@ def rerun(run_id: str, from_step: str, input_: JsonValue | None, new_id: str | N
               show_default=True, callback=parse_size,
               help="The largest request body the API and webhooks take, e.g. 256KiB or 8MiB "
                    "[env: DURABLE_MAX_BODY].")
+@click.option("--public-url", metavar="URL", envvar="DURABLE_PUBLIC_URL",
+              help="Where registered functions reach this server to checkpoint, when not at "
+                   "the address it binds (a proxy, another host) [default: http://HOST:PORT; "
+                   "env: DURABLE_PUBLIC_URL].")
 @db_option
 def server(host: str, port: int, targets: tuple[str, ...], token: str | None, insecure: bool,
-           allowed_hosts: tuple[str, ...], max_body: int, db: str | None) -> None:
+           allowed_hosts: tuple[str, ...], max_body: int, public_url: str | None,
+           db: str | None) -> None:
     """HTTP control API (OpenAPI at /openapi.json), webhooks and the web UI, in one process."""
     from durable.server.serve import serve
 
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
     serve(host, port, list(workflows.values()), db, token or None, insecure,
-          make_console(stderr=True), allowed_hosts=allowed_hosts, max_body=max_body)
+          make_console(stderr=True), allowed_hosts=allowed_hosts, max_body=max_body,
+          public=public_url or None)
 
 
 
@@ -436,9 +442,16 @@ def functions() -> None:
               "handler(event, context) such as one written with AWS's SDK.")
 @click.option("--execution-timeout", type=Seconds(min=0, min_open=True),
               metavar="SECONDS", help="End runs TIMED_OUT after this long.")
+@click.option("--retry-deadline", type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS", help="Park a run (RUNNING, the error shown) once invoking the "
+              "function has failed for this long [default: retry without limit].")
+@click.option("--concurrency", type=click.IntRange(min=1), metavar="N",
+              help="At most N invocations of the function in flight per server "
+                   "[default: no limit].")
 @db_option
 def functions_add(name: str, url: str | None, handler: str | None,
-                  execution_timeout: float | None, db: str | None) -> None:
+                  execution_timeout: float | None, retry_deadline: float | None,
+                  concurrency: int | None, db: str | None) -> None:
     """Register function NAME (or replace it); a running server picks it up at once.
 
     Start runs of it with AWS's Invoke API (`aws lambda invoke --function-name NAME`, or
@@ -447,7 +460,7 @@ def functions_add(name: str, url: str | None, handler: str | None,
     one that does not load is refused now rather than logged by the server later."""
     from durable.invoke.push import FunctionSpec, load_handler, register
 
-    spec = FunctionSpec(name, url, handler, execution_timeout)
+    spec = FunctionSpec(name, url, handler, execution_timeout, retry_deadline, concurrency)
     with open_client(db) as client:
         if handler is not None:
             load_handler(spec, client.store, client.clock)
@@ -466,11 +479,16 @@ def functions_ls(db: str | None, as_json: bool) -> None:
         specs = registered(client.store)
     if as_json:
         echo_json([{"name": f.name, "url": f.url, "handler": f.handler,
-                     "execution_timeout": f.execution_timeout} for f in specs])
+                     "execution_timeout": f.execution_timeout,
+                     "retry_deadline": f.retry_deadline, "concurrency": f.concurrency}
+                    for f in specs])
         return
     for f in specs:
-        timeout = f" (timeout {f.execution_timeout:g}s)" if f.execution_timeout else ""
-        click.echo(f"{f.name}\t{f.url or f.handler}{timeout}")
+        limits = [f"timeout {f.execution_timeout:g}s" if f.execution_timeout else "",
+                  f"retry deadline {f.retry_deadline:g}s" if f.retry_deadline else "",
+                  f"concurrency {f.concurrency}" if f.concurrency else ""]
+        shown = ", ".join(filter(None, limits))
+        click.echo(f"{f.name}\t{f.url or f.handler}{f' ({shown})' if shown else ''}")
 
 
 @functions.command("rm")

@@ -109,6 +109,8 @@ _TONE_STYLE = {Tone.PLAIN: "", Tone.OK: "green", Tone.WARN: "yellow", Tone.ERROR
 def _status_text(run: RunInfo) -> Text:
     if run.parked is not None:
         return Text(f"{run.status} (parked)", style="bold red")
+    if run.invocation_error is not None:
+        return Text(f"{run.status} (function unreachable)", style="bold yellow")
     note = " (cancelling)" if run.cancel_requested and run.status is ExecutionStatus.RUNNING else ""
     return Text(f"{run.status}{note}", style=_STATUS_STYLE.get(run.status, ""))
 
@@ -137,6 +139,8 @@ def render_run(view: RunView) -> RenderableType:
     parts: list[RenderableType] = [_summary(view)]
     if run.parked is not None:
         parts.append(_parked_panel(run.parked))
+    elif run.invocation_error is not None:
+        parts.append(_failing_panel(run))
     if run.error is not None:
         parts.append(_error_block(run.error))
     waiting = pending(run, view.operations)
@@ -206,9 +210,21 @@ def _section(title: str, body: RenderableType) -> Group:
 def _parked_panel(parked: ErrorObject) -> Panel:
     body = Text.assemble(
         (printable(f"{parked.type}: {parked.message}", lines=True), "bold"),
-        "\nParked, not failed: the run stays RUNNING, and a worker whose code matches its "
-        "history resumes it.")
+        "\nParked, not failed: the run stays RUNNING until what the error names is fixed "
+        "(code that matches its history, a function registered again).")
     return Panel(body, title="PARKED", title_align="left", border_style="red", expand=False)
+
+
+def _failing_panel(run: RunInfo) -> Panel:
+    assert run.invocation_error is not None
+    error = run.invocation_error
+    body = Text.assemble(
+        (f"{error.type}: {error.message}", "bold"),
+        f"\nFailing since {_local(run.invocation_failing_since)}, "
+        f"{run.invocation_failures} attempt(s) in a row. Not failed: the run stays RUNNING and "
+        "is invoked again with backoff until the function answers.")
+    return Panel(body, title="FUNCTION UNREACHABLE", title_align="left", border_style="yellow",
+                 expand=False)
 
 
 def _error_block(error: ErrorObject) -> Group:

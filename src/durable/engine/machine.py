@@ -29,6 +29,7 @@ from durable.model import (
     ExecutionStatus,
     Invocation,
     InvocationOutput,
+    InvocationRetry,
     InvocationStatus,
     Operation,
     OperationAction,
@@ -133,7 +134,8 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
     run = _fenced(tx, run_id, token)
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
                  details={"status": out.status.value, "duration": duration})
-    settled = {"compute_seconds": run.compute_seconds + duration, "invocation_failures": 0}
+    settled = {"compute_seconds": run.compute_seconds + duration, "invocation_failures": 0,
+               "invocation_error": None, "invocation_failing_since": None}
     common = {"lease_owner": None, "lease_expires": None, "updated_at": now, **settled}
     if out.status is InvocationStatus.PENDING:
         if run.timeout_at is not None and run.timeout_at <= now:
@@ -219,26 +221,32 @@ def stop(tx: Tx, run_id: str, error: ErrorObject | None, now: float) -> float:
 
 
 def retry_invocation(tx: Tx, run_id: str, token: int, error: ErrorObject, now: float,
-                     duration: float, attempts: int, backoff: float) -> bool:
-    """The function could not be invoked, or crashed or timed out before answering: invoke it
-    again after an exponential backoff, or fail the run once `attempts` in a row failed.
-    Returns whether another attempt is scheduled."""
+                     duration: float, policy: InvocationRetry) -> bool:
+    """The function could not be invoked, or crashed or timed out before answering: not the
+    workflow's failure, so the run never fails of it. It is invoked again after a capped
+    exponential backoff, with the error and since when it has been failing on the run for all
+    to see; past the policy's deadline it is parked instead. Returns whether another attempt
+    is scheduled."""
     run = _fenced(tx, run_id, token)
     failures = run.invocation_failures + 1
+    since = run.invocation_failing_since if run.invocation_failing_since is not None else now
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now, details={
         "status": "FAILED", "duration": duration, "error": error.to_dict(), "attempt": failures})
-    tx.update_run(run_id, lease_owner=None, lease_expires=None, updated_at=now,
-                  compute_seconds=run.compute_seconds + duration, invocation_failures=failures)
-    if failures >= attempts:
-        _end_run(tx, run, ExecutionStatus.FAILED, InvocationOutput(
-            InvocationStatus.FAILED, error=ErrorObject(
-                error.type, f"the function failed {failures} invocation(s) in a row; last: "
-                f"{error.message}", error.traceback, error.data)), now)
+    common = {"lease_owner": None, "lease_expires": None, "updated_at": now,
+              "compute_seconds": run.compute_seconds + duration, "invocation_failures": failures,
+              "invocation_error": dump_error(error), "invocation_failing_since": since}
+    if policy.deadline is not None and now - since >= policy.deadline:
+        parked = ErrorObject(error.type, f"the function could not be invoked for "
+                             f"{now - since:.0f} s ({failures} attempts; retry deadline "
+                             f"{policy.deadline:g} s); last: {error.message}. Register the "
+                             "function again (`durable functions add`) to resume the run")
+        tx.add_event(run_id, E.EXECUTION_PARKED, now, details={"error": parked.to_dict()})
+        tx.update_run(run_id, parked=dump_error(parked), ready_at=run.timeout_at, **common)
         return False
-    retry_at = now + backoff * 2 ** (failures - 1)
+    retry_at = now + policy.delay(failures)
     if run.timeout_at is not None:
         retry_at = min(retry_at, run.timeout_at)
-    tx.update_run(run_id, ready_at=retry_at)
+    tx.update_run(run_id, ready_at=retry_at, **common)
     return True
 
 

@@ -39,9 +39,12 @@ from typing import Protocol, TypeVar
 from durable.engine import machine, schedules, telemetry
 from durable.errors import DurableError, InvocationError, StaleToken, StoreUnavailable, UsageError
 from durable.model import (
+    RETRY_INVOCATIONS,
     CheckpointResult,
     ErrorObject,
+    Invocation,
     InvocationOutput,
+    InvocationRetry,
     InvocationStatus,
     OperationUpdate,
     WorkflowHandler,
@@ -115,15 +118,15 @@ class Worker:
     def __init__(self, workflows: Iterable[Servable], db: str | Store | None = None, *,
                  concurrency: int = 100, lease_seconds: float = 30.0,
                  clock: Callable[[], float] = time.time, drain_seconds: float = 30.0,
-                 fire_schedules: bool = True, invocation_attempts: int = 5,
-                 invocation_backoff: float = 1.0) -> None:
+                 fire_schedules: bool = True,
+                 invocation_retry: InvocationRetry = RETRY_INVOCATIONS) -> None:
         """`fire_schedules=False` serves scheduled workflows' runs without firing their ticks:
         for one-shot runners (`durable.run`) that serve every registered workflow only so that
         child workflows can run.
 
         A handler raising `InvocationError` (a function that could not be reached, or crashed
-        before answering) is invoked again after `invocation_backoff` seconds, doubling each
-        time; the run fails after `invocation_attempts` such failures in a row."""
+        before answering) is invoked again as `invocation_retry` says, or as `retries` says
+        for its workflow; the run never fails of it."""
         workflows = list(workflows)
         self.handlers: dict[str, WorkflowHandler] = {w.name: w.handler for w in workflows}
         self.schedules = [_Scheduled(w.name, s, getattr(w, "schedule_input", _no_input))
@@ -136,8 +139,8 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.drain_seconds = drain_seconds
-        self.invocation_attempts = invocation_attempts
-        self.invocation_backoff = invocation_backoff
+        self.invocation_retry = invocation_retry
+        self.retries: dict[str, InvocationRetry] = {}  # by workflow, where not the default
         self._pid_scope = pid_scope()
         self.owner = (f"{self._pid_scope or socket.gethostname()}:{os.getpid()}:"
                       f"{uuid.uuid4().hex[:8]}")
@@ -416,7 +419,7 @@ class Worker:
                 out = None
             except InvocationError as e:
                 log.warning("run %s: invocation failed, will retry: %s", inv.run_id, e)
-                await self._retry(inv.run_id, token, e, time.perf_counter() - started)
+                await self._retry(inv, token, e, time.perf_counter() - started)
                 return
             except BaseException as e:  # a fault outside user code, or sys.exit() in it
                 if not code_failure(e):
@@ -471,16 +474,16 @@ class Worker:
         log.debug("run %s: left to be invoked again once the store answers: %s", run_id, error)
         self._abandoned[run_id] = token
 
-    async def _retry(self, run_id: str, token: int, e: InvocationError,
+    async def _retry(self, inv: Invocation, token: int, e: InvocationError,
                      duration: float) -> None:
-        attempts, backoff, clock = self.invocation_attempts, self.invocation_backoff, self.clock
+        policy, clock = self.retries.get(inv.workflow, self.invocation_retry), self.clock
         try:
             await self._write(lambda tx: machine.retry_invocation(
-                tx, run_id, token, e.error, clock(), duration, attempts, backoff))
+                tx, inv.run_id, token, e.error, clock(), duration, policy))
         except StaleToken:
             self.stats.stale += 1
         except Exception as failed:
-            self._abandon(run_id, token, "recording a failed invocation", failed)
+            self._abandon(inv.run_id, token, "recording a failed invocation", failed)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -164,6 +164,9 @@ def _current(tx: Tx, run_id: str, token: str) -> tuple[CheckpointTokenRow, str]:
         raise ContractError(f"{INVALID_TOKEN}: it belongs to another durable execution")
     row = tx.get_checkpoint_token(run_id)
     if row is None:
+        # A run this server has never seen is not a stale token (which would end the
+        # invocation quietly): the function was sent another server's address.
+        run_of(tx, run_id)
         raise ContractError(f"{INVALID_TOKEN}: no invocation of this execution holds it")
     return row, nonce
 

@@ -70,7 +70,8 @@ class Backend(Protocol):
 
 
 class BackendError(Exception):
-    """The backend refused a call. `retryable`: a network fault or 5xx, where Lambda would
+    """The backend refused a call. `retryable`: a network fault, 429, 5xx or a run the backend
+    does not know (a misaddressed server), where Lambda would
     invoke the function again; `stale`: the token is no longer this invocation's."""
 
     def __init__(self, message: str, retryable: bool = False) -> None:
@@ -111,6 +112,13 @@ class HttpBackend:
             detail = e.read().decode(errors="replace")
             with contextlib.suppress(ValueError, AttributeError):
                 detail = json.loads(detail).get("message", detail)
+            if e.code == 404:  # not this invocation's doing: fail it, to be invoked again
+                raise BackendError(
+                    f"the durable server at {self.endpoint} does not know this run ({detail}): "
+                    "it is not the server that invoked the function, which sent this address "
+                    f"in {ENDPOINT_HEADER}; start that server with `durable server "
+                    "--public-url URL`, URL being where functions reach it",
+                    retryable=True) from None
             raise BackendError(detail, retryable=e.code >= 500 or e.code == 429) from None
         except (OSError, ValueError) as e:
             raise BackendError(f"cannot reach {self.endpoint}: {e}", retryable=True) from None

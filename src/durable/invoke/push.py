@@ -5,9 +5,12 @@ A function is a name the engine can invoke: an HTTP endpoint taking the invocati
 as `http://host/2015-03-31/functions/NAME/invocations`), or an in-process handler (`module:fn`).
 Runs of a function are runs whose workflow is the function's name. `FunctionWorker` serves all
 of them with the engine's ordinary `Worker`: one invocation in flight per run (the lease), a new
-one whenever a wait, retry, callback or child run completes, retries with backoff when the
-function cannot be reached or crashes (`InvocationError`). Between invocations nothing of the
-function runs and no request is open: a waiting run is rows in the database.
+one whenever a wait, retry, callback or child run completes. An invocation that fails to run
+(the function unreachable, timed out, throttled, or crashed without answering: `InvocationError`)
+never fails the run: it is retried with a capped backoff, without limit unless the function has a
+retry deadline, and at most `concurrency` invocations of a function are in flight per server.
+Between invocations nothing of the function runs and no request is open: a waiting run is rows
+in the database.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import importlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from durable.engine import machine
 from durable.engine.worker import Worker
 from durable.errors import InvocationError, UsageError
 from durable.invoke import dataplane
@@ -36,14 +40,16 @@ from durable.invoke.contract import (
     run_id_of,
 )
 from durable.model import (
+    RETRY_INVOCATIONS,
     Checkpointer,
     ErrorObject,
     Invocation,
     InvocationOutput,
+    InvocationRetry,
     WorkflowHandler,
 )
 from durable.sdk.workflow import Workflow
-from durable.store import Store
+from durable.store import Store, Tx
 
 log = logging.getLogger("durable.functions")
 
@@ -61,6 +67,8 @@ class FunctionSpec:
     url: str | None = None
     handler: str | None = None
     execution_timeout: float | None = None
+    retry_deadline: float | None = None  # seconds of failing invocations before parking the run
+    concurrency: int | None = None  # invocations in flight at once per server (None: no limit)
 
     def __post_init__(self) -> None:
         if function_name(self.name) != self.name:
@@ -78,12 +86,21 @@ class FunctionSpec:
                              "module:attribute, e.g. app:handler")
         if self.execution_timeout is not None and self.execution_timeout <= 0:
             raise UsageError(f"function {self.name!r}: the execution timeout must be positive")
+        if self.retry_deadline is not None and self.retry_deadline <= 0:
+            raise UsageError(f"function {self.name!r}: the retry deadline must be positive")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise UsageError(f"function {self.name!r}: the concurrency limit must be at least 1")
 
 
 def register(store: Store, spec: FunctionSpec) -> None:
-    """Add or replace a function; servers pick it up at once (the write notifies them)."""
-    store.write_sync(lambda tx: tx.put_function(spec.name, spec.url, spec.handler,
-                                                spec.execution_timeout, time.time()))
+    """Add or replace a function; servers pick it up at once (the write notifies them). Its
+    parked runs get another try: registering again is how a fixed function is announced."""
+    def write(tx: Tx) -> None:
+        now = time.time()
+        tx.put_function(spec.name, spec.url, spec.handler, spec.execution_timeout,
+                        spec.retry_deadline, spec.concurrency, now)
+        machine.unpark(tx, tx.parked_runs([spec.name]), now)
+    store.write_sync(write)
 
 
 def registered(store: Store) -> list[FunctionSpec]:
@@ -98,10 +115,14 @@ def unregister(store: Store, name: str) -> bool:
 # -- invokers --------------------------------------------------------------------------------------
 
 class HttpFunction:
-    """Invokes a function by POSTing the envelope; its JSON answer is the invocation output."""
+    """Invokes a function by POSTing the envelope; its JSON answer is the invocation output.
+
+    Only an answer counts as the function's: one it could not give (no connection, a timeout,
+    a 429, a 5xx or Lambda's `X-Amz-Function-Error` instead of an invocation output) raises
+    `InvocationError`, which is retried, never fails the run."""
 
     def __init__(self, spec: FunctionSpec, store: Store, client: httpx.AsyncClient,
-                 endpoint: Callable[[], str], timeout: float) -> None:
+                 endpoint: Callable[[], str | None], timeout: float) -> None:
         assert spec.url is not None
         self.spec, self.url, self.store, self.client = spec, spec.url, store, client
         self.endpoint, self.timeout = endpoint, timeout
@@ -111,26 +132,38 @@ class HttpFunction:
         return self.spec.name
 
     async def handler(self, inv: Invocation, checkpointer: Checkpointer) -> InvocationOutput:
+        endpoint = self.endpoint()
+        if endpoint is None:
+            raise InvocationError(ErrorObject(
+                "Server.AddressUnknown", f"this server does not know the URL function "
+                f"{self.name!r} reaches it by, to checkpoint to: run it with `durable server`, "
+                "or give create_app public_url= (or set DURABLE_PUBLIC_URL)"))
         envelope = await self.store.awrite(
             lambda tx: dataplane.open_invocation(tx, inv.run_id, inv.token))
         try:
             response = await self.client.post(
                 self.url, json=envelope, timeout=self.timeout,
-                headers={ENDPOINT_HEADER: self.endpoint(),
+                headers={ENDPOINT_HEADER: endpoint,
                          "X-Amz-Invocation-Type": "RequestResponse"})
+        except httpx.TimeoutException as e:
+            raise self._failed("Function.TimedOut", f"no answer within {self.timeout:g} s "
+                               f"({type(e).__name__})") from None
         except httpx.HTTPError as e:
-            raise InvocationError(ErrorObject(
-                "Function.Unreachable", f"could not invoke function {self.name!r} at "
-                f"{self.url}: {type(e).__name__}: {e}")) from None
+            raise self._failed("Function.Unreachable",
+                               f"could not invoke it: {type(e).__name__}: {e}") from None
+        if response.status_code == 429:
+            raise self._failed("Function.Throttled", f"HTTP 429: {response.text[:500]}")
         if response.status_code >= 400 or "x-amz-function-error" in response.headers:
-            raise InvocationError(ErrorObject(
-                "Function.Error", f"function {self.name!r} at {self.url} answered HTTP "
-                f"{response.status_code}: {response.text[:500]}"))
+            raise self._failed("Function.Error", f"answered HTTP {response.status_code} "
+                               f"without an invocation output: {response.text[:500]}")
         try:
             answer = response.json()
         except ValueError:
             answer = None
         return output_from_wire(answer)
+
+    def _failed(self, kind: str, what: str) -> InvocationError:
+        return InvocationError(ErrorObject(kind, f"function {self.name!r} at {self.url}: {what}"))
 
 
 class WorkflowFunction:
@@ -288,21 +321,25 @@ class FunctionWorker:
     changes (a `durable functions add` in another process notifies through the store).
 
     `endpoint` is this server's base URL as functions reach it (sent in `X-Durable-Endpoint`);
-    it may change while serving (a server that learns its address from its first request).
-    `clock` gives the times of its invocations and of in-process handlers' checkpoints.
+    it may change while serving (a server that learns its address from its first request), and
+    while it is None HTTP functions are not invoked (their runs retry, showing why).
+    `invocation_retry`: how invocations that fail to run are retried; a function's own retry
+    deadline replaces the policy's. `clock` gives the times of its invocations and of
+    in-process handlers' checkpoints.
     """
 
-    def __init__(self, store: Store, endpoint: str, *, concurrency: int = 100,
+    def __init__(self, store: Store, endpoint: str | None, *, concurrency: int = 100,
                  invocation_timeout: float = INVOCATION_TIMEOUT, lease_seconds: float = 30.0,
-                 invocation_attempts: int = 5, invocation_backoff: float = 1.0,
+                 invocation_retry: InvocationRetry = RETRY_INVOCATIONS,
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.endpoint, self.timeout = store, endpoint, invocation_timeout
+        self.retry = invocation_retry
         self.worker = Worker([], store, concurrency=concurrency, lease_seconds=lease_seconds,
-                             invocation_attempts=invocation_attempts,
-                             invocation_backoff=invocation_backoff, clock=clock)
+                             invocation_retry=invocation_retry, clock=clock)
         self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency))
         self.functions: dict[str, Servable] = {}
         self._specs: dict[str, FunctionSpec] = {}
+        self._handlers: dict[str, WorkflowHandler] = {}  # with their concurrency limits
         self._changed = asyncio.Event()  # a commit happened: the table may have changed
         self._ready = asyncio.Event()  # there is at least one function to serve
         self._stopping = False
@@ -315,13 +352,17 @@ class FunctionWorker:
             if self._specs.get(name) == spec:
                 continue
             try:
-                self.functions[name] = self._make(spec)
+                self.functions[name] = made = self._make(spec)
+                self._handlers[name] = _limited(made.handler, spec.concurrency)
                 self._specs[name] = spec
             except UsageError as e:
                 log.error("%s", e)
         for name in set(self.functions) - set(wanted):
-            del self.functions[name], self._specs[name]
-        self.worker.handlers = {name: f.handler for name, f in self.functions.items()}
+            del self.functions[name], self._handlers[name], self._specs[name]
+        self.worker.handlers = dict(self._handlers)
+        self.worker.retries = {
+            name: replace(self.retry, deadline=spec.retry_deadline)
+            for name, spec in self._specs.items() if spec.retry_deadline is not None}
         if self.worker.handlers:
             self._ready.set()
         else:
@@ -370,3 +411,16 @@ class FunctionWorker:
         self._stopping = True
         self.worker.stop()
         self._ready.set()
+
+
+def _limited(handler: WorkflowHandler, limit: int | None) -> WorkflowHandler:
+    """`handler` with at most `limit` invocations in flight at once; the others wait their
+    turn holding their run's lease (the worker renews it), so no other server takes them."""
+    if limit is None:
+        return handler
+    slots = asyncio.Semaphore(limit)
+
+    async def limited(inv: Invocation, checkpointer: Checkpointer) -> InvocationOutput:
+        async with slots:
+            return await handler(inv, checkpointer)
+    return limited

@@ -253,6 +253,27 @@ class InvocationOutput:
     continue_as_new: str | None = None  # SUCCEEDED into a fresh history with this input
 
 
+@dataclass(frozen=True, slots=True)
+class InvocationRetry:
+    """How invocations that fail to run (the function unreachable, timed out, throttled, or
+    crashed without answering) are retried: never by failing the run, as none of those is the
+    workflow's doing. The delay doubles from `backoff` up to `cap` seconds; with a `deadline`,
+    a run whose invocations have failed for that long is parked (RUNNING, the error shown)
+    until the function is registered again or a server starts."""
+
+    backoff: float = 0.5
+    cap: float = 10.0
+    deadline: float | None = None
+
+    def delay(self, failures: int) -> float:
+        """The wait before the next attempt, after `failures` attempts in a row failed."""
+        return min(self.cap, self.backoff * 2.0 ** min(failures - 1, 60))
+
+
+RETRY_INVOCATIONS = InvocationRetry()
+"""The default: from 0.5 s up to 10 s between attempts, without limit."""
+
+
 Checkpointer = Callable[[list[OperationUpdate]], Awaitable[CheckpointResult]]
 """Sends one checkpoint for the invocation in flight; the token is bound in by the engine."""
 
@@ -292,6 +313,10 @@ class RunInfo:
     timeout_at: float | None = None  # the execution timeout: the run ends TIMED_OUT then
     invocation_failures: int = 0  # invocations in a row that failed to run; reset by one that did
     parent_op_id: str | None = None  # the parent's CHAINED_INVOKE that started this run
+    # While invocations fail to run (the function unreachable, throttled, crashed): the last
+    # error and when the failures in a row began; both cleared by an invocation that ran.
+    invocation_error: ErrorObject | None = None
+    invocation_failing_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

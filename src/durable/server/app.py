@@ -82,7 +82,8 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
                workflows: Iterable[Workflow[Any]] = (), serve: bool = True,
                wait_limit: float = 30.0, allowed_hosts: Iterable[str] = (),
                max_body: int = DEFAULT_MAX_BODY, sessions: Sessions | None = None,
-               environ: Mapping[str, str] = os.environ) -> FastAPI:
+               environ: Mapping[str, str] = os.environ,
+               public_url: str | None = None) -> FastAPI:
     """The server app on a Client (its store and its clock, e.g. a `durable.testing`
     environment's virtual one), a Store, or a database URL (opened at startup, closed at
     shutdown; None: DURABLE_DB or the embedded default). A Client or Store given is the caller's
@@ -95,8 +96,11 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
     server answers to besides IP addresses and localhost (`guard.Hosts`; `*`: any).
     `max_body`: the API's and webhooks' body limit in bytes. `sessions`: the UI's (default:
     12-hour ones). `environ`: where webhooks' secrets (`DURABLE_WEBHOOK_SECRET_<NAME>`) and
-    `DURABLE_PUBLIC_URL` are read.
+    `DURABLE_PUBLIC_URL` are read. `public_url`: where registered functions reach this server
+    to checkpoint (default: DURABLE_PUBLIC_URL; without either, learned from the first call to
+    the AWS API); its host is one the server answers to.
     """
+    public = (public_url or environ.get("DURABLE_PUBLIC_URL") or "").rstrip("/") or None
     loaded = {wf.name: wf for wf in workflows}
     auth = Auth(token, sessions)
     hooked = [name for name, wf in loaded.items() if getattr(wf, "webhook", False)]
@@ -106,7 +110,7 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = not isinstance(db, Client | Store)
         client = db if isinstance(db, Client) else Client(db)
-        app.state.durable = ServerState(client, loaded, token, wait_limit)
+        app.state.durable = ServerState(client, loaded, token, wait_limit, public)
         worker = (Worker(loaded.values(), client.store, clock=client.clock)
                   if serve and loaded else None)
         task = asyncio.create_task(worker.run_async()) if worker else None
@@ -140,7 +144,7 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     zones.append((re.compile("^/static/"), Zone(False, SMALL_BODY)))
     app.state.durable_auth = auth
-    public = environ.get("DURABLE_PUBLIC_URL", "")  # where functions call back: this server
-    app.add_middleware(Guard, auth=auth, hosts=Hosts.of([*allowed_hosts, public]), zones=zones,
+    app.add_middleware(Guard, auth=auth, hosts=Hosts.of([*allowed_hosts, public or ""]),
+                       zones=zones,
                        fallback=Zone(True, SMALL_BODY), signed_hooks=signed_hooks)
     return app

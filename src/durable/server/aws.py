@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -59,7 +58,6 @@ from durable.server.deps import ServerState
 
 SYNC_INVOKE_LIMIT = 900.0
 """A RequestResponse Invoke waits for the execution to end for at most 15 minutes, as Lambda's."""
-DEFAULT_PORT_URL = "http://127.0.0.1:8777"
 
 
 @dataclass(slots=True)
@@ -70,17 +68,19 @@ class _Aws:
     client: Client
     executions: Executions
     worker: FunctionWorker
-    fixed_endpoint: bool  # DURABLE_PUBLIC_URL says where functions reach the server
+    fixed_endpoint: bool  # the server was told where functions reach it (`public_url`)
 
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Run the FunctionWorker beside the app (after the app's own lifespan opened the store)."""
-    client = app.state.durable.client
-    endpoint = os.environ.get("DURABLE_PUBLIC_URL", "")
-    worker = FunctionWorker(client.store, endpoint or DEFAULT_PORT_URL, clock=client.clock)
+    """Run the FunctionWorker beside the app (after the app's own lifespan opened the store).
+    Functions checkpoint to the server's public URL; an app not told it (an ASGI app hosted by
+    hand) learns it from the first AWS API call, and invokes no HTTP function before."""
+    state: ServerState = app.state.durable
+    client = state.client
+    worker = FunctionWorker(client.store, state.public_url, clock=client.clock)
     app.state.durable_aws = _Aws(client, Executions(client.store, client.clock), worker,
-                                 bool(endpoint))
+                                 state.public_url is not None)
     task = asyncio.create_task(worker.run())
     try:
         yield

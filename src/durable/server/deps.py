@@ -24,6 +24,8 @@ class ServerState:
     token: str | None = None
     wait_limit: float = 30.0
     """Longest a request may wait for a run to end (result long-poll, webhook `?wait=true`)."""
+    public_url: str | None = None
+    """Where functions reach this server, to checkpoint to (None: learned from requests)."""
 
 
 def get_state(request: Request) -> ServerState:

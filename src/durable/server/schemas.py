@@ -31,12 +31,22 @@ class ErrorInfo(BaseModel):
     data: str | None = None
 
 
+class InvocationFailure(BaseModel):
+    error: ErrorInfo = Field(description="The last attempt's error")
+    since: str | None = Field(description="When the failures in a row began")
+    attempts: int = Field(description="Invocations in a row that failed to run")
+
+
 class RunFields(BaseModel):
     run_id: str
     workflow: str
     status: ExecutionStatus
     parent_run_id: str | None
-    parked: ErrorInfo | None = Field(description="Set while a NonDeterminismError holds the run")
+    parked: ErrorInfo | None = Field(description="Set while a NonDeterminismError, or a "
+                                     "function's retry deadline, holds the run")
+    invocation_failure: InvocationFailure | None = Field(
+        None, description="Set while the run's function cannot be invoked (unreachable, timed "
+        "out, throttled, crashed without answering); retried, never failing the run")
     cancel_requested: bool
     error: ErrorInfo | None
     created_at: str | None

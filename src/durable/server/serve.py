@@ -9,6 +9,7 @@ import logging
 import socket
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from rich.console import Console
@@ -29,13 +30,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def public_url(host: str, port: int, given: str | None) -> str:
+    """Where functions reach this server: `given` (a proxy, another host's view), else the
+    address it binds; a wildcard bind is reached on loopback from this host."""
+    if given:
+        parts = urlsplit(given)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise UsageError(f"--public-url {given!r} is not an http(s) URL such as "
+                             "https://durable.example.com or http://10.0.0.5:8777")
+        return given.rstrip("/")
+    if port == 0:
+        raise UsageError("--port 0 picks a port the functions cannot be told in advance: give "
+                         "a port, or --public-url with the address they reach the server by")
+    if host in ("0.0.0.0", "::", "[::]", ""):
+        host = "127.0.0.1"
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
           token: str | None, insecure: bool, console: Console, *,
-          allowed_hosts: Sequence[str] = (), max_body: int = DEFAULT_MAX_BODY) -> None:
+          allowed_hosts: Sequence[str] = (), max_body: int = DEFAULT_MAX_BODY,
+          public: str | None = None) -> None:
     """Serve until SIGINT/SIGTERM. Without a token, binding beyond loopback would hand every
     run and action to anyone on the network: refused unless `insecure` says it is meant. A weak
     token is refused before anything opens. The name bound to is one the server answers to,
-    with `allowed_hosts` (`create_app`)."""
+    with `allowed_hosts` (`create_app`). Functions checkpoint to `public` (`public_url`)."""
+    url = public_url(host, port, public)
     if token is not None:
         check_secret(token, TOKEN)
     if token is None and not is_loopback(host) and not insecure:
@@ -50,10 +71,12 @@ def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
         raise
     try:
         app = create_app(store, token=token, workflows=workflows,
-                         allowed_hosts=[host, *allowed_hosts], max_body=max_body)
+                         allowed_hosts=[host, *allowed_hosts], max_body=max_body,
+                         public_url=url)
         shown = f"[{host}]" if ":" in host else host
         console.print(f"durable server on http://{shown}:{listening.getsockname()[1]} "
-                      f"(database {store.url}; {'token required' if token else 'no token'}; "
+                      f"(functions reach it at {url}; database {store.url}; "
+                      f"{'token required' if token else 'no token'}; "
                       f"serving {', '.join(wf.name for wf in workflows) or 'no workflows'}); "
                       "Ctrl-C stops")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "

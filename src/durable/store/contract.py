@@ -14,19 +14,26 @@ class Contract(Table):
     """Functions, executions, checkpoint tokens and heartbeats."""
 
     def put_function(self, name: str, url: str | None, handler: str | None,
-                     execution_timeout: float | None, now: float) -> None:
+                     execution_timeout: float | None, retry_deadline: float | None,
+                     concurrency: int | None, now: float) -> None:
         """Register a function (an HTTP endpoint or an in-process handler), or replace it."""
         self._exec(
-            "INSERT INTO functions (name, url, handler, execution_timeout, updated_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET url = excluded.url,"
-            " handler = excluded.handler, execution_timeout = excluded.execution_timeout,"
-            " updated_at = excluded.updated_at", (name, url, handler, execution_timeout, now))
+            "INSERT INTO functions (name, url, handler, execution_timeout, retry_deadline,"
+            " concurrency, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO"
+            " UPDATE SET url = excluded.url, handler = excluded.handler,"
+            " execution_timeout = excluded.execution_timeout,"
+            " retry_deadline = excluded.retry_deadline, concurrency = excluded.concurrency,"
+            " updated_at = excluded.updated_at",
+            (name, url, handler, execution_timeout, retry_deadline, concurrency, now))
         self.notify()  # servers reload their functions
 
-    def functions(self) -> list[tuple[str, str | None, str | None, float | None]]:
-        """Every registered function: (name, url, handler, execution timeout)."""
-        return [(r[0], r[1], r[2], r[3]) for r in self._rows(
-            "SELECT name, url, handler, execution_timeout FROM functions ORDER BY name")]
+    def functions(self) -> list[tuple[str, str | None, str | None, float | None, float | None,
+                                      int | None]]:
+        """Every registered function: (name, url, handler, execution timeout, retry deadline,
+        concurrency)."""
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self._rows(
+            "SELECT name, url, handler, execution_timeout, retry_deadline, concurrency"
+            " FROM functions ORDER BY name")]
 
     def delete_function(self, name: str) -> bool:
         return self._one("DELETE FROM functions WHERE name = ? RETURNING name",

@@ -24,6 +24,7 @@ _RUN_COLUMNS = (
     "run_id", "workflow", "status", "input", "result", "error", "created_at", "updated_at",
     "ended_at", "compute_seconds", "parked", "cancel_requested", "ready_at", "parent_run_id",
     "queue_name", "admitted_at", "timeout_at", "invocation_failures", "parent_op_id",
+    "invocation_error", "invocation_failing_since",
 )
 
 
@@ -69,7 +70,8 @@ def run_row(row: Sequence[Any]) -> RunInfo:
         ended_at=row[8], compute_seconds=row[9], parked=load_error(row[10]),
         cancel_requested=bool(row[11]), ready_at=row[12], parent_run_id=row[13],
         queue=row[14], admitted_at=row[15], timeout_at=row[16], invocation_failures=row[17],
-        parent_op_id=row[18],
+        parent_op_id=row[18], invocation_error=load_error(row[19]),
+        invocation_failing_since=row[20],
     )
 
 

@@ -23,7 +23,7 @@ from durable.store.rows import (
 _RUN_SETTABLE = frozenset(
     {"status", "result", "error", "updated_at", "ended_at", "ready_at", "lease_owner",
      "lease_expires", "cancel_requested", "parked", "compute_seconds", "timeout_at",
-     "invocation_failures"}
+     "invocation_failures", "invocation_error", "invocation_failing_since"}
 )
 
 

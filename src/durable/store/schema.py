@@ -133,6 +133,14 @@ CREATE TABLE callback_heartbeats (
     deadline DOUBLE PRECISION
 );
 """),
+    # Invocations that fail to run are retried without limit: the run shows the last error and
+    # since when; a function may set a deadline (then the run is parked) and a concurrency limit.
+    (2, """
+ALTER TABLE runs ADD COLUMN invocation_error TEXT;
+ALTER TABLE runs ADD COLUMN invocation_failing_since DOUBLE PRECISION;
+ALTER TABLE functions ADD COLUMN retry_deadline DOUBLE PRECISION;
+ALTER TABLE functions ADD COLUMN concurrency INTEGER
+"""),
 ]
 
 

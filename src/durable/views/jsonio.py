@@ -196,6 +196,7 @@ def _run_document(run: RunInfo, now: float, payloads: dict[str, Any]) -> dict[st
         "status": run.status.value,
         "parent_run_id": run.parent_run_id,
         "parked": run.parked.to_dict() if run.parked else None,
+        "invocation_failure": invocation_failure_json(run),
         "cancel_requested": run.cancel_requested,
         **payloads,
         "error": run.error.to_dict() if run.error else None,
@@ -205,6 +206,15 @@ def _run_document(run: RunInfo, now: float, payloads: dict[str, Any]) -> dict[st
         "elapsed_seconds": elapsed(run, now),
         "compute_seconds": run.compute_seconds,
     }
+
+
+def invocation_failure_json(run: RunInfo) -> dict[str, Any] | None:
+    """While invoking the run's function fails (unreachable, throttled, crashed): what failed
+    last, since when, and how many attempts in a row."""
+    if run.invocation_error is None:
+        return None
+    return {"error": run.invocation_error.to_dict(), "since": _iso(run.invocation_failing_since),
+            "attempts": run.invocation_failures}
 
 
 def _preview(text: str | None) -> str | None:
