@@ -195,7 +195,7 @@ def test_deeply_nested_json_on_a_webhook_is_a_400(client: TestClient) -> None:
     nested = client.post("/hooks/echo", headers=BEARER, content=body)
     assert nested.status_code == 400, nested.text
     assert nested.json()["error"]["code"] == "invalid_json"
-    assert "nests" in nested.json()["error"]["message"]
+    assert "nested too deeply" in nested.json()["error"]["message"]
 
 
 # -- hosts -----------------------------------------------------------------------------------
