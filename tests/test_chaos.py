@@ -89,13 +89,13 @@ def test_chaos_kills_pauses_cuts_outages_and_sys_exit_lose_nothing(
             """One tick of the chaos: the checks, then what is due now; True once no run is
             left RUNNING."""
             nonlocal paused, cut, down, back_at, next_kill
+            for kill in kills:  # first: the runs that ended since the last tick count too
+                kill.note_resumed(sql)
             if not sql.running():
                 return True
             now = time.monotonic() - began
             assert not fleet.exited(), f"a worker exited: {fleet.exited()}\n{fleet.output()}"
             assert not errors, f"sending a signal failed: {errors[0]!r}"
-            for kill in kills:
-                kill.note_resumed(sql)
             if paused is None and now >= PAUSE_AT and fleet.ready():
                 paused = random.choice(fleet.ready())
                 fleet.pause(paused)
