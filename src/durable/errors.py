@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from durable.model import ErrorObject
 
 
@@ -11,6 +14,35 @@ class DurableError(Exception):
 
 class UsageError(DurableError):
     """The caller asked for something that cannot be done as asked (bad target, bad JSON, ...)."""
+
+
+class MissingExtra(UsageError):
+    """A feature whose dependencies are an extra of the package, not installed here: the core
+    install stays small enough for a function's deployment package."""
+
+    def __init__(self, what: str, extra: str) -> None:
+        super().__init__(f"{what} needs the {extra} extra: "
+                         f"pip install 'durable-serverless[{extra}]'")
+        self.extra = extra
+
+
+EXTRA_MODULES = {
+    "server": frozenset({"fastapi", "starlette", "uvicorn", "jinja2", "httpx"}),
+    "postgres": frozenset({"psycopg", "psycopg_pool"}),
+}
+"""The top-level modules each extra brings that Durable imports."""
+
+
+@contextlib.contextmanager
+def requires_extra(extra: str, what: str) -> Iterator[None]:
+    """Turn the import of a module of `extra` that is not installed into `MissingExtra`; any
+    other failing import (a bug, a module of the user's) goes through untouched."""
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] not in EXTRA_MODULES[extra]:
+            raise
+        raise MissingExtra(what, extra) from None
 
 
 class StoreUnusable(UsageError):

@@ -8,7 +8,6 @@ import logging
 from typing import Any
 
 import click
-from rich.text import Text
 
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.options import (
@@ -26,6 +25,7 @@ from durable.cli.options import (
 from durable.cli.render import (
     LiveStatus,
     Progress,
+    Text,
     WorkerStatus,
     conclude,
     configure_logging,
@@ -41,7 +41,7 @@ from durable.cli.render import (
 from durable.cli.targets import load_workflow, load_workflows
 from durable.client import Client
 from durable.engine.worker import Worker
-from durable.errors import UsageError
+from durable.errors import UsageError, requires_extra
 from durable.model import ExecutionStatus
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import diagnose, resolve_url
@@ -72,6 +72,7 @@ Exit codes:
 
 
 @click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="durable-serverless", prog_name="durable")
 def cli() -> None:
     """Durable: workflows that survive crashes, deploys and month-long waits.
 
@@ -417,7 +418,8 @@ def server(host: str, port: int, targets: tuple[str, ...], token: str | None, in
            allowed_hosts: tuple[str, ...], max_body: int, public_url: str | None,
            db: str | None) -> None:
     """HTTP control API (OpenAPI at /openapi.json), webhooks and the web UI, in one process."""
-    from durable.server.serve import serve
+    with requires_extra("server", "durable server"):
+        from durable.server.serve import serve
 
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
     serve(host, port, list(workflows.values()), db, token or None, insecure,
@@ -431,6 +433,8 @@ def server(host: str, port: int, targets: tuple[str, ...], token: str | None, in
 @cli.group()
 def functions() -> None:
     """Register the functions `durable server` invokes when their runs have work."""
+    with requires_extra("server", "durable functions"):  # what the server invokes them with
+        import durable.invoke.push  # noqa: F401
 
 
 @functions.command("add")

@@ -11,12 +11,26 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.panel import Panel
-from rich.spinner import Spinner
-from rich.table import Column, Table
-from rich.text import Text
+
+try:
+    from rich.console import Console, Group, RenderableType
+    from rich.live import Live
+    from rich.panel import Panel
+    from rich.spinner import Spinner
+    from rich.table import Column, Table
+    from rich.text import Text as Text  # commands.py draws with it too
+except ModuleNotFoundError:  # the core install: the same lines, plain (the [cli] extra has rich)
+    from durable.cli.plain import (  # type: ignore[assignment]
+        Column,
+        Console,
+        Group,
+        Live,
+        Panel,
+        RenderableType,
+        Spinner,
+        Table,
+        Text,
+    )
 
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.client import Client

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from durable.errors import UsageError
+from durable.errors import UsageError, requires_extra
 from durable.invoke.contract import (
     INVALID_TOKEN,
     Wire,
@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # imported when an app is built: a Lambda deployment needs no
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
+    from starlette.types import Receive, Scope, Send
 
 ENDPOINT_HEADER = "X-Durable-Endpoint"
 TOKEN_ENV = "DURABLE_TOKEN"
@@ -329,22 +330,42 @@ def lambda_handler(workflow: Workflow[Any]) -> Callable[[Any, Any], Wire]:
 Servable = Workflow[Any] | Callable[[Any, Any], Any]
 
 
-def serve(*functions: Servable, **named: Servable) -> Starlette:
+def serve(*functions: Servable, **named: Servable) -> FunctionApp:
     """An ASGI app serving each workflow (or Lambda-style handler) as a durable function.
 
     Routes: `POST /NAME` and Lambda's `POST /2015-03-31/functions/NAME/invocations` take one
     envelope each; `POST /` too when one function is served; `GET /` lists them. NAME is a
     workflow's name or a handler's `__name__`; pass `name=fn` to choose one."""
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
     table: dict[str, Servable] = {}
     for fn in functions:
         table[fn.name if isinstance(fn, Workflow) else getattr(fn, "__name__", "handler")] = fn
     table.update(named)
     if not table:
         raise UsageError("durable.serve needs at least one workflow or handler")
+    return FunctionApp(table)
+
+
+class FunctionApp:
+    """The ASGI app `serve` returns. Its web framework is imported at the first ASGI event
+    (the server's lifespan, or a request), not by `serve`: a module exporting both
+    `serve(...)` and `lambda_handler(...)` then imports in a Lambda deployment package, which
+    has no web framework (`durable.serve` needs the server extra)."""
+
+    def __init__(self, table: dict[str, Servable]) -> None:
+        self._table = table
+        self._app: Starlette | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            with requires_extra("server", "durable.serve"):
+                self._app = _starlette_app(self._table)
+        await self._app(scope, receive, send)
+
+
+def _starlette_app(table: dict[str, Servable]) -> Starlette:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
 
     async def invoke(request: Request) -> Response:
         name = request.path_params.get("name") or (next(iter(table)) if len(table) == 1 else "")

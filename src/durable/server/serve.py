@@ -8,17 +8,19 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import uvicorn
-from rich.console import Console
 
 from durable.errors import DurableError, UsageError
 from durable.sdk.workflow import Workflow
 from durable.server.app import DEFAULT_MAX_BODY, create_app
 from durable.server.auth import TOKEN, check_secret
 from durable.store import open_store
+
+if TYPE_CHECKING:  # the CLI's console: rich's, or its plain stand-in when rich is not installed
+    from rich.console import Console
 
 
 def is_loopback(host: str) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
-from durable.errors import UsageError
+from durable.errors import UsageError, requires_extra
 from durable.store.base import Finding, Store
 from durable.store.tx import Tx
 
@@ -24,8 +25,8 @@ def open_store(url: str | None = None) -> Store:
         from durable.store.sqlite import SQLiteStore
 
         return SQLiteStore(target)
-    from durable.store.postgres import PostgresStore
-
+    with _needs_psycopg():
+        from durable.store.postgres import PostgresStore
     return PostgresStore(target)
 
 
@@ -37,9 +38,13 @@ def diagnose(url: str | None = None) -> list[Finding]:
         from durable.store import sqlite
 
         return sqlite.diagnose(target)
-    from durable.store import postgres
-
+    with _needs_psycopg():
+        from durable.store import postgres
     return postgres.diagnose(target)
+
+
+def _needs_psycopg() -> contextlib.AbstractContextManager[None]:
+    return requires_extra("postgres", "a postgresql:// database")
 
 
 def _dialect(url: str | None) -> tuple[str, str]:
