@@ -17,7 +17,6 @@ on STS or an instance role) and parses Lambda's errors: all of that would be rew
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -73,33 +72,30 @@ class LambdaTarget:
 
 
 def _check_region(region: str) -> None:
-    """A region of the shape AWS names them, and one botocore knows when it is installed."""
     if not _REGION.fullmatch(region):
         raise UsageError(f"--region {region!r} is not an AWS region name, e.g. us-east-1")
-    known = _known_regions()
-    if known and region not in known:
-        raise UsageError(f"--region {region!r} is not a region AWS Lambda runs in (or is newer "
+
+
+def check(target: LambdaTarget) -> None:
+    """What only the AWS SDK can tell, checked when a function is registered: boto3 is there,
+    a region is known, and it is one Lambda runs in (a server invokes even a region newer than
+    its botocore: the partition's endpoint pattern covers it)."""
+    region = lambda_client(target, _CONNECT_TIMEOUT, 1).meta.region_name
+    import boto3  # type: ignore[import-untyped]  # lambda_client said if it is missing
+
+    sdk = boto3.session.Session()
+    known = {r for partition in sdk.get_available_partitions()
+             for r in sdk.get_available_regions("lambda", partition)}
+    if region not in known:
+        raise UsageError(f"region {region!r} is not a region AWS Lambda runs in (or is newer "
                          "than this botocore: upgrade boto3)")
-
-
-@functools.cache
-def _known_regions() -> frozenset[str]:
-    """Lambda's regions in every partition, as botocore knows them; none without botocore
-    (registering needs no AWS SDK: then the shape is all that is checked)."""
-    try:
-        import botocore.session  # type: ignore[import-untyped]
-    except ImportError:
-        return frozenset()
-    session = botocore.session.get_session()
-    return frozenset(r for partition in session.get_available_partitions()
-                     for r in session.get_available_regions("lambda", partition))
 
 
 def lambda_client(target: LambdaTarget, timeout: float, pool: int) -> Any:
     """boto3's `lambda` client for `target`; UsageError when boto3 is missing or no region is
     known. It makes one attempt per call: the worker retries, with its own backoff."""
     try:
-        import boto3  # type: ignore[import-untyped]
+        import boto3
         from botocore.config import Config  # type: ignore[import-untyped]
         from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
     except ImportError:
@@ -146,7 +142,7 @@ class LambdaFunction:
 
     def _invoke(self, body: bytes) -> tuple[dict[str, Any], bytes]:
         """One Invoke, on a pool thread; botocore's failures become `InvocationError`s."""
-        from botocore import exceptions as aws
+        from botocore import exceptions as aws  # type: ignore[import-untyped]
         qualifier = {"Qualifier": self.target.qualifier} if self.target.qualifier else {}
         try:
             response: dict[str, Any] = self.client.invoke(

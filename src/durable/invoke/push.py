@@ -32,7 +32,7 @@ import httpx
 from durable.engine import machine
 from durable.engine.worker import Worker
 from durable.errors import InvocationError, UsageError
-from durable.invoke import dataplane
+from durable.invoke import dataplane, lambda_target
 from durable.invoke.contract import (
     ContractError,
     Wire,
@@ -40,7 +40,7 @@ from durable.invoke.contract import (
     output_from_wire,
     run_id_of,
 )
-from durable.invoke.lambda_target import LambdaFunction, LambdaTarget, lambda_client
+from durable.invoke.lambda_target import LambdaFunction, LambdaTarget
 from durable.model import (
     RETRY_INVOCATIONS,
     Checkpointer,
@@ -102,7 +102,6 @@ class FunctionSpec:
         if self.concurrency is not None and self.concurrency < 1:
             raise UsageError(f"function {self.name!r}: the concurrency limit must be at least 1")
 
-
     def invokes(self) -> str:
         """What it invokes, as `durable functions` shows it."""
         return self.url or self.handler or str(self.lambda_target())
@@ -137,13 +136,13 @@ def register(store: Store, spec: FunctionSpec) -> None:
 
 def check(spec: FunctionSpec, store: Store, clock: Callable[[], float]) -> None:
     """Build here what a server builds to serve `spec`, so that a registration that cannot
-    work (a handler that does not import, Lambda without boto3 or a region) is refused now
-    rather than logged by the server later."""
+    work (a handler that does not import; Lambda without boto3, or in a region it does not
+    know) is refused now rather than logged by the server later."""
     if spec.handler is not None:
         load_handler(spec, store, clock)
     elif (target := spec.lambda_target()) is not None:
         with _named(spec.name):
-            lambda_client(target, INVOCATION_TIMEOUT, 1)
+            lambda_target.check(target)
 
 
 def registered(store: Store) -> list[FunctionSpec]:
