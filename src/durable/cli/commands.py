@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -428,7 +429,7 @@ def server(host: str, port: int, targets: tuple[str, ...], token: str | None, in
 
 
 
-# -- functions: what `durable server` invokes over HTTP (serverless mode) ------------------------
+# -- functions: what `durable server` invokes over HTTP or Lambda (serverless mode) --------------
 
 @cli.group()
 def functions() -> None:
@@ -444,6 +445,12 @@ def functions() -> None:
               "invocations).")
 @click.option("--handler", metavar="MODULE:FN", help="In-process: a @workflow, or a Lambda "
               "handler(event, context) such as one written with AWS's SDK.")
+@click.option("--lambda", "lambda_function", metavar="FUNCTION_NAME_OR_ARN",
+              help="An AWS Lambda function, invoked through Lambda's Invoke API with the "
+                   "standard AWS credentials (needs durable-serverless[aws]).")
+@click.option("--qualifier", metavar="Q", help="With --lambda: the version or alias to invoke.")
+@click.option("--region", metavar="R", help="With --lambda: the function's AWS region "
+              "[default: the ARN's, else AWS_DEFAULT_REGION or the AWS config's].")
 @click.option("--execution-timeout", type=Seconds(min=0, min_open=True),
               metavar="SECONDS", help="End runs TIMED_OUT after this long.")
 @click.option("--retry-deadline", type=click.FloatRange(min=0, min_open=True),
@@ -454,22 +461,25 @@ def functions() -> None:
                    "[default: no limit].")
 @db_option
 def functions_add(name: str, url: str | None, handler: str | None,
+                  lambda_function: str | None, qualifier: str | None, region: str | None,
                   execution_timeout: float | None, retry_deadline: float | None,
                   concurrency: int | None, db: str | None) -> None:
     """Register function NAME (or replace it); a running server picks it up at once.
 
     Start runs of it with AWS's Invoke API (`aws lambda invoke --function-name NAME`, or
     boto3 with AWS_ENDPOINT_URL_LAMBDA pointing at the server) or `durable start`. A --handler
-    is imported here first, as the server will import it (from the working directory too), so
-    one that does not load is refused now rather than logged by the server later."""
-    from durable.invoke.push import FunctionSpec, load_handler, register
+    is imported here first, as the server will import it (from the working directory too), and
+    a --lambda needs boto3 and a region here too, so a registration that cannot work is refused
+    now rather than logged by the server later. A Lambda function checkpoints to the server
+    its own AWS_ENDPOINT_URL_LAMBDA names."""
+    from durable.invoke.push import FunctionSpec, check, register
 
-    spec = FunctionSpec(name, url, handler, execution_timeout, retry_deadline, concurrency)
+    spec = FunctionSpec(name, url, handler, execution_timeout, retry_deadline, concurrency,
+                        lambda_function, qualifier, region)
     with open_client(db) as client:
-        if handler is not None:
-            load_handler(spec, client.store, client.clock)
+        check(spec, client.store, client.clock)
         register(client.store, spec)
-    click.echo(f"function {name} -> {url or handler}")
+    click.echo(f"function {name} -> {spec.invokes()}")
 
 
 @functions.command("ls")
@@ -482,17 +492,14 @@ def functions_ls(db: str | None, as_json: bool) -> None:
     with open_client(db) as client:
         specs = registered(client.store)
     if as_json:
-        echo_json([{"name": f.name, "url": f.url, "handler": f.handler,
-                     "execution_timeout": f.execution_timeout,
-                     "retry_deadline": f.retry_deadline, "concurrency": f.concurrency}
-                    for f in specs])
+        echo_json([dataclasses.asdict(f) for f in specs])
         return
     for f in specs:
         limits = [f"timeout {f.execution_timeout:g}s" if f.execution_timeout else "",
                   f"retry deadline {f.retry_deadline:g}s" if f.retry_deadline else "",
                   f"concurrency {f.concurrency}" if f.concurrency else ""]
         shown = ", ".join(filter(None, limits))
-        click.echo(f"{f.name}\t{f.url or f.handler}{f' ({shown})' if shown else ''}")
+        click.echo(f"{f.name}\t{f.invokes()}{f' ({shown})' if shown else ''}")
 
 
 @functions.command("rm")

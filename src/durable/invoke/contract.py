@@ -66,8 +66,8 @@ _NAME = re.compile(r"[\x20-\x7E]{1,256}")
 _SUB_TYPE = re.compile(r"[a-zA-Z0-9_-]{1,32}")
 _EXECUTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _FUNCTION = re.compile(
-    r"(?:arn:[a-zA-Z0-9-]*:lambda:[a-z0-9-]+:\d{12}:function:)?([a-zA-Z0-9_.-]{1,64})"
-    r"(?::(\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_-]+))?")
+    r"(?:arn:[a-zA-Z0-9-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:)?"
+    r"(?P<name>[a-zA-Z0-9_.-]{1,64})(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_-]+))?")
 
 
 class ContractError(UsageError):
@@ -93,11 +93,16 @@ token: it retries the invocation instead of failing the execution."""
 
 def function_name(name_or_arn: str) -> str:
     """The bare function name of a name, `name:qualifier` or function ARN."""
+    return function_parts(name_or_arn)[0]
+
+
+def function_parts(name_or_arn: str) -> tuple[str, str | None, str | None]:
+    """(name, qualifier, region) of a name, `name:qualifier` or function ARN."""
     match = _FUNCTION.fullmatch(name_or_arn)
     if match is None:
         raise ContractError(f"{name_or_arn!r} is not a function name or function ARN: use "
                             "letters, digits, '-', '_' or '.', at most 64 of them")
-    return match.group(1)
+    return match["name"], match["qualifier"], match["region"]
 
 
 def function_arn(function: str) -> str:

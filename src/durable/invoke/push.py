@@ -2,7 +2,8 @@
 
 A function is a name the engine can invoke: an HTTP endpoint taking the invocation envelope (a
 `durable.serve` app, an AWS SDK handler behind any HTTP host, or a Lambda Invoke-shaped URL such
-as `http://host/2015-03-31/functions/NAME/invocations`), or an in-process handler (`module:fn`).
+as `http://host/2015-03-31/functions/NAME/invocations`), an AWS Lambda function invoked through
+Lambda's signed Invoke API (lambda_target.py), or an in-process handler (`module:fn`).
 Runs of a function are runs whose workflow is the function's name. `FunctionWorker` serves all
 of them with the engine's ordinary `Worker`: one invocation in flight per run (the lease), a new
 one whenever a wait, retry, callback or child run completes. An invocation that fails to run
@@ -31,7 +32,7 @@ import httpx
 from durable.engine import machine
 from durable.engine.worker import Worker
 from durable.errors import InvocationError, UsageError
-from durable.invoke import dataplane
+from durable.invoke import dataplane, lambda_target
 from durable.invoke.contract import (
     ContractError,
     Wire,
@@ -39,6 +40,7 @@ from durable.invoke.contract import (
     output_from_wire,
     run_id_of,
 )
+from durable.invoke.lambda_target import LambdaFunction, LambdaTarget
 from durable.model import (
     RETRY_INVOCATIONS,
     Checkpointer,
@@ -61,7 +63,8 @@ ENDPOINT_HEADER = "X-Durable-Endpoint"
 
 @dataclass(frozen=True, slots=True)
 class FunctionSpec:
-    """A registered function: exactly one of `url` (HTTP) and `handler` (`module:attr`)."""
+    """A registered function: exactly one of `url` (HTTP), `handler` (`module:attr`) and
+    `lambda_function` (AWS Lambda, with its qualifier and region)."""
 
     name: str
     url: str | None = None
@@ -69,13 +72,21 @@ class FunctionSpec:
     execution_timeout: float | None = None
     retry_deadline: float | None = None  # seconds of failing invocations before parking the run
     concurrency: int | None = None  # invocations in flight at once per server (None: no limit)
+    lambda_function: str | None = None
+    lambda_qualifier: str | None = None
+    lambda_region: str | None = None
 
     def __post_init__(self) -> None:
         if function_name(self.name) != self.name:
             raise UsageError(f"function name {self.name!r} may not carry a qualifier or an ARN")
-        if (self.url is None) == (self.handler is None):
+        if [self.url, self.handler, self.lambda_function].count(None) != 2:
             raise UsageError(f"function {self.name!r}: give exactly one of --url URL (an HTTP "
-                             "endpoint) and --handler module:fn (in-process)")
+                             "endpoint), --handler module:fn (in-process) and --lambda "
+                             "FUNCTION_NAME_OR_ARN (AWS Lambda)")
+        if self.lambda_function is None and (self.lambda_qualifier or self.lambda_region):
+            raise UsageError(f"function {self.name!r}: --qualifier and --region go with --lambda")
+        with _named(self.name):
+            self.lambda_target()
         if self.url is not None and (urlsplit(self.url).scheme not in ("http", "https")
                                      or not urlsplit(self.url).netloc):
             raise UsageError(f"function {self.name!r}: {self.url!r} is not an http(s) URL, "
@@ -91,6 +102,25 @@ class FunctionSpec:
         if self.concurrency is not None and self.concurrency < 1:
             raise UsageError(f"function {self.name!r}: the concurrency limit must be at least 1")
 
+    def invokes(self) -> str:
+        """What it invokes, as `durable functions` shows it."""
+        return self.url or self.handler or str(self.lambda_target())
+
+    def lambda_target(self) -> LambdaTarget | None:
+        if self.lambda_function is None:
+            return None
+        return LambdaTarget.parse(self.lambda_function, self.lambda_qualifier,
+                                  self.lambda_region)
+
+
+@contextlib.contextmanager
+def _named(function: str) -> Any:
+    """Name the function in a UsageError raised within."""
+    try:
+        yield
+    except UsageError as e:
+        raise UsageError(f"function {function!r}: {e}") from None
+
 
 def register(store: Store, spec: FunctionSpec) -> None:
     """Add or replace a function; servers pick it up at once (the write notifies them). Its
@@ -98,9 +128,21 @@ def register(store: Store, spec: FunctionSpec) -> None:
     def write(tx: Tx) -> None:
         now = time.time()
         tx.put_function(spec.name, spec.url, spec.handler, spec.execution_timeout,
-                        spec.retry_deadline, spec.concurrency, now)
+                        spec.retry_deadline, spec.concurrency, now, spec.lambda_function,
+                        spec.lambda_qualifier, spec.lambda_region)
         machine.unpark(tx, tx.parked_runs([spec.name]), now)
     store.write_sync(write)
+
+
+def check(spec: FunctionSpec, store: Store, clock: Callable[[], float]) -> None:
+    """Build here what a server builds to serve `spec`, so that a registration that cannot
+    work (a handler that does not import; Lambda without boto3, or in a region it does not
+    know) is refused now rather than logged by the server later."""
+    if spec.handler is not None:
+        load_handler(spec, store, clock)
+    elif (target := spec.lambda_target()) is not None:
+        with _named(spec.name):
+            lambda_target.check(target)
 
 
 def registered(store: Store) -> list[FunctionSpec]:
@@ -313,7 +355,7 @@ def _cwd_on_path() -> Any:
 
 # -- the worker ------------------------------------------------------------------------------------
 
-Servable = HttpFunction | WorkflowFunction | LambdaHandlerFunction
+Servable = HttpFunction | LambdaFunction | WorkflowFunction | LambdaHandlerFunction
 
 
 class FunctionWorker:
@@ -373,6 +415,10 @@ class FunctionWorker:
         if spec.url is not None:
             return HttpFunction(spec, self.store, self.client, lambda: self.endpoint,
                                 self.timeout)
+        if (target := spec.lambda_target()) is not None:
+            with _named(spec.name):
+                return LambdaFunction(spec.name, target, self.store, self.timeout,
+                                      spec.concurrency or self.worker.concurrency)
         return load_handler(spec, self.store, self.worker.clock)
 
     async def run(self) -> None:

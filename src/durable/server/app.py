@@ -54,6 +54,7 @@ class Mount:
 ROUTERS: list[Mount] = [
     Mount("durable.server.auth:router", own_auth=True, max_body=SMALL_BODY),  # the login form
     Mount("durable.server.api:router"),
+    Mount("durable.server.functions:router"),
     Mount("durable.server.hooks:router"),
     Mount("durable.server.ui:router", max_body=SMALL_BODY),
     # AWS's Lambda API: SigV4, checked there; bodies up to Lambda's own 6 MB

@@ -182,3 +182,36 @@ class HookAccepted(BaseModel):
     run_id: str
     status: ExecutionStatus
     created: bool
+
+
+class FunctionRegistration(BaseModel):
+    """A function for the server to invoke when its runs have work: exactly one of `url` and
+    `lambda_function` (an in-process `--handler` is for the CLI only: the API imports no code).
+    """
+
+    model_config = {"extra": "forbid"}
+
+    url: str | None = Field(None, max_length=2000, description="An HTTP endpoint taking the "
+                            "invocation envelope (a durable.serve app, or a Lambda "
+                            "Invoke-shaped URL .../2015-03-31/functions/NAME/invocations)")
+    lambda_function: str | None = Field(
+        None, max_length=200, description="An AWS Lambda function name or ARN, invoked "
+        "through Lambda's Invoke API with the server's AWS credentials (needs boto3: "
+        "durable-serverless[aws])")
+    lambda_qualifier: str | None = Field(None, max_length=128,
+                                         description="The version or alias to invoke")
+    lambda_region: str | None = Field(None, max_length=50, description="The function's AWS "
+                                      "region [default: the ARN's, else the server's]")
+    execution_timeout: float | None = Field(None, gt=0, description="End runs TIMED_OUT "
+                                            "after this many seconds")
+    retry_deadline: float | None = Field(None, gt=0, description="Park a run once invoking "
+                                         "the function has failed for this many seconds")
+    concurrency: int | None = Field(None, ge=1, le=1_000_000, description="Invocations in "
+                                    "flight at once per server")
+
+
+class Function(FunctionRegistration):
+    """A registered function, as `durable functions ls --json` lists it."""
+
+    name: str
+    handler: str | None = Field(None, description="In-process `module:fn` (CLI-registered)")

@@ -15,25 +15,32 @@ class Contract(Table):
 
     def put_function(self, name: str, url: str | None, handler: str | None,
                      execution_timeout: float | None, retry_deadline: float | None,
-                     concurrency: int | None, now: float) -> None:
-        """Register a function (an HTTP endpoint or an in-process handler), or replace it."""
+                     concurrency: int | None, now: float, lambda_function: str | None = None,
+                     lambda_qualifier: str | None = None,
+                     lambda_region: str | None = None) -> None:
+        """Register a function (an HTTP endpoint, an in-process handler or an AWS Lambda
+        function), or replace it."""
         self._exec(
             "INSERT INTO functions (name, url, handler, execution_timeout, retry_deadline,"
-            " concurrency, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO"
+            " concurrency, updated_at, lambda_function, lambda_qualifier, lambda_region)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO"
             " UPDATE SET url = excluded.url, handler = excluded.handler,"
             " execution_timeout = excluded.execution_timeout,"
             " retry_deadline = excluded.retry_deadline, concurrency = excluded.concurrency,"
-            " updated_at = excluded.updated_at",
-            (name, url, handler, execution_timeout, retry_deadline, concurrency, now))
+            " updated_at = excluded.updated_at, lambda_function = excluded.lambda_function,"
+            " lambda_qualifier = excluded.lambda_qualifier,"
+            " lambda_region = excluded.lambda_region",
+            (name, url, handler, execution_timeout, retry_deadline, concurrency, now,
+             lambda_function, lambda_qualifier, lambda_region))
         self.notify()  # servers reload their functions
 
     def functions(self) -> list[tuple[str, str | None, str | None, float | None, float | None,
-                                      int | None]]:
+                                      int | None, str | None, str | None, str | None]]:
         """Every registered function: (name, url, handler, execution timeout, retry deadline,
-        concurrency)."""
-        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self._rows(
-            "SELECT name, url, handler, execution_timeout, retry_deadline, concurrency"
-            " FROM functions ORDER BY name")]
+        concurrency, Lambda function, qualifier, region)."""
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in self._rows(
+            "SELECT name, url, handler, execution_timeout, retry_deadline, concurrency,"
+            " lambda_function, lambda_qualifier, lambda_region FROM functions ORDER BY name")]
 
     def delete_function(self, name: str) -> bool:
         return self._one("DELETE FROM functions WHERE name = ? RETURNING name",

@@ -141,6 +141,12 @@ ALTER TABLE runs ADD COLUMN invocation_failing_since DOUBLE PRECISION;
 ALTER TABLE functions ADD COLUMN retry_deadline DOUBLE PRECISION;
 ALTER TABLE functions ADD COLUMN concurrency INTEGER
 """),
+    # A function may be an AWS Lambda function, invoked through Lambda's Invoke API.
+    (3, """
+ALTER TABLE functions ADD COLUMN lambda_function TEXT;
+ALTER TABLE functions ADD COLUMN lambda_qualifier TEXT;
+ALTER TABLE functions ADD COLUMN lambda_region TEXT
+"""),
 ]
 
 
