@@ -217,5 +217,5 @@ def test_functions_add_lambda_without_boto3_names_the_extra_to_install(tmp_path:
                            "fn", "--region", "us-east-1", "--db", f"sqlite:///{tmp_path}/d.db"],
                           capture_output=True, text=True, cwd=ROOT, env=env())
     assert done.returncode == 2, done
-    assert done.stderr == ("error: function 'f': invoking AWS Lambda needs boto3: "
-                           "install durable-serverless[aws]\n")
+    assert done.stderr == ("error: function 'f': invoking AWS Lambda needs the aws extra: "
+                           "pip install 'durable-serverless[aws]'\n")

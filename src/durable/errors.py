@@ -29,6 +29,7 @@ class MissingExtra(UsageError):
 EXTRA_MODULES = {
     "server": frozenset({"fastapi", "starlette", "uvicorn", "jinja2", "httpx"}),
     "postgres": frozenset({"psycopg", "psycopg_pool"}),
+    "aws": frozenset({"boto3", "botocore"}),
 }
 """The top-level modules each extra brings that Durable imports."""
 

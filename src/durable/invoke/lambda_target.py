@@ -23,13 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from durable.errors import InvocationError, UsageError
+from durable.errors import InvocationError, UsageError, requires_extra
 from durable.invoke import dataplane
 from durable.invoke.contract import ContractError, function_parts, output_from_wire
 from durable.model import Checkpointer, ErrorObject, Invocation, InvocationOutput
 from durable.store import Store
 
-INSTALL = "install durable-serverless[aws]"
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _QUALIFIER = re.compile(r"\$LATEST|[a-zA-Z0-9_-]{1,128}")
 _CONNECT_TIMEOUT = 10.0
@@ -94,12 +93,10 @@ def check(target: LambdaTarget) -> None:
 def lambda_client(target: LambdaTarget, timeout: float, pool: int) -> Any:
     """boto3's `lambda` client for `target`; UsageError when boto3 is missing or no region is
     known. It makes one attempt per call: the worker retries, with its own backoff."""
-    try:
+    with requires_extra("aws", "invoking AWS Lambda"):
         import boto3
         from botocore.config import Config  # type: ignore[import-untyped]
         from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
-    except ImportError:
-        raise UsageError(f"invoking AWS Lambda needs boto3: {INSTALL}") from None
     config = Config(retries={"total_max_attempts": 1}, read_timeout=timeout,
                     connect_timeout=_CONNECT_TIMEOUT, max_pool_connections=pool)
     try:  # a session of its own: boto3's default one may not be shared between threads
