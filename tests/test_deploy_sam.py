@@ -7,6 +7,7 @@ the workflow on AWS's durable-functions emulator. Bad targets and options exit 2
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.kit import DURABLE, ROOT
+from tests.kit import DURABLE, ROOT, Procs
+from tests.readmekit import README, SERVERLESS_README, Shell, run_section
 
 cfnlint_api = pytest.importorskip("cfnlint.api")
 pytest.importorskip("samtranslator")
@@ -182,3 +184,27 @@ def test_a_target_or_option_lambda_cannot_run_exits_2_saying_why(
     assert says in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("readme", "code_dir"), [
+    (README, "."),                              # the user's app.py where they run it
+    (SERVERLESS_README, "examples/serverless"),  # the example, from the repository's root
+])
+def test_the_readmes_deploy_commands_write_a_template_that_validates(
+        tmp_path: Path, readme: Path, code_dir: str) -> None:
+    code = tmp_path / code_dir
+    code.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "examples" / "serverless" / "app.py", code / "app.py")
+    with Procs(tmp_path) as procs:
+        skipped = run_section(readme, "Deploy to AWS Lambda", Shell(tmp_path, procs),
+                              skip=lambda command: command.startswith(("sam ", "aws ")),
+                              then={})
+    assert [command.split()[0] for command in skipped] == ["sam", "aws"]  # need AWS itself
+
+    text, template = written(code / "template.yaml")
+    assert lint(text) == []
+    assert lint(json.dumps(translate(template))) == []
+    function = of_type(template, "AWS::Serverless::Function")[0]["Properties"]
+    assert function["Handler"] == "app.handler"
+    assert (code / function["CodeUri"]).resolve() == code.resolve()
+    assert "durable-serverless" in (code / "requirements.txt").read_text()
