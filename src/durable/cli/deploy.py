@@ -175,7 +175,8 @@ def deploy() -> None:
 @click.option("--code-uri", metavar="DIR", help="The directory deployed as the function's "
               "code [default: the one TARGET's module is imported from].")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("template.yaml"), show_default=True)
+              default=Path("template.yaml"), show_default=True,
+              help="Where to write the template.")
 def sam(target: str, name: str | None, runtime: str, memory: int, timeout: int,
         execution_timeout: int, retention_days: int, code_uri: str | None,
         output: Path) -> None:
