@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from durable.cli.deploy import deploy
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.options import (
     Seconds,
@@ -516,3 +517,4 @@ def functions_rm(name: str, db: str | None) -> None:
     click.echo(f"removed function {name}")
 
 
+cli.add_command(deploy)

@@ -38,11 +38,17 @@ def load_workflow(target: str) -> Workflow[Any]:
     return found[0][1]
 
 
-def _named_workflows(target: str) -> list[tuple[str, Workflow[Any]]]:
-    ref, _, attr = target.partition(":")
+def module_of(target: str) -> ModuleType:
+    """The module TARGET names (imported once: a second call returns the same module)."""
+    ref = target.partition(":")[0]
     if not ref:
         raise UsageError(f"TARGET {target!r} names no file or module; use {TARGET_FORMS}")
-    module = _import_file(ref) if _is_path(ref) else _import_module(ref)
+    return _import_file(ref) if _is_path(ref) else _import_module(ref)
+
+
+def _named_workflows(target: str) -> list[tuple[str, Workflow[Any]]]:
+    ref, _, attr = target.partition(":")
+    module = module_of(target)
     if attr:
         return [(attr, _workflow_attribute(module, ref, attr))]
     found = _defined_in(module)
