@@ -141,6 +141,12 @@ ALTER TABLE runs ADD COLUMN invocation_failing_since DOUBLE PRECISION;
 ALTER TABLE functions ADD COLUMN retry_deadline DOUBLE PRECISION;
 ALTER TABLE functions ADD COLUMN concurrency INTEGER
 """),
+    # Every checkpoint looks for the run's waiting operations (a wait that fell due): without
+    # this it read all of the run's operations, so each step cost more than the one before.
+    (3, """
+CREATE INDEX operations_waiting ON operations (run_id, seq)
+    WHERE status IN ('STARTED', 'PENDING')
+"""),
 ]
 
 
