@@ -169,11 +169,17 @@ async def webrunner(scratch: Path) -> AsyncIterator[Driver]:
     http = httpx.AsyncClient(base_url=url, timeout=30)
 
     async def start(steps: int) -> str:
-        answer = await http.post("/start-durable-execution", json={
-            "AccountId": "123456789012", "FunctionName": "aws_bench",
-            "FunctionQualifier": "$LATEST", "ExecutionName": f"b{time.time_ns()}",
-            "ExecutionTimeoutSeconds": 300, "ExecutionRetentionPeriodDays": 1,
-            "Input": json.dumps(steps)})
+        body = {"AccountId": "123456789012", "FunctionName": "aws_bench",
+                "FunctionQualifier": "$LATEST", "ExecutionName": f"b{time.time_ns()}",
+                "ExecutionTimeoutSeconds": 300, "ExecutionRetentionPeriodDays": 1,
+                "Input": json.dumps(steps)}
+        for attempt in range(5):  # its HTTP server drops connections under 16 starts at once
+            try:
+                answer = await http.post("/start-durable-execution", json=body)
+                break
+            except httpx.TransportError:
+                if attempt == 4:
+                    raise
         answer.raise_for_status()
         arn: str = answer.json()["ExecutionArn"]
         return arn
