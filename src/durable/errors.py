@@ -27,7 +27,7 @@ class MissingExtra(UsageError):
 
 
 EXTRA_MODULES = {
-    "server": frozenset({"fastapi", "starlette", "uvicorn", "jinja2", "httpx"}),
+    "server": frozenset({"fastapi", "starlette", "uvicorn", "jinja2"}),
     "postgres": frozenset({"psycopg", "psycopg_pool"}),
     "aws": frozenset({"boto3", "botocore"}),
 }

@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
-import urllib.error
+import threading
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from durable.errors import UsageError, requires_extra
+from durable.invoke import keepalive
 from durable.invoke.contract import (
     INVALID_TOKEN,
+    MAX_UPDATES,
     Wire,
     operation_from_wire,
     output_to_wire,
@@ -84,45 +86,56 @@ class BackendError(Exception):
 # -- backends -------------------------------------------------------------------------------------
 
 class HttpBackend:
-    """Plain JSON over HTTP to a self-hosted backend (`durable server`, a local emulator)."""
+    """Plain JSON over HTTP to a self-hosted backend (`durable server`, a local emulator).
+
+    Its requests go over the process's kept-alive connections (`keepalive.POOL`): an
+    invocation's checkpoints, and the invocations a host serves after it, reuse them instead
+    of opening one per call."""
 
     def __init__(self, endpoint: str, token: str | None = None) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.token = token if token is not None else os.environ.get(TOKEN_ENV)
+        self.headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def checkpoint(self, arn: str, token: str, updates: list[Wire],
                          client_token: str) -> Wire:
         body = {"CheckpointToken": token, "Updates": updates, "ClientToken": client_token}
-        return await asyncio.to_thread(self._call, "POST", f"{_quote(arn)}/checkpoint", body)
+        return await self._call("POST", f"{_quote(arn)}/checkpoint", json.dumps(body).encode())
 
     async def get_state(self, arn: str, token: str, marker: str) -> Wire:
         query = urllib.parse.urlencode({"CheckpointToken": token, "Marker": marker})
-        return await asyncio.to_thread(self._call, "GET", f"{_quote(arn)}/state?{query}", None)
+        return await self._call("GET", f"{_quote(arn)}/state?{query}", None)
 
-    def _call(self, method: str, path: str, body: Wire | None) -> Wire:
-        request = urllib.request.Request(
-            f"{self.endpoint}/2025-12-01/durable-executions/{path}", method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json",
-                     **({"Authorization": f"Bearer {self.token}"} if self.token else {})})
+    async def _call(self, method: str, path: str, body: bytes | None) -> Wire:
+        url = f"{self.endpoint}/2025-12-01/durable-executions/{path}"
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                answer: Wire = json.loads(response.read() or b"{}")
-                return answer
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode(errors="replace")
+            answer = await keepalive.POOL.request(method, url, body, self.headers,
+                                                  CHECKPOINT_TIMEOUT)
+        except (OSError, http.client.HTTPException) as e:
+            raise BackendError(f"cannot reach {self.endpoint}: {type(e).__name__}: {e}",
+                               retryable=True) from None
+        if answer.status >= 400:
+            detail = answer.text
             with contextlib.suppress(ValueError, AttributeError):
                 detail = json.loads(detail).get("message", detail)
-            if e.code == 404:  # not this invocation's doing: fail it, to be invoked again
+            if answer.status == 404:  # not this invocation's doing: fail it, to be invoked again
                 raise BackendError(
                     f"the durable server at {self.endpoint} does not know this run ({detail}): "
                     "it is not the server that invoked the function, which sent this address "
                     f"in {ENDPOINT_HEADER}; start that server with `durable server "
                     "--public-url URL`, URL being where functions reach it",
                     retryable=True) from None
-            raise BackendError(detail, retryable=e.code >= 500 or e.code == 429) from None
-        except (OSError, ValueError) as e:
-            raise BackendError(f"cannot reach {self.endpoint}: {e}", retryable=True) from None
+            raise BackendError(detail, retryable=answer.status >= 500 or answer.status == 429)
+        try:
+            parsed: Wire = json.loads(answer.body or b"{}")
+        except ValueError as e:
+            raise BackendError(f"{self.endpoint} answered with no JSON: {e}",
+                               retryable=True) from None
+        return parsed
+
+
+CHECKPOINT_TIMEOUT = 60.0
+"""Longest a checkpoint call may take before the invocation fails (and is invoked again)."""
 
 
 def _quote(arn: str) -> str:
@@ -231,6 +244,58 @@ class _Revoked(Exception):
     """The backend took the token away: this invocation ends PENDING, the next one resumes."""
 
 
+class _Batches:
+    """The checkpoints of one invocation, sent one request at a time (each needs the token
+    the previous answer returned) and batched: updates that branches (gather, map) hand in
+    while a request is in flight, or in the same turn of the loop, go out together in the next
+    one, instead of each waiting for a round trip of its own. Each caller gets the answer and
+    the ids sent with it; a failed request fails every caller in it."""
+
+    def __init__(self, env: _Envelope) -> None:
+        self.env, self.token = env, env.token
+        self.failures: list[BackendError] = []
+        self.queue: list[tuple[list[Wire], asyncio.Future[tuple[Wire, set[str]]]]] = []
+        self.sender: asyncio.Task[None] | None = None
+
+    async def send(self, updates: list[Wire]) -> tuple[Wire, set[str]]:
+        done: asyncio.Future[tuple[Wire, set[str]]] = \
+            asyncio.get_running_loop().create_future()
+        self.queue.append((updates, done))
+        if self.sender is None or self.sender.done():
+            self.sender = asyncio.create_task(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        while self.queue:
+            batch = [self.queue.pop(0)]  # at least one caller's updates, however many
+            count = len(batch[0][0])
+            while self.queue and count + len(self.queue[0][0]) <= MAX_UPDATES:
+                count += len(self.queue[0][0])
+                batch.append(self.queue.pop(0))
+            updates = [u for part, _ in batch for u in part]
+            try:
+                answer = await self._request(updates)
+            except (BackendError, _Revoked) as e:
+                for _, done in batch:
+                    done.set_exception(e)
+                continue
+            sent = {str(u.get("Id")) for u in updates}
+            for _, done in batch:
+                done.set_result((answer, sent))
+
+    async def _request(self, updates: list[Wire]) -> Wire:
+        if self.token is None:
+            raise _Revoked
+        try:
+            answer = await self.env.backend.checkpoint(self.env.arn, self.token, updates,
+                                                       uuid.uuid4().hex)
+        except BackendError as e:
+            self.failures.append(e)
+            raise
+        self.token = answer.get("CheckpointToken")
+        return answer
+
+
 async def run_invocation(workflow: Workflow[Any], event: Any,
                          backend: Backend | None = None) -> Wire:
     """Run one invocation of `workflow` for the envelope `event`; returns the output to hand
@@ -248,26 +313,13 @@ async def run_invocation(workflow: Workflow[Any], event: Any,
     input_payload = (execution.get("ExecutionDetails") or {}).get("InputPayload")
     ops = {op.id: op for op in (operation_from_wire(o, env.millis) for o in wire_ops
                                 if o.get("Type") != "EXECUTION")}
-    token: list[str | None] = [env.token]
-    failure: list[BackendError] = []
-    one_at_a_time = asyncio.Lock()  # each checkpoint needs the token the previous one returned
+    batches = _Batches(env)
+    failure = batches.failures
 
     async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
-        async with one_at_a_time:
-            current = token[0]
-            if current is None:
-                raise _Revoked
-            try:
-                answer = await env.backend.checkpoint(env.arn, current,
-                                                      [update_to_wire(u) for u in updates],
-                                                      uuid.uuid4().hex)
-            except BackendError as e:
-                failure.append(e)
-                raise
-            token[0] = answer.get("CheckpointToken")
+        answer, sent = await batches.send([update_to_wire(u) for u in updates])
         returned = {o["Id"]: operation_from_wire(o, False)
                     for o in (answer.get("NewExecutionState") or {}).get("Operations") or []}
-        sent = {u.id for u in updates}
         for op_id, op in returned.items():  # the backend moved something meanwhile
             if op_id not in sent and op.status in _MOVED:
                 moved[op_id] = op
@@ -279,7 +331,7 @@ async def run_invocation(workflow: Workflow[Any], event: Any,
         known = dict(ops)
         out = await workflow.handler(
             Invocation(run_id, workflow.name, _input(input_payload), known), checkpointer)
-        if out.status is not InvocationStatus.PENDING or not moved or token[0] is None:
+        if out.status is not InvocationStatus.PENDING or not moved or batches.token is None:
             break
         # It suspended on something the backend has since finished (a short wait that fell
         # due while other branches ran): replay again at once instead of ending PENDING.
@@ -288,7 +340,7 @@ async def run_invocation(workflow: Workflow[Any], event: Any,
         moved.clear()
     if failure and failure[0].retryable:
         raise failure[0]
-    if (failure and failure[0].stale) or token[0] is None:
+    if (failure and failure[0].stale) or batches.token is None:
         return {"Status": "PENDING"}  # a stale or revoked token: a newer invocation owns it
     return output_to_wire(out)
 
@@ -319,10 +371,22 @@ def lambda_handler(workflow: Workflow[Any]) -> Callable[[Any, Any], Wire]:
         raise UsageError(f"durable.lambda_handler takes a @workflow, got {workflow!r}")
 
     def handler(event: Any, context: Any = None) -> Wire:
-        return asyncio.run(run_invocation(workflow, event))
+        return _loop().run(run_invocation(workflow, event))
     handler.__name__ = handler.__qualname__ = workflow.name.replace(".", "_")
     handler.workflow = workflow  # type: ignore[attr-defined]
     return handler
+
+
+_LOOPS = threading.local()
+
+
+def _loop() -> asyncio.Runner:
+    """This thread's event loop, kept between invocations: a warm Lambda container's next
+    invocation runs where the last one did (its loop's threads and objects stay warm)."""
+    runner: asyncio.Runner | None = getattr(_LOOPS, "runner", None)
+    if runner is None:
+        runner = _LOOPS.runner = asyncio.Runner()
+    return runner
 
 
 # -- the ASGI app ---------------------------------------------------------------------------------

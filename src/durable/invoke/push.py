@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import importlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,12 +29,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from durable.engine import machine
 from durable.engine.worker import Worker
 from durable.errors import InvocationError, UsageError
-from durable.invoke import dataplane, lambda_target
+from durable.invoke import dataplane, keepalive, lambda_target
 from durable.invoke.contract import (
     ContractError,
     Wire,
@@ -163,10 +163,10 @@ class HttpFunction:
     a 429, a 5xx or Lambda's `X-Amz-Function-Error` instead of an invocation output) raises
     `InvocationError`, which is retried, never fails the run."""
 
-    def __init__(self, spec: FunctionSpec, store: Store, client: httpx.AsyncClient,
+    def __init__(self, spec: FunctionSpec, store: Store, pool: keepalive.Pool,
                  endpoint: Callable[[], str | None], timeout: float) -> None:
         assert spec.url is not None
-        self.spec, self.url, self.store, self.client = spec, spec.url, store, client
+        self.spec, self.url, self.store, self.pool = spec, spec.url, store, pool
         self.endpoint, self.timeout = endpoint, timeout
 
     @property
@@ -183,23 +183,23 @@ class HttpFunction:
         envelope = await self.store.awrite(
             lambda tx: dataplane.open_invocation(tx, inv.run_id, inv.token))
         try:
-            response = await self.client.post(
-                self.url, json=envelope, timeout=self.timeout,
+            response = await self.pool.request(
+                "POST", self.url, json.dumps(envelope).encode(), timeout=self.timeout,
                 headers={ENDPOINT_HEADER: endpoint,
                          "X-Amz-Invocation-Type": "RequestResponse"})
-        except httpx.TimeoutException as e:
+        except TimeoutError as e:
             raise self._failed("Function.TimedOut", f"no answer within {self.timeout:g} s "
                                f"({type(e).__name__})") from None
-        except httpx.HTTPError as e:
+        except (OSError, http.client.HTTPException) as e:
             raise self._failed("Function.Unreachable",
                                f"could not invoke it: {type(e).__name__}: {e}") from None
-        if response.status_code == 429:
+        if response.status == 429:
             raise self._failed("Function.Throttled", f"HTTP 429: {response.text[:500]}")
-        if response.status_code >= 400 or "x-amz-function-error" in response.headers:
-            raise self._failed("Function.Error", f"answered HTTP {response.status_code} "
+        if response.status >= 400 or "x-amz-function-error" in response.headers:
+            raise self._failed("Function.Error", f"answered HTTP {response.status} "
                                f"without an invocation output: {response.text[:500]}")
         try:
-            answer = response.json()
+            answer = json.loads(response.body)
         except ValueError:
             answer = None
         return output_from_wire(answer)
@@ -378,7 +378,7 @@ class FunctionWorker:
         self.retry = invocation_retry
         self.worker = Worker([], store, concurrency=concurrency, lease_seconds=lease_seconds,
                              invocation_retry=invocation_retry, clock=clock)
-        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency))
+        self.pool = keepalive.Pool(threads=concurrency)  # kept-alive connections to functions
         self.functions: dict[str, Servable] = {}
         self._specs: dict[str, FunctionSpec] = {}
         self._handlers: dict[str, WorkflowHandler] = {}  # with their concurrency limits
@@ -413,7 +413,7 @@ class FunctionWorker:
 
     def _make(self, spec: FunctionSpec) -> Servable:
         if spec.url is not None:
-            return HttpFunction(spec, self.store, self.client, lambda: self.endpoint,
+            return HttpFunction(spec, self.store, self.pool, lambda: self.endpoint,
                                 self.timeout)
         if (target := spec.lambda_target()) is not None:
             with _named(spec.name):
@@ -441,7 +441,7 @@ class FunctionWorker:
         finally:
             unsubscribe()
             watcher.cancel()
-            await self.client.aclose()
+            self.pool.close()
 
     async def _watch(self) -> None:
         """Reload when the table changed; looked at after commits, at most twice a second."""

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from durable.model import Operation
-from durable.store.rows import OP_COLUMNS, WAITING, Table, dump_error, marks, operation_row
+from durable.store.rows import (
+    OP_COLUMNS,
+    WAITING_SQL,
+    Table,
+    dump_error,
+    marks,
+    operation_row,
+)
 
 
 class Operations(Table):
@@ -36,9 +43,11 @@ class Operations(Table):
         return None if row is None else operation_row(row)
 
     def waiting_operations(self, run_id: str) -> list[Operation]:
+        # The statuses are written out, not bound: only then may the planner use the
+        # partial index operations_waiting, whose condition they must match.
         return [operation_row(r) for r in self._rows(
-            f"SELECT {OP_COLUMNS} FROM operations WHERE run_id = ? AND status IN (?, ?)"
-            " ORDER BY seq", (run_id, *WAITING))]
+            f"SELECT {OP_COLUMNS} FROM operations WHERE run_id = ? AND status IN {WAITING_SQL}"
+            " ORDER BY seq", (run_id,))]
 
     def put_operation(self, run_id: str, op: Operation) -> None:
         self._exec(

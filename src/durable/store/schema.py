@@ -147,6 +147,12 @@ ALTER TABLE functions ADD COLUMN lambda_function TEXT;
 ALTER TABLE functions ADD COLUMN lambda_qualifier TEXT;
 ALTER TABLE functions ADD COLUMN lambda_region TEXT
 """),
+    # Every checkpoint looks for the run's waiting operations (a wait that fell due): without
+    # this it read all of the run's operations, so each step cost more than the one before.
+    (4, """
+CREATE INDEX operations_waiting ON operations (run_id, seq)
+    WHERE status IN ('STARTED', 'PENDING')
+"""),
 ]
 
 
