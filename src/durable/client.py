@@ -32,6 +32,7 @@ from durable.model import (
     ExecutionStatus,
     HistoryEvent,
     Invocation,
+    LogLine,
     Operation,
     RunInfo,
 )
@@ -199,6 +200,14 @@ class Client:
             _existing(tx, run_id)
             return [(e, tx.get_operation(run_id, e.operation_id) if e.operation_id else None)
                     for e in tx.history(run_id, after)]
+        return self.store.read(read)
+
+    def logs(self, run_id: str, after: int = 0) -> builtins.list[tuple[int, LogLine]]:
+        """What the run's workflow logged through `ctx.logger` (the newest lines, bounded by
+        LOG_LINES_KEPT), oldest first, each numbered: those numbered after `after`."""
+        def read(tx: Tx) -> builtins.list[tuple[int, LogLine]]:
+            _existing(tx, run_id)
+            return tx.logs(run_id, after)
         return self.store.read(read)
 
     def operations(self, run_id: str) -> builtins.list[Operation]:

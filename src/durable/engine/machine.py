@@ -31,6 +31,7 @@ from durable.model import (
     InvocationOutput,
     InvocationRetry,
     InvocationStatus,
+    LogLine,
     Operation,
     OperationAction,
     OperationStatus,
@@ -130,8 +131,11 @@ def release_unstarted(tx: Tx, run_id: str, token: int, now: float) -> None:
 
 
 def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, now: float,
-                      duration: float) -> None:
+                      duration: float, logs: Sequence[LogLine] = ()) -> None:
+    """Record how an invocation ended, with the `ctx.logger` lines it logged since its last
+    checkpoint (a run continued as new starts its log afresh, as its history)."""
     run = _fenced(tx, run_id, token)
+    tx.add_logs(run_id, logs)
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
                  details={"status": out.status.value, "duration": duration})
     settled = {"compute_seconds": run.compute_seconds + duration, "invocation_failures": 0,
@@ -342,8 +346,9 @@ def heartbeat_callback(tx: Tx, callback_id: str, now: float) -> None:
 # -- checkpoints -----------------------------------------------------------------------------------
 
 def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdate],
-               now: float) -> CheckpointResult:
-    """Apply a batch of updates atomically, if `token` is still the run's current one."""
+               now: float, logs: Sequence[LogLine] = ()) -> CheckpointResult:
+    """Apply a batch of updates atomically, if `token` is still the run's current one, and keep
+    the `ctx.logger` lines logged since the last checkpoint with them."""
     fenced = tx.fence_and_get(run_id, token, updates[0].id if updates else "")
     if fenced is None:
         raise StaleToken(f"run {run_id!r}: checkpoint rejected, its invocation is no longer "
@@ -351,6 +356,7 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
     cancel_requested, first = fenced
     touched = [_apply(tx, run_id, u, now, first if i == 0 else tx.get_operation(run_id, u.id))
                for i, u in enumerate(updates)]
+    tx.add_logs(run_id, logs)
     return CheckpointResult(touched, cancel_requested)
 
 

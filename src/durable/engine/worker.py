@@ -386,9 +386,10 @@ class Worker:
         inv.leased = functools.partial(self._holds, inv.run_id)
 
         async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
+            logs = inv.take_logs()
             try:
                 return await self._write(
-                    lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock()))
+                    lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock(), logs))
             except DurableError:
                 raise
             except Exception as e:  # the database failed, not the engine's rules
@@ -440,9 +441,10 @@ class Worker:
             free = 0 if self._stopping or self._finishing or self._outage.down else (
                 self._free() + 1)
             claim = self._claimer(clock(), free)
+            logs = inv.take_logs()
 
             def finish_and_claim(tx: Tx) -> list[machine.Claimed]:
-                machine.finish_invocation(tx, inv.run_id, token, out, clock(), duration)
+                machine.finish_invocation(tx, inv.run_id, token, out, clock(), duration, logs)
                 return claim(tx) if free > 0 else []
             self._finishing += 1
             try:

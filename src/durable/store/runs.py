@@ -205,9 +205,11 @@ class Runs(Table):
         return [run_row(r) for r in rows]
 
     def restart_run(self, run_id: str, input: str | None, now: float) -> int:
-        """Clear the run's operations and history and start it over with `input`; buffered
-        signals and published events stay. Returns the new generation number."""
+        """Clear the run's operations, history and kept log lines and start it over with
+        `input`; buffered signals and published events stay. Returns the new generation
+        number."""
         self._exec("DELETE FROM operations WHERE run_id = ?", (run_id,))
+        self._exec("DELETE FROM run_logs WHERE run_id = ?", (run_id,))
         # Keep the newest event (the invocation that continued) so history ids never go back.
         self._exec("DELETE FROM history WHERE run_id = ? AND id < (SELECT max(id) FROM history"
                    " WHERE run_id = ?)", (run_id, run_id))

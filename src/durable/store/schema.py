@@ -141,6 +141,21 @@ ALTER TABLE runs ADD COLUMN invocation_failing_since DOUBLE PRECISION;
 ALTER TABLE functions ADD COLUMN retry_deadline DOUBLE PRECISION;
 ALTER TABLE functions ADD COLUMN concurrency INTEGER
 """),
+    # What workflows log through ctx.logger, kept with the run (store/logs.py).
+    (3, """
+CREATE TABLE run_logs (
+    id {serial},
+    run_id TEXT NOT NULL,
+    line_key TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    op_id TEXT,
+    attempt INTEGER,
+    UNIQUE (run_id, line_key)
+);
+CREATE INDEX run_logs_run ON run_logs (run_id, id)
+"""),
 ]
 
 
