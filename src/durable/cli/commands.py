@@ -11,6 +11,7 @@ from rich.text import Text
 
 from durable.cli import logsetup
 from durable.cli.exits import ExitCode, error, exit_with
+from durable.cli.metrics import serve_metrics
 from durable.cli.options import (
     Seconds,
     db_option,
@@ -116,15 +117,21 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option("--concurrency", type=click.IntRange(min=1), default=100, show_default=True,
               help="Invocations running at once.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve Prometheus metrics on this port (GET /metrics) [default: none].")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the metrics port binds.")
 @db_option
 @logsetup.logging_options
-def worker(targets: tuple[str, ...], concurrency: int, db: str | None, log_level: str,
-           log_format: str) -> None:
+def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
+           metrics_host: str, db: str | None, log_level: str, log_format: str) -> None:
     """Serve every workflow of the TARGETs until SIGTERM or Ctrl-C, then drain and exit 0."""
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
     logsetup.configure(log_level, log_format)
     w = Worker(workflows.values(), db, concurrency=concurrency)
     try:
+        if metrics_port is not None:
+            serve_metrics(Client(w.store), w.queues, metrics_host, metrics_port)
         err = make_console(stderr=True)
         err.print(f"worker serving {', '.join(workflows)} on {w.store.url} "
                   f"(concurrency {concurrency}); Ctrl-C or SIGTERM drains and stops")

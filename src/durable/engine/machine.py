@@ -59,6 +59,10 @@ class InvalidCheckpoint(UsageError):
 class Claimed:
     invocation: Invocation
     token: int
+    lost_by: str | None = None
+    """The lease holder this claim took the run over from (it stopped renewing the lease)."""
+    admitted: tuple[str, float] | None = None
+    """The queue this claim admitted the run to, and how long the run waited for it."""
 
 
 # -- starting, claiming, finishing ---------------------------------------------------------------
@@ -89,11 +93,15 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
     their slot and come back like any other run (after a sleep, a signal, a crash).
     """
     until = now + lease_seconds
+    lost = tx.expired_leases(now, limit, workflows, admission.queued(queues))
     leased = tx.claim(now, limit, workflows, admission.queued(queues), owner, until)
+    queue_of: dict[str, str] = {}
     for q in queues:
         if len(leased) >= limit:
             break
-        leased += tx.lease(admission.admit(tx, q, now, limit - len(leased)), owner, until)
+        admitted = admission.admit(tx, q, now, limit - len(leased))
+        queue_of.update(dict.fromkeys(admitted, q.queue.name))
+        leased += tx.lease(admitted, owner, until)
     operations = tx.operations_of([run.run_id for run, _ in leased])
     out = []
     for run, token in leased:
@@ -102,9 +110,12 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
             continue
         ops = operations[run.run_id]
         moved = {op.id: op for op in advance_due(tx, run.run_id, now, ops)}
+        queue = queue_of.get(run.run_id)
         out.append(Claimed(Invocation(run.run_id, run.workflow, run.input,
                                       {op.id: moved.get(op.id, op) for op in ops},
-                                      run.cancel_requested, token), token))
+                                      run.cancel_requested, token), token,
+                           lost.get(run.run_id),
+                           None if queue is None else (queue, now - run.created_at)))
     return out
 
 
