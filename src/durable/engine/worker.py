@@ -375,8 +375,9 @@ class Worker:
         return lambda tx: machine.claim(tx, owner, now, free, lease, names, queues)
 
     def _start(self, claimed: list[machine.Claimed]) -> None:
+        _note_takeovers(claimed)
         for c in claimed:
-            _note_claim(c)
+            _note_admission(c)
             self._held_until[c.invocation.run_id] = time.monotonic() + self._trust()
             self._inflight[c.invocation.run_id] = asyncio.create_task(self._invoke(c))
 
@@ -537,13 +538,28 @@ def fields(inv: Invocation, **more: object) -> dict[str, object]:
     return {"run_id": inv.run_id, "workflow": inv.workflow, **more}
 
 
-def _note_claim(c: machine.Claimed) -> None:
-    """Say and count what a claim did beyond leasing: took a run over, admitted it."""
+def _note_takeovers(claimed: list[machine.Claimed]) -> None:
+    """Count the runs a claim took over, and say so in one line per worker lost: a worker
+    that dies holding a hundred runs is one event, not a hundred."""
+    lost: dict[str, list[Invocation]] = {}
+    for c in claimed:
+        if c.lost_by is not None:
+            metrics.LEASE_TAKEOVERS.labels(c.invocation.workflow).inc()
+            lost.setdefault(c.lost_by, []).append(c.invocation)
+    for owner, invs in lost.items():
+        if len(invs) == 1:
+            log.warning("run %s: taken over from %s, which stopped renewing its lease",
+                        invs[0].run_id, owner, extra=fields(invs[0], lost_worker=owner))
+            continue
+        ids = [inv.run_id for inv in invs]
+        log.warning("%d runs taken over from %s, which stopped renewing its leases: %s%s",
+                    len(ids), owner, ", ".join(ids[:5]), ", ..." if len(ids) > 5 else "",
+                    extra={"run_ids": ids, "lost_worker": owner})
+
+
+def _note_admission(c: machine.Claimed) -> None:
+    """Say and count that a claim admitted a run to its queue, and how long it waited."""
     inv = c.invocation
-    if c.lost_by is not None:
-        metrics.LEASE_TAKEOVERS.labels(inv.workflow).inc()
-        log.warning("run %s: taken over from %s, which stopped renewing its lease",
-                    inv.run_id, c.lost_by, extra=fields(inv, lost_worker=c.lost_by))
     if c.admitted is not None:
         queue, waited = c.admitted
         metrics.ADMISSION_WAIT.labels(queue).observe(waited)
