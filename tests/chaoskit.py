@@ -173,6 +173,11 @@ class Fleet:
         return "\n".join(f"--- worker {i}\n{proc.output()[-3000:]}"
                          for i, proc in enumerate(self.procs, 1))
 
+    def full_output(self) -> str:
+        """Every worker's whole output: what must appear somewhere in it, however much the
+        workers logged after it (a takeover is a line per worker lost)."""
+        return "\n".join(proc.output() for proc in self.procs)
+
     def crashed(self) -> list[str]:
         """Output of workers that printed a traceback: there should be none."""
         return [text[-3000:] for proc in self.procs if "Traceback" in (text := proc.output())]

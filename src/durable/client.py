@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from durable.engine import machine, telemetry
+from durable.engine.metrics import Snapshot, snapshot
 from durable.engine.schedules import schedule_info
 from durable.engine.worker import Worker, serving_here
 from durable.errors import RunNotFound, UsageError, WorkflowFailed
@@ -32,9 +33,11 @@ from durable.model import (
     ExecutionStatus,
     HistoryEvent,
     Invocation,
+    LogLine,
     Operation,
     RunInfo,
 )
+from durable.model.queues import ServedQueue
 from durable.model.schedule import ScheduleInfo
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
@@ -200,6 +203,22 @@ class Client:
             return [(e, tx.get_operation(run_id, e.operation_id) if e.operation_id else None)
                     for e in tx.history(run_id, after)]
         return self.store.read(read)
+
+    def logs(self, run_id: str, after: int = 0) -> builtins.list[tuple[int, LogLine]]:
+        """What the run's workflow logged through `ctx.logger` (the newest lines, bounded by
+        LOG_LINES_KEPT), oldest first, each numbered: those numbered after `after`."""
+        def read(tx: Tx) -> builtins.list[tuple[int, LogLine]]:
+            _existing(tx, run_id)
+            return tx.logs(run_id, after)
+        return self.store.read(read)
+
+    def metrics(self, queues: Sequence[ServedQueue] = ()) -> Snapshot:
+        """What the store holds, for `/metrics`: runs started and ended, the depth of `queues`,
+        timers due."""
+        return self.store.read(lambda tx: snapshot(tx, self.clock(), queues))
+
+    async def metrics_async(self, queues: Sequence[ServedQueue] = ()) -> Snapshot:
+        return await self.store.aread(lambda tx: snapshot(tx, self.clock(), queues))
 
     def operations(self, run_id: str) -> builtins.list[Operation]:
         def read(tx: Tx) -> builtins.list[Operation]:

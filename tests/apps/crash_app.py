@@ -250,8 +250,35 @@ async def pipeline(ctx: Context, n: int) -> dict[str, Any]:
     return {"items": items, "price": price, "label": label, "note": note}
 
 
+async def _logged_branch(ctx: Context, i: int) -> int:
+    ctx.logger.info("branch %d begins", i)
+    value = await ctx.step(plain, f"log-branch-{i}", i, name=f"log-branch-{i}")
+    ctx.logger.info("branch %d ends", i)
+    return int(value)
+
+
+@workflow(name="crash.logged")
+async def logged(ctx: Context, n: int) -> int:
+    """Logs through ctx.logger in the body, in parallel branches and in a step body that fails
+    its first attempt, around a gated step the test kills the worker in."""
+    def noisy(step: str) -> Any:
+        ctx.logger.info("attempt of %s", step)
+        return fail_first_attempt(step, n)
+    ctx.logger.info("starting %d", n)
+    await ctx.step(plain, "log-a", 1, name="log-a")
+    ctx.logger.info("after a")
+    await ctx.gather(*(_logged_branch(ctx, i) for i in range(2)))
+    ctx.logger.warning("before the gate")
+    await ctx.step(gated, "log-gate", 2, name="log-gate")
+    ctx.logger.info("after the gate")
+    await ctx.step(noisy, "log-retry", name="log-retry",
+                   retry=RetryPolicy(initial_interval=0.05, jitter=0))
+    ctx.logger.info("done")
+    return n
+
+
 COMMON: list[durable.Workflow[Any]] = [chain, charge, nap, backoff, approval, single, fence,
-                                       burst, sleeper, pipeline]
+                                       burst, sleeper, pipeline, logged]
 VERSIONS = {"v1": [*COMMON, reorder_v1], "v2": [*COMMON, reorder_v2]}
 
 

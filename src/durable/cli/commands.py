@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
 from typing import Any
 
 import click
 
+from durable.cli import logsetup
 from durable.cli.deploy import deploy
 from durable.cli.exits import ExitCode, error, exit_with
+from durable.cli.metrics import serve_metrics
 from durable.cli.options import (
     Seconds,
     db_option,
@@ -30,13 +31,13 @@ from durable.cli.render import (
     Text,
     WorkerStatus,
     conclude,
-    configure_logging,
     echo_json,
     live_line,
     make_console,
     not_ended,
     plain_table,
     printable,
+    render_logs,
     render_run,
     runs_table,
 )
@@ -48,7 +49,7 @@ from durable.model import ExecutionStatus
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import diagnose, resolve_url
 from durable.store import migrate as store_migrate
-from durable.views.jsonio import JsonValue, RunView, run_json, workflow_args
+from durable.views.jsonio import JsonValue, RunView, log_json, run_json, workflow_args
 
 
 async def _serve(client: Client, wf: Workflow[Any], progress: Progress) -> None:
@@ -89,8 +90,9 @@ def cli() -> None:
 @id_option
 @db_option
 @json_option
+@logsetup.logging_options
 def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | None,
-        as_json: bool) -> None:
+        as_json: bool, log_level: str, log_format: str) -> None:
     """Start a run of TARGET and serve it to completion in this process.
 
     Progress goes to stderr, the result JSON to stdout. Ctrl-C stops serving; the run stays
@@ -98,7 +100,7 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
     """
     wf = load_workflow(target)
     args = workflow_args(wf, input_)
-    configure_logging(worker_level=logging.WARNING)
+    logsetup.configure(log_level, log_format, quiet=("durable.worker",))
     err = make_console(stderr=True)
     with open_client(db) as client:
         handle = client.start(wf, *args, id=run_id)
@@ -118,13 +120,21 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option("--concurrency", type=click.IntRange(min=1), default=100, show_default=True,
               help="Invocations running at once.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve Prometheus metrics on this port (GET /metrics) [default: none].")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the metrics port binds.")
 @db_option
-def worker(targets: tuple[str, ...], concurrency: int, db: str | None) -> None:
+@logsetup.logging_options
+def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
+           metrics_host: str, db: str | None, log_level: str, log_format: str) -> None:
     """Serve every workflow of the TARGETs until SIGTERM or Ctrl-C, then drain and exit 0."""
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
-    configure_logging()
+    logsetup.configure(log_level, log_format)
     w = Worker(workflows.values(), db, concurrency=concurrency)
     try:
+        if metrics_port is not None:
+            serve_metrics(Client(w.store), w.queues, metrics_host, metrics_port)
         err = make_console(stderr=True)
         err.print(f"worker serving {', '.join(workflows)} on {w.store.url} "
                   f"(concurrency {concurrency}); Ctrl-C or SIGTERM drains and stops")
@@ -178,16 +188,34 @@ def ls(status: str | None, workflow: str | None, limit: int, db: str | None,
 
 @cli.command()
 @click.argument("run_id")
+@click.option("--logs", "logs", is_flag=True,
+              help="Print only what the workflow logged through ctx.logger, kept with the run.")
 @db_option
 @json_option
-def show(run_id: str, db: str | None, as_json: bool) -> None:
+def show(run_id: str, logs: bool, db: str | None, as_json: bool) -> None:
     """Status, input, result or error, what the run waits on, and its history as a timeline."""
+    if logs:
+        _show_logs(run_id, db, as_json)
+        return
     with open_client(db) as client:
         view = RunView.read(client, run_id)
     if as_json:
         echo_json(view.to_json())
     else:
         make_console().print(render_run(view))
+
+
+def _show_logs(run_id: str, db: str | None, as_json: bool) -> None:
+    with open_client(db) as client:
+        t0 = client.get(run_id).created_at
+        lines = client.logs(run_id)
+        ops = {op.id: op for op in client.operations(run_id)}
+    if as_json:
+        echo_json([log_json(n, line, t0) for n, line in lines])
+    elif not lines:
+        make_console(stderr=True).print("no log lines kept for this run")
+    else:
+        make_console().print(render_logs(lines, t0, ops))
 
 
 @cli.command()
@@ -416,13 +444,15 @@ def rerun(run_id: str, from_step: str, input_: JsonValue | None, new_id: str | N
                    "the address it binds (a proxy, another host) [default: http://HOST:PORT; "
                    "env: DURABLE_PUBLIC_URL].")
 @db_option
+@logsetup.logging_options
 def server(host: str, port: int, targets: tuple[str, ...], token: str | None, insecure: bool,
            allowed_hosts: tuple[str, ...], max_body: int, public_url: str | None,
-           db: str | None) -> None:
+           db: str | None, log_level: str, log_format: str) -> None:
     """HTTP control API (OpenAPI at /openapi.json), webhooks and the web UI, in one process."""
     with requires_extra("server", "durable server"):
         from durable.server.serve import serve
 
+    logsetup.configure(log_level, log_format)
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
     serve(host, port, list(workflows.values()), db, token or None, insecure,
           make_console(stderr=True), allowed_hosts=allowed_hosts, max_body=max_body,

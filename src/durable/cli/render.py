@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import sys
 from datetime import datetime
 from typing import Any, NoReturn
@@ -40,6 +39,7 @@ from durable.model import (
     EventType,
     ExecutionStatus,
     HistoryEvent,
+    LogLine,
     Operation,
     RunInfo,
 )
@@ -52,6 +52,7 @@ from durable.views.timeline import (
     duration,
     elapsed,
     error_text,
+    log_where,
     offset,
     pending,
     published,
@@ -88,14 +89,6 @@ def printable(text: str, *, lines: bool = False) -> str:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def configure_logging(worker_level: int = logging.INFO) -> None:
-    """Let workflows' `ctx.logger` lines reach the terminal, and the worker's notices at
-    `worker_level` (housekeeping that is noise when serving a single run)."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("durable.worker").setLevel(worker_level)
 
 
 # -- formatting -----------------------------------------------------------------------------
@@ -165,6 +158,24 @@ def render_run(view: RunView) -> RenderableType:
         parts.append(_section("Published events", _events_table(events)))
     parts.append(_section("History", _timeline(view)))
     return Group(*parts)
+
+
+def render_logs(lines: list[tuple[int, LogLine]], t0: float,
+                ops: dict[str, Operation]) -> Table:
+    """`durable show --logs`: when (from the run's start), level, the step attempt whose body
+    logged it, and the message."""
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(justify="right", style="dim")
+    table.add_column()
+    table.add_column(style="dim")
+    table.add_column(overflow="fold")
+    for _, line in lines:
+        table.add_row(offset(line.at, t0), Text(line.level, style=_LEVEL_STYLES.get(
+            line.level, "")), printable(log_where(line, ops)), printable(line.message, lines=True))
+    return table
+
+
+_LEVEL_STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
 def _summary(view: RunView) -> Table:

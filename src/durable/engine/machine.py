@@ -31,6 +31,7 @@ from durable.model import (
     InvocationOutput,
     InvocationRetry,
     InvocationStatus,
+    LogLine,
     Operation,
     OperationAction,
     OperationStatus,
@@ -58,6 +59,10 @@ class InvalidCheckpoint(UsageError):
 class Claimed:
     invocation: Invocation
     token: int
+    lost_by: str | None = None
+    """The lease holder this claim took the run over from (it stopped renewing the lease)."""
+    admitted: tuple[str, float] | None = None
+    """The queue this claim admitted the run to, and how long the run waited for it."""
 
 
 # -- starting, claiming, finishing ---------------------------------------------------------------
@@ -88,11 +93,15 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
     their slot and come back like any other run (after a sleep, a signal, a crash).
     """
     until = now + lease_seconds
+    lost = tx.expired_leases(now, limit, workflows, admission.queued(queues))
     leased = tx.claim(now, limit, workflows, admission.queued(queues), owner, until)
+    queue_of: dict[str, str] = {}
     for q in queues:
         if len(leased) >= limit:
             break
-        leased += tx.lease(admission.admit(tx, q, now, limit - len(leased)), owner, until)
+        admitted = admission.admit(tx, q, now, limit - len(leased))
+        queue_of.update(dict.fromkeys(admitted, q.queue.name))
+        leased += tx.lease(admitted, owner, until)
     operations = tx.operations_of([run.run_id for run, _ in leased])
     out = []
     for run, token in leased:
@@ -101,9 +110,12 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
             continue
         ops = operations[run.run_id]
         moved = {op.id: op for op in advance_due(tx, run.run_id, now, ops)}
+        queue = queue_of.get(run.run_id)
         out.append(Claimed(Invocation(run.run_id, run.workflow, run.input,
                                       {op.id: moved.get(op.id, op) for op in ops},
-                                      run.cancel_requested, token), token))
+                                      run.cancel_requested, token), token,
+                           lost.get(run.run_id),
+                           None if queue is None else (queue, now - run.created_at)))
     return out
 
 
@@ -130,8 +142,11 @@ def release_unstarted(tx: Tx, run_id: str, token: int, now: float) -> None:
 
 
 def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, now: float,
-                      duration: float) -> None:
+                      duration: float, logs: Sequence[LogLine] = ()) -> None:
+    """Record how an invocation ended, with the `ctx.logger` lines it logged since its last
+    checkpoint (a run continued as new starts its log afresh, as its history)."""
     run = _fenced(tx, run_id, token)
+    tx.add_logs(run_id, logs)
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
                  details={"status": out.status.value, "duration": duration})
     settled = {"compute_seconds": run.compute_seconds + duration, "invocation_failures": 0,
@@ -342,8 +357,9 @@ def heartbeat_callback(tx: Tx, callback_id: str, now: float) -> None:
 # -- checkpoints -----------------------------------------------------------------------------------
 
 def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdate],
-               now: float) -> CheckpointResult:
-    """Apply a batch of updates atomically, if `token` is still the run's current one."""
+               now: float, logs: Sequence[LogLine] = ()) -> CheckpointResult:
+    """Apply a batch of updates atomically, if `token` is still the run's current one, and keep
+    the `ctx.logger` lines logged since the last checkpoint with them."""
     fenced = tx.fence_and_get(run_id, token, updates[0].id if updates else "")
     if fenced is None:
         raise StaleToken(f"run {run_id!r}: checkpoint rejected, its invocation is no longer "
@@ -351,6 +367,7 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
     cancel_requested, first = fenced
     touched = [_apply(tx, run_id, u, now, first if i == 0 else tx.get_operation(run_id, u.id))
                for i, u in enumerate(updates)]
+    tx.add_logs(run_id, logs)
     return CheckpointResult(touched, cancel_requested)
 
 

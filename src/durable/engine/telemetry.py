@@ -27,6 +27,7 @@ import importlib
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -132,7 +133,8 @@ def _sdk_provider() -> Any:
     names = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower()
     for name in (n.strip() for n in names.split(",") if n.strip()):
         if name == "console":
-            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+            # stderr: stdout carries what a command prints as its result (`durable run`)
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
         elif name == "otlp":
             exporter = _otlp_exporter()
             if exporter is not None:

@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from durable.engine import machine, schedules, telemetry
+from durable.engine import machine, metrics, schedules, telemetry
 from durable.errors import DurableError, InvocationError, StaleToken, StoreUnavailable, UsageError
 from durable.model import (
     RETRY_INVOCATIONS,
@@ -46,6 +46,8 @@ from durable.model import (
     InvocationOutput,
     InvocationRetry,
     InvocationStatus,
+    OperationAction,
+    OperationType,
     OperationUpdate,
     WorkflowHandler,
     code_failure,
@@ -132,7 +134,7 @@ class Worker:
         self.schedules = [_Scheduled(w.name, s, getattr(w, "schedule_input", _no_input))
                           for w in workflows if fire_schedules
                           and (s := getattr(w, "schedule", None)) is not None]
-        self.queues = _served_queues(workflows)
+        self.queues = served_queues(workflows)
         self.store = db if isinstance(db, Store) else _open(db)
         self.handlers = telemetry.instrument(self.handlers, self.store)  # as is when tracing is off
         self.concurrency = concurrency
@@ -245,6 +247,8 @@ class Worker:
         prefix = f"{self._pid_scope}:"
         for owner in tx.lease_owners(prefix):
             if owner != self.owner and not _process_alive(owner, prefix):
+                log.warning("worker %s of this host is gone: taking over its runs now",
+                            owner, extra={"lost_worker": owner})
                 tx.expire_leases(owner, now)
 
     async def _write(self, fn: Callable[[Tx], T]) -> T:
@@ -288,7 +292,12 @@ class Worker:
         now = self.clock()
         due = [s for s in self.schedules if self._next_tick.get(s.workflow, now) <= now]
         if due:
-            await self._write(lambda tx: [s.fire(tx, now) for s in due])
+            fired = await self._write(lambda tx: [s.fire(tx, now) for s in due])
+            for s, run_id in zip(due, fired, strict=True):
+                if run_id is not None:
+                    metrics.SCHEDULE_TICKS.labels(s.workflow).inc()
+                    log.info("schedule of %s fired: run %s", s.workflow, run_id,
+                             extra={"run_id": run_id, "workflow": s.workflow})
             for s in due:
                 self._next_tick[s.workflow] = s.schedule.next_after(now)
         return min(self._next_tick.values())
@@ -366,7 +375,9 @@ class Worker:
         return lambda tx: machine.claim(tx, owner, now, free, lease, names, queues)
 
     def _start(self, claimed: list[machine.Claimed]) -> None:
+        _note_takeovers(claimed)
         for c in claimed:
+            _note_admission(c)
             self._held_until[c.invocation.run_id] = time.monotonic() + self._trust()
             self._inflight[c.invocation.run_id] = asyncio.create_task(self._invoke(c))
 
@@ -386,9 +397,16 @@ class Worker:
         inv.leased = functools.partial(self._holds, inv.run_id)
 
         async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
+            logs = inv.take_logs()
+            began = time.perf_counter()
             try:
-                return await self._write(
-                    lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock()))
+                result = await self._write(
+                    lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock(), logs))
+                metrics.CHECKPOINT_SECONDS.labels(inv.workflow).observe(
+                    time.perf_counter() - began)
+                metrics.step_attempts(inv.workflow, updates, clock())
+                _log_step_failures(inv, updates, result)
+                return result
             except DurableError:
                 raise
             except Exception as e:  # the database failed, not the engine's rules
@@ -418,7 +436,9 @@ class Worker:
                     return
                 out = None
             except InvocationError as e:
-                log.warning("run %s: invocation failed, will retry: %s", inv.run_id, e)
+                metrics.INVOCATION_FAILURES.labels(inv.workflow).inc()
+                log.warning("run %s: invocation failed, will retry: %s", inv.run_id, e,
+                            extra=fields(inv))
                 await self._retry(inv, token, e, time.perf_counter() - started)
                 return
             except BaseException as e:  # a fault outside user code, or sys.exit() in it
@@ -440,9 +460,10 @@ class Worker:
             free = 0 if self._stopping or self._finishing or self._outage.down else (
                 self._free() + 1)
             claim = self._claimer(clock(), free)
+            logs = inv.take_logs()
 
             def finish_and_claim(tx: Tx) -> list[machine.Claimed]:
-                machine.finish_invocation(tx, inv.run_id, token, out, clock(), duration)
+                machine.finish_invocation(tx, inv.run_id, token, out, clock(), duration, logs)
                 return claim(tx) if free > 0 else []
             self._finishing += 1
             try:
@@ -457,6 +478,9 @@ class Worker:
                 self._finishing -= 1
             if out.status is not InvocationStatus.PENDING:
                 self.stats.completed += 1
+            if out.parked is not None:
+                log.warning("run %s: parked: %s: %s", inv.run_id, out.parked.type,
+                            _one_line(out.parked.message), extra=fields(inv))
         finally:
             if self._inflight.get(inv.run_id) is asyncio.current_task():
                 del self._inflight[inv.run_id]  # not a newer invocation that re-claimed the run
@@ -507,6 +531,57 @@ class Worker:
         _, pending = await asyncio.wait(list(self._inflight.values()), timeout=self.drain_seconds)
         for task in pending:  # their leases expire and another worker takes over
             task.cancel()
+
+
+def fields(inv: Invocation, **more: object) -> dict[str, object]:
+    """A record's structured fields for an invocation (`extra=`): see cli/logsetup.py."""
+    return {"run_id": inv.run_id, "workflow": inv.workflow, **more}
+
+
+def _note_takeovers(claimed: list[machine.Claimed]) -> None:
+    """Count the runs a claim took over, and say so in one line per worker lost: a worker
+    that dies holding a hundred runs is one event, not a hundred."""
+    lost: dict[str, list[Invocation]] = {}
+    for c in claimed:
+        if c.lost_by is not None:
+            metrics.LEASE_TAKEOVERS.labels(c.invocation.workflow).inc()
+            lost.setdefault(c.lost_by, []).append(c.invocation)
+    for owner, invs in lost.items():
+        if len(invs) == 1:
+            log.warning("run %s: taken over from %s, which stopped renewing its lease",
+                        invs[0].run_id, owner, extra=fields(invs[0], lost_worker=owner))
+            continue
+        ids = [inv.run_id for inv in invs]
+        log.warning("%d runs taken over from %s, which stopped renewing its leases: %s%s",
+                    len(ids), owner, ", ".join(ids[:5]), ", ..." if len(ids) > 5 else "",
+                    extra={"run_ids": ids, "lost_worker": owner})
+
+
+def _note_admission(c: machine.Claimed) -> None:
+    """Say and count that a claim admitted a run to its queue, and how long it waited."""
+    inv = c.invocation
+    if c.admitted is not None:
+        queue, waited = c.admitted
+        metrics.ADMISSION_WAIT.labels(queue).observe(waited)
+        log.info("run %s: admitted by queue %s after %.3fs", inv.run_id, queue, waited,
+                 extra=fields(inv, queue=queue))
+
+
+def _log_step_failures(inv: Invocation, updates: list[OperationUpdate],
+                       result: CheckpointResult) -> None:
+    """A failed step attempt, retried or final, as one line with the run, step and attempt."""
+    for u, op in zip(updates, result.operations, strict=False):
+        if u.type is not OperationType.STEP or u.error is None or u.action not in (
+                OperationAction.RETRY, OperationAction.FAIL):
+            continue
+        extra = fields(inv, operation=op.id, attempt=op.attempt, step=op.name)
+        what = f"{u.error.type}: {_one_line(u.error.message)}"
+        if u.action is OperationAction.RETRY:
+            log.warning("run %s: step %s attempt %d failed, retrying in %.3gs: %s",
+                        inv.run_id, op.name, op.attempt, u.delay or 0.0, what, extra=extra)
+        else:
+            log.error("run %s: step %s failed after attempt %d: %s", inv.run_id, op.name,
+                      op.attempt, what, extra=extra)
 
 
 def pid_scope() -> str | None:
@@ -601,7 +676,7 @@ class _Outage:
         return pause
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: BaseException | str) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
@@ -609,7 +684,7 @@ def _no_input(tick: datetime) -> str | None:
     return None
 
 
-def _served_queues(workflows: Iterable[Servable]) -> list[ServedQueue]:
+def served_queues(workflows: Iterable[Servable]) -> list[ServedQueue]:
     """Group the workflows by the queue they are on; one definition per queue name. Sorted by
     name, so that every worker takes queue locks in the same order (no deadlock between them
     where a dialect locks queues, see `Tx.lock_queue`)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -218,6 +219,28 @@ class CheckpointResult:
     cancel_requested: bool
 
 
+LOG_LINES_KEPT = 1000
+"""How many `ctx.logger` lines a run keeps: the newest; older ones are dropped."""
+LOG_LINE_CHARS = 1000
+"""How much of one line is kept: with LOG_LINES_KEPT, about 1 MB per run at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line a workflow logged through `ctx.logger`, as it is kept with its run.
+
+    `key` names where in the code it was logged (scope, position, and its rank there; within a
+    step body, the step and the attempt), the same however often the run is replayed: the
+    store keeps one line per key, so a line logged again by a replay is not kept twice."""
+
+    key: str
+    at: float
+    level: str
+    message: str
+    operation_id: str | None = None
+    attempt: int | None = None
+
+
 @dataclass(slots=True)
 class Invocation:
     """What the engine hands to a workflow for one invocation."""
@@ -233,6 +256,17 @@ class Invocation:
     asking the store (None: it cannot tell). The SDK asks before it runs a step body: a process
     paused past its lease, whose run another took over meanwhile, must not begin a body the new
     holder may have completed; its stale checkpoint would be refused, but only afterwards."""
+    logs: deque[LogLine] = field(default_factory=deque)
+    """Lines `ctx.logger` logged that are not yet kept: whoever checkpoints for the invocation
+    takes them (`take_logs`) and writes them with the checkpoint, or with the invocation's end."""
+
+    def take_logs(self) -> list[LogLine]:
+        """The lines not yet taken, oldest first; safe against a step body in a thread that
+        logs meanwhile (each popleft is atomic)."""
+        taken = []
+        while self.logs:
+            taken.append(self.logs.popleft())
+        return taken
 
 
 class InvocationStatus(StrEnum):

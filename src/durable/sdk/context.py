@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import random as _random
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from datetime import UTC, datetime, timedelta
@@ -46,17 +47,47 @@ async def _identity(aw: Awaitable[R]) -> R:
 
 class _ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
     """Drops records while the workflow replays what it already did, so logs read like one
-    straight execution however many invocations it took."""
+    straight execution however many invocations it took. Lines at INFO and above are also kept
+    with the run (`Executor.keep_log`), whatever the logging configuration lets through here.
+    Records carry the run's structured fields (`run_id`, `workflow`, and within a step body
+    `operation` and `attempt`) for formatters that show them."""
 
     def __init__(self, logger: logging.Logger, ex: Executor) -> None:
-        super().__init__(logger, {"run_id": ex.run_id})
+        super().__init__(logger, {"run_id": ex.run_id, "workflow": ex.workflow})
         self._ex = ex
 
     def isEnabledFor(self, level: int) -> bool:
         return not self._ex.replaying and self.logger.isEnabledFor(level)
 
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if isinstance(level, int):  # else logging raises its own TypeError below
+            self._ex.keep_log(level, functools.partial(_render, level, msg, args,
+                                                       kwargs.get("exc_info")))
+        super().log(level, msg, *args, **kwargs)
+
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        fields = dict(self.extra or {})
+        step = CURRENT_STEP.get()
+        if step is not None and step.run_id == self._ex.run_id:
+            fields.update(operation=step.operation_id, attempt=step.attempt)
+        kwargs["extra"] = {**fields, **kwargs.get("extra", {})}
         return f"[{self._ex.run_id}] {msg}", kwargs
+
+
+_TRACEBACKS = logging.Formatter()
+
+
+def _render(level: int, msg: object, args: tuple[object, ...], exc_info: Any) -> str:
+    """The line as logging would print its message: `msg % args`, then any traceback."""
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    record = logging.LogRecord("", level, "", 0, msg, args, exc_info or None)
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[0] is not None:
+        text += "\n" + _TRACEBACKS.formatException(record.exc_info)
+    return text
 
 
 class Context:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -19,8 +21,10 @@ from typing import NoReturn
 
 from durable.errors import Cancelled, NonDeterminismError, StaleToken, UsageError
 from durable.model import (
+    LOG_LINE_CHARS,
     Checkpointer,
     Invocation,
+    LogLine,
     Operation,
     OperationAction,
     OperationType,
@@ -99,6 +103,8 @@ class Executor:
         self.serializer = serializer
         self.cancel_requested = invocation.cancel_requested
         self._leased = invocation.leased
+        self._invocation = invocation
+        self._log_ranks: dict[str, int] = {}  # where in the code -> lines logged there so far
         self.cancel_raised = False
         self.root = Scope(self, None)
         self._checkpointer = checkpointer
@@ -168,6 +174,34 @@ class Executor:
                 f"run {self.run_id!r} ({self.workflow}): the workflow finished, but its history "
                 f"has {len(self._recorded)} operation(s) the code no longer reaches, first "
                 f"{missing.type} {missing.name!r}. Restore the old code for runs in flight.")
+
+    # -- ctx.logger lines kept with the run ---------------------------------------------------
+    def keep_log(self, level: int, render: Callable[[], str]) -> None:
+        """Hand a `ctx.logger` line at INFO or above to the engine, to be kept with the run.
+
+        Its key is where it was logged (the step attempt whose body logged it, else the scope
+        and how many operations it had begun) and its rank among the lines logged there, so
+        a replay that logs it again gives it the same key: the store keeps it once. Lines
+        logged while replaying are dropped here already, as the console drops them, except in
+        a step body: a body runs only when it runs for real."""
+        step = CURRENT_STEP.get()
+        op_id: str | None
+        attempt: int | None
+        if step is not None and step.run_id == self.run_id:
+            in_body, op_id, attempt = True, step.operation_id, step.attempt
+            where = f"s{op_id}:{attempt}"
+        else:
+            scope = CURRENT_SCOPE.get(None)
+            scope = scope if scope is not None and scope.executor is self else self.root
+            in_body, op_id, attempt = False, scope.parent_id, None
+            where = f"c{op_id or ''}:{scope.counter}"
+        rank = self._log_ranks[where] = self._log_ranks.get(where, 0) + 1
+        if level < logging.INFO or (self.replaying and not in_body):
+            return
+        key = hashlib.blake2b(f"{where}:{rank}".encode(), digest_size=12).hexdigest()
+        self._invocation.logs.append(LogLine(
+            key, WALL_CLOCK.get()(), logging.getLevelName(level), render()[:LOG_LINE_CHARS],
+            op_id, attempt))
 
     # -- talking to the engine ---------------------------------------------------------------
     def buffer(self, update: OperationUpdate, op: Operation, *, value: bool = False) -> None:

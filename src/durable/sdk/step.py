@@ -128,7 +128,7 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
             except BaseException as e:  # sys.exit() in a body fails the attempt, not the worker
                 if not code_failure(e):
                     raise
-                op = await _fail_attempt(ex, update, name, attempt, policy, e)
+                op = await _fail_attempt(ex, update, name, attempt, policy, e, started)
                 continue
             await ex.checkpoint(update(OperationAction.SUCCEED, payload=payload,
                                        started_at=started))
@@ -136,14 +136,16 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
 
 
 async def _fail_attempt(ex: Executor, update: Callable[..., OperationUpdate], name: str,
-                        attempt: int, policy: RetryPolicy, error: BaseException) -> Operation:
+                        attempt: int, policy: RetryPolicy, error: BaseException,
+                        started: float | None = None) -> Operation:
     """Checkpoint a failed attempt: RETRY with the backoff if the policy allows, else FAIL."""
     err = ErrorObject.from_exception(error)
     delay = None if isinstance(error, SerializationError) else policy.next_delay(attempt, error)
     if delay is None:
-        await ex.checkpoint(update(OperationAction.FAIL, error=err))
+        await ex.checkpoint(update(OperationAction.FAIL, error=err, started_at=started))
         raise StepFailed(name, err) from error
-    (op,) = await ex.checkpoint(update(OperationAction.RETRY, error=err, delay=delay))
+    (op,) = await ex.checkpoint(update(OperationAction.RETRY, error=err, delay=delay,
+                                       started_at=started))
     return op
 
 

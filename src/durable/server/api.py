@@ -22,6 +22,8 @@ from durable.server.schemas import (
     CallbackSuccess,
     Event,
     HistoryPage,
+    LogEntry,
+    LogPage,
     Outcome,
     RerunRequest,
     Run,
@@ -38,6 +40,7 @@ from durable.views.jsonio import (
     RunView,
     checked_json,
     event_json,
+    log_json,
     outcome_json,
     run_json,
     run_summary_json,
@@ -101,6 +104,17 @@ def history(run_id: str, state: ServerDep, after: Offset = 0,
     return HistoryPage(events=[Event.model_validate(event_json(e, run.created_at))
                                for e in page],
                        next_after=page[-1].id if len(events) > limit else None)
+
+
+@router.get("/runs/{run_id}/logs", response_model=LogPage)
+def logs(run_id: str, state: ServerDep, after: Offset = 0) -> LogPage:
+    """What the run's workflow logged through `ctx.logger`, kept with the run: lines after
+    `after`, oldest first."""
+    run = state.client.get(run_id)
+    lines = state.client.logs(run_id, after)
+    return LogPage(lines=[LogEntry.model_validate(log_json(n, line, run.created_at))
+                          for n, line in lines],
+                   next_after=lines[-1][0] if lines else (after or None))
 
 
 @router.get("/runs/{run_id}/result", response_model=Outcome,

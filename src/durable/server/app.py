@@ -57,6 +57,7 @@ ROUTERS: list[Mount] = [
     Mount("durable.server.functions:router"),
     Mount("durable.server.hooks:router"),
     Mount("durable.server.ui:router", max_body=SMALL_BODY),
+    Mount("durable.server.metrics:router", max_body=SMALL_BODY),
     # AWS's Lambda API: SigV4, checked there; bodies up to Lambda's own 6 MB
     Mount("durable.server.aws:router", own_auth=True, max_body=MAX_CHECKPOINT_BYTES,
           refuse="durable.server.aws:refusal"),

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from durable.model import ExecutionStatus
+from durable.model import LOG_LINE_CHARS, LOG_LINES_KEPT, ExecutionStatus
 from durable.model.ids import RUN_ID_MAX, RUN_ID_PATTERN, RUN_ID_RULE
 from durable.views.jsonio import PREVIEW
 
@@ -128,6 +128,24 @@ class RunDetail(BaseModel):
 class HistoryPage(BaseModel):
     events: list[Event]
     next_after: int | None = Field(description="Pass as `after` for the next page; null: last")
+
+
+class LogEntry(BaseModel):
+    id: int = Field(description="Grows with every line kept: pass the last as `after`")
+    timestamp: str
+    offset_seconds: float = Field(description="Seconds since the run was created")
+    level: str
+    message: str
+    operation_id: str | None = Field(description="The step (or branch) it was logged in")
+    attempt: int | None = Field(description="The step attempt whose body logged it")
+
+
+class LogPage(BaseModel):
+    lines: list[LogEntry] = Field(description=f"Oldest first; a run keeps its newest "
+                                  f"{LOG_LINES_KEPT:,} lines, each cut to {LOG_LINE_CHARS:,} "
+                                  "characters")
+    next_after: int | None = Field(description="Pass as `after` for lines logged since; "
+                                   "null: no lines yet")
 
 
 class Outcome(BaseModel):

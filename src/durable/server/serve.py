@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import logging
 import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -81,9 +80,8 @@ def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
                       f"{'token required' if token else 'no token'}; "
                       f"serving {', '.join(wf.name for wf in workflows) or 'no workflows'}); "
                       "Ctrl-C stops")
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                            "%(message)s")
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info",
+        # log_config=None: uvicorn's records go through the logging the command set up
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
                                                access_log=False))
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once it
             server.run(sockets=[listening])  # has shut down; it was the way to stop: exit 0

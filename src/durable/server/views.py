@@ -6,9 +6,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from durable.client import Client
-from durable.model import ExecutionStatus, HistoryEvent, Operation, OperationType, RunInfo
+from durable.model import (
+    ExecutionStatus,
+    HistoryEvent,
+    LogLine,
+    Operation,
+    OperationType,
+    RunInfo,
+)
 from durable.server import gantt
-from durable.views.timeline import Entry, Pending, describe, elapsed, offset, pending, published
+from durable.views.timeline import (
+    Entry,
+    Pending,
+    describe,
+    elapsed,
+    log_where,
+    offset,
+    pending,
+    published,
+)
 
 STATUSES = [s.value for s in ExecutionStatus]
 PAGE = 50
@@ -24,6 +40,15 @@ class Line:
 
 
 @dataclass(frozen=True, slots=True)
+class LogRow:
+    """One `ctx.logger` line as the page lists it: when, and in which step."""
+
+    line: LogLine
+    at: str
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunPage:
     run: RunInfo
     operations: list[Operation]
@@ -34,6 +59,7 @@ class RunPage:
     elapsed: float
     steps: list[str]  # what a rerun can start from
     now: float
+    logs: list[LogRow]
 
     @property
     def compute_share(self) -> float:
@@ -56,9 +82,12 @@ def run_page(client: Client, run_id: str) -> RunPage:
     steps = list(dict.fromkeys(op.name for op in ops
                                if op.type is OperationType.STEP and op.name
                                and op.sub_type == "Step"))
+    logs = [LogRow(line, offset(line.at, run.created_at), log_where(line, by_id))
+            for _, line in client.logs(run_id)]
     return RunPage(run, ops, lines, pending(run, ops), published(ops),
                    gantt.chart(run, ops, history, now), elapsed(run, now),
-                   steps, now)
+                   steps, now, logs)
+
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,12 @@ class Admission(Table):
         return int(self._one("SELECT count(*) FROM runs WHERE queue_name = ?"
                              " AND status = 'RUNNING'", (queue,))[0])
 
+    def queue_depth(self, workflows: Sequence[str]) -> int:
+        """Runs of `workflows` that no queue admitted yet: waiting for a slot."""
+        return int(self._one(
+            "SELECT count(*) FROM runs WHERE status = 'RUNNING' AND queue_name IS NULL"
+            f" AND workflow IN ({marks(workflows)})", workflows)[0])
+
     def queue_admitted(self, queue: str, since: float) -> int:
         """Runs admitted to `queue` after `since` (ended or not): the rate window's use."""
         return int(self._one("SELECT count(*) FROM runs WHERE queue_name = ? AND admitted_at > ?",

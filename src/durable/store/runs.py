@@ -126,6 +126,33 @@ class Runs(Table):
             "SELECT DISTINCT lease_owner FROM runs WHERE status = 'RUNNING'"
             " AND lease_owner LIKE ?", (prefix.replace("%", "") + "%",))]
 
+    def run_counts(self) -> list[tuple[str, str, int]]:
+        """(workflow, status, runs) for every pair that has runs: what metrics show. Reads the
+        whole table; a scrape every few seconds is the use it is made for."""
+        return [(r[0], r[1], int(r[2])) for r in self._rows(
+            "SELECT workflow, status, count(*) FROM runs GROUP BY workflow, status")]
+
+    def timers_due(self, now: float, pending: str) -> int:
+        """Operations in status `pending` whose due time has come, in runs no worker holds:
+        timers that fell due and are not yet taken up. Walks runs_ready, so it costs what is
+        due, not what is stored."""
+        return int(self._one(
+            "SELECT count(*) FROM runs r JOIN operations o ON o.run_id = r.run_id"
+            " WHERE r.status = 'RUNNING' AND r.lease_owner IS NULL AND r.ready_at <= ?"
+            " AND o.status = ? AND o.due_at <= ?", (now, pending, now))[0])
+
+    def expired_leases(self, now: float, limit: int, workflows: Sequence[str],
+                       queued: Sequence[str]) -> dict[str, str]:
+        """The runs `claim` would take from a holder that stopped renewing its lease, with
+        that holder: who is being taken over from, which the claim's UPDATE cannot tell once it
+        has rewritten the lease. One probe of runs_lease that finds nothing when no lease ran
+        out."""
+        where, params = workflow_filter(workflows, queued)
+        return {r[0]: r[1] for r in self._rows(
+            "SELECT run_id, lease_owner FROM runs WHERE lease_expires < ?"
+            f" AND status = 'RUNNING'{where} ORDER BY lease_expires LIMIT ?",
+            (now, *params, limit))}
+
     def expire_leases(self, owner: str, now: float) -> None:
         self._exec("UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND lease_expires > ?",
                    (now, owner, now))
@@ -205,9 +232,11 @@ class Runs(Table):
         return [run_row(r) for r in rows]
 
     def restart_run(self, run_id: str, input: str | None, now: float) -> int:
-        """Clear the run's operations and history and start it over with `input`; buffered
-        signals and published events stay. Returns the new generation number."""
+        """Clear the run's operations, history and kept log lines and start it over with
+        `input`; buffered signals and published events stay. Returns the new generation
+        number."""
         self._exec("DELETE FROM operations WHERE run_id = ?", (run_id,))
+        self._exec("DELETE FROM run_logs WHERE run_id = ?", (run_id,))
         # Keep the newest event (the invocation that continued) so history ids never go back.
         self._exec("DELETE FROM history WHERE run_id = ? AND id < (SELECT max(id) FROM history"
                    " WHERE run_id = ?)", (run_id, run_id))

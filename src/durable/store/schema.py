@@ -153,6 +153,21 @@ ALTER TABLE functions ADD COLUMN lambda_region TEXT
 CREATE INDEX operations_waiting ON operations (run_id, seq)
     WHERE status IN ('STARTED', 'PENDING')
 """),
+    # What workflows log through ctx.logger, kept with the run (store/logs.py).
+    (5, """
+CREATE TABLE run_logs (
+    id {serial},
+    run_id TEXT NOT NULL,
+    line_key TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    op_id TEXT,
+    attempt INTEGER,
+    UNIQUE (run_id, line_key)
+);
+CREATE INDEX run_logs_run ON run_logs (run_id, id)
+"""),
 ]
 
 

@@ -18,7 +18,7 @@ import pydantic
 
 from durable.client import Client
 from durable.errors import SerializationError, UsageError
-from durable.model import HistoryEvent, Operation, RunInfo
+from durable.model import HistoryEvent, LogLine, Operation, RunInfo
 from durable.sdk.workflow import Workflow
 from durable.views.timeline import Pending, elapsed, pending, published
 
@@ -240,6 +240,12 @@ def event_json(event: HistoryEvent, t0: float) -> dict[str, Any]:
         "offset_seconds": event.timestamp - t0, "operation_id": event.operation_id,
         "name": event.name, "details": event.details,
     }
+
+
+def log_json(number: int, line: LogLine, t0: float) -> dict[str, Any]:
+    return {"id": number, "timestamp": _iso(line.at), "offset_seconds": line.at - t0,
+            "level": line.level, "message": line.message, "operation_id": line.operation_id,
+            "attempt": line.attempt}
 
 
 def pending_json(p: Pending) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from durable.model import (
     EventType,
     ExecutionStatus,
     HistoryEvent,
+    LogLine,
     Operation,
     OperationStatus,
     OperationType,
@@ -319,3 +320,12 @@ def published(ops: list[Operation]) -> dict[str, str | None]:
     return {op.name: op.result for op in ops
             if op.sub_type == SubType.SET_EVENT and op.name is not None
             and op.status is S.SUCCEEDED}
+
+
+def log_where(line: LogLine, ops: dict[str, Operation]) -> str:
+    """Where a kept `ctx.logger` line was logged, for people: the step and attempt whose body
+    logged it, or the branch; empty for the workflow body."""
+    op = ops.get(line.operation_id or "")
+    if op is None:
+        return ""
+    return f"{op.name} #{line.attempt}" if line.attempt is not None else op.name or ""
