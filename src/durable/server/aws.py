@@ -198,7 +198,7 @@ def _timestamp(request: Request, name: str) -> float | None:
 
 @router.post("/2025-12-01/durable-executions/{arn:path}/checkpoint")
 async def checkpoint_durable_execution(arn: str, request: Request) -> Response:
-    async def call(aws: _Aws) -> Wire:
+    async def call(aws: _Aws) -> Response:
         body = await _json(request, MAX_CHECKPOINT_BYTES)
         if not isinstance(body, dict) or not isinstance(body.get("CheckpointToken"), str):
             raise ContractError("CheckpointToken is required")
@@ -207,7 +207,9 @@ async def checkpoint_durable_execution(arn: str, request: Request) -> Response:
         if client_token is not None and not (isinstance(client_token, str)
                                              and 1 <= len(client_token) <= 64):
             raise ContractError("ClientToken must be a string of 1-64 characters")
-        return await aws.executions.checkpoint(run_id_of(arn), token, updates, client_token)
+        return Response(await aws.executions.checkpoint(run_id_of(arn), token, updates,
+                                                        client_token),
+                        media_type="application/json")
     return await _handle(request, call)
 
 
