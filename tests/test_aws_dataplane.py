@@ -41,8 +41,9 @@ def invoked(store: Store, name: str = "e1") -> tuple[str, dict[str, Any]]:
 
 def checkpoint(store: Store, run_id: str, token: str, updates: list[dict[str, Any]],
                client_token: str | None = None) -> dict[str, Any]:
-    return store.write_sync(lambda tx: dataplane.checkpoint(tx, run_id, token, updates,
-                                                            client_token, time.time()))
+    answer: dict[str, Any] = json.loads(store.write_sync(lambda tx: dataplane.checkpoint(
+        tx, run_id, token, updates, client_token, time.time())))
+    return answer
 
 
 STEP = {"Id": "s1", "Type": "STEP", "Action": "SUCCEED", "Name": "one", "Payload": "1"}

@@ -5,10 +5,12 @@ and completes none twice."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
+import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +22,9 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
+from durable.invoke.keepalive import Pool
 from durable.invoke.push import FunctionSpec, register
+from durable.server import serve
 from durable.server.app import create_app
 from durable.store import Store, open_store
 from tests.apps import push_wire_functions
@@ -184,3 +188,28 @@ def test_a_host_killed_while_batches_are_in_flight_loses_no_step_and_repeats_non
         store.close()
         with stopping(server, host, *([back] if back else [])):
             pass
+
+
+def test_both_ends_send_without_waiting_for_acks() -> None:
+    """TCP_NODELAY on both ends of a kept-alive connection: without it a request's body (or an
+    answer's) waits behind the delayed ACK of its headers, 40 ms a request on Linux."""
+    async def accepted_nodelay() -> int:
+        nodelay: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            nodelay.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+        server = await asyncio.start_server(accept, sock=serve._listen("127.0.0.1", port))
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return await asyncio.wait_for(nodelay, 10)
+    port = free_port()
+    assert asyncio.run(accepted_nodelay()) == 1
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        conn, _ = Pool()._take(("http", "127.0.0.1", listening.getsockname()[1]), 10)
+        try:
+            assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        finally:
+            conn.close()

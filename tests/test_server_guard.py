@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from durable.errors import UsageError
 from durable.server.app import create_app
@@ -173,6 +175,37 @@ def test_aws_routes_take_the_token_as_access_key_or_bearer(tmp_path: Path) -> No
             denied = aws.get(path, headers={"Authorization": header})
             assert denied.status_code == 403
             assert denied.headers["x-amzn-errortype"] == "AccessDeniedException"
+
+
+def test_checkpoints_skip_fastapis_router_but_not_the_guard(tmp_path: Path) -> None:
+    routed: list[str] = []
+
+    class Routed:  # innermost of the app's middleware: what reaches FastAPI's own stack
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                routed.append(scope["path"])
+            await self.app(scope, receive, send)
+    server = app(tmp_path)
+    server.user_middleware.append(Middleware(Routed))
+    path = "/2025-12-01/durable-executions/arn%3Anope/checkpoint"
+    body = {"CheckpointToken": "not-a-token", "Updates": []}
+    with TestClient(server, base_url=URL) as aws:
+        answered = aws.post(path, headers=BEARER, json=body)
+        assert answered.status_code == 400, answered.text
+        assert answered.headers["x-amzn-errortype"] == "InvalidParameterValueException"
+        denied = aws.post(path, json=body)
+        assert denied.status_code == 403
+        assert denied.headers["x-amzn-errortype"] == "AccessDeniedException"
+        elsewhere = aws.post(path, headers={**BEARER, "Host": "rebound.example"}, json=body)
+        assert elsewhere.status_code == 400 and "Host" in elsewhere.json()["message"]
+        assert aws.post(path, headers=BEARER, content=b"{" * (6 * 1024 * 1024 + 1)
+                        ).status_code == 413
+        assert aws.get(path.replace("/checkpoint", "/state"), headers=BEARER,
+                       params={"CheckpointToken": "x"}).status_code == 400
+    assert routed == ["/2025-12-01/durable-executions/arn:nope/state"]
 
 
 # -- listings ------------------------------------------------------------------------------------

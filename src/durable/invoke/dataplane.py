@@ -177,21 +177,18 @@ def _stale(reason: str) -> ContractError:
 
 
 def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str | None,
-               now: float) -> Wire:
+               now: float) -> str:
     """CheckpointDurableExecution: apply `updates` (the request's `Updates`, as sent) and
-    answer `{CheckpointToken, NewExecutionState{Operations}}` with timestamps in seconds.
+    answer `{CheckpointToken, NewExecutionState{Operations}}` with timestamps in seconds, as
+    JSON text: the text stored for a retry is the one sent, encoded once.
     An EXECUTION update (the SDK's way to end a run whose result is too large to return) ends
     the run; the answer then has no token, which tells the SDK the execution is complete."""
     row, nonce = _current(tx, run_id, token)
     if (client_token and row.client_token == client_token and row.prior_nonce == nonce
             and row.response is not None):
-        answer: Wire = json.loads(row.response)  # a retry of the last accepted request
-        return answer
+        return row.response  # a retry of the last accepted request
     if nonce != row.nonce:
         raise _stale("a newer token was issued")
-    run = run_of(tx, run_id)
-    if run.status is not ExecutionStatus.RUNNING:
-        raise _stale(f"the execution has ended ({run.status.value})")
     if not isinstance(updates, list):
         raise ContractError("Updates must be a list of operation updates")
     if len(updates) > MAX_UPDATES:
@@ -205,8 +202,13 @@ def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str 
     resolve = _child_resolver(tx, run_id, children)
     parsed = [update_from_wire(u, resolve) for u in updates[:len(updates) - len(ends)]]
     try:
+        # Its fence check also tells that the run is still RUNNING: the run is read again
+        # only to say why a checkpoint is refused.
         result = machine.checkpoint(tx, run_id, row.fence, parsed, now)
     except StaleToken:
+        run = run_of(tx, run_id)
+        if run.status is not ExecutionStatus.RUNNING:
+            raise _stale(f"the execution has ended ({run.status.value})") from None
         raise _stale("another invocation holds the execution now") from None
     except machine.InvalidCheckpoint as e:
         raise ContractError(str(e)) from None
@@ -224,14 +226,15 @@ def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str 
                            if i not in touched)]
     ops = [op for op in (tx.get_operation(run_id, i) for i in changed) if op is not None]
     new_nonce = secrets.token_hex(16)
-    answer = {"NewExecutionState": {"Operations": [operation_to_wire(op, False)
+    answer: Wire = {"NewExecutionState": {"Operations": [operation_to_wire(op, False)
                                                    for op in _in_order(ops)]}}
     if not ends:
         answer["CheckpointToken"] = encode_token(run_id, new_nonce)
+    text = json.dumps(answer)
     tx.put_checkpoint_token(CheckpointTokenRow(
         run_id, row.fence, new_nonce, tx.history_watermark(run_id), client_token, nonce,
-        json.dumps(answer) if client_token else None))
-    return answer
+        text if client_token else None))
+    return text
 
 
 def _in_order(ops: list[Operation]) -> list[Operation]:

@@ -35,8 +35,8 @@ class Executions:
 
     # -- data plane ------------------------------------------------------------------------------
     async def checkpoint(self, run_id: str, token: str, updates: Any,
-                         client_token: str | None) -> Wire:
-        """CheckpointDurableExecution (`dataplane.checkpoint`)."""
+                         client_token: str | None) -> str:
+        """CheckpointDurableExecution (`dataplane.checkpoint`): the answer as JSON text."""
         return await self.store.awrite(lambda tx: dataplane.checkpoint(
             tx, run_id, token, updates, client_token, self.clock()))
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from durable.engine import machine
@@ -54,6 +54,7 @@ from durable.sdk.workflow import Workflow
 from durable.store import Store, Tx
 
 log = logging.getLogger("durable.functions")
+T = TypeVar("T")
 
 INVOCATION_TIMEOUT = 900.0
 """Longest one invocation may take (Lambda's 15 minutes); past it the invocation is retried."""
@@ -285,9 +286,9 @@ class StoreServiceClient:
                    client_token: str | None) -> Any:
         from aws_durable_execution_sdk_python.lambda_service import CheckpointOutput
         wire = [u.to_dict() for u in updates]
-        answer = self._call(lambda tx: dataplane.checkpoint(
+        answer = json.loads(self._call(lambda tx: dataplane.checkpoint(
             tx, run_id_of(durable_execution_arn), checkpoint_token, wire, client_token,
-            self.clock()))
+            self.clock())))
         answer["NewExecutionState"]["Operations"] = [
             _datetimes(op) for op in answer["NewExecutionState"]["Operations"]]
         return CheckpointOutput.from_dict(answer)
@@ -300,7 +301,7 @@ class StoreServiceClient:
         answer["Operations"] = [_datetimes(op) for op in answer["Operations"]]
         return StateOutput.from_dict(answer)
 
-    def _call(self, fn: Callable[[Any], Wire]) -> Wire:
+    def _call(self, fn: Callable[[Any], T]) -> T:
         from aws_durable_execution_sdk_python.exceptions import CheckpointError
         try:
             return self.store.write_sync(fn)

@@ -43,12 +43,15 @@ class Mount:
     """A router to include: `module:attribute`. `own_auth`: it checks requests itself (e.g. a
     protocol with its own signatures), so the server's token is not required on it.
     `max_body`: the largest body its routes take (None: the server's `max_body`). `refuse`:
-    `module:function` rendering the guard's refusals in the router's own error shape."""
+    `module:function` rendering the guard's refusals in the router's own error shape.
+    `lean`: `module:class`, an ASGI middleware answering some of its routes inside the guard,
+    before FastAPI's own stack (the router keeps them: the guard's zones come from it)."""
 
     ref: str
     own_auth: bool = False
     max_body: int | None = None
     refuse: str | None = None
+    lean: str | None = None
 
 
 ROUTERS: list[Mount] = [
@@ -60,7 +63,7 @@ ROUTERS: list[Mount] = [
     Mount("durable.server.metrics:router", max_body=SMALL_BODY),
     # AWS's Lambda API: SigV4, checked there; bodies up to Lambda's own 6 MB
     Mount("durable.server.aws:router", own_auth=True, max_body=MAX_CHECKPOINT_BYTES,
-          refuse="durable.server.aws:refusal"),
+          refuse="durable.server.aws:refusal", lean="durable.server.aws:LeanCheckpoints"),
 ]
 DEFAULT_MAX_BODY = 1024 * 1024
 """The API's and webhooks' body limit unless `max_body` says otherwise: 1 MiB."""
@@ -146,6 +149,9 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     zones.append((re.compile("^/static/"), Zone(False, SMALL_BODY)))
     app.state.durable_auth = auth
+    for mount in ROUTERS:  # added before the guard, so inside it
+        if mount.lean:
+            app.add_middleware(_load(mount.lean))
     app.add_middleware(Guard, auth=auth, hosts=Hosts.of([*allowed_hosts, public or ""]),
                        zones=zones,
                        fallback=Zone(True, SMALL_BODY), signed_hooks=signed_hooks)

@@ -97,7 +97,10 @@ def _listen(host: str, port: int) -> socket.socket:
     and exits 3: a port in use (another server left running, most often) or an address this
     machine does not have is bad input, told in one line that says what to change."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on connections of a socket
+    # that says it is TCP. Without it an answer's body waits behind the ACK of its headers,
+    # which the client delays: 40 ms a request on a kept-alive connection.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
