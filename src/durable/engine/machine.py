@@ -23,6 +23,7 @@ from typing import Any
 from durable.engine import admission
 from durable.errors import CallbackNotFound, RunIdTaken, RunNotFound, StaleToken, UsageError
 from durable.model import (
+    LOST,
     CheckpointResult,
     ErrorObject,
     EventType,
@@ -32,7 +33,6 @@ from durable.model import (
     InvocationRetry,
     InvocationStatus,
     LogLine,
-    LOST,
     Operation,
     OperationAction,
     OperationStatus,
