@@ -59,11 +59,12 @@ STARTED, PENDING, SUCCEEDED, FAILED, CANCELLED = (
     S.STARTED, S.PENDING, S.SUCCEEDED, S.FAILED, S.CANCELLED)
 
 # What the operation is after one update of (type, action), for each prior status in the order
-# of PRIORS; X: refused. A STEP START from STARTED begins the attempt after one whose invocation
-# was lost (an SDK starts an attempt once per invocation; the fence keeps out stale ones). Read across a row for what an action does from each state, down a
+# of PRIORS; X: refused. Read across a row for what an action does from each state, down a
 # column for what a state accepts. Final states refuse everything, except that cancelling a
 # CANCELLED operation is a no-op (the engine may have cancelled it already, when the run's
-# cancel request came in).
+# cancel request came in). A STEP START from STARTED begins the attempt after one whose
+# invocation was lost (an SDK starts an attempt once per invocation; the fence keeps out
+# stale ones).
 TABLE: dict[tuple[T, A], tuple[Outcome, ...]] = {
     # prior:               absent     STARTED    PENDING    READY      SU FA CANCELLED  TO ST
     # (SU, FA, TO, ST: SUCCEEDED, FAILED, TIMED_OUT, STOPPED; X: refused)
