@@ -145,8 +145,8 @@ class Runs(Table):
                        queued: Sequence[str]) -> dict[str, tuple[str, float]]:
         """The runs `claim` would take from a holder that stopped renewing its lease, with
         that holder and when its lease ran out: who is being taken over from, which the claim's
-        UPDATE cannot tell once it has rewritten the lease. One probe of runs_lease that finds nothing when no lease ran
-        out."""
+        UPDATE cannot tell once it has rewritten the lease. One probe of runs_lease that finds
+        nothing when no lease ran out."""
         where, params = workflow_filter(workflows, queued)
         return {r[0]: (r[1], r[2]) for r in self._rows(
             "SELECT run_id, lease_owner, lease_expires FROM runs WHERE lease_expires < ?"
