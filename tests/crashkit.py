@@ -28,6 +28,7 @@ from typing import Any
 
 import durable
 from durable.model import HistoryEvent, Operation, RunInfo
+from durable.store import open_store
 from tests.apps import crash_app as app
 from tests.kit import DEADLINE, Proc, Procs, wait_until
 
@@ -95,12 +96,13 @@ class Effects:
 
 
 class CrashLab:
-    """One test's world: a directory, a SQLite database in it, and the processes working on it."""
+    """One test's world: a directory, a SQLite database in it (or the store at `db`), and the
+    processes working on it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, db: str | None = None) -> None:
         self.dir = root
         self.path = root / "durable.db"
-        self.db = f"sqlite:///{self.path}"
+        self.db = db or f"sqlite:///{self.path}"
         self.procs = Procs(root, grace=0)  # a crash lab's processes are killed, not stopped
         self._client: durable.Client | None = None
 
@@ -221,6 +223,26 @@ class CrashLab:
         finally:
             conn.close()
         return int(token), owner
+
+    def lease_expires(self, run_id: str) -> float | None:
+        """When the run's lease runs out unless renewed, as the store has it now (any store).
+        SQLite is read with a plain connection, as `lease` does: a store opened and closed here
+        would end the database's WAL under the workers' feet."""
+        if self.db.startswith("sqlite:"):
+            conn = sqlite3.connect(self.path, timeout=30)
+            try:
+                row = conn.execute("SELECT lease_expires FROM runs WHERE run_id = ?",
+                                   (run_id,)).fetchone()
+            finally:
+                conn.close()
+            return None if row is None or row[0] is None else float(row[0])
+        store = open_store(self.db)
+        try:
+            row = store.read(lambda tx: tx._one(
+                "SELECT lease_expires FROM runs WHERE run_id = ?", (run_id,)))
+        finally:
+            store.close()
+        return None if row is None or row[0] is None else float(row[0])
 
     def history(self, run_id: str, type: str | None = None) -> list[HistoryEvent]:
         return [e for e in self.client.history(run_id) if type is None or e.type == type]

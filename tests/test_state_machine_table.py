@@ -62,11 +62,13 @@ STARTED, PENDING, SUCCEEDED, FAILED, CANCELLED = (
 # of PRIORS; X: refused. Read across a row for what an action does from each state, down a
 # column for what a state accepts. Final states refuse everything, except that cancelling a
 # CANCELLED operation is a no-op (the engine may have cancelled it already, when the run's
-# cancel request came in).
+# cancel request came in). A STEP START from STARTED begins the attempt after one whose
+# invocation was lost (an SDK starts an attempt once per invocation; the fence keeps out
+# stale ones).
 TABLE: dict[tuple[T, A], tuple[Outcome, ...]] = {
     # prior:               absent     STARTED    PENDING    READY      SU FA CANCELLED  TO ST
     # (SU, FA, TO, ST: SUCCEEDED, FAILED, TIMED_OUT, STOPPED; X: refused)
-    (STEP, START):        (STARTED,   X,         X,         STARTED,   X, X, X,         X, X),
+    (STEP, START):        (STARTED,   STARTED,   X,         STARTED,   X, X, X,         X, X),
     (STEP, SUCCEED):      (SUCCEEDED, SUCCEEDED, SUCCEEDED, SUCCEEDED, X, X, X,         X, X),
     (STEP, FAIL):         (FAILED,    FAILED,    FAILED,    FAILED,    X, X, X,         X, X),
     (STEP, RETRY):        (PENDING,   PENDING,   PENDING,   PENDING,   X, X, X,         X, X),
@@ -283,3 +285,30 @@ def test_a_variant_of_an_update_leaves_its_operation_as_pinned(store: Store, nam
     answered = run.checkpoint(variant.update)
     assert answered.status == variant.outcome
     assert run.get(OP) == answered
+
+
+# -- attempts lost with their invocation -----------------------------------------------------------
+
+LOST_CASES = {
+    # update: (attempt it is counted as, whether attempt 1 is recorded lost)
+    "a_start_after_a_lost_attempt_begins_the_next":
+        (update(T.STEP, A.START, OP, "lost", started_at=T0), 2, True),
+    "an_outcome_begun_after_the_lost_attempt_is_the_next_attempts":
+        (update(T.STEP, A.SUCCEED, OP, "lost", started_at=T0), 2, True),
+    "an_outcome_of_the_started_attempt_itself_is_that_attempts":
+        (update(T.STEP, A.SUCCEED, OP, "lost", started_at=T0 - 10), 1, False),
+    "an_outcome_without_a_begin_time_is_the_started_attempts":
+        (update(T.STEP, A.RETRY, OP, "lost"), 1, False),
+}
+
+
+@pytest.mark.parametrize("name", LOST_CASES)
+def test_an_attempt_begun_over_a_started_one_counts_that_one_lost(store: Store, name: str) -> None:
+    u, attempt, lost = LOST_CASES[name]
+    run = claimed_run(store, f"lost-{name}")
+    run.put(prior_operation(T.STEP, S.STARTED, OP, run.run_id))
+    assert run.checkpoint(u).attempt == attempt
+    failed = [e.details for e in store.read(lambda tx: tx.history(run.run_id))
+              if e.type == "StepFailed"]
+    lost_failures = [d for d in failed if (d.get("error") or {}).get("type") == "Worker.Lost"]
+    assert [d["attempt"] for d in lost_failures] == ([1] if lost else [])

@@ -23,6 +23,7 @@ from typing import Any
 from durable.engine import admission
 from durable.errors import CallbackNotFound, RunIdTaken, RunNotFound, StaleToken, UsageError
 from durable.model import (
+    LOST,
     CheckpointResult,
     ErrorObject,
     EventType,
@@ -105,6 +106,9 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
     operations = tx.operations_of([run.run_id for run, _ in leased])
     out = []
     for run, token in leased:
+        holder = lost.get(run.run_id)
+        if holder is not None:
+            _record_loss(tx, run, holder, lease_seconds, operations[run.run_id], now)
         if run.timeout_at is not None and run.timeout_at <= now:
             time_out(tx, run, now)  # the deadline passed while it waited: never invoke again
             continue
@@ -114,9 +118,29 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
         out.append(Claimed(Invocation(run.run_id, run.workflow, run.input,
                                       {op.id: moved.get(op.id, op) for op in ops},
                                       run.cancel_requested, token), token,
-                           lost.get(run.run_id),
+                           holder and holder[0],
                            None if queue is None else (queue, now - run.created_at)))
     return out
+
+
+def _record_loss(tx: Tx, run: RunInfo, holder: tuple[str, float], lease_seconds: float,
+                 ops: Sequence[Operation], now: float) -> None:
+    """A worker died (or stalled) holding the run: say so in its history, with the steps it
+    was running, and count the compute it spent on them. The worker was last seen alive when
+    it last renewed its lease, one lease length before the lease ran out (the length this
+    claim leases for: workers of one deployment share it); what ran after that is unknown, so
+    it is not counted. The steps stay STARTED: the next attempt of each records the lost one
+    as failed (`_lost_attempt`), once the SDK has decided whether to run it again."""
+    owner, expired = holder
+    seen = expired - lease_seconds
+    steps = [op for op in ops if op.type is OperationType.STEP and op.status is S.STARTED]
+    lost = sum(max(0.0, seen - (op.started_at or seen)) for op in steps)
+    tx.add_event(run.run_id, E.WORKER_LOST, now, details={
+        "worker": owner, "last_seen": seen, "lease_expired_at": expired, "compute_lost": lost,
+        "in_flight": [{"id": op.id, "name": op.name, "attempt": op.attempt,
+                       "started_at": op.started_at} for op in steps]})
+    if lost:
+        tx.update_run(run.run_id, compute_seconds=run.compute_seconds + lost)
 
 
 def invocation_of(run: RunInfo) -> Claimed:
@@ -413,16 +437,36 @@ class Change:
 
 
 def _step_start(c: Change) -> Operation:
-    if c.stored is not None and c.stored.status is not S.READY:
+    if c.stored is not None and c.stored.status is not S.READY and not _lost_attempt(c):
         raise InvalidCheckpoint(f"run {c.run_id!r}: step {c.update.name!r} started twice")
+    started = c.update.started_at or c.now
     c.record(E.STEP_STARTED, {"attempt": c.op.attempt + 1})
-    return replace(c.op, status=S.STARTED, attempt=c.op.attempt + 1, started_at=c.now)
+    return replace(c.op, status=S.STARTED, attempt=c.op.attempt + 1, started_at=started)
 
 
 def _attempt(c: Change) -> int:
-    """The attempt number an outcome belongs to: START already counted it, else count it now."""
-    return c.op.attempt if c.stored is not None and c.stored.status is S.STARTED else (
-        c.op.attempt + 1)
+    """The attempt number an outcome belongs to: START already counted it, else count it now.
+    A START counted by an invocation that was lost does not count for this one's outcome (and
+    the lost attempt is recorded failed)."""
+    started = c.stored is not None and c.stored.status is S.STARTED
+    return c.op.attempt if started and not _lost_attempt(c) else c.op.attempt + 1
+
+
+def _lost_attempt(c: Change) -> bool:
+    """Whether `c` begins a new attempt of a step whose stored attempt is STARTED: that attempt's
+    invocation ended without its outcome (the next START, or an attempt begun after it, can
+    only come from a later invocation), so it is recorded failed here, first. An outcome with
+    no begin time of its own, or the stored one, is that attempt's own (at-most-once)."""
+    stored, begun = c.stored, c.update.started_at
+    if stored is None or stored.status is not S.STARTED:
+        return False
+    if c.update.action is not A.START and (begun is None or begun <= (stored.started_at or 0)):
+        return False
+    c.record(E.STEP_FAILED, {
+        "attempt": stored.attempt, "retry": True, "started_at": stored.started_at,
+        "error": ErrorObject(LOST, f"attempt {stored.attempt} was lost: its invocation ended "
+                             "before the step did").to_dict()})
+    return True
 
 
 def _step_succeed(c: Change) -> Operation:

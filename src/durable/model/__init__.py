@@ -98,6 +98,7 @@ class EventType(StrEnum):
     EXECUTION_CONTINUED_AS_NEW = "ExecutionContinuedAsNew"
     EXECUTION_RERUN = "ExecutionRerun"
     EXECUTION_TIMED_OUT = "ExecutionTimedOut"
+    WORKER_LOST = "WorkerLost"
     INVOCATION_COMPLETED = "InvocationCompleted"
     STEP_STARTED = "StepStarted"
     STEP_SUCCEEDED = "StepSucceeded"
@@ -157,6 +158,10 @@ def code_failure(e: BaseException) -> bool:
         return task is not None and task.cancelling() == 0
     return isinstance(e, Exception | SystemExit | KeyboardInterrupt)
 
+
+LOST = "Worker.Lost"
+"""The error type of a step attempt whose invocation ended without its outcome (the worker
+running it died, or lost its lease): it is counted as a failed attempt, and the next one runs."""
 
 ABANDONED = "Abandoned"
 """The error type of a branch (CONTEXT) that ctx.map / ctx.gather left unfinished because its

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import NoReturn
@@ -239,6 +239,29 @@ class Executor:
             self.ops[op.id] = op
         self.cancel_requested = self.cancel_requested or result.cancel_requested
         return result.operations[len(batch) - len(updates):]
+
+    def checkpoint_later(self, update: OperationUpdate,
+                         after: float) -> Callable[[], Awaitable[None]]:
+        """Checkpoint `update` in the background once `after` seconds have passed. Returns how
+        to settle it before anything that must follow it is checkpointed: it is called off if
+        not yet on its way, else awaited (a refusal then fences the invocation as usual)."""
+        sending = False
+
+        async def later() -> None:
+            nonlocal sending
+            await asyncio.sleep(after)
+            sending = True
+            await self.checkpoint(update)
+
+        task = asyncio.ensure_future(later())
+
+        async def settle() -> None:
+            if not sending:
+                task.cancel()
+                return
+            await task
+
+        return settle
 
     async def flush(self) -> None:
         if self._buffer:

@@ -29,6 +29,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 Semantics = Literal["at_least_once", "at_most_once"]
 S = OperationStatus
+RUNNING_RECORDED_AFTER = 1.0
+"""Seconds an at-least-once step body runs before its START is checkpointed, in the background:
+a worker lost during a long step is then known to have been running it (and the re-run counts
+as the next attempt), while the many short steps cost no round trip more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +122,19 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
             ex.require_lease()
             attempt = (op.attempt if op is not None else 0) + 1
             started = WALL_CLOCK.get()()
+            start = update(OperationAction.START, started_at=started)
             if cfg.semantics == "at_most_once":
-                await ex.checkpoint(update(OperationAction.START, started_at=started))
+                await ex.checkpoint(start)
+                settle = None
             else:
                 await ex.save_values()  # the body may use them: durable before it runs
+                settle = ex.checkpoint_later(start, RUNNING_RECORDED_AFTER)
             try:
-                value = await _call(ex, op_id, attempt, fn, args, kwargs, cfg.timeout)
+                try:
+                    value = await _call(ex, op_id, attempt, fn, args, kwargs, cfg.timeout)
+                finally:
+                    if settle is not None:
+                        await settle()
                 payload = _encode(serializer, value, name)
             except BaseException as e:  # sys.exit() in a body fails the attempt, not the worker
                 if not code_failure(e):

@@ -142,14 +142,14 @@ class Runs(Table):
             " AND o.status = ? AND o.due_at <= ?", (now, pending, now))[0])
 
     def expired_leases(self, now: float, limit: int, workflows: Sequence[str],
-                       queued: Sequence[str]) -> dict[str, str]:
+                       queued: Sequence[str]) -> dict[str, tuple[str, float]]:
         """The runs `claim` would take from a holder that stopped renewing its lease, with
-        that holder: who is being taken over from, which the claim's UPDATE cannot tell once it
-        has rewritten the lease. One probe of runs_lease that finds nothing when no lease ran
-        out."""
+        that holder and when its lease ran out: who is being taken over from, which the claim's
+        UPDATE cannot tell once it has rewritten the lease. One probe of runs_lease that finds
+        nothing when no lease ran out."""
         where, params = workflow_filter(workflows, queued)
-        return {r[0]: r[1] for r in self._rows(
-            "SELECT run_id, lease_owner FROM runs WHERE lease_expires < ?"
+        return {r[0]: (r[1], r[2]) for r in self._rows(
+            "SELECT run_id, lease_owner, lease_expires FROM runs WHERE lease_expires < ?"
             f" AND status = 'RUNNING'{where} ORDER BY lease_expires LIMIT ?",
             (now, *params, limit))}
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from durable.model import (
     ABANDONED,
+    LOST,
     ErrorObject,
     EventType,
     ExecutionStatus,
@@ -112,7 +113,7 @@ def _subject(event: HistoryEvent, op: Operation | None) -> str:
         return op_label(op)
     if event.type == E.SIGNAL_RECEIVED:
         return f"signal {event.name!r}"
-    if event.type == E.INVOCATION_COMPLETED:
+    if event.type in (E.INVOCATION_COMPLETED, E.WORKER_LOST):
         return "invocation"
     if event.operation_id is not None:
         return f"operation {event.name or event.operation_id!r}"
@@ -169,8 +170,19 @@ def _step_succeeded(event: HistoryEvent, t0: float) -> Telling:
     return f"succeeded (attempt {_detail(event, 'attempt')}{took})", Tone.OK
 
 
+def _worker_lost(event: HistoryEvent, t0: float) -> Telling:
+    steps = _detail(event, "in_flight") or []
+    running = ", ".join(f"step {s['name']!r} attempt {s['attempt']}" for s in steps)
+    return (f"worker {_detail(event, 'worker')} lost (last seen at "
+            f"{offset(_detail(event, 'last_seen'), t0)}, lease expired at "
+            f"{offset(_detail(event, 'lease_expired_at'), t0)}); in flight: {running or 'no step'}"
+            f"; {duration(_detail(event, 'compute_lost') or 0.0)} of compute lost", Tone.WARN)
+
+
 def _step_failed(event: HistoryEvent, t0: float) -> Telling:
     attempt, error = _detail(event, "attempt"), error_text(_detail(event, "error"))
+    if (_detail(event, "error") or {}).get("type") == LOST:
+        return f"attempt {attempt} lost with its worker; it runs again", Tone.WARN
     due = _detail(event, "next_attempt_at")
     if _detail(event, "retry") and due is not None:
         return (f"attempt {attempt} failed: {error}; next attempt at {offset(due, t0)} "
@@ -221,6 +233,7 @@ _TELLINGS: dict[str, TellFn] = {
     E.EXECUTION_CONTINUED_AS_NEW: _continued,
     E.EXECUTION_RERUN: _rerun,
     E.INVOCATION_COMPLETED: _invocation,
+    E.WORKER_LOST: _worker_lost,
     E.STEP_STARTED: _step_started,
     E.STEP_SUCCEEDED: _step_succeeded,
     E.STEP_FAILED: _step_failed,
@@ -309,7 +322,7 @@ def _pending_step(op: Operation, label: str) -> Pending | None:
                        f"attempt {op.attempt + 1} then, after {error_text(op.error)}")
     if op.status is S.READY:
         return Pending("step", label, None, f"attempt {op.attempt + 1} due now")
-    if op.status is S.STARTED:  # only at-most-once steps checkpoint their start
+    if op.status is S.STARTED:  # at-least-once steps checkpoint their start only if long
         return Pending("step", label, None, f"attempt {op.attempt} running, or interrupted")
     return None
 

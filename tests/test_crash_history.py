@@ -1,0 +1,64 @@
+"""A worker SIGKILLed in the middle of a step, as the run's history tells it afterwards: the lost
+worker, the step it was running, the attempt that died with it, the compute it spent (issue 17)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from durable.cli.main import cli
+from durable.model import LOST, EventType, OperationStatus
+from tests.apps import crash_app as app
+from tests.crashkit import CrashLab
+from tests.kit import wait_until
+
+LEASE = 1.0
+
+
+def test_a_worker_lost_mid_step_is_in_the_history_and_its_step_ran_twice(
+        tmp_path: Path, any_db: str) -> None:
+    with CrashLab(tmp_path, any_db) as lab:
+        run_id = lab.start(app.fence, id="fence")
+        w1 = lab.worker(lease=LEASE)
+        lab.wait_effect("slow")  # slow's body is running, held at its gate
+        started = lab.wait_event(run_id, EventType.STEP_STARTED, "slow")
+        # a lease renewal after the step began: the worker was seen alive inside it
+        wait_until(lambda: (lab.lease_expires(run_id) or 0) - LEASE > started.timestamp,
+                   "w1 to renew its lease during slow")
+        w1.kill()
+        lab.wait_crashed(w1)
+        w2 = lab.worker(lease=LEASE)
+        lab.wait_effect("slow", 2)  # w2 took over and re-ran slow
+        lab.open_gate("slow")
+        lab.open_gate("two")
+        run = lab.finish(run_id)
+
+        (lost,) = lab.history(run_id, EventType.WORKER_LOST)
+        assert str(w1.pid) in lost.details["worker"]
+        assert [s["name"] for s in lost.details["in_flight"]] == ["slow"]
+        assert lost.details["in_flight"][0]["attempt"] == 1
+        assert lost.details["compute_lost"] > 0
+        assert lost.details["last_seen"] > lost.details["in_flight"][0]["started_at"]
+
+        slow = next(op for op in lab.operations(run_id).values() if op.name == "slow")
+        assert (slow.status, slow.attempt) == (OperationStatus.SUCCEEDED, 2)
+        assert lab.result(run_id) == {"slow_finished_by": w2.pid}
+        steps = [e for e in lab.history(run_id) if e.name == "slow" and e.type in (
+            EventType.STEP_FAILED, EventType.STEP_SUCCEEDED)]
+        assert [(e.type, e.details["attempt"]) for e in steps] == [
+            (EventType.STEP_FAILED, 1), (EventType.STEP_SUCCEEDED, 2)]
+        assert steps[0].details["error"]["type"] == LOST
+        assert lab.effects()["slow"] == 2  # the body ran twice, completed once
+        assert len(lab.history(run_id, EventType.STEP_SUCCEEDED)) == 3  # one, slow, two
+        # the compute counts the lost invocation's time inside slow, besides w2's invocations
+        finished = sum(e.details["duration"]
+                       for e in lab.history(run_id, EventType.INVOCATION_COMPLETED))
+        assert run.compute_seconds >= finished + lost.details["compute_lost"] - 1e-6
+        assert run.compute_seconds > finished
+
+        shown = CliRunner().invoke(cli, ["show", run_id, "--db", any_db])
+        assert shown.exit_code == 0, shown.output
+        assert "worker" in shown.output and "lost" in shown.output
+        assert "attempt 1 lost" in shown.output
+
