@@ -4,11 +4,15 @@ worker, the step it was running, the attempt that died with it, the compute it s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
 from durable.cli.main import cli
-from durable.model import LOST, EventType, OperationStatus
+from durable.invoke.contract import execution_arn
+from durable.model import LOST, EventType, HistoryEvent, OperationStatus
+from durable.server.app import create_app
 from tests.apps import crash_app as app
 from tests.crashkit import CrashLab
 from tests.kit import wait_until
@@ -61,4 +65,36 @@ def test_a_worker_lost_mid_step_is_in_the_history_and_its_step_ran_twice(
         assert shown.exit_code == 0, shown.output
         assert "worker" in shown.output and "lost" in shown.output
         assert "attempt 1 lost" in shown.output
+        assert_aws_history_tells(any_db, run_id, lost, str(w1.pid))
+
+
+def aws_history(db: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's events from GetDurableExecutionHistory, over HTTP to the server's app."""
+    arn = execution_arn(app.fence.name, run_id, run_id)
+    with TestClient(create_app(db, serve=False), base_url="http://127.0.0.1") as client:
+        answer = client.get(f"/2025-12-01/durable-executions/{arn}/history",
+                            params={"IncludeExecutionData": "true"})
+    assert answer.status_code == 200, answer.text
+    events: list[dict[str, Any]] = answer.json()["Events"]
+    return events
+
+
+def assert_aws_history_tells(db: str, run_id: str, lost: HistoryEvent, worker: str) -> None:
+    """AWS's history has no WorkerLost: the lost invocation is an InvocationCompleted with an
+    Error naming the worker, ending when it was last seen; the lost attempt a StepFailed."""
+    events = aws_history(db, run_id)
+    invocations = [e for e in events if e["EventType"] == "InvocationCompleted"]
+    (died,) = [e for e in invocations
+               if e["InvocationCompletedDetails"].get("Error", {}).get("Payload")]
+    details = died["InvocationCompletedDetails"]
+    error = details["Error"]["Payload"]
+    assert error["ErrorType"] == LOST
+    assert worker in error["ErrorMessage"] and "'slow' attempt 1" in error["ErrorMessage"]
+    assert details["EndTimestamp"] == lost.details["last_seen"]
+    assert details["StartTimestamp"] == lost.details["in_flight"][0]["started_at"]
+    assert died["EventTimestamp"] == lost.timestamp
+    failed = [e for e in events if e["EventType"] == "StepFailed" and e.get("Name") == "slow"]
+    assert [(e["StepFailedDetails"]["Error"]["Payload"]["ErrorType"],
+             e["StepFailedDetails"]["RetryDetails"]["CurrentAttempt"]) for e in failed] == [
+        (LOST, 1)]
 

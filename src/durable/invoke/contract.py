@@ -26,6 +26,7 @@ from typing import Any
 
 from durable.errors import UsageError
 from durable.model import (
+    LOST,
     ChildStart,
     ErrorObject,
     EventType,
@@ -507,10 +508,13 @@ _EVENT_DETAILS = {
     EventType.CALLBACK_FAILED: "CallbackFailedDetails",
     EventType.CALLBACK_TIMED_OUT: "CallbackTimedOutDetails",
     EventType.INVOCATION_COMPLETED: "InvocationCompletedDetails",
+    EventType.WORKER_LOST: "InvocationCompletedDetails",
 }
 """Durable's event types that AWS's history has (its EventType enum in the service model), and
 the details member each fills. Durable's others (StepReady, SignalReceived, ExecutionParked, ...)
-have no AWS counterpart and are left out: AWS's testing package rejects unknown types."""
+have no AWS counterpart and are left out: AWS's testing package rejects unknown types. A lost
+worker is an invocation that ended without returning, which AWS's history tells as an
+InvocationCompleted with an Error."""
 
 
 class HistoryContext:
@@ -555,7 +559,8 @@ def _event_head(event: HistoryEvent, kind: EventType, ctx: HistoryContext) -> Wi
     return wire
 
 
-_AWS_TYPE = {EventType.CHAINED_INVOKE_CANCELLED: "ChainedInvokeStopped"}
+_AWS_TYPE = {EventType.CHAINED_INVOKE_CANCELLED: "ChainedInvokeStopped",
+             EventType.WORKER_LOST: EventType.INVOCATION_COMPLETED.value}
 
 
 def _payload(value: str | None, ctx: HistoryContext) -> Wire:
@@ -624,4 +629,21 @@ def _event_details(event: HistoryEvent, kind: EventType, ctx: HistoryContext) ->
         if d.get("error"):
             done["Error"] = _error(d["error"], ctx)
         return done
+    if kind is E.WORKER_LOST:
+        return _lost_invocation(event, ctx)
     return {}  # ContextStarted, StepStarted, WaitCancelled: no details
+
+
+def _lost_invocation(event: HistoryEvent, ctx: HistoryContext) -> Wire:
+    """A WorkerLost event as the InvocationCompleted of the invocation that died: it ran from
+    its oldest in-flight step's start (what it did before is in its steps' own events) until
+    its worker was last seen, and failed with `Worker.Lost` naming the worker and its steps."""
+    d = event.details
+    seen = float(d.get("last_seen") or event.timestamp)
+    steps = d.get("in_flight") or []
+    start = min((float(s["started_at"]) for s in steps if s.get("started_at")), default=seen)
+    running = ", ".join(f"step {s['name']!r} attempt {s['attempt']}" for s in steps)
+    error = ErrorObject(LOST, f"worker {d.get('worker')} was lost (last seen at {seen:.3f});"
+                              f" in flight: {running or 'no step'}")
+    return {"StartTimestamp": min(start, seen), "EndTimestamp": seen,
+            "RequestId": f"{event.run_id}-{event.id}", "Error": _error(error.to_dict(), ctx)}
