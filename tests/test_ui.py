@@ -13,12 +13,17 @@ import http.server
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from durable.engine import machine
+from durable.model import OperationAction, OperationType, OperationUpdate
+from durable.store import open_store
 from tests.kit import ROOT, wait_until
 from tests.serverkit import Server
 
@@ -186,3 +191,50 @@ def test_logging_out_ends_the_session_for_good(page: Page, server: Server) -> No
     page.context.add_cookies(kept)  # type: ignore[arg-type]  # the cookie as it was before logging out
     page.goto(server.url + "/")
     expect(page).to_have_url(f"{server.url}/login?next=%2F")
+
+
+def lost_worker_run(db: str, run_id: str) -> None:
+    """Through the engine, as two workers would: w1 claims the run, starts step 'slow', renews
+    its lease 2 s into it and is never heard from again; w2 takes the run over when the lease
+    runs out, and runs 'slow' again to success."""
+    t0 = time.time() - 60
+    start = OperationUpdate("s1", OperationType.STEP, OperationAction.START, name="slow",
+                            started_at=t0 + 1)
+    store = open_store(db)
+    try:
+        store.write_sync(lambda tx: machine.start_run(tx, run_id, "lost.demo", None, t0))
+        (first,) = store.write_sync(lambda tx: machine.claim(tx, "w1", t0, 1, 5.0,
+                                                             ["lost.demo"]))
+        store.write_sync(lambda tx: machine.checkpoint(tx, run_id, first.token, [start], t0 + 1))
+        store.write_sync(lambda tx: tx.extend_leases("w1", [run_id], t0 + 8))
+        (second,) = store.write_sync(lambda tx: machine.claim(tx, "w2", t0 + 10, 1, 5.0,
+                                                              ["lost.demo"]))
+        again = replace(start, started_at=t0 + 11)
+        done = OperationUpdate("s1", OperationType.STEP, OperationAction.SUCCEED, name="slow",
+                               payload='"ok"', started_at=t0 + 11)
+        store.write_sync(lambda tx: machine.checkpoint(tx, run_id, second.token, [again, done],
+                                                       t0 + 12))
+    finally:
+        store.close()
+
+
+def test_the_run_page_shows_the_lost_worker_and_the_attempt_lost_with_it(
+        browser: Browser, tmp_path: Path) -> None:
+    lost_worker_run(f"sqlite:///{tmp_path / 'server.db'}", "crashed-7")
+    with Server(tmp_path, TOKEN) as server:
+        context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+        try:
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            log_in(page, server)
+            page.goto(f"{server.url}/runs/crashed-7")
+            history = page.locator("table.history")
+            lost = history.locator("tr", has_text="worker w1 lost")
+            expect(lost).to_be_visible()
+            expect(lost).to_contain_text("in flight: step 'slow' attempt 1")
+            expect(lost).to_contain_text("of compute lost")
+            expect(history.locator("tr", has_text="attempt 1 lost with its worker")
+                   ).to_be_visible()
+            expect(history).to_contain_text("succeeded (attempt 2")
+        finally:
+            context.close()
