@@ -3,6 +3,7 @@ worker, the step it was running, the attempt that died with it, the compute it s
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,19 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from durable.cli.main import cli
+from durable.engine import machine
 from durable.invoke.contract import execution_arn
-from durable.model import LOST, EventType, HistoryEvent, OperationStatus
+from durable.model import (
+    LOST,
+    EventType,
+    HistoryEvent,
+    OperationAction,
+    OperationStatus,
+    OperationType,
+    OperationUpdate,
+)
 from durable.server.app import create_app
+from durable.store import open_store
 from tests.apps import crash_app as app
 from tests.crashkit import CrashLab
 from tests.kit import wait_until
@@ -98,3 +109,35 @@ def assert_aws_history_tells(db: str, run_id: str, lost: HistoryEvent, worker: s
              e["StepFailedDetails"]["RetryDetails"]["CurrentAttempt"]) for e in failed] == [
         (LOST, 1)]
 
+
+
+def test_a_same_host_takeover_tells_when_the_dead_worker_was_really_last_seen(
+        any_db: str) -> None:
+    """A worker of this host whose process is gone loses its leases early (`take_over`), which
+    ends them now: the loss must still be told from the lease it really held, renewed 9 s into
+    the step, not from the lease cut short."""
+    t0 = time.time()
+    step = OperationUpdate("s1", OperationType.STEP, OperationAction.START, name="slow",
+                           started_at=t0 + 1)
+    store = open_store(any_db)
+    try:
+        store.write_sync(lambda tx: machine.start_run(tx, "gone", "lost.demo", None, t0))
+        (first,) = store.write_sync(lambda tx: machine.claim(tx, "host:1", t0, 1, 30.0,
+                                                             ["lost.demo"]))
+        store.write_sync(lambda tx: machine.checkpoint(tx, "gone", first.token, [step], t0 + 1))
+        store.write_sync(lambda tx: tx.extend_leases("host:1", ["gone"], t0 + 40))
+        taken = store.write_sync(lambda tx: machine.take_over(tx, "host:1", t0 + 12, 30.0))
+        assert [run.run_id for run in taken] == ["gone"]
+        claimed = store.write_sync(lambda tx: machine.claim(tx, "host:2", t0 + 13, 1, 30.0,
+                                                            ["lost.demo"]))
+        assert [c.invocation.run_id for c in claimed] == ["gone"]
+        history = store.read(lambda tx: tx.history("gone"))
+        run = store.read(lambda tx: tx.get_run("gone"))
+    finally:
+        store.close()
+    (lost,) = [e for e in history if e.type == EventType.WORKER_LOST]  # once, not per claim
+    assert lost.details["worker"] == "host:1"
+    assert lost.details["lease_expired_at"] == t0 + 40
+    assert lost.details["last_seen"] == t0 + 10
+    assert lost.details["compute_lost"] == 9.0
+    assert run is not None and run.compute_seconds == 9.0

@@ -123,6 +123,19 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
     return out
 
 
+def take_over(tx: Tx, owner: str, now: float, lease_seconds: float) -> list[RunInfo]:
+    """Take `owner`'s runs now instead of after their leases: it is known to be gone (a dead
+    process of this host). Their loss is recorded here, from when the leases would really have
+    run out; the claim that takes the runs next sees them ended now, and no owner."""
+    held = tx.expire_leases(owner, now)
+    operations = tx.operations_of(list(held))
+    runs = [run for run in map(tx.get_run, held) if run is not None]
+    for run in runs:
+        _record_loss(tx, run, (owner, held[run.run_id]), lease_seconds,
+                     operations[run.run_id], now)
+    return runs
+
+
 def _record_loss(tx: Tx, run: RunInfo, holder: tuple[str, float], lease_seconds: float,
                  ops: Sequence[Operation], now: float) -> None:
     """A worker died (or stalled) holding the run: say so in its history, with the steps it

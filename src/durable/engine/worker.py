@@ -249,7 +249,8 @@ class Worker:
             if owner != self.owner and not _process_alive(owner, prefix):
                 log.warning("worker %s of this host is gone: taking over its runs now",
                             owner, extra={"lost_worker": owner})
-                tx.expire_leases(owner, now)
+                for run in machine.take_over(tx, owner, now, self.lease_seconds):
+                    metrics.LEASE_TAKEOVERS.labels(run.workflow).inc()
 
     async def _write(self, fn: Callable[[Tx], T]) -> T:
         """`store.awrite`, noting that the store answered (an outage is over when a write

@@ -150,12 +150,21 @@ class Runs(Table):
         where, params = workflow_filter(workflows, queued)
         return {r[0]: (r[1], r[2]) for r in self._rows(
             "SELECT run_id, lease_owner, lease_expires FROM runs WHERE lease_expires < ?"
-            f" AND status = 'RUNNING'{where} ORDER BY lease_expires LIMIT ?",
+            f" AND lease_owner IS NOT NULL AND status = 'RUNNING'{where}"
+            " ORDER BY lease_expires LIMIT ?",
             (now, *params, limit))}
 
-    def expire_leases(self, owner: str, now: float) -> None:
-        self._exec("UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND lease_expires > ?",
-                   (now, owner, now))
+    def expire_leases(self, owner: str, now: float) -> dict[str, float]:
+        """End `owner`'s live leases now, as if they had run out; returns when each would have
+        run out, which this overwrites and the takeover's history needs. The owner goes with
+        them: `expired_leases` then does not name it, so the claim that takes these runs does
+        not record their loss again (`machine.take_over` has)."""
+        held = {r[0]: float(r[1]) for r in self._rows(
+            "SELECT run_id, lease_expires FROM runs WHERE lease_owner = ? AND lease_expires > ?",
+            (owner, now))}
+        self._exec("UPDATE runs SET lease_expires = ?, lease_owner = NULL WHERE lease_owner = ?"
+                   " AND lease_expires > ?", (now, owner, now))
+        return held
 
     def extend_leases(self, owner: str, run_ids: Sequence[str], until: float) -> set[str]:
         """Renew `owner`'s leases on these runs until `until`; returns the runs renewed (not
