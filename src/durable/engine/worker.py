@@ -49,6 +49,7 @@ from durable.model import (
     OperationAction,
     OperationType,
     OperationUpdate,
+    RunInfo,
     WorkflowHandler,
     code_failure,
 )
@@ -226,15 +227,17 @@ class Worker:
             return
         names, clock = self.names, self.clock
 
-        def catch_up(tx: Tx) -> None:
-            self._reclaim_from_dead_neighbours(tx, clock())
+        def catch_up(tx: Tx) -> list[RunInfo]:
+            taken = self._reclaim_from_dead_neighbours(tx, clock())
             parked = tx.parked_runs(names)
             if parked:  # new code may fit their history now
                 machine.unpark(tx, parked, clock())
-        await self._write(catch_up)
+            return taken
+        for run in await self._write(catch_up):  # counted once the write holds, not per try
+            metrics.LEASE_TAKEOVERS.labels(run.workflow).inc()
         self._caught_up = True
 
-    def _reclaim_from_dead_neighbours(self, tx: Tx, now: float) -> None:
+    def _reclaim_from_dead_neighbours(self, tx: Tx, now: float) -> list[RunInfo]:
         """Leases held by workers of this host whose process is gone (killed, crashed) expire
         now, so a restarted worker resumes their runs at once instead of after the lease.
 
@@ -243,14 +246,14 @@ class Worker:
         cannot see this one's processes, and must not take a pid it cannot see for a dead one;
         its runs come free when their leases run out, as on another machine."""
         if self._pid_scope is None:
-            return
-        prefix = f"{self._pid_scope}:"
+            return []
+        prefix, taken = f"{self._pid_scope}:", []
         for owner in tx.lease_owners(prefix):
             if owner != self.owner and not _process_alive(owner, prefix):
                 log.warning("worker %s of this host is gone: taking over its runs now",
                             owner, extra={"lost_worker": owner})
-                for run in machine.take_over(tx, owner, now, self.lease_seconds):
-                    metrics.LEASE_TAKEOVERS.labels(run.workflow).inc()
+                taken += machine.take_over(tx, owner, now, self.lease_seconds)
+        return taken
 
     async def _write(self, fn: Callable[[Tx], T]) -> T:
         """`store.awrite`, noting that the store answered (an outage is over when a write
