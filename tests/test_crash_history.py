@@ -43,6 +43,7 @@ def test_a_worker_lost_mid_step_is_in_the_history_and_its_step_ran_twice(
                    "w1 to renew its lease during slow")
         w1.kill()
         lab.wait_crashed(w1)
+        held = lab.lease_expires(run_id)  # w1's last renewal, which nothing renews again
         w2 = lab.worker(lease=LEASE)
         lab.wait_effect("slow", 2)  # w2 took over and re-ran slow
         lab.open_gate("slow")
@@ -55,6 +56,9 @@ def test_a_worker_lost_mid_step_is_in_the_history_and_its_step_ran_twice(
         assert lost.details["in_flight"][0]["attempt"] == 1
         assert lost.details["compute_lost"] > 0
         assert lost.details["last_seen"] > lost.details["in_flight"][0]["started_at"]
+        # w2, on this host, takes over at once: the loss is still told from w1's real lease
+        assert (lost.details["lease_expired_at"], lost.details["last_seen"]) == (
+            held, held - LEASE if held is not None else None)
 
         slow = next(op for op in lab.operations(run_id).values() if op.name == "slow")
         assert (slow.status, slow.attempt) == (OperationStatus.SUCCEEDED, 2)
