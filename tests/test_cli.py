@@ -89,8 +89,9 @@ def worker(cli: Cli) -> Subprocess:
 
 # -- run ---------------------------------------------------------------------------------------
 
-def test_run_prints_progress_on_stderr_and_the_result_json_last_on_stdout(cli: Cli) -> None:
-    done = cli("run", f"{APP}:greet", "--input", '"world"', "--id", "hi")
+def test_run_with_events_prints_each_event_on_stderr_and_the_result_last_on_stdout(
+        cli: Cli) -> None:
+    done = cli("run", f"{APP}:greet", "--input", '"world"', "--id", "hi", "--events")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == '"Hello, world!"'
     assert "run hi (greet)" in done.stderr
@@ -100,12 +101,56 @@ def test_run_prints_progress_on_stderr_and_the_result_json_last_on_stdout(cli: C
 
 
 def test_run_reports_each_failed_attempt_with_its_next_attempt_time(cli: Cli) -> None:
-    done = cli("run", f"{APP}:retrying")
+    done = cli("run", f"{APP}:retrying", "--events")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == '"ok"'
     assert "step 'flaky' attempt 1 failed: ConnectionError: service unavailable" in done.stderr
     assert "next attempt at +" in done.stderr
     assert "step 'flaky' succeeded (attempt 2" in done.stderr
+
+
+def test_run_of_a_20_item_map_prints_a_short_summary_and_only_the_result_on_stdout(
+        cli: Cli) -> None:
+    done = cli("run", f"{APP}:index_all", "--id", "docs", "--json", "--log-level", "error")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"] == 2 * (sum(range(20)) - 6 - 13)
+    told = [line for line in done.stderr.splitlines() if " ERROR durable.worker: " not in line]
+    assert told == [
+        "run docs (index_all)",
+        told[1],
+        "steps 18/20 done, 2 failed attempt(s)",
+        "map 'documents' 18/20 item(s) done, 2 failed",
+        "2 failed: step 'index_document': Unreadable: document 6 is unreadable; "
+        "step 'index_document': Unreadable: document 13 is unreadable"], done.stderr
+    assert told[1].startswith("run succeeded after ")
+    streamed = cli("run", f"{APP}:index_all", "--events", "--log-level", "error")
+    assert streamed.returncode == 0, streamed.stderr
+    events = streamed.stderr.splitlines()
+    assert len(events) > 60  # each map item starting and ending, each step ending
+    assert sum("step 'index_document' succeeded (attempt 1" in line for line in events) == 18
+    assert streamed.stdout.strip() == str(2 * (sum(range(20)) - 6 - 13))
+
+
+def test_show_follow_waits_for_the_run_to_end_with_its_summary_on_stderr(
+        cli: Cli, worker: Subprocess) -> None:
+    started = cli("start", f"{APP}:approval", "--id", "ask")
+    assert started.returncode == 0, started.stderr
+    following = cli.popen("show", "ask", "--follow", "--json")
+    client = durable.Client(cli.env["DURABLE_DB"])
+    try:
+        callback = waiting(client, "ask", "Callback")
+    finally:
+        client.close()
+    assert following.poll() is None  # it follows a run that waits
+    assert callback.callback_id is not None
+    resolved = cli("callback", "succeed", callback.callback_id, "--payload", '"yes"')
+    assert resolved.returncode == 0, resolved.stderr
+    assert following.wait_exit() == 0, following.errors()
+    shown = json.loads(following.output())
+    assert (shown["run"]["status"], shown["run"]["result"]) == ("SUCCEEDED", "yes")
+    told = following.errors().splitlines()
+    assert len(told) == 2 and told[0].startswith("run succeeded after "), told
+    assert told[1] == "steps 0/0 done, 0 failed attempt(s)"
 
 
 def test_python_dash_m_runs_a_package_module_target_with_an_array_of_inputs(cli: Cli) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from durable import Context, RetryPolicy, step, workflow
+from durable import Completion, Context, RetryPolicy, step, workflow
 
 GREETING = "Hello"  # an attribute that is not a workflow
 
@@ -92,3 +92,26 @@ async def drifting(ctx: Context) -> None:
     _invocations["drifting"] += 1
     await ctx.step(noop, name=f"invocation-{_invocations['drifting']}")
     await ctx.sleep(0.01)
+
+
+DOCUMENTS = 20
+BAD_EVERY = 7  # documents 6 and 13 are unreadable
+
+
+class Unreadable(Exception):
+    pass
+
+
+@step(retry=RetryPolicy(max_attempts=1))
+def index_document(n: int) -> int:
+    if n % BAD_EVERY == BAD_EVERY - 1:
+        raise Unreadable(f"document {n} is unreadable")
+    return n * 2
+
+
+@workflow
+async def index_all(ctx: Context) -> int:
+    """A map over 20 documents, two of which fail: a run with many events to tell briefly."""
+    batch = await ctx.map(index_document, range(DOCUMENTS), name="documents",
+                          completion=Completion.tolerate(failures=DOCUMENTS))
+    return sum(batch.results)

@@ -84,19 +84,25 @@ def cli() -> None:
     """
 
 
+events_option = click.option(
+    "--events", is_flag=True,
+    help="Print every history event on stderr as it happens, not only the summary.")
+
+
 @cli.command()
 @click.argument("target")
 @input_option
 @id_option
 @db_option
 @json_option
+@events_option
 @logsetup.logging_options
 def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | None,
-        as_json: bool, log_level: str, log_format: str) -> None:
+        as_json: bool, events: bool, log_level: str, log_format: str) -> None:
     """Start a run of TARGET and serve it to completion in this process.
 
-    Progress goes to stderr, the result JSON to stdout. Ctrl-C stops serving; the run stays
-    RUNNING and any `durable worker` carries it on.
+    A summary of its progress goes to stderr (kept current on a terminal), the result JSON to
+    stdout. Ctrl-C stops serving; the run stays RUNNING and any `durable worker` carries it on.
     """
     wf = load_workflow(target)
     args = workflow_args(wf, input_)
@@ -105,10 +111,11 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
     with open_client(db) as client:
         handle = client.start(wf, *args, id=run_id)
         err.print(Text(f"run {handle.run_id} ({wf.name})", style="bold"))
-        progress = Progress(client, handle.run_id, err)
+        progress = Progress(client, handle.run_id, err, events=events)
         progress.live = err.is_terminal
         with live_line(err, LiveStatus(progress)):
             asyncio.run(_serve(client, wf, progress))
+        progress.finish()
         final = client.get(handle.run_id)
     if final.status is ExecutionStatus.RUNNING:
         not_ended(final, "interrupted before it ended; `durable worker` carries it on",
@@ -190,19 +197,39 @@ def ls(status: str | None, workflow: str | None, limit: int, db: str | None,
 @click.argument("run_id")
 @click.option("--logs", "logs", is_flag=True,
               help="Print only what the workflow logged through ctx.logger, kept with the run.")
+@click.option("--follow", is_flag=True,
+              help="First follow the run until it ends or parks, its summary on stderr.")
+@events_option
 @db_option
 @json_option
-def show(run_id: str, logs: bool, db: str | None, as_json: bool) -> None:
+def show(run_id: str, logs: bool, follow: bool, events: bool, db: str | None,
+         as_json: bool) -> None:
     """Status, input, result or error, what the run waits on, and its history as a timeline."""
     if logs:
         _show_logs(run_id, db, as_json)
         return
     with open_client(db) as client:
+        if follow:
+            _follow(client, run_id, events)
         view = RunView.read(client, run_id)
     if as_json:
         echo_json(view.to_json())
     else:
         make_console().print(render_run(view))
+
+
+FOLLOW_PAUSE = 0.5
+"""Longest wait between two reads while following: a commit to the run wakes it sooner."""
+
+
+def _follow(client: Client, run_id: str, events: bool) -> None:
+    err = make_console(stderr=True)
+    progress = Progress(client, run_id, err, events=events)
+    progress.live = err.is_terminal
+    with live_line(err, LiveStatus(progress)):
+        while not progress.poll():
+            client.wait_ended(run_id, FOLLOW_PAUSE)
+    progress.finish()
 
 
 def _show_logs(run_id: str, db: str | None, as_json: bool) -> None:

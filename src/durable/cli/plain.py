@@ -90,7 +90,7 @@ class Spinner:
 
 
 class Live:
-    """No live line without rich: the event lines alone tell the progress."""
+    """No live summary without rich: `durable run` and `show --follow` print it once, at the end."""
 
     def __init__(self, *_: Any, **__: Any) -> None:
         pass

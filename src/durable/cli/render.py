@@ -47,6 +47,7 @@ from durable.views.jsonio import RunView, outcome_json, payload_text
 from durable.views.timeline import (
     Entry,
     Pending,
+    Summary,
     Tone,
     describe,
     duration,
@@ -56,6 +57,9 @@ from durable.views.timeline import (
     offset,
     pending,
     published,
+    summarize,
+    summary_lines,
+    until,
 )
 
 E = EventType
@@ -95,10 +99,6 @@ def echo_json(data: Any) -> None:
 
 def _local(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _until(ts: float, now: float) -> str:
-    return f"in {duration(ts - now)}" if ts >= now else f"{duration(now - ts)} overdue"
 
 
 _STATUS_STYLE = {
@@ -217,7 +217,7 @@ def _timeline(view: RunView) -> Table:
 def _pending_table(view: RunView, waiting: list[Pending]) -> Table:
     table = plain_table("operation", "when", "detail", "what to do")
     for p in waiting:
-        when = "-" if p.due_at is None else f"{_local(p.due_at)} ({_until(p.due_at, view.now)})"
+        when = "-" if p.due_at is None else f"{_local(p.due_at)} ({until(p.due_at, view.now)})"
         table.add_row(printable(p.label), when, printable(p.detail, lines=True),
                       _action(view.run.run_id, p))
     return table
@@ -270,27 +270,29 @@ def _events_table(events: dict[str, str | None]) -> Table:
 # -- `durable run`: serve one run here, telling its progress --------------------------------
 
 class Progress:
-    """Tails a run's history while this process serves it: prints each new event on stderr, and
-    tells the worker to stop once the run has ended or has parked since watching began (a run
-    parked by older code may well go on under this code, so older parkings do not count)."""
+    """Follows a run while this process serves or watches it: keeps its summary, prints each
+    new event on stderr if asked (`--events`), and tells when to stop: once the run has ended
+    or has parked since watching began (a run parked by older code may well go on under this
+    code, so older parkings do not count)."""
 
-    def __init__(self, client: Client, run_id: str, console: Console) -> None:
+    def __init__(self, client: Client, run_id: str, console: Console, *,
+                 events: bool = False) -> None:
         self._client = client
         self.clock = client.clock
         self._run_id = run_id
         self._console = console
-        self._t0 = client.get(run_id).created_at
+        self._events = events
+        run = client.get(run_id)
+        self._t0 = run.created_at
         history = client.history(run_id)
         self._watch_from = history[-1].id if history else 0
         self._shown = 0
         self._parked = False
-        self.steps_done = 0
-        self.retries = 0
-        self.waiting: list[Pending] = []
-        self.live = False  # a live status line shows `waiting`: keep it current
+        self.summary = summarize(run, [])
+        self.live = False  # a live summary shows `summary`: keep it current at each poll
 
     def poll(self) -> bool:
-        """Print what happened since the last poll; True once there is nothing left to serve.
+        """Read what happened since the last poll; True once there is nothing left to follow.
         The end is read from the run's status, not from its events, which a continue-as-new
         replaces."""
         while batch := self._client.history_with_operations(self._run_id, after=self._shown):
@@ -298,25 +300,36 @@ class Progress:
                 self._show(event, op)
         run = self._client.get(self._run_id)
         if self.live:
-            self.waiting = pending(run, self._client.operations(self._run_id))
+            self._refresh(run)
         return run.status is not ExecutionStatus.RUNNING or self._parked
 
+    def finish(self) -> None:
+        """Print the summary once, as it stands: the last word on a terminal, the only one in
+        a pipe."""
+        self._refresh(self._client.get(self._run_id))
+        self._console.print(render_summary(self.summary, self.clock()))
+
+    def _refresh(self, run: RunInfo) -> None:
+        self.summary = summarize(run, self._client.operations(self._run_id))
+
     def _show(self, event: HistoryEvent, op: Operation | None) -> None:
-        if event.type == E.STEP_SUCCEEDED and op is not None and op.sub_type == "Step":
-            self.steps_done += 1
-        elif event.type == E.STEP_FAILED and event.details.get("retry"):
-            self.retries += 1
-        if event.type != E.INVOCATION_COMPLETED:
+        if self._events and event.type != E.INVOCATION_COMPLETED:
             self._console.print(_progress_line(event, describe(event, op, self._t0), self._t0))
         if event.type == E.EXECUTION_PARKED and event.id > self._watch_from:
             self._parked = True
         self._shown = event.id
 
 
+def render_summary(summary: Summary, now: float) -> Group:
+    """A run's summary, a line each for its state, steps, fan-outs, waits and failures."""
+    return Group(*(Text(printable(text), style=_TONE_STYLE[tone])
+                   for text, tone in summary_lines(summary, now)))
+
+
 class LiveStatus:
-    """The line that stays under the event lines on a terminal: steps done, retries, and what
-    the run waits on with a countdown. Rendered by rich's refresh thread from what the last
-    poll read, so it costs no database reads of its own."""
+    """The summary kept current on a terminal under a spinner. Rendered by rich's refresh
+    thread from what the last poll read, so it costs no database reads of its own; the
+    countdowns move between polls."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -324,14 +337,7 @@ class LiveStatus:
 
     def __rich__(self) -> RenderableType:
         p = self._progress
-        now = p.clock()
-        waits = ", ".join(printable(w.label) + (f" ({_until(w.due_at, now)})" if w.due_at else "")
-                          for w in p.waiting[:3])
-        more = f" +{len(p.waiting) - 3}" if len(p.waiting) > 3 else ""
-        self._spinner.update(text=Text(
-            f"{p.steps_done} step(s) done, {p.retries} retr{'y' if p.retries == 1 else 'ies'}"
-            + (f"; waiting on {waits}{more}" if waits else ""), style="bold"))
-        return self._spinner
+        return Group(self._spinner, render_summary(p.summary, p.clock()))
 
 
 class WorkerStatus:

@@ -335,6 +335,113 @@ def published(ops: list[Operation]) -> dict[str, str | None]:
             and op.status is S.SUCCEEDED}
 
 
+# -- a run's state in a few lines: what `durable run` and `show --follow` keep on screen -----------
+
+@dataclass(frozen=True, slots=True)
+class Fanout:
+    """A map or gather and its branches known so far (a map records its items as it reaches
+    them, so `total` can grow while the run goes on)."""
+
+    label: str
+    unit: str  # item(s) of a map, branch(es) of a gather
+    done: int
+    failed: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """How far a run has got, read from its operations alone: any run's state can be told,
+    whether this process serves it or only watches it."""
+
+    run: RunInfo
+    steps_done: int
+    steps_total: int
+    failed_attempts: int
+    fanouts: list[Fanout]
+    waiting: list[Pending]
+    failures: list[tuple[str, str]]  # (operation, `Type: message`), in the order reached
+
+
+_BRANCH_OF: dict[str, str] = {SubType.MAP: SubType.MAP_ITERATION,
+                              SubType.PARALLEL: SubType.PARALLEL_BRANCH}
+_UNITS: dict[str, str] = {SubType.MAP: "item(s)", SubType.PARALLEL: "branch(es)"}
+_FAILED = (S.FAILED, S.TIMED_OUT)
+
+
+def summarize(run: RunInfo, ops: list[Operation]) -> Summary:
+    steps = [op for op in ops if op.sub_type == SubType.STEP]
+    branches: dict[str, list[Operation]] = {}
+    for op in ops:
+        if op.parent_id is not None and op.sub_type in _BRANCH_OF.values():
+            branches.setdefault(op.parent_id, []).append(op)
+    fanouts = [Fanout(op_label(op), _UNITS[op.sub_type or ""],
+                      sum(b.status is S.SUCCEEDED for b in mine),
+                      sum(b.status in _FAILED for b in mine), len(mine))
+               for op in ops if op.sub_type in _BRANCH_OF
+               for mine in [branches.get(op.id, [])]]
+    failed = [op for op in ops if op.status in _FAILED and op.sub_type not in _BRANCH_OF
+              and (op.error is None or op.error.type != ABANDONED)]
+    # a branch failed by a failed step in it is that step's failure, told once
+    within = {op.parent_id for op in failed}
+    failures = [(op_label(op), error_text(op.error)) for op in failed if op.id not in within]
+    return Summary(run, sum(op.status is S.SUCCEEDED for op in steps), len(steps),
+                   sum(_failed_attempts(op) for op in steps), fanouts, pending(run, ops),
+                   failures)
+
+
+def _failed_attempts(step: Operation) -> int:
+    """A step's attempt counts the one under way or done; a step waiting to retry, or failed
+    for good, has failed every attempt it counts."""
+    if step.status in (S.SUCCEEDED, S.STARTED):
+        return max(step.attempt - 1, 0)
+    return step.attempt
+
+
+def until(ts: float, now: float) -> str:
+    return f"in {duration(ts - now)}" if ts >= now else f"{duration(now - ts)} overdue"
+
+
+SHOWN = 3
+"""Waits and failures named in a summary; the rest are counted."""
+
+
+def summary_lines(summary: Summary, now: float) -> list[Telling]:
+    """The summary as a few lines, a fixed number whatever the run's size but for one per map
+    or gather: the run's state, steps, each fan-out, what it waits on, its failures."""
+    run = summary.run
+    lines = [_state_line(run, now), (
+        f"steps {summary.steps_done}/{summary.steps_total} done, "
+        f"{summary.failed_attempts} failed attempt(s)",
+        Tone.WARN if summary.failed_attempts else Tone.PLAIN)]
+    lines += [(f"{f.label} {f.done}/{f.total} {f.unit} done"
+               + (f", {f.failed} failed" if f.failed else ""),
+               Tone.ERROR if f.failed else Tone.PLAIN) for f in summary.fanouts]
+    if summary.waiting:
+        waits = ", ".join(w.label + (f" ({until(w.due_at, now)})" if w.due_at else "")
+                          for w in summary.waiting[:SHOWN])
+        lines.append((f"waiting on {waits}{_more(summary.waiting)}", Tone.PLAIN))
+    if summary.failures:
+        named = "; ".join(f"{label}: {error}" for label, error in summary.failures[:SHOWN])
+        lines.append((f"{len(summary.failures)} failed: {named}{_more(summary.failures)}",
+                      Tone.ERROR))
+    return lines
+
+
+def _more(items: list[Any]) -> str:
+    return f" (+{len(items) - SHOWN} more)" if len(items) > SHOWN else ""
+
+
+def _state_line(run: RunInfo, now: float) -> Telling:
+    took = duration(elapsed(run, now))
+    if run.parked is not None:
+        return f"run PARKED after {took}: {error_text(run.parked)}", Tone.ALARM
+    if run.status is ExecutionStatus.RUNNING:
+        return f"run running for {took}", Tone.PLAIN
+    tone = Tone.OK if run.status is ExecutionStatus.SUCCEEDED else Tone.ERROR
+    return f"run {run.status.value.lower().replace('_', ' ')} after {took}", tone
+
+
 def log_where(line: LogLine, ops: dict[str, Operation]) -> str:
     """Where a kept `ctx.logger` line was logged, for people: the step and attempt whose body
     logged it, or the branch; empty for the workflow body."""
