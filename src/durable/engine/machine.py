@@ -402,10 +402,23 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
         raise StaleToken(f"run {run_id!r}: checkpoint rejected, its invocation is no longer "
                          "current (its lease was taken over)")
     cancel_requested, first = fenced
+    _refuse_double_starts(run_id, updates)
     touched = [_apply(tx, run_id, u, now, first if i == 0 else tx.get_operation(run_id, u.id))
                for i, u in enumerate(updates)]
     tx.add_logs(run_id, logs)
     return CheckpointResult(touched, cancel_requested)
+
+
+def _refuse_double_starts(run_id: str, updates: Sequence[OperationUpdate]) -> None:
+    """One invocation starts an operation once: a START over a STARTED step is a new attempt
+    only when it comes from a later invocation (`_lost_attempt`), never within one batch."""
+    seen: set[str] = set()
+    for u in updates:
+        if u.action is A.START:
+            if u.id in seen:
+                raise InvalidCheckpoint(f"run {run_id!r}: {u.type} {u.name!r} ({u.id}) "
+                                        "started twice in one checkpoint")
+            seen.add(u.id)
 
 
 def _apply(tx: Tx, run_id: str, u: OperationUpdate, now: float, stored: Operation | None
