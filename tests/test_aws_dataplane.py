@@ -217,7 +217,7 @@ def test_stop_fences_the_invocation_and_heartbeats_extend_callbacks(store: Store
     store.write_sync(lambda tx: machine.heartbeat_callback(tx, callback_id, time.time() + 3))
     later = store.read(lambda tx: tx.get_operation(run_id, "cb")).due_at  # type: ignore[union-attr]
     assert later > due
-    store.write_sync(lambda tx: machine.stop(tx, run_id, None, time.time()))
+    store.write_sync(lambda tx: machine.terminate(tx, run_id, None, time.time()))
     with pytest.raises(ContractError, match=INVALID_TOKEN):
         checkpoint(store, run_id, answer["CheckpointToken"], [])
     run = store.read(lambda tx: tx.get_run(run_id))

@@ -29,6 +29,7 @@ from durable.engine.schedules import schedule_info
 from durable.engine.worker import Worker, serving_here
 from durable.errors import RunNotFound, UsageError, WorkflowFailed
 from durable.model import (
+    ChildPolicy,
     ErrorObject,
     ExecutionStatus,
     HistoryEvent,
@@ -47,6 +48,9 @@ R = TypeVar("R")
 
 HISTORY_PAGE = 10_000
 """Events `Client.history` returns at most unless told otherwise."""
+PURGE_BATCH = 500
+"""Runs a purge deletes per transaction unless told otherwise: see benchmarks/purge.py for
+how long one batch holds the write lock."""
 LOOK_AGAIN = 1.0
 """Longest a wait for a run's end goes without reading the run (seconds)."""
 
@@ -310,16 +314,58 @@ class Client:
         """Ask the run to stop: `Cancelled` is raised in it at its next durable await."""
         return self.store.write_sync(lambda tx: machine.cancel(tx, run_id, self.clock()))
 
-    def stop(self, run_id: str, error: ErrorObject | None = None) -> float:
-        """End the run STOPPED now, whatever it is doing (unlike `cancel`); returns when it
-        stopped, or when it had ended already."""
-        return self.store.write_sync(self._stop(run_id, error))
+    def terminate(self, run_id: str, reason: str | None = None,
+                  children: ChildPolicy = ChildPolicy.TERMINATE,
+                  error: ErrorObject | None = None) -> float:
+        """End the run STOPPED now, whatever it is doing, without running its handlers or
+        compensations (unlike `cancel`); the invocation in flight, if any, is fenced out and
+        its running children go as `children` says. `reason` (or `error`, AWS's form) is the
+        error the run ends with. Returns when it stopped, or when it had ended already."""
+        return self.store.write_sync(self._terminate(run_id, reason, children, error))
 
-    async def stop_async(self, run_id: str, error: ErrorObject | None = None) -> float:
-        return await self.store.awrite(self._stop(run_id, error))
+    async def terminate_async(self, run_id: str, reason: str | None = None,
+                              children: ChildPolicy = ChildPolicy.TERMINATE,
+                              error: ErrorObject | None = None) -> float:
+        return await self.store.awrite(self._terminate(run_id, reason, children, error))
 
-    def _stop(self, run_id: str, error: ErrorObject | None) -> Callable[[Tx], float]:
-        return lambda tx: machine.stop(tx, run_id, error, self.clock())
+    def _terminate(self, run_id: str, reason: str | None, children: ChildPolicy,
+                   error: ErrorObject | None) -> Callable[[Tx], float]:
+        if reason is not None:
+            error = ErrorObject("Execution.Stopped", f"terminated: {reason}")
+        return lambda tx: machine.terminate(tx, run_id, error, self.clock(), children)
+
+    def _purge(self, ended_before: float, size: int,
+               workflow: str | None) -> Callable[[Tx], int]:
+        return lambda tx: machine.purge(tx, ended_before, size, workflow)
+
+    # -- deleting runs -------------------------------------------------------------------------
+    def delete(self, run_id: str) -> RunInfo:
+        """Delete an ended run with its operations, history, signals, published events and
+        logs; returns the run as it was. A running run is refused (`RunNotEnded`)."""
+        return self.store.write_sync(self._delete(run_id))
+
+    async def delete_async(self, run_id: str) -> RunInfo:
+        return await self.store.awrite(self._delete(run_id))
+
+    def _delete(self, run_id: str) -> Callable[[Tx], RunInfo]:
+        return lambda tx: machine.delete(tx, run_id)
+
+    def purge(self, ended_before: float, *, workflow: str | None = None,
+              batch: int = PURGE_BATCH, limit: int | None = None) -> int:
+        """Delete the runs that ended before `ended_before` (of `workflow` only, if given),
+        `batch` runs per transaction, so that running work waits for the write lock at most
+        one short batch at a time; at most `limit` runs in all (None: every one). Returns how
+        many were deleted."""
+        if batch < 1:
+            raise UsageError(f"a purge batch must hold at least 1 run, not {batch}")
+        deleted = 0
+        while limit is None or deleted < limit:
+            size = batch if limit is None else min(batch, limit - deleted)
+            done = self.store.write_sync(self._purge(ended_before, size, workflow))
+            deleted += done
+            if done < size:
+                break
+        return deleted
 
     def rerun(self, run_id: str, from_step: str, *args: Any, id: str | None = None,
               input_json: str | None = None) -> RunHandle[Any]:

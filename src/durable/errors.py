@@ -69,6 +69,14 @@ class RunNotFound(UsageError):
         self.run_id = run_id
 
 
+class RunNotEnded(UsageError):
+    """A run that has not ended was asked for what only an ended run allows (to be deleted)."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class RunIdTaken(UsageError):
     """A run id asked for a new run is already the id of another run: of another workflow, or
     of any run for a rerun (starting the same workflow again under its id returns that run)."""

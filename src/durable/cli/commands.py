@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from datetime import datetime
 from typing import Any
 
 import click
@@ -21,9 +22,11 @@ from durable.cli.options import (
     json_option,
     open_client,
     parse_json,
+    parse_moment,
     parse_size,
     payload_option,
     payload_value,
+    retention_option,
 )
 from durable.cli.render import (
     LiveStatus,
@@ -31,6 +34,7 @@ from durable.cli.render import (
     Text,
     WorkerStatus,
     conclude,
+    echo_done,
     echo_json,
     live_line,
     make_console,
@@ -45,7 +49,7 @@ from durable.cli.targets import load_workflow, load_workflows
 from durable.client import Client
 from durable.engine.worker import Worker
 from durable.errors import UsageError, requires_extra
-from durable.model import ExecutionStatus
+from durable.model import ChildPolicy, ExecutionStatus
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import diagnose, resolve_url
 from durable.store import migrate as store_migrate
@@ -131,14 +135,20 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
               help="Serve Prometheus metrics on this port (GET /metrics) [default: none].")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Address the metrics port binds.")
+@retention_option
 @db_option
+@json_option
 @logsetup.logging_options
 def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
-           metrics_host: str, db: str | None, log_level: str, log_format: str) -> None:
-    """Serve every workflow of the TARGETs until SIGTERM or Ctrl-C, then drain and exit 0."""
+           metrics_host: str, retention: float | None, db: str | None, as_json: bool,
+           log_level: str, log_format: str) -> None:
+    """Serve every workflow of the TARGETs until SIGTERM or Ctrl-C, then drain and exit 0.
+
+    With --json, logs are JSON lines (as --log-format json) and, once stopped, what the worker
+    did is one JSON object on stdout."""
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
-    logsetup.configure(log_level, log_format)
-    w = Worker(workflows.values(), db, concurrency=concurrency)
+    logsetup.configure(log_level, "json" if as_json else log_format)
+    w = Worker(workflows.values(), db, concurrency=concurrency, retention=retention)
     try:
         if metrics_port is not None:
             serve_metrics(Client(w.store), w.queues, metrics_host, metrics_port)
@@ -150,6 +160,9 @@ def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
         err.print("worker stopped")
     finally:
         w.store.close()
+    if as_json:
+        echo_json({"worker": w.owner, "workflows": w.names, "stopped": True,
+                   **dataclasses.asdict(w.stats)})
 
 
 @cli.command()
@@ -273,11 +286,14 @@ def result(run_id: str, wait: bool, timeout: float | None, db: str | None,
 @click.argument("name")
 @payload_option
 @db_option
-def signal(run_id: str, name: str, payload: JsonValue | None, db: str | None) -> None:
+@json_option
+def signal(run_id: str, name: str, payload: JsonValue | None, db: str | None,
+           as_json: bool) -> None:
     """Send signal NAME to a run; one sent before the run waits for it is kept until it does."""
     with open_client(db) as client:
         client.signal(run_id, name, payload_value(payload))
-    click.echo(f"signal {name!r} sent to run {run_id}")
+    echo_done(as_json, {"run_id": run_id, "signal": name, "sent": True},
+              f"signal {name!r} sent to run {run_id}")
 
 
 @cli.group()
@@ -289,11 +305,13 @@ def callback() -> None:
 @click.argument("callback_id")
 @payload_option
 @db_option
-def succeed(callback_id: str, payload: JsonValue | None, db: str | None) -> None:
+@json_option
+def succeed(callback_id: str, payload: JsonValue | None, db: str | None, as_json: bool) -> None:
     """Resolve CALLBACK_ID with a result: the --payload JSON (default null)."""
     with open_client(db) as client:
         client.complete_callback(callback_id, payload_value(payload))
-    click.echo(f"callback {callback_id} succeeded")
+    echo_done(as_json, {"callback_id": callback_id, "outcome": "succeeded"},
+              f"callback {callback_id} succeeded")
 
 
 @callback.command()
@@ -302,8 +320,9 @@ def succeed(callback_id: str, payload: JsonValue | None, db: str | None) -> None
 @click.option("--payload", metavar="JSON", callback=parse_json,
               help="The error message as JSON (a string, or any JSON value, used as text).")
 @db_option
+@json_option
 def fail(callback_id: str, message: str | None, payload: JsonValue | None,
-         db: str | None) -> None:
+         db: str | None, as_json: bool) -> None:
     """Resolve CALLBACK_ID with an error: the run's wait raises CallbackFailed."""
     if message is not None and payload is not None:
         raise click.UsageError("give the error as --message or --payload, not both")
@@ -312,30 +331,105 @@ def fail(callback_id: str, message: str | None, payload: JsonValue | None,
         message = value if isinstance(value, str) else json.dumps(value)
     with open_client(db) as client:
         client.fail_callback(callback_id, message or "failed from the command line")
-    click.echo(f"callback {callback_id} failed")
+    echo_done(as_json, {"callback_id": callback_id, "outcome": "failed"},
+              f"callback {callback_id} failed")
 
 
 @cli.command()
 @click.argument("run_id")
 @db_option
-def cancel(run_id: str, db: str | None) -> None:
+@json_option
+def cancel(run_id: str, db: str | None, as_json: bool) -> None:
     """Cancel a run: `Cancelled` is raised in it at its next durable await; it ends STOPPED."""
     with open_client(db) as client:
         run_info = client.cancel(run_id)
+        now = client.clock()
     if run_info.status is ExecutionStatus.RUNNING:
-        click.echo(f"cancel requested for run {run_id}; it stops at its next durable await "
-                   "once a worker serves it")
+        text = (f"cancel requested for run {run_id}; it stops at its next durable await "
+                "once a worker serves it")
     else:
-        click.echo(f"run {run_id} has already ended ({run_info.status}); nothing to cancel")
+        text = f"run {run_id} has already ended ({run_info.status}); nothing to cancel"
+    echo_done(as_json, run_json(run_info, now), text)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--children", type=click.Choice([p.value for p in ChildPolicy]),
+              default=ChildPolicy.TERMINATE.value, show_default=True,
+              help="What becomes of the run's running child runs: terminated too, cancelled "
+                   "(their handlers run), or abandoned (they run on by themselves).")
+@click.option("--reason", metavar="TEXT", help="Why: the error the run ends with.")
+@db_option
+@json_option
+def terminate(run_id: str, children: str, reason: str | None, db: str | None,
+              as_json: bool) -> None:
+    """End a run STOPPED now, without running its cancellation handlers or compensations
+    (unlike `cancel`). An invocation in flight is fenced out: whatever it checkpoints after
+    this is refused."""
+    with open_client(db) as client:
+        before = client.get(run_id)
+        client.terminate(run_id, reason, ChildPolicy(children))
+        run_info = client.get(run_id)
+        now = client.clock()
+    if before.status is ExecutionStatus.RUNNING:
+        text = f"run {run_id} terminated (STOPPED); its running children: {children}"
+    else:
+        text = f"run {run_id} had already ended ({run_info.status}); nothing to terminate"
+    echo_done(as_json, {**run_json(run_info, now),
+                        "terminated": before.status is ExecutionStatus.RUNNING}, text)
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@db_option
+@json_option
+def delete(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
+    """Delete ended runs with their operations, history, signals, published events and logs.
+
+    A run still running is refused (exit 2): terminate it first. Child runs are runs of their
+    own and stay. Each run is deleted in its own transaction, in the order given."""
+    with open_client(db) as client:
+        for run_id in run_ids:
+            client.delete(run_id)
+            if not as_json:
+                click.echo(f"deleted run {run_id}")
+    if as_json:
+        echo_json({"deleted": list(run_ids)})
+
+
+@cli.command()
+@click.option("--ended-before", "ended_before", required=True, metavar="WHEN",
+              callback=parse_moment,
+              help="Delete runs that ended before WHEN: an ISO 8601 time (2026-01-31, "
+                   "2026-01-31T12:00Z) or an age (30d: thirty days ago; s, m, h, d, w).")
+@click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="Runs deleted per transaction: running work waits at most one batch.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N",
+              help="Delete at most N runs [default: every one that matches].")
+@db_option
+@json_option
+def purge(ended_before: float, workflow: str | None, batch: int, limit: int | None,
+          db: str | None, as_json: bool) -> None:
+    """Delete ended runs in batches, oldest first, while workflows keep running: what
+    `--retention` on a worker or server does by itself."""
+    with open_client(db) as client:
+        deleted = client.purge(ended_before, workflow=workflow, batch=batch, limit=limit)
+    echo_done(as_json, {"deleted": deleted, "ended_before": ended_before,
+                        "workflow": workflow},
+              f"deleted {deleted} run(s) that ended before "
+              f"{datetime.fromtimestamp(ended_before).isoformat(timespec='seconds')}")
 
 
 @cli.command()
 @db_option
-def migrate(db: str | None) -> None:
+@json_option
+def migrate(db: str | None, as_json: bool) -> None:
     """Bring the database's schema up to date now (every process also does it when it opens
     the database, safely when several start at once): for doing it ahead of a deploy."""
     version = store_migrate(db)
-    click.echo(f"schema at version {version} on {resolve_url(db)}")
+    echo_done(as_json, {"schema_version": version},
+              f"schema at version {version} on {resolve_url(db)}")
 
 
 @cli.command()
@@ -470,20 +564,28 @@ def rerun(run_id: str, from_step: str, input_: JsonValue | None, new_id: str | N
               help="Where registered functions reach this server to checkpoint, when not at "
                    "the address it binds (a proxy, another host) [default: http://HOST:PORT; "
                    "env: DURABLE_PUBLIC_URL].")
+@retention_option
 @db_option
+@json_option
 @logsetup.logging_options
 def server(host: str, port: int, targets: tuple[str, ...], token: str | None, insecure: bool,
            allowed_hosts: tuple[str, ...], max_body: int, public_url: str | None,
-           db: str | None, log_level: str, log_format: str) -> None:
-    """HTTP control API (OpenAPI at /openapi.json), webhooks and the web UI, in one process."""
+           retention: float | None, db: str | None, as_json: bool, log_level: str,
+           log_format: str) -> None:
+    """HTTP control API (OpenAPI at /openapi.json), webhooks and the web UI, in one process.
+
+    With --json, logs are JSON lines (as --log-format json) and, once stopped, one JSON object
+    on stdout says so."""
     with requires_extra("server", "durable server"):
         from durable.server.serve import serve
 
-    logsetup.configure(log_level, log_format)
+    logsetup.configure(log_level, "json" if as_json else log_format)
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
     serve(host, port, list(workflows.values()), db, token or None, insecure,
           make_console(stderr=True), allowed_hosts=allowed_hosts, max_body=max_body,
-          public=public_url or None)
+          public=public_url or None, retention=retention)
+    if as_json:
+        echo_json({"server": f"{host}:{port}", "workflows": list(workflows), "stopped": True})
 
 
 
@@ -518,10 +620,11 @@ def functions() -> None:
               help="At most N invocations of the function in flight per server "
                    "[default: no limit].")
 @db_option
+@json_option
 def functions_add(name: str, url: str | None, handler: str | None,
                   lambda_function: str | None, qualifier: str | None, region: str | None,
                   execution_timeout: float | None, retry_deadline: float | None,
-                  concurrency: int | None, db: str | None) -> None:
+                  concurrency: int | None, db: str | None, as_json: bool) -> None:
     """Register function NAME (or replace it); a running server picks it up at once.
 
     Start runs of it with AWS's Invoke API (`aws lambda invoke --function-name NAME`, or
@@ -537,7 +640,7 @@ def functions_add(name: str, url: str | None, handler: str | None,
     with open_client(db) as client:
         check(spec, client.store, client.clock)
         register(client.store, spec)
-    click.echo(f"function {name} -> {spec.invokes()}")
+    echo_done(as_json, dataclasses.asdict(spec), f"function {name} -> {spec.invokes()}")
 
 
 @functions.command("ls")
@@ -563,7 +666,8 @@ def functions_ls(db: str | None, as_json: bool) -> None:
 @functions.command("rm")
 @click.argument("name")
 @db_option
-def functions_rm(name: str, db: str | None) -> None:
+@json_option
+def functions_rm(name: str, db: str | None, as_json: bool) -> None:
     """Unregister function NAME; its runs wait until it is registered again."""
     from durable.invoke.push import unregister
 
@@ -571,7 +675,7 @@ def functions_rm(name: str, db: str | None) -> None:
         found = unregister(client.store, name)
     if not found:
         raise UsageError(f"no function {name!r}; `durable functions ls` lists them")
-    click.echo(f"removed function {name}")
+    echo_done(as_json, {"removed": name}, f"removed function {name}")
 
 
 cli.add_command(deploy)

@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 
+from durable.cli.options import json_option
+from durable.cli.render import echo_done
 from durable.cli.targets import load_workflow, module_of
 from durable.errors import UsageError
 from durable.sdk.workflow import Workflow
@@ -177,9 +179,10 @@ def deploy() -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("template.yaml"), show_default=True,
               help="Where to write the template.")
+@json_option
 def sam(target: str, name: str | None, runtime: str, memory: int, timeout: int,
         execution_timeout: int, retention_days: int, code_uri: str | None,
-        output: Path) -> None:
+        output: Path, as_json: bool) -> None:
     """Write an AWS SAM template running TARGET as a Lambda durable function.
 
     TARGET's module must export `durable.lambda_handler(workflow)`: that is the handler."""
@@ -191,7 +194,9 @@ def sam(target: str, name: str | None, runtime: str, memory: int, timeout: int,
     except OSError as e:
         raise UsageError(f"cannot write {output}: {e.strerror}") from None
     code = (output.parent / fn.code_uri).resolve()
-    click.echo(f"wrote {output}: function {fn.name}, handler {fn.handler}, code {fn.code_uri}")
+    echo_done(as_json, {"template": str(output), "function": fn.name, "handler": fn.handler,
+                        "code_uri": fn.code_uri},
+              f"wrote {output}: function {fn.name}, handler {fn.handler}, code {fn.code_uri}")
     if "durable-serverless" not in _requirements(code):
         click.echo(f"note: `sam build` installs what {code / 'requirements.txt'} lists; "
                    "add durable-serverless to it", err=True)

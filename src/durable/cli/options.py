@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import click
@@ -40,6 +42,41 @@ class Seconds(click.FloatRange):
         return seconds
 
 
+AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(ctx: click.Context, param: click.Parameter, text: str | None) -> float | None:
+    """Option callback: a length of time, in seconds or with a unit (`90s`, `30m`, `12h`,
+    `30d`, `2w`)."""
+    if text is None:
+        return None
+    seconds = _age(text)
+    if seconds is None or seconds <= 0:
+        raise click.BadParameter(f"{text!r} is not a length of time: give seconds, or a "
+                                 "number with s, m, h, d or w (e.g. 30d)", ctx, param)
+    return seconds
+
+
+def _age(text: str) -> float | None:
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text, re.IGNORECASE)
+    return None if found is None else float(found[1]) * AGE_UNITS[found[2].lower()]
+
+
+def parse_moment(ctx: click.Context, param: click.Parameter, text: str) -> float:
+    """Option callback: a moment, as an ISO 8601 time (`2026-01-31`, `2026-01-31T12:00Z`) or
+    as an age before now (`30d`: thirty days ago); returns epoch seconds."""
+    age = _age(text)
+    if age is not None:
+        return time.time() - age
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither an ISO 8601 time (e.g. 2026-01-31 or "
+                                 "2026-01-31T12:00:00Z) nor an age (e.g. 30d, 12h)",
+                                 ctx, param) from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+
+
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -69,6 +106,10 @@ id_option = click.option("--id", "run_id", metavar="ID",
                          help="Run id; starting an id that exists returns that run.")
 payload_option = click.option("--payload", metavar="JSON", callback=parse_json,
                               help="A JSON value to deliver.")
+retention_option = click.option(
+    "--retention", metavar="AGE", callback=parse_age, envvar="DURABLE_RETENTION",
+    help="Delete runs that ended longer ago than AGE (e.g. 30d, 12h), in the background, in "
+         "batches [default: $DURABLE_RETENTION, else keep them all].")
 
 
 @contextlib.contextmanager

@@ -95,6 +95,14 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def echo_done(as_json: bool, data: dict[str, Any], text: str) -> None:
+    """What a command that acts prints when it has: `data` as JSON, or the sentence `text`."""
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(text)
+
+
 # -- formatting -----------------------------------------------------------------------------
 
 def _local(ts: float | None) -> str:

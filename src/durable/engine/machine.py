@@ -21,10 +21,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from durable.engine import admission
-from durable.errors import CallbackNotFound, RunIdTaken, RunNotFound, StaleToken, UsageError
+from durable.errors import (
+    CallbackNotFound,
+    RunIdTaken,
+    RunNotEnded,
+    RunNotFound,
+    StaleToken,
+    UsageError,
+)
 from durable.model import (
+    ENDED,
     LOST,
     CheckpointResult,
+    ChildPolicy,
     ErrorObject,
     EventType,
     ExecutionStatus,
@@ -186,7 +195,8 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
     tx.add_logs(run_id, logs)
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
                  details={"status": out.status.value, "duration": duration})
-    settled = {"compute_seconds": run.compute_seconds + duration, "invocation_failures": 0,
+    settled: dict[str, Any] = {"compute_seconds": run.compute_seconds + duration,
+               "invocation_failures": 0,
                "invocation_error": None, "invocation_failing_since": None}
     common = {"lease_owner": None, "lease_expires": None, "updated_at": now, **settled}
     if out.status is InvocationStatus.PENDING:
@@ -235,9 +245,10 @@ _END_EVENT = {ExecutionStatus.SUCCEEDED: E.EXECUTION_SUCCEEDED,
 
 
 def _end_run(tx: Tx, run: RunInfo, status: ExecutionStatus, out: InvocationOutput,
-             now: float, **settled: Any) -> None:
-    """Record the run's end (however it came), tell its parent, stop the children it awaited.
-    `settled`: more columns of the run to set in the same update."""
+             now: float, *, stop_children: bool = True, **settled: Any) -> None:
+    """Record the run's end (however it came), tell its parent, stop the children it awaited
+    (unless not to `stop_children`). `settled`: more columns of the run to set in the same
+    update."""
     tx.add_event(run.run_id, _END_EVENT[status], now,
                  details={"error": out.error.to_dict()} if out.error else None)
     tx.update_run(run.run_id, status=status.value, result=out.result,
@@ -245,7 +256,8 @@ def _end_run(tx: Tx, run: RunInfo, status: ExecutionStatus, out: InvocationOutpu
                   parked=None, lease_owner=None, lease_expires=None, **settled)
     tx.notify()  # clients waiting for the result
     _report_to_parent(tx, run, status, out, now)
-    _stop_awaited_children(tx, run.run_id, now)
+    if stop_children:
+        _stop_awaited_children(tx, run.run_id, now)
 
 
 def time_out(tx: Tx, run: RunInfo, now: float) -> None:
@@ -257,19 +269,46 @@ def time_out(tx: Tx, run: RunInfo, now: float) -> None:
             "Execution.TimedOut", f"Execution timed out after {limit:.0f} seconds.")), now)
 
 
-def stop(tx: Tx, run_id: str, error: ErrorObject | None, now: float) -> float:
+def terminate(tx: Tx, run_id: str, error: ErrorObject | None, now: float,
+              children: ChildPolicy = ChildPolicy.TERMINATE) -> float:
     """End the run STOPPED at once (AWS StopDurableExecution), unlike `cancel`, which asks the
-    workflow to stop at its next await. An invocation in flight is fenced out: the run is no
-    longer RUNNING, so its checkpoints and outcome are rejected. Returns when it stopped;
-    stopping an ended run is a no-op that returns when it ended."""
+    workflow to stop at its next await: no handler or compensation of it runs. An invocation
+    in flight is fenced out: the run is no longer RUNNING, so its checkpoints and outcome are
+    rejected. Its running children go as `children` says. Returns when it stopped;
+    terminating an ended run is a no-op that returns when it ended."""
     run = _running(tx, run_id)
     if run.status is not ExecutionStatus.RUNNING:
         return run.ended_at or now
-    _cancel_waiting(tx, run_id, now)
+    _cancel_waiting(tx, run_id, now, children=children is ChildPolicy.CANCEL)
+    if children is ChildPolicy.TERMINATE:
+        for child in tx.live_children(run_id):
+            terminate(tx, child, ErrorObject(
+                "Execution.Stopped", f"terminated with its parent run {run_id!r}"), now)
     _end_run(tx, run, ExecutionStatus.STOPPED, InvocationOutput(
         InvocationStatus.FAILED, error=error or ErrorObject(
-            "Execution.Stopped", "Execution stopped by user request")), now)
+            "Execution.Stopped", "Execution stopped by user request")), now,
+        stop_children=children is not ChildPolicy.ABANDON)
     return now
+
+
+def delete(tx: Tx, run_id: str) -> RunInfo:
+    """Delete an ended run with everything kept of it (`store/retention.py` lists the tables);
+    returns the run as it was. A run still running is refused: terminate it first. Its child
+    runs are runs of their own and stay (a purge takes them once they are ended and old
+    enough); a running child no longer reports to anyone."""
+    run = _running(tx, run_id)
+    if run.status not in ENDED:
+        raise RunNotEnded(run_id, f"run {run_id!r} is {run.status}; only an ended run can be "
+                          f"deleted: terminate it first (`durable terminate {run_id}`)")
+    tx.delete_runs([run_id])
+    return run
+
+
+def purge(tx: Tx, ended_before: float, limit: int, workflow: str | None = None) -> int:
+    """Delete up to `limit` runs that ended before `ended_before` (of `workflow` only, if
+    given), oldest first, as `delete` would; returns how many. One bounded batch, so that the
+    transaction holding the write lock stays short: callers loop until it returns < `limit`."""
+    return len(tx.delete_ended(ended_before, limit, workflow))
 
 
 def retry_invocation(tx: Tx, run_id: str, token: int, error: ErrorObject, now: float,
@@ -679,15 +718,17 @@ def cancel(tx: Tx, run_id: str, now: float) -> RunInfo:
     return _running(tx, run_id)
 
 
-def _cancel_waiting(tx: Tx, run_id: str, now: float) -> None:
-    """Cancel what the run waits on (waits, callbacks, child runs, retry backoffs)."""
+def _cancel_waiting(tx: Tx, run_id: str, now: float, children: bool = True) -> None:
+    """Cancel what the run waits on (waits, callbacks, retry backoffs, and its child runs
+    unless not `children`)."""
     for op in tx.waiting_operations(run_id):
         if op.type in _STOPPABLE or op.status is S.PENDING:
             tx.put_operation(run_id, replace(op, status=S.CANCELLED, ended_at=now, due_at=None))
             tx.add_event(run_id, _CANCEL_EVENT.get(op.type, E.STEP_CANCELLED), now, op.id,
                          op.name)
-    for child in tx.live_children(run_id):
-        cancel(tx, child, now)
+    if children:
+        for child in tx.live_children(run_id):
+            cancel(tx, child, now)
 
 
 def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None,

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from durable.engine import machine, metrics, schedules, telemetry
+from durable.engine.retention import Retention
 from durable.errors import DurableError, InvocationError, StaleToken, StoreUnavailable, UsageError
 from durable.model import (
     RETRY_INVOCATIONS,
@@ -122,14 +123,18 @@ class Worker:
                  concurrency: int = 100, lease_seconds: float = 30.0,
                  clock: Callable[[], float] = time.time, drain_seconds: float = 30.0,
                  fire_schedules: bool = True,
-                 invocation_retry: InvocationRetry = RETRY_INVOCATIONS) -> None:
+                 invocation_retry: InvocationRetry = RETRY_INVOCATIONS,
+                 retention: float | None = None) -> None:
         """`fire_schedules=False` serves scheduled workflows' runs without firing their ticks:
         for one-shot runners (`durable.run`) that serve every registered workflow only so that
         child workflows can run.
 
         A handler raising `InvocationError` (a function that could not be reached, or crashed
         before answering) is invoked again as `invocation_retry` says, or as `retries` says
-        for its workflow; the run never fails of it."""
+        for its workflow; the run never fails of it.
+
+        With `retention` (seconds), the worker also deletes runs of any workflow that ended
+        longer ago than that, in the background (`engine/retention.py`)."""
         workflows = list(workflows)
         self.handlers: dict[str, WorkflowHandler] = {w.name: w.handler for w in workflows}
         self.schedules = [_Scheduled(w.name, s, getattr(w, "schedule_input", _no_input))
@@ -143,6 +148,7 @@ class Worker:
         self.clock = clock
         self.drain_seconds = drain_seconds
         self.invocation_retry = invocation_retry
+        self.retention = None if retention is None else Retention(self.store, retention, clock)
         self.retries: dict[str, InvocationRetry] = {}  # by workflow, where not the default
         self._pid_scope = pid_scope()
         self.owner = (f"{self._pid_scope or socket.gethostname()}:{os.getpid()}:"
@@ -195,6 +201,7 @@ class Worker:
         unsubscribe = self.store.subscribe(on_commit)
         _SERVING.setdefault(loop, []).append(self)
         heartbeat = asyncio.create_task(self._heartbeat())
+        sweeps = None if self.retention is None else asyncio.create_task(self.retention.run())
         try:  # whatever fails from here on, the worker stops listening and serving
             while not self._stopping and not (until and until()):
                 wake.clear()
@@ -215,6 +222,8 @@ class Worker:
             unsubscribe()
             await self._drain()
             heartbeat.cancel()
+            if sweeps is not None:
+                sweeps.cancel()
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

@@ -68,6 +68,23 @@ class ExecutionStatus(StrEnum):
     STOPPED = "STOPPED"
 
 
+ENDED = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT,
+                   ExecutionStatus.STOPPED})
+"""The statuses a run never leaves: only such a run may be deleted or purged. Listed, not
+"all but RUNNING", so that a status added later (a paused or queued run) counts as live."""
+
+
+class ChildPolicy(StrEnum):
+    """What terminating a run does to the child runs it started that are still running."""
+
+    TERMINATE = "terminate"
+    """They are terminated too, and theirs, without running their handlers (the default)."""
+    CANCEL = "cancel"
+    """They are cancelled: `Cancelled` meets each at its next await, its handlers run."""
+    ABANDON = "abandon"
+    """They run on by themselves, no longer awaited by anyone."""
+
+
 class SubType(StrEnum):
     """Finer kinds within an operation type; the engine treats some of them specially."""
 

@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from durable.client import Client
+from durable.engine.retention import Retention
 from durable.engine.worker import Worker
 from durable.invoke.contract import MAX_CHECKPOINT_BYTES
 from durable.sdk.workflow import Workflow
@@ -88,7 +89,7 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
                wait_limit: float = 30.0, allowed_hosts: Iterable[str] = (),
                max_body: int = DEFAULT_MAX_BODY, sessions: Sessions | None = None,
                environ: Mapping[str, str] = os.environ,
-               public_url: str | None = None) -> FastAPI:
+               public_url: str | None = None, retention: float | None = None) -> FastAPI:
     """The server app on a Client (its store and its clock, e.g. a `durable.testing`
     environment's virtual one), a Store, or a database URL (opened at startup, closed at
     shutdown; None: DURABLE_DB or the embedded default). A Client or Store given is the caller's
@@ -103,7 +104,8 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
     12-hour ones). `environ`: where webhooks' secrets (`DURABLE_WEBHOOK_SECRET_<NAME>`) and
     `DURABLE_PUBLIC_URL` are read. `public_url`: where registered functions reach this server
     to checkpoint (default: DURABLE_PUBLIC_URL; without either, learned from the first call to
-    the AWS API); its host is one the server answers to.
+    the AWS API); its host is one the server answers to. `retention`: delete runs that ended
+    longer ago than this many seconds, in the background (`engine/retention.py`).
     """
     public = (public_url or environ.get("DURABLE_PUBLIC_URL") or "").rstrip("/") or None
     loaded = {wf.name: wf for wf in workflows}
@@ -119,9 +121,13 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
         worker = (Worker(loaded.values(), client.store, clock=client.clock)
                   if serve and loaded else None)
         task = asyncio.create_task(worker.run_async()) if worker else None
+        sweeps = (asyncio.create_task(Retention(client.store, retention, client.clock).run())
+                  if retention else None)
         try:
             yield
         finally:
+            if sweeps is not None:
+                sweeps.cancel()
             if worker is not None and task is not None:
                 worker.stop()
                 await task

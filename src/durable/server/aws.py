@@ -7,8 +7,8 @@ server unchanged, pointed at it only by `AWS_ENDPOINT_URL_LAMBDA=http://host:por
 - data plane (a function's checkpoints): CheckpointDurableExecution, GetDurableExecutionState;
 - control plane: Invoke (starts an execution of a registered function, idempotent by
   `X-Amz-Durable-Execution-Name`), GetDurableExecution, GetDurableExecutionHistory,
-  ListDurableExecutionsByFunction, StopDurableExecution, SendDurableExecutionCallbackSuccess /
-  Failure / Heartbeat.
+  ListDurableExecutionsByFunction, StopDurableExecution, DeleteDurableExecution,
+  SendDurableExecutionCallbackSuccess / Failure / Heartbeat.
 
 The router's lifespan also runs the `FunctionWorker` that invokes registered functions. Errors
 are AWS-shaped (`x-amzn-ErrorType` header, `{"Type", "message"}` body) so botocore raises the
@@ -36,7 +36,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from durable.client import Client
-from durable.errors import CallbackNotFound, RunNotFound, UsageError
+from durable.errors import CallbackNotFound, RunNotEnded, RunNotFound, UsageError
 from durable.invoke.contract import (
     MAX_CALLBACK_RESULT,
     MAX_CHECKPOINT_BYTES,
@@ -138,6 +138,8 @@ async def _handle(request: Request, fn: Callable[[_Aws], Awaitable[Any]]) -> Res
         return _aws_error(e.status, e.code, str(e))
     except (RunNotFound, CallbackNotFound) as e:
         return _aws_error(404, "ResourceNotFoundException", str(e))
+    except RunNotEnded as e:
+        return _aws_error(409, "ResourceConflictException", str(e))
     except UsageError as e:
         return _aws_error(400, "InvalidParameterValueException", str(e))
     if isinstance(result, Response):
@@ -311,7 +313,7 @@ async def stop_durable_execution(arn: str, request: Request) -> Response:
         run_id = run_id_of(arn)
         body = await _json(request, MAX_CALLBACK_RESULT)
         error = error_from_wire(body) if body else None
-        return {"StopTimestamp": await aws.client.stop_async(run_id, error)}
+        return {"StopTimestamp": await aws.client.terminate_async(run_id, error=error)}
     return await _handle(request, call)
 
 
@@ -320,6 +322,16 @@ async def get_durable_execution(arn: str, request: Request) -> Response:
     async def call(aws: _Aws) -> Wire:
         run_id = run_id_of(arn)
         return await aws.executions.describe(run_id, _bool(request, "IncludeExecutionData", True))
+    return await _handle(request, call)
+
+
+@router.delete("/2025-12-01/durable-executions/{arn:path}")
+async def delete_durable_execution(arn: str, request: Request) -> Response:
+    """An ended execution and all its data go at once (AWS's execution is DELETING a while);
+    one not ended is refused with ResourceConflictException, as AWS's."""
+    async def call(aws: _Aws) -> Response:
+        await aws.client.delete_async(run_id_of(arn))
+        return JSONResponse({"DeletionRequestTimestamp": aws.client.clock()}, status_code=202)
     return await _handle(request, call)
 
 

@@ -52,11 +52,12 @@ def public_url(host: str, port: int, given: str | None) -> str:
 def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
           token: str | None, insecure: bool, console: Console, *,
           allowed_hosts: Sequence[str] = (), max_body: int = DEFAULT_MAX_BODY,
-          public: str | None = None) -> None:
+          public: str | None = None, retention: float | None = None) -> None:
     """Serve until SIGINT/SIGTERM. Without a token, binding beyond loopback would hand every
     run and action to anyone on the network: refused unless `insecure` says it is meant. A weak
     token is refused before anything opens. The name bound to is one the server answers to,
-    with `allowed_hosts` (`create_app`). Functions checkpoint to `public` (`public_url`)."""
+    with `allowed_hosts` (`create_app`). Functions checkpoint to `public` (`public_url`). Runs
+    ended over `retention` seconds ago are deleted in the background."""
     url = public_url(host, port, public)
     if token is not None:
         check_secret(token, TOKEN)
@@ -73,7 +74,7 @@ def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
     try:
         app = create_app(store, token=token, workflows=workflows,
                          allowed_hosts=[host, *allowed_hosts], max_body=max_body,
-                         public_url=url)
+                         public_url=url, retention=retention)
         shown = f"[{host}]" if ":" in host else host
         console.print(f"durable server on http://{shown}:{listening.getsockname()[1]} "
                       f"(functions reach it at {url}; database {store.url}; "

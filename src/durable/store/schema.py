@@ -168,6 +168,12 @@ CREATE TABLE run_logs (
 );
 CREATE INDEX run_logs_run ON run_logs (run_id, id)
 """),
+    # Deleting runs (store/retention.py): purges walk ended runs oldest first, and a deleted
+    # run's heartbeats are found by run id like its rows in every other table it owns.
+    (6, """
+CREATE INDEX runs_ended ON runs (ended_at);
+CREATE INDEX callback_heartbeats_run ON callback_heartbeats (run_id)
+"""),
 ]
 
 

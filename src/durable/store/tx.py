@@ -7,10 +7,11 @@ from durable.store.contract import Contract
 from durable.store.history import History
 from durable.store.logs import Logs
 from durable.store.operations import Operations
+from durable.store.retention import Retention
 from durable.store.runs import Runs
 
 
-class Tx(Runs, Operations, History, Logs, Admission, Contract):
+class Tx(Runs, Operations, History, Logs, Admission, Contract, Retention):
     """Row-level primitives inside one transaction. The engine's state machine is written
     against this alone, so it never knows which database it is on."""
 

@@ -1,0 +1,56 @@
+"""Retention: runs that ended longer ago than a set age are deleted in the background, by each
+worker and server given `--retention`, in the bounded batches of `durable purge` (one short
+transaction each, the event loop free between them), so running work never waits long for
+the write lock. Sweeps of several processes at once are safe: a batch deletes only runs still
+there (and on PostgreSQL skips those another sweep is deleting)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from durable.engine import machine
+from durable.store import Store
+
+log = logging.getLogger("durable.retention")
+
+SWEEP_EVERY = 60.0
+"""Seconds between two sweeps: a run is deleted at most this long after its age passes."""
+BATCH = 500
+"""Runs deleted per transaction (as `Client.purge`'s default; benchmarks/purge.py)."""
+
+
+class Retention:
+    """Deletes the runs of `store` that ended more than `seconds` ago."""
+
+    def __init__(self, store: Store, seconds: float, clock: Callable[[], float],
+                 batch: int = BATCH, every: float = SWEEP_EVERY) -> None:
+        if seconds <= 0:
+            raise ValueError(f"retention must be a positive number of seconds, not {seconds}")
+        self.store, self.seconds, self.clock = store, seconds, clock
+        self.batch, self.every = batch, every
+
+    async def sweep(self) -> int:
+        """Delete every run past its retention now, a batch per transaction; returns how many."""
+        before, deleted = self.clock() - self.seconds, 0
+        while True:
+            done = await self.store.awrite(
+                lambda tx: machine.purge(tx, before, self.batch))
+            deleted += done
+            if done < self.batch:
+                return deleted
+
+    async def run(self) -> None:
+        """Sweep every `every` seconds until cancelled; a store failure is logged and the next
+        sweep tries again."""
+        while True:
+            try:
+                deleted = await self.sweep()
+            except Exception as e:  # the store failed: the service stays up
+                log.warning("retention sweep failed (%s); trying again in %g s", e, self.every)
+            else:
+                if deleted:
+                    log.info("retention: deleted %d runs that ended over %g s ago", deleted,
+                             self.seconds, extra={"deleted": deleted})
+            await asyncio.sleep(self.every)
