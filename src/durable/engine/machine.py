@@ -195,9 +195,9 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
     tx.add_logs(run_id, logs)
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
                  details={"status": out.status.value, "duration": duration})
-    settled: dict[str, Any] = {"compute_seconds": run.compute_seconds + duration,
-               "invocation_failures": 0,
-               "invocation_error": None, "invocation_failing_since": None}
+    settled: dict[str, Any] = {
+        "compute_seconds": run.compute_seconds + duration, "invocation_failures": 0,
+        "invocation_error": None, "invocation_failing_since": None}
     common = {"lease_owner": None, "lease_expires": None, "updated_at": now, **settled}
     if out.status is InvocationStatus.PENDING:
         if run.timeout_at is not None and run.timeout_at <= now:
@@ -439,7 +439,7 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
     fenced = tx.fence_and_get(run_id, token, updates[0].id if updates else "")
     if fenced is None:
         raise StaleToken(f"run {run_id!r}: checkpoint rejected, its invocation is no longer "
-                         "current (its lease was taken over)")
+                         "current (its lease was taken over, or the run was terminated)")
     cancel_requested, first = fenced
     _refuse_double_starts(run_id, updates)
     touched = [_apply(tx, run_id, u, now, first if i == 0 else tx.get_operation(run_id, u.id))
