@@ -1,0 +1,224 @@
+"""Delete and purge: an ended run goes with every row it owns in every table (RUN_TABLES), a
+running run is refused, and a purge deletes ended runs in bounded batches while workflows run
+through the real engine beside it. On both stores; the crash test SIGKILLs a purge midway."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import durable
+from durable.engine import machine
+from durable.errors import RunNotEnded, RunNotFound
+from durable.model import (
+    ExecutionStatus,
+    InvocationOutput,
+    InvocationStatus,
+    LogLine,
+    OperationAction,
+    OperationType,
+    OperationUpdate,
+    SubType,
+)
+from durable.store import Store, Tx, open_store
+from durable.store.contract import CheckpointTokenRow
+from durable.store.retention import RUN_TABLES
+from tests.kit import DURABLE, Procs, wait_until
+
+APP = "tests/apps/ending_app.py"
+DAY = 86400.0
+
+
+@pytest.fixture
+def store(any_db: str) -> Iterator[Store]:
+    s = open_store(any_db)
+    yield s
+    s.close()
+
+
+def owned(store: Store, run_id: str) -> dict[str, int]:
+    """How many rows `run_id` has in `runs` and in each table it owns."""
+    def count(tx: Tx) -> dict[str, int]:
+        return {table: int(tx._one(f"SELECT count(*) FROM {table} WHERE run_id = ?",
+                                   (run_id,))[0]) for table in ("runs", *RUN_TABLES)}
+    return store.read(count)
+
+
+def orphans(store: Store) -> dict[str, int]:
+    """Rows of owned tables whose run is gone: what a half-done delete would leave."""
+    def count(tx: Tx) -> dict[str, int]:
+        return {table: int(tx._one(
+            f"SELECT count(*) FROM {table} t WHERE NOT EXISTS"
+            " (SELECT 1 FROM runs r WHERE r.run_id = t.run_id)")[0]) for table in RUN_TABLES}
+    return {table: n for table, n in store.read(count).items() if n}
+
+
+def ended_run_owning_a_row_everywhere(store: Store, run_id: str, now: float) -> None:
+    """A run, through the engine, with rows in every RUN_TABLES table, then ended."""
+    def build(tx: Tx) -> None:
+        machine.start_run(tx, run_id, "wf", '"in"', now)
+        (claimed,) = [c for c in machine.claim(tx, "w", now, 10, 30, ["wf"])
+                      if c.invocation.run_id == run_id]
+        token = claimed.token
+        machine.checkpoint(tx, run_id, token, [
+            OperationUpdate("s1", OperationType.STEP, OperationAction.SUCCEED, name="stage",
+                            sub_type=SubType.SET_EVENT, payload='"shipped"'),
+            OperationUpdate("c1", OperationType.CALLBACK, OperationAction.START, name="cb",
+                            heartbeat_timeout=60)],
+            now, [LogLine(f"{run_id}-l1", now, "INFO", "hello")])
+        machine.signal(tx, run_id, "unheard", '"x"', now)  # buffered: nobody waits for it
+        tx.insert_execution(run_id, "fn", f"exec-{run_id}")
+        tx.put_checkpoint_token(CheckpointTokenRow(run_id, token, "nonce", 0))
+        machine.finish_invocation(tx, run_id, token,
+                                  InvocationOutput(InvocationStatus.SUCCEEDED, result="1"),
+                                  now, 0.01)
+    store.write_sync(build)
+
+
+def test_delete_takes_every_row_the_run_owns_and_nothing_else(store: Store) -> None:
+    client = durable.Client(store)
+    for run_id in ("gone", "kept"):
+        ended_run_owning_a_row_everywhere(store, run_id, time.time())
+    before = owned(store, "kept")
+    assert all(before.values()), f"the fixture owns no row in some table: {before}"
+    assert owned(store, "gone") == before
+
+    deleted = client.delete("gone")
+    assert deleted.status is ExecutionStatus.SUCCEEDED
+    assert set(owned(store, "gone").values()) == {0}
+    assert owned(store, "kept") == before
+    with pytest.raises(RunNotFound):
+        client.delete("gone")
+
+
+def test_a_running_run_cannot_be_deleted(store: Store) -> None:
+    client = durable.Client(store)
+    client.start_run("wf", None, "live")
+    with pytest.raises(RunNotEnded, match="terminate it first"):
+        client.delete("live")
+    assert owned(store, "live")["runs"] == 1
+    client.terminate("live")
+    client.delete("live")
+    assert owned(store, "live")["runs"] == 0
+
+
+def test_purge_takes_only_ended_runs_older_than_asked_in_batches(store: Store) -> None:
+    client = durable.Client(store)
+    now = time.time()
+    for i in range(7):
+        ended_run_owning_a_row_everywhere(store, f"old-{i}", now - 2 * DAY)
+    ended_run_owning_a_row_everywhere(store, "recent", now)
+    client.start_run("wf", None, "old-but-running")  # started long ago, never ended
+    assert client.purge(now - DAY, batch=3, limit=5) == 5
+    assert client.purge(now - DAY, batch=3, workflow="other") == 0
+    assert client.purge(now - DAY, batch=3) == 2
+    assert {r.run_id for r in client.list(limit=100)} == {"recent", "old-but-running"}
+    assert orphans(store) == {}
+
+
+# -- 100,000 runs purged while workflows run ---------------------------------------------------
+
+OLD = 100_000
+RECENT = 1_000
+
+
+def bulk_ended_runs(store: Store, prefix: str, count: int, ended_at: float) -> None:
+    """`count` ended runs, each with two operations, three history events and a published
+    value, by bulk INSERT ... SELECT: only the runs to purge are made this way (the engine
+    would take minutes to make 100,000), never the runs the test checks stay untouched."""
+    numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+    run_id = f"'{prefix}-' || i"
+
+    def insert(tx: Tx) -> None:
+        tx._exec(numbers + "INSERT INTO runs (run_id, workflow, status, input, result,"
+                 " created_at, updated_at, ended_at)"
+                 f" SELECT {run_id}, 'bulk', 'SUCCEEDED', '1', '2', ?, ?, ? FROM n",
+                 (count, ended_at - 1, ended_at, ended_at))
+        for op_id in ("a", "b"):
+            tx._exec(numbers + "INSERT INTO operations (run_id, op_id, type, status, name,"
+                     " result, started_at, ended_at)"
+                     f" SELECT {run_id}, '{op_id}', 'STEP', 'SUCCEEDED', 'step', '1', ?, ?"
+                     " FROM n", (count, ended_at - 1, ended_at))
+        for event in ("ExecutionStarted", "StepSucceeded", "ExecutionSucceeded"):
+            tx._exec(numbers + "INSERT INTO history (run_id, type, ts)"
+                     f" SELECT {run_id}, '{event}', ? FROM n", (count, ended_at))
+        tx._exec(numbers + "INSERT INTO published (run_id, key, value, updated_at)"
+                 f" SELECT {run_id}, 'stage', '\"done\"', ? FROM n", (count, ended_at))
+    store.write_sync(insert)
+
+
+def test_purging_100k_runs_leaves_running_workflows_alone(any_db: str, tmp_path: Path) -> None:
+    """100,000 runs that ended two days ago are purged in batches of 500 while a worker runs
+    300 workflows through the real engine on the same database: every workflow ends as it
+    would have, none of their rows is touched, and only the old runs go."""
+    now = time.time()
+    store = open_store(any_db)
+    client = durable.Client(store)
+    try:
+        bulk_ended_runs(store, "old", OLD, now - 2 * DAY)
+        bulk_ended_runs(store, "recent", RECENT, now - 60)
+        env = {**os.environ, "DURABLE_DB": any_db, "ENDING_DIR": str(tmp_path)}
+        with Procs(tmp_path, grace=5) as procs:
+            procs.start(DURABLE, "worker", APP, env=env, name="worker")
+            live = [f"live-{i}" for i in range(300)]
+
+            def start_all() -> None:
+                for i, run_id in enumerate(live):
+                    client.start_by_name("quick", json.dumps(i), run_id)
+            with ThreadPoolExecutor(1) as pool:
+                starting = pool.submit(start_all)  # runs start while the purge deletes
+                began = time.perf_counter()
+                deleted = client.purge(now - DAY, batch=500)
+                purge_seconds = time.perf_counter() - began
+                starting.result()
+            ended = [client.wait(run_id, 60) for run_id in live]
+        print(f"purged {deleted} runs in {purge_seconds:.1f} s on {store.url.split(':')[0]}")
+        assert deleted == OLD
+        assert [r.status for r in ended] == [ExecutionStatus.SUCCEEDED] * len(live)
+        assert [json.loads(r.result or "null") for r in ended] == [i + 1 for i in range(300)]
+        for run_id in live[::37]:
+            rows = owned(store, run_id)
+            assert rows["operations"] == 2 and rows["history"] >= 6, rows
+        assert len(client.list(workflow="bulk", limit=2 * RECENT)) == RECENT
+        assert orphans(store) == {}
+    finally:
+        client.close()
+
+
+def test_a_purge_killed_midway_leaves_no_half_deleted_run(any_db: str, tmp_path: Path) -> None:
+    """The crash path: `durable purge` is SIGKILLed between (or inside) its batches while runs
+    start and finish beside it. Each batch is one transaction, so no run is left half
+    deleted; a second purge finishes the work; the live runs end as they would have."""
+    now = time.time()
+    store = open_store(any_db)
+    client = durable.Client(store)
+    try:
+        bulk_ended_runs(store, "old", 20_000, now - 2 * DAY)
+        env = {**os.environ, "DURABLE_DB": any_db, "ENDING_DIR": str(tmp_path)}
+        with Procs(tmp_path, grace=0) as procs:
+            procs.start(DURABLE, "worker", APP, env=env, name="worker")
+            purge = procs.start(DURABLE, "purge", "--ended-before", "1d", "--batch", "20",
+                                env=env, name="purge")
+            live = [client.start_by_name("quick", json.dumps(i), f"live-{i}").run_id
+                    for i in range(50)]
+
+            def old_left() -> int:
+                return int(store.read(lambda tx: tx._one(
+                    "SELECT count(*) FROM runs WHERE workflow = 'bulk'"))[0])
+            wait_until(lambda: old_left() < 19_000, "the purge to be under way",
+                       interval=0.005)
+            assert purge.kill() != 0
+            left = old_left()
+            assert 0 < left < 20_000, "the purge was not killed midway"
+            assert orphans(store) == {}
+            assert client.purge(now - DAY) == left
+            assert [client.wait(r, 60).status for r in live] == [ExecutionStatus.SUCCEEDED] * 50
+        assert old_left() == 0 and orphans(store) == {}
+    finally:
+        client.close()
