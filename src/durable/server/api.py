@@ -25,6 +25,8 @@ from durable.server.schemas import (
     LogEntry,
     LogPage,
     Outcome,
+    Purged,
+    PurgeRequest,
     RerunRequest,
     Run,
     RunDetail,
@@ -33,6 +35,7 @@ from durable.server.schemas import (
     SignalRequest,
     StartedRun,
     StartRequest,
+    TerminateRequest,
     WorkflowInfo,
 )
 from durable.views.jsonio import (
@@ -141,6 +144,32 @@ def signal(run_id: str, body: SignalRequest, state: ServerDep) -> Accepted:
 def cancel(run_id: str, state: ServerDep) -> Run:
     """Ask the run to stop: `Cancelled` is raised in it at its next durable await."""
     return _run(state.client.cancel(run_id), state)
+
+
+@router.post("/runs/{run_id}/terminate", response_model=Run)
+def terminate(run_id: str, state: ServerDep, body: TerminateRequest | None = None) -> Run:
+    """End the run STOPPED now, without running its handlers or compensations (unlike
+    cancel); the invocation in flight is fenced out, its running children go as `children`
+    says. A run that has ended already is returned as it is."""
+    body = body or TerminateRequest()
+    state.client.terminate(run_id, body.reason, body.children)
+    return _run(state.client.get(run_id), state)
+
+
+@router.delete("/runs/{run_id}", response_model=Accepted)
+def delete_run(run_id: str, state: ServerDep) -> Accepted:
+    """Delete an ended run with its operations, history, signals, published events and logs;
+    a run still running is refused (409): terminate it first."""
+    state.client.delete(run_id)
+    return Accepted(message=f"run {run_id} deleted")
+
+
+@router.post("/purge", response_model=Purged)
+def purge(body: PurgeRequest, state: ServerDep) -> Purged:
+    """Delete ended runs that ended before `ended_before`, oldest first, in short batches so
+    running work is not held up; at most `limit` per request."""
+    deleted = state.client.purge(body.ended_before, workflow=body.workflow, limit=body.limit)
+    return Purged(deleted=deleted, more=deleted == body.limit)
 
 
 @router.post("/runs/{run_id}/rerun", response_model=Run, status_code=201)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from durable.model import LOG_LINE_CHARS, LOG_LINES_KEPT, ExecutionStatus
+from durable.model import LOG_LINE_CHARS, LOG_LINES_KEPT, ChildPolicy, ExecutionStatus
 from durable.model.ids import RUN_ID_MAX, RUN_ID_PATTERN, RUN_ID_RULE
 from durable.views.jsonio import PREVIEW
 
@@ -187,6 +187,29 @@ class RerunRequest(BaseModel):
 class Accepted(BaseModel):
     ok: bool = True
     message: str
+
+
+class TerminateRequest(BaseModel):
+    reason: str | None = Field(default=None, max_length=10_000,
+                               description="Why: the error message the run ends with")
+    children: ChildPolicy = Field(default=ChildPolicy.TERMINATE, description=(
+        "Its running child runs: terminated too, cancelled (their handlers run), or abandoned "
+        "(they run on by themselves)"))
+
+
+class PurgeRequest(BaseModel):
+    ended_before: float = Field(description="Delete runs that ended before this time "
+                                            "(seconds since the epoch)")
+    workflow: str | None = Field(default=None, max_length=500,
+                                 description="Only runs of this workflow")
+    limit: int = Field(default=10_000, ge=1, le=100_000, description=(
+        "At most this many runs per request, deleted in batches of 500: call again while "
+        "`more` is true"))
+
+
+class Purged(BaseModel):
+    deleted: int
+    more: bool = Field(description="Whether more runs may match: call again")
 
 
 class WorkflowInfo(BaseModel):
