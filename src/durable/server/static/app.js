@@ -54,6 +54,11 @@ function bodyFor(form, kind, verb) {
     if (verb === "fail") return { message: f("payload") || "failed from the web UI" };
     return { payload: parseJson(f("payload"), "Payload") ?? null };
   }
+  if (kind === "terminate") {
+    const b = { children: f("children") || "terminate" };
+    if (f("reason").trim()) b.reason = f("reason").trim();
+    return b;
+  }
   if (kind === "rerun") {
     const b = { from_step: f("from_step") };
     const input = parseJson(f("input"), "Input");
@@ -73,8 +78,10 @@ async function act(form, submitter) {
     const body = bodyFor(form, kind, verb);
     let url = form.dataset.api;
     if (kind === "callback") url = url.replace("{id}", encodeURIComponent(form.elements.callback_id.value.trim())).replace("{verb}", verb);
-    const r = await fetch(url, { method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" }, body: JSON.stringify(body) });
+    const method = form.dataset.method || "POST";
+    const r = await fetch(url, { method: method, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: method === "DELETE" ? undefined : JSON.stringify(body) });
     const data = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error((data.error && data.error.message) || ("HTTP " + r.status));
     out.className = "result ok";
@@ -88,7 +95,8 @@ async function act(form, submitter) {
       if (runs) runs.dispatchEvent(new Event("refresh"));
     } else {
       out.textContent = data.message || "Done";
-      if (kind === "cancel") setTimeout(() => location.reload(), 600);
+      if (kind === "cancel" || form.dataset.then === "reload") setTimeout(() => location.reload(), 600);
+      else if (form.dataset.then) setTimeout(() => { location.href = form.dataset.then; }, 600);
     }
   } catch (e) {
     out.className = "result err"; out.textContent = e.message;
