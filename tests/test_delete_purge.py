@@ -180,3 +180,38 @@ def test_a_purge_killed_midway_leaves_no_half_deleted_run(any_db: str, tmp_path:
         assert old_left() == 0 and orphans(store) == {}
     finally:
         client.close()
+
+
+def test_a_purge_racing_starts_of_the_same_ids(store: Store) -> None:
+    """Starts of ids that a purge is deleting at that moment: each start either finds the old
+    ended run (which the purge then deletes) or, once it is gone, makes a new run, which the
+    purge never touches since it is running."""
+    bulk_ended_runs(store, "old", 3000, time.time() - 2 * DAY)
+    client = durable.Client(store)
+    ids = [f"old-{i}" for i in range(3000, 0, -3)]  # from the end the purge reaches last
+
+    def start_all() -> list[str]:
+        return [run_id for run_id in ids if client.start_run("bulk", None, run_id)[1]]
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(start_all)
+        deleted = client.purge(time.time() - DAY, batch=5)
+        created = starting.result()
+    deleted += client.purge(time.time() - DAY)  # the old runs the starts found, if any
+    assert 0 < len(created) < len(ids), "every start came before or after the purge: no race"
+    assert deleted == 3000
+    runs = {r.run_id: r for r in client.list(limit=10_000)}
+    assert sorted(runs) == sorted(created)
+    assert {r.status for r in runs.values()} == {ExecutionStatus.RUNNING}
+    for run_id in created[::25]:
+        assert [str(e.type) for e in client.history(run_id)] == ["ExecutionStarted"]
+    assert orphans(store) == {}
+
+
+def test_a_deleted_runs_id_starts_a_new_run(store: Store) -> None:
+    client = durable.Client(store)
+    ended_run_owning_a_row_everywhere(store, "again", time.time())
+    client.delete("again")
+    run, created = client.start_run("wf", '"new"', "again")
+    assert created and run.status is ExecutionStatus.RUNNING and run.input == '"new"'
+    assert owned(store, "again") == {**dict.fromkeys(owned(store, "again"), 0),
+                                     "runs": 1, "history": 1}
