@@ -78,6 +78,8 @@ def test_terminate_fences_out_the_step_in_flight_and_runs_no_compensation(lab: L
     run = lab.client.get(run_id)
     assert run.status is ExecutionStatus.STOPPED
     assert run.error is not None and "operator said so" in run.error.message
+    (stopped,) = [e for e in lab.client.history(run_id) if e.type == EventType.EXECUTION_STOPPED]
+    assert stopped.details["terminated"] is True and stopped.details["children"] == "terminate"
 
     lab.release("t1")  # the step body finishes: its SUCCEED checkpoint comes too late
     wait_until(lambda: "run t1: lease lost mid-invocation" in worker.output()

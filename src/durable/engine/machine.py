@@ -245,12 +245,13 @@ _END_EVENT = {ExecutionStatus.SUCCEEDED: E.EXECUTION_SUCCEEDED,
 
 
 def _end_run(tx: Tx, run: RunInfo, status: ExecutionStatus, out: InvocationOutput,
-             now: float, *, stop_children: bool = True, **settled: Any) -> None:
-    """Record the run's end (however it came), tell its parent, stop the children it awaited
-    (unless not to `stop_children`). `settled`: more columns of the run to set in the same
-    update."""
-    tx.add_event(run.run_id, _END_EVENT[status], now,
-                 details={"error": out.error.to_dict()} if out.error else None)
+             now: float, *, stop_children: bool = True, details: dict[str, Any] | None = None,
+             **settled: Any) -> None:
+    """Record the run's end (however it came), with more `details` for its history event,
+    tell its parent, stop the children it awaited (unless not to `stop_children`).
+    `settled`: more columns of the run to set in the same update."""
+    details = {**({"error": out.error.to_dict()} if out.error else {}), **(details or {})}
+    tx.add_event(run.run_id, _END_EVENT[status], now, details=details or None)
     tx.update_run(run.run_id, status=status.value, result=out.result,
                   error=dump_error(out.error), ended_at=now, updated_at=now, ready_at=None,
                   parked=None, lease_owner=None, lease_expires=None, **settled)
@@ -287,7 +288,8 @@ def terminate(tx: Tx, run_id: str, error: ErrorObject | None, now: float,
     _end_run(tx, run, ExecutionStatus.STOPPED, InvocationOutput(
         InvocationStatus.FAILED, error=error or ErrorObject(
             "Execution.Stopped", "Execution stopped by user request")), now,
-        stop_children=children is not ChildPolicy.ABANDON)
+        stop_children=children is not ChildPolicy.ABANDON,
+        details={"terminated": True, "children": children.value})
     return now
 
 

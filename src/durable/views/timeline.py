@@ -219,6 +219,13 @@ def _context_failed(event: HistoryEvent, t0: float) -> Telling:
     return ("failed" + (f": {error_text(error)}" if error else ""), Tone.ERROR)
 
 
+def _run_stopped(event: HistoryEvent, t0: float) -> Telling:
+    if not _detail(event, "terminated"):
+        return "stopped (cancelled)", Tone.WARN
+    return (f"terminated: {error_text(_detail(event, 'error'))}; running child runs: "
+            f"{_detail(event, 'children')}", Tone.WARN)
+
+
 def _child(verb: str, tone: Tone) -> TellFn:
     return lambda event, t0: (f"child run {_detail(event, 'child_run_id')} {verb}", tone)
 
@@ -227,7 +234,7 @@ _TELLINGS: dict[str, TellFn] = {
     E.EXECUTION_STARTED: _run_started,
     E.EXECUTION_SUCCEEDED: _fixed("succeeded", Tone.OK),
     E.EXECUTION_FAILED: _run_failed,
-    E.EXECUTION_STOPPED: _fixed("stopped (cancelled)", Tone.WARN),
+    E.EXECUTION_STOPPED: _run_stopped,
     E.EXECUTION_CANCEL_REQUESTED: _fixed("cancel requested", Tone.WARN),
     E.EXECUTION_PARKED: _run_parked,
     E.EXECUTION_CONTINUED_AS_NEW: _continued,
