@@ -334,10 +334,6 @@ class Client:
             error = ErrorObject("Execution.Stopped", f"terminated: {reason}")
         return lambda tx: machine.terminate(tx, run_id, error, self.clock(), children)
 
-    def _purge(self, ended_before: float, size: int,
-               workflow: str | None) -> Callable[[Tx], int]:
-        return lambda tx: machine.purge(tx, ended_before, size, workflow)
-
     # -- deleting runs -------------------------------------------------------------------------
     def delete(self, run_id: str) -> RunInfo:
         """Delete an ended run with its operations, history, signals, published events and
@@ -366,6 +362,10 @@ class Client:
             if done < size:
                 break
         return deleted
+
+    def _purge(self, ended_before: float, size: int,
+               workflow: str | None) -> Callable[[Tx], int]:
+        return lambda tx: machine.purge(tx, ended_before, size, workflow)
 
     def rerun(self, run_id: str, from_step: str, *args: Any, id: str | None = None,
               input_json: str | None = None) -> RunHandle[Any]:
