@@ -38,8 +38,8 @@ def test_the_commands_of_operating_durable(tmp_path: Path) -> None:
     def show(command: str) -> str:
         out = shell(command)
         assert "STOPPED" in out, out
-        assert "terminated: Execution.Stopped: terminated: request withdrawn; running child " \
-            "runs: terminate" in " ".join(out.split()), out
+        assert "terminated: Execution.Stopped: request withdrawn; running child runs: " \
+            "terminate" in " ".join(out.split()), out
         return out
 
     def curl(command: str) -> str:

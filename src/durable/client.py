@@ -331,7 +331,7 @@ class Client:
     def _terminate(self, run_id: str, reason: str | None, children: ChildPolicy,
                    error: ErrorObject | None) -> Callable[[Tx], float]:
         if reason is not None:
-            error = ErrorObject("Execution.Stopped", f"terminated: {reason}")
+            error = ErrorObject("Execution.Stopped", reason)
         return lambda tx: machine.terminate(tx, run_id, error, self.clock(), children)
 
     # -- deleting runs -------------------------------------------------------------------------
