@@ -132,3 +132,20 @@ def test_worker_retention_deletes_runs_ended_longer_ago(any_db: str, tmp_path: P
             f"recent-{i}" for i in range(1, 6)]
     finally:
         store.close()
+
+
+def test_worker_json_says_what_it_did_once_stopped(tmp_path: Path) -> None:
+    cli_ = Cli(f"sqlite:///{tmp_path / 'd.db'}", tmp_path)
+    client = durable.Client(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        with Procs(tmp_path, grace=5) as procs:
+            log = tmp_path / "worker.log"
+            worker = procs.start(DURABLE, "worker", APP, "--json", env=cli_.env, log=log,
+                                 stderr_log=tmp_path / "worker.stderr")  # stdout apart
+            cli_.json("start", APP + ":quick", "--input", "1", "--id", "w")
+            assert client.wait("w", 30).status is ExecutionStatus.SUCCEEDED
+            assert worker.stop() == 0
+        done = json.loads(log.read_text())
+        assert done["stopped"] is True and done["completed"] == 1 and "quick" in done["workflows"]
+    finally:
+        client.close()
