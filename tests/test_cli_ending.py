@@ -20,7 +20,7 @@ from durable.cli.commands import cli
 from durable.model import ExecutionStatus
 from durable.store import open_store
 from tests.endingkit import bulk_ended_runs
-from tests.kit import DURABLE, ROOT, Procs, wait_until
+from tests.kit import DURABLE, ROOT, Procs, free_port, wait_until
 
 APP = "tests/apps/ending_app.py"
 DAY = 86400.0
@@ -116,14 +116,17 @@ def test_json_results_of_the_commands_that_act(tmp_path: Path) -> None:
     assert "no pending callback" in cli_.refused("callback", "succeed", "nope", "--json")
 
 
-def test_worker_retention_deletes_runs_ended_longer_ago(any_db: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["worker", "server"])
+def test_retention_deletes_runs_ended_longer_ago(any_db: str, tmp_path: Path,
+                                                 command: str) -> None:
     store = open_store(any_db)
     try:
         bulk_ended_runs(store, "old", 1200, time.time() - 2 * DAY)
         bulk_ended_runs(store, "recent", 5, time.time() - 60)
         env = {**os.environ, "DURABLE_DB": any_db, "ENDING_DIR": str(tmp_path)}
+        args = [APP] if command == "worker" else ["--port", str(free_port())]
         with Procs(tmp_path, grace=5) as procs:
-            procs.start(DURABLE, "worker", APP, "--retention", "1d", env=env, name="worker")
+            procs.start(DURABLE, command, *args, "--retention", "1d", env=env, name=command)
 
             def left() -> int:
                 return int(store.read(lambda tx: tx._one("SELECT count(*) FROM runs"))[0])
