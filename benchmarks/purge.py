@@ -49,6 +49,34 @@ def make_ended_runs(tx: Tx, first: int, count: int, now: float) -> None:
                                   now, 0.001)
 
 
+def measure(url: str, runs: int, batch: int) -> dict[str, object]:
+    """Make `runs` ended runs in the database at `url`, then purge them `batch` at a time."""
+    store = open_store(url)
+    try:
+        ended = time.time() - 3600
+        for first in range(0, runs, MADE_PER_TX):
+            count = min(MADE_PER_TX, runs - first)
+            store.write_sync(lambda tx, f=first, n=count: make_ended_runs(tx, f, n, ended))
+        times: list[float] = []
+        deleted = 0
+        began = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            done = store.write_sync(lambda tx: machine.purge(tx, ended + 1, batch))
+            times.append(time.perf_counter() - t0)
+            deleted += done
+            if done < batch:
+                break
+        total = time.perf_counter() - began
+    finally:
+        store.close()
+    times.sort()
+    return {"benchmark": "purge", "store": url.split(":")[0], "runs": deleted, "batch": batch,
+            "batches": len(times), "runs_per_s": round(deleted / total),
+            "batch_ms_p50": percentile_ms(times, 0.5), "batch_ms_p99": percentile_ms(times, 0.99),
+            "batch_ms_max": round(times[-1] * 1000, 3), "python": platform.python_version()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", help="sqlite:///path or postgresql://... (default: temp SQLite)")
@@ -57,32 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     for batch in (int(b) for b in args.batches.split(",")):
         with fresh_database(args.db, "durable_purge_bench") as target:
-            store = open_store(target.db)
-            try:
-                ended = time.time() - 3600
-                for first in range(0, args.runs, MADE_PER_TX):
-                    count = min(MADE_PER_TX, args.runs - first)
-                    store.write_sync(lambda tx, f=first, n=count: make_ended_runs(tx, f, n, ended))
-                times: list[float] = []
-                deleted = 0
-                began = time.perf_counter()
-                while True:
-                    t0 = time.perf_counter()
-                    done = store.write_sync(lambda tx, b=batch: machine.purge(tx, ended + 1, b))
-                    times.append(time.perf_counter() - t0)
-                    deleted += done
-                    if done < batch:
-                        break
-                total = time.perf_counter() - began
-            finally:
-                store.close()
-        times.sort()
-        print(json.dumps({
-            "benchmark": "purge", "store": target.db.split(":")[0], "runs": deleted,
-            "batch": batch, "batches": len(times), "runs_per_s": round(deleted / total),
-            "batch_ms_p50": percentile_ms(times, 0.5), "batch_ms_p99": percentile_ms(times, 0.99),
-            "batch_ms_max": round(times[-1] * 1000, 3), "python": platform.python_version()}),
-            flush=True)
+            print(json.dumps(measure(target.db, args.runs, batch)), flush=True)
 
 
 if __name__ == "__main__":
