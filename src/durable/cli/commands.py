@@ -49,7 +49,7 @@ from durable.cli.targets import load_workflow, load_workflows
 from durable.client import Client
 from durable.engine.worker import Worker
 from durable.errors import UsageError, requires_extra
-from durable.model import ChildPolicy, ExecutionStatus
+from durable.model import ENDED, ChildPolicy, ExecutionStatus
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import diagnose, resolve_url
 from durable.store import migrate as store_migrate
@@ -371,12 +371,12 @@ def terminate(run_id: str, children: str, reason: str | None, db: str | None,
         client.terminate(run_id, reason, ChildPolicy(children))
         run_info = client.get(run_id)
         now = client.clock()
-    if before.status is ExecutionStatus.RUNNING:
+    terminated = before.status not in ENDED
+    if terminated:
         text = f"run {run_id} terminated (STOPPED); its running children: {children}"
     else:
         text = f"run {run_id} had already ended ({run_info.status}); nothing to terminate"
-    echo_done(as_json, {**run_json(run_info, now),
-                        "terminated": before.status is ExecutionStatus.RUNNING}, text)
+    echo_done(as_json, {**run_json(run_info, now), "terminated": terminated}, text)
 
 
 @cli.command()

@@ -278,7 +278,7 @@ def terminate(tx: Tx, run_id: str, error: ErrorObject | None, now: float,
     rejected. Its running children go as `children` says. Returns when it stopped;
     terminating an ended run is a no-op that returns when it ended."""
     run = _running(tx, run_id)
-    if run.status is not ExecutionStatus.RUNNING:
+    if run.status in ENDED:
         return run.ended_at or now
     _cancel_waiting(tx, run_id, now, children=children is ChildPolicy.CANCEL)
     if children is ChildPolicy.TERMINATE:
