@@ -21,6 +21,7 @@ from durable.errors import (
     DurableError,
     RunIdTaken,
     RunNotFound,
+    RunStateConflict,
     StoreUnusable,
     UsageError,
 )
@@ -52,7 +53,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "A token is required: `Authorization: Bearer <token>` or the login cookie"),
         (403, "A write from another site's page, refused"),
         (404, "No such run, callback or workflow"),
-        (409, "Conflicts with a run that exists"),
+        (409, "Conflicts with a run that exists, or with the state it is in"),
         (413, "The body is larger than the server takes (`--max-body`)"),
         (422, "The request does not match the schema"),
     ]
@@ -97,6 +98,8 @@ async def _durable_error(request: Request, exc: Exception) -> Response:
         return error_response(503, "store_unusable", str(exc))
     if isinstance(exc, RunIdTaken):
         return error_response(409, "run_id_taken", str(exc))
+    if isinstance(exc, RunStateConflict):
+        return error_response(409, "wrong_run_state", str(exc))
     if isinstance(exc, UsageError):
         return error_response(400, "bad_request", str(exc))
     return error_response(409, "conflict", str(exc))
