@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -72,7 +72,8 @@ def held(client: durable.Client, run_id: str) -> bool:
             and events(client, run_id)[-1] in ("InvocationCompleted", "ExecutionPaused"))
 
 
-def test_pause_lets_the_step_in_flight_checkpoint_then_holds_until_resumed(any_db: str, client: durable.Client) -> None:
+def test_pause_lets_the_step_in_flight_checkpoint_then_holds_until_resumed(
+        any_db: str, client: durable.Client) -> None:
     ran: list[str] = []
     slow = Gate("slow", ran)
 
@@ -101,7 +102,8 @@ def test_pause_lets_the_step_in_flight_checkpoint_then_holds_until_resumed(any_d
         assert "ExecutionResumed" in events(client, run_id)
 
 
-def test_a_paused_gather_lets_every_branch_finish_its_step_before_it_holds(any_db: str, client: durable.Client) -> None:
+def test_a_paused_gather_lets_every_branch_finish_its_step_before_it_holds(
+        any_db: str, client: durable.Client) -> None:
     ran: list[str] = []
     x, y = Gate("x", ran), Gate("y", ran)
 
@@ -118,9 +120,8 @@ def test_a_paused_gather_lets_every_branch_finish_its_step_before_it_holds(any_d
         assert x.entered.wait(30) and y.entered.wait(30)
         client.pause(run_id)
         x.release.set()
-        wait_until(lambda: step_of(client, run_id, "x") is not None
-                   and step_of(client, run_id, "x").status is OperationStatus.SUCCEEDED,  # type: ignore[union-attr]
-                   "x checkpointed")
+        wait_until(lambda: (op := step_of(client, run_id, "x")) is not None
+                   and op.status is OperationStatus.SUCCEEDED, "x checkpointed")
         y.release.set()  # x's branch holds; y, still in its body, is not cut short
         wait_until(lambda: held(client, run_id), "the run holds")
         assert {op.name: op.status for op in client.operations(run_id) if op.name in ("x", "y")} \
@@ -131,7 +132,8 @@ def test_a_paused_gather_lets_every_branch_finish_its_step_before_it_holds(any_d
         assert sorted(ran) == ["x", "y"]  # neither body ran twice
 
 
-def test_what_falls_due_while_paused_is_kept_and_takes_effect_on_resume(any_db: str, client: durable.Client) -> None:
+def test_what_falls_due_while_paused_is_kept_and_takes_effect_on_resume(
+        any_db: str, client: durable.Client) -> None:
     @workflow(name="pause_due")
     async def wf(ctx: Context) -> str:
         await ctx.sleep(0.3)
@@ -141,9 +143,10 @@ def test_what_falls_due_while_paused_is_kept_and_takes_effect_on_resume(any_db: 
         run_id = client.start(wf).run_id
         wait_until(lambda: "InvocationCompleted" in events(client, run_id), "it sleeps")
         client.pause(run_id)
-        sleep = step_of(client, run_id, None)  # type: ignore[arg-type]
+        sleep = next(op for op in client.operations(run_id) if op.due_at is not None)
         assert sleep is not None and sleep.due_at is not None
-        wait_until(lambda: time.time() > sleep.due_at + 0.2, "the sleep fell due")  # type: ignore[operator]
+        due = sleep.due_at
+        wait_until(lambda: time.time() > due + 0.2, "the sleep fell due")
         assert client.get(run_id).status is ExecutionStatus.PAUSED
         assert "WaitSucceeded" not in events(client, run_id)  # not taken up while paused
         client.signal(run_id, "go", "yes")  # kept while paused
@@ -151,7 +154,8 @@ def test_what_falls_due_while_paused_is_kept_and_takes_effect_on_resume(any_db: 
         assert client.result(run_id, 30) == "yes"
 
 
-def test_an_edited_result_is_what_the_replay_after_resume_sees(any_db: str, client: durable.Client) -> None:
+def test_an_edited_result_is_what_the_replay_after_resume_sees(
+        any_db: str, client: durable.Client) -> None:
     @workflow(name="edit_result")
     async def wf(ctx: Context) -> int:
         price = await ctx.step(lambda: 10, name="price")
@@ -173,7 +177,8 @@ def test_an_edited_result_is_what_the_replay_after_resume_sees(any_db: str, clie
         assert client.result(run_id, 30) == 42
 
 
-def test_a_step_waiting_to_retry_can_be_completed_or_failed_by_an_edit(any_db: str, client: durable.Client) -> None:
+def test_a_step_waiting_to_retry_can_be_completed_or_failed_by_an_edit(
+        any_db: str, client: durable.Client) -> None:
     attempts: list[int] = []
 
     def flaky() -> str:
@@ -209,7 +214,8 @@ def test_a_step_waiting_to_retry_can_be_completed_or_failed_by_an_edit(any_db: s
         assert len(attempts) == 2  # one attempt each, the retries were edited away
 
 
-def test_wrong_state_and_unknown_names_are_refused_with_what_to_do(any_db: str, client: durable.Client) -> None:
+def test_wrong_state_and_unknown_names_are_refused_with_what_to_do(
+        any_db: str, client: durable.Client) -> None:
     @workflow(name="edit_refusals")
     async def wf(ctx: Context) -> None:
         await ctx.step(lambda: 1, name="one")
@@ -226,7 +232,7 @@ def test_wrong_state_and_unknown_names_are_refused_with_what_to_do(any_db: str, 
             client.edit_operation(run_id, "one", 2)
         client.pause(run_id)
         assert client.pause(run_id).status is ExecutionStatus.PAUSED  # again: no change
-        with pytest.raises(UsageError, match="no step named 'two'.*one"):
+        with pytest.raises(UsageError, match=r"no step named 'two'.*one"):
             client.edit_operation(run_id, "two", 2)
         client.stop(run_id)
         with pytest.raises(RunStateConflict, match="has ended"):

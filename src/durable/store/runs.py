@@ -98,8 +98,8 @@ class Runs(Table):
         it must write; the row lock as in `fenced_run`."""
         row = self._one(
             f"SELECT f.cancel_requested, f.run_status, {OP_COLUMNS} FROM (SELECT run_id,"
-            f" cancel_requested, status AS run_status FROM runs WHERE run_id = ? AND token = ? AND status IN"
-            f" {LIVE}{self.row_lock_clause}) f LEFT JOIN operations o"
+            " cancel_requested, status AS run_status FROM runs WHERE run_id = ? AND token = ?"
+            f" AND status IN {LIVE}{self.row_lock_clause}) f LEFT JOIN operations o"
             " ON o.run_id = f.run_id AND o.op_id = ?", (run_id, token, op_id))
         if row is None:
             return None
