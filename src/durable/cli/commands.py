@@ -13,6 +13,7 @@ from durable.cli import logsetup
 from durable.cli.deploy import deploy
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.metrics import serve_metrics
+from durable.cli.operate import edit, pause, resume
 from durable.cli.options import (
     Seconds,
     db_option,
@@ -575,3 +576,5 @@ def functions_rm(name: str, db: str | None) -> None:
 
 
 cli.add_command(deploy)
+for _command in (pause, resume, edit):
+    cli.add_command(_command)
