@@ -219,6 +219,20 @@ def _context_failed(event: HistoryEvent, t0: float) -> Telling:
     return ("failed" + (f": {error_text(error)}" if error else ""), Tone.ERROR)
 
 
+def _operated(verb: str) -> TellFn:
+    return lambda event, t0: (f"{verb} by {_detail(event, 'by')}", Tone.WARN)
+
+
+def _edited(event: HistoryEvent, t0: float) -> Telling:
+    before, after = _detail(event, "before") or {}, _detail(event, "after") or {}
+
+    def outcome(o: dict[str, Any]) -> str:
+        told = error_text(o["error"]) if o.get("error") else o.get("result")
+        return f"{o.get('status')} {told}" if told is not None else str(o.get("status"))
+    return (f"edited by {_detail(event, 'by')}: was {outcome(before)}, now {outcome(after)}",
+            Tone.WARN)
+
+
 def _child(verb: str, tone: Tone) -> TellFn:
     return lambda event, t0: (f"child run {_detail(event, 'child_run_id')} {verb}", tone)
 
@@ -257,6 +271,9 @@ _TELLINGS: dict[str, TellFn] = {
     E.CONTEXT_SUCCEEDED: _fixed("done", Tone.MUTED),
     E.CONTEXT_FAILED: _context_failed,
     E.EXECUTION_TIMED_OUT: _fixed("timed out (execution timeout)", Tone.ERROR),
+    E.EXECUTION_PAUSED: _operated("paused"),
+    E.EXECUTION_RESUMED: _operated("resumed"),
+    E.OPERATION_EDITED: _edited,
 }
 
 _RECORDED: dict[str, str] = {
