@@ -1,5 +1,6 @@
 """Functions for tests/test_push_wire.py: branches that complete together, a chain of steps,
-and branches that leave a line in an effects file (`PUSH_EFFECTS`) each time a body runs."""
+branches that leave a line in an effects file (`PUSH_EFFECTS`) each time a body runs, and
+a run that waits for a signal (tests/test_pause_push.py)."""
 
 from __future__ import annotations
 
@@ -49,4 +50,14 @@ async def waves(ctx: Context, rounds: int, width: int) -> int:
     return total
 
 
-app = durable.serve(fanout, chain, waves)
+
+
+@workflow(name="signalled")
+async def signalled(ctx: Context, n: int) -> int:
+    """A step, a wait for the signal `go`, a step: for pausing a run served over HTTP."""
+    first = await ctx.step(double, n, name="first")
+    extra = await ctx.wait_for_signal("go")
+    return int(await ctx.step(double, first + int(extra), name="second"))
+
+
+app = durable.serve(fanout, chain, waves, signalled)
