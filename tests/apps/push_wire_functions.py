@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 
 import durable
 from durable import Context, workflow
@@ -60,4 +61,20 @@ async def signalled(ctx: Context, n: int) -> int:
     return int(await ctx.step(double, first + int(extra), name="second"))
 
 
-app = durable.serve(fanout, chain, waves, signalled)
+ENTERED, GATE = threading.Event(), threading.Event()
+"""`gated`'s first step says it began and waits to be let go: for a host in the test's own
+process (tests/test_pause_push.py)."""
+
+
+def held_step() -> str:
+    ENTERED.set()
+    assert GATE.wait(30)
+    return "slow"
+
+
+@workflow(name="gated")
+async def gated(ctx: Context) -> list[str]:
+    return [await ctx.step(held_step, name="slow"), await ctx.step(lambda: "after", name="after")]
+
+
+app = durable.serve(fanout, chain, waves, signalled, gated)

@@ -257,6 +257,11 @@ def operation_to_wire(op: Operation, millis: bool) -> Wire:
     return out
 
 
+PAUSED = "DurablePaused"
+"""A checkpoint answer's member, beyond AWS's contract, saying the run was paused: Durable's SDK
+then holds at its next new operation, as in a worker; AWS's SDK, which reads only the members
+it knows, runs on to its own next suspension."""
+
 AWS_STATUSES = tuple(s.value for s in ExecutionStatus if s is not ExecutionStatus.PAUSED)
 """The execution statuses of AWS's contract: it has no PAUSED."""
 

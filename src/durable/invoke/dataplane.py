@@ -31,6 +31,7 @@ from durable.errors import StaleToken, UsageError
 from durable.invoke.contract import (
     INVALID_TOKEN,
     MAX_UPDATES,
+    PAUSED,
     ChildResolver,
     ContractError,
     NotFound,
@@ -229,6 +230,8 @@ def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str 
                                                    for op in _in_order(ops)]}}
     if not ends:
         answer["CheckpointToken"] = encode_token(run_id, new_nonce)
+    if result.paused:  # not AWS's: its SDK ignores the member, Durable's holds (host.py)
+        answer[PAUSED] = True
     text = json.dumps(answer)
     tx.put_checkpoint_token(CheckpointTokenRow(
         run_id, row.fence, new_nonce, tx.history_watermark(run_id), client_token, nonce,
