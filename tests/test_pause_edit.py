@@ -33,14 +33,20 @@ def client(any_db: str) -> Iterator[durable.Client]:
 @contextmanager
 def serving(db: str, *workflows: durable.Workflow[Any]) -> Iterator[None]:
     """A worker serving `workflows` on a loop of its own until the block ends."""
-    stop = threading.Event()
     worker = durable.Worker(list(workflows), db)
-    thread = threading.Thread(target=lambda: asyncio.run(worker.run_async(until=stop.is_set)))
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def serve() -> None:
+        loops.append(asyncio.get_running_loop())
+        await worker.run_async()
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
     thread.start()
     try:
+        wait_until(lambda: loops, "the worker's loop to start")
         yield
     finally:
-        stop.set()
+        for loop in loops:  # wakes it now, not at its next look
+            loop.call_soon_threadsafe(worker.stop)
         thread.join(30)
 
 
