@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from tests.kit import ROOT, wait_until
 from tests.serverkit import Server
-from tests.test_ui import browser, log_in, page, server
+from tests.test_ui import TOKEN, browser, log_in, page, server
 
 __all__ = ["browser", "page", "server"]  # the fixtures, shared with the main UI test
 
@@ -46,7 +46,15 @@ def test_pause_edit_a_step_and_resume_from_the_run_page(page: Page, server: Serv
     page.get_by_role("button", name="Resume run").click()
     expect(page.locator(".run-head .badge")).to_have_text("RUNNING")
     expect(page.get_by_role("button", name="Pause run")).to_be_visible()
-    with server.client() as api:
+    with server.client() as api:  # the same token by bearer header: the history tells which
+        api.post("/api/runs/order-p1/pause")
+        api.post("/api/runs/order-p1/resume")
+        by = [e["details"]["by"] for e in api.get("/api/runs/order-p1/history").json()["events"]
+              if e["type"] in ("ExecutionPaused", "OperationEdited", "ExecutionResumed")]
+        fingerprint = by[0].split()[1]
+        assert by == [f"token {fingerprint} ({how})"
+                      for how in ("session", "session", "session", "bearer", "bearer")]
+        assert TOKEN not in str(by)
         api.post("/api/runs/order-p1/signal", json={"name": "approve", "payload": "ui"})
         assert api.get("/api/runs/order-p1/result", params={"wait": 20}).json()["status"] \
             == "SUCCEEDED"
