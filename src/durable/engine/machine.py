@@ -4,8 +4,9 @@ Every function here runs inside one store transaction (`Tx`) and is the only cod
 run's or an operation's status. The SDK proposes (checkpoint updates, invocation outcomes); this
 module decides. Only here does a run start, get leased, end or time out, a WAIT complete, a
 PENDING step become READY, a callback resolve or time out, a signal meet its waiter, a stale
-invocation get fenced out, an operator pause or resume a run or edit a step's outcome. `_HANDLERS` is the table of what each (operation type, action) of a
-checkpoint does; each handler takes one `Change`.
+invocation get fenced out, and an operator pause or resume a run or edit a step's outcome.
+`_HANDLERS` is the table of what each (operation type, action) of a checkpoint does; each
+handler takes one `Change`.
 
 Beside it, in modules of their own, the decisions that change no status and start runs only
 through `start_run`: `engine/admission.py` decides which queued runs `claim` may lease (queue
