@@ -9,11 +9,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from durable import ExecutionStatus
 from durable.model import OperationStatus
 from tests.apps import crash_app as app
 from tests.crashkit import CrashLab
 from tests.kit import DURABLE, wait_until
+
+pytestmark = pytest.mark.crash
 
 LEASE = 1.0
 
