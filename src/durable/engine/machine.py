@@ -740,10 +740,10 @@ def pause(tx: Tx, run_id: str, by: str, now: float) -> RunInfo:
     if not run.status.live:
         raise RunStateConflict(run_id, f"run {run_id!r} has ended ({run.status}); only a "
                                "running run can be paused")
-    owner, until = tx.lease_of(run_id)
+    in_flight = _invoked_by(tx, run_id, now) is not None
     tx.update_run(run_id, status=ExecutionStatus.PAUSED.value, updated_at=now)
-    tx.add_event(run_id, E.EXECUTION_PAUSED, now, details={
-        "by": by, "invocation_in_flight": owner is not None and (until or 0) > now})
+    tx.add_event(run_id, E.EXECUTION_PAUSED, now,
+                 details={"by": by, "invocation_in_flight": in_flight})
     tx.notify()
     return _running(tx, run_id)
 
@@ -777,8 +777,8 @@ def edit_operation(tx: Tx, run_id: str, ref: str, result: str | None,
                                f"{run_id}`)" if run.status.live else
                                f"run {run_id!r} has ended ({run.status}); an ended run cannot "
                                "be edited (rerun it from the step instead)")
-    owner, until = tx.lease_of(run_id)
-    if owner is not None and (until or 0) > now:
+    owner = _invoked_by(tx, run_id, now)
+    if owner is not None:
         raise RunStateConflict(run_id, f"run {run_id!r} is pausing: its invocation in flight "
                                f"(worker {owner}) has not yet reached its next durable await; "
                                "edit it once that invocation has ended (its history shows "
@@ -795,6 +795,12 @@ def edit_operation(tx: Tx, run_id: str, ref: str, result: str | None,
     tx.update_run(run_id, updated_at=now)
     tx.notify()
     return new
+
+
+def _invoked_by(tx: Tx, run_id: str, now: float) -> str | None:
+    """The worker whose live lease says an invocation of the run is in flight, if any."""
+    owner, until = tx.lease_of(run_id)
+    return owner if owner is not None and (until or 0) > now else None
 
 
 def _step_named(tx: Tx, run_id: str, ref: str) -> Operation:
