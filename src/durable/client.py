@@ -260,7 +260,7 @@ class Client:
     def wait(self, run_id: str, timeout: float | None = None) -> RunInfo:
         """Block until the run has ended; TimeoutError after `timeout` seconds."""
         run = self.wait_ended(run_id, timeout)
-        if run.status is ExecutionStatus.RUNNING:
+        if run.status.live:
             raise TimeoutError(f"run {run_id!r} is still {run.status} after {timeout}s")
         return run
 
@@ -279,11 +279,7 @@ class Client:
     def fail_callback(self, callback_id: str, error: str | BaseException | ErrorObject) -> None:
         """Resolve a callback with an error: the run's wait raises CallbackFailed. A string
         is the message of a `CallbackError`; an ErrorObject carries its own type and data."""
-        if isinstance(error, BaseException):
-            error = ErrorObject.from_exception(error)
-        elif isinstance(error, str):
-            error = ErrorObject("CallbackError", error)
-        self.resolve_callback(callback_id, error=error)
+        self.resolve_callback(callback_id, error=_as_error(error, "CallbackError"))
 
     def resolve_callback(self, callback_id: str, payload: str | None = None,
                          error: ErrorObject | None = None) -> None:
@@ -367,6 +363,30 @@ class Client:
                workflow: str | None) -> Callable[[Tx], int]:
         return lambda tx: machine.purge(tx, ended_before, size, workflow)
 
+    # -- operating a run in place: pause, edit, resume ---------------------------------------
+    def pause(self, run_id: str, *, by: str = "client") -> RunInfo:
+        """Stop invoking the run: a step in flight finishes and is checkpointed, then the run
+        holds at its next durable await, PAUSED, until `resume`. `by` is recorded in its
+        history as who paused it."""
+        return self.store.write_sync(lambda tx: machine.pause(tx, run_id, by, self.clock()))
+
+    def resume(self, run_id: str, *, by: str = "client") -> RunInfo:
+        """Run a paused (or parked) run on: what fell due meanwhile takes effect now."""
+        return self.store.write_sync(lambda tx: machine.resume(tx, run_id, by, self.clock()))
+
+    def edit_operation(self, run_id: str, operation: str, result: Any = None, *,
+                       result_json: str | None = None,
+                       error: str | BaseException | ErrorObject | None = None,
+                       by: str = "client") -> Operation:
+        """Set the recorded outcome of a step (by operation id or name) of a paused or
+        parked run: SUCCEEDED with `result` (or `result_json`, already encoded), or FAILED
+        with `error` (a string is the message of an `Edited` error). The run's next replay
+        sees it; the history records the change, `by` whom and when."""
+        payload = result_json if result_json is not None else DEFAULT_SERIALIZER.encode(result)
+        failure = None if error is None else _as_error(error, "Edited")
+        return self.store.write_sync(lambda tx: machine.edit_operation(
+            tx, run_id, operation, None if failure else payload, failure, by, self.clock()))
+
     def rerun(self, run_id: str, from_step: str, *args: Any, id: str | None = None,
               input_json: str | None = None) -> RunHandle[Any]:
         """Start a new run that reuses `run_id`'s recorded results before the step named
@@ -424,6 +444,15 @@ def _chosen_or_new(run_id: str | None) -> str:
     return uuid.uuid4().hex if run_id is None else run_id
 
 
+def _as_error(error: str | BaseException | ErrorObject, kind: str) -> ErrorObject:
+    """An error as given to a client call; a string is the message of an error of `kind`."""
+    if isinstance(error, BaseException):
+        return ErrorObject.from_exception(error)
+    if isinstance(error, str):
+        return ErrorObject(kind, error)
+    return error
+
+
 def _existing(tx: Tx, run_id: str) -> RunInfo:
     run = tx.get_run(run_id)
     if run is None:
@@ -468,7 +497,7 @@ class _Commits:
         is up; `self.run` is the answer), else how long to wait for a commit before reading
         it again."""
         self.run = run
-        if run.status is not ExecutionStatus.RUNNING:
+        if not run.status.live:
             return None
         if self._deadline is None:
             return LOOK_AGAIN
@@ -496,7 +525,7 @@ async def run_async(workflow: Workflow[R], *args: Any, id: str | None = None,
         worker = Worker([*REGISTRY.values(), workflow], client.store, fire_schedules=False)
 
         def ended() -> bool:
-            return client.get(handle.run_id).status is not ExecutionStatus.RUNNING
+            return not client.get(handle.run_id).status.live
         await worker.run_async(until=ended)
         return handle.result()
     finally:

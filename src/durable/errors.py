@@ -86,6 +86,15 @@ class RunIdTaken(UsageError):
         self.run_id = run_id
 
 
+class RunStateConflict(UsageError):
+    """The run exists but is in no state for what was asked (resume a run that is not paused,
+    edit one that is running): the message says what state it is in and what to do first."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class CallbackNotFound(UsageError):
     def __init__(self, callback_id: str) -> None:
         super().__init__(

@@ -1,10 +1,12 @@
 """Functions for tests/test_push_wire.py: branches that complete together, a chain of steps,
-and branches that leave a line in an effects file (`PUSH_EFFECTS`) each time a body runs."""
+branches that leave a line in an effects file (`PUSH_EFFECTS`) each time a body runs, and
+a run that waits for a signal (tests/test_pause_push.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 
 import durable
 from durable import Context, workflow
@@ -49,4 +51,30 @@ async def waves(ctx: Context, rounds: int, width: int) -> int:
     return total
 
 
-app = durable.serve(fanout, chain, waves)
+
+
+@workflow(name="signalled")
+async def signalled(ctx: Context, n: int) -> int:
+    """A step, a wait for the signal `go`, a step: for pausing a run served over HTTP."""
+    first = await ctx.step(double, n, name="first")
+    extra = await ctx.wait_for_signal("go")
+    return int(await ctx.step(double, first + int(extra), name="second"))
+
+
+ENTERED, GATE = threading.Event(), threading.Event()
+"""`gated`'s first step says it began and waits to be let go: for a host in the test's own
+process (tests/test_pause_push.py)."""
+
+
+def held_step() -> str:
+    ENTERED.set()
+    assert GATE.wait(30)
+    return "slow"
+
+
+@workflow(name="gated")
+async def gated(ctx: Context) -> list[str]:
+    return [await ctx.step(held_step, name="slow"), await ctx.step(lambda: "after", name="after")]
+
+
+app = durable.serve(fanout, chain, waves, signalled, gated)

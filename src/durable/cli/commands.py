@@ -14,6 +14,7 @@ from durable.cli import logsetup
 from durable.cli.deploy import deploy
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.metrics import serve_metrics
+from durable.cli.operate import edit, pause, resume
 from durable.cli.options import (
     Seconds,
     db_option,
@@ -121,7 +122,7 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
             asyncio.run(_serve(client, wf, progress))
         progress.finish()
         final = client.get(handle.run_id)
-    if final.status is ExecutionStatus.RUNNING:
+    if final.status.live:
         not_ended(final, "interrupted before it ended; `durable worker` carries it on",
                    ExitCode.NOT_ENDED if final.parked is not None else ExitCode.INTERRUPTED)
     conclude(final, as_json)
@@ -276,7 +277,7 @@ def result(run_id: str, wait: bool, timeout: float | None, db: str | None,
                 not_ended(client.get(run_id), f"no end within {timeout}s", ExitCode.NOT_ENDED)
         else:
             run_info = client.get(run_id)
-    if run_info.status is ExecutionStatus.RUNNING:
+    if run_info.status.live:
         not_ended(run_info, "use --wait to wait for it", ExitCode.NOT_ENDED)
     conclude(run_info, as_json)
 
@@ -344,7 +345,7 @@ def cancel(run_id: str, db: str | None, as_json: bool) -> None:
     with open_client(db) as client:
         run_info = client.cancel(run_id)
         now = client.clock()
-    if run_info.status is ExecutionStatus.RUNNING:
+    if run_info.status.live:
         text = (f"cancel requested for run {run_id}; it stops at its next durable await "
                 "once a worker serves it")
     else:
@@ -679,3 +680,5 @@ def functions_rm(name: str, db: str | None, as_json: bool) -> None:
 
 
 cli.add_command(deploy)
+for _command in (pause, resume, edit):
+    cli.add_command(_command)

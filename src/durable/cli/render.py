@@ -111,6 +111,7 @@ def _local(ts: float | None) -> str:
 
 _STATUS_STYLE = {
     ExecutionStatus.RUNNING: "cyan",
+    ExecutionStatus.PAUSED: "yellow",
     ExecutionStatus.SUCCEEDED: "green",
     ExecutionStatus.FAILED: "red",
     ExecutionStatus.TIMED_OUT: "red",
@@ -126,7 +127,7 @@ def _status_text(run: RunInfo) -> Text:
         return Text(f"{run.status} (parked)", style="bold red")
     if run.invocation_error is not None:
         return Text(f"{run.status} (function unreachable)", style="bold yellow")
-    note = " (cancelling)" if run.cancel_requested and run.status is ExecutionStatus.RUNNING else ""
+    note = " (cancelling)" if run.cancel_requested and run.status.live else ""
     return Text(f"{run.status}{note}", style=_STATUS_STYLE.get(run.status, ""))
 
 
@@ -309,7 +310,7 @@ class Progress:
         run = self._client.get(self._run_id)
         if self.live:
             self._refresh(run)
-        return run.status is not ExecutionStatus.RUNNING or self._parked
+        return not run.status.live or self._parked
 
     def finish(self) -> None:
         """Print the summary once, as it stands: the last word on a terminal, the only one in

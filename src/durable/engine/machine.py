@@ -4,8 +4,9 @@ Every function here runs inside one store transaction (`Tx`) and is the only cod
 run's or an operation's status. The SDK proposes (checkpoint updates, invocation outcomes); this
 module decides. Only here does a run start, get leased, end, time out, get terminated or
 deleted, a WAIT complete, a PENDING step become READY, a callback resolve or time out, a
-signal meet its waiter and a stale invocation get fenced out. `_HANDLERS` is the table of
-what each (operation type, action) of a checkpoint does; each handler takes one `Change`.
+signal meet its waiter, a stale invocation get fenced out, and an operator pause or resume a
+run or edit a step's outcome. `_HANDLERS` is the table of what each (operation type, action)
+of a checkpoint does; each handler takes one `Change`.
 
 Beside it, in modules of their own, the decisions that change no status and start runs only
 through `start_run`: `engine/admission.py` decides which queued runs `claim` may lease (queue
@@ -26,6 +27,7 @@ from durable.errors import (
     RunIdTaken,
     RunNotEnded,
     RunNotFound,
+    RunStateConflict,
     StaleToken,
     UsageError,
 )
@@ -442,12 +444,12 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
     if fenced is None:
         raise StaleToken(f"run {run_id!r}: checkpoint rejected, its invocation is no longer "
                          "current (its lease was taken over, or the run was terminated)")
-    cancel_requested, first = fenced
+    cancel_requested, paused, first = fenced
     _refuse_double_starts(run_id, updates)
     touched = [_apply(tx, run_id, u, now, first if i == 0 else tx.get_operation(run_id, u.id))
                for i, u in enumerate(updates)]
     tx.add_logs(run_id, logs)
-    return CheckpointResult(touched, cancel_requested)
+    return CheckpointResult(touched, cancel_requested, paused)
 
 
 def _refuse_double_starts(run_id: str, updates: Sequence[OperationUpdate]) -> None:
@@ -674,7 +676,7 @@ def _running(tx: Tx, run_id: str) -> RunInfo:
 def signal(tx: Tx, run_id: str, name: str, payload: str | None, now: float) -> None:
     """Deliver to a waiter if one is waiting, else buffer: a signal is never lost."""
     run = _running(tx, run_id)
-    if run.status is not ExecutionStatus.RUNNING:
+    if not run.status.live:
         raise UsageError(f"run {run_id!r} has ended ({run.status}); it takes no more signals")
     tx.add_event(run_id, E.SIGNAL_RECEIVED, now, name=name)
     waiter = tx.signal_waiter(run_id, name)
@@ -711,7 +713,7 @@ _CANCEL_EVENT = {OperationType.WAIT: E.WAIT_CANCELLED, OperationType.CALLBACK: E
 def cancel(tx: Tx, run_id: str, now: float) -> RunInfo:
     """Ask the run to stop: its waits are cancelled and `Cancelled` meets it at its next await."""
     run = _running(tx, run_id)
-    if run.status is not ExecutionStatus.RUNNING or run.cancel_requested:
+    if not run.status.live or run.cancel_requested:
         return run
     tx.update_run(run_id, cancel_requested=1)
     tx.add_event(run_id, E.EXECUTION_CANCEL_REQUESTED, now)
@@ -760,3 +762,98 @@ def unpark(tx: Tx, run_ids: Sequence[str], now: float) -> None:
     """Give parked runs another try, e.g. when a worker with new code starts."""
     for run_id in run_ids:
         tx.wake(run_id, now)
+
+
+# -- operators: pause, resume, edit a run in place ------------------------------------------------
+
+def pause(tx: Tx, run_id: str, by: str, now: float) -> RunInfo:
+    """Stop invoking the run. An invocation in flight goes on (its checkpoints are accepted) and
+    holds at its next new operation (`CheckpointResult.paused`); what falls due meanwhile
+    (timers, retries, signals, callbacks, the execution timeout) stays recorded for `resume`,
+    since claims read RUNNING runs only. Pausing a paused run changes nothing."""
+    run = _running(tx, run_id)
+    if run.status is ExecutionStatus.PAUSED:
+        return run
+    if not run.status.live:
+        raise RunStateConflict(run_id, f"run {run_id!r} has ended ({run.status}); only a "
+                               "running run can be paused")
+    in_flight = _invoked_by(tx, run_id, now) is not None
+    tx.update_run(run_id, status=ExecutionStatus.PAUSED.value, updated_at=now)
+    tx.add_event(run_id, E.EXECUTION_PAUSED, now,
+                 details={"by": by, "invocation_in_flight": in_flight})
+    tx.notify()
+    return _running(tx, run_id)
+
+
+def resume(tx: Tx, run_id: str, by: str, now: float) -> RunInfo:
+    """Make a paused run claimable again, at once: the claim applies what fell due while it
+    was paused. A parked run (RUNNING, held by an error) is given another try the same way."""
+    run = _running(tx, run_id)
+    if run.status is ExecutionStatus.PAUSED:
+        tx.update_run(run_id, status=ExecutionStatus.RUNNING.value)
+    elif run.status is not ExecutionStatus.RUNNING or run.parked is None:
+        raise RunStateConflict(run_id, f"run {run_id!r} is {run.status}, neither paused nor "
+                               "parked: there is nothing to resume")
+    tx.add_event(run_id, E.EXECUTION_RESUMED, now,
+                 details={"by": by, "was": "parked" if run.parked else "paused"})
+    tx.wake(run_id, now)
+    return _running(tx, run_id)
+
+
+def edit_operation(tx: Tx, run_id: str, ref: str, result: str | None,
+                   error: ErrorObject | None, by: str, now: float) -> Operation:
+    """Set a step of a paused or parked run to SUCCEEDED with `result` (JSON text), or FAILED
+    with `error`, whatever it was (completed, in flight, waiting to retry): the next replay
+    returns, or raises, that instead. `ref` is the step's operation id or its name. Only
+    while no invocation holds the run, or it could checkpoint over the edit."""
+    run = _running(tx, run_id)
+    if not (run.status is ExecutionStatus.PAUSED
+            or (run.status is ExecutionStatus.RUNNING and run.parked is not None)):
+        raise RunStateConflict(run_id, f"run {run_id!r} is {run.status}: only a paused or "
+                               f"parked run can be edited; pause it first (`durable pause "
+                               f"{run_id}`)" if run.status.live else
+                               f"run {run_id!r} has ended ({run.status}); an ended run cannot "
+                               "be edited (rerun it from the step instead)")
+    owner = _invoked_by(tx, run_id, now)
+    if owner is not None:
+        raise RunStateConflict(run_id, f"run {run_id!r} is pausing: its invocation in flight "
+                               f"(worker {owner}) has not yet reached its next durable await; "
+                               "edit it once that invocation has ended (its history shows "
+                               "InvocationCompleted), in a moment")
+    op = _step_named(tx, run_id, ref)
+    if error is None:
+        new = replace(op, status=S.SUCCEEDED, result=result, error=None, due_at=None,
+                      ended_at=now)
+    else:
+        new = replace(op, status=S.FAILED, error=error, due_at=None, ended_at=now)
+    tx.put_operation(run_id, new)
+    tx.add_event(run_id, E.OPERATION_EDITED, now, op.id, op.name, details={
+        "by": by, "before": _outcome(op), "after": _outcome(new)})
+    tx.update_run(run_id, updated_at=now)
+    tx.notify()
+    return new
+
+
+def _invoked_by(tx: Tx, run_id: str, now: float) -> str | None:
+    """The worker whose live lease says an invocation of the run is in flight, if any."""
+    owner, until = tx.lease_of(run_id)
+    return owner if owner is not None and (until or 0) > now else None
+
+
+def _step_named(tx: Tx, run_id: str, ref: str) -> Operation:
+    """The step with operation id `ref`, else the one step named `ref`."""
+    steps = [op for op in tx.operations(run_id) if op.type is OperationType.STEP]
+    found = [op for op in steps if op.id == ref] or [op for op in steps if op.name == ref]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UsageError(f"run {run_id!r} has {len(found)} steps named {ref!r}; name one by "
+                         f"its operation id: {', '.join(op.id for op in found)}")
+    names = sorted({op.name for op in steps if op.name})
+    raise UsageError(f"run {run_id!r} has no step named {ref!r} or with that operation id; "
+                     f"its steps are: {', '.join(names) or 'none'}")
+
+
+def _outcome(op: Operation) -> dict[str, Any]:
+    return {"status": op.status.value, "result": op.result,
+            "error": op.error.to_dict() if op.error else None}

@@ -17,7 +17,13 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from durable.model import OperationAction, OperationStatus, OperationType, OperationUpdate
+from durable.model import (
+    ExecutionStatus,
+    OperationAction,
+    OperationStatus,
+    OperationType,
+    OperationUpdate,
+)
 from durable.model.queues import ServedQueue
 from durable.store.tx import Tx
 
@@ -71,7 +77,7 @@ def snapshot(tx: Tx, now: float, queues: Sequence[ServedQueue]) -> Snapshot:
     ended: dict[tuple[str, str], int] = {}
     for workflow, status, n in tx.run_counts():
         started[workflow] = started.get(workflow, 0) + n
-        if status != "RUNNING":
+        if not ExecutionStatus(status).live:
             ended[(workflow, status)] = n
     return Snapshot(started, ended,
                     {q.queue.name: tx.queue_depth(q.workflows) for q in queues},

@@ -30,6 +30,7 @@ from durable.model import (
     ChildStart,
     ErrorObject,
     EventType,
+    ExecutionStatus,
     HistoryEvent,
     InvocationOutput,
     InvocationStatus,
@@ -256,10 +257,31 @@ def operation_to_wire(op: Operation, millis: bool) -> Wire:
     return out
 
 
+PAUSED = "DurablePaused"
+"""A checkpoint answer's member, beyond AWS's contract, saying the run was paused: Durable's SDK
+then holds at its next new operation, as in a worker; AWS's SDK, which reads only the members
+it knows, runs on to its own next suspension."""
+
+AWS_STATUSES = tuple(s.value for s in ExecutionStatus if s is not ExecutionStatus.PAUSED)
+"""The execution statuses of AWS's contract: it has no PAUSED."""
+
+
+def status_to_wire(status: ExecutionStatus) -> str:
+    """An execution status as AWS's contract spells it: a PAUSED run has not ended, and is
+    RUNNING there."""
+    return ExecutionStatus.RUNNING.value if status is ExecutionStatus.PAUSED else status.value
+
+
+def statuses_from_wire(statuses: Sequence[str]) -> list[str]:
+    """The stored statuses an AWS status filter means: RUNNING takes in PAUSED runs."""
+    return [*statuses, *((ExecutionStatus.PAUSED.value,)
+                         if ExecutionStatus.RUNNING.value in statuses else ())]
+
+
 def execution_operation(run: RunInfo, name: str, millis: bool) -> Wire:
     """The EXECUTION operation that opens every execution's state: its id is the last ARN
     segment and `ExecutionDetails.InputPayload` is the event (state.py, get_input_payload)."""
-    status = run.status.value if run.status.value != "RUNNING" else "STARTED"
+    status = "STARTED" if run.status.live else run.status.value
     out: Wire = {"Id": run.run_id, "Type": "EXECUTION", "Status": status, "Name": name,
                  "StartTimestamp": time_to_wire(run.created_at, millis),
                  "ExecutionDetails": {"InputPayload": run.input}}

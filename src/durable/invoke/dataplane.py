@@ -31,6 +31,7 @@ from durable.errors import StaleToken, UsageError
 from durable.invoke.contract import (
     INVALID_TOKEN,
     MAX_UPDATES,
+    PAUSED,
     ChildResolver,
     ContractError,
     NotFound,
@@ -47,7 +48,6 @@ from durable.invoke.contract import (
 from durable.model import (
     ChildStart,
     ErrorObject,
-    ExecutionStatus,
     Operation,
     RunInfo,
 )
@@ -207,7 +207,7 @@ def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str 
         result = machine.checkpoint(tx, run_id, row.fence, parsed, now)
     except StaleToken:
         run = run_of(tx, run_id)
-        if run.status is not ExecutionStatus.RUNNING:
+        if not run.status.live:
             raise _stale(f"the execution has ended ({run.status.value})") from None
         raise _stale("another invocation holds the execution now") from None
     except machine.InvalidCheckpoint as e:
@@ -230,6 +230,8 @@ def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str 
                                                    for op in _in_order(ops)]}}
     if not ends:
         answer["CheckpointToken"] = encode_token(run_id, new_nonce)
+    if result.paused:  # not AWS's: its SDK ignores the member, Durable's holds (host.py)
+        answer[PAUSED] = True
     text = json.dumps(answer)
     tx.put_checkpoint_token(CheckpointTokenRow(
         run_id, row.fence, new_nonce, tx.history_watermark(run_id), client_token, nonce,

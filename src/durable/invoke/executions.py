@@ -24,6 +24,8 @@ from durable.invoke.contract import (
     execution_arn,
     function_arn,
     history_to_wire,
+    status_to_wire,
+    statuses_from_wire,
 )
 from durable.model import RunInfo
 from durable.store import Store, Tx
@@ -103,8 +105,8 @@ class Executions:
                    max_items: int) -> Wire:
         """ListDurableExecutionsByFunction: `max_items` executions from index `start`."""
         def read(tx: Tx) -> Wire:
-            rows = tx.list_executions(function, statuses, name, after, before, newest_first,
-                                      max_items + 1, start)
+            rows = tx.list_executions(function, statuses_from_wire(statuses), name, after,
+                                      before, newest_first, max_items + 1, start)
             if not rows and start == 0 and function not in (f[0] for f in tx.functions()):
                 raise NotFound(f"Function not found: {function_arn(function)}")
             answer: Wire = {"DurableExecutions": [_summary(tx, run, execution)
@@ -120,7 +122,7 @@ def _summary(tx: Tx, run: RunInfo, name: str | None = None) -> Wire:
     name = name or dataplane.name_of(tx, run)
     out: Wire = {"DurableExecutionArn": execution_arn(run.workflow, name, run.run_id),
                  "DurableExecutionName": name, "FunctionArn": function_arn(run.workflow),
-                 "Status": run.status.value, "StartTimestamp": run.created_at}
+                 "Status": status_to_wire(run.status), "StartTimestamp": run.created_at}
     if run.ended_at is not None:
         out["EndTimestamp"] = run.ended_at
     return out

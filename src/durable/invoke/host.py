@@ -33,6 +33,7 @@ from durable.invoke import keepalive
 from durable.invoke.contract import (
     INVALID_TOKEN,
     MAX_UPDATES,
+    PAUSED,
     Wire,
     operation_from_wire,
     output_to_wire,
@@ -323,15 +324,18 @@ async def run_invocation(workflow: Workflow[Any], event: Any,
         for op_id, op in returned.items():  # the backend moved something meanwhile
             if op_id not in sent and op.status in _MOVED:
                 moved[op_id] = op
+        paused[0] = bool(answer.get(PAUSED))
         return CheckpointResult([returned.get(u.id) or _assumed(u, ops.get(u.id))
-                                 for u in updates], False)
+                                 for u in updates], False, paused[0])
 
     moved: dict[str, Operation] = {}
+    paused = [False]  # as the last answer said: then no replay begins anything new
     for _ in range(_REPLAYS):
         known = dict(ops)
         out = await workflow.handler(
             Invocation(run_id, workflow.name, _input(input_payload), known), checkpointer)
-        if out.status is not InvocationStatus.PENDING or not moved or batches.token is None:
+        if (out.status is not InvocationStatus.PENDING or not moved or batches.token is None
+                or paused[0]):
             break
         # It suspended on something the backend has since finished (a short wait that fell
         # due while other branches ran): replay again at once instead of ending PENDING.

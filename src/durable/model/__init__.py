@@ -66,6 +66,12 @@ class ExecutionStatus(StrEnum):
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
     STOPPED = "STOPPED"
+    PAUSED = "PAUSED"  # not invoked until resumed; on AWS's wire (no such status): RUNNING
+
+    @property
+    def live(self) -> bool:
+        """Not ended: it may still run (a PAUSED run once resumed)."""
+        return self in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 
 
 ENDED = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT,
@@ -115,6 +121,9 @@ class EventType(StrEnum):
     EXECUTION_CONTINUED_AS_NEW = "ExecutionContinuedAsNew"
     EXECUTION_RERUN = "ExecutionRerun"
     EXECUTION_TIMED_OUT = "ExecutionTimedOut"
+    EXECUTION_PAUSED = "ExecutionPaused"
+    EXECUTION_RESUMED = "ExecutionResumed"
+    OPERATION_EDITED = "OperationEdited"
     WORKER_LOST = "WorkerLost"
     INVOCATION_COMPLETED = "InvocationCompleted"
     STEP_STARTED = "StepStarted"
@@ -239,6 +248,9 @@ class CheckpointResult:
 
     operations: list[Operation]
     cancel_requested: bool
+    paused: bool = False
+    """The run was paused: the invocation goes on with what it is running, and holds (ends
+    PENDING) where it would begin a new operation."""
 
 
 LOG_LINES_KEPT = 1000

@@ -106,6 +106,7 @@ class Executor:
         self._invocation = invocation
         self._log_ranks: dict[str, int] = {}  # where in the code -> lines logged there so far
         self.cancel_raised = False
+        self.paused = False  # as the last checkpoint's answer said: hold at the next new operation
         self.root = Scope(self, None)
         self._checkpointer = checkpointer
         # Completeness and the replaying flag follow the workflow body's own operations: inner
@@ -141,8 +142,8 @@ class Executor:
         op_id, position = scope.next_id()
         recorded = self.ops.get(op_id)
         if recorded is None:
-            if self.replay_only:
-                raise Suspend
+            if self.replay_only or self.paused:
+                raise Suspend  # paused: ends this branch; gather lets its others finish first
             if interruptible and self.cancel_requested and not self.cancel_raised:
                 self.cancel_raised = True
                 raise Cancelled
@@ -238,6 +239,7 @@ class Executor:
         for op in result.operations:
             self.ops[op.id] = op
         self.cancel_requested = self.cancel_requested or result.cancel_requested
+        self.paused = result.paused
         return result.operations[len(batch) - len(updates):]
 
     def checkpoint_later(self, update: OperationUpdate,

@@ -256,6 +256,7 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
     ex.live_changed(len(running) - 1)  # the caller now waits on its branches instead
     decided: str | None = None
     ended = 0  # branches that ended once the batch was decided: counted after the abandoned stop
+    held = False  # a branch held because the run was paused: the rest finish what they run
     try:
         while running and decided is None:
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -263,6 +264,11 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
                 raise Suspend
             for task in done:
                 error = task.exception()
+                if isinstance(error, Suspend) and ex.paused:
+                    running.pop(task)
+                    held = True
+                    ex.live_changed(-1)
+                    continue
                 if error is not None and not isinstance(error, Exception):
                     raise error  # Cancelled, NonDeterminismError: the whole run's business
                 batch.settle(running.pop(task), task)
@@ -270,7 +276,7 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
                 failed += error is not None
                 if completion is not None and decided is None:
                     decided = completion.decide(len(batch.items), succeeded, failed)
-                if pending and not decided:
+                if pending and not decided and not held:
                     launch()  # the finished branch's slot passes on: live count unchanged
                 elif decided and running:
                     # Not yet: the abandoned branches may still be waiting on the engine, and
@@ -285,6 +291,8 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
             with contextlib.suppress(BaseException):
                 await task
         ex.live_changed(1 - len(running) - ended)
+    if held:
+        raise Suspend
     if decided is not None:  # what still runs is abandoned; recorded in the decision's own
         # checkpoint, so a replay follows the recorded decision and never abandons anew
         for index in sorted(running.values()):

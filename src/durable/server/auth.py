@@ -126,6 +126,20 @@ class Auth:
         return session is not None and self.sessions.valid(session)
 
 
+def identity(request: Request) -> str:
+    """Who made a request, as a run's history records it: a fingerprint of the token it
+    proved (never the token itself), and whether by bearer header or a login session; on a
+    server without a token, "anonymous"."""
+    auth = _auth(request)
+    if auth.token is None:
+        return "anonymous"
+    fingerprint = hashlib.sha256(auth.token.encode()).hexdigest()[:12]
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    how = "bearer" if scheme.lower() == "bearer" and matches(given.strip(), auth.token) \
+        else "session"
+    return f"token {fingerprint} ({how})"
+
+
 def cookie_name(headers: Headers) -> str:
     """`durable_session_<port>`, the port being the one the browser reached."""
     host = urlsplit("//" + headers.get("host", ""))

@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from durable.client import Client
 from durable.errors import CallbackNotFound, RunNotEnded, RunNotFound, UsageError
 from durable.invoke.contract import (
+    AWS_STATUSES,
     MAX_CALLBACK_RESULT,
     MAX_CHECKPOINT_BYTES,
     MAX_INVOKE_PAYLOAD,
@@ -287,7 +288,7 @@ async def invoke(name: str, request: Request) -> Response:
         if ended.status is ExecutionStatus.SUCCEEDED:
             return Response(ended.result or "null", headers=headers,
                             media_type="application/json")
-        if ended.status is ExecutionStatus.RUNNING:
+        if ended.status.live:
             return Response("null", headers=headers, media_type="application/json")
         headers["X-Amz-Function-Error"] = "Unhandled"
         error = error_to_wire(ended.error) if ended.error else {"ErrorType": ended.status.value}
@@ -341,9 +342,9 @@ async def list_durable_executions_by_function(name: str, request: Request) -> Re
         function = function_name(name)
         statuses = request.query_params.getlist("Statuses")
         for status in statuses:
-            if status not in ExecutionStatus.__members__:
+            if status not in AWS_STATUSES:
                 raise ContractError(f"Statuses: unknown status {status!r}; use "
-                                    f"{', '.join(ExecutionStatus.__members__)}")
+                                    f"{', '.join(AWS_STATUSES)}")
         wanted = request.query_params.get("DurableExecutionName")
         after, before = _timestamp(request, "StartedAfter"), _timestamp(request, "StartedBefore")
         max_items = _int(request, "MaxItems", 0, 1000) or 50

@@ -22,6 +22,7 @@ from durable.errors import (
     RunIdTaken,
     RunNotEnded,
     RunNotFound,
+    RunStateConflict,
     StoreUnusable,
     UsageError,
 )
@@ -53,7 +54,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "A token is required: `Authorization: Bearer <token>` or the login cookie"),
         (403, "A write from another site's page, refused"),
         (404, "No such run, callback or workflow"),
-        (409, "Conflicts with a run that exists, or with its status"),
+        (409, "Conflicts with a run that exists, or with the state it is in"),
         (413, "The body is larger than the server takes (`--max-body`)"),
         (422, "The request does not match the schema"),
     ]
@@ -100,6 +101,8 @@ async def _durable_error(request: Request, exc: Exception) -> Response:
         return error_response(409, "run_id_taken", str(exc))
     if isinstance(exc, RunNotEnded):
         return error_response(409, "run_not_ended", str(exc))
+    if isinstance(exc, RunStateConflict):
+        return error_response(409, "wrong_run_state", str(exc))
     if isinstance(exc, UsageError):
         return error_response(400, "bad_request", str(exc))
     return error_response(409, "conflict", str(exc))

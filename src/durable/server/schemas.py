@@ -177,6 +177,26 @@ class CallbackFailure(BaseModel):
     type: str = Field("CallbackError", min_length=1, max_length=200)
 
 
+class Operated(BaseModel):
+    run_id: str
+    status: ExecutionStatus
+    message: str
+
+
+class StepSuccess(BaseModel):
+    result: Any = Field(None, description="The step's new result (JSON)")
+
+
+class StepFailure(BaseModel):
+    message: str = Field("failed through the API", max_length=10_000)
+    type: str = Field("Edited", min_length=1, max_length=200)
+
+
+class EditedStep(BaseModel):
+    operation: dict[str, Any] = Field(description="The step as it now stands")
+    message: str
+
+
 class RerunRequest(BaseModel):
     from_step: str = Field(min_length=1, max_length=500,
                            description="Name or operation id of the first step to run again")

@@ -27,6 +27,11 @@ _RUN_SETTABLE = frozenset(
 )
 
 
+LIVE = "('RUNNING', 'PAUSED')"
+"""The statuses of runs that have not ended. Claims, wake-ups and due times read RUNNING only
+(the partial indexes they walk hold no other): a PAUSED run is never invoked."""
+
+
 class Runs(Table):
     """Runs and their leases."""
 
@@ -80,24 +85,26 @@ class Runs(Table):
         change meanwhile.
         """
         row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND token = ?"
-                        " AND status = 'RUNNING'" + self.row_lock_clause, (run_id, token))
+                        f" AND status IN {LIVE}" + self.row_lock_clause, (run_id, token))
         return None if row is None else run_row(row)
 
 
     def fence_and_get(self, run_id: str, token: int,
-                      op_id: str) -> tuple[bool, Operation | None] | None:
-        """None if `token` is stale, else whether a cancel was requested, and the operation
-        `op_id` as it stands, in one statement: a step's checkpoint, the commonest write, then
-        reads once (one round trip on a server). A read, not a write, to keep the step path to
-        the rows it must write; the row lock as in `fenced_run`."""
+                      op_id: str) -> tuple[bool, bool, Operation | None] | None:
+        """None if `token` is stale, else whether a cancel was requested, whether the run is
+        paused (its invocation in flight may still checkpoint), and the operation `op_id` as
+        it stands, in one statement: a step's checkpoint, the commonest write, then reads once
+        (one round trip on a server). A read, not a write, to keep the step path to the rows
+        it must write; the row lock as in `fenced_run`."""
         row = self._one(
-            f"SELECT f.cancel_requested, {OP_COLUMNS} FROM (SELECT run_id, cancel_requested"
-            " FROM runs WHERE run_id = ? AND token = ? AND status = 'RUNNING'"
-            f"{self.row_lock_clause}) f LEFT JOIN operations o"
+            f"SELECT f.cancel_requested, f.run_status, {OP_COLUMNS} FROM (SELECT run_id,"
+            " cancel_requested, status AS run_status FROM runs WHERE run_id = ? AND token = ?"
+            f" AND status IN {LIVE}{self.row_lock_clause}) f LEFT JOIN operations o"
             " ON o.run_id = f.run_id AND o.op_id = ?", (run_id, token, op_id))
         if row is None:
             return None
-        return bool(row[0]), None if row[1] is None else operation_row(row[1:])
+        return (bool(row[0]), row[1] == "PAUSED",
+                None if row[2] is None else operation_row(row[2:]))
 
     def lease(self, run_ids: Sequence[str], owner: str,
               until: float) -> list[tuple[RunInfo, int]]:
@@ -119,6 +126,11 @@ class Runs(Table):
             f" ready_at = NULL WHERE {where} RETURNING {RUN_COLUMNS}, token",
             (owner, until, *params))
         return [(run_row(row), int(row[-1])) for row in rows]
+
+    def lease_of(self, run_id: str) -> tuple[str | None, float | None]:
+        """Who holds the run's lease and until when (None, None: nobody)."""
+        row = self._one("SELECT lease_owner, lease_expires FROM runs WHERE run_id = ?", (run_id,))
+        return (None, None) if row is None else (row[0], row[1])
 
     def lease_owners(self, prefix: str) -> list[str]:
         """Owners, named starting with `prefix`, that hold leases on running runs."""
@@ -261,7 +273,7 @@ class Runs(Table):
 
     def live_children(self, run_id: str) -> list[str]:
         return [r[0] for r in self._rows(
-            "SELECT run_id FROM runs WHERE parent_run_id = ? AND status = 'RUNNING'", (run_id,))]
+            f"SELECT run_id FROM runs WHERE parent_run_id = ? AND status IN {LIVE}", (run_id,))]
 
     def parked_runs(self, workflows: Sequence[str]) -> list[str]:
         where, params = workflow_filter(workflows)

@@ -74,6 +74,7 @@ class WorkflowExecutionStatus(IntEnum):
 
 _STATUS = {
     ExecutionStatus.RUNNING: WorkflowExecutionStatus.RUNNING,
+    ExecutionStatus.PAUSED: WorkflowExecutionStatus.RUNNING,  # Temporal's has no paused one
     ExecutionStatus.SUCCEEDED: WorkflowExecutionStatus.COMPLETED,
     ExecutionStatus.FAILED: WorkflowExecutionStatus.FAILED,
     ExecutionStatus.STOPPED: WorkflowExecutionStatus.CANCELED,

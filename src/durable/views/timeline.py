@@ -224,6 +224,18 @@ def _run_stopped(event: HistoryEvent, t0: float) -> Telling:
         return "stopped (cancelled)", Tone.WARN
     return (f"terminated: {error_text(_detail(event, 'error'))}; running child runs: "
             f"{_detail(event, 'children')}", Tone.WARN)
+def _operated(verb: str) -> TellFn:
+    return lambda event, t0: (f"{verb} by {_detail(event, 'by')}", Tone.WARN)
+
+
+def _edited(event: HistoryEvent, t0: float) -> Telling:
+    before, after = _detail(event, "before") or {}, _detail(event, "after") or {}
+
+    def outcome(o: dict[str, Any]) -> str:
+        told = error_text(o["error"]) if o.get("error") else o.get("result")
+        return f"{o.get('status')} {told}" if told is not None else str(o.get("status"))
+    return (f"edited by {_detail(event, 'by')}: was {outcome(before)}, now {outcome(after)}",
+            Tone.WARN)
 
 
 def _child(verb: str, tone: Tone) -> TellFn:
@@ -264,6 +276,9 @@ _TELLINGS: dict[str, TellFn] = {
     E.CONTEXT_SUCCEEDED: _fixed("done", Tone.MUTED),
     E.CONTEXT_FAILED: _context_failed,
     E.EXECUTION_TIMED_OUT: _fixed("timed out (execution timeout)", Tone.ERROR),
+    E.EXECUTION_PAUSED: _operated("paused"),
+    E.EXECUTION_RESUMED: _operated("resumed"),
+    E.OPERATION_EDITED: _edited,
 }
 
 _RECORDED: dict[str, str] = {
@@ -302,7 +317,7 @@ class Pending:
 
 def pending(run: RunInfo, ops: list[Operation]) -> list[Pending]:
     """What the run waits on now, in the order the workflow got there."""
-    if run.status is not ExecutionStatus.RUNNING:
+    if not run.status.live:
         return []
     return [p for op in ops if (p := _pending(op)) is not None]
 
@@ -443,7 +458,9 @@ def _state_line(run: RunInfo, now: float) -> Telling:
     took = duration(elapsed(run, now))
     if run.parked is not None:
         return f"run PARKED after {took}: {error_text(run.parked)}", Tone.ALARM
-    if run.status is ExecutionStatus.RUNNING:
+    if run.status is ExecutionStatus.PAUSED:
+        return f"run PAUSED after {took}: `durable resume {run.run_id}` runs it on", Tone.ALARM
+    if run.status.live:
         return f"run running for {took}", Tone.PLAIN
     tone = Tone.OK if run.status is ExecutionStatus.SUCCEEDED else Tone.ERROR
     return f"run {run.status.value.lower().replace('_', ' ')} after {took}", tone
