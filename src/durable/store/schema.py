@@ -168,6 +168,10 @@ CREATE TABLE run_logs (
 );
 CREATE INDEX run_logs_run ON run_logs (run_id, id)
 """),
+    # The inputs of steps and child runs, recorded for people to see (Operation.input).
+    (6, """
+ALTER TABLE operations ADD COLUMN input TEXT
+"""),
 ]
 
 
