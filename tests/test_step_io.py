@@ -9,6 +9,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from durable.cli.main import main
 from durable.server.app import create_app
 from durable.store.schema import MIGRATIONS, statements
 from durable.views.values import VALUE_PREVIEW
+from tests.apps import crash_app
+from tests.crashkit import CrashLab
 
 
 def raw_rows(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -256,3 +259,63 @@ async def uses_a_callable(ctx: Context) -> int:
 def _call(fn: Any) -> Any:
     return fn()
 
+
+
+@pytest.mark.crash
+def test_a_step_input_is_recorded_once_across_a_worker_killed_mid_step(
+        tmp_path: Path, any_db: str) -> None:
+    """`b` (at least once) is killed before its START was sent, so its re-run records the
+    input; `charge` (at most once) had its START, with the input, checkpointed before its body:
+    the killed attempt's input stays, and the next attempts neither add nor lose one."""
+    with CrashLab(tmp_path, any_db) as lab:
+        chain = lab.start(crash_app.chain, 1, id="chain")
+        charge = lab.start(crash_app.charge, 2, id="charge")
+        w1 = lab.worker(lease=1.0)
+        lab.wait_effect("b")
+        lab.wait_effect("charge")
+        assert raw_inputs(any_db, "charge")["charge"] == '["charge","receipt-1"]'
+        w1.kill()
+        lab.open_gate("b")
+        lab.open_gate("charge")
+        lab.worker(lease=1.0)
+        lab.finish(chain)
+        lab.finish(charge)
+        assert lab.effects()["b"] == 2 and lab.effects()["charge"] == 2
+        assert raw_inputs(any_db, "chain") == {"a": '["a",2]', "b": '["b",4]', "c": '["c",7]'}
+        assert raw_inputs(any_db, "charge") == {"prepare": '["prepare",null]',
+                                                "charge": '["charge","receipt-1"]'}
+        assert raw_rows(any_db, "SELECT COUNT(*) FROM operations WHERE run_id = 'charge'"
+                                " AND name = 'charge'") == [(1,)]
+        assert lab.operations(charge)["charge"].attempt == 2
+
+
+def test_an_expanded_operation_stays_expanded_while_the_running_page_refreshes(
+        tmp_path: Path) -> None:
+    """In Chromium: a run waiting for a signal refreshes its page every 1.5 s; the input and
+    output a reader opened stay open across the refresh, and show what the step received."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.serverkit import Server
+    from tests.test_ui import ARGS, CHROMIUM, TOKEN, VIEWPORT, log_in
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing")
+    with Server(tmp_path, TOKEN) as server, sync_playwright() as p:
+        with server.client() as http:
+            http.post("/api/runs", json={"workflow": "approval", "id": "o-1",
+                                         "input": {"order_id": "A-17", "amount": 40}})
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_context(viewport=VIEWPORT).new_page()  # type: ignore[arg-type]
+            page.set_default_timeout(20_000)
+            log_in(page, server)
+            page.goto(f"{server.url}/runs/o-1")
+            row = page.locator("table.op-values tr", has_text="reserve")
+            row.locator("summary").click()
+            expect(row.locator("details")).to_contain_text('"A-17"')
+            row.locator("details").evaluate("d => { d.dataset.before = 'refresh'; }")
+            page.wait_for_function(  # the region was replaced by a refresh
+                "() => !document.querySelector('table.op-values details[data-before]')")
+            expect(row.locator("details")).to_have_attribute("open", "")
+        finally:
+            browser.close()

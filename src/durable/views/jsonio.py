@@ -243,7 +243,7 @@ def _value_json(run_id: str, op: Operation, which: Which, key: str) -> dict[str,
     value = shown(run_id, op, which)
     if value is None:
         return {key: None, f"{key}_info": None}
-    info = {"chars": value.chars, "truncated": value.truncated, "is_json": value.json,
+    info = {"chars": value.chars, "truncated": value.truncated, "is_json": value.is_json,
             "url": value.url}
     return {key: value.text if value.truncated else _payload(value.text), f"{key}_info": info}
 

@@ -25,18 +25,18 @@ VALUE_PREVIEW = 2000
 @dataclass(frozen=True, slots=True)
 class Shown:
     """A stored value as a view shows it. `text` is all of it, or its first `limit` characters
-    when `truncated`; `json` says whether it is JSON (None: too large to check here)."""
+    when `truncated`; `is_json` says whether it is JSON (None: too large to check here)."""
 
     text: str
     chars: int
     truncated: bool
-    json: bool | None
+    is_json: bool | None
     url: str
 
     @property
     def opaque(self) -> bool:
         """Not JSON: a custom serializer's text (encrypted, compressed), shown as it is."""
-        return self.json is False
+        return self.is_json is False
 
 
 def stored(op: Operation, which: Which) -> str | None:
