@@ -10,7 +10,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 
 from durable.model import ErrorObject, ExecutionStatus, RunInfo
 from durable.server import service
@@ -119,9 +119,10 @@ def logs(run_id: str, state: ServerDep, after: Offset = 0) -> LogPage:
                    next_after=lines[-1][0] if lines else (after or None))
 
 
-@router.get("/runs/{run_id}/operations/{op_id}/{which}", response_class=PlainTextResponse,
-            responses={200: {"content": {"application/json": {}, "text/plain": {}},
-                              "description": "The whole value, as stored"}})
+@router.get("/runs/{run_id}/operations/{op_id}/{which}",
+            responses={200: {"content": {"application/json": {},
+                                         "text/plain": {"schema": {"type": "string"}}},
+                             "description": "The whole value, as stored"}})
 def operation_value(run_id: str, op_id: str, which: Which, state: ServerDep) -> Response:
     """The whole input or output of one operation, which the run's views show cut when long:
     JSON as the default serializer wrote it, any other serializer's text (encrypted) as text.
