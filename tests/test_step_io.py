@@ -107,6 +107,9 @@ def test_inputs_go_through_the_runs_serializer_so_encryption_covers_them(
     view = json.loads(CliRunner().invoke(cli, ["show", "s", "--json", "--db", db_url]).output)
     [answer] = [op for op in view["operations"] if op["name"] == "answer"]
     assert answer["input"] == stored and answer["input_info"]["is_json"] is False
+    with TestClient(create_app(db_url, serve=False), base_url="http://127.0.0.1") as http:
+        page = http.get("/runs/s")
+    assert page.status_code == 200 and "not JSON: a custom serializer" in page.text
 
 
 @workflow(name="io.quiet", record_inputs=False)
