@@ -27,7 +27,7 @@ from durable.engine import machine, telemetry
 from durable.engine.metrics import Snapshot, snapshot
 from durable.engine.schedules import schedule_info
 from durable.engine.worker import Worker, serving_here
-from durable.errors import RunNotFound, UsageError, WorkflowFailed
+from durable.errors import OperationNotFound, RunNotFound, UsageError, WorkflowFailed
 from durable.model import (
     ChildPolicy,
     ErrorObject,
@@ -224,10 +224,27 @@ class Client:
     async def metrics_async(self, queues: Sequence[ServedQueue] = ()) -> Snapshot:
         return await self.store.aread(lambda tx: snapshot(tx, self.clock(), queues))
 
-    def operations(self, run_id: str) -> builtins.list[Operation]:
+    def operations(self, run_id: str, inputs: bool = False) -> builtins.list[Operation]:
+        """The run's operations in order; with `inputs`, with the inputs recorded for them."""
         def read(tx: Tx) -> builtins.list[Operation]:
             _existing(tx, run_id)
-            return tx.operations(run_id)
+            return tx.operations(run_id, inputs)
+        return self.store.read(read)
+
+    def operation(self, run_id: str, op_id: str) -> Operation:
+        """One operation of the run with its input: by its id, or the start of it that
+        `durable show` prints if no other operation's id starts so."""
+        def read(tx: Tx) -> Operation:
+            _existing(tx, run_id)
+            found = tx.get_operation(run_id, op_id, inputs=True)
+            if found is not None:
+                return found
+            matches = [op.id for op in tx.operations(run_id) if op.id.startswith(op_id)]
+            if len(matches) != 1 or not op_id:
+                raise OperationNotFound(run_id, op_id, len(matches))
+            found = tx.get_operation(run_id, matches[0], inputs=True)
+            assert found is not None  # read in the same transaction
+            return found
         return self.store.read(read)
 
     def get_event(self, run_id: str, key: str, default: Any = None) -> Any:

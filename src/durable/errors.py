@@ -77,6 +77,14 @@ class RunNotEnded(UsageError):
         self.run_id = run_id
 
 
+class OperationNotFound(UsageError):
+    def __init__(self, run_id: str, op_id: str, matches: int = 0) -> None:
+        why = (f"{matches} operations' ids start with {op_id!r}: give more of the id"
+               if matches > 1 else f"run {run_id!r} has no operation {op_id!r}")
+        super().__init__(f"{why}; `durable show {run_id}` lists its operations with their ids")
+        self.run_id, self.op_id = run_id, op_id
+
+
 class RunIdTaken(UsageError):
     """A run id asked for a new run is already the id of another run: of another workflow, or
     of any run for a rerun (starting the same workflow again under its id returns that run)."""

@@ -40,6 +40,7 @@ from durable.cli.render import (
     live_line,
     make_console,
     not_ended,
+    operation_value,
     plain_table,
     printable,
     render_logs,
@@ -213,14 +214,23 @@ def ls(status: str | None, workflow: str | None, limit: int, db: str | None,
               help="Print only what the workflow logged through ctx.logger, kept with the run.")
 @click.option("--follow", is_flag=True,
               help="First follow the run until it ends or parks, its summary on stderr.")
+@click.option("--input", "input_of", metavar="OP_ID",
+              help="Print only this operation's whole input, as stored (views cut long ones).")
+@click.option("--output", "output_of", metavar="OP_ID",
+              help="Print only this operation's whole output, as stored.")
 @events_option
 @db_option
 @json_option
 def show(run_id: str, logs: bool, follow: bool, events: bool, db: str | None,
-         as_json: bool) -> None:
-    """Status, input, result or error, what the run waits on, and its history as a timeline."""
+         as_json: bool, input_of: str | None, output_of: str | None) -> None:
+    """Status, input, result or error, what the run waits on, each operation's input and
+    output, and its history as a timeline."""
     if logs:
         _show_logs(run_id, db, as_json)
+        return
+    if input_of is not None or output_of is not None:
+        with open_client(db) as client:
+            click.echo(operation_value(client, run_id, input_of, output_of))
         return
     with open_client(db) as client:
         if follow:

@@ -34,6 +34,7 @@ except ModuleNotFoundError:  # the core install: the same lines, plain (the [cli
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.client import Client
 from durable.engine.worker import Worker
+from durable.errors import UsageError
 from durable.model import (
     ErrorObject,
     EventType,
@@ -55,12 +56,14 @@ from durable.views.timeline import (
     error_text,
     log_where,
     offset,
+    op_label,
     pending,
     published,
     summarize,
     summary_lines,
     until,
 )
+from durable.views.values import Which, shown, stored
 
 E = EventType
 
@@ -165,8 +168,59 @@ def render_run(view: RunView) -> RenderableType:
     events = published(view.operations)
     if events:
         parts.append(_section("Published events", _events_table(events)))
+    if view.operations:
+        parts.append(_section("Operations", _operations_table(view)))
     parts.append(_section("History", _timeline(view)))
     return Group(*parts)
+
+
+OP_ID_SHOWN = 12
+"""Hex digits of an operation id that `durable show` prints: --input/--output take any start
+of an id that no other operation of the run shares."""
+
+
+SHOW_PREVIEW = 120
+"""Characters of an operation's input or output that `durable show` prints in its table."""
+
+
+def _operations_table(view: RunView) -> Table:
+    """One line per operation: the start of its id (what --input/--output take), what it is,
+    and the start of its input and output, each cut with the command that prints it whole."""
+    run_id = view.run.run_id
+    table = plain_table(Column("id", no_wrap=True), "operation", "status", "input", "output")
+    for op in view.operations:
+        table.add_row(op.id[:OP_ID_SHOWN], printable(op_label(op)), op.status.value,
+                      _value_cell(run_id, op, "input"), _value_cell(run_id, op, "output"))
+    return table
+
+
+def _value_cell(run_id: str, op: Operation, which: Which) -> Text:
+    value = shown(run_id, op, which, limit=SHOW_PREVIEW)
+    if value is None:
+        return Text("-", style="dim")
+    text = Text(printable(value.text))
+    if value.opaque:
+        text.append(" (not JSON: a custom serializer's, e.g. encrypted)", style="dim")
+    if value.truncated:
+        text.append(f"… ({value.chars} chars: durable show {printable(run_id)} "
+                    f"--{which} {op.id[:OP_ID_SHOWN]})", style="dim")
+    return text
+
+
+def operation_value(client: Client, run_id: str, input_of: str | None,
+                    output_of: str | None) -> str:
+    """`durable show RUN --input OP` / `--output OP`: the whole value as stored, JSON as JSON
+    (NaN as null, as everywhere), a custom serializer's text as it is."""
+    if input_of is not None and output_of is not None:
+        raise UsageError("give one of --input and --output: each prints one whole value")
+    which: Which = "input" if input_of is not None else "output"
+    op = client.operation(run_id, input_of or output_of or "")
+    text = stored(op, which)
+    if text is None:
+        raise UsageError(f"operation {op.id} ({op.name}) of run {run_id!r} has no {which} "
+                         "recorded" + (" (its workflow or step has record_input off, or its "
+                                       "input could not be encoded)" if which == "input" else ""))
+    return payload_text(text)
 
 
 def render_logs(lines: list[tuple[int, LogLine]], t0: float,

@@ -478,7 +478,7 @@ def _apply(tx: Tx, run_id: str, u: OperationUpdate, now: float, stored: Operatio
     if handler is None:
         raise InvalidCheckpoint(f"run {run_id!r}: action {u.action} is not valid for {u.type}")
     new = handler(Change(tx, run_id, u, stored, op, now))
-    tx.put_operation(run_id, new)
+    tx.put_operation(run_id, new, u.input)
     return new
 
 
@@ -740,7 +740,7 @@ def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None
     """A new run of the same workflow that reuses the source's recorded results up to the
     first operation named (or with the id) `from_step`, and executes from there on."""
     source = _running(tx, source_id)
-    ops = tx.operations(source_id)
+    ops = tx.operations(source_id, inputs=True)
     cut = next((i for i, op in enumerate(ops) if from_step in (op.name, op.id)), None)
     if cut is None:
         names = sorted({op.name for op in ops if op.type is OperationType.STEP and op.name})
@@ -752,7 +752,7 @@ def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None
         raise RunIdTaken(new_id, f"run id {new_id!r} is taken; choose another id for the rerun")
     for op in ops[:cut]:
         if op.status.is_final:  # a callback id stays with the run that issued it
-            tx.put_operation(new_id, replace(op, callback_id=None))
+            tx.put_operation(new_id, replace(op, callback_id=None), op.input)
     tx.add_event(new_id, E.EXECUTION_RERUN, now,
                  details={"source_run_id": source_id, "from": from_step, "reused": cut})
     return run

@@ -213,6 +213,11 @@ class Operation:
     child_run_id: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    input: str | None = None
+    """STEP, CHAINED_INVOKE: what the step body or the child run received, encoded by the run's
+    serializer as `result` is (see `OperationUpdate.input`). Only reads for people load it
+    (`operations(..., inputs=True)`): a replay never needs it, so claims and checkpoints leave
+    it None rather than carry every input of the run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +245,12 @@ class OperationUpdate:
     replay_children: bool = False  # CONTEXT SUCCEED: result too large, rebuilt by replaying
     child: ChildStart | None = None  # CHAINED_INVOKE START: the run to create
     started_at: float | None = None  # STEP: when the attempt began (for the timeline)
+    input: str | None = None
+    """STEP, CHAINED_INVOKE: the operation's input, for people to see. Sent with the updates
+    that may create the operation's row (the START, or an outcome whose START was never sent)
+    and kept from the first that carries it, so recording costs no write of its own and a
+    replay or a re-run attempt changes nothing. None: not recorded (the workflow or step opted
+    out, or the serializer could not encode it). Durable's own: AWS's contract has no slot."""
 
 
 @dataclass(frozen=True, slots=True)

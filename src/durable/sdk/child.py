@@ -37,7 +37,8 @@ async def start(ex: Executor, scope: Scope, wf: Workflow[Any], args: tuple[Any, 
             child = ChildStart(child_id, wf.name, wf.encode_input(args))
             (op,) = await ex.checkpoint(OperationUpdate(
                 op_id, OperationType.CHAINED_INVOKE, OperationAction.START, name=wf.name,
-                parent_id=scope.parent_id, sub_type=kind, child=child))
+                parent_id=scope.parent_id, sub_type=kind, child=child,
+                input=child.input if ex.record_inputs else None))
         if not wait:
             return op.child_run_id
         if op.status is OperationStatus.STARTED:

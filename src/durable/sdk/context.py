@@ -118,23 +118,28 @@ class Context:
     @overload
     async def step(self, fn: Callable[..., Awaitable[R]], *args: Any, name: str | None = None,
                    retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
-                   timeout: float | None = None, serializer: Serializer | None = None) -> R: ...
+                   timeout: float | None = None, serializer: Serializer | None = None,
+                   record_input: bool | None = None) -> R: ...
 
     @overload
     async def step(self, fn: Callable[..., R], *args: Any, name: str | None = None,
                    retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
-                   timeout: float | None = None, serializer: Serializer | None = None) -> R: ...
+                   timeout: float | None = None, serializer: Serializer | None = None,
+                   record_input: bool | None = None) -> R: ...
 
     async def step(self, fn: Callable[..., Any], *args: Any, name: str | None = None,
                    retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
-                   timeout: float | None = None, serializer: Serializer | None = None) -> Any:
+                   timeout: float | None = None, serializer: Serializer | None = None,
+                   record_input: bool | None = None) -> Any:
         """Run `fn(*args)` as a checkpointed step: once it succeeded, it never runs again.
 
         at_least_once (default): a crash during the body runs the body again.
         at_most_once: the start is checkpointed first; a body found interrupted raises
         `StepInterrupted` into the retry policy instead of running again unasked.
+        `record_input=False`: `args` are not recorded (sensitive data); None: as the workflow
+        says (`@workflow(record_inputs=...)`, on by default).
         """
-        cfg = StepConfig(name, retry, semantics, timeout, serializer)
+        cfg = StepConfig(name, retry, semantics, timeout, serializer, record_input)
         if isinstance(fn, _step.StepFunction):  # options given here win over the decorator's
             cfg = fn.cfg.merged(cfg)
             fn = fn.fn

@@ -96,11 +96,13 @@ CURRENT_STEP: ContextVar[StepRun | None] = ContextVar("durable_step", default=No
 
 class Executor:
     def __init__(self, invocation: Invocation, checkpointer: Checkpointer,
-                 serializer: Serializer, replay_only: bool = False) -> None:
+                 serializer: Serializer, replay_only: bool = False,
+                 record_inputs: bool = True) -> None:
         self.run_id = invocation.run_id
         self.workflow = invocation.workflow
         self.ops = invocation.operations
         self.serializer = serializer
+        self.record_inputs = record_inputs  # of steps and child runs, unless a step says
         self.cancel_requested = invocation.cancel_requested
         self._leased = invocation.leased
         self._invocation = invocation

@@ -37,18 +37,23 @@ as the next attempt), while the many short steps cost no round trip more."""
 
 @dataclass(frozen=True, slots=True)
 class StepConfig:
+    """A step's options. `record_input`: whether its input is recorded for people to see
+    (`Operation.input`); None leaves it to the workflow (`@workflow(record_inputs=...)`)."""
+
     name: str | None = None
     retry: RetryPolicy | None = None
     semantics: Semantics = "at_least_once"
     timeout: float | None = None
     serializer: Serializer | None = None
+    record_input: bool | None = None
 
     def merged(self, override: StepConfig) -> StepConfig:
         return StepConfig(
             override.name or self.name, override.retry or self.retry,
             override.semantics if override.semantics != "at_least_once" else self.semantics,
             override.timeout if override.timeout is not None else self.timeout,
-            override.serializer or self.serializer)
+            override.serializer or self.serializer,
+            override.record_input if override.record_input is not None else self.record_input)
 
 
 class StepFunction(Generic[P, R]):
@@ -97,10 +102,22 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
     serializer = cfg.serializer or ex.serializer
     with scope.exclusive(f"step {name!r}"):
         op_id, op = ex.begin(scope, OperationType.STEP, name, SubType.STEP)
+        record = ex.record_inputs if cfg.record_input is None else cfg.record_input
+        encoded: list[str | None] = []  # the input, encoded once: before the body can change it
+
+        def first_input() -> str | None:
+            """The input, for an update that may create the step's row; None once the row
+            exists (it has the input already), or if this step's input is not recorded."""
+            if not record or op_id in ex.ops:
+                return None
+            if not encoded:
+                encoded.append(_input(serializer, args, kwargs))
+            return encoded[0]
 
         def update(action: OperationAction, **fields: Any) -> OperationUpdate:
             return OperationUpdate(op_id, OperationType.STEP, action, name=name,
-                                   parent_id=scope.parent_id, sub_type=SubType.STEP, **fields)
+                                   parent_id=scope.parent_id, sub_type=SubType.STEP,
+                                   input=first_input(), **fields)
 
         policy = cfg.retry or DEFAULT_RETRY
         while True:
@@ -184,6 +201,18 @@ async def _call(ex: Executor, op_id: str, attempt: int, fn: Callable[..., Any],
         return result
     finally:
         CURRENT_STEP.reset(token)
+
+
+def _input(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """A step's input as recorded: the list of its arguments, or with keyword arguments
+    `{"args": [...], "kwargs": {...}}`, through the step's serializer (so an encrypting one
+    covers inputs as it covers results). None if the serializer cannot encode it: the input
+    is there for people to see, and a step whose arguments are no data (a client, a callable)
+    must run as it always has."""
+    try:
+        return serializer.encode({"args": list(args), "kwargs": kwargs} if kwargs else list(args))
+    except Exception:  # whatever a custom serializer raises: not recorded, never a failure
+        return None
 
 
 def _encode(serializer: Serializer, value: Any, name: str) -> str:

@@ -51,7 +51,8 @@ class Workflow(Generic[R]):
 
     def __init__(self, fn: Callable[..., Awaitable[R]], name: str | None = None,
                  serializer: Serializer | None = None, schedule: Schedule | None = None,
-                 queue: Queue | str | None = None, webhook: bool = False) -> None:
+                 queue: Queue | str | None = None, webhook: bool = False,
+                 record_inputs: bool = True) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise UsageError(f"@workflow {fn.__qualname__} must be an `async def`")
         params = list(inspect.signature(fn).parameters.values())
@@ -77,6 +78,7 @@ class Workflow(Generic[R]):
                              f"({', '.join(self.params)})")
         self._queue = queue
         self.webhook = webhook  # `durable server` exposes POST /hooks/<name> to start runs
+        self.record_inputs = record_inputs  # of its steps and child runs, for people to see
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -123,8 +125,9 @@ class Workflow(Generic[R]):
     async def handler(self, invocation: Invocation,
                       checkpointer: Checkpointer) -> InvocationOutput:
         """Replay the run's history through the workflow and run on until it ends or waits."""
-        return await self._execute(Executor(invocation, checkpointer, self.serializer),
-                                   invocation)
+        ex = Executor(invocation, checkpointer, self.serializer,
+                      record_inputs=self.record_inputs)
+        return await self._execute(ex, invocation)
 
     async def check_history(self, invocation: Invocation) -> ErrorObject | None:
         """Replay a stored history against this code without running anything new: the
@@ -171,13 +174,15 @@ def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[R]: ...
 def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              schedule: str | None = None, timezone: str | None = None,
              missed: Missed | None = None, queue: Queue | str | None = None,
-             webhook: bool = False) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
+             webhook: bool = False, record_inputs: bool = True
+             ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
 
 
 def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | None = None,
              serializer: Serializer | None = None, schedule: str | None = None,
              timezone: str | None = None, missed: Missed | None = None,
-             queue: Queue | str | None = None, webhook: bool = False) -> Any:
+             queue: Queue | str | None = None, webhook: bool = False,
+             record_inputs: bool = True) -> Any:
     """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`.
 
     `schedule="0 2 * * *"` (cron, in `timezone`, default UTC): every worker serving the workflow
@@ -192,10 +197,14 @@ def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | No
 
     `webhook=True`: `durable server` serving the workflow exposes `POST /hooks/<name>`, which
     starts a run with the request's JSON body as input.
+
+    `record_inputs=False`: the inputs of its steps and child runs are not recorded with their
+    operations (sensitive data); each is otherwise kept through `serializer`, as results are,
+    for `durable show` and the UI. A step's own `record_input` wins over this.
     """
     def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[R]:
         wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
-                                                     missed), queue, webhook)
+                                                     missed), queue, webhook, record_inputs)
         REGISTRY[wf.name] = wf
         return wf
     return wrap(fn) if fn is not None else wrap
@@ -220,15 +229,17 @@ def step(fn: Callable[P, R], /) -> StepFunction[P, R]: ...
 @overload
 def step(*, name: str | None = None, retry: RetryPolicy | None = None,
          semantics: Semantics = "at_least_once", timeout: float | None = None,
-         serializer: Serializer | None = None
+         serializer: Serializer | None = None, record_input: bool | None = None
          ) -> Callable[[Callable[P, R]], StepFunction[P, R]]: ...
 
 
 def step(fn: Callable[P, R] | None = None, /, *, name: str | None = None,
          retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
-         timeout: float | None = None, serializer: Serializer | None = None) -> Any:
-    """Declare a step with its options; calling it inside a workflow checkpoints it."""
-    cfg = StepConfig(name, retry, semantics, timeout, serializer)
+         timeout: float | None = None, serializer: Serializer | None = None,
+         record_input: bool | None = None) -> Any:
+    """Declare a step with its options; calling it inside a workflow checkpoints it.
+    `record_input=False` keeps its arguments out of the record (sensitive data)."""
+    cfg = StepConfig(name, retry, semantics, timeout, serializer, record_input)
 
     def wrap(f: Callable[P, R]) -> StepFunction[P, R]:
         return StepFunction(f, cfg)

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from durable.model import ErrorObject, ExecutionStatus, RunInfo
 from durable.server import service
 from durable.server.deps import ServerDep, ServerState
-from durable.server.errors import ERROR_RESPONSES
+from durable.server.errors import ERROR_RESPONSES, ApiError
 from durable.server.schemas import (
     Accepted,
     CallbackFailure,
@@ -45,9 +45,11 @@ from durable.views.jsonio import (
     event_json,
     log_json,
     outcome_json,
+    payload_text,
     run_json,
     run_summary_json,
 )
+from durable.views.values import Which, is_json, stored
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -118,6 +120,23 @@ def logs(run_id: str, state: ServerDep, after: Offset = 0) -> LogPage:
     return LogPage(lines=[LogEntry.model_validate(log_json(n, line, run.created_at))
                           for n, line in lines],
                    next_after=lines[-1][0] if lines else (after or None))
+
+
+@router.get("/runs/{run_id}/operations/{op_id}/{which}",
+            responses={200: {"content": {"application/json": {},
+                                         "text/plain": {"schema": {"type": "string"}}},
+                             "description": "The whole value, as stored"}})
+def operation_value(run_id: str, op_id: str, which: Which, state: ServerDep) -> Response:
+    """The whole input or output of one operation, which the run's views show cut when long:
+    JSON as the default serializer wrote it, any other serializer's text (encrypted) as text.
+    404 if the operation has none recorded."""
+    op = state.client.operation(run_id, op_id)
+    text = stored(op, which)
+    if text is None:
+        raise ApiError(404, "value_not_recorded", f"operation {op.id} ({op.name}) of run "
+                       f"{run_id!r} has no {which} recorded")
+    return Response(payload_text(text), media_type="application/json" if is_json(text)
+                    else "text/plain")
 
 
 @router.get("/runs/{run_id}/result", response_model=Outcome,

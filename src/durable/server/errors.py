@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from durable.errors import (
     CallbackNotFound,
     DurableError,
+    OperationNotFound,
     RunIdTaken,
     RunNotEnded,
     RunNotFound,
@@ -53,7 +54,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (400, "Bad input: the message says what to change"),
         (401, "A token is required: `Authorization: Bearer <token>` or the login cookie"),
         (403, "A write from another site's page, refused"),
-        (404, "No such run, callback or workflow"),
+        (404, "No such run, operation, callback or workflow"),
         (409, "Conflicts with a run that exists, or with the state it is in"),
         (413, "The body is larger than the server takes (`--max-body`)"),
         (422, "The request does not match the schema"),
@@ -95,6 +96,8 @@ async def _durable_error(request: Request, exc: Exception) -> Response:
         return error_response(404, "run_not_found", str(exc))
     if isinstance(exc, CallbackNotFound):
         return error_response(404, "callback_not_found", str(exc))
+    if isinstance(exc, OperationNotFound):
+        return error_response(404, "operation_not_found", str(exc))
     if isinstance(exc, StoreUnusable):  # the database, not the request
         return error_response(503, "store_unusable", str(exc))
     if isinstance(exc, RunIdTaken):

@@ -80,6 +80,14 @@ class RunPage(BaseModel):
     next_offset: int | None = Field(description="Pass as `offset` for the next page; null: last")
 
 
+class ValueInfo(BaseModel):
+    chars: int = Field(description="Length of the stored value, in characters")
+    truncated: bool = Field(description="Only its start is shown: fetch the whole from `url`")
+    is_json: bool | None = Field(description="Whether it is JSON (false: a custom serializer's "
+                              "text, e.g. encrypted); null: too long to check here")
+    url: str = Field(description="Where the API answers the whole value")
+
+
 class OperationOut(BaseModel):
     id: str
     type: str
@@ -88,7 +96,10 @@ class OperationOut(BaseModel):
     status: str
     attempt: int
     parent_id: str | None
+    input: Any = Field(description="What the step body or child run received, if recorded")
+    input_info: ValueInfo | None
     result: Any
+    result_info: ValueInfo | None
     error: ErrorInfo | None
     due_at: str | None
     callback_id: str | None

@@ -22,9 +22,11 @@ from durable.views.timeline import (
     elapsed,
     log_where,
     offset,
+    op_label,
     pending,
     published,
 )
+from durable.views.values import Shown, shown
 
 STATUSES = [s.value for s in ExecutionStatus]
 PAGE = 50
@@ -49,6 +51,16 @@ class LogRow:
 
 
 @dataclass(frozen=True, slots=True)
+class OpValues:
+    """One operation's input and output as its row on the page shows them."""
+
+    op: Operation
+    label: str
+    input: Shown | None
+    output: Shown | None
+
+
+@dataclass(frozen=True, slots=True)
 class RunPage:
     run: RunInfo
     operations: list[Operation]
@@ -66,6 +78,13 @@ class RunPage:
         return self.run.compute_seconds / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
+    def op_values(self) -> list[OpValues]:
+        """The operations that have an input or output recorded, each with both as shown."""
+        rows = (OpValues(op, op_label(op), shown(self.run.run_id, op, "input"),
+                         shown(self.run.run_id, op, "output")) for op in self.operations)
+        return [row for row in rows if row.input is not None or row.output is not None]
+
+    @property
     def step_errors(self) -> list[Operation]:
         return [op for op in self.operations if op.error is not None
                 and op.type is OperationType.STEP]
@@ -73,7 +92,7 @@ class RunPage:
 
 def run_page(client: Client, run_id: str) -> RunPage:
     run = client.get(run_id)
-    ops = client.operations(run_id)
+    ops = client.operations(run_id, inputs=True)
     history = client.history(run_id)
     now = client.clock()
     by_id = {op.id: op for op in ops}

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from durable.model import Operation
 from durable.store.rows import (
     OP_COLUMNS,
+    OP_COLUMNS_WITH_INPUT,
     WAITING_SQL,
     Table,
     dump_error,
@@ -18,12 +19,15 @@ from durable.store.rows import (
 class Operations(Table):
     """Operations, callbacks and signals."""
 
-    def operations(self, run_id: str) -> list[Operation]:
-        return self.operations_of([run_id])[run_id]
+    def operations(self, run_id: str, inputs: bool = False) -> list[Operation]:
+        """The run's operations in the order they were recorded; with `inputs`, each with the
+        input recorded for it (for people: a replay never needs them)."""
+        return self.operations_of([run_id], inputs)[run_id]
 
-    def operations_of(self, run_ids: Sequence[str]) -> dict[str, list[Operation]]:
+    def operations_of(self, run_ids: Sequence[str],
+                      inputs: bool = False) -> dict[str, list[Operation]]:
         """The operations of each run, in the order they were recorded, in one statement: what
-        a claim hands its invocations.
+        a claim hands its invocations (without `inputs`).
 
         Put in order here, not by the query: ORDER BY seq would let PostgreSQL walk the primary
         key's index through every operation of every run, filtering, rather than look up these
@@ -31,14 +35,16 @@ class Operations(Table):
         """
         found: dict[str, list[Operation]] = {run_id: [] for run_id in run_ids}
         if run_ids:
-            rows = self._rows(f"SELECT seq, run_id, {OP_COLUMNS} FROM operations"
+            columns = OP_COLUMNS_WITH_INPUT if inputs else OP_COLUMNS
+            rows = self._rows(f"SELECT seq, run_id, {columns} FROM operations"
                               f" WHERE run_id IN ({marks(run_ids)})", run_ids)
             for row in sorted(rows, key=lambda row: int(row[0])):
                 found[row[1]].append(operation_row(row[2:]))
         return found
 
-    def get_operation(self, run_id: str, op_id: str) -> Operation | None:
-        row = self._one(f"SELECT {OP_COLUMNS} FROM operations WHERE run_id = ? AND op_id = ?",
+    def get_operation(self, run_id: str, op_id: str, inputs: bool = False) -> Operation | None:
+        columns = OP_COLUMNS_WITH_INPUT if inputs else OP_COLUMNS
+        row = self._one(f"SELECT {columns} FROM operations WHERE run_id = ? AND op_id = ?",
                         (run_id, op_id))
         return None if row is None else operation_row(row)
 
@@ -49,19 +55,23 @@ class Operations(Table):
             f"SELECT {OP_COLUMNS} FROM operations WHERE run_id = ? AND status IN {WAITING_SQL}"
             " ORDER BY seq", (run_id,))]
 
-    def put_operation(self, run_id: str, op: Operation) -> None:
+    def put_operation(self, run_id: str, op: Operation, input: str | None = None) -> None:
+        """Insert or update the operation's row. `input` is kept only if the row has none yet:
+        the first update to carry the input records it, none after can change it, and the
+        engine's updates of operations read without their input keep it."""
         self._exec(
             "INSERT INTO operations (run_id, op_id, type, status, name, parent_id, sub_type,"
-            " attempt, result, error, due_at, callback_id, child_run_id, started_at, ended_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " attempt, result, error, due_at, callback_id, child_run_id, started_at, ended_at,"
+            " input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id, op_id) DO UPDATE SET status = excluded.status,"
             " attempt = excluded.attempt, result = excluded.result, error = excluded.error,"
             " due_at = excluded.due_at, callback_id = excluded.callback_id,"
             " child_run_id = excluded.child_run_id,"
-            " started_at = excluded.started_at, ended_at = excluded.ended_at",
+            " started_at = excluded.started_at, ended_at = excluded.ended_at,"
+            " input = COALESCE(operations.input, excluded.input)",
             (run_id, op.id, op.type.value, op.status.value, op.name, op.parent_id, op.sub_type,
              op.attempt, op.result, dump_error(op.error), op.due_at, op.callback_id,
-             op.child_run_id, op.started_at, op.ended_at),
+             op.child_run_id, op.started_at, op.ended_at, input),
         )
 
     def find_callback(self, callback_id: str) -> tuple[str, Operation] | None:

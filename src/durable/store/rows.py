@@ -20,6 +20,8 @@ OP_COLUMNS = (
     "op_id, type, status, name, parent_id, sub_type, attempt, result, error, due_at, "
     "callback_id, child_run_id, started_at, ended_at"
 )
+OP_COLUMNS_WITH_INPUT = OP_COLUMNS + ", input"
+"""OP_COLUMNS and the operation's input, which only reads for people load (`Operation.input`)."""
 _RUN_COLUMNS = (
     "run_id", "workflow", "status", "input", "result", "error", "created_at", "updated_at",
     "ended_at", "compute_seconds", "parked", "cancel_requested", "ready_at", "parent_run_id",
@@ -61,7 +63,7 @@ def operation_row(row: Sequence[Any]) -> Operation:
         id=row[0], type=OperationType(row[1]), status=OperationStatus(row[2]), name=row[3],
         parent_id=row[4], sub_type=row[5], attempt=row[6], result=row[7],
         error=load_error(row[8]), due_at=row[9], callback_id=row[10], child_run_id=row[11],
-        started_at=row[12], ended_at=row[13],
+        started_at=row[12], ended_at=row[13], input=row[14] if len(row) > 14 else None,
     )
 
 

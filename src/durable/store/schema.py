@@ -174,6 +174,10 @@ CREATE INDEX run_logs_run ON run_logs (run_id, id)
 CREATE INDEX runs_ended ON runs (ended_at);
 CREATE INDEX callback_heartbeats_run ON callback_heartbeats (run_id)
 """),
+    # The inputs of steps and child runs, recorded for people to see (Operation.input).
+    (7, """
+ALTER TABLE operations ADD COLUMN input TEXT
+"""),
 ]
 
 

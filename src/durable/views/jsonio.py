@@ -21,6 +21,7 @@ from durable.errors import SerializationError, UsageError
 from durable.model import HistoryEvent, LogLine, Operation, RunInfo
 from durable.sdk.workflow import Workflow
 from durable.views.timeline import Pending, elapsed, pending, published
+from durable.views.values import Which, shown
 
 # -- input ----------------------------------------------------------------------------------
 
@@ -223,15 +224,28 @@ def _preview(text: str | None) -> str | None:
     return text[:PREVIEW] + "…"
 
 
-def operation_json(op: Operation) -> dict[str, Any]:
+def operation_json(run_id: str, op: Operation) -> dict[str, Any]:
+    """An operation with its input and result: each as JSON data, or as text where it is not
+    JSON (a custom serializer's) or too long (its start only), `input_info` / `result_info`
+    saying which and where the API answers the whole value."""
     return {
         "id": op.id, "type": op.type.value, "sub_type": op.sub_type, "name": op.name,
         "status": op.status.value, "attempt": op.attempt, "parent_id": op.parent_id,
-        "result": _payload(op.result), "error": op.error.to_dict() if op.error else None,
+        **_value_json(run_id, op, "input", "input"), **_value_json(run_id, op, "output", "result"),
+        "error": op.error.to_dict() if op.error else None,
         "due_at": _iso(op.due_at), "callback_id": op.callback_id,
         "child_run_id": op.child_run_id, "started_at": _iso(op.started_at),
         "ended_at": _iso(op.ended_at),
     }
+
+
+def _value_json(run_id: str, op: Operation, which: Which, key: str) -> dict[str, Any]:
+    value = shown(run_id, op, which)
+    if value is None:
+        return {key: None, f"{key}_info": None}
+    info = {"chars": value.chars, "truncated": value.truncated, "is_json": value.is_json,
+            "url": value.url}
+    return {key: value.text if value.truncated else _payload(value.text), f"{key}_info": info}
 
 
 def event_json(event: HistoryEvent, t0: float) -> dict[str, Any]:
@@ -271,8 +285,8 @@ class RunView:
 
     @classmethod
     def read(cls, client: Client, run_id: str) -> RunView:
-        return cls(client.get(run_id), client.operations(run_id), client.history(run_id),
-                   client.clock())
+        return cls(client.get(run_id), client.operations(run_id, inputs=True),
+                   client.history(run_id), client.clock())
 
     def to_json(self) -> dict[str, Any]:
         t0 = self.run.created_at
@@ -280,6 +294,6 @@ class RunView:
             "run": run_json(self.run, self.now),
             "pending": [pending_json(p) for p in pending(self.run, self.operations)],
             "events": {k: _payload(v) for k, v in published(self.operations).items()},
-            "operations": [operation_json(op) for op in self.operations],
+            "operations": [operation_json(self.run.run_id, op) for op in self.operations],
             "history": [event_json(e, t0) for e in self.history],
         }

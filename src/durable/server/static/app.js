@@ -20,7 +20,10 @@ function refresh(region) {
     try {
       const r = await fetch(region.dataset.src, { credentials: "same-origin" });
       if (!r.ok) return;
+      // What the reader expanded (an operation's input and output) stays expanded.
+      const open = [...region.querySelectorAll("details[open][id]")].map((d) => d.id);
       region.innerHTML = await r.text();
+      for (const id of open) { const d = document.getElementById(id); if (d) d.open = true; }
       localTimes(region);
       const head = region.querySelector("[data-status]");
       // The run ended: reload the whole page, whose actions depend on its status.
