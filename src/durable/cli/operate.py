@@ -74,7 +74,7 @@ def edit(run_id: str, operation: str, result: JsonValue | None, message: str | N
             run_id, operation, None if result is None else result.value,
             error=None if message is None else ErrorObject(error_type, message), by=BY)
     if as_json:
-        echo_json(operation_json(op))
+        echo_json(operation_json(run_id, op))
     else:
         click.echo(f"step {op.name!r} ({op.id}) of run {run_id} is now {op.status}; "
                    f"`durable resume {run_id}` runs on with it")

@@ -43,7 +43,7 @@ def succeed_step(run_id: str, operation: str, body: StepSuccess, state: ServerDe
     paused or parked, or an invocation still holds it."""
     op = state.client.edit_operation(run_id, operation, checked_json(body.result, "result"),
                                      by=identity(request))
-    return EditedStep(operation=operation_json(op),
+    return EditedStep(operation=operation_json(run_id, op),
                       message=f"step {op.name!r} of run {run_id} is now SUCCEEDED")
 
 
@@ -55,5 +55,5 @@ def fail_step(run_id: str, operation: str, body: StepFailure, state: ServerDep,
     op = state.client.edit_operation(run_id, operation, error=ErrorObject(body.type,
                                                                           body.message),
                                      by=identity(request))
-    return EditedStep(operation=operation_json(op),
+    return EditedStep(operation=operation_json(run_id, op),
                       message=f"step {op.name!r} of run {run_id} is now FAILED")
