@@ -50,6 +50,7 @@ R = TypeVar("R")
 
 Attributes = Mapping[str, str | float | datetime] | None
 """Searchable attributes given to a run (model/attributes.py says what each type means)."""
+EVERY_RUN = RunFilter()
 PAGE_LIMIT = 1000
 """Runs a listing page holds at most."""
 HISTORY_PAGE = 10_000
@@ -197,15 +198,15 @@ class Client:
         chosen = RunFilter(status=listed_status(status), workflow=workflow, search=search)
         return self.store.read(lambda tx: tx.list_runs(chosen, limit, offset, preview=preview))
 
-    def runs(self, filter: RunFilter = RunFilter(), limit: int = 100, cursor: str | None = None,
-             preview: int | None = None) -> RunListing:
-        """A page of the runs `filter` selects (`run_filter` makes one from text), newest
-        first, from after `cursor` (the previous page's `next_cursor`) on; each with its
-        attributes, and how many runs it started."""
+    def runs(self, filter: RunFilter = EVERY_RUN, limit: int = 100, cursor: str | None = None,
+             offset: int = 0, preview: int | None = None) -> RunListing:
+        """A page of the runs `filter` selects (`model.listing.run_filter` makes one from
+        text), newest first, from after `cursor` (the previous page's `next_cursor`) on, then
+        skipping `offset`; each with its attributes, and how many runs it started."""
         after = None if cursor is None else Cursor.decode(cursor)
 
         def read(tx: Tx) -> RunListing:
-            runs = tx.list_runs(filter, limit + 1, after=after, preview=preview)
+            runs = tx.list_runs(filter, limit + 1, offset, after, preview)
             return _listing(tx, runs[:limit], more=len(runs) > limit)
         return self.store.read(read)
 

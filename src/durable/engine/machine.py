@@ -40,8 +40,8 @@ from durable.model import (
     OperationUpdate,
     RunInfo,
     SubType,
+    attributes,
 )
-from durable.model import attributes
 from durable.model.ids import check_run_id
 from durable.model.queues import ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error

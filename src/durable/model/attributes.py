@@ -97,11 +97,20 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     raw = raw.strip()
     if raw.startswith('"'):
         return key.strip(), _Parser(raw, "value").text()
-    if _TIME.fullmatch(raw):
-        return key.strip(), datetime.fromtimestamp(_literal(Kind.TIME, raw), UTC)
     if _NUMBER.fullmatch(raw):
         return key.strip(), float(raw)
-    return key.strip(), raw
+    return key.strip(), json_value(raw)
+
+
+def json_value(value: Any) -> Any:
+    """An attribute's value as JSON gives it: text in ISO 8601 with a zone
+    (2026-12-01T09:00:00Z) is a time, other values are what they are (`attribute` checks)."""
+    if isinstance(value, str) and _TIME.fullmatch(value):
+        try:
+            return datetime.fromtimestamp(_literal(Kind.TIME, value), UTC)
+        except ValueError:
+            raise UsageError(f"{value!r} is not a valid time") from None
+    return value
 
 
 # -- filters -------------------------------------------------------------------------------------
@@ -195,7 +204,8 @@ class _Parser:
 
     def text(self) -> str:
         """A double-quoted string from here; backslash escapes \\" and \\\\."""
-        start, out, i = self.at, [], self.at + 1
+        start, i = self.at, self.at + 1
+        out: list[str] = []
         while i < len(self.text_):
             ch = self.text_[i]
             if ch == '"':

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from durable.errors import UsageError
-from durable.model import ExecutionStatus
-from durable.model import attributes
+from durable.model import ExecutionStatus, attributes
 from durable.model.attributes import Condition
 
 DERIVED_STATUSES = {"PARKED": "RUNNING but parked (RunInfo.parked): it needs a person"}
@@ -107,6 +106,6 @@ def run_filter(*, status: str | None = None, workflow: str | None = None,
     return RunFilter(
         status=listed_status(status), workflow=workflow or None, search=search or None,
         conditions=tuple(attributes.parse_filter(where)) if where and where.strip() else (),
-        since=None if since in (None, "") else moment(since, "since", now),  # type: ignore[arg-type]
-        until=None if until in (None, "") else moment(until, "until", now),  # type: ignore[arg-type]
+        since=None if since in (None, "") else moment(since, "since", now),
+        until=None if until in (None, "") else moment(until, "until", now),
         parent=parent or None, roots=roots)

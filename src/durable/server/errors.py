@@ -24,6 +24,7 @@ from durable.errors import (
     StoreUnusable,
     UsageError,
 )
+from durable.model.attributes import FilterError
 
 log = logging.getLogger("durable.server")
 
@@ -97,6 +98,8 @@ async def _durable_error(request: Request, exc: Exception) -> Response:
         return error_response(503, "store_unusable", str(exc))
     if isinstance(exc, RunIdTaken):
         return error_response(409, "run_id_taken", str(exc))
+    if isinstance(exc, FilterError):
+        return error_response(400, "bad_filter", str(exc))
     if isinstance(exc, UsageError):
         return error_response(400, "bad_request", str(exc))
     return error_response(409, "conflict", str(exc))

@@ -12,7 +12,6 @@ from durable.store.rows import (
     FIRST_TOKEN,
     OP_COLUMNS,
     RUN_COLUMNS,
-    Table,
     contains,
     marks,
     operation_row,

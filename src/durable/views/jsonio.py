@@ -16,9 +16,9 @@ from typing import Any
 
 import pydantic
 
-from durable.client import Client
+from durable.client import Client, RunListing
 from durable.errors import SerializationError, UsageError
-from durable.model import HistoryEvent, LogLine, Operation, RunInfo
+from durable.model import HistoryEvent, LogLine, Operation, RunInfo, attributes
 from durable.sdk.workflow import Workflow
 from durable.views.timeline import Pending, elapsed, pending, published
 
@@ -187,6 +187,16 @@ def run_summary_json(run: RunInfo, now: float) -> dict[str, Any]:
     listing read with `preview=PREVIEW`."""
     return _run_document(run, now, {"input_preview": _preview(run.input),
                                     "result_preview": _preview(run.result)})
+
+
+def listed_json(run: RunInfo, listing: RunListing, now: float,
+                summary: bool = False) -> dict[str, Any]:
+    """A run of a listing page: `run_json` (`run_summary_json` with `summary`), with its
+    attributes and how many runs it started."""
+    doc = run_summary_json(run, now) if summary else run_json(run, now)
+    return {**doc, "attributes": {a.key: attributes.shown(a)
+                                  for a in listing.attributes.get(run.run_id, [])},
+            "children": listing.children.get(run.run_id, 0)}
 
 
 def _run_document(run: RunInfo, now: float, payloads: dict[str, Any]) -> dict[str, Any]:
