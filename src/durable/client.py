@@ -210,13 +210,13 @@ class Client:
             return _listing(tx, runs[:limit], more=len(runs) > limit)
         return self.store.read(read)
 
-    def runs_changed(self, run_ids: Sequence[str], since: float, newer: RunFilter,
+    def runs_changed(self, run_ids: Sequence[str], since: float, newer: RunFilter | None,
                      preview: int | None = None) -> RunListing:
-        """What a listing showing `run_ids` needs to stay current: those of them updated at or
-        after `since`, then the runs `newer` selects (give it `since` too: a lower bound on
-        creation), newest first. Reads what changed, not the whole listing."""
+        """What a listing showing `run_ids` needs to stay current: the runs `newer` selects
+        (give it `since` too, as a lower bound on creation; None: none), newest first, then
+        those of `run_ids` updated at or after `since`. Reads what changed, not the listing."""
         def read(tx: Tx) -> RunListing:
-            fresh = tx.list_runs(newer, PAGE_LIMIT, preview=preview)
+            fresh = [] if newer is None else tx.list_runs(newer, PAGE_LIMIT, preview=preview)
             shown = {r.run_id for r in fresh}
             changed = [r for r in tx.changed_runs(run_ids, since, preview)
                        if r.run_id not in shown]
