@@ -766,7 +766,7 @@ def test_a_store_survives_its_connections_being_cut(pg_server: str, pg_url: str)
             return heard.wait(0.5)
         wait_until(hears_a_start, "a wake-up after the connection was cut", timeout=10,
                    interval=0)  # and the listener listens again
-        assert {r.run_id for r in read(store, lambda tx: tx.list_runs(None, None, 10))} >= {
+        assert {r.run_id for r in read(store, lambda tx: tx.list_runs(RunFilter(), 10))} >= {
             "r1", "r2"}
     finally:
         store.close()
@@ -833,7 +833,7 @@ def test_a_connection_lost_during_commit_neither_loses_nor_repeats_the_batch(
     try:
         writer._finish = drop_at_commit
         assert store.write_sync(job) == "done"
-        ids = [r.run_id for r in read(store, lambda tx: tx.list_runs(None, None, 10))]
+        ids = [r.run_id for r in read(store, lambda tx: tx.list_runs(RunFilter(), 10))]
     finally:
         store.close()
     assert (len(calls), ids) == ((1, ["r1"]) if committed else (2, ["r2"]))
