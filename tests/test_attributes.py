@@ -190,6 +190,8 @@ def test_ls_finds_runs_started_with_attributes_and_refuses_a_bad_filter(tmp_path
     page = json.loads(listed.stdout)
     assert [r["run_id"] for r in page["runs"]] == ["c1"] and page["next_cursor"] is None
     assert page["runs"][0]["attributes"] == {"customer": "acme", "amount": 50}
+    shown = json.loads(durable_cli(db, "show", "c1", "--json").stdout)
+    assert shown["attributes"] == {"customer": "acme", "amount": 50}
     dated = json.loads(durable_cli(db, "ls", "--json", "--where",
                                    'due >= 2026-12-01T00:00:00Z AND customer = "3"').stdout)
     assert dated["runs"][0]["attributes"]["due"] == "2026-12-01T00:00:00Z"
@@ -219,6 +221,7 @@ def test_the_api_starts_runs_with_attributes_and_filters_them_or_says_where_a_fi
         page = api.get("/api/runs", params={"where": 'tier = "gold" AND score < 5'}).json()
         assert [r["run_id"] for r in page["runs"]] == ["a1"]
         assert page["runs"][0]["attributes"]["due"] == "2026-12-01T00:00:00Z"
+        assert api.get("/api/runs/a0").json()["attributes"] == {"tier": "gold", "score": 9.5}
         first = api.get("/api/runs", params={"limit": 1}).json()
         rest = api.get("/api/runs", params={"cursor": first["next_cursor"]}).json()
         assert [r["run_id"] for r in first["runs"] + rest["runs"]] == ["a1", "a0"]

@@ -223,6 +223,13 @@ class Client:
             return _listing(tx, [*fresh, *changed], more=False)
         return self.store.read(read)
 
+    def attributes(self, run_id: str) -> builtins.list[_attrs.Attribute]:
+        """The run's searchable attributes, by key."""
+        def read(tx: Tx) -> builtins.list[_attrs.Attribute]:
+            _existing(tx, run_id)
+            return tx.attributes_of([run_id]).get(run_id, [])
+        return self.store.read(read)
+
     def history(self, run_id: str, after: int = 0,
                 limit: int = HISTORY_PAGE) -> builtins.list[HistoryEvent]:
         """The run's events in order, those after event id `after`, at most `limit`."""

@@ -125,6 +125,7 @@ class RunDetail(BaseModel):
     run: Run
     pending: list[PendingOut]
     events: dict[str, Any] = Field(description="Published with ctx.set_event, latest per key")
+    attributes: dict[str, Any] = Field(description="Its searchable attributes")
     operations: list[OperationOut]
     history: list[Event]
 

@@ -194,9 +194,12 @@ def listed_json(run: RunInfo, listing: RunListing, now: float,
     """A run of a listing page: `run_json` (`run_summary_json` with `summary`), with its
     attributes and how many runs it started."""
     doc = run_summary_json(run, now) if summary else run_json(run, now)
-    return {**doc, "attributes": {a.key: attributes.shown(a)
-                                  for a in listing.attributes.get(run.run_id, [])},
+    return {**doc, "attributes": attributes_json(listing.attributes.get(run.run_id, [])),
             "children": listing.children.get(run.run_id, 0)}
+
+
+def attributes_json(attrs: list[attributes.Attribute]) -> dict[str, Any]:
+    return {a.key: attributes.shown(a) for a in attrs}
 
 
 def _run_document(run: RunInfo, now: float, payloads: dict[str, Any]) -> dict[str, Any]:
@@ -278,11 +281,12 @@ class RunView:
     operations: list[Operation]
     history: list[HistoryEvent]
     now: float
+    attributes: list[attributes.Attribute]
 
     @classmethod
     def read(cls, client: Client, run_id: str) -> RunView:
         return cls(client.get(run_id), client.operations(run_id), client.history(run_id),
-                   client.clock())
+                   client.clock(), client.attributes(run_id))
 
     def to_json(self) -> dict[str, Any]:
         t0 = self.run.created_at
@@ -290,6 +294,7 @@ class RunView:
             "run": run_json(self.run, self.now),
             "pending": [pending_json(p) for p in pending(self.run, self.operations)],
             "events": {k: _payload(v) for k, v in published(self.operations).items()},
+            "attributes": attributes_json(self.attributes),
             "operations": [operation_json(op) for op in self.operations],
             "history": [event_json(e, t0) for e in self.history],
         }
