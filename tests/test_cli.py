@@ -326,9 +326,9 @@ def test_ls_lists_runs_as_a_table_and_as_json_filtered_by_status_workflow_and_li
         ["ls", "--json", "--limit", "1"])
     assert "done-1" in table.stdout and "SUCCEEDED" in table.stdout
     assert "queued-1" in table.stdout and "RUNNING" in table.stdout
-    assert [r["run_id"] for r in json.loads(running.stdout)] == ["queued-1"]
-    assert [r["run_id"] for r in json.loads(adds.stdout)] == ["done-1"]
-    assert [r["run_id"] for r in json.loads(latest.stdout)] == ["queued-1"]
+    assert [r["run_id"] for r in json.loads(running.stdout)["runs"]] == ["queued-1"]
+    assert [r["run_id"] for r in json.loads(adds.stdout)["runs"]] == ["done-1"]
+    assert [r["run_id"] for r in json.loads(latest.stdout)["runs"]] == ["queued-1"]
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from durable.model import (
     OperationUpdate,
     SubType,
 )
+from durable.model.listing import RunFilter
 from durable.store import Store, Tx, diagnose, migrate, open_store
 from durable.store.schema import LATEST, MIGRATIONS
 from tests import pgkit
@@ -390,8 +391,9 @@ def test_list_filters_and_pages(store: Store) -> None:
     finish(store, "r1", token, InvocationOutput(InvocationStatus.SUCCEEDED, "1"))
 
     def ids(**kw: Any) -> list[str]:
+        chosen = RunFilter(status=kw.get("status"), workflow=kw.get("workflow"))
         return [r.run_id for r in read(store, lambda tx: tx.list_runs(
-            kw.get("status"), kw.get("workflow"), kw.get("limit", 100), kw.get("offset", 0)))]
+            chosen, kw.get("limit", 100), kw.get("offset", 0)))]
 
     assert ids() == ["r4", "r3", "r2", "r1", "r0"]  # newest first
     assert ids(workflow=WF) == ["r3", "r1"]
@@ -407,11 +409,11 @@ def test_a_listing_with_a_preview_reads_only_the_start_of_payloads(store: Store)
     start(store, "small", now=T0 + 1, input='"hi"')
     (c,) = claim(store, now=T0 + 2, limit=1)
     finish(store, "big", c.token, InvocationOutput(InvocationStatus.SUCCEEDED, big))
-    listed = {r.run_id: r for r in read(store, lambda tx: tx.list_runs(None, None, 10,
+    listed = {r.run_id: r for r in read(store, lambda tx: tx.list_runs(RunFilter(), 10,
                                                                         preview=10))}
     assert listed["big"].input == big[:11] and listed["big"].result == big[:11]
     assert listed["small"].input == '"hi"' and listed["small"].result is None
-    assert read(store, lambda tx: tx.list_runs(None, None, 10))[1].input == big  # without
+    assert read(store, lambda tx: tx.list_runs(RunFilter(), 10))[1].input == big  # without
 
 
 def test_migrate_reports_the_schema_version(any_db: str) -> None:
@@ -764,7 +766,7 @@ def test_a_store_survives_its_connections_being_cut(pg_server: str, pg_url: str)
             return heard.wait(0.5)
         wait_until(hears_a_start, "a wake-up after the connection was cut", timeout=10,
                    interval=0)  # and the listener listens again
-        assert {r.run_id for r in read(store, lambda tx: tx.list_runs(None, None, 10))} >= {
+        assert {r.run_id for r in read(store, lambda tx: tx.list_runs(RunFilter(), 10))} >= {
             "r1", "r2"}
     finally:
         store.close()
@@ -831,7 +833,7 @@ def test_a_connection_lost_during_commit_neither_loses_nor_repeats_the_batch(
     try:
         writer._finish = drop_at_commit
         assert store.write_sync(job) == "done"
-        ids = [r.run_id for r in read(store, lambda tx: tx.list_runs(None, None, 10))]
+        ids = [r.run_id for r in read(store, lambda tx: tx.list_runs(RunFilter(), 10))]
     finally:
         store.close()
     assert (len(calls), ids) == ((1, ["r1"]) if committed else (2, ["r2"]))

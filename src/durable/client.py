@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -38,6 +39,8 @@ from durable.model import (
     Operation,
     RunInfo,
 )
+from durable.model import attributes as _attrs
+from durable.model.listing import Cursor, RunFilter, listed_status
 from durable.model.queues import ServedQueue
 from durable.model.schedule import ScheduleInfo
 from durable.sdk.serializer import DEFAULT_SERIALIZER
@@ -46,6 +49,11 @@ from durable.store import Store, Tx, open_store
 
 R = TypeVar("R")
 
+Attributes = Mapping[str, str | float | datetime] | None
+"""Searchable attributes given to a run (model/attributes.py says what each type means)."""
+EVERY_RUN = RunFilter()
+PAGE_LIMIT = 1000
+"""Runs a listing page holds at most."""
 HISTORY_PAGE = 10_000
 """Events `Client.history` returns at most unless told otherwise."""
 PURGE_BATCH = 500
@@ -104,47 +112,53 @@ class Client:
         self.store.close()
 
     # -- starting runs -----------------------------------------------------------------------
-    def start(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> RunHandle[R]:
-        """Start a run; with `id`, starting again returns the same run (idempotent)."""
-        run, _ = self.start_run(workflow.name, workflow.encode_input(args), id)
+    def start(self, workflow: Workflow[R], *args: Any, id: str | None = None,
+              attributes: Attributes = None) -> RunHandle[R]:
+        """Start a run; with `id`, starting again returns the same run (idempotent).
+        `attributes`: searchable ones the run starts with (`Context.set_attributes`)."""
+        run, _ = self.start_run(workflow.name, workflow.encode_input(args), id,
+                                attributes=attributes)
         return RunHandle(self, run.run_id, workflow)
 
-    async def start_async(self, workflow: Workflow[R], *args: Any,
-                          id: str | None = None) -> RunHandle[R]:
+    async def start_async(self, workflow: Workflow[R], *args: Any, id: str | None = None,
+                          attributes: Attributes = None) -> RunHandle[R]:
         """`start`, for callers on an event loop (see `start_run_async`)."""
-        run, _ = await self.start_run_async(workflow.name, workflow.encode_input(args), id)
+        run, _ = await self.start_run_async(workflow.name, workflow.encode_input(args), id,
+                                            attributes=attributes)
         return RunHandle(self, run.run_id, workflow)
 
-    def start_by_name(self, workflow: str, input_json: str | None,
-                      id: str | None = None) -> RunHandle[Any]:
+    def start_by_name(self, workflow: str, input_json: str | None, id: str | None = None,
+                      attributes: Attributes = None) -> RunHandle[Any]:
         """Start from already-encoded JSON input (the CLI and the HTTP API use this)."""
-        run, _ = self.start_run(workflow, input_json, id)
+        run, _ = self.start_run(workflow, input_json, id, attributes=attributes)
         return RunHandle(self, run.run_id, REGISTRY.get(workflow))
 
     def start_run(self, workflow: str, input_json: str | None, id: str | None = None,
-                  headers: Mapping[str, str] | None = None) -> tuple[RunInfo, bool]:
+                  headers: Mapping[str, str] | None = None,
+                  attributes: Attributes = None) -> tuple[RunInfo, bool]:
         """Start from encoded input; also says whether the run is new (False: the id existed).
-        With tracing on, the caller's trace (or the one `headers` carry) goes into the run."""
-        run_id = _chosen_or_new(id)
+        With tracing on, the caller's trace (or the one `headers` carry) goes into the run.
+        `attributes` are given to a new run only: starting an existing id changes nothing."""
+        run_id, checked = _chosen_or_new(id), _attrs.attributes(attributes)
         with telemetry.starting(workflow, run_id, headers) as trace:
             run, created, _ = self.store.write_sync(
-                self._start(run_id, workflow, input_json, trace, None))
+                self._start(run_id, workflow, input_json, trace, None, checked))
         return run, created
 
     async def start_run_async(self, workflow: str, input_json: str | None,
                               id: str | None = None, headers: Mapping[str, str] | None = None,
-                              ) -> tuple[RunInfo, bool]:
+                              attributes: Attributes = None) -> tuple[RunInfo, bool]:
         """`start_run`, for callers on an event loop. Where a worker on this same loop serves
         the workflow with a slot free, the new run is leased to it in the start's transaction
         and runs there at once, without a claim (`Worker.reserve`)."""
-        run_id = _chosen_or_new(id)
+        run_id, checked = _chosen_or_new(id), _attrs.attributes(attributes)
         worker = serving_here(self.store.url, workflow)
         lease = None if worker is None else worker.reserve()
         claimed = None
         try:
             with telemetry.starting(workflow, run_id, headers) as trace:
                 run, created, claimed = await self.store.awrite(
-                    self._start(run_id, workflow, input_json, trace, lease))
+                    self._start(run_id, workflow, input_json, trace, lease, checked))
         finally:
             if worker is not None and claimed is None:  # the id existed, or the write failed
                 worker.unreserve()
@@ -153,7 +167,7 @@ class Client:
         return run, created
 
     def _start(self, run_id: str, workflow: str, input_json: str | None, trace: str | None,
-               lease: tuple[str, float] | None,
+               lease: tuple[str, float] | None, attributes: builtins.list[_attrs.Attribute],
                ) -> Callable[[Tx], tuple[RunInfo, bool, machine.Claimed | None]]:
         """The start's transaction: the run, whether it is new, and, when it was created
         leased, the invocation to hand to the worker holding the lease."""
@@ -162,6 +176,7 @@ class Client:
             run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease)
             if created:
                 telemetry.save(tx, run_id, trace, now)
+                tx.set_attributes(run_id, attributes)
             claimed = machine.invocation_of(run) if lease is not None and created else None
             return run, created, claimed
         return start
@@ -183,12 +198,41 @@ class Client:
              preview: int | None = None) -> builtins.list[RunInfo]:
         """Runs, newest first; `search`: only those whose id or workflow contains it.
         `preview`: input and result cut to about that many characters, for listings that show
-        them rather than decode them."""
-        if status is not None and status not in ExecutionStatus.__members__:
-            raise UsageError(f"unknown status {status!r}; use one of "
-                             f"{', '.join(ExecutionStatus.__members__)}")
-        return self.store.read(lambda tx: tx.list_runs(status, workflow, limit, offset, search,
-                                                       preview))
+        them rather than decode them. `runs` filters by more, and pages by cursor."""
+        chosen = RunFilter(status=listed_status(status), workflow=workflow, search=search)
+        return self.store.read(lambda tx: tx.list_runs(chosen, limit, offset, preview=preview))
+
+    def runs(self, filter: RunFilter = EVERY_RUN, limit: int = 100, cursor: str | None = None,
+             offset: int = 0, preview: int | None = None) -> RunListing:
+        """A page of the runs `filter` selects (`model.listing.run_filter` makes one from
+        text), newest first, from after `cursor` (the previous page's `next_cursor`) on, then
+        skipping `offset`; each with its attributes, and how many runs it started."""
+        after = None if cursor is None else Cursor.decode(cursor)
+
+        def read(tx: Tx) -> RunListing:
+            runs = tx.list_runs(filter, limit + 1, offset, after, preview)
+            return _listing(tx, runs[:limit], more=len(runs) > limit)
+        return self.store.read(read)
+
+    def runs_changed(self, run_ids: Sequence[str], since: float, newer: RunFilter | None,
+                     preview: int | None = None) -> RunListing:
+        """What a listing showing `run_ids` needs to stay current: the runs `newer` selects
+        (give it `since` too, as a lower bound on creation; None: none), newest first, then
+        those of `run_ids` updated at or after `since`. Reads what changed, not the listing."""
+        def read(tx: Tx) -> RunListing:
+            fresh = [] if newer is None else tx.list_runs(newer, PAGE_LIMIT, preview=preview)
+            shown = {r.run_id for r in fresh}
+            changed = [r for r in tx.changed_runs(run_ids, since, preview)
+                       if r.run_id not in shown]
+            return _listing(tx, [*fresh, *changed], more=False)
+        return self.store.read(read)
+
+    def attributes(self, run_id: str) -> builtins.list[_attrs.Attribute]:
+        """The run's searchable attributes, by key."""
+        def read(tx: Tx) -> builtins.list[_attrs.Attribute]:
+            _existing(tx, run_id)
+            return tx.attributes_of([run_id]).get(run_id, [])
+        return self.store.read(read)
 
     def history(self, run_id: str, after: int = 0,
                 limit: int = HISTORY_PAGE) -> builtins.list[HistoryEvent]:
@@ -453,6 +497,23 @@ class Client:
         now = self.clock()
         return self.store.read(lambda tx: [schedule_info(tx, name, schedule, now)
                                            for name, schedule in scheduled])
+
+
+@dataclass(frozen=True, slots=True)
+class RunListing:
+    """A page of runs; `next_cursor` (None: no more) asks `Client.runs` for the next."""
+
+    runs: builtins.list[RunInfo]
+    next_cursor: str | None
+    attributes: dict[str, builtins.list[_attrs.Attribute]]
+    children: dict[str, int]
+
+
+def _listing(tx: Tx, runs: builtins.list[RunInfo], more: bool) -> RunListing:
+    ids = [r.run_id for r in runs]
+    last = runs[-1] if runs and more else None
+    return RunListing(runs, None if last is None else Cursor(last.created_at, last.run_id).encode(),
+                      tx.attributes_of(ids), tx.child_counts(ids))
 
 
 def _chosen_or_new(run_id: str | None) -> str:

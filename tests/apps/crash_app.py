@@ -191,6 +191,19 @@ async def single(ctx: Context, value: str) -> str:
     return str(await ctx.step(plain, "single", value.upper(), name="single"))
 
 
+@workflow(name="crash.tagged")
+async def tagged(ctx: Context, tenant: str) -> str:
+    """Searchable attributes set around a step: `tagged:unsaved` kills the worker after the
+    first `set_attributes`, before anything checkpoints it; `tag:inside` kills it inside the
+    next step, whose start saved them."""
+    await ctx.step(plain, "tag-first", 1, name="tag-first")
+    ctx.set_attributes({"tenant": tenant, "stage": 1})
+    crash_point("tagged", "unsaved")
+    await ctx.step(plain, "tag", 2, name="tag")
+    ctx.set_attributes({"stage": 2})
+    return tenant
+
+
 @workflow(name="crash.fence")
 async def fence(ctx: Context) -> dict[str, int]:
     """one, slow (returns the pid that finished it), two; slow and two wait at their gates."""
@@ -278,7 +291,7 @@ async def logged(ctx: Context, n: int) -> int:
 
 
 COMMON: list[durable.Workflow[Any]] = [chain, charge, nap, backoff, approval, single, fence,
-                                       burst, sleeper, pipeline, logged]
+                                       burst, sleeper, pipeline, logged, tagged]
 VERSIONS = {"v1": [*COMMON, reorder_v1], "v2": [*COMMON, reorder_v2]}
 
 

@@ -48,14 +48,23 @@ from durable.cli.render import (
     runs_table,
 )
 from durable.cli.targets import load_workflow, load_workflows
-from durable.client import Client
+from durable.client import PAGE_LIMIT, Client
 from durable.engine.worker import Worker
 from durable.errors import UsageError, requires_extra
-from durable.model import ENDED, ChildPolicy, ExecutionStatus
+from durable.model import ENDED, ChildPolicy
+from durable.model.attributes import parse_assignment
+from durable.model.listing import listed_status, listed_statuses, run_filter
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import diagnose, resolve_url
 from durable.store import migrate as store_migrate
-from durable.views.jsonio import JsonValue, RunView, log_json, run_json, workflow_args
+from durable.views.jsonio import (
+    JsonValue,
+    RunView,
+    listed_json,
+    log_json,
+    run_json,
+    workflow_args,
+)
 
 
 async def _serve(client: Client, wf: Workflow[Any], progress: Progress) -> None:
@@ -88,6 +97,15 @@ def cli() -> None:
     TARGET is path/to/file.py:name, package.module:name, or a file or module alone (all the
     workflows defined in it).
     """
+
+
+def listed_status_option(ctx: click.Context, param: click.Parameter,
+                         value: str | None) -> str | None:
+    """Option callback: a status a listing filters by, or an error naming the option."""
+    try:
+        return listed_status(value)
+    except UsageError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
 
 
 events_option = click.option(
@@ -171,15 +189,19 @@ def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
 @click.argument("target")
 @input_option
 @id_option
+@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE",
+              help="A searchable attribute of the run (repeat for more): a number or an ISO "
+                   "time where the value reads as one, else text; quote it (\"3\") for text.")
 @db_option
 @json_option
-def start(target: str, input_: JsonValue | None, run_id: str | None, db: str | None,
-          as_json: bool) -> None:
+def start(target: str, input_: JsonValue | None, run_id: str | None, attrs: tuple[str, ...],
+          db: str | None, as_json: bool) -> None:
     """Enqueue a run of TARGET for a worker and print its id."""
     wf = load_workflow(target)
     args = workflow_args(wf, input_)
+    attributes = dict(parse_assignment(a) for a in attrs)
     with open_client(db) as client:
-        handle = client.start(wf, *args, id=run_id)
+        handle = client.start(wf, *args, id=run_id, attributes=attributes)
     if as_json:
         echo_json({"run_id": handle.run_id, "workflow": wf.name})
     else:
@@ -187,25 +209,43 @@ def start(target: str, input_: JsonValue | None, run_id: str | None, db: str | N
 
 
 @cli.command("ls")
-@click.option("--status", type=click.Choice([s.value for s in ExecutionStatus],
-                                             case_sensitive=False))
+@click.option("--status", metavar="STATUS", callback=listed_status_option,
+              help=f"Only runs in this status ({', '.join(listed_statuses())}).")
 @click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--where", metavar="FILTER",
+              help='Only runs whose attributes match, e.g. \'customer = "acme" AND amount >= 3 '
+                   "AND due < 2026-12-01T00:00:00Z' (= on text; = < <= > >= on numbers, times).")
+@click.option("--since", metavar="TIME",
+              help="Only runs created at or after TIME: ISO 8601 (2026-12-01T09:00:00Z), a "
+                   "date, or a span before now (15m, 2h, 7d).")
+@click.option("--until", metavar="TIME", help="Only runs created before TIME (as --since).")
+@click.option("--parent", metavar="RUN_ID", help="Only the runs this run started.")
+@click.option("--roots", is_flag=True, help="Only runs no other run started.")
+@click.option("--limit", type=click.IntRange(1, PAGE_LIMIT), default=50, show_default=True)
+@click.option("--cursor", metavar="CURSOR",
+              help="Start after the page that printed this cursor (next_cursor in --json).")
 @db_option
 @json_option
-def ls(status: str | None, workflow: str | None, limit: int, db: str | None,
-       as_json: bool) -> None:
-    """List runs, newest first."""
+def ls(status: str | None, workflow: str | None, where: str | None, since: str | None,
+       until: str | None, parent: str | None, roots: bool, limit: int, cursor: str | None,
+       db: str | None, as_json: bool) -> None:
+    """List runs, newest first, a page at a time."""
     with open_client(db) as client:
-        runs = client.list(status=status, workflow=workflow, limit=limit)
         now = client.clock()
+        chosen = run_filter(status=status, workflow=workflow, where=where, since=since,
+                            until=until, parent=parent, roots=roots, now=now)
+        page = client.runs(chosen, limit, cursor)
     if as_json:
-        echo_json([run_json(r, now) for r in runs])
+        echo_json({"runs": [listed_json(r, page, now) for r in page.runs],
+                   "next_cursor": page.next_cursor})
         return
-    if not runs:
-        make_console(stderr=True).print("no runs")
+    err = make_console(stderr=True)
+    if not page.runs:
+        err.print("no runs")
         return
-    make_console().print(runs_table(runs, now))
+    make_console().print(runs_table(page.runs, now))
+    if page.next_cursor is not None:
+        err.print(f"more: durable ls --cursor {page.next_cursor} (with the same filters)")
 
 
 @cli.command()

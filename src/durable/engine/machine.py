@@ -51,6 +51,7 @@ from durable.model import (
     OperationUpdate,
     RunInfo,
     SubType,
+    attributes,
 )
 from durable.model.ids import check_run_id
 from durable.model.queues import ServedQueue
@@ -544,6 +545,10 @@ def _step_succeed(c: Change) -> Operation:
     c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
     if u.sub_type == SubType.SET_EVENT and u.name is not None:
         c.tx.set_published(c.run_id, u.name, u.payload, c.now)
+    elif u.sub_type == SubType.SET_ATTRIBUTES and u.payload is not None:
+        # In the transaction that records the operation: a replay, finding it recorded,
+        # sends nothing, so the attributes are written once however often the run replays.
+        c.tx.set_attributes(c.run_id, attributes.decode(u.payload))
     return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
                    started_at=started, ended_at=c.now)
 

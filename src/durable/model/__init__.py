@@ -99,6 +99,7 @@ class SubType(StrEnum):
     RANDOM = "Random"
     UUID = "Uuid"
     SET_EVENT = "SetEvent"  # the engine also publishes the payload under the step's name
+    SET_ATTRIBUTES = "SetAttributes"  # the engine also indexes the attributes it records
     SLEEP = "Sleep"
     CALLBACK = "Callback"
     SIGNAL = "Signal"  # a CALLBACK the engine resolves from the run's buffered signals

@@ -9,12 +9,13 @@ import logging
 import random as _random
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 from durable.errors import UsageError
 from durable.model import SubType
+from durable.model import attributes as _attributes
 from durable.sdk import callback as _callback
 from durable.sdk import child as _child
 from durable.sdk import parallel as _parallel
@@ -43,6 +44,20 @@ R = TypeVar("R")
 
 async def _identity(aw: Awaitable[R]) -> R:
     return await aw
+
+
+class _AttributesCodec:
+    """Writes a SetAttributes operation's payload in the one format the engine reads, whatever
+    serializer the workflow has."""
+
+    def encode(self, value: Any) -> str:
+        return _attributes.encode(value)
+
+    def decode(self, data: str, type_hint: Any = Any) -> Any:
+        return _attributes.decode(data)
+
+
+_ATTRIBUTES = _AttributesCodec()
 
 
 class _ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
@@ -239,6 +254,15 @@ class Context:
     def set_event(self, key: str, value: Any) -> None:
         """Publish `value` under `key`; clients read it with `Client.get_event`."""
         _values.record(self._ex, self._scope(), SubType.SET_EVENT, key, lambda: value)
+
+    def set_attributes(self, values: Mapping[str, str | float | datetime]) -> None:
+        """Give this run searchable attributes (`durable ls --where`, `Client.runs`): text,
+        numbers, or aware datetimes, replacing any value a key had. Recorded, so a replay does
+        not set them again; where a crash comes before the next checkpoint, the invocation
+        that replays sets them, once."""
+        checked = _attributes.attributes(values)
+        _values.record(self._ex, self._scope(), SubType.SET_ATTRIBUTES, "attributes",
+                       lambda: checked, serializer=_ATTRIBUTES)
 
     def now(self) -> datetime:
         """The current time, recorded once and replayed after."""

@@ -1,4 +1,4 @@
-"""Recorded values: now(), random(), uuid4() and published events.
+"""Recorded values: now(), random(), uuid4(), published events and searchable attributes.
 
 Each is a STEP that records its value once and replays it after. They are synchronous, so the
 update is buffered: it travels with the invocation's next checkpoint, or is saved on its own just
@@ -20,6 +20,7 @@ from durable.model import (
     operation_id,
 )
 from durable.sdk.executor import Executor, Scope
+from durable.sdk.serializer import Serializer
 
 
 def patched(ex: Executor, scope: Scope, change_id: str) -> bool:
@@ -37,14 +38,18 @@ def patched(ex: Executor, scope: Scope, change_id: str) -> bool:
 
 
 def record(ex: Executor, scope: Scope, sub_type: SubType, name: str,
-           produce: Callable[[], Any], type_hint: Any = Any) -> Any:
+           produce: Callable[[], Any], type_hint: Any = Any,
+           serializer: Serializer | None = None) -> Any:
+    """`serializer`: the one the payload is written with where the engine reads it too, and
+    so cannot be the workflow's own."""
+    serializer = serializer or ex.serializer
     op_id, op = ex.begin(scope, OperationType.STEP, name, sub_type, interruptible=False)
     if op is not None and op.status is OperationStatus.SUCCEEDED and op.result is not None:
-        return ex.serializer.decode(op.result, type_hint)
-    payload = ex.serializer.encode(produce())
+        return serializer.decode(op.result, type_hint)
+    payload = serializer.encode(produce())
     ex.buffer(
         OperationUpdate(op_id, OperationType.STEP, OperationAction.SUCCEED, name=name,
                         parent_id=scope.parent_id, sub_type=sub_type, payload=payload),
         Operation(op_id, OperationType.STEP, OperationStatus.SUCCEEDED, name, scope.parent_id,
                   sub_type, attempt=1, result=payload), value=True)
-    return ex.serializer.decode(payload, type_hint)
+    return serializer.decode(payload, type_hint)

@@ -12,7 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from durable.model import ErrorObject, ExecutionStatus, RunInfo
+from durable.model import ErrorObject, RunInfo
+from durable.model.attributes import json_value
+from durable.model.listing import run_filter
 from durable.server import service
 from durable.server.deps import ServerDep, ServerState
 from durable.server.errors import ERROR_RESPONSES, ApiError
@@ -43,11 +45,11 @@ from durable.views.jsonio import (
     RunView,
     checked_json,
     event_json,
+    listed_json,
     log_json,
     outcome_json,
     payload_text,
     run_json,
-    run_summary_json,
 )
 from durable.views.values import Which, is_json, stored
 
@@ -69,27 +71,49 @@ def start_run(body: StartRequest, state: ServerDep, request: Request,
     """Start a run of a workflow; with `id`, starting again returns the same run (200)."""
     payload = service.encoded_input(state, body.workflow,
                                     service.given(body.model_fields_set, body.input))
-    run, created = state.client.start_run(body.workflow, payload, body.id, request.headers)
+    attributes = {k: json_value(v) for k, v in (body.attributes or {}).items()}
+    run, created = state.client.start_run(body.workflow, payload, body.id, request.headers,
+                                          attributes)
     if not created:
         response.status_code = 200
     return StartedRun(**_run(run, state).model_dump(), created=created)
 
 
+Text = Annotated[str | None, Query(max_length=500)]
+
+
 @router.get("/runs", response_model=RunPage)
-def list_runs(state: ServerDep, status: ExecutionStatus | None = None,
-              workflow: Annotated[str | None, Query(max_length=500)] = None,
+def list_runs(state: ServerDep,
+              status: Annotated[str | None, Query(max_length=40, description=(
+                  "A status, or PARKED (any case)"))] = None,
+              workflow: Text = None,
               q: Annotated[str | None, Query(max_length=200,
                                              description="Part of a run id or workflow")] = None,
+              where: Annotated[str | None, Query(max_length=2000, description=(
+                  'Attribute filter: customer = "acme" AND amount >= 3 AND '
+                  "due < 2026-12-01T00:00:00Z"))] = None,
+              since: Annotated[str | None, Query(max_length=60, description=(
+                  "Created at or after: ISO 8601, a date, or a span before now (2h)"))] = None,
+              until: Annotated[str | None, Query(max_length=60,
+                                                 description="Created before (as since)")] = None,
+              parent: Annotated[str | None, Query(max_length=500, description=(
+                  "Only the runs this run started"))] = None,
+              roots: Annotated[bool, Query(description="Only runs no run started")] = False,
+              cursor: Annotated[str | None, Query(max_length=1000, description=(
+                  "The previous page's next_cursor"))] = None,
               limit: Limit = 50, offset: Offset = 0) -> RunPage:
-    """Runs, newest first, filtered by status, workflow and search text; input and result as
-    previews (the run itself has them whole)."""
-    runs = state.client.list(None if status is None else status.value, workflow, limit + 1,
-                             offset, search=q, preview=PREVIEW)
-    more = len(runs) > limit
+    """Runs, newest first, filtered by status, workflow, search text, attributes, creation time
+    and parent; input and result as previews (the run itself has them whole). Page with
+    `cursor` (`offset` too, where no cursor is given). A malformed `where` is a 400 whose
+    message gives the position."""
     now = state.client.clock()
-    return RunPage(runs=[RunSummary.model_validate(run_summary_json(r, now))
-                         for r in runs[:limit]],
-                   next_offset=offset + limit if more else None)
+    chosen = run_filter(status=status, workflow=workflow, search=q, where=where, since=since,
+                        until=until, parent=parent, roots=roots, now=now)
+    page = state.client.runs(chosen, limit, cursor, offset=offset, preview=PREVIEW)
+    return RunPage(runs=[RunSummary.model_validate(listed_json(r, page, now, summary=True))
+                         for r in page.runs],
+                   next_offset=offset + limit if page.next_cursor else None,
+                   next_cursor=page.next_cursor)
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail)

@@ -27,6 +27,7 @@ from durable.errors import (
     StoreUnusable,
     UsageError,
 )
+from durable.model.attributes import FilterError
 
 log = logging.getLogger("durable.server")
 
@@ -106,6 +107,8 @@ async def _durable_error(request: Request, exc: Exception) -> Response:
         return error_response(409, "run_not_ended", str(exc))
     if isinstance(exc, RunStateConflict):
         return error_response(409, "wrong_run_state", str(exc))
+    if isinstance(exc, FilterError):
+        return error_response(400, "bad_filter", str(exc))
     if isinstance(exc, UsageError):
         return error_response(400, "bad_request", str(exc))
     return error_response(409, "conflict", str(exc))

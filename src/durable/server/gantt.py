@@ -25,7 +25,8 @@ WIDTH = 660.0
 MIN_BAR = 2.0
 """Shortest bar drawn: a 1ms step in a day-long run must still be visible."""
 
-_HIDDEN = {SubType.NOW, SubType.RANDOM, SubType.UUID, SubType.PATCH, SubType.SET_EVENT}
+_HIDDEN = {SubType.NOW, SubType.RANDOM, SubType.UUID, SubType.PATCH, SubType.SET_EVENT,
+           SubType.SET_ATTRIBUTES}
 """Recorded values and markers: instants with nothing to draw (the history lists them)."""
 
 _KIND = {OperationType.STEP: "step", OperationType.WAIT: "wait",

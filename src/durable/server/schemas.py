@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 
 from durable.model import LOG_LINE_CHARS, LOG_LINES_KEPT, ChildPolicy, ExecutionStatus
 from durable.model.ids import RUN_ID_MAX, RUN_ID_PATTERN, RUN_ID_RULE
@@ -69,6 +69,9 @@ class RunSummary(RunFields):
                                       "characters and ending in … when cut; "
                                       "GET /api/runs/{run_id} has all of it")
     result_preview: str | None = Field(description="The result's, likewise")
+    attributes: dict[str, Any] = Field(description="Its searchable attributes: text, numbers, "
+                                       "times (ISO 8601)")
+    children: int = Field(description="How many runs it started")
 
 
 class StartedRun(Run):
@@ -78,6 +81,7 @@ class StartedRun(Run):
 class RunPage(BaseModel):
     runs: list[RunSummary]
     next_offset: int | None = Field(description="Pass as `offset` for the next page; null: last")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
 
 
 class ValueInfo(BaseModel):
@@ -132,6 +136,7 @@ class RunDetail(BaseModel):
     run: Run
     pending: list[PendingOut]
     events: dict[str, Any] = Field(description="Published with ctx.set_event, latest per key")
+    attributes: dict[str, Any] = Field(description="Its searchable attributes")
     operations: list[OperationOut]
     history: list[Event]
 
@@ -172,6 +177,9 @@ class StartRequest(BaseModel):
                        "for several an array or an object keyed by parameter name. Omit for "
                        "none.")
     id: str | None = RunId
+    attributes: dict[str, StrictStr | StrictInt | StrictFloat] | None = Field(
+        None, description="Searchable attributes of a new run: text, numbers, or times as "
+        "ISO 8601 text with a zone (2026-12-01T09:00:00Z)")
 
 
 class SignalRequest(BaseModel):

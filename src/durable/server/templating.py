@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from durable.model import attributes
 from durable.views.timeline import duration
 
 ENV = Environment(loader=PackageLoader("durable.server", "templates"),
@@ -33,7 +34,8 @@ def _pretty(text: str) -> str:
         return text
 
 
-ENV.filters.update(duration=duration, iso=_iso, clock=_clock, pretty=_pretty)
+ENV.filters.update(duration=duration, iso=_iso, clock=_clock, pretty=_pretty,
+                   attribute=attributes.shown)
 
 
 def render(request: Request, name: str, context: dict[str, Any],

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlencode
 
-from durable.client import Client
+from durable.client import PAGE_LIMIT, Client, RunListing
+from durable.errors import UsageError
 from durable.model import (
-    ExecutionStatus,
     HistoryEvent,
     LogLine,
     Operation,
     OperationType,
     RunInfo,
 )
+from durable.model.listing import RunFilter, run_filter
 from durable.server import gantt
 from durable.views.timeline import (
     Entry,
@@ -28,7 +30,6 @@ from durable.views.timeline import (
 )
 from durable.views.values import Shown, shown
 
-STATUSES = [s.value for s in ExecutionStatus]
 PAGE = 50
 
 
@@ -109,21 +110,77 @@ def run_page(client: Client, run_id: str) -> RunPage:
 
 
 
+RANGES = {"15m": "last 15 minutes", "1h": "last hour", "24h": "last 24 hours",
+          "7d": "last 7 days"}
+"""The runs list's time ranges: spans before now, as `model.listing.moment` reads them."""
+LIVE_OVERLAP = 5.0
+"""Seconds a live update of the runs list reads back before the last one's time: a run created
+or changed by a process whose clock is a little behind the server's is not missed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunsQuery:
+    """What the runs list was asked for, as its URL carries it."""
+
+    status: str = ""
+    q: str = ""
+    where: str = ""
+    range: str = ""
+    children: bool = False  # child runs listed too, not only behind their root's toggle
+    cursor: str = ""
+
+    def url(self, **changes: str) -> str:
+        """The query string of this listing, `changes` applied (an empty value drops a key)."""
+        fields = {"status": self.status, "q": self.q, "where": self.where,
+                  "range": self.range, "children": "1" if self.children else "",
+                  "cursor": self.cursor, **changes}
+        return urlencode({k: v for k, v in fields.items() if v})
+
+    def filter(self, now: float) -> RunFilter:
+        return run_filter(status=self.status, search=self.q, where=self.where,
+                          since=self.range if self.range in RANGES else None,
+                          roots=not self.children, now=now)
+
+
 @dataclass(frozen=True, slots=True)
 class RunsPage:
-    runs: list[RunInfo]
-    status: str | None
-    q: str
-    offset: int
-    more: bool
+    query: RunsQuery
+    listing: RunListing
     now: float
     workflows: list[Any]
+    error: str | None = None  # the filter, refused: the list is empty and says why
+
+    @property
+    def runs(self) -> list[RunInfo]:
+        return self.listing.runs
 
 
-def runs_page(client: Client, status: str | None, q: str, page_offset: int,
-              workflows: list[Any]) -> RunsPage:
-    status = status if status in STATUSES else None
-    runs = client.list(status, None, PAGE + 1, page_offset, search=q or None,
-                       preview=0)  # the list shows no payload
-    return RunsPage(runs[:PAGE], status, q, page_offset, len(runs) > PAGE, client.clock(),
-                    workflows)
+_NOTHING = RunListing([], None, {}, {})
+
+
+def runs_page(client: Client, query: RunsQuery, workflows: list[Any]) -> RunsPage:
+    now = client.clock()
+    try:
+        chosen = query.filter(now)
+        listing = client.runs(chosen, PAGE, query.cursor or None, preview=0)  # no payloads
+    except UsageError as e:
+        return RunsPage(query, _NOTHING, now, workflows, str(e))
+    return RunsPage(query, listing, now, workflows)
+
+
+def runs_changed(client: Client, query: RunsQuery, shown: list[str], since: float) -> RunsPage:
+    """The rows of the runs list to replace or add since its last update at `since`: the shown
+    runs that changed, and on its first page, the runs created since that match."""
+    now = client.clock()
+    after = since - LIVE_OVERLAP
+    chosen = query.filter(now)
+    newer = replace(chosen, since=max(after, chosen.since or after))
+    listing = client.runs_changed(shown, after, None if query.cursor else newer,
+                                   preview=0)
+    return RunsPage(query, listing, now, [])
+
+
+def children_page(client: Client, parent: str) -> RunsPage:
+    """The runs `parent` started, for the toggle under its row."""
+    listing = client.runs(RunFilter(parent=parent), PAGE_LIMIT, preview=0)
+    return RunsPage(RunsQuery(), listing, client.clock(), [])

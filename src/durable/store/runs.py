@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from durable.model import Operation, RunInfo
+from durable.model.listing import Cursor, RunFilter
+from durable.store.attributes import Attributes
 from durable.store.rows import (
     FIRST_TOKEN,
     OP_COLUMNS,
     RUN_COLUMNS,
-    Table,
     contains,
     marks,
     operation_row,
@@ -32,7 +33,7 @@ LIVE = "('RUNNING', 'PAUSED')"
 (the partial indexes they walk hold no other): a PAUSED run is never invoked."""
 
 
-class Runs(Table):
+class Runs(Attributes):
     """Runs and their leases."""
 
     def insert_run(self, run_id: str, workflow: str, input: str | None, now: float,
@@ -229,28 +230,43 @@ class Runs(Table):
             f" AND status = 'RUNNING'{where} ORDER BY lease_expires LIMIT 1)", (*params, *params))
         return min((t for t in row if t is not None), default=None)
 
-    def list_runs(self, status: str | None, workflow: str | None, limit: int,
-                  offset: int = 0, search: str | None = None,
-                  preview: int | None = None) -> list[RunInfo]:
-        """Newest first. `search`: only runs whose id or workflow contains it, ignoring case.
-        `preview`: input and result hold only their first `preview + 1` characters
-        (`run_columns`), for showing, not decoding."""
-        clauses, params = [], []
-        if status:
-            clauses.append("status = ?")
-            params.append(status)
-        if workflow:
-            clauses.append("workflow = ?")
-            params.append(workflow)
-        if search:
-            clauses.append("(lower(run_id) LIKE ? ESCAPE '!' OR lower(workflow) LIKE ? ESCAPE '!')")
-            params += [contains(search)] * 2
+    def list_runs(self, filter: RunFilter, limit: int, offset: int = 0,
+                  after: Cursor | None = None, preview: int | None = None) -> list[RunInfo]:
+        """Newest first (then by id), those `filter` selects; from after `after` on, or
+        skipping `offset`. `preview`: input and result hold only their first `preview + 1`
+        characters (`run_columns`), for showing, not decoding."""
+        clauses, params = _filtered(filter)
+        for condition in filter.conditions:
+            sql, values = self.matching(condition)
+            clauses.append(sql)
+            params += values
+        if after is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND run_id > ?))")
+            params += [after.created_at, after.created_at, after.run_id]
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._rows(
             f"SELECT {run_columns(preview=preview)} FROM runs{where}"
             " ORDER BY created_at DESC, run_id"
             " LIMIT ? OFFSET ?", (*params, limit, offset))
         return [run_row(r) for r in rows]
+
+    def changed_runs(self, run_ids: Sequence[str], since: float,
+                     preview: int | None = None) -> list[RunInfo]:
+        """Those of these runs updated at or after `since`: what a listing that shows them
+        reads to keep them current, by primary key, however many runs there are."""
+        if not run_ids:
+            return []
+        return [run_row(r) for r in self._rows(
+            f"SELECT {run_columns(preview=preview)} FROM runs WHERE run_id IN"
+            f" ({marks(run_ids)}) AND updated_at >= ?", (*run_ids, since))]
+
+    def child_counts(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """How many runs each of these started (those that started none are left out)."""
+        if not run_ids:
+            return {}
+        return {r[0]: int(r[1]) for r in self._rows(
+            "SELECT parent_run_id, count(*) FROM runs WHERE parent_run_id IN"
+            f" ({marks(run_ids)}) GROUP BY parent_run_id", run_ids)}
 
     def restart_run(self, run_id: str, input: str | None, now: float) -> int:
         """Clear the run's operations, history and kept log lines and start it over with
@@ -280,3 +296,30 @@ class Runs(Table):
         return [r[0] for r in self._rows(
             f"SELECT run_id FROM runs WHERE status = 'RUNNING' AND parked IS NOT NULL{where}",
             params)]
+
+
+_DERIVED_SQL = {"PARKED": "status = 'RUNNING' AND parked IS NOT NULL"}
+"""The SQL of each of model.listing.DERIVED_STATUSES."""
+
+
+def _filtered(f: RunFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses, ANDed, that select the runs `f` asks for, and their parameters;
+    but for its attribute conditions (`Attributes.matching`)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if f.status in _DERIVED_SQL:
+        clauses.append(_DERIVED_SQL[f.status])
+    elif f.status:
+        clauses.append("status = ?")
+        params.append(f.status)
+    for column, value in (("workflow = ?", f.workflow), ("created_at >= ?", f.since),
+                          ("created_at < ?", f.until), ("parent_run_id = ?", f.parent)):
+        if value is not None:
+            clauses.append(column)
+            params.append(value)
+    if f.roots:
+        clauses.append("parent_run_id IS NULL")
+    if f.search:
+        clauses.append("(lower(run_id) LIKE ? ESCAPE '!' OR lower(workflow) LIKE ? ESCAPE '!')")
+        params += [contains(f.search)] * 2
+    return clauses, params

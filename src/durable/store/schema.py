@@ -178,6 +178,23 @@ CREATE INDEX callback_heartbeats_run ON callback_heartbeats (run_id)
     (7, """
 ALTER TABLE operations ADD COLUMN input TEXT
 """),
+    # Searchable attributes (model/attributes.py): one typed value per key, each type in its own
+    # column so that `key = ? AND value op ?` walks one index; `durable ls --where` filters by
+    # them. Listing by created_at alone, roots only, or under a parent, each walks an index.
+    (8, """
+CREATE TABLE run_attributes (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    text_value TEXT,
+    number_value DOUBLE PRECISION,
+    time_value DOUBLE PRECISION,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX run_attributes_text ON run_attributes (key, text_value, run_id);
+CREATE INDEX run_attributes_number ON run_attributes (key, number_value, run_id);
+CREATE INDEX run_attributes_time ON run_attributes (key, time_value, run_id);
+CREATE INDEX runs_roots ON runs (created_at) WHERE parent_run_id IS NULL
+"""),
 ]
 
 

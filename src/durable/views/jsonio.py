@@ -16,9 +16,9 @@ from typing import Any
 
 import pydantic
 
-from durable.client import Client
+from durable.client import Client, RunListing
 from durable.errors import SerializationError, UsageError
-from durable.model import HistoryEvent, LogLine, Operation, RunInfo
+from durable.model import HistoryEvent, LogLine, Operation, RunInfo, attributes
 from durable.sdk.workflow import Workflow
 from durable.views.timeline import Pending, elapsed, pending, published
 from durable.views.values import Which, shown
@@ -190,6 +190,19 @@ def run_summary_json(run: RunInfo, now: float) -> dict[str, Any]:
                                     "result_preview": _preview(run.result)})
 
 
+def listed_json(run: RunInfo, listing: RunListing, now: float,
+                summary: bool = False) -> dict[str, Any]:
+    """A run of a listing page: `run_json` (`run_summary_json` with `summary`), with its
+    attributes and how many runs it started."""
+    doc = run_summary_json(run, now) if summary else run_json(run, now)
+    return {**doc, "attributes": attributes_json(listing.attributes.get(run.run_id, [])),
+            "children": listing.children.get(run.run_id, 0)}
+
+
+def attributes_json(attrs: list[attributes.Attribute]) -> dict[str, Any]:
+    return {a.key: attributes.shown(a) for a in attrs}
+
+
 def _run_document(run: RunInfo, now: float, payloads: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
@@ -282,11 +295,12 @@ class RunView:
     operations: list[Operation]
     history: list[HistoryEvent]
     now: float
+    attributes: list[attributes.Attribute]
 
     @classmethod
     def read(cls, client: Client, run_id: str) -> RunView:
         return cls(client.get(run_id), client.operations(run_id, inputs=True),
-                   client.history(run_id), client.clock())
+                   client.history(run_id), client.clock(), client.attributes(run_id))
 
     def to_json(self) -> dict[str, Any]:
         t0 = self.run.created_at
@@ -294,6 +308,7 @@ class RunView:
             "run": run_json(self.run, self.now),
             "pending": [pending_json(p) for p in pending(self.run, self.operations)],
             "events": {k: _payload(v) for k, v in published(self.operations).items()},
+            "attributes": attributes_json(self.attributes),
             "operations": [operation_json(self.run.run_id, op) for op in self.operations],
             "history": [event_json(e, t0) for e in self.history],
         }

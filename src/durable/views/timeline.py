@@ -93,7 +93,8 @@ class Entry:
 _VALUE_LABELS: dict[str, str] = {
     SubType.NOW: "now()", SubType.RANDOM: "random()", SubType.UUID: "uuid4()"}
 _KIND_LABELS: dict[str, str] = {
-    SubType.STEP: "step", SubType.SET_EVENT: "event", SubType.SLEEP: "sleep",
+    SubType.STEP: "step", SubType.SET_EVENT: "event", SubType.SET_ATTRIBUTES: "attributes",
+    SubType.SLEEP: "sleep",
     SubType.CALLBACK: "callback", SubType.SIGNAL: "signal", SubType.PATCH: "patch",
     SubType.PARALLEL: "gather", SubType.PARALLEL_BRANCH: "branch", SubType.MAP: "map",
     SubType.MAP_ITERATION: "map item", SubType.INVOKE: "child", SubType.START_CHILD: "child"}
@@ -282,7 +283,8 @@ _TELLINGS: dict[str, TellFn] = {
 }
 
 _RECORDED: dict[str, str] = {
-    SubType.SET_EVENT: "published", SubType.NOW: "recorded", SubType.RANDOM: "recorded",
+    SubType.SET_EVENT: "published", SubType.SET_ATTRIBUTES: "set attributes",
+    SubType.NOW: "recorded", SubType.RANDOM: "recorded",
     SubType.UUID: "recorded", SubType.PATCH: "recorded"}
 
 

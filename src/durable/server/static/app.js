@@ -38,6 +38,68 @@ function refresh(region) {
   setTimeout(tick, every);
 }
 
+// The runs list: only what changed since the last update comes back (rows keyed by run id),
+// each replacing its row or, for a new run, going on top; never the whole table again.
+function rowsOf(html) {
+  const t = document.createElement("template");
+  t.innerHTML = "<table><tbody>" + html + "</tbody></table>";
+  return [...t.content.querySelectorAll("tr[data-id]")];
+}
+
+function liveRuns(region) {
+  const every = Number(region.dataset.every || 2500);
+  const body = () => region.querySelector("table.runs tbody");
+  const load = async () => {
+    const shown = [...body().querySelectorAll("tr[data-id]")].map((tr) => tr.dataset.id);
+    const url = region.dataset.live + "&since=" + region.dataset.asOf + "&shown=" + encodeURIComponent(shown.join(","));
+    try {
+      const r = await fetch(url.replace("changes?&", "changes?"), { credentials: "same-origin" });
+      if (!r.ok) return;
+      const asOf = r.headers.get("X-As-Of");
+      const rows = rowsOf(await r.text());
+      const fresh = [];
+      for (const row of rows) {
+        const old = body().querySelector(`tr[data-id="${CSS.escape(row.dataset.id)}"]`);
+        if (old) {
+          row.dataset.depth = old.dataset.depth; row.className = old.className; row.style.cssText = old.style.cssText;
+          const toggle = old.querySelector("button.kids[aria-expanded=true]");
+          if (toggle) { const mine = row.querySelector("button.kids"); if (mine) { mine.setAttribute("aria-expanded", "true"); mine.textContent = toggle.textContent; } }
+          old.replaceWith(row);
+        } else { fresh.push(row); }
+      }
+      for (const row of fresh.reverse()) { row.classList.add("fresh"); body().prepend(row); }
+      if (rows.length) { const none = body().querySelector("tr.none"); if (none) none.remove(); }
+      localTimes(region);
+      if (asOf) region.dataset.asOf = asOf;
+    } catch (e) { /* the server restarting: try again next tick */ }
+  };
+  const tick = async () => {
+    if (!document.hidden) await load();
+    setTimeout(tick, every);
+  };
+  region.addEventListener("refresh", load);  // e.g. right after starting a run
+  setTimeout(tick, every);
+}
+
+async function toggleChildren(button) {
+  const row = button.closest("tr");
+  const depth = Number(row.dataset.depth || 0) + 1;
+  const open = button.getAttribute("aria-expanded") === "true";
+  const below = [];
+  for (let next = row.nextElementSibling; next && Number(next.dataset.depth || 0) >= depth; next = next.nextElementSibling) below.push(next);
+  if (open) {
+    below.forEach((tr) => tr.remove());
+    button.setAttribute("aria-expanded", "false"); button.textContent = button.textContent.replace("▾", "▸");
+    return;
+  }
+  const r = await fetch("/ui/runs/children?parent=" + encodeURIComponent(button.dataset.parent) + "&depth=" + depth, { credentials: "same-origin" });
+  if (!r.ok) return;
+  const rows = rowsOf(await r.text());
+  row.after(...rows);
+  localTimes(row.parentElement);
+  button.setAttribute("aria-expanded", "true"); button.textContent = button.textContent.replace("▸", "▾");
+}
+
 function parseJson(text, what) {
   if (!text.trim()) return undefined;
   try { return JSON.parse(text); } catch (e) { throw new Error(what + " is not valid JSON: " + e.message); }
@@ -50,6 +112,8 @@ function bodyFor(form, kind, verb) {
     const input = parseJson(f("input"), "Input");
     if (input !== undefined) b.input = input;
     if (f("id").trim()) b.id = f("id").trim();
+    const attributes = parseJson(f("attributes"), "Attributes");
+    if (attributes !== undefined) b.attributes = attributes;
     return b;
   }
   if (kind === "signal") return { name: f("name"), payload: parseJson(f("payload"), "Payload") ?? null };
@@ -109,10 +173,13 @@ async function act(form, submitter) {
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
   for (const region of document.querySelectorAll("[data-src]")) refresh(region);
+  for (const region of document.querySelectorAll("[data-live]")) liveRuns(region);
   for (const form of document.querySelectorAll("form.action")) {
     form.addEventListener("submit", (ev) => { ev.preventDefault(); act(form, ev.submitter); });
   }
   document.addEventListener("click", (ev) => {
+    const kids = ev.target.closest("button.kids");
+    if (kids) { toggleChildren(kids); return; }
     const b = ev.target.closest("button.fill");
     if (!b) return;
     const target = document.getElementById(b.dataset.signal ? "signal-name" : "callback-id");
