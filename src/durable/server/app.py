@@ -58,6 +58,7 @@ ROUTERS: list[Mount] = [
     Mount("durable.server.auth:router", own_auth=True, max_body=SMALL_BODY),  # the login form
     Mount("durable.server.api:router"),
     Mount("durable.server.functions:router"),
+    Mount("durable.server.observe:router"),
     Mount("durable.server.hooks:router"),
     Mount("durable.server.ui:router", max_body=SMALL_BODY),
     Mount("durable.server.metrics:router", max_body=SMALL_BODY),
