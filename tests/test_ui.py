@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -314,6 +315,8 @@ def test_queues_schedules_and_functions_pages_show_what_the_store_holds(
             paths = api.get("/openapi.json").json()["paths"]
             assert {"/api/queues", "/api/schedules", "/api/functions"} <= set(paths)
             before = {f["name"]: f["health"]["failures"] for f in api.get("/api/functions").json()}
+        for path in ("/api/queues", "/api/schedules", "/api/functions", "/queues"):
+            assert httpx.get(server.url + path).status_code in (401, 303), path  # no token
     with Server(tmp_path, TOKEN, "--worker", OBSERVE_APP) as server:  # a restart forgets none
         with server.client() as api:
             after = {f["name"]: f["health"] for f in api.get("/api/functions").json()}
