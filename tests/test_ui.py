@@ -19,13 +19,15 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from durable.engine import machine
 from durable.model import OperationAction, OperationType, OperationUpdate
 from durable.store import open_store
-from tests.kit import ROOT, wait_until
+from tests.apps.serverless_kit import start_function_host
+from tests.kit import ROOT, free_port, stopping, wait_until
 from tests.serverkit import Server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -235,3 +237,136 @@ def test_the_run_page_shows_the_lost_worker_and_the_attempt_lost_with_it(
             expect(history).to_contain_text("succeeded (attempt 2")
         finally:
             context.close()
+
+
+OBSERVE_APP = "tests/apps/observe_app.py"
+
+
+@pytest.fixture
+def answering_500() -> Iterator[str]:
+    """A function host that is up but broken: every invocation gets an HTTP 500."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b"database connection pool exhausted"
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+    host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=host.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{host.server_address[1]}/"
+    host.shutdown()
+    host.server_close()
+
+
+def observed(server: Server, host: str, broken: str, down: str) -> None:
+    """Through the API: three orders on a queue of one slot, a function that works (on a real
+    `durable.serve` host), two that cannot be invoked (one answers 500, one is not listening)
+    and one never invoked; returns once the server shows each, and the schedule has ticked."""
+    with server.client() as api:
+        for name, url in (("chain", f"{host}/chain"), ("billing", broken), ("inventory", down),
+                          ("ledger", "http://ledger.internal:9000/")):
+            assert api.put(f"/api/functions/{name}", json={"url": url}).status_code == 200
+        for n in (1, 2, 3):
+            api.post("/api/runs", json={"workflow": "orders.fulfil", "input": f"A-{n}",
+                                        "id": f"order-{n}"}).raise_for_status()
+        for name in ("billing", "inventory"):
+            api.post("/api/runs", json={"workflow": name, "id": f"{name}-1"}).raise_for_status()
+        api.post("/api/runs", json={"workflow": "chain", "input": 3, "id": "chain-1"}
+                 ).raise_for_status()
+        ended = api.get("/api/runs/chain-1/result", params={"wait": 20}).json()
+        assert ended.get("result") == 6, ended
+
+        def functions_failed() -> bool:
+            health = {f["name"]: f["health"] for f in api.get("/api/functions").json()}
+            return all(health[n]["failures"] >= 1 and health[n]["last_ok"] is False
+                       for n in ("billing", "inventory"))
+        wait_until(lambda: [(q["waiting"], q["running"]) for q in api.get("/api/queues").json()]
+                   == [(2, 1)], "two orders waiting behind one", interval=0.05)
+        wait_until(lambda: {s["workflow"]: s for s in api.get("/api/schedules").json()}
+                   ["reports.pulse"]["last_run_status"], "the schedule to tick", interval=0.1)
+        wait_until(functions_failed, "both functions to fail an invocation", interval=0.05)
+
+
+def picture(page: Page, path: Path) -> None:
+    """The page down to the end of its table: the README's pictures, without the empty rest."""
+    box = page.locator("main table").bounding_box()
+    assert box is not None
+    page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": VIEWPORT["width"],
+                                          "height": box["y"] + box["height"] + 24})
+
+
+def test_queues_schedules_and_functions_pages_show_what_the_store_holds(
+        browser: Browser, tmp_path: Path, answering_500: str) -> None:
+    down = f"http://127.0.0.1:{free_port()}/"
+    host = start_function_host(tmp_path, "tests.apps.push_wire_functions:app", backend=down,
+                               DURABLE_TOKEN=TOKEN)  # it sends it with its checkpoints
+    with stopping(host), Server(tmp_path, TOKEN, "--worker", OBSERVE_APP) as server:
+        observed(server, host.url, answering_500, down)
+        with server.client() as api:
+            paths = api.get("/openapi.json").json()["paths"]
+            assert {"/api/queues", "/api/schedules", "/api/functions"} <= set(paths)
+            before = {f["name"]: f["health"]["failures"] for f in api.get("/api/functions").json()}
+        for path in ("/api/queues", "/api/schedules", "/api/functions", "/queues"):
+            assert httpx.get(server.url + path).status_code in (401, 303), path  # no token
+    with Server(tmp_path, TOKEN, "--worker", OBSERVE_APP) as server:  # a restart forgets none
+        with server.client() as api:
+            after = {f["name"]: f["health"] for f in api.get("/api/functions").json()}
+        assert all(after[n]["failures"] >= before[n] >= 1 for n in ("billing", "inventory"))
+        assert after["ledger"]["invocations"] == 0
+        assert (after["chain"]["last_ok"], after["chain"]["failures"]) == (True, 0)
+        context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+        try:
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            log_in(page, server)
+
+            page.get_by_role("link", name="Queues").click()
+            orders = page.locator("table.queues tr[data-queue=orders]")
+            expect(orders.locator(".waiting")).to_have_text("2")
+            expect(orders.locator(".running")).to_have_text("1")
+            expect(orders).to_contain_text("120/minute")
+            expect(orders.locator(".rate")).to_contain_text("(1 in 10m00s)")
+            expect(orders.locator(".oldest")).to_contain_text("since")
+            picture(page, tmp_path / "ui-queues.png")
+
+            page.get_by_role("link", name="Schedules").click()
+            pulse = page.locator("table.schedules tr[data-workflow='reports.pulse']")
+            expect(pulse).to_contain_text("* * * * * */2")
+            expect(pulse.locator(".last a")).to_contain_text("reports.pulse")
+            expect(pulse.locator(".last .badge")).to_be_visible()
+            nightly = page.locator("table.schedules tr[data-workflow='reports.nightly']")
+            expect(nightly).to_contain_text("Europe/Paris")
+            expect(nightly.locator(".last")).to_have_text("never fired")
+            picture(page, tmp_path / "ui-schedules.png")
+            pulse.locator(".last a").click()
+            expect(page.locator(".run-head h1")).to_contain_text("reports.pulse")
+
+            page.get_by_role("link", name="Functions").click()
+            chain = page.locator("table.functions tr[data-function=chain]")
+            expect(chain.locator(".health .badge")).to_have_text("OK")
+            expect(chain.locator(".health")).to_contain_text("chain-1")
+            expect(chain.locator(".failures")).to_have_text("0")
+            expect(chain.locator(".error")).to_have_text("none")
+            billing = page.locator("table.functions tr[data-function=billing]")
+            expect(billing.locator(".health .badge")).to_have_text("FAILING")
+            expect(billing.locator(".error")).to_contain_text("Function.Error")
+            expect(billing.locator(".error")).to_contain_text("HTTP 500")
+            expect(billing.locator(".error")).to_contain_text("pool exhausted")
+            inventory = page.locator("table.functions tr[data-function=inventory]")
+            expect(inventory.locator(".error")).to_contain_text("Function.Unreachable")
+            expect(inventory.locator(".failures")).not_to_have_text("0")
+            ledger = page.locator("table.functions tr[data-function=ledger]")
+            expect(ledger.locator(".health")).to_contain_text("not invoked")
+            expect(ledger.locator(".invocations")).to_have_text("0")
+            picture(page, tmp_path / "ui-functions.png")
+        finally:
+            context.close()
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        for name in ("ui-queues.png", "ui-schedules.png", "ui-functions.png"):
+            shutil.copy(tmp_path / name, ROOT / "docs" / name)

@@ -25,7 +25,14 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from durable.engine import machine, telemetry
-from durable.engine.metrics import Snapshot, snapshot
+from durable.engine.metrics import (
+    FunctionHealth,
+    QueueStats,
+    Snapshot,
+    function_health,
+    queue_stats,
+    snapshot,
+)
 from durable.engine.schedules import schedule_info
 from durable.engine.worker import Worker, serving_here
 from durable.errors import OperationNotFound, RunNotFound, UsageError, WorkflowFailed
@@ -267,6 +274,18 @@ class Client:
 
     async def metrics_async(self, queues: Sequence[ServedQueue] = ()) -> Snapshot:
         return await self.store.aread(lambda tx: snapshot(tx, self.clock(), queues))
+
+    def queues(self, queues: Sequence[ServedQueue],
+               window: float = 600.0) -> builtins.list[QueueStats]:
+        """Each of `queues` as it stands: runs waiting and running, runs admitted over the last
+        `window` seconds, since when the oldest waits."""
+        return self.store.read(lambda tx: queue_stats(tx, self.clock(), queues, window))
+
+    def function_health(self, names: Sequence[str],
+                        window: float = 86400.0) -> dict[str, FunctionHealth]:
+        """How invoking each function (by name) went over the last `window` seconds: from its
+        runs' history, so every server's invocations count, and a restart loses nothing."""
+        return self.store.read(lambda tx: function_health(tx, names, self.clock(), window))
 
     def operations(self, run_id: str, inputs: bool = False) -> builtins.list[Operation]:
         """The run's operations in order; with `inputs`, with the inputs recorded for them."""

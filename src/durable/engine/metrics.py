@@ -10,6 +10,7 @@ from every process that serves them, so a dashboard takes their `max`, never the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from durable.model import (
+    ErrorObject,
     ExecutionStatus,
     OperationAction,
     OperationStatus,
@@ -79,10 +81,83 @@ def snapshot(tx: Tx, now: float, queues: Sequence[ServedQueue]) -> Snapshot:
         started[workflow] = started.get(workflow, 0) + n
         if not ExecutionStatus(status).live:
             ended[(workflow, status)] = n
-    return Snapshot(started, ended,
-                    {q.queue.name: tx.queue_depth(q.workflows) for q in queues},
-                    {q.queue.name: tx.queue_held(q.queue.name) for q in queues},
+    occupancy = {q.queue.name: _occupancy(tx, q) for q in queues}
+    return Snapshot(started, ended, {name: n[0] for name, n in occupancy.items()},
+                    {name: n[1] for name, n in occupancy.items()},
                     tx.timers_due(now, OperationStatus.PENDING.value))
+
+
+def _occupancy(tx: Tx, q: ServedQueue) -> tuple[int, int]:
+    """(runs waiting for admission, runs holding a slot) of the queue."""
+    return tx.queue_depth(q.workflows), tx.queue_held(q.queue.name)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue as the server's queues page shows it: its limits, what it holds, how fast it
+    admitted runs over the last `window` seconds, and since when its oldest run waits."""
+
+    queue: ServedQueue
+    waiting: int
+    running: int
+    admitted: int  # runs admitted within the window
+    window: float
+    oldest_waiting: float | None  # when the run waiting longest became ready to start
+
+    @property
+    def per_minute(self) -> float:
+        return self.admitted * 60.0 / self.window
+
+
+def queue_stats(tx: Tx, now: float, queues: Sequence[ServedQueue],
+                window: float) -> list[QueueStats]:
+    out = []
+    for q in queues:
+        waiting, running = _occupancy(tx, q)
+        out.append(QueueStats(q, waiting, running, tx.queue_admitted(q.queue.name, now - window),
+                              window, tx.queue_first_waiting(q.workflows) if waiting else None))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionHealth:
+    """How invoking a function went over the last `window` seconds, from its runs' history:
+    invocations that ended, those that failed to run (unreachable, crashed, timed out; each
+    retried), the latest of each."""
+
+    invocations: int
+    failures: int
+    window: float
+    last_at: float | None
+    last_ok: bool | None  # None: not invoked within the window
+    last_run_id: str | None
+    last_error: ErrorObject | None
+    last_error_at: float | None
+    last_error_run_id: str | None
+
+
+def function_health(tx: Tx, names: Sequence[str], now: float,
+                    window: float) -> dict[str, FunctionHealth]:
+    since = now - window
+    counts = tx.invocation_counts(names, since)
+    out = {}
+    for name in names:
+        invocations, failures = counts.get(name, (0, 0))
+        last = tx.last_invocation(name, since) if invocations else None
+        failed = tx.last_invocation(name, since, failed=True) if failures else None
+        error = _error_of(failed[2]) if failed else None
+        out[name] = FunctionHealth(
+            invocations, failures, window, last[0] if last else None,
+            None if last is None else _error_of(last[2]) is None,
+            last[1] if last else None, error, failed[0] if failed else None,
+            failed[1] if failed else None)
+    return out
+
+
+def _error_of(details: str | None) -> ErrorObject | None:
+    """The error an `InvocationCompleted` event's details carry (None: the function answered)."""
+    error = json.loads(details or "{}").get("error")
+    return None if error is None else ErrorObject.from_dict(error)
 
 
 class StoreCollector(Collector):

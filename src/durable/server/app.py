@@ -60,6 +60,7 @@ ROUTERS: list[Mount] = [
     Mount("durable.server.api:router"),
     Mount("durable.server.operate:router"),
     Mount("durable.server.functions:router"),
+    Mount("durable.server.observe:router"),
     Mount("durable.server.hooks:router"),
     Mount("durable.server.ui:router", max_body=SMALL_BODY),
     Mount("durable.server.metrics:router", max_body=SMALL_BODY),

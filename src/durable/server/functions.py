@@ -11,10 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from durable.invoke.push import FunctionSpec, check, register, registered, unregister
+from durable.invoke.push import FunctionSpec, check, register, unregister
+from durable.server import observe
 from durable.server.deps import ServerDep
 from durable.server.errors import ERROR_RESPONSES, ApiError
-from durable.server.schemas import Function, FunctionRegistration
+from durable.server.schemas import Function, FunctionRegistration, FunctionStatus
 
 router = APIRouter(prefix="/api/functions", tags=["functions"], responses=ERROR_RESPONSES)
 
@@ -22,10 +23,11 @@ Name = Annotated[str, Path(max_length=64, description="The function's name: the 
                            "name of its runs")]
 
 
-@router.get("", response_model=list[Function])
-def list_functions(state: ServerDep) -> list[Function]:
-    """The registered functions, by name."""
-    return [Function(**dataclasses.asdict(f)) for f in registered(state.client.store)]
+@router.get("", response_model=list[FunctionStatus])
+def list_functions(state: ServerDep) -> list[FunctionStatus]:
+    """The registered functions, by name, each with how invoking it went over the last day:
+    invocations, failures to run, the latest of each."""
+    return [observe.function_status(row) for row in observe.functions(state)]
 
 
 @router.put("/{name}", response_model=Function)

@@ -295,3 +295,57 @@ class Function(FunctionRegistration):
 
     name: str
     handler: str | None = Field(None, description="In-process `module:fn` (CLI-registered)")
+
+
+class QueueOut(BaseModel):
+    """A queue of the server's loaded workflows, as it stands."""
+
+    name: str
+    limit: int | None = Field(description="Runs started and not ended at once (None: no limit)")
+    rate: str | None = Field(description="Runs admitted per period, e.g. `100/minute`")
+    workflows: list[str] = Field(description="The loaded workflows on the queue")
+    waiting: int = Field(description="Runs waiting for the queue to admit them")
+    running: int = Field(description="Runs holding a slot")
+    admitted: int = Field(description="Runs admitted within the last `window_seconds`")
+    window_seconds: float
+    admitted_per_minute: float
+    oldest_waiting_since: str | None = Field(description="When the run waiting longest became "
+                                             "ready to start (None: none waits)")
+    oldest_waiting_seconds: float | None
+
+
+class ScheduleOut(BaseModel):
+    """A schedule of the server's loaded workflows, as `durable schedules` shows it."""
+
+    workflow: str
+    cron: str
+    timezone: str
+    missed: str = Field(description="What a worker does with a tick it missed")
+    next_fire: str = Field(description="The tick fired next; in the past when one is due now")
+    last_tick: str | None
+    last_run_id: str | None
+    last_run_status: ExecutionStatus | None = Field(
+        description="The last tick's run's status (None: never fired, or the run was deleted)")
+    registered: bool = Field(description="Whether a worker serving it has started yet")
+
+
+class FunctionHealthOut(BaseModel):
+    """How invoking the function went lately, from its runs' history (every server's)."""
+
+    window_seconds: float
+    invocations: int = Field(description="Invocations that ended within the window")
+    failures: int = Field(description="Of those, the ones that failed to run (unreachable, "
+                          "timed out, throttled, crashed without answering); each is retried")
+    last_invoked_at: str | None
+    last_ok: bool | None = Field(description="Whether the latest invocation ran (None: none "
+                                 "within the window)")
+    last_run_id: str | None
+    last_error: ErrorInfo | None = Field(description="The latest failure's error")
+    last_error_at: str | None
+    last_error_run_id: str | None
+
+
+class FunctionStatus(Function):
+    """A registered function with how invoking it went lately."""
+
+    health: FunctionHealthOut

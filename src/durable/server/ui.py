@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from durable.errors import RunNotFound
 from durable.model.listing import listed_statuses
-from durable.server import views
+from durable.server import observe, views
 from durable.server.deps import ServerDep
 from durable.server.templating import render
 
@@ -79,3 +79,22 @@ def run_live(request: Request, run_id: str, state: ServerDep) -> HTMLResponse:
     except RunNotFound as e:
         return render(request, "missing.html", {"message": str(e)}, status=404)
     return render(request, "run_live.html", {"page": page})
+
+
+@router.get("/queues", response_class=HTMLResponse)
+def queues(request: Request, state: ServerDep) -> HTMLResponse:
+    return render(request, "queues.html", {"queues": observe.queues(state),
+                                           "window": observe.RATE_WINDOW,
+                                           "now": state.client.clock()})
+
+
+@router.get("/schedules", response_class=HTMLResponse)
+def schedules(request: Request, state: ServerDep) -> HTMLResponse:
+    return render(request, "schedules.html", {"schedules": observe.schedules(state),
+                                              "now": state.client.clock()})
+
+
+@router.get("/functions", response_class=HTMLResponse)
+def functions(request: Request, state: ServerDep) -> HTMLResponse:
+    return render(request, "functions.html", {"functions": observe.functions(state),
+                                              "window": observe.HEALTH_WINDOW})

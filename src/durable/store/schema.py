@@ -195,6 +195,11 @@ CREATE INDEX run_attributes_number ON run_attributes (key, number_value, run_id)
 CREATE INDEX run_attributes_time ON run_attributes (key, time_value, run_id);
 CREATE INDEX runs_roots ON runs (created_at) WHERE parent_run_id IS NULL
 """),
+    # The functions page counts a function's recent invocations (store/observe.py): without
+    # this it read every event ever recorded to find the last day's.
+    (9, """
+CREATE INDEX history_invocations ON history (ts) WHERE type = 'InvocationCompleted'
+"""),
 ]
 
 

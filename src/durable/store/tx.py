@@ -6,12 +6,13 @@ from durable.store.admission import Admission
 from durable.store.contract import Contract
 from durable.store.history import History
 from durable.store.logs import Logs
+from durable.store.observe import Observe
 from durable.store.operations import Operations
 from durable.store.retention import Retention
 from durable.store.runs import Runs
 
 
-class Tx(Runs, Operations, History, Logs, Admission, Contract, Retention):
+class Tx(Runs, Operations, History, Logs, Admission, Contract, Retention, Observe):
     """Row-level primitives inside one transaction. The engine's state machine is written
     against this alone, so it never knows which database it is on."""
 
