@@ -16,6 +16,7 @@ from durable.cli.metrics import serve_metrics
 from durable.cli.options import (
     Seconds,
     db_option,
+    existing_option,
     id_option,
     input_option,
     json_option,
@@ -93,12 +94,13 @@ events_option = click.option(
 @click.argument("target")
 @input_option
 @id_option
+@existing_option
 @db_option
 @json_option
 @events_option
 @logsetup.logging_options
-def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | None,
-        as_json: bool, events: bool, log_level: str, log_format: str) -> None:
+def run(target: str, input_: JsonValue | None, run_id: str | None, existing: bool,
+        db: str | None, as_json: bool, events: bool, log_level: str, log_format: str) -> None:
     """Start a run of TARGET and serve it to completion in this process.
 
     A summary of its progress goes to stderr (kept current on a terminal), the result JSON to
@@ -109,7 +111,7 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
     logsetup.configure(log_level, log_format, quiet=("durable.worker",))
     err = make_console(stderr=True)
     with open_client(db) as client:
-        handle = client.start(wf, *args, id=run_id)
+        handle = client.start(wf, *args, id=run_id, existing=existing)
         err.print(Text(f"run {handle.run_id} ({wf.name})", style="bold"))
         progress = Progress(client, handle.run_id, err, events=events)
         progress.live = err.is_terminal
@@ -156,15 +158,16 @@ def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
 @click.argument("target")
 @input_option
 @id_option
+@existing_option
 @db_option
 @json_option
-def start(target: str, input_: JsonValue | None, run_id: str | None, db: str | None,
-          as_json: bool) -> None:
+def start(target: str, input_: JsonValue | None, run_id: str | None, existing: bool,
+          db: str | None, as_json: bool) -> None:
     """Enqueue a run of TARGET for a worker and print its id."""
     wf = load_workflow(target)
     args = workflow_args(wf, input_)
     with open_client(db) as client:
-        handle = client.start(wf, *args, id=run_id)
+        handle = client.start(wf, *args, id=run_id, existing=existing)
     if as_json:
         echo_json({"run_id": handle.run_id, "workflow": wf.name})
     else:

@@ -64,7 +64,8 @@ def start_run(body: StartRequest, state: ServerDep, request: Request,
     """Start a run of a workflow; with `id`, starting again returns the same run (200)."""
     payload = service.encoded_input(state, body.workflow,
                                     service.given(body.model_fields_set, body.input))
-    run, created = state.client.start_run(body.workflow, payload, body.id, request.headers)
+    run, created = state.client.start_run(body.workflow, payload, body.id, request.headers,
+                                          existing=body.existing)
     if not created:
         response.status_code = 200
     return StartedRun(**_run(run, state).model_dump(), created=created)

@@ -161,6 +161,8 @@ class StartRequest(BaseModel):
                        "for several an array or an object keyed by parameter name. Omit for "
                        "none.")
     id: str | None = RunId
+    existing: bool = Field(False, description="With `id`: answer with the run that has it "
+                           "even if it was started with another input (otherwise a 409)")
 
 
 class SignalRequest(BaseModel):
