@@ -12,7 +12,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from aws_durable_execution_sdk_python.config import Duration, JitterStrategy, StepConfig
+from aws_durable_execution_sdk_python.config import (
+    Duration,
+    InvokeConfig,
+    JitterStrategy,
+    StepConfig,
+)
 from aws_durable_execution_sdk_python.context import DurableContext, durable_step
 from aws_durable_execution_sdk_python.execution import durable_execution
 from aws_durable_execution_sdk_python.retries import (
@@ -21,7 +26,13 @@ from aws_durable_execution_sdk_python.retries import (
     create_retry_strategy,
 )
 from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext
-from aws_durable_execution_sdk_python.types import StepContext
+from aws_durable_execution_sdk_python.types import StepContext, WaitForConditionCheckContext
+from aws_durable_execution_sdk_python.waits import (
+    WaitForConditionConfig,
+    WaitForConditionDecision,
+    WaitStrategyConfig,
+    create_wait_strategy,
+)
 
 import durable
 
@@ -31,10 +42,15 @@ HANDLERS: dict[str, Handler] = {}
 
 def requirement(*ids: str) -> Callable[[Callable[[Any, DurableContext], Any]], Handler]:
     """Register the durable handler as the function of requirement(s) `ids` ("1.1")."""
+    return function(*(f"req-{rid.replace('.', '-')}" for rid in ids))
+
+
+def function(*names: str) -> Callable[[Callable[[Any, DurableContext], Any]], Handler]:
+    """Register the durable handler under `names` (the targets the requirements invoke)."""
     def register(fn: Callable[[Any, DurableContext], Any]) -> Handler:
         handler: Handler = durable_execution(fn)
-        for rid in ids:
-            HANDLERS[f"req-{rid.replace('.', '-')}"] = handler
+        for name in names:
+            HANDLERS[name] = handler
         return handler
     return register
 
@@ -232,6 +248,239 @@ def wait_minutes(event: Any, context: DurableContext) -> None:
 @requirement("2.5")
 def wait_hours(event: Any, context: DurableContext) -> None:
     context.wait(Duration.from_hours(1))
+
+
+# -- 5. invoke: the targets, then the callers ----------------------------------------------------
+
+@function("echo")
+def echo(event: Any, context: DurableContext) -> Any:
+    return event
+
+
+@function("fails")
+def fails(event: Any, context: DurableContext) -> None:
+    raise ValueError("the target function failed")
+
+
+@function("measure")
+def measure(event: Any, context: DurableContext) -> dict[str, int]:
+    return {"received": len(event)}
+
+
+@requirement("5.1", "5.3", "5.4")
+def invoke_echo(event: Any, context: DurableContext) -> Any:
+    return context.invoke("echo", event)
+
+
+@requirement("5.2")
+def invoke_named(event: Any, context: DurableContext) -> Any:
+    return context.invoke("echo", event["payload"], name=event["name"])
+
+
+@requirement("5.5")
+def invoke_failing(event: Any, context: DurableContext) -> Any:
+    return context.invoke("fails", event)
+
+
+@requirement("5.6")
+def invoke_failure_caught(event: Any, context: DurableContext) -> str:
+    try:
+        return context.invoke("fails", event)
+    except Exception:  # the SDK's InvokeError
+        return "fallback"
+
+
+@requirement("5.7")
+def invoke_large_payload(event: Any, context: DurableContext) -> Any:
+    # Near the limit of an operation's payload (256 KiB), JSON quotes included.
+    return context.invoke("measure", "x" * (250 * 1024))
+
+
+@requirement("5.8")
+def invoke_for_tenant(event: Any, context: DurableContext) -> Any:
+    return context.invoke("echo", event["payload"],
+                          config=InvokeConfig(tenant_id=event["tenantId"]))
+
+
+@requirement("5.9")
+def invoke_then_wait(event: Any, context: DurableContext) -> Any:
+    result = context.invoke("echo", "cached")
+    context.wait(Duration.from_seconds(1))
+    return result
+
+
+@requirement("5.10")
+def invoke_failure_then_wait(event: Any, context: DurableContext) -> str:
+    try:
+        outcome = str(context.invoke("fails", None))
+    except Exception:  # re-raised from the checkpoint on replay, without invoking again
+        outcome = "caught"
+    context.wait(Duration.from_seconds(1))
+    return outcome
+
+
+@requirement("5.11")
+def step_then_invoke(event: Any, context: DurableContext) -> Any:
+    value = context.step(lambda _: "from the step")
+    return context.invoke("echo", value)
+
+
+@requirement("5.12")
+def invoke_then_step(event: Any, context: DurableContext) -> Any:
+    value = context.invoke("echo", "from the target")
+    return context.step(lambda _: f"processed {value}")
+
+
+@requirement("5.13")
+def invoke_in_child_context(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(lambda child: child.invoke("echo", "inside"))
+
+
+@requirement("5.14")
+def invoke_twice(event: Any, context: DurableContext) -> list[Any]:
+    return [context.invoke("echo", "first"), context.invoke("echo", "second")]
+
+
+class UppercaseText(SerDes[Any]):
+    """The JSON text, upper-cased: on the way out (payload) or the way in (result)."""
+
+    def serialize(self, value: Any, serdes_context: SerDesContext) -> str:
+        return json.dumps(value).upper()
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> Any:
+        return data.upper()
+
+
+@requirement("5.15")
+def invoke_payload_serdes(event: Any, context: DurableContext) -> Any:
+    return context.invoke("echo", event, config=InvokeConfig(serdes_payload=UppercaseText()))
+
+
+@requirement("5.16")
+def invoke_result_serdes(event: Any, context: DurableContext) -> Any:
+    return context.invoke("echo", event, config=InvokeConfig(serdes_result=UppercaseText()))
+
+
+# -- 6. wait_for_condition ----------------------------------------------------------------------
+
+def poll_until(threshold: Any, initial: Any, delay: int = 1) -> WaitForConditionConfig[Any]:
+    """Poll every `delay` seconds while the state is below `threshold`."""
+    return WaitForConditionConfig(initial_state=initial, wait_strategy=create_wait_strategy(
+        WaitStrategyConfig(should_continue_polling=lambda state: state < threshold,
+                           initial_delay=Duration.from_seconds(delay), backoff_rate=1,
+                           jitter_strategy=JitterStrategy.NONE)))
+
+
+def increment(state: int, check: WaitForConditionCheckContext) -> int:
+    return state + 1
+
+
+@requirement("6.1")
+def condition_counter(event: Any, context: DurableContext) -> int:
+    return context.wait_for_condition(increment, poll_until(event, 0))
+
+
+@requirement("6.2")
+def condition_met_at_once(event: Any, context: DurableContext) -> int:
+    return context.wait_for_condition(lambda state, _: state, poll_until(5, event))
+
+
+@requirement("6.3")
+def condition_named(event: Any, context: DurableContext) -> int:
+    return context.wait_for_condition(increment, poll_until(event, 0), name="poll-status")
+
+
+@requirement("6.4")
+def condition_initial_state(event: Any, context: DurableContext) -> int:
+    return context.wait_for_condition(increment, poll_until(event, 5))
+
+
+@requirement("6.5")
+def condition_fixed_delay(event: Any, context: DurableContext) -> int:
+    return context.wait_for_condition(increment, poll_until(event, 0, delay=2))
+
+
+@requirement("6.6")
+def condition_never_met(event: Any, context: DurableContext) -> int:
+    return context.wait_for_condition(increment, WaitForConditionConfig(
+        initial_state=event, wait_strategy=create_wait_strategy(WaitStrategyConfig(
+            should_continue_polling=lambda state: True, max_attempts=3,
+            initial_delay=Duration.from_seconds(1), backoff_rate=1,
+            jitter_strategy=JitterStrategy.NONE))))
+
+
+def _check_fails(state: Any, check: WaitForConditionCheckContext) -> Any:
+    raise RuntimeError("the check failed")
+
+
+@requirement("6.7")
+def condition_check_fails(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_condition(_check_fails, poll_until(1, 0))
+
+
+@requirement("6.8")
+def condition_check_failure_caught(event: Any, context: DurableContext) -> Any:
+    try:
+        return context.wait_for_condition(_check_fails, poll_until(1, 0))
+    except Exception:  # the check's error, re-raised by the SDK
+        return "recovered"
+
+
+def _progress(state: dict[str, Any], check: WaitForConditionCheckContext) -> dict[str, Any]:
+    attempts = state["attempts"] + 1
+    return {"status": "DONE" if attempts >= 2 else "PENDING", "attempts": attempts}
+
+
+def _stop_when_done(state: dict[str, Any], attempts: int) -> WaitForConditionDecision:
+    if state["status"] == "DONE":
+        return WaitForConditionDecision.stop_polling()
+    return WaitForConditionDecision.continue_waiting(Duration.from_seconds(1))
+
+
+@requirement("6.9")
+def condition_object_state(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_condition(_progress, WaitForConditionConfig(
+        initial_state={"status": "PENDING", "attempts": 0}, wait_strategy=_stop_when_done))
+
+
+def _stop(state: Any, attempts: int) -> WaitForConditionDecision:
+    return WaitForConditionDecision.stop_polling()
+
+
+@requirement("6.10")
+def condition_null_state(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_condition(lambda state, _: None, WaitForConditionConfig(
+        initial_state=None, wait_strategy=_stop))
+
+
+class ReversedText(SerDes[str]):
+    """A string state stored reversed in an object: only this serdes reads it back."""
+
+    def serialize(self, value: str, serdes_context: SerDesContext) -> str:
+        return json.dumps({"reversed": value[::-1]})
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> str:
+        return str(json.loads(data)["reversed"])[::-1]
+
+
+@requirement("6.11")
+def condition_custom_serdes(event: Any, context: DurableContext) -> str:
+    config = poll_until(2, "")
+    return context.wait_for_condition(lambda state, _: state + "x", WaitForConditionConfig(
+        initial_state="", serdes=ReversedText(),
+        wait_strategy=lambda state, attempts: config.wait_strategy(len(state), attempts)))
+
+
+@requirement("6.12")
+def condition_then_step(event: Any, context: DurableContext) -> int:
+    reached = context.wait_for_condition(increment, poll_until(event, 0))
+    return context.step(lambda _: reached * 10)
+
+
+@requirement("6.13")
+def conditions_in_sequence(event: Any, context: DurableContext) -> int:
+    first = context.wait_for_condition(increment, poll_until(2, 0))
+    return context.wait_for_condition(increment, poll_until(4, first))
 
 
 app = durable.serve(**HANDLERS)
