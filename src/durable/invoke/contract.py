@@ -415,7 +415,7 @@ def update_from_wire(data: Any, resolve_child: ChildResolver) -> OperationUpdate
         target = options.get("FunctionName") if isinstance(options, Mapping) else None
         if not isinstance(target, str):
             raise ContractError(f"{where}: START needs ChainedInvokeOptions.FunctionName")
-        tenant = options.get("TenantId")
+        tenant = options.get("TenantId") if isinstance(options, Mapping) else None
         if tenant is not None:
             _match(tenant, _NAME, f"{where}: ChainedInvokeOptions.TenantId",
                    "1-256 printable ASCII characters")
@@ -622,7 +622,7 @@ def _event_details(event: HistoryEvent, kind: EventType, ctx: HistoryContext) ->
         error = d.get("error") or (op.error.to_dict() if op and op.error else None)
         return {"Error": _error(error, ctx)}
     if kind is E.STEP_SUCCEEDED:
-        result = d["state"] if "state" in d else (op.result if op else None)
+        result = d.get("state", op.result if op else None)
         return {"Result": _payload(result, ctx), "RetryDetails": _retry_details(event)}
     if kind is E.STEP_FAILED:
         return {"Error": _error(d.get("error"), ctx), "RetryDetails": _retry_details(event)}
