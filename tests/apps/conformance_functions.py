@@ -8,11 +8,15 @@ tests/test_aws_conformance.py runs the requirement's YAML against it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 from aws_durable_execution_sdk_python.config import (
+    ChildConfig,
     Duration,
     InvokeConfig,
     JitterStrategy,
@@ -248,6 +252,178 @@ def wait_minutes(event: Any, context: DurableContext) -> None:
 @requirement("2.5")
 def wait_hours(event: Any, context: DurableContext) -> None:
     context.wait(Duration.from_hours(1))
+
+
+# -- 3. child contexts -------------------------------------------------------------------------
+
+def returning(value: Any) -> Callable[[StepContext], Any]:
+    return lambda _: value
+
+
+@requirement("3.1")
+def child_one_step(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(lambda child: child.step(returning(event)))
+
+
+@requirement("3.2")
+def child_named(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(lambda child: child.step(returning(event["value"])),
+                                        name=event["name"])
+
+
+def _two_steps(event: Any) -> Callable[[DurableContext], Any]:
+    def body(child: DurableContext) -> Any:
+        first = child.step(returning(event))
+        return child.step(returning(first))
+    return body
+
+
+@requirement("3.3")
+def child_two_steps(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(_two_steps(event), name="two-steps")
+
+
+@requirement("3.4")
+def child_step_fails(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(lambda child: child.step(_always_fails, config=NO_RETRY),
+                                        name="failing")
+
+
+@requirement("3.5")
+def child_failure_caught(event: Any, context: DurableContext) -> Any:
+    with contextlib.suppress(Exception):  # the SDK's ChildContextError
+        context.run_in_child_context(lambda child: child.step(_always_fails, config=NO_RETRY))
+    return context.step(returning(event))
+
+
+def _outer(event: Any) -> Callable[[DurableContext], Any]:
+    def body(outer: DurableContext) -> Any:
+        outer.step(returning(event))
+        return outer.run_in_child_context(lambda inner: inner.step(returning(event)),
+                                          name="inner")
+    return body
+
+
+@requirement("3.6")
+def child_nested(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(_outer(event), name="outer")
+
+
+@requirement("3.7")
+def child_step_retried(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(
+        lambda child: child.step(failing_until(2, event), config=every_second(2)),
+        name="retrying")
+
+
+@requirement("3.8")
+def child_step_retries_exhausted(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(
+        lambda child: child.step(_always_fails, config=every_second(2)), name="exhausted")
+
+
+@requirement("3.9")
+def child_then_wait(event: Any, context: DurableContext) -> Any:
+    value = context.run_in_child_context(lambda child: child.step(returning(event)))
+    context.wait(Duration.from_seconds(1))
+    return value
+
+
+def _step_then_wait(event: Any) -> Callable[[DurableContext], Any]:
+    def body(child: DurableContext) -> Any:
+        value = child.step(returning(event))
+        child.wait(Duration.from_seconds(1))
+        return value
+    return body
+
+
+@requirement("3.10")
+def child_step_and_wait(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(_step_then_wait(event), name="step-and-wait")
+
+
+def _only_waits(event: Any) -> Callable[[DurableContext], Any]:
+    def body(child: DurableContext) -> Any:
+        child.wait(Duration.from_seconds(1))
+        return event
+    return body
+
+
+@requirement("3.13")
+def child_only_waits(event: Any, context: DurableContext) -> Any:
+    value = context.run_in_child_context(_only_waits(event), name="waiting")
+    return context.step(returning(value))
+
+
+class Crash(BaseException):
+    """Ends the invocation as a crashed Lambda runtime does (process.exit): not an Exception,
+    so neither the SDK nor the host turn it into the function's error; the host answers the
+    invocation with a 500, as a runtime that died would leave it unanswered. The functions
+    share one host process, which a real exit would take down with them."""
+
+
+CRASHED: set[str] = set()
+"""The inputs whose first attempt has crashed: the next one runs to its end."""
+
+
+def crash_once(event: Any, arn: str) -> Callable[[StepContext], Any]:
+    """A step that, on its first run, crashes once its START is checkpointed (the SDK sends
+    it in the background; the requirement is a crash after it, before the step's outcome)."""
+    def run(step_context: StepContext) -> Any:
+        if event in CRASHED:
+            return event
+        client = boto3.client("lambda")
+        deadline = time.monotonic() + 30
+        while not any(e["EventType"] == "StepStarted" for e in client.get_durable_execution_history(
+                DurableExecutionArn=arn)["Events"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        CRASHED.add(event)
+        raise Crash(f"runtime exited while running the step for {event!r}")
+    return run
+
+
+@requirement("3.12")
+def child_interrupted(event: Any, context: DurableContext) -> Any:
+    arn = context.execution_context.durable_execution_arn
+    return context.run_in_child_context(lambda child: child.step(crash_once(event, arn)))
+
+
+class UppercaseRaw(SerDes[str]):
+    """The string itself, upper-cased: not JSON."""
+
+    def serialize(self, value: str, serdes_context: SerDesContext) -> str:
+        return value.upper()
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> str:
+        return data
+
+
+@requirement("3.14")
+def child_custom_serdes(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(lambda child: child.step(returning(event)),
+                                        name="shouting", config=ChildConfig(serdes=UppercaseRaw()))
+
+
+def _raises(child: DurableContext) -> None:
+    raise RuntimeError("the child context failed")
+
+
+@requirement("3.15")
+def child_raises(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(_raises, name="raising")
+
+
+@requirement("3.16")
+def child_returns_none(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(lambda child: None, name="empty")
+
+
+@requirement("3.18")
+def child_then_more(event: Any, context: DurableContext) -> Any:
+    value = context.run_in_child_context(_step_then_wait(event), name="first-part")
+    result = context.step(returning(value))
+    context.wait(Duration.from_seconds(1))
+    return result
 
 
 # -- 5. invoke: the targets, then the callers ----------------------------------------------------
