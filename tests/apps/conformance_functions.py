@@ -12,10 +12,12 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import boto3
 from aws_durable_execution_sdk_python.config import (
+    CallbackConfig,
     ChildConfig,
     Duration,
     InvokeConfig,
@@ -424,6 +426,150 @@ def child_then_more(event: Any, context: DurableContext) -> Any:
     result = context.step(returning(value))
     context.wait(Duration.from_seconds(1))
     return result
+
+
+# -- 4. callbacks ------------------------------------------------------------------------------
+
+def seconds(n: int) -> Duration:
+    return Duration.from_seconds(n)
+
+
+@requirement("4.1")
+def callback_named_by_input(event: Any, context: DurableContext) -> Any:
+    return context.create_callback(name=event).result()
+
+
+@requirement("4.2")
+def callback_approval(event: Any, context: DurableContext) -> Any:
+    return context.create_callback(name="approval").result()
+
+
+@requirement("4.3")
+def callback_times_out(event: Any, context: DurableContext) -> Any:
+    return context.create_callback(name=event, config=CallbackConfig(timeout=seconds(5))).result()
+
+
+@requirement("4.4")
+def callback_heartbeat_times_out(event: Any, context: DurableContext) -> Any:
+    return context.create_callback(
+        name=event, config=CallbackConfig(heartbeat_timeout=seconds(5))).result()
+
+
+@requirement("4.5")
+def callback_heartbeats(event: Any, context: DurableContext) -> Any:
+    return context.create_callback(
+        name=event, config=CallbackConfig(heartbeat_timeout=seconds(10))).result()
+
+
+@requirement("4.6")
+def callback_fails(event: Any, context: DurableContext) -> Any:
+    return context.create_callback(name=event).result()
+
+
+@requirement("4.7")
+def callback_then_step_fails(event: Any, context: DurableContext) -> Any:
+    callback = context.create_callback(name=event)
+    context.step(returning("meanwhile"))
+    return callback.result()
+
+
+@requirement("4.8")
+def callback_then_step_times_out(event: Any, context: DurableContext) -> Any:
+    callback = context.create_callback(name=event, config=CallbackConfig(timeout=seconds(5)))
+    context.step(returning("meanwhile"))
+    return callback.result()
+
+
+@requirement("4.9", "4.10")
+def callback_during_wait(event: Any, context: DurableContext) -> Any:
+    callback = context.create_callback(name=event)
+    context.wait(seconds(5))
+    return callback.result()
+
+
+@requirement("4.11")
+def callback_times_out_during_wait(event: Any, context: DurableContext) -> Any:
+    callback = context.create_callback(name=event, config=CallbackConfig(timeout=seconds(3)))
+    context.wait(seconds(6))
+    return callback.result()
+
+
+@requirement("4.12")
+def callback_then_wait(event: Any, context: DurableContext) -> Any:
+    result = context.create_callback(name=event).result()
+    context.wait(seconds(2))
+    return result
+
+
+def _caught_then_wait(context: DurableContext, name: str, config: CallbackConfig | None) -> str:
+    try:
+        message = str(context.create_callback(name=name, config=config).result())
+    except Exception as e:  # CallbackError: the failure the sender reported, or the timeout
+        message = f"callback failed: {e}"
+    context.wait(seconds(2))
+    return message
+
+
+@requirement("4.13")
+def callback_failure_caught_then_wait(event: Any, context: DurableContext) -> str:
+    return _caught_then_wait(context, event, None)
+
+
+@requirement("4.14")
+def callback_timeout_caught_then_wait(event: Any, context: DurableContext) -> str:
+    return _caught_then_wait(context, event, CallbackConfig(timeout=seconds(3)))
+
+
+class Received(SerDes[dict[str, Any]]):
+    """The callback's JSON, its ISO timestamp made epoch seconds."""
+
+    def serialize(self, value: dict[str, Any], serdes_context: SerDesContext) -> str:
+        return json.dumps(value)
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> dict[str, Any]:
+        parsed = json.loads(data)
+        stamp = datetime.fromisoformat(parsed["timestamp"].replace("Z", "+00:00"))
+        return {**parsed, "timestamp": int(stamp.timestamp())}
+
+
+@requirement("4.15")
+def callback_custom_deserializer(event: Any, context: DurableContext) -> Any:
+    return {"received": context.create_callback(
+        name=event, config=CallbackConfig(serdes=Received())).result()}
+
+
+class Number(SerDes[int]):
+    def serialize(self, value: int, serdes_context: SerDesContext) -> str:
+        return json.dumps(value)
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> int:
+        return int(json.loads(data))
+
+
+@requirement("4.16")
+def callback_number(event: Any, context: DurableContext) -> Any:
+    count = context.create_callback(name=event, config=CallbackConfig(serdes=Number())).result()
+    assert count is not None
+    return {"count": count, "doubled": count * 2}
+
+
+@requirement("4.17")
+def callbacks_one_after_the_other(event: Any, context: DurableContext) -> Any:
+    a = context.create_callback(name=event[0]).result()
+    return [a, context.create_callback(name=event[1]).result()]
+
+
+@requirement("4.18")
+def callbacks_both_then_in_order(event: Any, context: DurableContext) -> Any:
+    a, b = context.create_callback(name=event[0]), context.create_callback(name=event[1])
+    return [a.result(), b.result()]
+
+
+@requirement("4.19")
+def callbacks_both_then_reversed(event: Any, context: DurableContext) -> Any:
+    a, b = context.create_callback(name=event[0]), context.create_callback(name=event[1])
+    second = b.result()
+    return [a.result(), second]
 
 
 # -- 5. invoke: the targets, then the callers ----------------------------------------------------
