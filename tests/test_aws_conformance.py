@@ -39,7 +39,8 @@ from durable.store import open_store  # noqa: E402
 from tests.apps.conformance_functions import HANDLERS  # noqa: E402
 
 REQUIREMENTS = Path(conformance.__file__).parent / "test_requirements"
-SUITES = ("step", "wait", "child", "callback", "invoke", "wait_for_condition")  # XX
+SUITES = ("step", "wait", "child", "callback", "invoke", "wait_for_condition",
+          "wait_for_callback")  # XX
 SUITES_ALL = ("step", "wait", "child", "callback", "invoke", "wait_for_condition",
           "wait_for_callback", "parallel", "map")
 CLOUDWATCH = "checks the function's CloudWatch Logs (ExpectedLogs), which only AWS has"

@@ -23,6 +23,7 @@ from aws_durable_execution_sdk_python.config import (
     InvokeConfig,
     JitterStrategy,
     StepConfig,
+    WaitForCallbackConfig,
 )
 from aws_durable_execution_sdk_python.context import DurableContext, durable_step
 from aws_durable_execution_sdk_python.execution import durable_execution
@@ -32,7 +33,11 @@ from aws_durable_execution_sdk_python.retries import (
     create_retry_strategy,
 )
 from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext
-from aws_durable_execution_sdk_python.types import StepContext, WaitForConditionCheckContext
+from aws_durable_execution_sdk_python.types import (
+    StepContext,
+    WaitForCallbackContext,
+    WaitForConditionCheckContext,
+)
 from aws_durable_execution_sdk_python.waits import (
     WaitForConditionConfig,
     WaitForConditionDecision,
@@ -803,6 +808,108 @@ def condition_then_step(event: Any, context: DurableContext) -> int:
 def conditions_in_sequence(event: Any, context: DurableContext) -> int:
     first = context.wait_for_condition(increment, poll_until(2, 0))
     return context.wait_for_condition(increment, poll_until(4, first))
+
+
+# -- 7. wait_for_callback ----------------------------------------------------------------------
+
+def submit(callback_id: str, submission: WaitForCallbackContext) -> None:
+    """Hands the callback id to the external system; the runner plays that system."""
+
+
+@requirement("7.1", "7.4", "7.15")
+def callback_waited_by_input_name(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_callback(submit, name=event)
+
+
+@requirement("7.2")
+def callback_waited_approval(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_callback(submit, name="approval")
+
+
+@requirement("7.3")
+def callback_waited_anonymously(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_callback(lambda callback_id, submission: None)
+
+
+@requirement("7.5")
+def callback_waited_times_out(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_callback(submit, name=event,
+                                     config=WaitForCallbackConfig(timeout=seconds(3)))
+
+
+@requirement("7.6")
+def callback_waited_failure_caught(event: Any, context: DurableContext) -> Any:
+    try:
+        return context.wait_for_callback(submit, name=event)
+    except Exception:  # CallbackError: the sender reported a failure
+        return "recovered"
+
+
+def _submitter_fails(callback_id: str, submission: WaitForCallbackContext) -> None:
+    raise ConnectionError("could not hand the callback id over")
+
+
+@requirement("7.7")
+def callback_submitter_fails(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_callback(_submitter_fails, name=event, config=WaitForCallbackConfig(
+        retry_strategy=create_retry_strategy(RetryStrategyConfig(
+            max_attempts=2, initial_delay=seconds(1), backoff_rate=1,
+            jitter_strategy=JitterStrategy.NONE))))
+
+
+@requirement("7.8")
+def callback_waited_in_child(event: Any, context: DurableContext) -> Any:
+    return context.run_in_child_context(
+        lambda child: child.wait_for_callback(submit, name=event), name="wrapper")
+
+
+@requirement("7.9")
+def callbacks_waited_in_turn(event: Any, context: DurableContext) -> Any:
+    context.wait_for_callback(submit, name="first")
+    return context.wait_for_callback(submit, name="second")
+
+
+@requirement("7.10")
+def callback_waited_after_wait_and_step(event: Any, context: DurableContext) -> Any:
+    context.wait(seconds(1))
+    context.step(returning({"prepared": True}))
+    return context.wait_for_callback(submit, name=event)
+
+
+class JsonObject(SerDes[Any]):
+    def serialize(self, value: Any, serdes_context: SerDesContext) -> str:
+        return json.dumps(value)
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> Any:
+        return json.loads(data)
+
+
+@requirement("7.11")
+def callback_waited_json(event: Any, context: DurableContext) -> Any:
+    answer = context.wait_for_callback(submit, name=event,
+                                       config=WaitForCallbackConfig(serdes=JsonObject()))
+    return answer["status"]
+
+
+@requirement("7.12")
+def callback_waited_heartbeat_times_out(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_callback(submit, name=event,
+                                     config=WaitForCallbackConfig(heartbeat_timeout=seconds(5)))
+
+
+@requirement("7.13")
+def callback_waited_heartbeats(event: Any, context: DurableContext) -> Any:
+    return context.wait_for_callback(submit, name=event,
+                                     config=WaitForCallbackConfig(heartbeat_timeout=seconds(10)))
+
+
+@requirement("7.14")
+def callback_waited_timeout_caught(event: Any, context: DurableContext) -> Any:
+    try:
+        return context.wait_for_callback(submit, name=event,
+                                         config=WaitForCallbackConfig(timeout=seconds(3)))
+    except Exception:  # CallbackError: the callback timed out
+        return "timed-out-handled"
 
 
 app = durable.serve(**HANDLERS)
