@@ -40,7 +40,7 @@ from tests.apps.conformance_functions import HANDLERS  # noqa: E402
 
 REQUIREMENTS = Path(conformance.__file__).parent / "test_requirements"
 SUITES = ("step", "wait", "child", "callback", "invoke", "wait_for_condition",
-          "wait_for_callback")  # XX
+          "wait_for_callback", "parallel")  # XX
 SUITES_ALL = ("step", "wait", "child", "callback", "invoke", "wait_for_condition",
           "wait_for_callback", "parallel", "map")
 CLOUDWATCH = "checks the function's CloudWatch Logs (ExpectedLogs), which only AWS has"

@@ -16,12 +16,17 @@ from datetime import datetime
 from typing import Any
 
 import boto3
+from aws_durable_execution_sdk_python.concurrency.models import BatchResult
 from aws_durable_execution_sdk_python.config import (
     CallbackConfig,
     ChildConfig,
+    CompletionConfig,
     Duration,
     InvokeConfig,
     JitterStrategy,
+    NestingType,
+    ParallelBranch,
+    ParallelConfig,
     StepConfig,
     WaitForCallbackConfig,
 )
@@ -910,6 +915,200 @@ def callback_waited_timeout_caught(event: Any, context: DurableContext) -> Any:
                                          config=WaitForCallbackConfig(timeout=seconds(3)))
     except Exception:  # CallbackError: the callback timed out
         return "timed-out-handled"
+
+
+# -- 8. parallel --------------------------------------------------------------------------------
+
+Branch = Callable[[DurableContext], Any]
+
+
+def const(value: Any) -> Branch:
+    return lambda ctx: value
+
+
+def step_of(value: Any) -> Branch:
+    return lambda ctx: ctx.step(returning(value))
+
+
+def _fails(ctx: DurableContext) -> Any:
+    raise RuntimeError("the branch failed")
+
+
+def one_at_a_time(**completion: Any) -> ParallelConfig:
+    return ParallelConfig(max_concurrency=1, completion_config=CompletionConfig(**completion))
+
+
+def projection(batch: BatchResult[Any], *fields: str) -> dict[str, Any]:
+    """What the requirements read off a batch result."""
+    known = {"completionReason": batch.completion_reason.value, "status": batch.status.value,
+             "successCount": batch.success_count, "failureCount": batch.failure_count,
+             "totalCount": batch.total_count}
+    return {f: known[f] for f in fields}
+
+
+ALL = ("completionReason", "status", "successCount", "failureCount", "totalCount")
+COUNTS = ("completionReason", "successCount", "failureCount", "totalCount")
+
+
+@requirement("8.1")
+def parallel_steps(event: Any, context: DurableContext) -> Any:
+    return context.parallel([step_of("task-1"), step_of("task-2")], name="parallel",
+                            config=one_at_a_time()).get_results()
+
+
+@requirement("8.2")
+def parallel_unnamed(event: Any, context: DurableContext) -> Any:
+    return context.parallel([const("alpha"), const("beta")],
+                            config=one_at_a_time()).get_results()
+
+
+@requirement("8.3")
+def parallel_named_branches(event: Any, context: DurableContext) -> Any:
+    return context.parallel([ParallelBranch(const("one"), name="first"),
+                             ParallelBranch(const("two"), name="second")],
+                            name="named", config=one_at_a_time()).get_results()
+
+
+@requirement("8.4")
+def parallel_mixed_types(event: Any, context: DurableContext) -> Any:
+    return context.parallel([const("hello"), const(42), const({"k": "v"})],
+                            config=one_at_a_time()).get_results()
+
+
+@requirement("8.5")
+def parallel_empty(event: Any, context: DurableContext) -> Any:
+    return context.parallel([], config=one_at_a_time()).get_results()
+
+
+@requirement("8.6")
+def parallel_fail_fast(event: Any, context: DurableContext) -> Any:
+    return projection(context.parallel([const("ok"), _fails, const("never")],
+                                       config=one_at_a_time(tolerated_failure_count=0)), *ALL)
+
+
+@requirement("8.7")
+def parallel_fail_fast_rethrown(event: Any, context: DurableContext) -> Any:
+    batch = context.parallel([_fails, const("never")],
+                             config=one_at_a_time(tolerated_failure_count=0))
+    batch.throw_if_error()
+    return batch.get_results()
+
+
+@requirement("8.8")
+def parallel_min_successful(event: Any, context: DurableContext) -> Any:
+    return projection(context.parallel([const(f"b{i}") for i in range(4)],
+                                       config=one_at_a_time(min_successful=2)),
+                      "completionReason", "successCount", "totalCount")
+
+
+@requirement("8.9")
+def parallel_one_failure_tolerated(event: Any, context: DurableContext) -> Any:
+    return projection(context.parallel([const("a"), _fails, const("c")],
+                                       config=one_at_a_time(tolerated_failure_count=1)), *ALL)
+
+
+@requirement("8.10")
+def parallel_tolerance_exceeded(event: Any, context: DurableContext) -> Any:
+    return projection(context.parallel([_fails, _fails, const("never")],
+                                       config=one_at_a_time(tolerated_failure_count=1)), *COUNTS)
+
+
+@requirement("8.11")
+def parallel_concurrent(event: Any, context: DurableContext) -> Any:
+    return context.parallel([const("r0"), const("r1"), const("r2")],
+                            config=ParallelConfig(max_concurrency=2)).get_results()
+
+
+@requirement("8.12")
+def parallel_flat(event: Any, context: DurableContext) -> Any:
+    return context.parallel([step_of("fa"), step_of("fb")], config=ParallelConfig(
+        max_concurrency=1, nesting_type=NestingType.FLAT)).get_results()
+
+
+@requirement("8.13")
+def parallel_percentage_exceeded(event: Any, context: DurableContext) -> Any:
+    return projection(context.parallel(
+        [_fails, _fails, const("c"), const("d")],
+        config=one_at_a_time(tolerated_failure_percentage=25)), *COUNTS)
+
+
+def _waits_then(value: Any) -> Branch:
+    def branch(ctx: DurableContext) -> Any:
+        ctx.wait(seconds(2))
+        return value
+    return branch
+
+
+@requirement("8.14")
+def parallel_branch_waits(event: Any, context: DurableContext) -> Any:
+    return context.parallel([step_of("b0"), _waits_then("b1")],
+                            config=one_at_a_time()).get_results()
+
+
+class Wrapped(SerDes[Any]):
+    """v as {"wrapped": v}, and back."""
+
+    def serialize(self, value: Any, serdes_context: SerDesContext) -> str:
+        return json.dumps({"wrapped": value})
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> Any:
+        return json.loads(data)["wrapped"]
+
+
+@requirement("8.15")
+def parallel_item_serdes(event: Any, context: DurableContext) -> Any:
+    return context.parallel([const("x"), const("y")], config=ParallelConfig(
+        max_concurrency=1, item_serdes=Wrapped())).get_results()
+
+
+@requirement("8.16")
+def parallel_all_fail_tolerated(event: Any, context: DurableContext) -> Any:
+    return projection(context.parallel([_fails, _fails, _fails],
+                                       config=one_at_a_time(tolerated_failure_count=3)), *ALL)
+
+
+@requirement("8.17")
+def parallel_min_successful_missed(event: Any, context: DurableContext) -> Any:
+    return projection(context.parallel([const("a"), _fails, const("c")],
+                                       config=one_at_a_time(min_successful=3)), *ALL)
+
+
+@requirement("8.18")
+def parallel_tolerance_before_minimum(event: Any, context: DurableContext) -> Any:
+    return projection(context.parallel(
+        [_fails, _fails, const("c"), const("d")],
+        config=one_at_a_time(min_successful=3, tolerated_failure_count=1)), *COUNTS)
+
+
+@requirement("8.19")
+def parallel_invalid_concurrency(event: Any, context: DurableContext) -> Any:
+    return context.parallel([const("a"), const("b")],
+                            config=ParallelConfig(max_concurrency=0)).get_results()
+
+
+@requirement("8.20")
+def parallel_accessors(event: Any, context: DurableContext) -> Any:
+    batch = context.parallel([const("a"), _fails, const("c")],
+                             config=one_at_a_time(tolerated_failure_count=1))
+    return {"hasFailure": batch.has_failure, "successCount": len(batch.succeeded()),
+            "failureCount": len(batch.failed()),
+            "errorCount": len([e for e in batch.get_errors() if e is not None])}
+
+
+def _inner(ctx: DurableContext) -> Any:
+    return ctx.parallel([step_of("i1"), step_of("i2")], config=one_at_a_time()).get_results()
+
+
+@requirement("8.21")
+def parallel_nested(event: Any, context: DurableContext) -> Any:
+    return context.parallel([_inner], config=one_at_a_time()).get_results()
+
+
+@requirement("8.22")
+def parallel_percentage_not_exceeded(event: Any, context: DurableContext) -> Any:
+    return projection(context.parallel(
+        [_fails, const("b"), const("c"), const("d")],
+        config=one_at_a_time(tolerated_failure_percentage=25)), *ALL)
 
 
 app = durable.serve(**HANDLERS)
