@@ -485,3 +485,13 @@ def test_signalling_a_run_that_ended_is_bad_input(cli: Cli, client: durable.Clie
     done = cli("signal", "over", "go")
     assert done.returncode == 2
     assert "has ended" in done.stderr
+
+
+def test_start_by_an_existing_id_with_another_input_is_exit_2_unless_existing(cli: Cli) -> None:
+    assert cli("start", f"{APP}:greet", "--input", '"Ada"', "--id", "dup").returncode == 0
+    refused = cli("start", f"{APP}:greet", "--input", '"Bob"', "--id", "dup")
+    assert refused.returncode == 2, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "already started with another input" in refused.stderr and "--existing" in refused.stderr
+    taken = cli("start", f"{APP}:greet", "--input", '"Bob"', "--id", "dup", "--existing")
+    assert taken.returncode == 0, taken.stderr

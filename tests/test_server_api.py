@@ -58,6 +58,19 @@ def test_start_is_idempotent_by_id(api: httpx.Client) -> None:
     assert again.json()["run_id"] == "idem-1" and again.json()["input"] == ORDER
 
 
+def test_start_by_an_existing_id_with_another_input_is_a_409_unless_existing(
+        api: httpx.Client) -> None:
+    other = {**ORDER, "amount": 41}
+    assert api.post("/api/runs", json={"workflow": "approval", "input": ORDER,
+                                       "id": "idem-2"}).status_code == 201
+    refused = api.post("/api/runs", json={"workflow": "approval", "input": other, "id": "idem-2"})
+    assert refused.status_code == 409 and error_code(refused) == "run_id_taken", refused.text
+    assert "another input" in refused.json()["error"]["message"]
+    taken = api.post("/api/runs", json={"workflow": "approval", "input": other, "id": "idem-2",
+                                        "existing": True})
+    assert taken.status_code == 200 and taken.json()["input"] == ORDER
+
+
 def test_input_is_checked_against_a_loaded_workflow(api: httpx.Client) -> None:
     bad = api.post("/api/runs", json={"workflow": "approval", "input": {"order_id": "x"}})
     assert bad.status_code == 400 and error_code(bad) == "bad_request"

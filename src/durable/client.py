@@ -120,41 +120,47 @@ class Client:
 
     # -- starting runs -----------------------------------------------------------------------
     def start(self, workflow: Workflow[R], *args: Any, id: str | None = None,
-              attributes: Attributes = None) -> RunHandle[R]:
-        """Start a run; with `id`, starting again returns the same run (idempotent).
-        `attributes`: searchable ones the run starts with (`Context.set_attributes`)."""
+              attributes: Attributes = None, existing: bool = False) -> RunHandle[R]:
+        """Start a run; with `id`, starting again with the same input returns the same run
+        (idempotent), with another input is refused (`RunIdTaken`) unless `existing` asks
+        for the run that has the id, whatever its input. `attributes`: searchable ones the run
+        starts with (`Context.set_attributes`)."""
         run, _ = self.start_run(workflow.name, workflow.encode_input(args), id,
-                                attributes=attributes)
+                                attributes=attributes, existing=existing)
         return RunHandle(self, run.run_id, workflow)
 
     async def start_async(self, workflow: Workflow[R], *args: Any, id: str | None = None,
-                          attributes: Attributes = None) -> RunHandle[R]:
+                          attributes: Attributes = None,
+                          existing: bool = False) -> RunHandle[R]:
         """`start`, for callers on an event loop (see `start_run_async`)."""
         run, _ = await self.start_run_async(workflow.name, workflow.encode_input(args), id,
-                                            attributes=attributes)
+                                            attributes=attributes, existing=existing)
         return RunHandle(self, run.run_id, workflow)
 
     def start_by_name(self, workflow: str, input_json: str | None, id: str | None = None,
-                      attributes: Attributes = None) -> RunHandle[Any]:
+                      attributes: Attributes = None, existing: bool = False) -> RunHandle[Any]:
         """Start from already-encoded JSON input (the CLI and the HTTP API use this)."""
-        run, _ = self.start_run(workflow, input_json, id, attributes=attributes)
+        run, _ = self.start_run(workflow, input_json, id, attributes=attributes,
+                                existing=existing)
         return RunHandle(self, run.run_id, REGISTRY.get(workflow))
 
     def start_run(self, workflow: str, input_json: str | None, id: str | None = None,
                   headers: Mapping[str, str] | None = None,
-                  attributes: Attributes = None) -> tuple[RunInfo, bool]:
+                  attributes: Attributes = None,
+                  existing: bool = False) -> tuple[RunInfo, bool]:
         """Start from encoded input; also says whether the run is new (False: the id existed).
         With tracing on, the caller's trace (or the one `headers` carry) goes into the run.
         `attributes` are given to a new run only: starting an existing id changes nothing."""
         run_id, checked = _chosen_or_new(id), _attrs.attributes(attributes)
         with telemetry.starting(workflow, run_id, headers) as trace:
             run, created, _ = self.store.write_sync(
-                self._start(run_id, workflow, input_json, trace, None, checked))
+                self._start(run_id, workflow, input_json, trace, None, checked, existing))
         return run, created
 
     async def start_run_async(self, workflow: str, input_json: str | None,
                               id: str | None = None, headers: Mapping[str, str] | None = None,
-                              attributes: Attributes = None) -> tuple[RunInfo, bool]:
+                              attributes: Attributes = None,
+                              existing: bool = False) -> tuple[RunInfo, bool]:
         """`start_run`, for callers on an event loop. Where a worker on this same loop serves
         the workflow with a slot free, the new run is leased to it in the start's transaction
         and runs there at once, without a claim (`Worker.reserve`)."""
@@ -165,7 +171,8 @@ class Client:
         try:
             with telemetry.starting(workflow, run_id, headers) as trace:
                 run, created, claimed = await self.store.awrite(
-                    self._start(run_id, workflow, input_json, trace, lease, checked))
+                    self._start(run_id, workflow, input_json, trace, lease, checked,
+                                existing))
         finally:
             if worker is not None and claimed is None:  # the id existed, or the write failed
                 worker.unreserve()
@@ -175,12 +182,14 @@ class Client:
 
     def _start(self, run_id: str, workflow: str, input_json: str | None, trace: str | None,
                lease: tuple[str, float] | None, attributes: builtins.list[_attrs.Attribute],
+               existing: bool,
                ) -> Callable[[Tx], tuple[RunInfo, bool, machine.Claimed | None]]:
         """The start's transaction: the run, whether it is new, and, when it was created
         leased, the invocation to hand to the worker holding the lease."""
         def start(tx: Tx) -> tuple[RunInfo, bool, machine.Claimed | None]:
             now = self.clock()
-            run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease)
+            run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease,
+                                             any_input=existing)
             if created:
                 telemetry.save(tx, run_id, trace, now)
                 tx.set_attributes(run_id, attributes)

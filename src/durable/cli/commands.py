@@ -18,6 +18,7 @@ from durable.cli.operate import edit, pause, resume
 from durable.cli.options import (
     Seconds,
     db_option,
+    existing_option,
     id_option,
     input_option,
     json_option,
@@ -117,12 +118,13 @@ events_option = click.option(
 @click.argument("target")
 @input_option
 @id_option
+@existing_option
 @db_option
 @json_option
 @events_option
 @logsetup.logging_options
-def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | None,
-        as_json: bool, events: bool, log_level: str, log_format: str) -> None:
+def run(target: str, input_: JsonValue | None, run_id: str | None, existing: bool,
+        db: str | None, as_json: bool, events: bool, log_level: str, log_format: str) -> None:
     """Start a run of TARGET and serve it to completion in this process.
 
     A summary of its progress goes to stderr (kept current on a terminal), the result JSON to
@@ -133,7 +135,7 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
     logsetup.configure(log_level, log_format, quiet=("durable.worker",))
     err = make_console(stderr=True)
     with open_client(db) as client:
-        handle = client.start(wf, *args, id=run_id)
+        handle = client.start(wf, *args, id=run_id, existing=existing)
         err.print(Text(f"run {handle.run_id} ({wf.name})", style="bold"))
         progress = Progress(client, handle.run_id, err, events=events)
         progress.live = err.is_terminal
@@ -192,16 +194,19 @@ def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
 @click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE",
               help="A searchable attribute of the run (repeat for more): a number or an ISO "
                    "time where the value reads as one, else text; quote it (\"3\") for text.")
+@existing_option
 @db_option
 @json_option
 def start(target: str, input_: JsonValue | None, run_id: str | None, attrs: tuple[str, ...],
+          existing: bool,
           db: str | None, as_json: bool) -> None:
     """Enqueue a run of TARGET for a worker and print its id."""
     wf = load_workflow(target)
     args = workflow_args(wf, input_)
     attributes = dict(parse_assignment(a) for a in attrs)
     with open_client(db) as client:
-        handle = client.start(wf, *args, id=run_id, attributes=attributes)
+        handle = client.start(wf, *args, id=run_id, attributes=attributes,
+                              existing=existing)
     if as_json:
         echo_json({"run_id": handle.run_id, "workflow": wf.name})
     else:

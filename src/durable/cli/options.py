@@ -103,7 +103,11 @@ input_option = click.option(
     help="The workflow's input as JSON: its one argument's value, or for several arguments an "
          "array or an object keyed by parameter name.")
 id_option = click.option("--id", "run_id", metavar="ID",
-                         help="Run id; starting an id that exists returns that run.")
+                         help="Run id; starting an id that exists with the same input "
+                              "returns that run (with another input: refused, see --existing).")
+existing_option = click.option(
+    "--existing", is_flag=True,
+    help="With --id: use the run that has the id even if it was started with another input.")
 payload_option = click.option("--payload", metavar="JSON", callback=parse_json,
                               help="A JSON value to deliver.")
 retention_option = click.option(

@@ -16,6 +16,7 @@ maps AWS execution names onto run ids.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -82,10 +83,13 @@ class Claimed:
 
 def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
               parent: tuple[str, str] | None = None,
-              lease: tuple[str, float] | None = None) -> tuple[RunInfo, bool]:
+              lease: tuple[str, float] | None = None,
+              any_input: bool = True) -> tuple[RunInfo, bool]:
     """Create the run unless one with this id exists; returns (run, created). With `lease`
     (owner, until), a new run is leased to that owner from the start (`invocation_of`). Every
-    run is created here, so this is where its id is checked against the rule."""
+    run is created here, so this is where its id is checked against the rule. Without
+    `any_input`, an existing run started with another input is refused: a caller reusing an
+    id for different work would otherwise get the old run back and never know."""
     check_run_id(run_id)
     created = tx.insert_run(run_id, workflow, input, now, parent, lease)
     run = tx.get_run(run_id)
@@ -95,7 +99,21 @@ def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
     elif run.workflow != workflow:
         raise RunIdTaken(run_id, f"run id {run_id!r} is already used by a run of workflow "
                                  f"{run.workflow!r}; choose another id")
+    elif not any_input and not same_input(run.input, input):
+        raise RunIdTaken(run_id, f"run {run_id!r} was already started with another input; "
+                                 "use another id, the same input, or ask for the existing run "
+                                 "(existing=True, --existing)")
     return run, created
+
+
+def same_input(a: str | None, b: str | None) -> bool:
+    """Inputs are the same JSON value, however spaced."""
+    if a == b:
+        return True
+    try:
+        return bool(json.loads(a or "null") == json.loads(b or "null"))
+    except ValueError:
+        return False
 
 
 def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
@@ -562,10 +580,11 @@ def _step_fail(c: Change) -> Operation:
 def _step_retry(c: Change) -> Operation:
     u, attempt = c.update, _attempt(c)
     due = c.now + (u.delay or 0.0)
-    c.record(E.STEP_FAILED,
-             {"attempt": attempt, "error": _err(u), "retry": True, "next_attempt_at": due})
     # A RETRY may carry a payload instead of an error: the state a polled condition
-    # (AWS's wait_for_condition) hands its next attempt.
+    # (AWS's wait_for_condition) hands its next attempt, kept per attempt for the history.
+    poll = {"state": u.payload} if u.error is None and u.payload is not None else {}
+    c.record(E.STEP_FAILED, {"attempt": attempt, "error": _err(u), "retry": True,
+                             "next_attempt_at": due, **poll})
     return replace(c.op, status=S.PENDING, attempt=attempt, result=u.payload, error=u.error,
                    due_at=due)
 
@@ -613,7 +632,8 @@ def _invoke_start(c: Change) -> Operation:
         raise InvalidCheckpoint(f"run {c.run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
     child = u.child
     start_run(c.tx, child.run_id, child.workflow, child.input, c.now, (c.run_id, u.id))
-    c.record(E.CHAINED_INVOKE_STARTED, {"child_run_id": child.run_id})
+    tenant = {"tenant_id": child.tenant_id} if child.tenant_id is not None else {}
+    c.record(E.CHAINED_INVOKE_STARTED, {"child_run_id": child.run_id, **tenant})
     if u.sub_type == SubType.START_CHILD:
         return replace(c.op, status=S.SUCCEEDED, child_run_id=child.run_id, ended_at=c.now)
     return replace(c.op, child_run_id=child.run_id)

@@ -21,6 +21,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -362,6 +363,8 @@ def update_to_wire(u: OperationUpdate) -> Wire:
         out["ContextOptions"] = {"ReplayChildren": True}
     elif u.type is OperationType.CHAINED_INVOKE and u.child is not None:
         out["ChainedInvokeOptions"] = {"FunctionName": u.child.workflow}
+        if u.child.tenant_id is not None:
+            out["ChainedInvokeOptions"]["TenantId"] = u.child.tenant_id
         if u.child.input is not None:
             out["Payload"] = u.child.input
     return out
@@ -434,11 +437,15 @@ def update_from_wire(data: Any, resolve_child: ChildResolver) -> OperationUpdate
         target = options.get("FunctionName") if isinstance(options, Mapping) else None
         if not isinstance(target, str):
             raise ContractError(f"{where}: START needs ChainedInvokeOptions.FunctionName")
+        tenant = options.get("TenantId") if isinstance(options, Mapping) else None
+        if tenant is not None:
+            _match(tenant, _NAME, f"{where}: ChainedInvokeOptions.TenantId",
+                   "1-256 printable ASCII characters")
         child = resolve_child(op_id, target, payload)
         if isinstance(child, ErrorObject):
             error = child
         else:
-            fields["child"] = child
+            fields["child"] = replace(child, tenant_id=tenant)
         payload = None
     if action is OperationAction.SUCCEED and error is not None:
         raise ContractError(f"{where}: SUCCEED cannot carry an Error")
@@ -543,8 +550,10 @@ class HistoryContext:
     """What turning a run's events into AWS's needs besides the events."""
 
     def __init__(self, run: RunInfo, name: str, operations: Iterable[Operation],
-                 include_data: bool, child: Callable[[str], tuple[str, str]]) -> None:
-        """`child(run_id)` is a child run's (function name, execution ARN)."""
+                 include_data: bool,
+                 child: Callable[[str], tuple[str, str, str | None]]) -> None:
+        """`child(run_id)` is a child run's (function name, execution ARN, input); Durable
+        has no function versions, so every child ran `$LATEST`."""
         self.run, self.name, self.include_data, self.child = run, name, include_data, child
         self.ops = {op.id: op for op in operations}
 
@@ -557,6 +566,8 @@ def history_to_wire(events: Sequence[HistoryEvent], ctx: HistoryContext) -> list
             kind = EventType(event.type)
         except ValueError:
             continue
+        if kind is EventType.STEP_FAILED and _is_poll(event):
+            kind = EventType.STEP_SUCCEEDED
         member = _EVENT_DETAILS.get(kind)
         if member is None:
             continue
@@ -565,6 +576,22 @@ def history_to_wire(events: Sequence[HistoryEvent], ctx: HistoryContext) -> list
         wire[member] = _event_details(event, kind, ctx)
         out.append(wire)
     return out
+
+
+def _is_poll(event: HistoryEvent) -> bool:
+    """A STEP RETRY that handed its next attempt a state and no error: a wait_for_condition
+    check whose condition is not met yet. Durable records it as a retried attempt; AWS shows
+    it as a StepSucceeded whose result is that state, with the delay in its RetryDetails."""
+    d = event.details
+    return bool(d.get("retry")) and d.get("error") is None and "state" in d
+
+
+def _retry_details(event: HistoryEvent) -> Wire:
+    d = event.details
+    retry: Wire = {"CurrentAttempt": d.get("attempt", 1)}
+    if d.get("next_attempt_at") is not None:
+        retry["NextAttemptDelaySeconds"] = max(0, round(d["next_attempt_at"] - event.timestamp))
+    return retry
 
 
 def _event_head(event: HistoryEvent, kind: EventType, ctx: HistoryContext) -> Wire:
@@ -617,14 +644,10 @@ def _event_details(event: HistoryEvent, kind: EventType, ctx: HistoryContext) ->
         error = d.get("error") or (op.error.to_dict() if op and op.error else None)
         return {"Error": _error(error, ctx)}
     if kind is E.STEP_SUCCEEDED:
-        return {"Result": _payload(op.result if op else None, ctx),
-                "RetryDetails": {"CurrentAttempt": d.get("attempt", 1)}}
+        result = d.get("state", op.result if op else None)
+        return {"Result": _payload(result, ctx), "RetryDetails": _retry_details(event)}
     if kind is E.STEP_FAILED:
-        retry: Wire = {"CurrentAttempt": d.get("attempt", 1)}
-        if d.get("next_attempt_at") is not None:
-            retry["NextAttemptDelaySeconds"] = max(
-                0, round(d["next_attempt_at"] - event.timestamp))
-        return {"Error": _error(d.get("error"), ctx), "RetryDetails": retry}
+        return {"Error": _error(d.get("error"), ctx), "RetryDetails": _retry_details(event)}
     if kind is E.WAIT_STARTED:
         due = d.get("due_at", event.timestamp)
         return {"Duration": max(0, round(due - event.timestamp)), "ScheduledEndTimestamp": due}
@@ -643,8 +666,12 @@ def _event_details(event: HistoryEvent, kind: EventType, ctx: HistoryContext) ->
     if kind is E.CHAINED_INVOKE_STARTED:
         if not d.get("child_run_id"):
             return {"FunctionName": op.name if op and op.name else ""}
-        function, arn = ctx.child(d["child_run_id"])
-        return {"FunctionName": function, "DurableExecutionArn": arn}
+        function, arn, payload = ctx.child(d["child_run_id"])
+        started = {"FunctionName": function, "Input": _payload(payload, ctx),
+                   "ExecutedVersion": "$LATEST", "DurableExecutionArn": arn}
+        if d.get("tenant_id") is not None:
+            started["TenantId"] = d["tenant_id"]
+        return started
     if kind is E.INVOCATION_COMPLETED:
         done: Wire = {"StartTimestamp": event.timestamp - float(d.get("duration", 0.0)),
                       "EndTimestamp": event.timestamp, "RequestId": f"{event.run_id}-{event.id}"}

@@ -115,7 +115,7 @@ def start_execution(tx: Tx, function: str, name: str, input: str | None, now: fl
         existing = tx.execution_named(function, name)
         run = tx.get_run(existing) if existing is not None else None
         assert run is not None
-        if not _same_input(run.input, input):
+        if not machine.same_input(run.input, input):
             raise ExecutionConflict(
                 f"execution {name!r} of function {function!r} was already started with another "
                 "input; use another execution name, or the same input to get that execution")
@@ -125,16 +125,6 @@ def start_execution(tx: Tx, function: str, name: str, input: str | None, now: fl
         tx.update_run(run_id, timeout_at=now + timeout)
         run = replace(run, timeout_at=now + timeout)
     return run, True
-
-
-def _same_input(a: str | None, b: str | None) -> bool:
-    """Inputs are the same JSON value, however spaced."""
-    if a == b:
-        return True
-    try:
-        return bool(json.loads(a or "null") == json.loads(b or "null"))
-    except ValueError:
-        return False
 
 
 # -- invocation ---------------------------------------------------------------------------------

@@ -84,11 +84,12 @@ class Executions:
         def read(tx: Tx) -> Wire:
             run = dataplane.run_of(tx, run_id)
 
-            def child(child_id: str) -> tuple[str, str]:
+            def child(child_id: str) -> tuple[str, str, str | None]:
                 found = tx.get_run(child_id)
                 workflow = found.workflow if found else ""
                 return workflow, execution_arn(workflow, tx.execution_name(child_id)
-                                               or child_id, child_id)
+                                               or child_id, child_id), (
+                    found.input if found else None)
             ctx = HistoryContext(run, dataplane.name_of(tx, run), tx.operations(run_id),
                                  include, child)
             events = history_to_wire(tx.history(run_id, limit=10**9), ctx)

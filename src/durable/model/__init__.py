@@ -226,6 +226,7 @@ class ChildStart:
     run_id: str
     workflow: str
     input: str | None
+    tenant_id: str | None = None  # AWS's ChainedInvokeOptions.TenantId: recorded and shown only
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,8 @@ def start_run(body: StartRequest, state: ServerDep, request: Request,
                                     service.given(body.model_fields_set, body.input))
     attributes = {k: json_value(v) for k, v in (body.attributes or {}).items()}
     run, created = state.client.start_run(body.workflow, payload, body.id, request.headers,
-                                          attributes)
+                                          attributes,
+                                          existing=body.existing)
     if not created:
         response.status_code = 200
     return StartedRun(**_run(run, state).model_dump(), created=created)

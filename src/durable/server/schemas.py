@@ -180,6 +180,8 @@ class StartRequest(BaseModel):
     attributes: dict[str, StrictStr | StrictInt | StrictFloat] | None = Field(
         None, description="Searchable attributes of a new run: text, numbers, or times as "
         "ISO 8601 text with a zone (2026-12-01T09:00:00Z)")
+    existing: bool = Field(False, description="With `id`: answer with the run that has it "
+                           "even if it was started with another input (otherwise a 409)")
 
 
 class SignalRequest(BaseModel):

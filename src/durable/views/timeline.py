@@ -185,6 +185,9 @@ def _step_failed(event: HistoryEvent, t0: float) -> Telling:
     if (_detail(event, "error") or {}).get("type") == LOST:
         return f"attempt {attempt} lost with its worker; it runs again", Tone.WARN
     due = _detail(event, "next_attempt_at")
+    if _detail(event, "retry") and due is not None and _detail(event, "error") is None:
+        return (f"check {attempt}: condition not met yet (state {_detail(event, 'state')}); "
+                f"next check at {offset(due, t0)}", Tone.PLAIN)
     if _detail(event, "retry") and due is not None:
         return (f"attempt {attempt} failed: {error}; next attempt at {offset(due, t0)} "
                 f"(after {duration(due - event.timestamp)})", Tone.WARN)
@@ -240,7 +243,11 @@ def _edited(event: HistoryEvent, t0: float) -> Telling:
 
 
 def _child(verb: str, tone: Tone) -> TellFn:
-    return lambda event, t0: (f"child run {_detail(event, 'child_run_id')} {verb}", tone)
+    def tell(event: HistoryEvent, t0: float) -> Telling:
+        tenant = _detail(event, "tenant_id")
+        return (f"child run {_detail(event, 'child_run_id')} {verb}"
+                + (f" for tenant {tenant}" if tenant is not None else ""), tone)
+    return tell
 
 
 _TELLINGS: dict[str, TellFn] = {
