@@ -1,4 +1,5 @@
-// Durable UI: local times, in-place refresh of live regions, and actions through the JSON API.
+// Durable UI: local times, in-place refresh of live regions, the run page's tree, history and
+// live updates (only the events after the last one shown), and actions through the JSON API.
 "use strict";
 
 function localTimes(root) {
@@ -33,6 +34,82 @@ function refresh(region) {
   };
   region.addEventListener("refresh", load);  // e.g. right after starting a run
   setTimeout(tick, every);
+}
+
+async function fetchText(url) {
+  const r = await fetch(url, { credentials: "same-origin" });
+  if (!r.ok) throw new Error("HTTP " + r.status);
+  return r.text();
+}
+
+function markExpanded(button, open) {
+  button.setAttribute("aria-expanded", open ? "true" : "false");
+  button.textContent = open ? "\u25BE" : "\u25B8";
+}
+
+async function toggle(button) {
+  // Children come from the server a page at a time, on the first expand only.
+  const item = button.closest("li.op");
+  const kids = item.querySelector(":scope > ul.kids");
+  const surfaced = item.querySelector(":scope > ul.surfaced");
+  const open = button.getAttribute("aria-expanded") !== "true";
+  if (open && !kids.dataset.loaded) {
+    kids.innerHTML = await fetchText(button.dataset.kidsSrc);
+    kids.dataset.loaded = "1";
+  }
+  kids.hidden = !open;
+  if (surfaced) surfaced.hidden = open;  // the failed ones lead the full list
+  markExpanded(button, open);
+}
+
+async function loadHistory(url) {
+  const html = await fetchText(url);
+  document.getElementById("history").outerHTML = html;
+}
+
+function applyUpdate(live, u) {
+  live.dataset.after = u.after;
+  // The run ended: reload the whole page, whose actions depend on its status.
+  if (u.status && u.status !== live.dataset.status) { location.reload(); return; }
+  if (u.head) { live.innerHTML = u.head; localTimes(live); }
+  const history = document.getElementById("history");
+  if (u.events && history && history.dataset.tail === "1") {
+    const body = history.querySelector("tbody");
+    const empty = body.querySelector("tr.empty");
+    if (empty) empty.remove();
+    body.insertAdjacentHTML("beforeend", u.events);
+  }
+  for (const op of u.ops) {
+    const lines = document.querySelectorAll('[data-line="' + CSS.escape(op.id) + '"]');
+    for (const line of lines) {
+      const kids = line.parentElement.querySelector(":scope > ul.kids");
+      line.outerHTML = op.line;
+      const button = kids && kids.parentElement.querySelector(":scope > .op-line button.expand");
+      if (button) markExpanded(button, !kids.hidden);
+    }
+    if (lines.length) continue;
+    const list = document.querySelector('ul[data-kids="' + CSS.escape(op.parent) + '"]');
+    if (list && (op.parent === "" || list.dataset.loaded)) list.insertAdjacentHTML("beforeend", op.item);
+  }
+}
+
+function follow(live) {
+  // Ask for what happened after the newest event shown; an idle run answers in a few bytes.
+  const every = Number(live.dataset.every || 1500);
+  const poll = async () => {
+    for (let more = true; more;) {
+      const r = await fetch(live.dataset.updates + "?after=" + live.dataset.after, { credentials: "same-origin" });
+      if (!r.ok) return;
+      const u = await r.json();
+      applyUpdate(live, u);
+      more = u.more;
+    }
+  };
+  const tick = async () => {
+    try { if (!document.hidden && !busy()) await poll(); } catch (e) { /* the server restarting: try again next tick */ }
+    if (live.dataset.status === "RUNNING") setTimeout(tick, every);
+  };
+  if (live.dataset.status === "RUNNING") setTimeout(tick, every);
 }
 
 function parseJson(text, what) {
@@ -98,10 +175,29 @@ async function act(form, submitter) {
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
   for (const region of document.querySelectorAll("[data-src]")) refresh(region);
+  for (const live of document.querySelectorAll("[data-updates]")) follow(live);
+  for (const lazy of document.querySelectorAll("[data-lazy]")) {
+    fetchText(lazy.dataset.lazy).then((html) => { lazy.innerHTML = html; }, (e) => { lazy.textContent = e.message; });
+  }
+  document.addEventListener("submit", (ev) => {
+    const form = ev.target.closest("form.history-search");
+    if (!form) return;
+    ev.preventDefault();
+    loadHistory(form.dataset.srcBase + "?q=" + encodeURIComponent(form.elements.hq.value));
+  });
   for (const form of document.querySelectorAll("form.action")) {
     form.addEventListener("submit", (ev) => { ev.preventDefault(); act(form, ev.submitter); });
   }
   document.addEventListener("click", (ev) => {
+    const expand = ev.target.closest("button.expand");
+    if (expand) { toggle(expand); return; }
+    const more = ev.target.closest("button[data-more-src]");
+    if (more) {
+      fetchText(more.dataset.moreSrc).then((html) => { more.closest("li.more").outerHTML = html; });
+      return;
+    }
+    const pager = ev.target.closest("#history a[data-page]");
+    if (pager) { ev.preventDefault(); loadHistory(pager.dataset.page); return; }
     const b = ev.target.closest("button.fill");
     if (!b) return;
     const target = document.getElementById(b.dataset.signal ? "signal-name" : "callback-id");
