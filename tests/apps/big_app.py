@@ -6,7 +6,11 @@ tolerated, leaves the run SUCCEEDED with one failed item, as a real large batch 
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 from durable import Completion, Context, RetryPolicy, step, workflow
+from durable.testing import TestEnvironment
 
 ONCE = RetryPolicy(max_attempts=1)
 
@@ -55,3 +59,14 @@ async def documents(ctx: Context, n: int, fail_at: int) -> int:
     batch = await ctx.gather(*[one(i) for i in range(count)], name="documents",
                              completion=Completion(tolerated_failures=n))
     return batch.succeeded
+
+
+def build(db: str, run_id: str, n: int, fail_at: int) -> None:
+    """Run `documents` to its end through the engine and the SDK, on a virtual clock only so
+    that nothing is waited for: every row is one the engine wrote. In a thread of its own, so
+    that a caller with an event loop running (Playwright's) can call it too."""
+    async def go() -> None:
+        async with TestEnvironment(documents, convert, db=db) as env:
+            await env.result(env.start(documents, n, fail_at, id=run_id))
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, go()).result()
