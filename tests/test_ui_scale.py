@@ -15,9 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect
 
+from durable.client import Client
+from durable.server import tree, views
 from tests.apps import big_app
 from tests.kit import ROOT, wait_until
 from tests.serverkit import Server
@@ -148,3 +151,47 @@ def test_a_running_run_page_takes_only_the_new_events(page: Page, large: Server)
     assert {urlparse(r.url).path for r in asked} == {f"/ui/runs/{run_id}/updates"}
     assert [after(r) for r in asked] == sorted(after(r) for r in asked)
     expect(page.locator("#history tbody tr", has_text="signal 'nudge'")).to_have_count(1)
+
+
+def test_the_new_routes_ask_for_the_token(large: Server) -> None:
+    with httpx.Client(base_url=large.url, timeout=30) as anonymous:
+        for path in (f"/runs/{RUN}", f"/ui/runs/{RUN}/ops", f"/ui/runs/{RUN}/history",
+                     f"/ui/runs/{RUN}/gantt", f"/ui/runs/{RUN}/updates"):
+            answer = anonymous.get(path)
+            assert answer.status_code in (303, 401), (path, answer.status_code)
+            assert RUN not in answer.text
+
+
+def test_tree_history_and_updates_tell_a_batch_alike_on_both_stores(any_db: str) -> None:
+    big_app.build(any_db, "batch", 30, 7)
+    client = Client(any_db)
+    try:
+        page = views.run_page(client, "batch")
+        roots = page.roots.nodes
+        assert [n.label for n in roots] == ["step 'list_documents'", "gather 'documents'"]
+        gather = roots[1]
+        assert gather.counts == tree.Counts(succeeded=29, failed=1)
+        assert [n.label for n in gather.surfaced] == ["branch '7'"]
+        assert [n.label for n in gather.surfaced[0].surfaced] == ["child 'convert'"]
+
+        _, first = views.children(client, "batch", gather.op.id, 0)
+        assert first.total == 30 and first.next_offset is None
+        assert [n.label for n in first.nodes[:3]] == ["branch '7'", "branch '0'", "branch '1'"]
+        _, second = views.children(client, "batch", gather.op.id, 29)
+        assert [n.label for n in second.nodes] == ["branch '29'"]
+
+        _, found = views.history_page(client, "batch", "batch-doc-7", 0)
+        assert found.lines and all("batch-doc-7" in line.entry.text for line in found.lines)
+        _, paged = views.history_page(client, "batch", "", 0)
+        assert len(paged.lines) == views.HISTORY_PAGE and paged.next_after is not None
+        _, rest = views.history_page(client, "batch", "", paged.next_after)
+        assert rest.lines[0].event.id > paged.lines[-1].event.id
+
+        last = client.history_watermark("batch")
+        assert last == page.watermark == client.history("batch", 0, 100_000)[-1].id
+        assert views.update(client, "batch", last) == views.Update(None, [], [], last, False)
+        news = views.update(client, "batch", last - 1)  # the run's last event alone
+        assert [line.event.id for line in news.lines] == [last] and news.watermark == last
+        assert news.state is not None and news.state.run.status.value == "SUCCEEDED"
+    finally:
+        client.close()

@@ -138,7 +138,8 @@ def _history(client: Client, run: RunInfo, by_id: dict[str, Operation], q: str,
              after: int) -> HistoryPage:
     """Read on until a page is full: a search reads the history in large chunks and keeps the
     events that match, so it costs one pass over the run however rare the matches."""
-    needle, found, cursor = q.strip().lower(), [], after
+    needle, cursor = q.strip().lower(), after
+    found: list[Line] = []
     while len(found) <= HISTORY_PAGE:
         chunk = client.history(run.run_id, cursor, HISTORY_PAGE + 1 if not needle else 5000)
         if not chunk:
