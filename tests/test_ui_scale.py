@@ -76,6 +76,7 @@ def test_the_page_of_a_10000_operation_run_renders_in_under_a_second_with_the_fa
     expect(gather.locator(".counts").first).to_contain_text(
         "2000: 1999 succeeded · 1 failed · 0 running · 0 pending")
     if os.environ.get("UPDATE_SCREENSHOTS"):
+        expect(page.locator("svg.gantt")).to_be_visible()
         page.screenshot(path=str(tmp_path / "ui-run.png"))
         shutil.copy(tmp_path / "ui-run.png", ROOT / "docs" / "ui-run.png")
 
