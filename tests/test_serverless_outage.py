@@ -125,7 +125,7 @@ def test_a_function_host_killed_mid_run_and_back_after_an_outage_completes_the_r
         shown = subprocess.run([DURABLE, "show", run_id, "--db", db], capture_output=True,
                                text=True, cwd=ROOT)
         assert "function unreachable" in shown.stdout and "attempt(s) in a row" in shown.stdout
-        page = httpx.get(f"{server.url}/ui/runs/{run_id}").text
+        page = httpx.get(f"{server.url}/runs/{run_id}").text
         assert "Function unreachable: Function.Unreachable" in page
         assert "attempt(s) in a row" in page
 

@@ -25,6 +25,7 @@ from durable.store.schema import LATEST, MIGRATIONS, statements
 from durable.views.values import VALUE_PREVIEW
 from tests.apps import crash_app
 from tests.crashkit import CrashLab
+from tests.kit import wait_until
 
 
 def raw_rows(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -108,7 +109,7 @@ def test_inputs_go_through_the_runs_serializer_so_encryption_covers_them(
     [answer] = [op for op in view["operations"] if op["name"] == "answer"]
     assert answer["input"] == stored and answer["input_info"]["is_json"] is False
     with TestClient(create_app(db_url, serve=False), base_url="http://127.0.0.1") as http:
-        page = http.get("/runs/s")
+        page = http.get(f"/ui/runs/s/ops/{answer['id']}/values")
     assert page.status_code == 200 and "not JSON: a custom serializer" in page.text
 
 
@@ -182,9 +183,10 @@ def test_long_values_are_cut_in_views_and_fetched_whole_by_api_and_cli(
     human = CliRunner().invoke(cli, ["show", "b", "--db", db_url])
     assert f"durable show b --input {op['id'][:12]}" in human.output
 
-    page = api.get("/runs/b").text
-    assert f'href="/api/runs/b/operations/{op["id"]}/input"' in page
-    assert "whole value (" in page
+    assert f'id="io-{op["id"]}"' in api.get("/runs/b").text  # opened, it fetches:
+    values = api.get(f"/ui/runs/b/ops/{op['id']}/values").text
+    assert f'href="/api/runs/b/operations/{op["id"]}/input"' in values
+    assert "whole value (" in values
 
 
 def test_asking_for_a_value_that_is_not_there_is_a_clear_error(
@@ -193,6 +195,7 @@ def test_asking_for_a_value_that_is_not_there_is_a_clear_error(
     missing = api.get("/api/runs/b/operations/nope/input")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "operation_not_found"
+    assert api.get("/ui/runs/b/ops/nope/values").status_code == 404
     assert api.get("/api/runs/b/operations/x/sideways").status_code == 422
     assert main(["show", "b", "--output", "nope", "--db", db_url]) == 2
     assert main(["show", "b", "--input", "0", "--output", "0", "--db", db_url]) == 2
@@ -207,8 +210,9 @@ def test_small_values_are_shown_whole_per_operation_in_the_ui_and_json(
     [op] = [op for op in api.get("/api/runs/b").json()["operations"] if op["name"] == "echo"]
     assert op["input"] == ["xxx"] and op["result"] == "xxx"
     assert op["input_info"]["truncated"] is False and op["input_info"]["is_json"] is True
-    page = api.get("/runs/b").text
-    assert f'id="io-{op["id"]}"' in page and "whole value" not in page
+    assert f'id="io-{op["id"]}"' in api.get("/runs/b").text
+    values = api.get(f"/ui/runs/b/ops/{op['id']}/values").text
+    assert "&#34;xxx&#34;" in values and "whole value" not in values
 
 
 def test_a_database_of_the_previous_schema_migrates_and_keeps_its_operations(
@@ -293,10 +297,11 @@ def test_a_step_input_is_recorded_once_across_a_worker_killed_mid_step(
         assert lab.operations(charge)["charge"].attempt == 2
 
 
-def test_an_expanded_operation_stays_expanded_while_the_running_page_refreshes(
+def test_an_operations_input_is_fetched_when_opened_and_stays_open_across_live_updates(
         tmp_path: Path) -> None:
-    """In Chromium: a run waiting for a signal refreshes its page every 1.5 s; the input and
-    output a reader opened stay open across the refresh, and show what the step received."""
+    """In Chromium: the run page carries no operation's input or output (a large run's page
+    stays small); opening one fetches it, and the live updates of a running run leave it
+    open (the values hang outside the row an update replaces)."""
     from playwright.sync_api import expect, sync_playwright
 
     from tests.serverkit import Server
@@ -308,18 +313,24 @@ def test_an_expanded_operation_stays_expanded_while_the_running_page_refreshes(
         with server.client() as http:
             http.post("/api/runs", json={"workflow": "approval", "id": "o-1",
                                          "input": {"order_id": "A-17", "amount": 40}})
+            wait_until(lambda: http.get("/api/runs/o-1").json()["pending"],
+                       "run o-1 to wait on something", interval=0.05)
+            tree = http.get("/runs/o-1").text.split('class="tree"')[1].split("</section>")[0]
+            assert "op-io" in tree and "A-17" not in tree
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_context(viewport=VIEWPORT).new_page()  # type: ignore[arg-type]
             page.set_default_timeout(20_000)
             log_in(page, server)
             page.goto(f"{server.url}/runs/o-1")
-            row = page.locator("table.op-values tr", has_text="reserve")
-            row.locator("summary").click()
-            expect(row.locator("details")).to_contain_text('"A-17"')
-            row.locator("details").evaluate("d => { d.dataset.before = 'refresh'; }")
-            page.wait_for_function(  # the region was replaced by a refresh
-                "() => !document.querySelector('table.op-values details[data-before]')")
-            expect(row.locator("details")).to_have_attribute("open", "")
+            row = page.locator("li.op", has_text="reserve").first
+            row.locator("details.op-io > summary").click()
+            expect(row.locator("details.op-io")).to_contain_text('"A-17"')
+            with server.client() as http:  # an event the page's next update brings
+                http.post("/api/runs/o-1/signal", json={"name": "note", "payload": 1})
+            page.wait_for_function("() => document.querySelector('#history')"
+                                   " && document.querySelector('#history').textContent"
+                                   ".includes('note')")
+            expect(row.locator("details.op-io")).to_have_attribute("open", "")
         finally:
             browser.close()

@@ -135,9 +135,6 @@ def screenshots(page: Page, server: Server, tmp_path: Path) -> None:
         api.get(f"/api/runs/{stopped_id}/result", params={"wait": 20})
     page.goto(f"{server.url}/runs/{run_id}")
     expect(page.locator("table.pending")).to_contain_text("callback 'review'")
-    page.screenshot(path=str(tmp_path / "ui-run.png"), full_page=True)
-    if os.environ.get("UPDATE_SCREENSHOTS"):
-        shutil.copy(tmp_path / "ui-run.png", ROOT / "docs" / "ui-run.png")
 
 
 @pytest.fixture

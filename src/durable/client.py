@@ -258,6 +258,13 @@ class Client:
             return tx.history(run_id, after, limit)
         return self.store.read(read)
 
+    def history_watermark(self, run_id: str) -> int:
+        """The id of the run's newest event (0: none): where a viewer tailing it starts."""
+        def read(tx: Tx) -> int:
+            _existing(tx, run_id)
+            return tx.history_watermark(run_id)
+        return self.store.read(read)
+
     def history_with_operations(self, run_id: str, after: int = 0,
                                 ) -> builtins.list[tuple[HistoryEvent, Operation | None]]:
         """`history`, each event with the operation it is about as that operation is now:

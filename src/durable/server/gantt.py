@@ -25,9 +25,12 @@ WIDTH = 660.0
 MIN_BAR = 2.0
 """Shortest bar drawn: a 1ms step in a day-long run must still be visible."""
 
-_HIDDEN = {SubType.NOW, SubType.RANDOM, SubType.UUID, SubType.PATCH, SubType.SET_EVENT,
-           SubType.SET_ATTRIBUTES}
+HIDDEN = {SubType.NOW, SubType.RANDOM, SubType.UUID, SubType.PATCH, SubType.SET_EVENT,
+          SubType.SET_ATTRIBUTES}
 """Recorded values and markers: instants with nothing to draw (the history lists them)."""
+
+EVENTS = frozenset({EventType.STEP_FAILED, EventType.INVOCATION_COMPLETED})
+"""The only events the chart draws: the rest of a long history need not be read into it."""
 
 _KIND = {OperationType.STEP: "step", OperationType.WAIT: "wait",
          OperationType.CALLBACK: "callback", OperationType.CHAINED_INVOKE: "child",
@@ -92,7 +95,7 @@ def chart(run: RunInfo, ops: list[Operation], history: list[HistoryEvent], now: 
     failures = _failures(history)
     rows = [_invocations(axis, history)]
     rows += [_row(axis, op, _depth(op, by_id), failures.get(op.id, []), end)
-             for op in ops if op.sub_type not in _HIDDEN]
+             for op in ops if op.sub_type not in HIDDEN]
     ticks = [Tick(WIDTH * i / 4, f"+{duration(axis.span * i / 4)}") for i in range(5)]
     return Chart(rows, ticks, None if run.ended_at else axis.x(now))
 

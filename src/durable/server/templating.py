@@ -44,3 +44,13 @@ def render(request: Request, name: str, context: dict[str, Any],
     page = ENV.get_template(name).render(
         request=request, auth=state is not None and state.token is not None, **context)
     return HTMLResponse(page, status_code=status)
+
+
+def fragment(name: str, **context: Any) -> str:
+    """A template rendered to text, for a part of a page sent inside JSON."""
+    return ENV.get_template(name).render(**context)
+
+
+def macro(name: str, macro_name: str, *args: Any) -> str:
+    """One macro of a template called, e.g. one row: the same markup the page rendered."""
+    return str(getattr(ENV.get_template(name).module, macro_name)(*args))

@@ -1,7 +1,9 @@
 """The web UI: server-rendered pages, refreshed in place by a little vanilla JS (static/app.js).
 
 Pages read through the client; every action (start, signal, resolve a callback, cancel, rerun)
-is a call of the JSON API from the page, so the UI can do nothing the API cannot.
+is a call of the JSON API from the page, so the UI can do nothing the API cannot. A run page
+stays small for a run of any size: the rest is fetched as it is opened, and a running run's
+page asks only for what happened after the last event it shows.
 """
 
 from __future__ import annotations
@@ -9,17 +11,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
-from durable.errors import RunNotFound
+from durable.errors import OperationNotFound, RunNotFound, UsageError
 from durable.model.listing import listed_statuses
 from durable.server import observe, views
 from durable.server.deps import ServerDep
-from durable.server.templating import render
+from durable.server.templating import fragment, macro, render
 
 router = APIRouter(include_in_schema=False)
 
 Search = Annotated[str, Query(max_length=200)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000_000)]
+OpId = Annotated[str, Query(max_length=500)]
 
 
 def runs_query(status: Annotated[str, Query(max_length=40)] = "", q: Search = "",
@@ -62,23 +66,84 @@ def runs_children(request: Request, state: ServerDep,
     return render(request, "runs_rows.html", {"page": page, "depth": depth})
 
 
+def _missing(request: Request, e: UsageError) -> HTMLResponse:
+    return render(request, "missing.html", {"message": str(e)}, status=404)
+
+
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run(request: Request, run_id: str, state: ServerDep) -> HTMLResponse:
+def run(request: Request, run_id: str, state: ServerDep, hq: Search = "",
+        hafter: Offset = 0) -> HTMLResponse:
+    """The run page: small whatever the run's size (its tree collapsed, a page of history);
+    the rest comes on demand from the /ui routes below."""
     try:
-        page = views.run_page(state.client, run_id)
+        page = views.run_page(state.client, run_id, hq, hafter)
     except RunNotFound as e:
-        return render(request, "missing.html", {"message": str(e)}, status=404)
+        return _missing(request, e)
     return render(request, "run.html", {"page": page})
 
 
-@router.get("/ui/runs/{run_id}", response_class=HTMLResponse)
-def run_live(request: Request, run_id: str, state: ServerDep) -> HTMLResponse:
-    """The parts of a run page that change while it runs, for its auto-refresh."""
+@router.get("/ui/runs/{run_id}/ops", response_class=HTMLResponse)
+def run_ops(request: Request, run_id: str, state: ServerDep, parent: OpId = "",
+            offset: Offset = 0) -> HTMLResponse:
+    """A page of an operation's children (the run's top level for no parent), as rows."""
     try:
-        page = views.run_page(state.client, run_id)
+        run_info, listing = views.children(state.client, run_id, parent or None, offset)
     except RunNotFound as e:
-        return render(request, "missing.html", {"message": str(e)}, status=404)
-    return render(request, "run_live.html", {"page": page})
+        return _missing(request, e)
+    return render(request, "_ops_list.html", {"page": listing, "run_id": run_info.run_id})
+
+
+@router.get("/ui/runs/{run_id}/ops/{op_id}/values", response_class=HTMLResponse)
+def op_values(request: Request, run_id: str, op_id: str, state: ServerDep) -> HTMLResponse:
+    """One operation's input and output, for its row when a reader opens them."""
+    try:
+        values = views.op_values(state.client, run_id, op_id)
+    except (RunNotFound, OperationNotFound) as e:
+        return _missing(request, e)
+    return render(request, "_op_values.html", {"row": values})
+
+
+@router.get("/ui/runs/{run_id}/history", response_class=HTMLResponse)
+def run_history(request: Request, run_id: str, state: ServerDep, q: Search = "",
+                after: Offset = 0) -> HTMLResponse:
+    """A page of the run's history matching `q`, searched on the server."""
+    try:
+        run_info, page = views.history_page(state.client, run_id, q, after)
+    except RunNotFound as e:
+        return _missing(request, e)
+    return render(request, "_history_page.html", {"h": page, "run_id": run_info.run_id})
+
+
+@router.get("/ui/runs/{run_id}/gantt", response_class=HTMLResponse)
+def run_gantt(request: Request, run_id: str, state: ServerDep) -> HTMLResponse:
+    try:
+        run_info, chart, left_out = views.gantt_chart(state.client, run_id)
+    except RunNotFound as e:
+        return _missing(request, e)
+    return render(request, "_gantt_part.html",
+                  {"page": {"run": run_info, "chart": chart}, "left_out": left_out})
+
+
+@router.get("/ui/runs/{run_id}/updates")
+def run_updates(run_id: str, state: ServerDep, after: Offset = 0) -> JSONResponse:
+    """What happened after event `after`, for the open run page to apply in place: the new
+    history rows, the operation rows they changed, the run's head. Nothing new costs one
+    indexed read and a few bytes."""
+    try:
+        update = views.update(state.client, run_id, after)
+    except RunNotFound as e:
+        return JSONResponse({"error": {"code": "not_found", "message": str(e)}}, 404)
+    head = None if update.state is None else fragment("_run_head.html", state=update.state)
+    return JSONResponse({
+        "after": update.watermark, "more": update.more, "head": head,
+        "status": None if update.state is None else update.state.run.status.value,
+        "events": "".join(macro("_history.html", "history_row", line)
+                          for line in update.lines),
+        "ops": [{"id": c.node.op.id, "parent": c.parent or "",
+                 "line": macro("_ops.html", "op_line", c.node, run_id),
+                 "item": macro("_ops.html", "op_item", c.node, run_id)}
+                for c in update.changed]})
+
 
 
 @router.get("/queues", response_class=HTMLResponse)

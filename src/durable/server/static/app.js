@@ -1,4 +1,5 @@
-// Durable UI: local times, in-place refresh of live regions, and actions through the JSON API.
+// Durable UI: local times, the runs list's and the run page's live updates (only what changed),
+// the run page's tree, history and operation values, and actions through the JSON API.
 "use strict";
 
 function localTimes(root) {
@@ -12,30 +13,6 @@ function busy() {
   // Never swap content under a person typing in it.
   const a = document.activeElement;
   return a && a.closest && a.closest("#live, #runs") && /INPUT|TEXTAREA|SELECT/.test(a.tagName);
-}
-
-function refresh(region) {
-  const every = Number(region.dataset.every || 2000);
-  const load = async () => {
-    try {
-      const r = await fetch(region.dataset.src, { credentials: "same-origin" });
-      if (!r.ok) return;
-      // What the reader expanded (an operation's input and output) stays expanded.
-      const open = [...region.querySelectorAll("details[open][id]")].map((d) => d.id);
-      region.innerHTML = await r.text();
-      for (const id of open) { const d = document.getElementById(id); if (d) d.open = true; }
-      localTimes(region);
-      const head = region.querySelector("[data-status]");
-      // The run ended: reload the whole page, whose actions depend on its status.
-      if (region.dataset.status && head && head.dataset.status !== region.dataset.status) location.reload();
-    } catch (e) { /* the server restarting: try again next tick */ }
-  };
-  const tick = async () => {
-    if (!document.hidden && !busy()) await load();
-    if (!region.dataset.status || region.dataset.status === "RUNNING") setTimeout(tick, every);
-  };
-  region.addEventListener("refresh", load);  // e.g. right after starting a run
-  setTimeout(tick, every);
 }
 
 // The runs list: only what changed since the last update comes back (rows keyed by run id),
@@ -98,6 +75,82 @@ async function toggleChildren(button) {
   row.after(...rows);
   localTimes(row.parentElement);
   button.setAttribute("aria-expanded", "true"); button.textContent = button.textContent.replace("▸", "▾");
+}
+
+async function fetchText(url) {
+  const r = await fetch(url, { credentials: "same-origin" });
+  if (!r.ok) throw new Error("HTTP " + r.status);
+  return r.text();
+}
+
+function markExpanded(button, open) {
+  button.setAttribute("aria-expanded", open ? "true" : "false");
+  button.textContent = open ? "\u25BE" : "\u25B8";
+}
+
+async function toggle(button) {
+  // Children come from the server a page at a time, on the first expand only.
+  const item = button.closest("li.op");
+  const kids = item.querySelector(":scope > ul.kids");
+  const surfaced = item.querySelector(":scope > ul.surfaced");
+  const open = button.getAttribute("aria-expanded") !== "true";
+  if (open && !kids.dataset.loaded) {
+    kids.innerHTML = await fetchText(button.dataset.kidsSrc);
+    kids.dataset.loaded = "1";
+  }
+  kids.hidden = !open;
+  if (surfaced) surfaced.hidden = open;  // the failed ones lead the full list
+  markExpanded(button, open);
+}
+
+async function loadHistory(url) {
+  const html = await fetchText(url);
+  document.getElementById("history").outerHTML = html;
+}
+
+function applyUpdate(live, u) {
+  live.dataset.after = u.after;
+  // The run ended: reload the whole page, whose actions depend on its status.
+  if (u.status && u.status !== live.dataset.status) { location.reload(); return; }
+  if (u.head) { live.innerHTML = u.head; localTimes(live); }
+  const history = document.getElementById("history");
+  if (u.events && history && history.dataset.tail === "1") {
+    const body = history.querySelector("tbody");
+    const empty = body.querySelector("tr.empty");
+    if (empty) empty.remove();
+    body.insertAdjacentHTML("beforeend", u.events);
+  }
+  for (const op of u.ops) {
+    const lines = document.querySelectorAll('[data-line="' + CSS.escape(op.id) + '"]');
+    for (const line of lines) {
+      const kids = line.parentElement.querySelector(":scope > ul.kids");
+      line.outerHTML = op.line;
+      const button = kids && kids.parentElement.querySelector(":scope > .op-line button.expand");
+      if (button) markExpanded(button, !kids.hidden);
+    }
+    if (lines.length) continue;
+    const list = document.querySelector('ul[data-kids="' + CSS.escape(op.parent) + '"]');
+    if (list && (op.parent === "" || list.dataset.loaded)) list.insertAdjacentHTML("beforeend", op.item);
+  }
+}
+
+function follow(live) {
+  // Ask for what happened after the newest event shown; an idle run answers in a few bytes.
+  const every = Number(live.dataset.every || 1500);
+  const poll = async () => {
+    for (let more = true; more;) {
+      const r = await fetch(live.dataset.updates + "?after=" + live.dataset.after, { credentials: "same-origin" });
+      if (!r.ok) return;
+      const u = await r.json();
+      applyUpdate(live, u);
+      more = u.more;
+    }
+  };
+  const tick = async () => {
+    try { if (!document.hidden && !busy()) await poll(); } catch (e) { /* the server restarting: try again next tick */ }
+    if (live.dataset.status === "RUNNING") setTimeout(tick, every);
+  };
+  if (live.dataset.status === "RUNNING") setTimeout(tick, every);
 }
 
 function parseJson(text, what) {
@@ -172,14 +225,41 @@ async function act(form, submitter) {
 
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
-  for (const region of document.querySelectorAll("[data-src]")) refresh(region);
   for (const region of document.querySelectorAll("[data-live]")) liveRuns(region);
+  for (const live of document.querySelectorAll("[data-updates]")) follow(live);
+  for (const lazy of document.querySelectorAll("[data-lazy]")) {
+    fetchText(lazy.dataset.lazy).then((html) => { lazy.innerHTML = html; }, (e) => { lazy.textContent = e.message; });
+  }
+  document.addEventListener("submit", (ev) => {
+    const form = ev.target.closest("form.history-search");
+    if (!form) return;
+    ev.preventDefault();
+    loadHistory(form.dataset.srcBase + "?q=" + encodeURIComponent(form.elements.hq.value));
+  });
+  // An operation's input and output are fetched when a reader first opens them: the page
+  // itself carries none, so it stays small however many operations the run has.
+  document.addEventListener("toggle", (ev) => {
+    const d = ev.target;
+    if (!(d instanceof HTMLDetailsElement) || !d.open || !d.dataset.valuesSrc || d.dataset.loaded) return;
+    d.dataset.loaded = "1";
+    fetchText(d.dataset.valuesSrc).then((html) => { d.insertAdjacentHTML("beforeend", html); },
+                                        (e) => { d.insertAdjacentText("beforeend", e.message); });
+  }, true);
   for (const form of document.querySelectorAll("form.action")) {
     form.addEventListener("submit", (ev) => { ev.preventDefault(); act(form, ev.submitter); });
   }
   document.addEventListener("click", (ev) => {
     const kids = ev.target.closest("button.kids");
     if (kids) { toggleChildren(kids); return; }
+    const expand = ev.target.closest("button.expand");
+    if (expand) { toggle(expand); return; }
+    const more = ev.target.closest("button[data-more-src]");
+    if (more) {
+      fetchText(more.dataset.moreSrc).then((html) => { more.closest("li.more").outerHTML = html; });
+      return;
+    }
+    const pager = ev.target.closest("#history a[data-page]");
+    if (pager) { ev.preventDefault(); loadHistory(pager.dataset.page); return; }
     const b = ev.target.closest("button.fill");
     if (!b) return;
     const target = document.getElementById(b.dataset.signal ? "signal-name" : "callback-id");
