@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -37,7 +37,7 @@ from durable.model import (
     Operation,
     RunInfo,
 )
-from durable.model.queues import ServedQueue
+from durable.model.queues import Enqueue, ServedQueue
 from durable.model.schedule import ScheduleInfo
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
@@ -100,47 +100,60 @@ class Client:
         self.store.close()
 
     # -- starting runs -----------------------------------------------------------------------
-    def start(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> RunHandle[R]:
-        """Start a run; with `id`, starting again returns the same run (idempotent)."""
-        run, _ = self.start_run(workflow.name, workflow.encode_input(args), id)
+    def start(self, workflow: Workflow[R], *args: Any, id: str | None = None,
+              priority: int | None = None, dedup_id: str | None = None) -> RunHandle[R]:
+        """Start a run; with `id`, starting again returns the same run (idempotent). A run of a
+        workflow on a queue waits ENQUEUED for a slot: `priority` (higher first, default 0)
+        orders it among the waiting runs, and while a run of the queue with `dedup_id` is
+        live, starting another with it returns that run."""
+        run, _ = self.start_run(workflow.name, workflow.encode_input(args), id,
+                                priority=priority, dedup_id=dedup_id)
         return RunHandle(self, run.run_id, workflow)
 
-    async def start_async(self, workflow: Workflow[R], *args: Any,
-                          id: str | None = None) -> RunHandle[R]:
+    async def start_async(self, workflow: Workflow[R], *args: Any, id: str | None = None,
+                          priority: int | None = None,
+                          dedup_id: str | None = None) -> RunHandle[R]:
         """`start`, for callers on an event loop (see `start_run_async`)."""
-        run, _ = await self.start_run_async(workflow.name, workflow.encode_input(args), id)
+        run, _ = await self.start_run_async(workflow.name, workflow.encode_input(args), id,
+                                            priority=priority, dedup_id=dedup_id)
         return RunHandle(self, run.run_id, workflow)
 
-    def start_by_name(self, workflow: str, input_json: str | None,
-                      id: str | None = None) -> RunHandle[Any]:
+    def start_by_name(self, workflow: str, input_json: str | None, id: str | None = None,
+                      priority: int | None = None,
+                      dedup_id: str | None = None) -> RunHandle[Any]:
         """Start from already-encoded JSON input (the CLI and the HTTP API use this)."""
-        run, _ = self.start_run(workflow, input_json, id)
+        run, _ = self.start_run(workflow, input_json, id, priority=priority, dedup_id=dedup_id)
         return RunHandle(self, run.run_id, REGISTRY.get(workflow))
 
     def start_run(self, workflow: str, input_json: str | None, id: str | None = None,
-                  headers: Mapping[str, str] | None = None) -> tuple[RunInfo, bool]:
-        """Start from encoded input; also says whether the run is new (False: the id existed).
-        With tracing on, the caller's trace (or the one `headers` carry) goes into the run."""
+                  headers: Mapping[str, str] | None = None, *, priority: int | None = None,
+                  dedup_id: str | None = None) -> tuple[RunInfo, bool]:
+        """Start from encoded input; also says whether the run is new (False: the id existed,
+        or a live run of its queue has `dedup_id`, and that is the run returned). With
+        tracing on, the caller's trace (or the one `headers` carry) goes into the run."""
         run_id = _chosen_or_new(id)
+        enqueue = _enqueue(workflow, priority, dedup_id)
         with telemetry.starting(workflow, run_id, headers) as trace:
             run, created, _ = self.store.write_sync(
-                self._start(run_id, workflow, input_json, trace, None))
+                self._start(run_id, workflow, input_json, trace, None, enqueue))
         return run, created
 
     async def start_run_async(self, workflow: str, input_json: str | None,
                               id: str | None = None, headers: Mapping[str, str] | None = None,
+                              *, priority: int | None = None, dedup_id: str | None = None,
                               ) -> tuple[RunInfo, bool]:
         """`start_run`, for callers on an event loop. Where a worker on this same loop serves
         the workflow with a slot free, the new run is leased to it in the start's transaction
         and runs there at once, without a claim (`Worker.reserve`)."""
         run_id = _chosen_or_new(id)
+        enqueue = _enqueue(workflow, priority, dedup_id)
         worker = serving_here(self.store.url, workflow)
         lease = None if worker is None else worker.reserve()
         claimed = None
         try:
             with telemetry.starting(workflow, run_id, headers) as trace:
                 run, created, claimed = await self.store.awrite(
-                    self._start(run_id, workflow, input_json, trace, lease))
+                    self._start(run_id, workflow, input_json, trace, lease, enqueue))
         finally:
             if worker is not None and claimed is None:  # the id existed, or the write failed
                 worker.unreserve()
@@ -149,17 +162,18 @@ class Client:
         return run, created
 
     def _start(self, run_id: str, workflow: str, input_json: str | None, trace: str | None,
-               lease: tuple[str, float] | None,
+               lease: tuple[str, float] | None, enqueue: Enqueue | None,
                ) -> Callable[[Tx], tuple[RunInfo, bool, machine.Claimed | None]]:
         """The start's transaction: the run, whether it is new, and, when it was created
         leased, the invocation to hand to the worker holding the lease."""
         def start(tx: Tx) -> tuple[RunInfo, bool, machine.Claimed | None]:
             now = self.clock()
-            run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease)
+            run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease,
+                                             enqueue=enqueue)
             if created:
                 telemetry.save(tx, run_id, trace, now)
             claimed = machine.invocation_of(run) if lease is not None and created else None
-            return run, created, claimed
+            return _placed(tx, run), created, claimed
         return start
 
     # -- reading runs ------------------------------------------------------------------------
@@ -183,8 +197,8 @@ class Client:
         if status is not None and status not in ExecutionStatus.__members__:
             raise UsageError(f"unknown status {status!r}; use one of "
                              f"{', '.join(ExecutionStatus.__members__)}")
-        return self.store.read(lambda tx: tx.list_runs(status, workflow, limit, offset, search,
-                                                       preview))
+        return self.store.read(lambda tx: [_placed(tx, run) for run in tx.list_runs(
+            status, workflow, limit, offset, search, preview)])
 
     def history(self, run_id: str, after: int = 0,
                 limit: int = HISTORY_PAGE) -> builtins.list[HistoryEvent]:
@@ -256,7 +270,7 @@ class Client:
     def wait(self, run_id: str, timeout: float | None = None) -> RunInfo:
         """Block until the run has ended; TimeoutError after `timeout` seconds."""
         run = self.wait_ended(run_id, timeout)
-        if run.status is ExecutionStatus.RUNNING:
+        if not run.status.ended:
             raise TimeoutError(f"run {run_id!r} is still {run.status} after {timeout}s")
         return run
 
@@ -382,7 +396,34 @@ def _existing(tx: Tx, run_id: str) -> RunInfo:
     run = tx.get_run(run_id)
     if run is None:
         raise RunNotFound(run_id)
-    return run
+    return _placed(tx, run)
+
+
+def _placed(tx: Tx, run: RunInfo) -> RunInfo:
+    """The run with its position in its queue, if it is ENQUEUED."""
+    if run.status is not ExecutionStatus.ENQUEUED:
+        return run
+    return replace(run, position=tx.queue_position(run))
+
+
+def _enqueue(workflow: str, priority: int | None, dedup_id: str | None) -> Enqueue | None:
+    """How a new run of `workflow` waits for its queue: on the queue the workflow's code,
+    loaded in this process, declares (none known: the run shows RUNNING until a worker's
+    queue admits it)."""
+    wf = REGISTRY.get(workflow)
+    queue = None if wf is None else wf.queue
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise UsageError(f"priority={priority!r} must be an integer (higher is admitted first)")
+    if dedup_id is not None and (not isinstance(dedup_id, str) or not dedup_id):
+        raise UsageError(f"dedup_id={dedup_id!r} must be a non-empty string")
+    if queue is None:
+        if priority is not None or dedup_id is not None:
+            where = "is on no queue" if wf is not None else "is not loaded in this process"
+            raise UsageError(f"workflow {workflow!r} {where}: priority and dedup_id order and "
+                             "deduplicate the runs waiting for a queue; declare it with "
+                             "@workflow(queue=...) and start it where its code is imported")
+        return None
+    return Enqueue(queue.name, priority or 0, dedup_id)
 
 
 class _Commits:
@@ -422,7 +463,7 @@ class _Commits:
         is up; `self.run` is the answer), else how long to wait for a commit before reading
         it again."""
         self.run = run
-        if run.status is not ExecutionStatus.RUNNING:
+        if run.status.ended:
             return None
         if self._deadline is None:
             return LOOK_AGAIN
@@ -450,7 +491,7 @@ async def run_async(workflow: Workflow[R], *args: Any, id: str | None = None,
         worker = Worker([*REGISTRY.values(), workflow], client.store, fire_schedules=False)
 
         def ended() -> bool:
-            return client.get(handle.run_id).status is not ExecutionStatus.RUNNING
+            return client.get(handle.run_id).status.ended
         await worker.run_async(until=ended)
         return handle.result()
     finally:

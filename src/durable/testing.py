@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from durable.client import Client, RunHandle
 from durable.engine.worker import Worker
 from durable.errors import DurableError
-from durable.model import ExecutionStatus, Operation, OperationStatus, OperationType, RunInfo
+from durable.model import Operation, OperationStatus, OperationType, RunInfo
 from durable.sdk.executor import WALL_CLOCK
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, open_store
@@ -106,7 +106,7 @@ class TestEnvironment:
     async def result(self, handle: RunHandle[R]) -> R:
         """Drive the run to its end, skipping time whenever nothing is due, and return its
         result (raising WorkflowFailed as `handle.result()` does)."""
-        await self.run_until(lambda: self.get(handle.run_id).status is not ExecutionStatus.RUNNING,
+        await self.run_until(lambda: self.get(handle.run_id).status.ended,
                              handle.run_id)
         return handle.result()
 

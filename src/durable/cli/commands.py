@@ -117,7 +117,7 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, db: str | Non
             asyncio.run(_serve(client, wf, progress))
         progress.finish()
         final = client.get(handle.run_id)
-    if final.status is ExecutionStatus.RUNNING:
+    if not final.status.ended:
         not_ended(final, "interrupted before it ended; `durable worker` carries it on",
                    ExitCode.NOT_ENDED if final.parked is not None else ExitCode.INTERRUPTED)
     conclude(final, as_json)
@@ -263,7 +263,7 @@ def result(run_id: str, wait: bool, timeout: float | None, db: str | None,
                 not_ended(client.get(run_id), f"no end within {timeout}s", ExitCode.NOT_ENDED)
         else:
             run_info = client.get(run_id)
-    if run_info.status is ExecutionStatus.RUNNING:
+    if not run_info.status.ended:
         not_ended(run_info, "use --wait to wait for it", ExitCode.NOT_ENDED)
     conclude(run_info, as_json)
 
@@ -322,7 +322,7 @@ def cancel(run_id: str, db: str | None) -> None:
     """Cancel a run: `Cancelled` is raised in it at its next durable await; it ends STOPPED."""
     with open_client(db) as client:
         run_info = client.cancel(run_id)
-    if run_info.status is ExecutionStatus.RUNNING:
+    if not run_info.status.ended:
         click.echo(f"cancel requested for run {run_id}; it stops at its next durable await "
                    "once a worker serves it")
     else:

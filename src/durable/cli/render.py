@@ -102,6 +102,7 @@ def _local(ts: float | None) -> str:
 
 
 _STATUS_STYLE = {
+    ExecutionStatus.ENQUEUED: "blue",
     ExecutionStatus.RUNNING: "cyan",
     ExecutionStatus.SUCCEEDED: "green",
     ExecutionStatus.FAILED: "red",
@@ -118,7 +119,7 @@ def _status_text(run: RunInfo) -> Text:
         return Text(f"{run.status} (parked)", style="bold red")
     if run.invocation_error is not None:
         return Text(f"{run.status} (function unreachable)", style="bold yellow")
-    note = " (cancelling)" if run.cancel_requested and run.status is ExecutionStatus.RUNNING else ""
+    note = " (cancelling)" if run.cancel_requested and not run.status.ended else ""
     return Text(f"{run.status}{note}", style=_STATUS_STYLE.get(run.status, ""))
 
 
@@ -301,7 +302,7 @@ class Progress:
         run = self._client.get(self._run_id)
         if self.live:
             self._refresh(run)
-        return run.status is not ExecutionStatus.RUNNING or self._parked
+        return run.status.ended or self._parked
 
     def finish(self) -> None:
         """Print the summary once, as it stands: the last word on a terminal, the only one in

@@ -42,7 +42,7 @@ from durable.model import (
     SubType,
 )
 from durable.model.ids import check_run_id
-from durable.model.queues import ServedQueue
+from durable.model.queues import Enqueue, ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error
 from durable.store.tx import Tx
 
@@ -70,14 +70,25 @@ class Claimed:
 
 def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
               parent: tuple[str, str] | None = None,
-              lease: tuple[str, float] | None = None) -> tuple[RunInfo, bool]:
+              lease: tuple[str, float] | None = None,
+              enqueue: Enqueue | None = None) -> tuple[RunInfo, bool]:
     """Create the run unless one with this id exists; returns (run, created). With `lease`
-    (owner, until), a new run is leased to that owner from the start (`invocation_of`). Every
-    run is created here, so this is where its id is checked against the rule."""
+    (owner, until), a new run is leased to that owner from the start (`invocation_of`). With
+    `enqueue`, it waits ENQUEUED for its queue, and when a live run of that queue has its dedup
+    id, that run is returned instead (not created). Every run is created here, so this is
+    where its id is checked against the rule."""
     check_run_id(run_id)
-    created = tx.insert_run(run_id, workflow, input, now, parent, lease)
+    if enqueue is not None and enqueue.dedup_id is not None:
+        duplicate = tx.live_duplicate(enqueue.queue, enqueue.dedup_id)
+        if duplicate is not None:
+            return duplicate, False
+    created = tx.insert_run(run_id, workflow, input, now, parent, lease, enqueue)
     run = tx.get_run(run_id)
-    assert run is not None
+    if run is None:  # a concurrent start took the dedup id first; its commit let ours through
+        assert enqueue is not None and enqueue.dedup_id is not None
+        run = tx.live_duplicate(enqueue.queue, enqueue.dedup_id)
+        assert run is not None
+        return run, False
     if created:
         tx.add_event(run_id, E.EXECUTION_STARTED, now, details={"workflow": workflow})
     elif run.workflow != workflow:
@@ -263,7 +274,7 @@ def stop(tx: Tx, run_id: str, error: ErrorObject | None, now: float) -> float:
     longer RUNNING, so its checkpoints and outcome are rejected. Returns when it stopped;
     stopping an ended run is a no-op that returns when it ended."""
     run = _running(tx, run_id)
-    if run.status is not ExecutionStatus.RUNNING:
+    if run.status.ended:
         return run.ended_at or now
     _cancel_waiting(tx, run_id, now)
     _end_run(tx, run, ExecutionStatus.STOPPED, InvocationOutput(
@@ -633,7 +644,7 @@ def _running(tx: Tx, run_id: str) -> RunInfo:
 def signal(tx: Tx, run_id: str, name: str, payload: str | None, now: float) -> None:
     """Deliver to a waiter if one is waiting, else buffer: a signal is never lost."""
     run = _running(tx, run_id)
-    if run.status is not ExecutionStatus.RUNNING:
+    if run.status.ended:
         raise UsageError(f"run {run_id!r} has ended ({run.status}); it takes no more signals")
     tx.add_event(run_id, E.SIGNAL_RECEIVED, now, name=name)
     waiter = tx.signal_waiter(run_id, name)
@@ -670,8 +681,11 @@ _CANCEL_EVENT = {OperationType.WAIT: E.WAIT_CANCELLED, OperationType.CALLBACK: E
 def cancel(tx: Tx, run_id: str, now: float) -> RunInfo:
     """Ask the run to stop: its waits are cancelled and `Cancelled` meets it at its next await."""
     run = _running(tx, run_id)
-    if run.status is not ExecutionStatus.RUNNING or run.cancel_requested:
+    if run.status.ended or run.cancel_requested:
         return run
+    if run.status is ExecutionStatus.ENQUEUED:  # never invoked: no code of it has to run
+        stop(tx, run_id, ErrorObject("Execution.Stopped", "cancelled while enqueued"), now)
+        return _running(tx, run_id)
     tx.update_run(run_id, cancel_requested=1)
     tx.add_event(run_id, E.EXECUTION_CANCEL_REQUESTED, now)
     _cancel_waiting(tx, run_id, now)

@@ -259,7 +259,7 @@ def operation_to_wire(op: Operation, millis: bool) -> Wire:
 def execution_operation(run: RunInfo, name: str, millis: bool) -> Wire:
     """The EXECUTION operation that opens every execution's state: its id is the last ARN
     segment and `ExecutionDetails.InputPayload` is the event (state.py, get_input_payload)."""
-    status = run.status.value if run.status.value != "RUNNING" else "STARTED"
+    status = "STARTED" if not run.status.ended else run.status.value
     out: Wire = {"Id": run.run_id, "Type": "EXECUTION", "Status": status, "Name": name,
                  "StartTimestamp": time_to_wire(run.created_at, millis),
                  "ExecutionDetails": {"InputPayload": run.input}}

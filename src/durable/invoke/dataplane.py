@@ -47,7 +47,6 @@ from durable.invoke.contract import (
 from durable.model import (
     ChildStart,
     ErrorObject,
-    ExecutionStatus,
     Operation,
     RunInfo,
 )
@@ -207,7 +206,7 @@ def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str 
         result = machine.checkpoint(tx, run_id, row.fence, parsed, now)
     except StaleToken:
         run = run_of(tx, run_id)
-        if run.status is not ExecutionStatus.RUNNING:
+        if run.status.ended:
             raise _stale(f"the execution has ended ({run.status.value})") from None
         raise _stale("another invocation holds the execution now") from None
     except machine.InvalidCheckpoint as e:

@@ -120,7 +120,7 @@ def _summary(tx: Tx, run: RunInfo, name: str | None = None) -> Wire:
     name = name or dataplane.name_of(tx, run)
     out: Wire = {"DurableExecutionArn": execution_arn(run.workflow, name, run.run_id),
                  "DurableExecutionName": name, "FunctionArn": function_arn(run.workflow),
-                 "Status": run.status.value, "StartTimestamp": run.created_at}
+                 "Status": run.status.aws, "StartTimestamp": run.created_at}
     if run.ended_at is not None:
         out["EndTimestamp"] = run.ended_at
     return out

@@ -61,11 +61,25 @@ _FINAL = frozenset(
 
 
 class ExecutionStatus(StrEnum):
+    ENQUEUED = "ENQUEUED"
+    """Waiting for a slot of its queue: not invoked yet. Stored as RUNNING (the engine's
+    view: the run has work), shown as ENQUEUED until its queue admits it; AWS's contract has
+    no such status, so its routes show RUNNING."""
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
     STOPPED = "STOPPED"
+
+    @property
+    def ended(self) -> bool:
+        """Whether the run is over. An ENQUEUED run is as live as a RUNNING one."""
+        return self not in (ExecutionStatus.ENQUEUED, ExecutionStatus.RUNNING)
+
+    @property
+    def aws(self) -> str:
+        """The status on AWS's wire, which knows no ENQUEUED."""
+        return ExecutionStatus.RUNNING.value if not self.ended else self.value
 
 
 class SubType(StrEnum):
@@ -347,7 +361,7 @@ class RunInfo:
     cancel_requested: bool
     ready_at: float | None
     parent_run_id: str | None = None
-    queue: str | None = None  # the queue that admitted the run (None: none did yet, or no queue)
+    queue: str | None = None  # the run's queue: waited on while ENQUEUED, then the one admitting it
     admitted_at: float | None = None  # when it took its queue slot, i.e. was first invoked
     timeout_at: float | None = None  # the execution timeout: the run ends TIMED_OUT then
     invocation_failures: int = 0  # invocations in a row that failed to run; reset by one that did
@@ -356,6 +370,9 @@ class RunInfo:
     # error and when the failures in a row began; both cleared by an invocation that ran.
     invocation_error: ErrorObject | None = None
     invocation_failing_since: float | None = None
+    priority: int = 0  # higher is admitted first by its queue; ties in start order
+    dedup_id: str | None = None  # no other live run of its queue has it
+    position: int | None = None  # while ENQUEUED: 1 is the next its queue admits
 
 
 @dataclass(frozen=True, slots=True)

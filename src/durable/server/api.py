@@ -126,7 +126,7 @@ async def result(run_id: str, state: ServerDep,
     """How the run ended; 202 with status RUNNING if it has not ended within `wait`."""
     run = await state.client.wait_ended_async(run_id, min(wait, state.wait_limit))
     outcome = Outcome.model_validate(outcome_json(run))
-    code = 202 if run.status is ExecutionStatus.RUNNING else 200
+    code = 200 if run.status.ended else 202
     return JSONResponse(outcome.model_dump(mode="json"), status_code=code)
 
 

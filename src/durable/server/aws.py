@@ -285,7 +285,7 @@ async def invoke(name: str, request: Request) -> Response:
         if ended.status is ExecutionStatus.SUCCEEDED:
             return Response(ended.result or "null", headers=headers,
                             media_type="application/json")
-        if ended.status is ExecutionStatus.RUNNING:
+        if not ended.status.ended:
             return Response("null", headers=headers, media_type="application/json")
         headers["X-Amz-Function-Error"] = "Unhandled"
         error = error_to_wire(ended.error) if ended.error else {"ErrorType": ended.status.value}
@@ -328,10 +328,11 @@ async def list_durable_executions_by_function(name: str, request: Request) -> Re
     async def call(aws: _Aws) -> Wire:
         function = function_name(name)
         statuses = request.query_params.getlist("Statuses")
+        known = [s.value for s in ExecutionStatus if s.aws == s.value]  # AWS has no ENQUEUED
         for status in statuses:
-            if status not in ExecutionStatus.__members__:
+            if status not in known:
                 raise ContractError(f"Statuses: unknown status {status!r}; use "
-                                    f"{', '.join(ExecutionStatus.__members__)}")
+                                    f"{', '.join(known)}")
         wanted = request.query_params.get("DurableExecutionName")
         after, before = _timestamp(request, "StartedAfter"), _timestamp(request, "StartedBefore")
         max_items = _int(request, "MaxItems", 0, 1000) or 50

@@ -18,7 +18,6 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from durable.errors import UsageError
-from durable.model import ExecutionStatus
 from durable.server import service
 from durable.server.deps import ServerDep, ServerState
 from durable.server.errors import ERROR_RESPONSES, ApiError
@@ -54,7 +53,7 @@ async def hook(workflow: str, state: ServerDep, request: Request,
     if wait:
         limit = state.wait_limit if timeout is None else min(timeout, state.wait_limit)
         run = await state.client.wait_ended_async(run.run_id, limit)
-        if run.status is not ExecutionStatus.RUNNING:
+        if run.status.ended:
             outcome = Outcome.model_validate(outcome_json(run))
             return JSONResponse(outcome.model_dump(mode="json"), status_code=200)
     accepted = HookAccepted(run_id=run.run_id, status=run.status, created=created)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from durable.model import ScheduleState
-from durable.store.rows import SCHEDULE_COLUMNS, Table, marks
+from durable.model import RunInfo, ScheduleState
+from durable.store.rows import ENQUEUED_SQL, RUN_COLUMNS, SCHEDULE_COLUMNS, Table, marks, run_row
 
 
 class Admission(Table):
@@ -41,14 +41,29 @@ class Admission(Table):
         return None if row is None else float(row[0])
 
     def queue_waiting(self, workflows: Sequence[str], now: float, limit: int) -> list[str]:
-        """The oldest runs of `workflows` that no queue admitted yet and that are free to start,
-        in creation order (ties by run id)."""
+        """The first runs of `workflows` that no queue admitted yet and that are free to start:
+        highest priority first, then in creation order (ties by run id)."""
         rows = self._rows(
             "SELECT run_id FROM runs WHERE status = 'RUNNING' AND queue_name IS NULL"
             f" AND lease_owner IS NULL AND ready_at <= ? AND workflow IN ({marks(workflows)})"
-            " ORDER BY created_at, run_id LIMIT ?" + self.claim_lock_clause,
+            " ORDER BY priority DESC, created_at, run_id LIMIT ?" + self.claim_lock_clause,
             (now, *workflows, limit))
         return [r[0] for r in rows]
+
+    def queue_position(self, run: RunInfo) -> int:
+        """Where an ENQUEUED run stands in its queue, in the order `queue_waiting` admits: 1
+        is next. Counts only the runs ahead of it, through index runs_enqueued."""
+        return 1 + int(self._one(
+            f"SELECT count(*) FROM runs WHERE {ENQUEUED_SQL} AND enqueued_on = ? AND"
+            " (priority > ? OR priority = ? AND (created_at < ? OR created_at = ? AND run_id < ?))",
+            (run.queue, run.priority, run.priority, run.created_at, run.created_at,
+             run.run_id))[0])
+
+    def live_duplicate(self, queue: str, dedup_id: str) -> RunInfo | None:
+        """The run of `queue` with `dedup_id` that has not ended, if there is one."""
+        row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE enqueued_on = ? AND dedup_id = ?"
+                        " AND ended_at IS NULL", (queue, dedup_id))
+        return None if row is None else run_row(row)
 
     def queue_first_waiting(self, workflows: Sequence[str]) -> float | None:
         """When the earliest run of `workflows` that waits for admission became ready."""

@@ -295,7 +295,7 @@ class Pending:
 
 def pending(run: RunInfo, ops: list[Operation]) -> list[Pending]:
     """What the run waits on now, in the order the workflow got there."""
-    if run.status is not ExecutionStatus.RUNNING:
+    if run.status.ended:
         return []
     return [p for op in ops if (p := _pending(op)) is not None]
 
@@ -436,7 +436,9 @@ def _state_line(run: RunInfo, now: float) -> Telling:
     took = duration(elapsed(run, now))
     if run.parked is not None:
         return f"run PARKED after {took}: {error_text(run.parked)}", Tone.ALARM
-    if run.status is ExecutionStatus.RUNNING:
+    if run.status is ExecutionStatus.ENQUEUED:
+        return f"run enqueued on {run.queue} for {took}", Tone.PLAIN
+    if not run.status.ended:
         return f"run running for {took}", Tone.PLAIN
     tone = Tone.OK if run.status is ExecutionStatus.SUCCEEDED else Tone.ERROR
     return f"run {run.status.value.lower().replace('_', ' ')} after {took}", tone

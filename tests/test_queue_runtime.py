@@ -1,0 +1,157 @@
+"""Queues at run time: a run waiting for a slot shows ENQUEUED with its queue and position;
+`priority` orders the waiting runs (higher first, then start order); a `dedup_id` is unique
+among a queue's live runs, a second start returning the first run, race-safe across starters.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import durable
+from durable import ExecutionStatus, UsageError
+from durable.sdk.workflow import REGISTRY
+from durable.testing import TestEnvironment
+from tests.apps import sched_app
+from tests.crashkit import CrashLab
+from tests.schedkit import spawn
+from tests.test_queues import T0, fresh_queue, napper
+
+
+@pytest.fixture
+def db_url(any_db: str) -> str:
+    return any_db
+
+
+@pytest.fixture(autouse=True)
+def _unregister_test_workflows() -> Iterator[None]:
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)
+
+
+async def test_waiting_runs_show_enqueued_with_their_position_in_priority_order(
+        db_url: str) -> None:
+    queue = fresh_queue(limit=1)
+    started: list[str] = []
+    wf = napper(queue, started)
+    async with TestEnvironment(wf, db=db_url, start=T0) as env:
+        for run_id, priority in [("low", -1), ("first", 0), ("urgent", 5), ("second", 0)]:
+            env.client.start(wf, run_id, id=run_id, priority=priority)
+            env.clock.advance(0.001)
+        waiting = {r.run_id: r for r in env.client.list(status="ENQUEUED")}
+        assert {r: (w.status, w.queue, w.position) for r, w in waiting.items()} == {
+            "urgent": (ExecutionStatus.ENQUEUED, queue.name, 1),
+            "first": (ExecutionStatus.ENQUEUED, queue.name, 2),
+            "second": (ExecutionStatus.ENQUEUED, queue.name, 3),
+            "low": (ExecutionStatus.ENQUEUED, queue.name, 4)}
+        assert env.client.list(status="RUNNING") == []
+
+        await env.settle()  # one slot: the highest priority goes first
+        assert started == ["urgent"]
+        urgent = env.get("urgent")
+        assert (urgent.status, urgent.queue, urgent.position) == (
+            ExecutionStatus.RUNNING, queue.name, None)
+        assert [r.run_id for r in env.client.list(status="RUNNING")] == ["urgent"]
+        assert env.get("low").position == 3
+        for _ in range(3):
+            await env.skip(60)
+        assert started == ["urgent", "first", "second", "low"]
+
+
+async def test_a_second_start_with_a_live_dedup_id_returns_the_first_run(db_url: str) -> None:
+    queue = fresh_queue(limit=1)
+    wf = napper(queue)
+    async with TestEnvironment(wf, db=db_url, start=T0) as env:
+        first, created = env.client.start_run(wf.name, json.dumps("a"), dedup_id="order-1")
+        again, created_again = env.client.start_run(wf.name, json.dumps("b"), dedup_id="order-1")
+        assert created and not created_again and again.run_id == first.run_id
+        other = env.client.start(wf, "c", dedup_id="order-2")
+        assert other.run_id != first.run_id
+
+        await env.settle()
+        await env.skip(60)  # the first run ends: its dedup id is free again
+        assert env.get(first.run_id).status is ExecutionStatus.SUCCEEDED
+        fresh, created_fresh = env.client.start_run(wf.name, json.dumps("d"), dedup_id="order-1")
+        assert created_fresh and fresh.run_id != first.run_id
+
+
+async def test_cancelling_an_enqueued_run_stops_it_at_once_and_frees_its_dedup_id(
+        db_url: str) -> None:
+    queue = fresh_queue(limit=1)
+    wf = napper(queue)
+    async with TestEnvironment(wf, db=db_url, start=T0) as env:
+        env.client.start(wf, "holder", id="holder")
+        await env.settle()
+        waiting = env.client.start(wf, "w", id="w", dedup_id="job")
+        assert env.get("w").status is ExecutionStatus.ENQUEUED
+        assert env.cancel("w").status is ExecutionStatus.STOPPED  # nothing of it ever ran
+        again = env.client.start(wf, "w2", id="w2", dedup_id="job")
+        assert again.run_id == "w2" != waiting.run_id
+
+
+def test_concurrent_starts_with_one_dedup_id_make_one_run(db_url: str) -> None:
+    """Eight clients, each on its own store, start at the same instant with one dedup id: the
+    unique index decides, every caller gets the one run."""
+    wf = napper(fresh_queue(limit=1))
+    clients = [durable.Client(db_url) for _ in range(8)]
+    together = threading.Barrier(len(clients))
+    got: list[str] = []
+
+    def start(client: durable.Client, n: int) -> None:
+        together.wait()
+        got.append(client.start(wf, str(n), id=f"racer-{n}", dedup_id="once").run_id)
+    try:
+        threads = [threading.Thread(target=start, args=(c, n)) for n, c in enumerate(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(got) == 8 and len(set(got)) == 1
+        assert [r.run_id for r in clients[0].list(workflow=wf.name)] == got[:1]
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_priority_and_dedup_id_need_a_queued_workflow_and_sane_values(
+        client: durable.Client) -> None:
+    @durable.workflow(name="unqueued-rt")
+    async def unqueued(ctx: durable.Context) -> None:
+        return None
+
+    with pytest.raises(UsageError, match="is on no queue"):
+        client.start(unqueued, priority=1)
+    with pytest.raises(UsageError, match="not loaded in this process"):
+        client.start_run("nowhere", None, dedup_id="x")
+    wf = napper(fresh_queue())
+    with pytest.raises(UsageError, match="must be an integer"):
+        client.start(wf, "x", priority="high")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="non-empty string"):
+        client.start(wf, "x", dedup_id="")
+
+
+def test_a_worker_killed_after_admitting_loses_no_enqueued_run(crash_lab: CrashLab) -> None:
+    """A worker SIGKILLed right after its claim admitted a run (before invoking it): the run
+    keeps its slot and is finished by the next worker once the lease lapses; the runs still
+    enqueued are all admitted, highest priority first, and each body runs once."""
+    lab = crash_lab
+    assert REGISTRY.get(sched_app.job.name) is sched_app.job
+    ids = [f"job-{i}" for i in range(5)]
+    for i, run_id in enumerate(ids):
+        lab.client.start_by_name(sched_app.job.name, json.dumps(i), id=run_id, priority=i)
+    assert [lab.client.get(r).position for r in ids] == [5, 4, 3, 2, 1]
+    doomed = spawn(lab, "--serve", "queue", "--crash-on-first-invoke")
+    doomed.wait_exit()
+    crashed = [e.split(":", 1)[1] for e, _ in lab.effects().lines if e.startswith("crash:")]
+    assert len(crashed) == 1 and crashed[0] in ("job-4", "job-3")  # the two highest first
+    assert lab.client.get(crashed[0]).status is ExecutionStatus.RUNNING  # admitted, no lost slot
+    spawn(lab, "--serve", "queue")
+    for run_id in ids:
+        assert lab.finish(run_id).status is ExecutionStatus.SUCCEEDED
+    begins = [e for e, _ in lab.effects().lines if e.startswith("begin:")]
+    assert sorted(int(e.split(":")[1]) for e in begins) == [0, 1, 2, 3, 4]  # each once
