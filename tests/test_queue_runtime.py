@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 import durable
@@ -17,8 +20,13 @@ from durable.sdk.workflow import REGISTRY
 from durable.testing import TestEnvironment
 from tests.apps import sched_app
 from tests.crashkit import CrashLab
+from tests.kit import wait_until
 from tests.schedkit import spawn
+from tests.serverkit import Server
+from tests.test_cli import Cli
 from tests.test_queues import T0, fresh_queue, napper
+
+QUEUE_APP = "tests/apps/queue_app.py"
 
 
 @pytest.fixture
@@ -155,3 +163,55 @@ def test_a_worker_killed_after_admitting_loses_no_enqueued_run(crash_lab: CrashL
         assert lab.finish(run_id).status is ExecutionStatus.SUCCEEDED
     begins = [e for e, _ in lab.effects().lines if e.startswith("begin:")]
     assert sorted(int(e.split(":")[1]) for e in begins) == [0, 1, 2, 3, 4]  # each once
+
+
+def test_priority_dedup_and_enqueued_positions_through_the_cli_and_the_api(
+        db_url: str, tmp_path: Path) -> None:
+    """`durable server` serving tests/apps/queue_app.py (one slot, held until signalled) and
+    `durable start|ls|show` on the same database: both say the same of the waiting runs."""
+    cli = Cli(db_url)
+    with Server(tmp_path, db=db_url, app=QUEUE_APP) as server, server.client() as api:
+        def start(body: dict[str, Any]) -> httpx.Response:
+            return api.post("/api/runs", json={"workflow": "rt.hold", **body})
+
+        assert start({"input": "first", "id": "first"}).status_code == 201
+        wait_until(lambda: api.get("/api/runs/first").json()["run"]["status"] == "RUNNING",
+                   "the first run to take the slot")
+        assert start({"input": "low", "id": "low", "priority": -1}).status_code == 201
+        urgent = start({"input": "urgent", "id": "urgent", "priority": 7})
+        assert urgent.json()["status"] == "ENQUEUED" and urgent.json()["position"] == 1
+        by_cli = cli("start", f"{QUEUE_APP}:hold", "--input", '"cli"', "--id", "cli",
+                     "--priority", "3", "--dedup-id", "job-9")
+        assert (by_cli.returncode, by_cli.stdout.strip()) == (0, "cli"), by_cli.stderr
+        again = cli("start", f"{QUEUE_APP}:hold", "--input", '"x"', "--dedup-id", "job-9")
+        assert again.stdout.strip() == "cli"
+        dup = start({"input": "y", "dedup_id": "job-9"})
+        assert dup.status_code == 200 and dup.json()["run_id"] == "cli"
+        assert dup.json()["created"] is False
+
+        expected = [("urgent", 1, 7), ("cli", 2, 3), ("low", 3, -1)]
+        listed = api.get("/api/runs", params={"status": "ENQUEUED"}).json()["runs"]
+        assert sorted((r["run_id"], r["position"], r["priority"]) for r in listed) == sorted(
+            expected)
+        assert all(r["queue"] == "rt.one-slot" for r in listed)
+        by_ls = cli.json("ls", "--status", "ENQUEUED")
+        assert sorted((r["run_id"], r["position"], r["priority"]) for r in by_ls) == sorted(
+            expected)
+        shown = cli.json("show", "cli")["run"]
+        assert (shown["status"], shown["dedup_id"]) == ("ENQUEUED", "job-9")
+        assert "ENQUEUED #2 on rt.one-slot" in cli("ls").stdout
+
+        bad = start({"priority": "high"})
+        assert bad.status_code == 422 and "priority" in bad.text
+        unqueued = api.post("/api/runs", json={"workflow": "rt.free", "priority": 1})
+        assert unqueued.status_code == 400 and "is on no queue" in unqueued.text
+        for args in (["--priority", "high"], ["--dedup-id", ""]):
+            refused = cli("start", f"{QUEUE_APP}:hold", "--input", '"z"', *args)
+            assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        refused = cli("start", f"{QUEUE_APP}:free", "--priority", "1")
+        assert refused.returncode == 2 and "is on no queue" in refused.stderr
+
+        assert api.post("/api/runs/first/signal", json={"name": "go"}).status_code == 202
+        wait_until(lambda: api.get("/api/runs/urgent").json()["run"]["status"] == "RUNNING",
+                   "the urgent run to be admitted next")
+        assert api.get("/api/runs/cli").json()["run"]["position"] == 1

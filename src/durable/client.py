@@ -37,7 +37,7 @@ from durable.model import (
     Operation,
     RunInfo,
 )
-from durable.model.queues import Enqueue, ServedQueue
+from durable.model.queues import PRIORITY_MAX, Enqueue, ServedQueue
 from durable.model.schedule import ScheduleInfo
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
@@ -412,8 +412,10 @@ def _enqueue(workflow: str, priority: int | None, dedup_id: str | None) -> Enque
     queue admits it)."""
     wf = REGISTRY.get(workflow)
     queue = None if wf is None else wf.queue
-    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-        raise UsageError(f"priority={priority!r} must be an integer (higher is admitted first)")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
+                                 or not -PRIORITY_MAX - 1 <= priority <= PRIORITY_MAX):
+        raise UsageError(f"priority={priority!r} must be an integer from {-PRIORITY_MAX - 1} to "
+                         f"{PRIORITY_MAX} (higher is admitted first)")
     if dedup_id is not None and (not isinstance(dedup_id, str) or not dedup_id):
         raise UsageError(f"dedup_id={dedup_id!r} must be a non-empty string")
     if queue is None:

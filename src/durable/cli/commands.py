@@ -46,6 +46,7 @@ from durable.client import Client
 from durable.engine.worker import Worker
 from durable.errors import UsageError, requires_extra
 from durable.model import ExecutionStatus
+from durable.model.queues import PRIORITY_MAX
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import diagnose, resolve_url
 from durable.store import migrate as store_migrate
@@ -156,15 +157,20 @@ def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
 @click.argument("target")
 @input_option
 @id_option
+@click.option("--priority", type=click.IntRange(-PRIORITY_MAX - 1, PRIORITY_MAX), metavar="N",
+              help="On a queue: higher is admitted first (default 0).")
+@click.option("--dedup-id", "dedup_id", metavar="ID",
+              help="On a queue: while a run with this dedup id is live, print its id instead "
+                   "of starting another.")
 @db_option
 @json_option
-def start(target: str, input_: JsonValue | None, run_id: str | None, db: str | None,
-          as_json: bool) -> None:
+def start(target: str, input_: JsonValue | None, run_id: str | None, priority: int | None,
+          dedup_id: str | None, db: str | None, as_json: bool) -> None:
     """Enqueue a run of TARGET for a worker and print its id."""
     wf = load_workflow(target)
     args = workflow_args(wf, input_)
     with open_client(db) as client:
-        handle = client.start(wf, *args, id=run_id)
+        handle = client.start(wf, *args, id=run_id, priority=priority, dedup_id=dedup_id)
     if as_json:
         echo_json({"run_id": handle.run_id, "workflow": wf.name})
     else:

@@ -95,6 +95,11 @@ class ServedQueue:
     workflows: tuple[str, ...]
 
 
+PRIORITY_MAX = 2**31 - 1
+"""The highest priority (and -1 - it the lowest): the column is a 32-bit integer on
+PostgreSQL."""
+
+
 @dataclass(frozen=True, slots=True)
 class Enqueue:
     """How a run waits for its queue: the queue's name, its `priority` (higher is admitted

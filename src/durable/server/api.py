@@ -61,10 +61,13 @@ def _run(run: RunInfo, state: ServerState) -> Run:
              responses={200: {"model": StartedRun, "description": "The run with this id"}})
 def start_run(body: StartRequest, state: ServerDep, request: Request,
               response: Response) -> StartedRun:
-    """Start a run of a workflow; with `id`, starting again returns the same run (200)."""
+    """Start a run of a workflow; with `id`, starting again returns the same run (200), as
+    does a `dedup_id` a live run of the workflow's queue has. A run of a queued workflow
+    starts ENQUEUED."""
     payload = service.encoded_input(state, body.workflow,
                                     service.given(body.model_fields_set, body.input))
-    run, created = state.client.start_run(body.workflow, payload, body.id, request.headers)
+    run, created = state.client.start_run(body.workflow, payload, body.id, request.headers,
+                                          priority=body.priority, dedup_id=body.dedup_id)
     if not created:
         response.status_code = 200
     return StartedRun(**_run(run, state).model_dump(), created=created)

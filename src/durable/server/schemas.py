@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from durable.model import LOG_LINE_CHARS, LOG_LINES_KEPT, ExecutionStatus
 from durable.model.ids import RUN_ID_MAX, RUN_ID_PATTERN, RUN_ID_RULE
+from durable.model.queues import PRIORITY_MAX
 from durable.views.jsonio import PREVIEW
 
 RUN_ID_DOC = (f"A run id of your choosing: {RUN_ID_RULE}. Starting an id that exists returns "
@@ -48,6 +49,12 @@ class RunFields(BaseModel):
         None, description="Set while the run's function cannot be invoked (unreachable, timed "
         "out, throttled, crashed without answering); retried, never failing the run")
     cancel_requested: bool
+    queue: str | None = Field(None, description="The run's queue: the one it waits for while "
+                              "ENQUEUED, then the one that admitted it")
+    position: int | None = Field(None, description="While ENQUEUED: its place in its queue, 1 "
+                                 "being admitted next (by priority, then start order)")
+    priority: int = Field(0, description="Higher is admitted first by its queue")
+    dedup_id: str | None = Field(None, description="Unique among its queue's live runs")
     error: ErrorInfo | None
     created_at: str | None
     updated_at: str | None
@@ -161,6 +168,12 @@ class StartRequest(BaseModel):
                        "for several an array or an object keyed by parameter name. Omit for "
                        "none.")
     id: str | None = RunId
+    priority: int | None = Field(None, ge=-PRIORITY_MAX - 1, le=PRIORITY_MAX, description=(
+        "For a workflow on a queue: higher is admitted first (default 0); equal ones in start "
+        "order"))
+    dedup_id: str | None = Field(None, min_length=1, max_length=500, description=(
+        "For a workflow on a queue: while a run of the queue with this dedup id is live, "
+        "starting another returns that run (200, created false)"))
 
 
 class SignalRequest(BaseModel):
