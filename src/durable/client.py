@@ -21,11 +21,10 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from durable.engine import machine, telemetry
+from durable.engine import machine, schedules, telemetry
 from durable.engine.metrics import Snapshot, snapshot
-from durable.engine.schedules import schedule_info
 from durable.engine.worker import Worker, serving_here
 from durable.errors import RunNotFound, UsageError, WorkflowFailed
 from durable.model import (
@@ -38,7 +37,7 @@ from durable.model import (
     RunInfo,
 )
 from durable.model.queues import PRIORITY_MAX, Enqueue, ServedQueue
-from durable.model.schedule import ScheduleInfo
+from durable.model.schedule import Missed, Schedule, ScheduleInfo
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, Tx, open_store
@@ -377,13 +376,71 @@ class Client:
             return out
         return asyncio.run(check_all())
 
-    def schedules(self, workflows: Iterable[Workflow[Any]]) -> builtins.list[ScheduleInfo]:
+    def schedules(self, workflows: Iterable[Workflow[Any]] | None = None,
+                  ) -> builtins.list[ScheduleInfo]:
         """The schedules of those `workflows` that have one, in the order given: each with its
-        next fire time and the last tick fired (what `durable schedules TARGET...` prints)."""
-        scheduled = [(w.name, w.schedule) for w in workflows if w.schedule is not None]
+        next fire time and the last tick fired (what `durable schedules TARGET...` prints).
+        Without `workflows`, every schedule stored, by workflow: those declared in code that a
+        worker has registered, and those created through `create_schedule`."""
         now = self.clock()
-        return self.store.read(lambda tx: [schedule_info(tx, name, schedule, now)
+        if workflows is None:
+            return self.store.read(lambda tx: schedules.stored_schedules(tx, now))
+        scheduled = [(w.name, w.schedule) for w in workflows if w.schedule is not None]
+        return self.store.read(lambda tx: [schedules.schedule_info(tx, name, schedule, now)
                                            for name, schedule in scheduled])
+
+    def pause_schedule(self, workflow: str) -> ScheduleInfo:
+        """Stop the schedule firing; the ticks that fall while paused never run (see
+        `backfill_schedule`). ScheduleNotFound if `workflow` has no stored schedule."""
+        return self._schedule_change(workflow, lambda tx, now: schedules.pause(
+            tx, workflow, True, now))
+
+    def resume_schedule(self, workflow: str) -> ScheduleInfo:
+        """Fire the schedule again from its next tick on."""
+        return self._schedule_change(workflow, lambda tx, now: schedules.pause(
+            tx, workflow, False, now))
+
+    def create_schedule(self, workflow: str, cron: str, timezone: str = "UTC",
+                        missed: str = "skip") -> ScheduleInfo:
+        """Give `workflow` a schedule without changing its code (ScheduleExists if it has one):
+        a worker serving the workflow, which must have its code, fires it from its next tick,
+        taking it up within a few seconds. Bad cron, time zone or policy: UsageError."""
+        schedule = Schedule(cron, timezone, cast(Missed, missed))
+        return self._schedule_change(workflow, lambda tx, now: schedules.create(
+            tx, workflow, schedule, now))
+
+    def delete_schedule(self, workflow: str) -> ScheduleInfo:
+        """Delete a schedule made by `create_schedule`; returns it as it was."""
+        def delete(tx: Tx) -> ScheduleInfo:
+            gone = schedules.stored_info(tx, workflow, self.clock())
+            schedules.delete(tx, workflow)
+            return gone
+        return self.store.write_sync(delete)
+
+    def trigger_schedule(self, workflow: str) -> RunInfo:
+        """Start a run of the scheduled workflow now, as if a tick fell now."""
+        encode = _tick_encoder(workflow)
+        run, _ = self.store.write_sync(lambda tx: schedules.trigger(
+            tx, workflow, self.clock(), encode))
+        return run
+
+    def backfill_schedule(self, workflow: str, start: float,
+                          end: float) -> builtins.list[tuple[RunInfo, bool]]:
+        """Start the run of each past tick from `start` to `end` (epoch seconds, included)
+        that has none, under the id the schedule gives that tick: a tick already fired, or
+        fired meanwhile by a worker, is not run twice. Returns each tick's run and whether this
+        call created it."""
+        encode = _tick_encoder(workflow)
+        return self.store.write_sync(lambda tx: schedules.backfill(
+            tx, workflow, start, end, self.clock(), encode))
+
+    def _schedule_change(self, workflow: str,
+                         change: Callable[[Tx, float], object]) -> ScheduleInfo:
+        def write(tx: Tx) -> ScheduleInfo:
+            now = self.clock()
+            change(tx, now)
+            return schedules.stored_info(tx, workflow, now)
+        return self.store.write_sync(write)
 
 
 def _chosen_or_new(run_id: str | None) -> str:
@@ -404,6 +461,15 @@ def _placed(tx: Tx, run: RunInfo) -> RunInfo:
     if run.status is not ExecutionStatus.ENQUEUED:
         return run
     return replace(run, position=tx.queue_position(run))
+
+
+def _tick_encoder(workflow: str) -> schedules.Encode:
+    """How a tick becomes the input of its run: as the workflow's code says where it is loaded
+    here, else as the worker serving it last recorded (`tick_input`), in the default JSON."""
+    wf = REGISTRY.get(workflow)
+    if wf is not None:
+        return lambda state, moment: wf.schedule_input(moment)
+    return lambda state, moment: DEFAULT_SERIALIZER.encode(moment) if state.tick_input else None
 
 
 def _enqueue(workflow: str, priority: int | None, dedup_id: str | None) -> Enqueue | None:

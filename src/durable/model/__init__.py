@@ -379,9 +379,12 @@ class RunInfo:
 class ScheduleState:
     """What the store remembers of a schedule: the only state that makes ticks fire once.
 
-    `since` is when a worker first served this cron expression: ticks before it never fire.
-    `last_tick` (epoch seconds) is the latest tick fired, set in the same transaction as the
-    run `last_run_id` it started.
+    `since` is when a worker first served this cron expression (or it was resumed): ticks
+    before it never fire. `last_tick` (epoch seconds) is the latest tick fired, set in the same
+    transaction as the run `last_run_id` it started. A `paused` schedule fires no tick.
+    `tick_input`: its workflow takes the tick as input (as the worker serving it last said).
+    `source` is "code" (declared with `@workflow(schedule=...)`) or "api" (created through
+    the API or CLI, firing with the `missed` policy stored here).
     """
 
     workflow: str
@@ -390,6 +393,10 @@ class ScheduleState:
     since: float
     last_tick: float | None
     last_run_id: str | None
+    paused: bool = False
+    tick_input: bool = False
+    source: str = "code"
+    missed: str = "skip"
 
 
 def operation_id(parent_id: str | None, counter: int) -> str:

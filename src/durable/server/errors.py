@@ -21,6 +21,8 @@ from durable.errors import (
     DurableError,
     RunIdTaken,
     RunNotFound,
+    ScheduleExists,
+    ScheduleNotFound,
     StoreUnusable,
     UsageError,
 )
@@ -51,8 +53,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (400, "Bad input: the message says what to change"),
         (401, "A token is required: `Authorization: Bearer <token>` or the login cookie"),
         (403, "A write from another site's page, refused"),
-        (404, "No such run, callback or workflow"),
-        (409, "Conflicts with a run that exists"),
+        (404, "No such run, callback, workflow or schedule"),
+        (409, "Conflicts with a run or schedule that exists"),
         (413, "The body is larger than the server takes (`--max-body`)"),
         (422, "The request does not match the schema"),
     ]
@@ -97,6 +99,10 @@ async def _durable_error(request: Request, exc: Exception) -> Response:
         return error_response(503, "store_unusable", str(exc))
     if isinstance(exc, RunIdTaken):
         return error_response(409, "run_id_taken", str(exc))
+    if isinstance(exc, ScheduleNotFound):
+        return error_response(404, "schedule_not_found", str(exc))
+    if isinstance(exc, ScheduleExists):
+        return error_response(409, "schedule_exists", str(exc))
     if isinstance(exc, UsageError):
         return error_response(400, "bad_request", str(exc))
     return error_response(409, "conflict", str(exc))

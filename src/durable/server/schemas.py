@@ -7,9 +7,9 @@ reshaping data, except that the API's listing gives previews of input and result
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from durable.model import LOG_LINE_CHARS, LOG_LINES_KEPT, ExecutionStatus
 from durable.model.ids import RUN_ID_MAX, RUN_ID_PATTERN, RUN_ID_RULE
@@ -207,6 +207,38 @@ class WorkflowInfo(BaseModel):
     params: list[str]
     webhook: bool
     schedule: str | None
+
+
+class ScheduleOut(BaseModel):
+    workflow: str
+    cron: str
+    timezone: str
+    missed: str
+    next_fire: str = Field(description="The tick fired next; in the past when one is due now")
+    last_tick: str | None
+    last_run_id: str | None
+    registered: bool = Field(description="False for one declared in code until a worker "
+                             "serving it has started")
+    paused: bool
+    source: str = Field(description="code (@workflow(schedule=...)) or api (created here)")
+
+
+class ScheduleCreate(BaseModel):
+    workflow: str = Field(min_length=1, max_length=500, description=(
+        "The workflow to schedule, by name: a worker serving it (with its code) fires it"))
+    cron: str = Field(min_length=1, max_length=200, examples=["0 2 * * *"])
+    timezone: str = Field("UTC", min_length=1, max_length=100)
+    missed: Literal["skip", "run_once"] = "skip"
+
+
+class BackfillRequest(BaseModel):
+    from_: AwareDatetime = Field(alias="from", description="First tick time to fill")
+    to: AwareDatetime = Field(description="Last tick time to fill, in the past")
+
+
+class BackfilledRun(BaseModel):
+    run_id: str
+    created: bool = Field(description="False: the tick had its run already")
 
 
 class HookAccepted(BaseModel):

@@ -4,6 +4,7 @@ themselves are enforced by the engine)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from durable.model import RunInfo, ScheduleState
 from durable.store.rows import ENQUEUED_SQL, RUN_COLUMNS, SCHEDULE_COLUMNS, Table, marks, run_row
@@ -84,18 +85,36 @@ class Admission(Table):
         another worker fire the same schedule meanwhile (`row_lock_clause`)."""
         row = self._one(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE workflow = ?"
                         + (self.row_lock_clause if lock else ""), (workflow,))
-        return None if row is None else ScheduleState(*row)
+        return None if row is None else _schedule_row(row)
 
-    def register_schedule(self, workflow: str, cron: str, timezone: str, now: float) -> None:
-        """Create the schedule's state, counting ticks from `now`, unless it exists."""
-        self._exec(
+    def list_schedules(self, source: str | None = None) -> list[ScheduleState]:
+        """Every schedule stored (only those of `source` if given), by workflow name."""
+        where, params = ("", ()) if source is None else (" WHERE source = ?", (source,))
+        return [_schedule_row(r) for r in self._rows(
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules{where} ORDER BY workflow", params)]
+
+    def register_schedule(self, state: ScheduleState, now: float) -> bool:
+        """Create the schedule's state unless one exists for its workflow; whether it did."""
+        return self._one(
             f"INSERT INTO schedules ({SCHEDULE_COLUMNS}, updated_at)"
-            " VALUES (?, ?, ?, ?, NULL, NULL, ?) ON CONFLICT (workflow) DO NOTHING",
-            (workflow, cron, timezone, now, now))
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workflow) DO NOTHING"
+            " RETURNING workflow",
+            (state.workflow, state.cron, state.timezone, state.since, state.last_tick,
+             state.last_run_id, int(state.paused), int(state.tick_input), state.source,
+             state.missed, now)) is not None
 
     def put_schedule(self, state: ScheduleState, now: float) -> None:
         self._exec(
             "UPDATE schedules SET cron = ?, timezone = ?, since = ?, last_tick = ?,"
-            " last_run_id = ?, updated_at = ? WHERE workflow = ?",
-            (state.cron, state.timezone, state.since, state.last_tick, state.last_run_id, now,
-             state.workflow))
+            " last_run_id = ?, paused = ?, tick_input = ?, missed = ?, updated_at = ?"
+            " WHERE workflow = ?",
+            (state.cron, state.timezone, state.since, state.last_tick, state.last_run_id,
+             int(state.paused), int(state.tick_input), state.missed, now, state.workflow))
+
+    def delete_schedule(self, workflow: str) -> None:
+        self._exec("DELETE FROM schedules WHERE workflow = ?", (workflow,))
+
+
+def _schedule_row(row: Sequence[Any]) -> ScheduleState:
+    return ScheduleState(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]),
+                         bool(row[7]), row[8], row[9])

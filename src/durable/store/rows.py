@@ -40,7 +40,8 @@ def run_columns(alias: str = "", preview: int | None = None) -> str:
 
 
 RUN_COLUMNS = run_columns()
-SCHEDULE_COLUMNS = "workflow, cron, timezone, since, last_tick, last_run_id"
+SCHEDULE_COLUMNS = ("workflow, cron, timezone, since, last_tick, last_run_id, paused, tick_input,"
+                    " source, missed")
 WAITING = (OperationStatus.STARTED.value, OperationStatus.PENDING.value)
 WAITING_SQL = "(" + ", ".join(f"'{status}'" for status in WAITING) + ")"
 """WAITING as an SQL list: the condition of the partial index operations_waiting."""

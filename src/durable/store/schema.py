@@ -170,7 +170,8 @@ CREATE INDEX run_logs_run ON run_logs (run_id, id)
 """),
     # Queues at run time: a run started on a queue shows ENQUEUED (with its position) until
     # admitted, in priority order; a dedup id is unique among a queue's live runs, which the
-    # unique index makes race-safe across starters. Schedules may be paused.
+    # unique index makes race-safe across starters. Schedules may be paused, and created
+    # through the API (`source` 'api', firing with `missed`) rather than declared in code.
     (6, """
 ALTER TABLE runs ADD COLUMN enqueued_on TEXT;
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
@@ -180,7 +181,9 @@ CREATE UNIQUE INDEX runs_dedup ON runs (enqueued_on, dedup_id)
 CREATE INDEX runs_enqueued ON runs (enqueued_on, priority, created_at)
     WHERE status = 'RUNNING' AND queue_name IS NULL AND enqueued_on IS NOT NULL;
 ALTER TABLE schedules ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE schedules ADD COLUMN tick_input INTEGER NOT NULL DEFAULT 0
+ALTER TABLE schedules ADD COLUMN tick_input INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE schedules ADD COLUMN source TEXT NOT NULL DEFAULT 'code';
+ALTER TABLE schedules ADD COLUMN missed TEXT NOT NULL DEFAULT 'skip'
 """),
 ]
 

@@ -19,6 +19,7 @@ import pydantic
 from durable.client import Client
 from durable.errors import SerializationError, UsageError
 from durable.model import HistoryEvent, LogLine, Operation, RunInfo
+from durable.model.schedule import ScheduleInfo
 from durable.sdk.workflow import Workflow
 from durable.views.timeline import Pending, elapsed, pending, published
 
@@ -179,6 +180,15 @@ def _decoded(text: str) -> tuple[Any, bool]:
 def run_json(run: RunInfo, now: float) -> dict[str, Any]:
     return _run_document(run, now, {"input": _payload(run.input),
                                     "result": _payload(run.result)})
+
+
+def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
+    """A schedule as `durable schedules --json` and the API show it."""
+    return {"workflow": info.workflow, "cron": info.cron, "timezone": info.timezone,
+            "missed": info.missed, "next_fire": info.next_fire.isoformat(),
+            "last_tick": info.last_tick.isoformat() if info.last_tick else None,
+            "last_run_id": info.last_run_id, "registered": info.registered,
+            "paused": info.paused, "source": info.source}
 
 
 def run_summary_json(run: RunInfo, now: float) -> dict[str, Any]:
