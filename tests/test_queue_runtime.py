@@ -6,6 +6,7 @@ among a queue's live runs, a second start returning the first run, race-safe acr
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,8 @@ from durable.sdk.workflow import REGISTRY
 from durable.testing import TestEnvironment
 from tests.apps import sched_app
 from tests.crashkit import CrashLab
-from tests.kit import wait_until
+from tests.kit import ROOT, Procs, wait_until
+from tests.readmekit import README, Shell, run_section
 from tests.schedkit import spawn
 from tests.serverkit import Server
 from tests.test_cli import Cli
@@ -215,3 +217,67 @@ def test_priority_dedup_and_enqueued_positions_through_the_cli_and_the_api(
         wait_until(lambda: api.get("/api/runs/urgent").json()["run"]["status"] == "RUNNING",
                    "the urgent run to be admitted next")
         assert api.get("/api/runs/cli").json()["run"]["position"] == 1
+
+
+def test_the_readme_commands_for_queues_and_schedules_at_run_time(tmp_path: Path) -> None:
+    """Each command of README "Queues and schedules at run time", pasted in a fresh directory
+    with examples/mailer.py; what they print is what the section says."""
+    (tmp_path / "examples").mkdir()
+    shutil.copy(ROOT / "examples" / "mailer.py", tmp_path / "examples")
+
+    def same_run(command: str) -> str:
+        out = shell(command)
+        assert out.strip() == ada[0], (out, ada)
+        return out
+
+    def first(command: str) -> str:
+        ada.append(shell(command).strip())
+        return ada[-1]
+
+    def enqueued(command: str) -> str:
+        out = shell(command)
+        assert "ENQUEUED #1 on emails" in out and "ENQUEUED #2 on emails" in out, out
+        return out
+
+    def shown(command: str) -> str:
+        out = shell(command)
+        run = json.loads(out)["run"]
+        assert (run["status"], run["queue"], run["position"]) == ("ENQUEUED", "emails", 2)
+        return out
+
+    def backfilled(command: str) -> str:
+        out = shell(command)
+        assert out.split() == ["mailer.digest@2025-01-01T08:00:00+01:00",
+                               "mailer.digest@2025-01-02T08:00:00+01:00"], out
+        return out
+
+    def curl(command: str) -> str:
+        """The API's answers: JSON, none of them an error."""
+        out = shell(command)
+        answer = json.loads(out)
+        assert not (isinstance(answer, dict) and "code" in answer and "message" in answer), out
+        if '"dedup_id": "welcome-cy"' in command:
+            assert answer["dedup_id"] == "welcome-cy" and answer["priority"] == 9
+        elif "status=ENQUEUED" in command:
+            waiting = answer["runs"]
+            assert waiting and all(r["status"] == "ENQUEUED" and r["position"] for r in waiting)
+        elif command.endswith("/pause"):
+            assert answer["paused"] is True
+        elif "/backfill" in command:
+            assert [r["created"] for r in answer] == [False, False]  # the CLI filled them
+        answers.append(answer)
+        return out
+
+    ada: list[str] = []
+    answers: list[object] = []
+    with Procs(tmp_path) as procs:
+        shell = Shell(tmp_path, procs)
+        skipped = run_section(
+            README, "Queues and schedules at run time", shell, ports=("8777",),
+            skip=lambda command: False,
+            then={"durable start examples/mailer.py:send_welcome --input '\"ada\"' --priority":
+                  first, "durable start examples/mailer.py:send_welcome --input '\"ada\"'":
+                  same_run, "durable ls --status ENQUEUED": enqueued,
+                  "durable show welcome-bob": shown, "durable schedules backfill": backfilled,
+                  "curl": curl})
+        assert skipped == [] and len(ada) == 1 and len(answers) == 6
