@@ -80,6 +80,7 @@ async def test_a_second_start_with_a_live_dedup_id_returns_the_first_run(db_url:
         first, created = env.client.start_run(wf.name, json.dumps("a"), dedup_id="order-1")
         again, created_again = env.client.start_run(wf.name, json.dumps("b"), dedup_id="order-1")
         assert created and not created_again and again.run_id == first.run_id
+        env.clock.advance(0.001)  # started after the first: admitted after it
         other = env.client.start(wf, "c", dedup_id="order-2")
         assert other.run_id != first.run_id
 
