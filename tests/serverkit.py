@@ -21,12 +21,13 @@ APP = "tests/apps/server_app.py"
 
 class Server:
     def __init__(self, tmp: Path, token: str | None = None, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
-        self.db = f"sqlite:///{tmp / 'server.db'}"
+                 env: dict[str, str] | None = None, db: str | None = None,
+                 app: str = APP) -> None:
+        self.db = db or f"sqlite:///{tmp / 'server.db'}"
         self.token = token
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = ["server", "--port", str(self.port), "--worker", APP, "--db", self.db, *extra]
+        self.args = ["server", "--port", str(self.port), "--worker", app, "--db", self.db, *extra]
         self.env = {k: v for k, v in os.environ.items() if k != "DURABLE_TOKEN"}
         self.env.update(env or {})
         if token is not None:

@@ -240,7 +240,7 @@ def test_wrong_state_and_unknown_names_are_refused_with_what_to_do(
         assert client.pause(run_id).status is ExecutionStatus.PAUSED  # again: no change
         with pytest.raises(UsageError, match=r"no step named 'two'.*one"):
             client.edit_operation(run_id, "two", 2)
-        client.stop(run_id)
+        client.terminate(run_id)
         with pytest.raises(RunStateConflict, match="has ended"):
             client.pause(run_id)
         with pytest.raises(RunStateConflict, match="has ended"):

@@ -19,12 +19,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from durable.engine import machine, telemetry
+from durable.engine import machine, schedules, telemetry
 from durable.engine.metrics import (
     FunctionHealth,
     QueueStats,
@@ -33,7 +33,6 @@ from durable.engine.metrics import (
     queue_stats,
     snapshot,
 )
-from durable.engine.schedules import schedule_info
 from durable.engine.worker import Worker, serving_here
 from durable.errors import OperationNotFound, RunNotFound, UsageError, WorkflowFailed
 from durable.model import (
@@ -48,8 +47,8 @@ from durable.model import (
 )
 from durable.model import attributes as _attrs
 from durable.model.listing import Cursor, RunFilter, listed_status
-from durable.model.queues import ServedQueue
-from durable.model.schedule import ScheduleInfo
+from durable.model.queues import PRIORITY_MAX, Enqueue, ServedQueue
+from durable.model.schedule import Missed, Schedule, ScheduleInfo
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, Tx, open_store
@@ -120,51 +119,66 @@ class Client:
 
     # -- starting runs -----------------------------------------------------------------------
     def start(self, workflow: Workflow[R], *args: Any, id: str | None = None,
-              attributes: Attributes = None, existing: bool = False) -> RunHandle[R]:
+              attributes: Attributes = None, existing: bool = False,
+              priority: int | None = None, dedup_id: str | None = None) -> RunHandle[R]:
         """Start a run; with `id`, starting again with the same input returns the same run
         (idempotent), with another input is refused (`RunIdTaken`) unless `existing` asks
         for the run that has the id, whatever its input. `attributes`: searchable ones the run
-        starts with (`Context.set_attributes`)."""
+        starts with (`Context.set_attributes`). A run of a workflow on a queue waits ENQUEUED
+        for a slot: `priority` (higher first, default 0) orders it among the waiting runs, and
+        while a run of the queue with `dedup_id` is live, starting another with it returns
+        that run."""
         run, _ = self.start_run(workflow.name, workflow.encode_input(args), id,
-                                attributes=attributes, existing=existing)
+                                attributes=attributes, existing=existing, priority=priority,
+                                dedup_id=dedup_id)
         return RunHandle(self, run.run_id, workflow)
 
     async def start_async(self, workflow: Workflow[R], *args: Any, id: str | None = None,
-                          attributes: Attributes = None,
-                          existing: bool = False) -> RunHandle[R]:
+                          attributes: Attributes = None, existing: bool = False,
+                          priority: int | None = None,
+                          dedup_id: str | None = None) -> RunHandle[R]:
         """`start`, for callers on an event loop (see `start_run_async`)."""
         run, _ = await self.start_run_async(workflow.name, workflow.encode_input(args), id,
-                                            attributes=attributes, existing=existing)
+                                            attributes=attributes, existing=existing,
+                                            priority=priority, dedup_id=dedup_id)
         return RunHandle(self, run.run_id, workflow)
 
     def start_by_name(self, workflow: str, input_json: str | None, id: str | None = None,
-                      attributes: Attributes = None, existing: bool = False) -> RunHandle[Any]:
+                      attributes: Attributes = None, existing: bool = False,
+                      priority: int | None = None,
+                      dedup_id: str | None = None) -> RunHandle[Any]:
         """Start from already-encoded JSON input (the CLI and the HTTP API use this)."""
         run, _ = self.start_run(workflow, input_json, id, attributes=attributes,
-                                existing=existing)
+                                existing=existing, priority=priority, dedup_id=dedup_id)
         return RunHandle(self, run.run_id, REGISTRY.get(workflow))
 
     def start_run(self, workflow: str, input_json: str | None, id: str | None = None,
                   headers: Mapping[str, str] | None = None,
-                  attributes: Attributes = None,
-                  existing: bool = False) -> tuple[RunInfo, bool]:
-        """Start from encoded input; also says whether the run is new (False: the id existed).
-        With tracing on, the caller's trace (or the one `headers` carry) goes into the run.
+                  attributes: Attributes = None, existing: bool = False, *,
+                  priority: int | None = None,
+                  dedup_id: str | None = None) -> tuple[RunInfo, bool]:
+        """Start from encoded input; also says whether the run is new (False: the id existed,
+        or a live run of its queue has `dedup_id`, and that is the run returned). With
+        tracing on, the caller's trace (or the one `headers` carry) goes into the run.
         `attributes` are given to a new run only: starting an existing id changes nothing."""
         run_id, checked = _chosen_or_new(id), _attrs.attributes(attributes)
+        enqueue = _enqueue(workflow, priority, dedup_id)
         with telemetry.starting(workflow, run_id, headers) as trace:
             run, created, _ = self.store.write_sync(
-                self._start(run_id, workflow, input_json, trace, None, checked, existing))
+                self._start(run_id, workflow, input_json, trace, None, checked, existing,
+                            enqueue))
         return run, created
 
     async def start_run_async(self, workflow: str, input_json: str | None,
                               id: str | None = None, headers: Mapping[str, str] | None = None,
-                              attributes: Attributes = None,
-                              existing: bool = False) -> tuple[RunInfo, bool]:
+                              attributes: Attributes = None, existing: bool = False,
+                              *, priority: int | None = None, dedup_id: str | None = None,
+                              ) -> tuple[RunInfo, bool]:
         """`start_run`, for callers on an event loop. Where a worker on this same loop serves
         the workflow with a slot free, the new run is leased to it in the start's transaction
         and runs there at once, without a claim (`Worker.reserve`)."""
         run_id, checked = _chosen_or_new(id), _attrs.attributes(attributes)
+        enqueue = _enqueue(workflow, priority, dedup_id)
         worker = serving_here(self.store.url, workflow)
         lease = None if worker is None else worker.reserve()
         claimed = None
@@ -172,7 +186,7 @@ class Client:
             with telemetry.starting(workflow, run_id, headers) as trace:
                 run, created, claimed = await self.store.awrite(
                     self._start(run_id, workflow, input_json, trace, lease, checked,
-                                existing))
+                                existing, enqueue))
         finally:
             if worker is not None and claimed is None:  # the id existed, or the write failed
                 worker.unreserve()
@@ -182,19 +196,19 @@ class Client:
 
     def _start(self, run_id: str, workflow: str, input_json: str | None, trace: str | None,
                lease: tuple[str, float] | None, attributes: builtins.list[_attrs.Attribute],
-               existing: bool,
+               existing: bool, enqueue: Enqueue | None,
                ) -> Callable[[Tx], tuple[RunInfo, bool, machine.Claimed | None]]:
         """The start's transaction: the run, whether it is new, and, when it was created
         leased, the invocation to hand to the worker holding the lease."""
         def start(tx: Tx) -> tuple[RunInfo, bool, machine.Claimed | None]:
             now = self.clock()
             run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease,
-                                             any_input=existing)
+                                             any_input=existing, enqueue=enqueue)
             if created:
                 telemetry.save(tx, run_id, trace, now)
                 tx.set_attributes(run_id, attributes)
             claimed = machine.invocation_of(run) if lease is not None and created else None
-            return run, created, claimed
+            return _placed(tx, run), created, claimed
         return start
 
     # -- reading runs ------------------------------------------------------------------------
@@ -216,7 +230,8 @@ class Client:
         `preview`: input and result cut to about that many characters, for listings that show
         them rather than decode them. `runs` filters by more, and pages by cursor."""
         chosen = RunFilter(status=listed_status(status), workflow=workflow, search=search)
-        return self.store.read(lambda tx: tx.list_runs(chosen, limit, offset, preview=preview))
+        return self.store.read(lambda tx: [_placed(tx, run) for run in tx.list_runs(
+            chosen, limit, offset, preview=preview)])
 
     def runs(self, filter: RunFilter = EVERY_RUN, limit: int = 100, cursor: str | None = None,
              offset: int = 0, preview: int | None = None) -> RunListing:
@@ -525,13 +540,71 @@ class Client:
             return out
         return asyncio.run(check_all())
 
-    def schedules(self, workflows: Iterable[Workflow[Any]]) -> builtins.list[ScheduleInfo]:
+    def schedules(self, workflows: Iterable[Workflow[Any]] | None = None,
+                  ) -> builtins.list[ScheduleInfo]:
         """The schedules of those `workflows` that have one, in the order given: each with its
-        next fire time and the last tick fired (what `durable schedules TARGET...` prints)."""
-        scheduled = [(w.name, w.schedule) for w in workflows if w.schedule is not None]
+        next fire time and the last tick fired (what `durable schedules TARGET...` prints).
+        Without `workflows`, every schedule stored, by workflow: those declared in code that a
+        worker has registered, and those created through `create_schedule`."""
         now = self.clock()
-        return self.store.read(lambda tx: [schedule_info(tx, name, schedule, now)
+        if workflows is None:
+            return self.store.read(lambda tx: schedules.stored_schedules(tx, now))
+        scheduled = [(w.name, w.schedule) for w in workflows if w.schedule is not None]
+        return self.store.read(lambda tx: [schedules.schedule_info(tx, name, schedule, now)
                                            for name, schedule in scheduled])
+
+    def pause_schedule(self, workflow: str) -> ScheduleInfo:
+        """Stop the schedule firing; the ticks that fall while paused never run (see
+        `backfill_schedule`). ScheduleNotFound if `workflow` has no stored schedule."""
+        return self._schedule_change(workflow, lambda tx, now: schedules.pause(
+            tx, workflow, True, now))
+
+    def resume_schedule(self, workflow: str) -> ScheduleInfo:
+        """Fire the schedule again from its next tick on."""
+        return self._schedule_change(workflow, lambda tx, now: schedules.pause(
+            tx, workflow, False, now))
+
+    def create_schedule(self, workflow: str, cron: str, timezone: str = "UTC",
+                        missed: str = "skip") -> ScheduleInfo:
+        """Give `workflow` a schedule without changing its code (ScheduleExists if it has one):
+        a worker serving the workflow, which must have its code, fires it from its next tick,
+        taking it up within a few seconds. Bad cron, time zone or policy: UsageError."""
+        schedule = Schedule(cron, timezone, cast(Missed, missed))
+        return self._schedule_change(workflow, lambda tx, now: schedules.create(
+            tx, workflow, schedule, now))
+
+    def delete_schedule(self, workflow: str) -> ScheduleInfo:
+        """Delete a schedule made by `create_schedule`; returns it as it was."""
+        def delete(tx: Tx) -> ScheduleInfo:
+            gone = schedules.stored_info(tx, workflow, self.clock())
+            schedules.delete(tx, workflow)
+            return gone
+        return self.store.write_sync(delete)
+
+    def trigger_schedule(self, workflow: str) -> RunInfo:
+        """Start a run of the scheduled workflow now, as if a tick fell now."""
+        encode = _tick_encoder(workflow)
+        run, _ = self.store.write_sync(lambda tx: schedules.trigger(
+            tx, workflow, self.clock(), encode))
+        return run
+
+    def backfill_schedule(self, workflow: str, start: float,
+                          end: float) -> builtins.list[tuple[RunInfo, bool]]:
+        """Start the run of each past tick from `start` to `end` (epoch seconds, included)
+        that has none, under the id the schedule gives that tick: a tick already fired, or
+        fired meanwhile by a worker, is not run twice. Returns each tick's run and whether this
+        call created it."""
+        encode = _tick_encoder(workflow)
+        return self.store.write_sync(lambda tx: schedules.backfill(
+            tx, workflow, start, end, self.clock(), encode))
+
+    def _schedule_change(self, workflow: str,
+                         change: Callable[[Tx, float], object]) -> ScheduleInfo:
+        def write(tx: Tx) -> ScheduleInfo:
+            now = self.clock()
+            change(tx, now)
+            return schedules.stored_info(tx, workflow, now)
+        return self.store.write_sync(write)
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,6 +618,7 @@ class RunListing:
 
 
 def _listing(tx: Tx, runs: builtins.list[RunInfo], more: bool) -> RunListing:
+    runs = [_placed(tx, run) for run in runs]
     ids = [r.run_id for r in runs]
     last = runs[-1] if runs and more else None
     return RunListing(runs, None if last is None else Cursor(last.created_at, last.run_id).encode(),
@@ -570,7 +644,45 @@ def _existing(tx: Tx, run_id: str) -> RunInfo:
     run = tx.get_run(run_id)
     if run is None:
         raise RunNotFound(run_id)
-    return run
+    return _placed(tx, run)
+
+
+def _placed(tx: Tx, run: RunInfo) -> RunInfo:
+    """The run with its position in its queue, if it is ENQUEUED."""
+    if run.status is not ExecutionStatus.ENQUEUED:
+        return run
+    return replace(run, position=tx.queue_position(run))
+
+
+def _tick_encoder(workflow: str) -> schedules.Encode:
+    """How a tick becomes the input of its run: as the workflow's code says where it is loaded
+    here, else as the worker serving it last recorded (`tick_input`), in the default JSON."""
+    wf = REGISTRY.get(workflow)
+    if wf is not None:
+        return lambda state, moment: wf.schedule_input(moment)
+    return lambda state, moment: DEFAULT_SERIALIZER.encode(moment) if state.tick_input else None
+
+
+def _enqueue(workflow: str, priority: int | None, dedup_id: str | None) -> Enqueue | None:
+    """How a new run of `workflow` waits for its queue: on the queue the workflow's code,
+    loaded in this process, declares (none known: the run shows RUNNING until a worker's
+    queue admits it)."""
+    wf = REGISTRY.get(workflow)
+    queue = None if wf is None else wf.queue
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
+                                 or not -PRIORITY_MAX - 1 <= priority <= PRIORITY_MAX):
+        raise UsageError(f"priority={priority!r} must be an integer from {-PRIORITY_MAX - 1} to "
+                         f"{PRIORITY_MAX} (higher is admitted first)")
+    if dedup_id is not None and (not isinstance(dedup_id, str) or not dedup_id):
+        raise UsageError(f"dedup_id={dedup_id!r} must be a non-empty string")
+    if queue is None:
+        if priority is not None or dedup_id is not None:
+            where = "is on no queue" if wf is not None else "is not loaded in this process"
+            raise UsageError(f"workflow {workflow!r} {where}: priority and dedup_id order and "
+                             "deduplicate the runs waiting for a queue; declare it with "
+                             "@workflow(queue=...) and start it where its code is imported")
+        return None
+    return Enqueue(queue.name, priority or 0, dedup_id)
 
 
 class _Commits:

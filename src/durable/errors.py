@@ -112,6 +112,18 @@ class CallbackNotFound(UsageError):
         self.callback_id = callback_id
 
 
+class ScheduleNotFound(UsageError):
+    def __init__(self, workflow: str) -> None:
+        super().__init__(f"no schedule for workflow {workflow!r}; `durable schedules` lists "
+                         "the schedules in this database (a schedule declared in code is "
+                         "there once a worker serving it has started)")
+        self.workflow = workflow
+
+
+class ScheduleExists(UsageError):
+    """A schedule created through the API for a workflow that has one already."""
+
+
 class SerializationError(DurableError):
     """A value could not be encoded or decoded by the serializer."""
 

@@ -16,6 +16,7 @@ from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.metrics import serve_metrics
 from durable.cli.operate import edit, pause, resume
 from durable.cli.options import (
+    Moment,
     Seconds,
     db_option,
     existing_option,
@@ -55,6 +56,8 @@ from durable.errors import UsageError, requires_extra
 from durable.model import ENDED, ChildPolicy
 from durable.model.attributes import parse_assignment
 from durable.model.listing import listed_status, listed_statuses, run_filter
+from durable.model.queues import PRIORITY_MAX
+from durable.model.schedule import ScheduleInfo
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import diagnose, resolve_url
 from durable.store import migrate as store_migrate
@@ -64,6 +67,7 @@ from durable.views.jsonio import (
     listed_json,
     log_json,
     run_json,
+    schedule_json,
     workflow_args,
 )
 
@@ -195,10 +199,15 @@ def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
               help="A searchable attribute of the run (repeat for more): a number or an ISO "
                    "time where the value reads as one, else text; quote it (\"3\") for text.")
 @existing_option
+@click.option("--priority", type=click.IntRange(-PRIORITY_MAX - 1, PRIORITY_MAX), metavar="N",
+              help="On a queue: higher is admitted first (default 0).")
+@click.option("--dedup-id", "dedup_id", metavar="ID",
+              help="On a queue: while a run with this dedup id is live, print its id instead "
+                   "of starting another.")
 @db_option
 @json_option
 def start(target: str, input_: JsonValue | None, run_id: str | None, attrs: tuple[str, ...],
-          existing: bool,
+          existing: bool, priority: int | None, dedup_id: str | None,
           db: str | None, as_json: bool) -> None:
     """Enqueue a run of TARGET for a worker and print its id."""
     wf = load_workflow(target)
@@ -206,7 +215,7 @@ def start(target: str, input_: JsonValue | None, run_id: str | None, attrs: tupl
     attributes = dict(parse_assignment(a) for a in attrs)
     with open_client(db) as client:
         handle = client.start(wf, *args, id=run_id, attributes=attributes,
-                              existing=existing)
+                              existing=existing, priority=priority, dedup_id=dedup_id)
     if as_json:
         echo_json({"run_id": handle.run_id, "workflow": wf.name})
     else:
@@ -515,31 +524,143 @@ def doctor(db: str | None, as_json: bool) -> None:
         exit_with(ExitCode.USAGE)
 
 
-@cli.command()
-@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+class _ListsByDefault(click.Group):
+    """A group whose arguments, when they name none of its commands, are those of `ls`: so
+    `durable schedules TARGET...` lists as it always did."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["ls", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_ListsByDefault)
+def schedules() -> None:
+    """List, pause, resume, trigger, backfill, create and delete schedules.
+
+    `durable schedules [TARGET...]` is `durable schedules ls [TARGET...]`."""
+
+
+@schedules.command("ls")
+@click.argument("targets", nargs=-1, metavar="[TARGET...]")
 @db_option
 @json_option
-def schedules(targets: tuple[str, ...], db: str | None, as_json: bool) -> None:
-    """List the scheduled workflows of the TARGETs with their next fire time."""
+def schedules_ls(targets: tuple[str, ...], db: str | None, as_json: bool) -> None:
+    """List the scheduled workflows of the TARGETs with their next fire time; without TARGET,
+    every schedule in the database (declared in code once a worker served it, or created)."""
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
     with open_client(db) as client:
-        rows = client.schedules(workflows.values())
+        rows = client.schedules(workflows.values() if targets else None)
     if as_json:
-        echo_json([{"workflow": r.workflow, "cron": r.cron, "timezone": r.timezone,
-                     "missed": r.missed, "next_fire": r.next_fire.isoformat(),
-                     "last_tick": r.last_tick.isoformat() if r.last_tick else None,
-                     "last_run_id": r.last_run_id, "registered": r.registered} for r in rows])
+        echo_json([schedule_json(r) for r in rows])
         return
     if not rows:
-        make_console(stderr=True).print("no scheduled workflows in the targets")
+        make_console(stderr=True).print("no scheduled workflows in the targets" if targets
+                                        else "no schedules in this database")
         return
     table = plain_table("workflow", "cron", "timezone", "missed", "next fire", "last tick",
-                        "last run")
+                        "last run", "state")
     for r in rows:
         table.add_row(r.workflow, r.cron, r.timezone, r.missed, r.next_fire.isoformat(),
                       r.last_tick.isoformat() if r.last_tick else "never",
-                      r.last_run_id or "")
+                      r.last_run_id or "", _schedule_state(r))
     make_console().print(table)
+
+
+def _schedule_state(info: ScheduleInfo) -> str:
+    state = "paused" if info.paused else "active" if info.registered else "not served yet"
+    return f"{state} ({info.source})" if info.registered else state
+
+
+def _echo_schedule(info: ScheduleInfo, did: str, as_json: bool) -> None:
+    if as_json:
+        echo_json(schedule_json(info))
+    else:
+        click.echo(f"schedule of {info.workflow} {did}: {info.cron} ({info.timezone}), "
+                   f"{_schedule_state(info)}, next tick {info.next_fire.isoformat()}")
+
+
+@schedules.command("pause")
+@click.argument("workflow")
+@db_option
+@json_option
+def schedules_pause(workflow: str, db: str | None, as_json: bool) -> None:
+    """Stop WORKFLOW's schedule firing; ticks while paused never run (backfill them)."""
+    with open_client(db) as client:
+        _echo_schedule(client.pause_schedule(workflow), "paused", as_json)
+
+
+@schedules.command("resume")
+@click.argument("workflow")
+@db_option
+@json_option
+def schedules_resume(workflow: str, db: str | None, as_json: bool) -> None:
+    """Fire WORKFLOW's schedule again, from its next tick."""
+    with open_client(db) as client:
+        _echo_schedule(client.resume_schedule(workflow), "resumed", as_json)
+
+
+@schedules.command("create")
+@click.argument("workflow")
+@click.argument("cron")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of CRON.")
+@click.option("--missed", type=click.Choice(["skip", "run_once"]), default="skip",
+              show_default=True, help="Ticks missed while no worker ran: skip, or run once.")
+@db_option
+@json_option
+def schedules_create(workflow: str, cron: str, timezone: str, missed: str, db: str | None,
+                     as_json: bool) -> None:
+    """Schedule WORKFLOW (by name) on CRON; a worker serving it fires it within seconds."""
+    with open_client(db) as client:
+        _echo_schedule(client.create_schedule(workflow, cron, timezone, missed), "created",
+                       as_json)
+
+
+@schedules.command("delete")
+@click.argument("workflow")
+@db_option
+@json_option
+def schedules_delete(workflow: str, db: str | None, as_json: bool) -> None:
+    """Delete WORKFLOW's schedule made by `durable schedules create`."""
+    with open_client(db) as client:
+        _echo_schedule(client.delete_schedule(workflow), "deleted", as_json)
+
+
+@schedules.command("trigger")
+@click.argument("workflow")
+@db_option
+@json_option
+def schedules_trigger(workflow: str, db: str | None, as_json: bool) -> None:
+    """Start a run of WORKFLOW's schedule now, as if a tick fell now; print its id."""
+    with open_client(db) as client:
+        run = client.trigger_schedule(workflow)
+    if as_json:
+        echo_json({"run_id": run.run_id, "workflow": run.workflow})
+    else:
+        click.echo(run.run_id)
+
+
+@schedules.command("backfill")
+@click.argument("workflow")
+@click.option("--from", "start", type=Moment(), required=True, metavar="TIME",
+              help="First tick time to fill (ISO 8601; UTC without an offset).")
+@click.option("--to", "end", type=Moment(), required=True, metavar="TIME",
+              help="Last tick time to fill, in the past.")
+@db_option
+@json_option
+def schedules_backfill(workflow: str, start: float, end: float, db: str | None,
+                       as_json: bool) -> None:
+    """Start the run of every tick of WORKFLOW's schedule from --from to --to that has none
+    (under the ids the schedule gives its ticks: never a tick twice); print their ids."""
+    with open_client(db) as client:
+        runs = client.backfill_schedule(workflow, start, end)
+    if as_json:
+        echo_json([{"run_id": run.run_id, "created": created} for run, created in runs])
+        return
+    for run, created in runs:
+        click.echo(f"{run.run_id}{'' if created else '  (had a run already)'}")
+    make_console(stderr=True).print(f"{sum(c for _, c in runs)} run(s) started for "
+                                    f"{len(runs)} tick(s)")
 
 
 @cli.command()

@@ -7,7 +7,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -75,6 +75,22 @@ def parse_moment(ctx: click.Context, param: click.Parameter, text: str) -> float
                                  "2026-01-31T12:00:00Z) nor an age (e.g. 30d, 12h)",
                                  ctx, param) from None
     return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+class Moment(click.types.StringParamType):
+    """A point in time, ISO 8601 (`2025-01-31T02:00`, `2025-01-31T02:00+01:00`, `...Z`); one
+    without a UTC offset is UTC. Converted to epoch seconds."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time; write e.g. 2025-01-31T02:00 (UTC) "
+                      "or 2025-01-31T02:00+01:00", param, ctx)
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
 
 
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}

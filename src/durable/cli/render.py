@@ -113,6 +113,7 @@ def _local(ts: float | None) -> str:
 
 
 _STATUS_STYLE = {
+    ExecutionStatus.ENQUEUED: "blue",
     ExecutionStatus.RUNNING: "cyan",
     ExecutionStatus.PAUSED: "yellow",
     ExecutionStatus.SUCCEEDED: "green",
@@ -131,6 +132,8 @@ def _status_text(run: RunInfo) -> Text:
     if run.invocation_error is not None:
         return Text(f"{run.status} (function unreachable)", style="bold yellow")
     note = " (cancelling)" if run.cancel_requested and run.status.live else ""
+    if run.status is ExecutionStatus.ENQUEUED:
+        note = f" #{run.position} on {printable(run.queue or '')}"
     return Text(f"{run.status}{note}", style=_STATUS_STYLE.get(run.status, ""))
 
 
@@ -253,6 +256,9 @@ def _summary(view: RunView) -> Table:
         ("workflow", printable(run.workflow)),
         *([("parent run", printable(run.parent_run_id))] if run.parent_run_id else []),
         ("status", _status_text(run)),
+        *([("queue", printable(f"{run.queue}, priority {run.priority}"
+                               + (f", dedup id {run.dedup_id}" if run.dedup_id else "")))]
+          if run.queue else []),
         ("created", _local(run.created_at)),
         ("ended", _local(run.ended_at)),
         ("time", f"{duration(took)} elapsed, {duration(run.compute_seconds)} "

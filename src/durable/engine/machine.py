@@ -55,7 +55,7 @@ from durable.model import (
     attributes,
 )
 from durable.model.ids import check_run_id
-from durable.model.queues import ServedQueue
+from durable.model.queues import Enqueue, ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error
 from durable.store.tx import Tx
 
@@ -84,16 +84,27 @@ class Claimed:
 def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
               parent: tuple[str, str] | None = None,
               lease: tuple[str, float] | None = None,
-              any_input: bool = True) -> tuple[RunInfo, bool]:
+              any_input: bool = True,
+              enqueue: Enqueue | None = None) -> tuple[RunInfo, bool]:
     """Create the run unless one with this id exists; returns (run, created). With `lease`
-    (owner, until), a new run is leased to that owner from the start (`invocation_of`). Every
-    run is created here, so this is where its id is checked against the rule. Without
-    `any_input`, an existing run started with another input is refused: a caller reusing an
-    id for different work would otherwise get the old run back and never know."""
+    (owner, until), a new run is leased to that owner from the start (`invocation_of`). With
+    `enqueue`, it waits ENQUEUED for its queue, and when a live run of that queue has its dedup
+    id, that run is returned instead (not created). Every run is created here, so this is
+    where its id is checked against the rule. Without `any_input`, an existing run started
+    with another input is refused: a caller reusing an id for different work would otherwise
+    get the old run back and never know."""
     check_run_id(run_id)
-    created = tx.insert_run(run_id, workflow, input, now, parent, lease)
+    if enqueue is not None and enqueue.dedup_id is not None:
+        duplicate = tx.live_duplicate(enqueue.queue, enqueue.dedup_id)
+        if duplicate is not None:
+            return duplicate, False
+    created = tx.insert_run(run_id, workflow, input, now, parent, lease, enqueue)
     run = tx.get_run(run_id)
-    assert run is not None
+    if run is None:  # a concurrent start took the dedup id first; its commit let ours through
+        assert enqueue is not None and enqueue.dedup_id is not None
+        run = tx.live_duplicate(enqueue.queue, enqueue.dedup_id)
+        assert run is not None
+        return run, False
     if created:
         tx.add_event(run_id, E.EXECUTION_STARTED, now, details={"workflow": workflow})
     elif run.workflow != workflow:
@@ -740,6 +751,9 @@ def cancel(tx: Tx, run_id: str, now: float) -> RunInfo:
     run = _running(tx, run_id)
     if not run.status.live or run.cancel_requested:
         return run
+    if run.status is ExecutionStatus.ENQUEUED:  # never invoked: no code of it has to run
+        terminate(tx, run_id, ErrorObject("Execution.Stopped", "cancelled while enqueued"), now)
+        return _running(tx, run_id)
     tx.update_run(run_id, cancel_requested=1)
     tx.add_event(run_id, E.EXECUTION_CANCEL_REQUESTED, now)
     _cancel_waiting(tx, run_id, now)

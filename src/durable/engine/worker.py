@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import os
 import signal
 import socket
@@ -103,12 +104,14 @@ class _Scheduled:
     workflow: str
     schedule: Schedule
     encode: Callable[[datetime], str | None]
+    declared: bool = True  # in the workflow's code; else created through the API
 
     def fire(self, tx: Tx, now: float) -> str | None:
         """Fire the tick due at `now`, if it is due (see `schedules.fire_schedule`)."""
         tick = self.schedule.latest(now)
         data = None if tick is None else self.encode(self.schedule.moment(tick))
-        return schedules.fire_schedule(tx, self.workflow, self.schedule, tick, data, now)
+        return schedules.fire_schedule(tx, self.workflow, self.schedule, tick, data, now,
+                                       self.declared)
 
 
 @dataclass
@@ -140,6 +143,12 @@ class Worker:
         self.schedules = [_Scheduled(w.name, s, getattr(w, "schedule_input", _no_input))
                           for w in workflows if fire_schedules
                           and (s := getattr(w, "schedule", None)) is not None]
+        # Workflows without a schedule in their code, which one created through the API may
+        # give them: read from the store every SAFETY_NAP (`_read_stored_schedules`).
+        self._tick_inputs = {w.name: getattr(w, "schedule_input", _no_input) for w in workflows
+                             if fire_schedules and getattr(w, "schedule", None) is None}
+        self._stored: list[_Scheduled] = []
+        self._stored_read = -math.inf
         self.queues = served_queues(workflows)
         self.store = db if isinstance(db, Store) else _open(db)
         self.handlers = telemetry.instrument(self.handlers, self.store)  # as is when tracing is off
@@ -300,10 +309,13 @@ class Worker:
     async def _fire_due_ticks(self) -> float | None:
         """Fire the schedules whose next tick has come, in one transaction; return the earliest
         next tick of all (None: no schedules)."""
-        if not self.schedules:
-            return None
         now = self.clock()
-        due = [s for s in self.schedules if self._next_tick.get(s.workflow, now) <= now]
+        if self._tick_inputs and now - self._stored_read >= SAFETY_NAP:
+            await self._read_stored_schedules(now)
+        scheduled = [*self.schedules, *self._stored]
+        if not scheduled:
+            return None
+        due = [s for s in scheduled if self._next_tick.get(s.workflow, now) <= now]
         if due:
             fired = await self._write(lambda tx: [s.fire(tx, now) for s in due])
             for s, run_id in zip(due, fired, strict=True):
@@ -314,6 +326,20 @@ class Worker:
             for s in due:
                 self._next_tick[s.workflow] = s.schedule.next_after(now)
         return min(self._next_tick.values())
+
+    async def _read_stored_schedules(self, now: float) -> None:
+        """Take up the schedules created through the API for workflows this worker serves, and
+        drop those deleted: a change takes effect here within SAFETY_NAP. A schedule new or
+        changed is evaluated at once."""
+        states = await self.store.aread(lambda tx: tx.list_schedules("api"))
+        self._stored_read = now
+        known = {s.workflow: s.schedule for s in self._stored}
+        self._stored = [_Scheduled(st.workflow, schedules.stored(st), encode, declared=False)
+                        for st in states if (encode := self._tick_inputs.get(st.workflow))]
+        for workflow in known.keys() | {s.workflow for s in self._stored}:
+            if known.get(workflow) != next((s.schedule for s in self._stored
+                                            if s.workflow == workflow), None):
+                self._next_tick.pop(workflow, None)
 
     @property
     def next_tick(self) -> float | None:

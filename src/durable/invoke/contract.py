@@ -263,14 +263,9 @@ PAUSED = "DurablePaused"
 then holds at its next new operation, as in a worker; AWS's SDK, which reads only the members
 it knows, runs on to its own next suspension."""
 
-AWS_STATUSES = tuple(s.value for s in ExecutionStatus if s is not ExecutionStatus.PAUSED)
-"""The execution statuses of AWS's contract: it has no PAUSED."""
-
-
-def status_to_wire(status: ExecutionStatus) -> str:
-    """An execution status as AWS's contract spells it: a PAUSED run has not ended, and is
-    RUNNING there."""
-    return ExecutionStatus.RUNNING.value if status is ExecutionStatus.PAUSED else status.value
+AWS_STATUSES = tuple(s.value for s in ExecutionStatus if s.aws == s.value)
+"""The execution statuses of AWS's contract: it has no PAUSED or ENQUEUED (`ExecutionStatus.aws`
+shows both as RUNNING)."""
 
 
 def statuses_from_wire(statuses: Sequence[str]) -> list[str]:

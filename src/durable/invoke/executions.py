@@ -24,7 +24,6 @@ from durable.invoke.contract import (
     execution_arn,
     function_arn,
     history_to_wire,
-    status_to_wire,
     statuses_from_wire,
 )
 from durable.model import RunInfo
@@ -123,7 +122,7 @@ def _summary(tx: Tx, run: RunInfo, name: str | None = None) -> Wire:
     name = name or dataplane.name_of(tx, run)
     out: Wire = {"DurableExecutionArn": execution_arn(run.workflow, name, run.run_id),
                  "DurableExecutionName": name, "FunctionArn": function_arn(run.workflow),
-                 "Status": status_to_wire(run.status), "StartTimestamp": run.created_at}
+                 "Status": run.status.aws, "StartTimestamp": run.created_at}
     if run.ended_at is not None:
         out["EndTimestamp"] = run.ended_at
     return out

@@ -61,6 +61,10 @@ _FINAL = frozenset(
 
 
 class ExecutionStatus(StrEnum):
+    ENQUEUED = "ENQUEUED"
+    """Waiting for a slot of its queue: not invoked yet. Stored as RUNNING (the engine's
+    view: the run has work), shown as ENQUEUED until its queue admits it; AWS's contract has
+    no such status, so its routes show RUNNING."""
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
@@ -69,9 +73,20 @@ class ExecutionStatus(StrEnum):
     PAUSED = "PAUSED"  # not invoked until resumed; on AWS's wire (no such status): RUNNING
 
     @property
+    def ended(self) -> bool:
+        """Whether the run is over (one of ENDED): an ENQUEUED or a PAUSED run is as live as a
+        RUNNING one."""
+        return self in ENDED
+
+    @property
     def live(self) -> bool:
         """Not ended: it may still run (a PAUSED run once resumed)."""
-        return self in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
+        return not self.ended
+
+    @property
+    def aws(self) -> str:
+        """The status on AWS's wire, which knows neither ENQUEUED nor PAUSED: RUNNING."""
+        return self.value if self.ended else ExecutionStatus.RUNNING.value
 
 
 ENDED = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT,
@@ -389,7 +404,7 @@ class RunInfo:
     cancel_requested: bool
     ready_at: float | None
     parent_run_id: str | None = None
-    queue: str | None = None  # the queue that admitted the run (None: none did yet, or no queue)
+    queue: str | None = None  # the run's queue: waited on while ENQUEUED, then the one admitting it
     admitted_at: float | None = None  # when it took its queue slot, i.e. was first invoked
     timeout_at: float | None = None  # the execution timeout: the run ends TIMED_OUT then
     invocation_failures: int = 0  # invocations in a row that failed to run; reset by one that did
@@ -398,15 +413,21 @@ class RunInfo:
     # error and when the failures in a row began; both cleared by an invocation that ran.
     invocation_error: ErrorObject | None = None
     invocation_failing_since: float | None = None
+    priority: int = 0  # higher is admitted first by its queue; ties in start order
+    dedup_id: str | None = None  # no other live run of its queue has it
+    position: int | None = None  # while ENQUEUED: 1 is the next its queue admits
 
 
 @dataclass(frozen=True, slots=True)
 class ScheduleState:
     """What the store remembers of a schedule: the only state that makes ticks fire once.
 
-    `since` is when a worker first served this cron expression: ticks before it never fire.
-    `last_tick` (epoch seconds) is the latest tick fired, set in the same transaction as the
-    run `last_run_id` it started.
+    `since` is when a worker first served this cron expression (or it was resumed): ticks
+    before it never fire. `last_tick` (epoch seconds) is the latest tick fired, set in the same
+    transaction as the run `last_run_id` it started. A `paused` schedule fires no tick.
+    `tick_input`: its workflow takes the tick as input (as the worker serving it last said).
+    `source` is "code" (declared with `@workflow(schedule=...)`) or "api" (created through
+    the API or CLI, firing with the `missed` policy stored here).
     """
 
     workflow: str
@@ -415,6 +436,10 @@ class ScheduleState:
     since: float
     last_tick: float | None
     last_run_id: str | None
+    paused: bool = False
+    tick_input: bool = False
+    source: str = "code"
+    missed: str = "skip"
 
 
 def operation_id(parent_id: str | None, counter: int) -> str:

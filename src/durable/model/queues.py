@@ -93,3 +93,19 @@ class ServedQueue:
 
     queue: Queue
     workflows: tuple[str, ...]
+
+
+PRIORITY_MAX = 2**31 - 1
+"""The highest priority (and -1 - it the lowest): the column is a 32-bit integer on
+PostgreSQL."""
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """How a run waits for its queue: the queue's name, its `priority` (higher is admitted
+    first; equal ones in start order) and a `dedup_id`, which no two live runs of the queue
+    share: starting a second one returns the first."""
+
+    queue: str
+    priority: int = 0
+    dedup_id: str | None = None

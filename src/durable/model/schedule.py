@@ -23,6 +23,10 @@ Missed = Literal["skip", "run_once"]
 """What to do with ticks that came while no worker served the schedule: `skip` starts none of
 them and waits for the next tick; `run_once` starts one run, for the most recent of them."""
 
+BACKFILL_MAX = 1000
+"""Ticks one backfill starts at most: a wider range is refused rather than flooding the store
+(backfill it in parts)."""
+
 MISSED_GRACE = 60.0
 """A tick fired later than this many seconds after its time counts as missed. A worker that is
 running fires a tick within milliseconds; the grace only keeps a short hiccup (a restart during a
@@ -95,7 +99,8 @@ class ScheduleInfo:
     `next_fire` is the tick a worker fires next; it is in the past when a tick is due now and no
     worker has fired it yet (none is running, or `missed="run_once"` has a tick to catch up).
     `last_tick` and `last_run_id` are None until a worker fired the schedule once; `registered`
-    is False until a worker serving the workflow first started.
+    is False until a worker serving the workflow first started. A `paused` one fires nothing
+    (`next_fire` is then when it would); `source` is "code" or "api" (`ScheduleState`).
     """
 
     workflow: str
@@ -106,3 +111,5 @@ class ScheduleInfo:
     last_tick: datetime | None
     last_run_id: str | None
     registered: bool
+    paused: bool = False
+    source: str = "code"

@@ -15,11 +15,14 @@ from fastapi.responses import JSONResponse
 from durable.model import ErrorObject, RunInfo
 from durable.model.attributes import json_value
 from durable.model.listing import run_filter
-from durable.server import service
+from durable.model.schedule import ScheduleInfo
+from durable.server import observe, service
 from durable.server.deps import ServerDep, ServerState
 from durable.server.errors import ERROR_RESPONSES, ApiError
 from durable.server.schemas import (
     Accepted,
+    BackfilledRun,
+    BackfillRequest,
     CallbackFailure,
     CallbackSuccess,
     Event,
@@ -34,6 +37,8 @@ from durable.server.schemas import (
     RunDetail,
     RunPage,
     RunSummary,
+    ScheduleCreate,
+    ScheduleOut,
     SignalRequest,
     StartedRun,
     StartRequest,
@@ -50,6 +55,7 @@ from durable.views.jsonio import (
     outcome_json,
     payload_text,
     run_json,
+    schedule_json,
 )
 from durable.views.values import Which, is_json, stored
 
@@ -68,13 +74,16 @@ def _run(run: RunInfo, state: ServerState) -> Run:
              responses={200: {"model": StartedRun, "description": "The run with this id"}})
 def start_run(body: StartRequest, state: ServerDep, request: Request,
               response: Response) -> StartedRun:
-    """Start a run of a workflow; with `id`, starting again returns the same run (200)."""
+    """Start a run of a workflow; with `id`, starting again returns the same run (200), as
+    does a `dedup_id` a live run of the workflow's queue has. A run of a queued workflow
+    starts ENQUEUED."""
     payload = service.encoded_input(state, body.workflow,
                                     service.given(body.model_fields_set, body.input))
     attributes = {k: json_value(v) for k, v in (body.attributes or {}).items()}
     run, created = state.client.start_run(body.workflow, payload, body.id, request.headers,
                                           attributes,
-                                          existing=body.existing)
+                                          existing=body.existing, priority=body.priority,
+                                          dedup_id=body.dedup_id)
     if not created:
         response.status_code = 200
     return StartedRun(**_run(run, state).model_dump(), created=created)
@@ -253,3 +262,61 @@ def workflows(state: ServerDep) -> list[WorkflowInfo]:
     return [WorkflowInfo(name=wf.name, params=wf.params, webhook=getattr(wf, "webhook", False),
                          schedule=wf.schedule.cron if wf.schedule else None)
             for wf in state.workflows.values()]
+
+
+# -- schedules ------------------------------------------------------------------------------------
+
+def _schedule(info: ScheduleInfo) -> ScheduleOut:
+    return ScheduleOut.model_validate(schedule_json(info))
+
+
+@router.get("/schedules", response_model=list[ScheduleOut], tags=["schedules"])
+def list_schedules(state: ServerDep) -> list[ScheduleOut]:
+    """Every schedule: declared in code (`registered` once a worker served it) or created
+    here, each with its last tick's run's status."""
+    return [ScheduleOut(**schedule_json(row.info), last_run_status=row.last_status)
+            for row in observe.schedules(state)]
+
+
+@router.post("/schedules", response_model=ScheduleOut, status_code=201, tags=["schedules"])
+def create_schedule(body: ScheduleCreate, state: ServerDep) -> ScheduleOut:
+    """Schedule a workflow by name; a worker serving it fires it from its next tick (409 if
+    the workflow has a schedule)."""
+    return _schedule(state.client.create_schedule(body.workflow, body.cron, body.timezone,
+                                                  body.missed))
+
+
+@router.delete("/schedules/{workflow}", response_model=ScheduleOut, tags=["schedules"])
+def delete_schedule(workflow: str, state: ServerDep) -> ScheduleOut:
+    """Delete a schedule created through the API (one declared in code can be paused)."""
+    return _schedule(state.client.delete_schedule(workflow))
+
+
+@router.post("/schedules/{workflow}/pause", response_model=ScheduleOut, tags=["schedules"])
+def pause_schedule(workflow: str, state: ServerDep) -> ScheduleOut:
+    """Stop the schedule firing; ticks that fall while it is paused never run."""
+    return _schedule(state.client.pause_schedule(workflow))
+
+
+@router.post("/schedules/{workflow}/resume", response_model=ScheduleOut, tags=["schedules"])
+def resume_schedule(workflow: str, state: ServerDep) -> ScheduleOut:
+    """Fire the schedule again from its next tick."""
+    return _schedule(state.client.resume_schedule(workflow))
+
+
+@router.post("/schedules/{workflow}/trigger", response_model=Run, status_code=201,
+             tags=["schedules"])
+def trigger_schedule(workflow: str, state: ServerDep) -> Run:
+    """Start a run of the scheduled workflow now, as if a tick fell now."""
+    return _run(state.client.trigger_schedule(workflow), state)
+
+
+@router.post("/schedules/{workflow}/backfill", response_model=list[BackfilledRun],
+             tags=["schedules"])
+def backfill_schedule(workflow: str, body: BackfillRequest,
+                      state: ServerDep) -> list[BackfilledRun]:
+    """Start the run of each past tick from `from` to `to` (included) that has none, under the
+    id the schedule gives the tick: a tick never runs twice, however the backfill races the
+    workers firing the schedule."""
+    runs = state.client.backfill_schedule(workflow, body.from_.timestamp(), body.to.timestamp())
+    return [BackfilledRun(run_id=run.run_id, created=created) for run, created in runs]

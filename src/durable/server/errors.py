@@ -24,6 +24,8 @@ from durable.errors import (
     RunNotEnded,
     RunNotFound,
     RunStateConflict,
+    ScheduleExists,
+    ScheduleNotFound,
     StoreUnusable,
     UsageError,
 )
@@ -55,8 +57,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (400, "Bad input: the message says what to change"),
         (401, "A token is required: `Authorization: Bearer <token>` or the login cookie"),
         (403, "A write from another site's page, refused"),
-        (404, "No such run, operation, callback or workflow"),
-        (409, "Conflicts with a run that exists, or with the state it is in"),
+        (404, "No such run, operation, callback, workflow or schedule"),
+        (409, "Conflicts with a run or schedule that exists, or with the state it is in"),
         (413, "The body is larger than the server takes (`--max-body`)"),
         (422, "The request does not match the schema"),
     ]
@@ -109,6 +111,10 @@ async def _durable_error(request: Request, exc: Exception) -> Response:
         return error_response(409, "wrong_run_state", str(exc))
     if isinstance(exc, FilterError):
         return error_response(400, "bad_filter", str(exc))
+    if isinstance(exc, ScheduleNotFound):
+        return error_response(404, "schedule_not_found", str(exc))
+    if isinstance(exc, ScheduleExists):
+        return error_response(409, "schedule_exists", str(exc))
     if isinstance(exc, UsageError):
         return error_response(400, "bad_request", str(exc))
     return error_response(409, "conflict", str(exc))

@@ -1,8 +1,9 @@
-"""`GET /api/queues` and `GET /api/schedules`, and what they and the UI's pages of queues,
+"""`GET /api/queues`, and what it, `GET /api/schedules` and the UI's pages of queues,
 schedules and functions read (through the client).
 
-Queues and schedules are declared in code: the server knows those of the workflows it has
-loaded (`--worker` targets), as a worker does.
+Queues are declared in code: the server knows those of the workflows it has loaded (`--worker`
+targets), as a worker does. Schedules are those stored (declared in code and served by a
+worker once, or created through the API) and those of the loaded workflows not served yet.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from durable.server.schemas import (
     FunctionHealthOut,
     FunctionStatus,
     QueueOut,
-    ScheduleOut,
 )
 
 router = APIRouter(prefix="/api", tags=["observe"], responses=ERROR_RESPONSES)
@@ -49,8 +49,11 @@ class ScheduleRow:
 
 
 def schedules(state: ServerState) -> list[ScheduleRow]:
+    stored = state.client.schedules()
+    known = {info.workflow for info in stored}
     rows = []
-    for info in state.client.schedules(state.workflows.values()):
+    for info in [*stored, *(info for info in state.client.schedules(state.workflows.values())
+                            if info.workflow not in known)]:
         status = None
         if info.last_run_id is not None:
             # deleted since (retention): the tick stays recorded
@@ -91,16 +94,6 @@ def list_queues(state: ServerDep) -> list[QueueOut]:
                      oldest_waiting_seconds=None if q.oldest_waiting is None
                      else max(now - q.oldest_waiting, 0.0))
             for q in queues(state)]
-
-
-@router.get("/schedules", response_model=list[ScheduleOut])
-def list_schedules(state: ServerDep) -> list[ScheduleOut]:
-    """The schedules of the loaded workflows: next tick, last tick and its run."""
-    return [ScheduleOut(workflow=r.info.workflow, cron=r.info.cron, timezone=r.info.timezone,
-                        missed=r.info.missed, next_fire=r.info.next_fire.isoformat(),
-                        last_tick=_iso(r.info.last_tick), last_run_id=r.info.last_run_id,
-                        last_run_status=r.last_status, registered=r.info.registered)
-            for r in schedules(state)]
 
 
 def function_status(row: FunctionRow) -> FunctionStatus:

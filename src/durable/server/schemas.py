@@ -7,12 +7,13 @@ reshaping data, except that the API's listing gives previews of input and result
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import AwareDatetime, BaseModel, Field, StrictFloat, StrictInt, StrictStr
 
 from durable.model import LOG_LINE_CHARS, LOG_LINES_KEPT, ChildPolicy, ExecutionStatus
 from durable.model.ids import RUN_ID_MAX, RUN_ID_PATTERN, RUN_ID_RULE
+from durable.model.queues import PRIORITY_MAX
 from durable.views.jsonio import PREVIEW
 
 RUN_ID_DOC = (f"A run id of your choosing: {RUN_ID_RULE}. Starting an id that exists returns "
@@ -48,6 +49,12 @@ class RunFields(BaseModel):
         None, description="Set while the run's function cannot be invoked (unreachable, timed "
         "out, throttled, crashed without answering); retried, never failing the run")
     cancel_requested: bool
+    queue: str | None = Field(None, description="The run's queue: the one it waits for while "
+                              "ENQUEUED, then the one that admitted it")
+    position: int | None = Field(None, description="While ENQUEUED: its place in its queue, 1 "
+                                 "being admitted next (by priority, then start order)")
+    priority: int = Field(0, description="Higher is admitted first by its queue")
+    dedup_id: str | None = Field(None, description="Unique among its queue's live runs")
     error: ErrorInfo | None
     created_at: str | None
     updated_at: str | None
@@ -182,6 +189,12 @@ class StartRequest(BaseModel):
         "ISO 8601 text with a zone (2026-12-01T09:00:00Z)")
     existing: bool = Field(False, description="With `id`: answer with the run that has it "
                            "even if it was started with another input (otherwise a 409)")
+    priority: int | None = Field(None, ge=-PRIORITY_MAX - 1, le=PRIORITY_MAX, description=(
+        "For a workflow on a queue: higher is admitted first (default 0); equal ones in start "
+        "order"))
+    dedup_id: str | None = Field(None, min_length=1, max_length=500, description=(
+        "For a workflow on a queue: while a run of the queue with this dedup id is live, "
+        "starting another returns that run (200, created false)"))
 
 
 class SignalRequest(BaseModel):
@@ -260,6 +273,41 @@ class WorkflowInfo(BaseModel):
     schedule: str | None
 
 
+class ScheduleOut(BaseModel):
+    workflow: str
+    cron: str
+    timezone: str
+    missed: str
+    next_fire: str = Field(description="The tick fired next; in the past when one is due now")
+    last_tick: str | None
+    last_run_id: str | None
+    registered: bool = Field(description="False for one declared in code until a worker "
+                             "serving it has started")
+    paused: bool
+    source: str = Field(description="code (@workflow(schedule=...)) or api (created here)")
+    last_run_status: ExecutionStatus | None = Field(
+        None, description="The last tick's run's status (None: never fired, or the run was "
+        "deleted)")
+
+
+class ScheduleCreate(BaseModel):
+    workflow: str = Field(min_length=1, max_length=500, description=(
+        "The workflow to schedule, by name: a worker serving it (with its code) fires it"))
+    cron: str = Field(min_length=1, max_length=200, examples=["0 2 * * *"])
+    timezone: str = Field("UTC", min_length=1, max_length=100)
+    missed: Literal["skip", "run_once"] = "skip"
+
+
+class BackfillRequest(BaseModel):
+    from_: AwareDatetime = Field(alias="from", description="First tick time to fill")
+    to: AwareDatetime = Field(description="Last tick time to fill, in the past")
+
+
+class BackfilledRun(BaseModel):
+    run_id: str
+    created: bool = Field(description="False: the tick had its run already")
+
+
 class HookAccepted(BaseModel):
     run_id: str
     status: ExecutionStatus
@@ -314,21 +362,6 @@ class QueueOut(BaseModel):
     oldest_waiting_since: str | None = Field(description="When the run waiting longest became "
                                              "ready to start (None: none waits)")
     oldest_waiting_seconds: float | None
-
-
-class ScheduleOut(BaseModel):
-    """A schedule of the server's loaded workflows, as `durable schedules` shows it."""
-
-    workflow: str
-    cron: str
-    timezone: str
-    missed: str = Field(description="What a worker does with a tick it missed")
-    next_fire: str = Field(description="The tick fired next; in the past when one is due now")
-    last_tick: str | None
-    last_run_id: str | None
-    last_run_status: ExecutionStatus | None = Field(
-        description="The last tick's run's status (None: never fired, or the run was deleted)")
-    registered: bool = Field(description="Whether a worker serving it has started yet")
 
 
 class FunctionHealthOut(BaseModel):

@@ -26,7 +26,7 @@ _RUN_COLUMNS = (
     "run_id", "workflow", "status", "input", "result", "error", "created_at", "updated_at",
     "ended_at", "compute_seconds", "parked", "cancel_requested", "ready_at", "parent_run_id",
     "queue_name", "admitted_at", "timeout_at", "invocation_failures", "parent_op_id",
-    "invocation_error", "invocation_failing_since",
+    "invocation_error", "invocation_failing_since", "enqueued_on", "priority", "dedup_id",
 )
 
 
@@ -42,7 +42,8 @@ def run_columns(alias: str = "", preview: int | None = None) -> str:
 
 
 RUN_COLUMNS = run_columns()
-SCHEDULE_COLUMNS = "workflow, cron, timezone, since, last_tick, last_run_id"
+SCHEDULE_COLUMNS = ("workflow, cron, timezone, since, last_tick, last_run_id, paused, tick_input,"
+                    " source, missed")
 WAITING = (OperationStatus.STARTED.value, OperationStatus.PENDING.value)
 WAITING_SQL = "(" + ", ".join(f"'{status}'" for status in WAITING) + ")"
 """WAITING as an SQL list: the condition of the partial index operations_waiting."""
@@ -67,15 +68,32 @@ def operation_row(row: Sequence[Any]) -> Operation:
     )
 
 
+ENQUEUED_SQL = "status = 'RUNNING' AND queue_name IS NULL AND enqueued_on IS NOT NULL"
+"""A run shown ENQUEUED: started on a queue (`enqueued_on`), which has not admitted it yet
+(`queue_name`); stored RUNNING, as the engine sees it. The condition of index runs_enqueued."""
+
+
+def status_clause(status: str) -> tuple[str, tuple[str, ...]]:
+    """The condition on `runs` (and its parameters) of the runs `run_row` shows with
+    `status`."""
+    if status == ExecutionStatus.ENQUEUED:
+        return f"({ENQUEUED_SQL})", ()
+    if status == ExecutionStatus.RUNNING:
+        return f"(status = 'RUNNING' AND NOT ({ENQUEUED_SQL}))", ()
+    return "status = ?", (status,)
+
+
 def run_row(row: Sequence[Any]) -> RunInfo:
+    enqueued = row[2] == ExecutionStatus.RUNNING and row[14] is None and row[21] is not None
     return RunInfo(
-        run_id=row[0], workflow=row[1], status=ExecutionStatus(row[2]), input=row[3],
+        run_id=row[0], workflow=row[1],
+        status=ExecutionStatus.ENQUEUED if enqueued else ExecutionStatus(row[2]), input=row[3],
         result=row[4], error=load_error(row[5]), created_at=row[6], updated_at=row[7],
         ended_at=row[8], compute_seconds=row[9], parked=load_error(row[10]),
         cancel_requested=bool(row[11]), ready_at=row[12], parent_run_id=row[13],
-        queue=row[14], admitted_at=row[15], timeout_at=row[16], invocation_failures=row[17],
-        parent_op_id=row[18], invocation_error=load_error(row[19]),
-        invocation_failing_since=row[20],
+        queue=row[14] or row[21], admitted_at=row[15], timeout_at=row[16],
+        invocation_failures=row[17], parent_op_id=row[18], invocation_error=load_error(row[19]),
+        invocation_failing_since=row[20], priority=row[22], dedup_id=row[23],
     )
 
 

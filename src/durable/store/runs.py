@@ -7,6 +7,7 @@ from typing import Any
 
 from durable.model import Operation, RunInfo
 from durable.model.listing import Cursor, RunFilter
+from durable.model.queues import Enqueue
 from durable.store.attributes import Attributes
 from durable.store.rows import (
     FIRST_TOKEN,
@@ -17,6 +18,7 @@ from durable.store.rows import (
     operation_row,
     run_columns,
     run_row,
+    status_clause,
     workflow_filter,
 )
 
@@ -38,20 +40,26 @@ class Runs(Attributes):
 
     def insert_run(self, run_id: str, workflow: str, input: str | None, now: float,
                    parent: tuple[str, str] | None = None,
-                   lease: tuple[str, float] | None = None) -> bool:
-        """Create a RUNNING run ready now; False if the id exists already (start is idempotent).
+                   lease: tuple[str, float] | None = None,
+                   enqueue: Enqueue | None = None) -> bool:
+        """Create a RUNNING run ready now; False if the id exists already (start is idempotent),
+        or if `enqueue` carries a dedup id a live run of its queue has (`runs_dedup`).
         `parent` is the (run id, operation id) of the CHAINED_INVOKE that started it. With
         `lease` (owner, until), the run is created leased to that owner (`FIRST_TOKEN`), as if
-        it had claimed it, instead of ready: nobody else needs to hear of it."""
+        it had claimed it, instead of ready: nobody else needs to hear of it. With `enqueue`,
+        it waits for a slot of that queue (ENQUEUED), in its priority order."""
         parent_run, parent_op = parent or (None, None)
         owner, until = lease or (None, None)
+        queue, priority, dedup_id = ((enqueue.queue, enqueue.priority, enqueue.dedup_id)
+                                     if enqueue else (None, 0, None))
         created = self._one(
             "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, ready_at,"
-            " parent_run_id, parent_op_id, lease_owner, lease_expires, token)"
-            " VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
+            " parent_run_id, parent_op_id, lease_owner, lease_expires, token, enqueued_on,"
+            " priority, dedup_id)"
+            " VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING run_id",
             (run_id, workflow, input, now, now, None if lease else now, parent_run, parent_op,
-             owner, until, FIRST_TOKEN if lease else 0),
+             owner, until, FIRST_TOKEN if lease else 0, queue, priority, dedup_id),
         ) is not None
         if created and lease is None:
             self.notify()
@@ -310,8 +318,9 @@ def _filtered(f: RunFilter) -> tuple[list[str], list[Any]]:
     if f.status in _DERIVED_SQL:
         clauses.append(_DERIVED_SQL[f.status])
     elif f.status:
-        clauses.append("status = ?")
-        params.append(f.status)
+        clause, values = status_clause(f.status)
+        clauses.append(clause)
+        params += values
     for column, value in (("workflow = ?", f.workflow), ("created_at >= ?", f.since),
                           ("created_at < ?", f.until), ("parent_run_id = ?", f.parent)):
         if value is not None:

@@ -200,6 +200,23 @@ CREATE INDEX runs_roots ON runs (created_at) WHERE parent_run_id IS NULL
     (9, """
 CREATE INDEX history_invocations ON history (ts) WHERE type = 'InvocationCompleted'
 """),
+    # Queues at run time: a run started on a queue shows ENQUEUED (with its position) until
+    # admitted, in priority order; a dedup id is unique among a queue's live runs, which the
+    # unique index makes race-safe across starters. Schedules may be paused, and created
+    # through the API (`source` 'api', firing with `missed`) rather than declared in code.
+    (10, """
+ALTER TABLE runs ADD COLUMN enqueued_on TEXT;
+ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN dedup_id TEXT;
+CREATE UNIQUE INDEX runs_dedup ON runs (enqueued_on, dedup_id)
+    WHERE dedup_id IS NOT NULL AND ended_at IS NULL;
+CREATE INDEX runs_enqueued ON runs (enqueued_on, priority, created_at)
+    WHERE status = 'RUNNING' AND queue_name IS NULL AND enqueued_on IS NOT NULL;
+ALTER TABLE schedules ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE schedules ADD COLUMN tick_input INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE schedules ADD COLUMN source TEXT NOT NULL DEFAULT 'code';
+ALTER TABLE schedules ADD COLUMN missed TEXT NOT NULL DEFAULT 'skip'
+"""),
 ]
 
 

@@ -19,6 +19,7 @@ import pydantic
 from durable.client import Client, RunListing
 from durable.errors import SerializationError, UsageError
 from durable.model import HistoryEvent, LogLine, Operation, RunInfo, attributes
+from durable.model.schedule import ScheduleInfo
 from durable.sdk.workflow import Workflow
 from durable.views.timeline import Pending, elapsed, pending, published
 from durable.views.values import Which, shown
@@ -182,6 +183,15 @@ def run_json(run: RunInfo, now: float) -> dict[str, Any]:
                                     "result": _payload(run.result)})
 
 
+def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
+    """A schedule as `durable schedules --json` and the API show it."""
+    return {"workflow": info.workflow, "cron": info.cron, "timezone": info.timezone,
+            "missed": info.missed, "next_fire": info.next_fire.isoformat(),
+            "last_tick": info.last_tick.isoformat() if info.last_tick else None,
+            "last_run_id": info.last_run_id, "registered": info.registered,
+            "paused": info.paused, "source": info.source}
+
+
 def run_summary_json(run: RunInfo, now: float) -> dict[str, Any]:
     """A run as a listing shows it: input and result as the start of their stored JSON text,
     so one large payload cannot make every page of the list that large. `run` comes from a
@@ -212,6 +222,10 @@ def _run_document(run: RunInfo, now: float, payloads: dict[str, Any]) -> dict[st
         "parked": run.parked.to_dict() if run.parked else None,
         "invocation_failure": invocation_failure_json(run),
         "cancel_requested": run.cancel_requested,
+        "queue": run.queue,
+        "position": run.position,
+        "priority": run.priority,
+        "dedup_id": run.dedup_id,
         **payloads,
         "error": run.error.to_dict() if run.error else None,
         "created_at": _iso(run.created_at),

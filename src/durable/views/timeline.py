@@ -469,6 +469,8 @@ def _state_line(run: RunInfo, now: float) -> Telling:
         return f"run PARKED after {took}: {error_text(run.parked)}", Tone.ALARM
     if run.status is ExecutionStatus.PAUSED:
         return f"run PAUSED after {took}: `durable resume {run.run_id}` runs it on", Tone.ALARM
+    if run.status is ExecutionStatus.ENQUEUED:
+        return f"run enqueued on {run.queue} for {took}", Tone.PLAIN
     if run.status.live:
         return f"run running for {took}", Tone.PLAIN
     tone = Tone.OK if run.status is ExecutionStatus.SUCCEEDED else Tone.ERROR
