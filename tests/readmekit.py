@@ -77,14 +77,15 @@ class Shell:
 Special = dict[str, Callable[[str], str]]
 
 
-def run_section(readme: Path, title: str, shell: Shell, *, blocks: slice = slice(None),
-                ports: tuple[str, ...] = (), skip: Callable[[str], bool],
-                then: Special) -> list[str]:
-    """Run the commands of the section's `blocks` in `shell`, each port in `ports` replaced by
-    a free one (what the README says of any port); `then[prefix]` runs a command starting with
-    prefix instead (it may wait, fill a placeholder, check the output). Returns what was
-    skipped."""
-    text = section(readme, title)
+def run_section(readme: Path, title: str | tuple[str, ...], shell: Shell, *,
+                blocks: slice = slice(None), ports: tuple[str, ...] = (),
+                skip: Callable[[str], bool], then: Special) -> list[str]:
+    """Run the commands of the section's `blocks` in `shell` (of several sections, one after
+    the other, as one), each port in `ports` replaced by a free one (what the README says of
+    any port); `then[prefix]` runs a command starting with prefix instead (it may wait, fill a
+    placeholder, check the output). Returns what was skipped."""
+    titles = (title,) if isinstance(title, str) else title
+    text = "".join(section(readme, t) for t in titles)
     for port in ports:
         text = text.replace(port, str(free_port()))
     skipped = []

@@ -121,7 +121,8 @@ def test_listing_filters_by_status_time_parent_and_roots_and_pages_by_cursor(
         if (cursor := page.next_cursor) is None:
             break
     assert seen == ["waiting", *children, "p"]
-    with pytest.raises(UsageError, match="use one of RUNNING, SUCCEEDED"):
+    with pytest.raises(UsageError, match=r"unknown status 'SLEEPING'; use one of .*RUNNING, "
+                                         "SUCCEEDED"):
         run_filter(status="SLEEPING", now=0)
     with pytest.raises(UsageError, match="not one a listing gave"):
         client.runs(cursor="not-a-cursor")

@@ -25,6 +25,7 @@ from durable.model import (
     OperationType,
     OperationUpdate,
     SubType,
+    attributes,
 )
 from durable.store import Store, Tx, open_store
 from durable.store.contract import CheckpointTokenRow
@@ -56,6 +57,7 @@ def ended_run_owning_a_row_everywhere(store: Store, run_id: str, now: float) -> 
                             heartbeat_timeout=60)],
             now, [LogLine(f"{run_id}-l1", now, "INFO", "hello")])
         machine.signal(tx, run_id, "unheard", '"x"', now)  # buffered: nobody waits for it
+        tx.set_attributes(run_id, attributes.attributes({"customer": "acme"}))
         tx.insert_execution(run_id, "fn", f"exec-{run_id}")
         tx.put_checkpoint_token(CheckpointTokenRow(run_id, token, "nonce", 0))
         machine.finish_invocation(tx, run_id, token,
@@ -191,7 +193,8 @@ def test_a_purge_racing_starts_of_the_same_ids(store: Store) -> None:
     ids = [f"old-{i}" for i in range(3000, 0, -3)]  # from the end the purge reaches last
 
     def start_all() -> list[str]:
-        return [run_id for run_id in ids if client.start_run("bulk", None, run_id)[1]]
+        return [run_id for run_id in ids
+                if client.start_run("bulk", None, run_id, existing=True)[1]]
     with ThreadPoolExecutor(1) as pool:
         starting = pool.submit(start_all)
         deleted = client.purge(time.time() - DAY, batch=5)

@@ -1,7 +1,8 @@
-"""The README's "Operating Durable" section pasted into a shell as it stands: `durable server`
-serving examples/approval_chain.py on a free port, one run terminated from the CLI (its
-approver runs end with it), one over HTTP with its children abandoned, both deleted (from the
-CLI and over HTTP), then purges from the CLI and over HTTP, which find nothing old enough."""
+"""The README's "Terminate" and "Delete and retention" sections pasted into a shell as they
+stand: `durable server` serving examples/approval_chain.py on a free port, one run terminated
+from the CLI (its approver runs end with it), one over HTTP with its children abandoned, both
+deleted (from the CLI and over HTTP), then purges from the CLI and over HTTP, which find
+nothing old enough."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_the_commands_of_operating_durable(tmp_path: Path) -> None:
     with Procs(tmp_path) as procs:
         shell = Shell(tmp_path, procs)
         try:
-            run_section(README, "Operating Durable", shell, ports=("8777",),
+            run_section(README, ("Terminate", "Delete and retention"), shell, ports=("8777",),
                         skip=lambda command: False,
                         then={"durable terminate": terminate_cli, "durable show": show,
                               "curl": curl})

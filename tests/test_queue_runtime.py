@@ -197,7 +197,7 @@ def test_priority_dedup_and_enqueued_positions_through_the_cli_and_the_api(
         assert sorted((r["run_id"], r["position"], r["priority"]) for r in listed) == sorted(
             expected)
         assert all(r["queue"] == "rt.one-slot" for r in listed)
-        by_ls = cli.json("ls", "--status", "ENQUEUED")
+        by_ls = cli.json("ls", "--status", "ENQUEUED")["runs"]
         assert sorted((r["run_id"], r["position"], r["priority"]) for r in by_ls) == sorted(
             expected)
         shown = cli.json("show", "cli")["run"]

@@ -497,7 +497,7 @@ async def test_starting_the_same_id_twice_yields_one_run(client):
         return x
 
     a = client.start(wf, 1, id="order-17")
-    b = client.start(wf, 2, id="order-17")
+    b = client.start(wf, 2, id="order-17", existing=True)  # another input: asked for
     assert a.run_id == b.run_id == "order-17"
     assert len(client.list()) == 1
     async with serving(client, wf):

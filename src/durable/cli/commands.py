@@ -25,7 +25,6 @@ from durable.cli.options import (
     json_option,
     open_client,
     parse_json,
-    parse_moment,
     parse_size,
     payload_option,
     payload_value,
@@ -463,10 +462,10 @@ def delete(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--ended-before", "ended_before", required=True, metavar="WHEN",
-              callback=parse_moment,
-              help="Delete runs that ended before WHEN: an ISO 8601 time (2026-01-31, "
-                   "2026-01-31T12:00Z) or an age (30d: thirty days ago; s, m, h, d, w).")
+@click.option("--ended-before", "ended_before", required=True, metavar="WHEN", type=Moment(),
+              help="Delete runs that ended before WHEN: an ISO 8601 time with its zone "
+                   "(2026-01-31T12:00Z), a date (2026-01-31, midnight UTC) or a span before "
+                   "now (30d: thirty days ago; s, m, h, d, w).")
 @click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
 @click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True,
               help="Runs deleted per transaction: running work waits at most one batch.")
@@ -643,7 +642,8 @@ def schedules_trigger(workflow: str, db: str | None, as_json: bool) -> None:
 @schedules.command("backfill")
 @click.argument("workflow")
 @click.option("--from", "start", type=Moment(), required=True, metavar="TIME",
-              help="First tick time to fill (ISO 8601; UTC without an offset).")
+              help="First tick time to fill: an ISO 8601 time with its zone, a date, or a span "
+                   "before now (2h).")
 @click.option("--to", "end", type=Moment(), required=True, metavar="TIME",
               help="Last tick time to fill, in the past.")
 @db_option

@@ -7,13 +7,13 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from durable.client import Client
 from durable.errors import UsageError
+from durable.model.listing import moment
 from durable.views import jsonio
 from durable.views.jsonio import JsonValue
 
@@ -62,22 +62,10 @@ def _age(text: str) -> float | None:
     return None if found is None else float(found[1]) * AGE_UNITS[found[2].lower()]
 
 
-def parse_moment(ctx: click.Context, param: click.Parameter, text: str) -> float:
-    """Option callback: a moment, as an ISO 8601 time (`2026-01-31`, `2026-01-31T12:00Z`) or
-    as an age before now (`30d`: thirty days ago); returns epoch seconds."""
-    age = _age(text)
-    if age is not None:
-        return time.time() - age
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is neither an ISO 8601 time (e.g. 2026-01-31 or "
-                                 "2026-01-31T12:00:00Z) nor an age (e.g. 30d, 12h)",
-                                 ctx, param) from None
-    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
 class Moment(click.types.StringParamType):
-    """A point in time, ISO 8601 (`2025-01-31T02:00`, `2025-01-31T02:00+01:00`, `...Z`); one
-    without a UTC offset is UTC. Converted to epoch seconds."""
+    """A point in time as `durable ls --since` takes it (`model.listing.moment`): an ISO 8601
+    time with its zone (`2026-01-31T12:00Z`), a date (midnight UTC), or a span before now
+    (`30d`: thirty days ago). Converted to epoch seconds."""
 
     name = "time"
 
@@ -86,11 +74,9 @@ class Moment(click.types.StringParamType):
         if isinstance(value, float):
             return value
         try:
-            at = datetime.fromisoformat(value)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 time; write e.g. 2025-01-31T02:00 (UTC) "
-                      "or 2025-01-31T02:00+01:00", param, ctx)
-        return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+            return moment(value, param.opts[0] if param is not None else "time", time.time())
+        except UsageError as e:
+            self.fail(str(e), param, ctx)
 
 
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
