@@ -64,8 +64,9 @@ def _action_command(action: str) -> click.Command:
                 _said(count, as_json)
                 return
             click.echo(_summary(count), err=True)
-            if not yes:
-                click.confirm(f"{action} them?", abort=True, err=True)
+            if not yes and not click.confirm(f"{action} them?", err=True):
+                click.echo("nothing done", err=True)
+                return
             job = client.bulk_create(action, from_step=from_step, reason=reason, **given)
             click.echo(f"bulk job {job.job_id} started; if it is interrupted, `durable bulk "
                        f"continue {job.job_id}` goes on", err=True)
