@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -19,7 +20,7 @@ from durable import Context, ExecutionStatus, step, workflow
 from durable.engine.bulk import rerun_id
 from durable.errors import BulkJobNotFound, UsageError
 from durable.model.attributes import FilterError
-from durable.model.bulk import DONE, RUNNING
+from durable.model.bulk import DONE, RUNNING, BulkJob
 from tests.kit import DURABLE, ROOT, Procs, wait_until
 from tests.serverkit import Server
 from tests.test_pause_edit import serving
@@ -34,7 +35,8 @@ def prepare(n: int) -> int:
 
 @workflow
 async def bulk_source(ctx: Context, n: int) -> int:
-    return await prepare(n)
+    doubled: int = await prepare(n)
+    return doubled
 
 
 @pytest.fixture
@@ -96,6 +98,28 @@ def test_runs_started_after_the_job_began_are_not_swept_in(client: durable.Clien
     assert _statuses(client, before) == [ExecutionStatus.STOPPED] * 3
     assert _statuses(client, after) == [ExecutionStatus.RUNNING] * 2
     assert client.bulk_resume(job.job_id) == done  # a finished job changes nothing
+
+
+def test_two_clients_continuing_one_job_at_once_act_on_each_run_once(
+        client: durable.Client, any_db: str) -> None:
+    runs = _started(client, "w", 60)
+    job = client.bulk_create("cancel", workflow="w")
+    finished: list[BulkJob] = []
+
+    def go_on() -> None:
+        with closing(durable.Client(any_db)) as mine:
+            finished.append(mine.bulk_resume(job.job_id, batch=7))
+    racers = [threading.Thread(target=go_on) for _ in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    done = client.bulk_job(job.job_id)
+    assert len(finished) == 2 and (done.status, done.acted, done.skipped) == (DONE, 60, 0)
+    assert all(client.get(r).cancel_requested for r in runs)
+    cancels = [e for r in runs for e in client.history(r)
+               if e.type == "ExecutionCancelRequested"]
+    assert len(cancels) == 60
 
 
 def _sources(db: str, count: int) -> list[str]:

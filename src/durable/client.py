@@ -552,7 +552,9 @@ class Client:
         return job
 
     def bulk_resume(self, job_id: str, batch: int = BULK_BATCH) -> BulkJob:
-        """Go on with a bulk job from where it got to (a finished one changes nothing)."""
+        """Go on with a bulk job from where it got to (a finished one changes nothing).
+        Several callers may go on with one job at once: each run is acted on by the first to
+        reach it, the job's row held while it does (`engine.bulk.step`)."""
         job = self.bulk_job(job_id)
         chosen = bulk.job_filter(job)
         while job.status == RUNNING:
