@@ -7,6 +7,7 @@ and `async def` where they wait for a run, so a long poll holds no thread.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
@@ -63,6 +64,7 @@ from durable.views.jsonio import (
 )
 from durable.views.values import Which, is_json, stored
 
+log = logging.getLogger("durable.server")
 router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
 
 
@@ -229,6 +231,16 @@ def purge(body: PurgeRequest, state: ServerDep) -> Purged:
     return Purged(deleted=deleted, more=deleted == body.limit)
 
 
+def _run_job(state: ServerState, job_id: str) -> None:
+    """Run a bulk job after the response. A failure (the database gone, say) is logged, not
+    raised: the job keeps its progress, and POST /api/bulk/{id}/continue goes on with it."""
+    try:
+        state.client.bulk_resume(job_id)
+    except Exception:
+        log.exception("bulk job %s stopped; POST /api/bulk/%s/continue goes on from where it "
+                      "got to", job_id, job_id)
+
+
 def _job(job: BulkJob) -> BulkJobOut:
     return BulkJobOut.model_validate(job.to_dict())
 
@@ -249,7 +261,7 @@ def start_bulk(body: BulkRequest, state: ServerDep, tasks: BackgroundTasks,
         response.status_code = 200
         return _job(state.client.bulk(body.action, dry_run=True, **asked, **given))
     job = state.client.bulk_create(body.action, **asked, **given)
-    tasks.add_task(state.client.bulk_resume, job.job_id)
+    tasks.add_task(_run_job, state, job.job_id)
     return _job(job)
 
 
@@ -270,7 +282,7 @@ def continue_bulk(job_id: str, state: ServerDep, tasks: BackgroundTasks) -> Bulk
     """Go on with a job interrupted (by a restart, say) from where it got to, in the
     background; each run it has reached already is not touched again."""
     job = state.client.bulk_job(job_id)
-    tasks.add_task(state.client.bulk_resume, job_id)
+    tasks.add_task(_run_job, state, job_id)
     return _job(job)
 
 
