@@ -21,10 +21,11 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
-from durable.engine import machine, schedules, telemetry
+from durable.engine import bulk, machine, schedules, telemetry
 from durable.engine.metrics import (
     FunctionHealth,
     QueueStats,
@@ -46,7 +47,8 @@ from durable.model import (
     RunInfo,
 )
 from durable.model import attributes as _attrs
-from durable.model.listing import Cursor, RunFilter, listed_status
+from durable.model.bulk import DRY_RUN, FILTER_KEYS, RUNNING, BulkJob, checked_action
+from durable.model.listing import Cursor, RunFilter, listed_status, run_filter
 from durable.model.queues import PRIORITY_MAX, Enqueue, ServedQueue
 from durable.model.schedule import Missed, Schedule, ScheduleInfo
 from durable.sdk.serializer import DEFAULT_SERIALIZER
@@ -65,6 +67,8 @@ HISTORY_PAGE = 10_000
 PURGE_BATCH = 500
 """Runs a purge deletes per transaction unless told otherwise: see benchmarks/purge.py for
 how long one batch holds the write lock."""
+BULK_BATCH = 200
+"""Runs a bulk job lists per read (each is then acted on in a transaction of its own)."""
 LOOK_AGAIN = 1.0
 """Longest a wait for a run's end goes without reading the run (seconds)."""
 
@@ -514,6 +518,73 @@ class Client:
         self.store.write_sync(lambda tx: machine.rerun(tx, run_id, new_id, from_step,
                                                        input_json, self.clock()))
         return RunHandle(self, new_id, wf)
+
+    # -- bulk actions ----------------------------------------------------------------------------
+    def bulk(self, action: str, *, from_step: str | None = None, reason: str | None = None,
+             dry_run: bool = False, batch: int = BULK_BATCH, **filter: Any) -> BulkJob:
+        """Apply `action` (model.bulk.ACTIONS; a rerun `from_step`) to every run `filter`
+        selects (the keywords of `model.listing.run_filter`, as `durable ls` takes them),
+        skipping those it no longer applies to. The job's progress is stored as it goes:
+        `bulk_resume` finishes one interrupted. `dry_run`: count what it would do, storing and
+        changing nothing."""
+        job = self.bulk_create(action, from_step=from_step, reason=reason, dry_run=dry_run,
+                               **filter)
+        return self._bulk_count(job, batch) if dry_run else self.bulk_resume(job.job_id, batch)
+
+    def bulk_create(self, action: str, *, from_step: str | None = None,
+                    reason: str | None = None, dry_run: bool = False,
+                    **filter: Any) -> BulkJob:
+        """The job `bulk` runs, stored (unless `dry_run`) but not begun: `bulk_resume` runs
+        it. Its filter is checked here, before anything is stored."""
+        checked_action(action, from_step)
+        unknown = sorted(set(filter) - set(FILTER_KEYS))
+        if unknown:
+            raise UsageError(f"unknown filter {', '.join(unknown)}; a bulk filter takes "
+                             f"{', '.join(FILTER_KEYS)}")
+        now = self.clock()
+        chosen = run_filter(**filter, now=now)
+        kept = {**filter, "status": chosen.status, "since": chosen.since, "until": chosen.until}
+        job = BulkJob("" if dry_run else f"bulk-{uuid.uuid4().hex[:16]}", action,
+                      {k: v for k, v in kept.items() if v not in (None, "", False)},
+                      from_step, reason, DRY_RUN if dry_run else RUNNING, now, now)
+        if not dry_run:
+            self.store.write_sync(lambda tx: tx.insert_bulk_job(job))
+        return job
+
+    def bulk_resume(self, job_id: str, batch: int = BULK_BATCH) -> BulkJob:
+        """Go on with a bulk job from where it got to (a finished one changes nothing).
+        Several callers may go on with one job at once: each run is acted on by the first to
+        reach it, the job's row held while it does (`engine.bulk.step`)."""
+        job = self.bulk_job(job_id)
+        chosen = bulk.job_filter(job)
+        while job.status == RUNNING:
+            page = self.store.read(partial(bulk.listed, chosen, batch, job.cursor))
+            for run in page:
+                at = Cursor(run.created_at, run.run_id)
+                job = self.store.write_sync(partial(bulk.step, job_id=job_id, at=at,
+                                                    now=self.clock()))
+            if len(page) < batch:
+                job = self.store.write_sync(partial(bulk.finish, job_id=job_id,
+                                                    now=self.clock()))
+        return job
+
+    def bulk_job(self, job_id: str) -> BulkJob:
+        return self.store.read(lambda tx: bulk.get_job(tx, job_id))
+
+    def bulk_jobs(self, limit: int = 100) -> builtins.list[BulkJob]:
+        """The newest bulk jobs first."""
+        return self.store.read(lambda tx: tx.bulk_jobs(limit))
+
+    def _bulk_count(self, job: BulkJob, batch: int) -> BulkJob:
+        chosen = bulk.job_filter(job)
+        acted = skipped = 0
+        after: Cursor | None = None
+        while True:
+            page, applying = self.store.read(partial(bulk.page, job, chosen, batch, after))
+            acted, skipped = acted + applying, skipped + len(page) - applying
+            if len(page) < batch:
+                return replace(job, acted=acted, skipped=skipped)
+            after = Cursor(page[-1].created_at, page[-1].run_id)
 
     # -- checking code against histories, schedules ------------------------------------------
     def replay(self, workflows: Sequence[Workflow[Any]],

@@ -216,3 +216,9 @@ class NonDeterminismError(BaseException):
     The run is parked, not failed: it stays RUNNING with this error visible until a deploy that
     matches its history resumes it.
     """
+
+
+class BulkJobNotFound(UsageError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no bulk job with id {job_id!r}; `durable bulk jobs` lists them")
+        self.job_id = job_id

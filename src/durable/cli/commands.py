@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from durable.cli import logsetup
+from durable.cli.bulk import bulk
 from durable.cli.deploy import deploy
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.metrics import serve_metrics
@@ -29,6 +30,7 @@ from durable.cli.options import (
     payload_option,
     payload_value,
     retention_option,
+    run_filter_options,
 )
 from durable.cli.render import (
     LiveStatus,
@@ -54,7 +56,7 @@ from durable.engine.worker import Worker
 from durable.errors import UsageError, requires_extra
 from durable.model import ENDED, ChildPolicy
 from durable.model.attributes import parse_assignment
-from durable.model.listing import listed_status, listed_statuses, run_filter
+from durable.model.listing import run_filter
 from durable.model.queues import PRIORITY_MAX
 from durable.model.schedule import ScheduleInfo
 from durable.sdk.workflow import REGISTRY, Workflow
@@ -101,15 +103,6 @@ def cli() -> None:
     TARGET is path/to/file.py:name, package.module:name, or a file or module alone (all the
     workflows defined in it).
     """
-
-
-def listed_status_option(ctx: click.Context, param: click.Parameter,
-                         value: str | None) -> str | None:
-    """Option callback: a status a listing filters by, or an error naming the option."""
-    try:
-        return listed_status(value)
-    except UsageError as e:
-        raise click.BadParameter(str(e), ctx, param) from None
 
 
 events_option = click.option(
@@ -222,18 +215,7 @@ def start(target: str, input_: JsonValue | None, run_id: str | None, attrs: tupl
 
 
 @cli.command("ls")
-@click.option("--status", metavar="STATUS", callback=listed_status_option,
-              help=f"Only runs in this status ({', '.join(listed_statuses())}).")
-@click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
-@click.option("--where", metavar="FILTER",
-              help='Only runs whose attributes match, e.g. \'customer = "acme" AND amount >= 3 '
-                   "AND due < 2026-12-01T00:00:00Z' (= on text; = < <= > >= on numbers, times).")
-@click.option("--since", metavar="TIME",
-              help="Only runs created at or after TIME: ISO 8601 (2026-12-01T09:00:00Z), a "
-                   "date, or a span before now (15m, 2h, 7d).")
-@click.option("--until", metavar="TIME", help="Only runs created before TIME (as --since).")
-@click.option("--parent", metavar="RUN_ID", help="Only the runs this run started.")
-@click.option("--roots", is_flag=True, help="Only runs no other run started.")
+@run_filter_options
 @click.option("--limit", type=click.IntRange(1, PAGE_LIMIT), default=50, show_default=True)
 @click.option("--cursor", metavar="CURSOR",
               help="Start after the page that printed this cursor (next_cursor in --json).")
@@ -855,6 +837,5 @@ def functions_rm(name: str, db: str | None, as_json: bool) -> None:
     echo_done(as_json, {"removed": name}, f"removed function {name}")
 
 
-cli.add_command(deploy)
-for _command in (pause, resume, edit):
+for _command in (deploy, bulk, pause, resume, edit):
     cli.add_command(_command)

@@ -6,14 +6,14 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
 from durable.client import Client
 from durable.errors import UsageError
-from durable.model.listing import moment
+from durable.model.listing import listed_status, listed_statuses, moment
 from durable.views import jsonio
 from durable.views.jsonio import JsonValue
 
@@ -116,6 +116,40 @@ retention_option = click.option(
     "--retention", metavar="AGE", callback=parse_age, envvar="DURABLE_RETENTION",
     help="Delete runs that ended longer ago than AGE (e.g. 30d, 12h), in the background, in "
          "batches [default: $DURABLE_RETENTION, else keep them all].")
+
+
+def listed_status_option(ctx: click.Context, param: click.Parameter,
+                         value: str | None) -> str | None:
+    """Option callback: a status a listing filters by, or an error naming the option."""
+    try:
+        return listed_status(value)
+    except UsageError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+_FILTER_OPTIONS = (
+    click.option("--status", metavar="STATUS", callback=listed_status_option,
+                 help=f"Only runs in this status ({', '.join(listed_statuses())})."),
+    click.option("--workflow", metavar="NAME", help="Only runs of this workflow."),
+    click.option("--where", metavar="FILTER",
+                 help='Only runs whose attributes match, e.g. \'customer = "acme" AND amount >= '
+                      "3 AND due < 2026-12-01T00:00:00Z' (= on text; = < <= > >= on numbers, "
+                      "times)."),
+    click.option("--since", metavar="TIME",
+                 help="Only runs created at or after TIME: ISO 8601 (2026-12-01T09:00:00Z), a "
+                      "date, or a span before now (15m, 2h, 7d)."),
+    click.option("--until", metavar="TIME", help="Only runs created before TIME (as --since)."),
+    click.option("--parent", metavar="RUN_ID", help="Only the runs this run started."),
+    click.option("--roots", is_flag=True, help="Only runs no other run started."),
+)
+
+
+def run_filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that choose runs, as `durable ls` takes them (`model.listing.run_filter`):
+    every command that acts on a listing's runs takes the same."""
+    for option in reversed(_FILTER_OPTIONS):
+        command = option(command)
+    return command
 
 
 @contextlib.contextmanager

@@ -7,13 +7,15 @@ and `async def` where they wait for a run, so a long poll holds no thread.
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import logging
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from durable.model import ErrorObject, RunInfo
 from durable.model.attributes import json_value
+from durable.model.bulk import BulkJob
 from durable.model.listing import run_filter
 from durable.model.schedule import ScheduleInfo
 from durable.server import observe, service
@@ -23,6 +25,9 @@ from durable.server.schemas import (
     Accepted,
     BackfilledRun,
     BackfillRequest,
+    BulkJobList,
+    BulkJobOut,
+    BulkRequest,
     CallbackFailure,
     CallbackSuccess,
     Event,
@@ -59,6 +64,7 @@ from durable.views.jsonio import (
 )
 from durable.views.values import Which, is_json, stored
 
+log = logging.getLogger("durable.server")
 router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
 
 
@@ -223,6 +229,61 @@ def purge(body: PurgeRequest, state: ServerDep) -> Purged:
     running work is not held up; at most `limit` per request."""
     deleted = state.client.purge(body.ended_before, workflow=body.workflow, limit=body.limit)
     return Purged(deleted=deleted, more=deleted == body.limit)
+
+
+def _run_job(state: ServerState, job_id: str) -> None:
+    """Run a bulk job after the response. A failure (the database gone, say) is logged, not
+    raised: the job keeps its progress, and POST /api/bulk/{id}/continue goes on with it."""
+    try:
+        state.client.bulk_resume(job_id)
+    except Exception:
+        log.exception("bulk job %s stopped; POST /api/bulk/%s/continue goes on from where it "
+                      "got to", job_id, job_id)
+
+
+def _job(job: BulkJob) -> BulkJobOut:
+    return BulkJobOut.model_validate(job.to_dict())
+
+
+@router.post("/bulk", response_model=BulkJobOut, status_code=202, tags=["bulk"],
+             responses={200: {"model": BulkJobOut, "description": "A dry run's count"}})
+def start_bulk(body: BulkRequest, state: ServerDep, tasks: BackgroundTasks,
+               response: Response) -> BulkJobOut:
+    """Apply `action` to every run the filters select (created before the job began),
+    skipping those it no longer applies to. The job is stored and run after the response, in
+    the background: follow it with GET /api/bulk/{job_id}. `dry_run`: the counts at once, 200,
+    nothing stored or changed. A bad filter or action is a 400."""
+    given: dict[str, Any] = {
+        "status": body.status, "workflow": body.workflow, "search": body.q, "where": body.where,
+        "since": body.since, "until": body.until, "parent": body.parent, "roots": body.roots}
+    asked: dict[str, Any] = {"from_step": body.from_step or None, "reason": body.reason}
+    if body.dry_run:
+        response.status_code = 200
+        return _job(state.client.bulk(body.action, dry_run=True, **asked, **given))
+    job = state.client.bulk_create(body.action, **asked, **given)
+    tasks.add_task(_run_job, state, job.job_id)
+    return _job(job)
+
+
+@router.get("/bulk", response_model=BulkJobList, tags=["bulk"])
+def list_bulk(state: ServerDep) -> BulkJobList:
+    """The newest bulk jobs first, with their progress."""
+    return BulkJobList(jobs=[_job(j) for j in state.client.bulk_jobs()])
+
+
+@router.get("/bulk/{job_id}", response_model=BulkJobOut, tags=["bulk"])
+def get_bulk(job_id: str, state: ServerDep) -> BulkJobOut:
+    return _job(state.client.bulk_job(job_id))
+
+
+@router.post("/bulk/{job_id}/continue", response_model=BulkJobOut, status_code=202,
+             tags=["bulk"])
+def continue_bulk(job_id: str, state: ServerDep, tasks: BackgroundTasks) -> BulkJobOut:
+    """Go on with a job interrupted (by a restart, say) from where it got to, in the
+    background; each run it has reached already is not touched again."""
+    job = state.client.bulk_job(job_id)
+    tasks.add_task(_run_job, state, job_id)
+    return _job(job)
 
 
 @router.post("/runs/{run_id}/rerun", response_model=Run, status_code=201)

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from durable.errors import (
+    BulkJobNotFound,
     CallbackNotFound,
     DurableError,
     OperationNotFound,
@@ -111,6 +112,8 @@ async def _durable_error(request: Request, exc: Exception) -> Response:
         return error_response(409, "wrong_run_state", str(exc))
     if isinstance(exc, FilterError):
         return error_response(400, "bad_filter", str(exc))
+    if isinstance(exc, BulkJobNotFound):
+        return error_response(404, "bulk_job_not_found", str(exc))
     if isinstance(exc, ScheduleNotFound):
         return error_response(404, "schedule_not_found", str(exc))
     if isinstance(exc, ScheduleExists):

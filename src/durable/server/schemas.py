@@ -384,3 +384,39 @@ class FunctionStatus(Function):
     """A registered function with how invoking it went lately."""
 
     health: FunctionHealthOut
+
+
+class BulkRequest(BaseModel):
+    """A bulk action and the runs it is for: the filters of GET /api/runs."""
+
+    action: str = Field(max_length=40, description="cancel, terminate, pause, resume or rerun")
+    status: str | None = Field(None, max_length=40, description="A status, or PARKED")
+    workflow: str | None = Field(None, max_length=500)
+    q: str | None = Field(None, max_length=200, description="Part of a run id or workflow")
+    where: str | None = Field(None, max_length=2000, description="Attribute filter")
+    since: str | None = Field(None, max_length=60, description="Created at or after")
+    until: str | None = Field(None, max_length=60, description="Created before")
+    parent: str | None = Field(None, max_length=500)
+    roots: bool = False
+    from_step: str | None = Field(None, max_length=500, description="For rerun: the step")
+    reason: str | None = Field(None, max_length=10_000, description="For terminate: why")
+    dry_run: bool = Field(False, description="Count what it would do; change nothing")
+
+
+class BulkJobOut(BaseModel):
+    job_id: str | None = Field(description="None for a dry run, which is not stored")
+    action: str
+    filter: dict[str, Any]
+    from_step: str | None
+    reason: str | None
+    status: Literal["RUNNING", "DONE", "DRY_RUN"] = Field(description=(
+        "RUNNING also for a job interrupted (a server restart): POST .../continue"))
+    started_at: float
+    updated_at: float
+    matched: int = Field(description="Runs reached so far (all of them, for a dry run)")
+    acted: int = Field(description="Runs the action was (would be) applied to")
+    skipped: int = Field(description="Runs it no longer applied to: ended, already paused...")
+
+
+class BulkJobList(BaseModel):
+    jobs: list[BulkJobOut]

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from durable.errors import OperationNotFound, RunNotFound, UsageError
+from durable.model.bulk import ACTIONS
 from durable.model.listing import listed_statuses
 from durable.server import observe, views
 from durable.server.deps import ServerDep
@@ -41,7 +42,7 @@ Listing = Annotated[views.RunsQuery, Depends(runs_query)]
 def runs(request: Request, state: ServerDep, query: Listing) -> HTMLResponse:
     page = views.runs_page(state.client, query, list(state.workflows.values()))
     return render(request, "runs.html", {"page": page, "statuses": listed_statuses(),
-                                         "ranges": views.RANGES})
+                                         "ranges": views.RANGES, "bulk_actions": ACTIONS})
 
 
 @router.get("/ui/runs/changes", response_class=HTMLResponse)

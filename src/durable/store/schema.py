@@ -217,6 +217,24 @@ ALTER TABLE schedules ADD COLUMN tick_input INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE schedules ADD COLUMN source TEXT NOT NULL DEFAULT 'code';
 ALTER TABLE schedules ADD COLUMN missed TEXT NOT NULL DEFAULT 'skip'
 """),
+    # Bulk actions (model/bulk.py): each job's filter and how far it got, so that one interrupted
+    # is resumed from its cursor rather than started over.
+    (11, """
+CREATE TABLE bulk_jobs (
+    job_id TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    filter TEXT NOT NULL,
+    from_step TEXT,
+    reason TEXT,
+    status TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    acted INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    cursor_created DOUBLE PRECISION,
+    cursor_run TEXT
+)
+"""),
 ]
 
 

@@ -66,6 +66,28 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.005)
 
 
+_HEADER_FDS: dict[str, int] = {}
+_HEADER_LOCK = threading.Lock()
+
+
+def _kept_open(path: str) -> int:
+    """A descriptor of the file at `path`, opened once per process and never closed while the
+    file is the same: closing any descriptor of a file drops every POSIX lock this process
+    holds on it, SQLite's too, so a header read closed after it would let another process take
+    this process's connections for gone and checkpoint the WAL away under them (the database
+    is then corrupted). Reopened only when the path names another file (its old inode's locks
+    are none of SQLite's then)."""
+    with _HEADER_LOCK:
+        fd = _HEADER_FDS.get(path)
+        if fd is not None and os.fstat(fd).st_ino == os.stat(path).st_ino:
+            return fd
+        if fd is not None:
+            os.close(fd)
+            del _HEADER_FDS[path]
+        fd = _HEADER_FDS[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return fd
+
+
 def check_header(path: str) -> None:
     """Refuse a file whose first 100 bytes are not a SQLite header that SQLite could read.
 
@@ -73,8 +95,7 @@ def check_header(path: str) -> None:
     database are checked (not the page count, which a checkpoint running meanwhile may be
     rewriting): a file that is not a database at all, or whose first page was overwritten."""
     try:
-        with open(path, "rb") as f:
-            header = f.read(100)
+        header = os.pread(_kept_open(path), 100, 0)
     except FileNotFoundError:
         return  # SQLite creates it
     except OSError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from durable.store.admission import Admission
+from durable.store.bulk import BulkJobs
 from durable.store.contract import Contract
 from durable.store.history import History
 from durable.store.logs import Logs
@@ -12,7 +13,8 @@ from durable.store.retention import Retention
 from durable.store.runs import Runs
 
 
-class Tx(Runs, Operations, History, Logs, Admission, Contract, Retention, Observe):
+class Tx(Runs, Operations, History, Logs, Admission, Contract, Retention, Observe,
+         BulkJobs):
     """Row-level primitives inside one transaction. The engine's state machine is written
     against this alone, so it never knows which database it is on."""
 
