@@ -40,9 +40,8 @@ from tests.apps.conformance_functions import HANDLERS  # noqa: E402
 
 REQUIREMENTS = Path(conformance.__file__).parent / "test_requirements"
 SUITES = ("step", "wait", "child", "callback", "invoke", "wait_for_condition",
-          "wait_for_callback", "parallel")
-"""The suites run. Not yet: `map` (no handlers written) and `plugin` (SDK plugins, not the
-backend's contract)."""
+          "wait_for_callback", "parallel", "map")
+"""The suites run. Not `plugin` (SDK plugins, not the backend's contract)."""
 CLOUDWATCH = "checks the function's CloudWatch Logs (ExpectedLogs), which only AWS has"
 EXCLUDED: dict[str, str] = {
     "1.7": CLOUDWATCH,
