@@ -16,7 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import boto3
-from aws_durable_execution_sdk_python.concurrency.models import BatchResult
+from aws_durable_execution_sdk_python.concurrency.models import (
+    BatchItem,
+    BatchItemStatus,
+    BatchResult,
+)
 from aws_durable_execution_sdk_python.config import (
     CallbackConfig,
     ChildConfig,
@@ -24,6 +28,7 @@ from aws_durable_execution_sdk_python.config import (
     Duration,
     InvokeConfig,
     JitterStrategy,
+    MapConfig,
     NestingType,
     ParallelBranch,
     ParallelConfig,
@@ -37,7 +42,7 @@ from aws_durable_execution_sdk_python.retries import (
     RetryStrategyConfig,
     create_retry_strategy,
 )
-from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext
+from aws_durable_execution_sdk_python.serdes import DEFAULT_JSON_SERDES, SerDes, SerDesContext
 from aws_durable_execution_sdk_python.types import (
     StepContext,
     WaitForCallbackContext,
@@ -1109,6 +1114,202 @@ def parallel_percentage_not_exceeded(event: Any, context: DurableContext) -> Any
     return projection(context.parallel(
         [_fails, const("b"), const("c"), const("d")],
         config=one_at_a_time(tolerated_failure_percentage=25)), *ALL)
+
+
+
+# -- 9. map -------------------------------------------------------------------------------------
+
+def in_order(**completion: Any) -> MapConfig[Any]:
+    """One item at a time, in index order, so the history is deterministic."""
+    return MapConfig(max_concurrency=1, completion_config=CompletionConfig(**completion))
+
+
+def _greet_in_step(ctx: DurableContext, item: str, index: int, items: Any) -> Any:
+    return ctx.step(returning(f"Hello, {item}!"))
+
+
+def _item_itself(ctx: DurableContext, item: Any, index: int, items: Any) -> Any:
+    return item
+
+
+def _upper_item(ctx: DurableContext, item: str, index: int, items: Any) -> str:
+    return item.upper()
+
+
+def _fails_on_fail(ctx: DurableContext, item: str, index: int, items: Any) -> str:
+    """The item itself, except that the item "fail" fails its iteration."""
+    if item == "fail":
+        raise RuntimeError("the item failed")
+    return item
+
+
+@requirement("9.1")
+def map_steps(event: Any, context: DurableContext) -> Any:
+    return context.map(event, _greet_in_step, name="map", config=in_order()).get_results()
+
+
+@requirement("9.2")
+def map_unnamed(event: Any, context: DurableContext) -> Any:
+    return context.map(event, lambda ctx, item, index, items: item * 2,
+                       config=in_order()).get_results()
+
+
+@requirement("9.3")
+def map_with_index(event: Any, context: DurableContext) -> Any:
+    return context.map(event, lambda ctx, item, index, items: item + index, name="indexed",
+                       config=in_order()).get_results()
+
+
+@requirement("9.4")
+def map_empty(event: Any, context: DurableContext) -> Any:
+    return context.map(event, _item_itself, name="empty").get_results()
+
+
+@requirement("9.5")
+def map_fail_fast(event: Any, context: DurableContext) -> Any:
+    return projection(context.map(["ok", "fail", "never"], _fails_on_fail, name="failfast",
+                                  config=in_order(tolerated_failure_count=0)), *ALL)
+
+
+@requirement("9.6")
+def map_fail_fast_rethrown(event: Any, context: DurableContext) -> Any:
+    batch: BatchResult[str] = context.map(["fail", "never"], _fails_on_fail, name="throwing",
+                        config=in_order(tolerated_failure_count=0))
+    batch.throw_if_error()
+    return batch.get_results()
+
+
+@requirement("9.7")
+def map_min_successful(event: Any, context: DurableContext) -> Any:
+    return projection(context.map(["a", "b", "c", "d"], _item_itself, name="min-successful",
+                                  config=in_order(min_successful=2)),
+                      "completionReason", "successCount", "totalCount")
+
+
+@requirement("9.8")
+def map_one_failure_tolerated(event: Any, context: DurableContext) -> Any:
+    return projection(context.map(["a", "fail", "c"], _fails_on_fail, name="tolerated",
+                                  config=in_order(tolerated_failure_count=1)), *ALL)
+
+
+@requirement("9.9")
+def map_tolerance_exceeded(event: Any, context: DurableContext) -> Any:
+    return projection(context.map(["fail", "fail", "never"], _fails_on_fail,
+                                  name="tolerated-exceeded",
+                                  config=in_order(tolerated_failure_count=1)), *COUNTS)
+
+
+@requirement("9.10")
+def map_percentage_exceeded(event: Any, context: DurableContext) -> Any:
+    return projection(context.map(["fail", "fail", "c", "d"], _fails_on_fail,
+                                  name="tolerated-pct",
+                                  config=in_order(tolerated_failure_percentage=25)), *COUNTS)
+
+
+@requirement("9.11")
+def map_concurrent(event: Any, context: DurableContext) -> Any:
+    return context.map(["r0", "r1", "r2"], _item_itself, name="concurrent",
+                       config=MapConfig(max_concurrency=2)).get_results()
+
+
+@requirement("9.12")
+def map_flat(event: Any, context: DurableContext) -> Any:
+    return context.map(["fa", "fb"], lambda ctx, item, index, items: ctx.step(returning(item)),
+                       name="flat", config=MapConfig(max_concurrency=1,
+                                                     nesting_type=NestingType.FLAT)).get_results()
+
+
+@requirement("9.13")
+def map_item_namer(event: Any, context: DurableContext) -> Any:
+    return context.map(event, lambda ctx, item, index, items: item * 10, name="named-items",
+                       config=MapConfig(max_concurrency=1,
+                                        item_namer=lambda item, index: f"item-{item}")
+                       ).get_results()
+
+
+class Prefixed(SerDes[str]):
+    """A string as "wrapped:<string>" (not JSON), and back."""
+
+    PREFIX = "wrapped:"
+
+    def serialize(self, value: str, serdes_context: SerDesContext) -> str:
+        return self.PREFIX + value
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> str:
+        return data.removeprefix(self.PREFIX)
+
+
+@requirement("9.14")
+def map_item_serdes(event: Any, context: DurableContext) -> Any:
+    return context.map(["x", "y"], _upper_item, name="serdes", config=MapConfig(
+        max_concurrency=1, item_serdes=Prefixed())).get_results()
+
+
+@requirement("9.15")
+def map_suspends_in_iteration(event: Any, context: DurableContext) -> Any:
+    def iteration(ctx: DurableContext, item: str, index: int, items: Any) -> Any:
+        if index == 1:
+            ctx.wait(seconds(1))
+        return ctx.step(returning(item))
+    return context.map(["r0", "r1"], iteration, name="suspend", config=in_order()).get_results()
+
+
+@requirement("9.16")
+def map_large_result(event: Any, context: DurableContext) -> Any:
+    # Four results of 70 KB: the batch (280 KB) is over the 256 KB a checkpoint holds inline.
+    return projection(context.map([70 * 1024] * 4, lambda ctx, size, index, items: "x" * size,
+                                  name="large", config=in_order()),
+                      "successCount", "totalCount")
+
+
+def _then_wait(context: DurableContext, value: Any) -> Any:
+    context.wait(seconds(1))
+    return value
+
+
+@requirement("9.17")
+def map_then_wait(event: Any, context: DurableContext) -> Any:
+    batch: BatchResult[str] = context.map(["a", "b"], _upper_item, name="then-wait",
+                                          config=in_order())
+    return _then_wait(context, batch.get_results())
+
+
+@requirement("9.18")
+def map_failure_then_wait(event: Any, context: DurableContext) -> Any:
+    batch: BatchResult[str] = context.map(["ok", "fail"], _fails_on_fail, name="fail-then-wait",
+                        config=in_order(tolerated_failure_count=1))
+    return _then_wait(context, projection(batch, *ALL))
+
+
+class JoinedResults(SerDes[BatchResult[str]]):
+    """A batch of string results as "OPSERDE:" and the results comma-joined; read back as a
+    batch whose items all succeeded."""
+
+    PREFIX = "OPSERDE:"
+
+    def serialize(self, value: BatchResult[str], serdes_context: SerDesContext) -> str:
+        return self.PREFIX + ",".join(value.get_results())
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> BatchResult[str]:
+        results = data.removeprefix(self.PREFIX).split(",")
+        batch: BatchResult[str] = BatchResult.from_items(
+            [BatchItem(i, BatchItemStatus.SUCCEEDED, r) for i, r in enumerate(results)])
+        return batch
+
+
+def _joined(context: DurableContext, name: str) -> BatchResult[str]:
+    return context.map(["x", "y"], _upper_item, name=name, config=MapConfig(
+        max_concurrency=1, serdes=JoinedResults(), item_serdes=DEFAULT_JSON_SERDES))
+
+
+@requirement("9.19")
+def map_result_serdes(event: Any, context: DurableContext) -> Any:
+    return _joined(context, "op-serde").get_results()
+
+
+@requirement("9.20")
+def map_result_serdes_replayed(event: Any, context: DurableContext) -> Any:
+    return _then_wait(context, _joined(context, "op-serde-replay").get_results())
 
 
 app = durable.serve(**HANDLERS)

@@ -18,6 +18,10 @@ from durable.server.app import DEFAULT_MAX_BODY, create_app
 from durable.server.auth import TOKEN, check_secret
 from durable.store import open_store
 
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle client connection stays open: longer than clients leave theirs idle
+between requests (AWS's load balancers keep 60 s for the same reason)."""
+
 if TYPE_CHECKING:  # the CLI's console: rich's, or its plain stand-in when rich is not installed
     from rich.console import Console
 
@@ -81,9 +85,13 @@ def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
                       f"{'token required' if token else 'no token'}; "
                       f"serving {', '.join(wf.name for wf in workflows) or 'no workflows'}); "
                       "Ctrl-C stops")
-        # log_config=None: uvicorn's records go through the logging the command set up
+        # log_config=None: uvicorn's records go through the logging the command set up.
+        # Keep-alive past uvicorn's 5 s: clients (boto3's pool, function hosts checkpointing)
+        # reuse a connection after a few seconds idle, and one the server closes just as the
+        # client sends fails that request ("connection closed before a valid response").
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
-                                               access_log=False))
+                                               access_log=False,
+                                               timeout_keep_alive=KEEP_ALIVE_SECONDS))
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once it
             server.run(sockets=[listening])  # has shut down; it was the way to stop: exit 0
         if not server.started:
