@@ -95,32 +95,28 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.code, exc.message)
 
 
+_DURABLE_ERRORS: tuple[tuple[type[DurableError], int, str], ...] = (
+    (RunNotFound, 404, "run_not_found"),
+    (CallbackNotFound, 404, "callback_not_found"),
+    (OperationNotFound, 404, "operation_not_found"),
+    (BulkJobNotFound, 404, "bulk_job_not_found"),
+    (ScheduleNotFound, 404, "schedule_not_found"),
+    (StoreUnusable, 503, "store_unusable"),  # the database, not the request
+    (RunIdTaken, 409, "run_id_taken"),
+    (RunNotEnded, 409, "run_not_ended"),
+    (RunStateConflict, 409, "wrong_run_state"),
+    (ScheduleExists, 409, "schedule_exists"),
+    (FilterError, 400, "bad_filter"),
+    (UsageError, 400, "bad_request"),
+)
+"""Each error of Durable's as the API answers it, the first that matches: the specific ones
+before `UsageError`, which most of them are; any other is a 409 `conflict`."""
+
+
 async def _durable_error(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, RunNotFound):
-        return error_response(404, "run_not_found", str(exc))
-    if isinstance(exc, CallbackNotFound):
-        return error_response(404, "callback_not_found", str(exc))
-    if isinstance(exc, OperationNotFound):
-        return error_response(404, "operation_not_found", str(exc))
-    if isinstance(exc, StoreUnusable):  # the database, not the request
-        return error_response(503, "store_unusable", str(exc))
-    if isinstance(exc, RunIdTaken):
-        return error_response(409, "run_id_taken", str(exc))
-    if isinstance(exc, RunNotEnded):
-        return error_response(409, "run_not_ended", str(exc))
-    if isinstance(exc, RunStateConflict):
-        return error_response(409, "wrong_run_state", str(exc))
-    if isinstance(exc, FilterError):
-        return error_response(400, "bad_filter", str(exc))
-    if isinstance(exc, BulkJobNotFound):
-        return error_response(404, "bulk_job_not_found", str(exc))
-    if isinstance(exc, ScheduleNotFound):
-        return error_response(404, "schedule_not_found", str(exc))
-    if isinstance(exc, ScheduleExists):
-        return error_response(409, "schedule_exists", str(exc))
-    if isinstance(exc, UsageError):
-        return error_response(400, "bad_request", str(exc))
-    return error_response(409, "conflict", str(exc))
+    status, code = next(((status, code) for kind, status, code in _DURABLE_ERRORS
+                         if isinstance(exc, kind)), (409, "conflict"))
+    return error_response(status, code, str(exc))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
