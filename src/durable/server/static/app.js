@@ -205,7 +205,7 @@ async function act(form, submitter) {
     const data = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error((data.error && data.error.message) || ("HTTP " + r.status));
     out.className = "result ok";
-    if (kind === "start" || kind === "rerun") {
+    if (kind === "start" || kind === "rerun" || kind === "trigger") {
       const link = document.createElement("a");
       link.href = "/runs/" + encodeURIComponent(data.run_id); link.textContent = data.run_id;
       out.textContent = (kind === "rerun" ? "Rerun started: " : (data.created === false ? "Already exists: " : "Started: "));
