@@ -341,7 +341,6 @@ def test_queues_schedules_and_functions_pages_show_what_the_store_holds(
             nightly = page.locator("table.schedules tr[data-workflow='reports.nightly']")
             expect(nightly).to_contain_text("Europe/Paris")
             expect(nightly.locator(".last")).to_have_text("never fired")
-            picture(page, tmp_path / "ui-schedules.png")
             pulse.locator(".last a").click()
             expect(page.locator(".run-head h1")).to_contain_text("reports.pulse")
 
@@ -366,18 +365,20 @@ def test_queues_schedules_and_functions_pages_show_what_the_store_holds(
         finally:
             context.close()
     if os.environ.get("UPDATE_SCREENSHOTS"):
-        for name in ("ui-queues.png", "ui-schedules.png", "ui-functions.png"):
+        for name in ("ui-queues.png", "ui-functions.png"):
             shutil.copy(tmp_path / name, ROOT / "docs" / name)
 
 
-def test_the_schedules_page_pauses_resumes_and_runs_a_schedule_now(browser: Browser,
-                                                                    tmp_path: Path) -> None:
+def test_the_schedules_page_pauses_resumes_runs_now_backfills_and_deletes(
+        browser: Browser, tmp_path: Path) -> None:
     with Server(tmp_path, TOKEN, "--worker", OBSERVE_APP) as server, server.client() as api:
         def nightly() -> dict[str, object]:
             listed: list[dict[str, object]] = api.get("/api/schedules").json()
             return next(s for s in listed if s["workflow"] == "reports.nightly")
         wait_until(lambda: nightly()["registered"], "the worker to serve the schedule",
                    interval=0.05)
+        api.post("/api/schedules", json={"workflow": "orders.fulfil", "cron": "0 3 1 1 *"}
+                 ).raise_for_status()  # made through the API: it can be deleted
         context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
         try:
             page = context.new_page()
@@ -403,7 +404,38 @@ def test_the_schedules_page_pauses_resumes_and_runs_a_schedule_now(browser: Brow
             assert run.json()["run"]["workflow"] == "reports.nightly", run.text
             # A run by hand leaves the schedule's own ticks as they were (engine.schedules).
             expect(row.locator(".last")).to_have_text("never fired")
+
+            row.get_by_text("Backfill").click()
+            backfill = row.locator("details.backfill form")
+            # Two nightly ticks at 03:00 Paris time fall in this range.
+            backfill.get_by_label("From").fill("2026-01-01T00:00+01:00")
+            backfill.get_by_label("To").fill("2026-01-02T12:00+01:00")
+            backfill.get_by_role("button", name="Start the missing runs").click()
+            expect(backfill.locator(".result.ok")).to_have_text(
+                "2 run(s) started, 0 tick(s) had one already")
+            picture(page, tmp_path / "ui-schedules.png")
+            backfill.get_by_role("button", name="Start the missing runs").click()
+            expect(backfill.locator(".result.ok")).to_have_text(
+                "0 run(s) started, 2 tick(s) had one already")
+            backfill.get_by_label("To").fill("next week")
+            backfill.get_by_role("button", name="Start the missing runs").click()
+            expect(backfill.locator(".result.err")).to_contain_text(
+                "body.to: Input should be a valid datetime")
+            runs = api.get("/api/runs", params={"workflow": "reports.nightly"}).json()["runs"]
+            assert len(runs) == 3, runs  # the one run by hand and the two backfilled
+
+            expect(row.get_by_role("button", name="Delete")).to_have_count(0)  # in its code
             started.click()
             expect(page.locator(".run-head h1")).to_contain_text("reports.nightly")
+            page.go_back()
+            made = page.locator("table.schedules tr[data-workflow='orders.fulfil']")
+            expect(made).to_contain_text("(created through the API)")
+            page.once("dialog", lambda dialog: dialog.accept())
+            made.get_by_role("button", name="Delete").click()
+            expect(made).to_have_count(0)
+            assert "orders.fulfil" not in {s["workflow"] for s in
+                                           api.get("/api/schedules").json()}
         finally:
             context.close()
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        shutil.copy(tmp_path / "ui-schedules.png", ROOT / "docs" / "ui-schedules.png")

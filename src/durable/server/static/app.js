@@ -169,6 +169,7 @@ function bodyFor(form, kind, verb) {
     if (attributes !== undefined) b.attributes = attributes;
     return b;
   }
+  if (kind === "backfill") return { from: f("from").trim(), to: f("to").trim() };
   if (kind === "signal") return { name: f("name"), payload: parseJson(f("payload"), "Payload") ?? null };
   if (kind === "callback") {
     if (verb === "fail") return { message: f("payload") || "failed from the web UI" };
@@ -213,6 +214,9 @@ async function act(form, submitter) {
       if (kind === "rerun") location.href = link.href;
       const runs = document.getElementById("runs");
       if (runs) runs.dispatchEvent(new Event("refresh"));
+    } else if (kind === "backfill") {
+      const made = data.filter((r) => r.created).length;
+      out.textContent = made + " run(s) started, " + (data.length - made) + " tick(s) had one already";
     } else {
       out.textContent = data.message || "Done";
       if (kind === "cancel" || form.dataset.then === "reload") setTimeout(() => location.reload(), 600);
