@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import durable
+from durable.sdk.workflow import REGISTRY
 from tests import pgkit
 
 if TYPE_CHECKING:
@@ -60,3 +61,13 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'durable.db'}"
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture
+def registry_restored() -> Iterator[None]:
+    """Workflows defined by a test leave the registry after it: a scheduled one left there would
+    have its ticks fired by any later worker that serves the whole registry."""
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +27,14 @@ from tests.serverkit import Server
 from tests.test_cli import Cli
 from tests.test_queues import T0, fresh_queue, napper
 
+pytestmark = pytest.mark.usefixtures("registry_restored")
+
 QUEUE_APP = "tests/apps/queue_app.py"
 
 
 @pytest.fixture
 def db_url(any_db: str) -> str:
     return any_db
-
-
-@pytest.fixture(autouse=True)
-def _unregister_test_workflows() -> Iterator[None]:
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
 
 
 async def test_waiting_runs_show_enqueued_with_their_position_in_priority_order(

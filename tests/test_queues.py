@@ -12,7 +12,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,12 +20,13 @@ import durable
 from durable import Context, ExecutionStatus, Queue, UsageError, workflow
 from durable.engine import machine
 from durable.model.queues import ServedQueue
-from durable.sdk.workflow import REGISTRY
 from durable.store import Store, Tx, open_store
 from durable.testing import TestEnvironment, VirtualClock
 from tests.crashkit import CrashLab
 from tests.kit import wait_until_async
 from tests.schedkit import fleet, spawn, utc
+
+pytestmark = pytest.mark.usefixtures("registry_restored")
 
 T0 = utc(2025, 1, 1, 12, 0)
 
@@ -35,14 +35,6 @@ T0 = utc(2025, 1, 1, 12, 0)
 def db_url(any_db: str) -> str:
     """This module's tests that use `db_url` (or `client`) run on SQLite, then PostgreSQL."""
     return any_db
-
-
-@pytest.fixture(autouse=True)
-def _unregister_test_workflows() -> Iterator[None]:
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
 
 
 def fresh_queue(limit: int | None = None, rate: str | None = None) -> Queue:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import pytest
 import durable
 from durable import Context, ExecutionStatus, UsageError, workflow
 from durable.errors import ScheduleExists, ScheduleNotFound
-from durable.sdk.workflow import REGISTRY
 from durable.testing import VirtualClock
 from tests.crashkit import CrashLab
 from tests.kit import ROOT
@@ -28,6 +26,8 @@ from tests.schedkit import fleet, spawn, utc
 from tests.serverkit import Server
 from tests.test_cli import Cli
 from tests.test_schedules import T0, ended, every_five_minutes, run_ids, tick_id
+
+pytestmark = pytest.mark.usefixtures("registry_restored")
 
 SCHED_APP = "tests.apps.sched_app"  # imports tests.apps: run with the repository on the path
 ON_PATH = {"PYTHONPATH": str(ROOT)}
@@ -41,14 +41,6 @@ def tick_of(run_id: str) -> str:
 @pytest.fixture
 def db_url(any_db: str) -> str:
     return any_db
-
-
-@pytest.fixture(autouse=True)
-def _unregister_test_workflows() -> Iterator[None]:
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
 
 
 def minute(m: int) -> float:

@@ -13,7 +13,6 @@ import os
 import sqlite3
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,12 @@ import durable
 from durable import Context, ExecutionStatus, UsageError, workflow
 from durable.model.ids import check_run_id
 from durable.model.schedule import MISSED_GRACE, Missed
-from durable.sdk.workflow import REGISTRY
 from durable.testing import TestEnvironment, VirtualClock
 from tests.crashkit import CrashLab
 from tests.kit import ROOT, Subprocess, wait_until, wait_until_async
 from tests.schedkit import fleet, spawn, utc
+
+pytestmark = pytest.mark.usefixtures("registry_restored")
 
 T0 = utc(2025, 1, 1, 12, 0, 30)  # 30 s after a tick of */5
 
@@ -37,16 +37,6 @@ T0 = utc(2025, 1, 1, 12, 0, 30)  # 30 s after a tick of */5
 def db_url(any_db: str) -> str:
     """This module's tests that use `db_url` (or `client`) run on SQLite, then PostgreSQL."""
     return any_db
-
-
-@pytest.fixture(autouse=True)
-def _unregister_test_workflows() -> Iterator[None]:
-    """Workflows defined by a test leave the registry after it: a scheduled one left there would
-    have its ticks fired by any later worker that serves the whole registry."""
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
 
 
 def every_five_minutes(seen: list[str], missed: Missed = "skip") -> durable.Workflow[str]:
