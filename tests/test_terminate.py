@@ -82,16 +82,53 @@ def test_terminate_fences_out_the_step_in_flight_and_runs_no_compensation(lab: L
     assert stopped.details["terminated"] is True and stopped.details["children"] == "terminate"
 
     lab.release("t1")  # the step body finishes: its SUCCEED checkpoint comes too late
-    wait_until(lambda: "run t1: lease lost mid-invocation" in worker.output()
-               or "run t1: lease went unrenewed" in worker.output(),
+    wait_until(lambda: "INFO durable.worker: run t1 terminated while in flight"
+               in worker.output(),
                lambda: f"the worker to be fenced out:\n{worker.output()[-2000:]}")
+    assert "lease" not in worker.output() and "WARNING" not in worker.output()
     assert lab.marked("t1", "done")
     assert not lab.marked("t1", "compensated"), "terminate ran the workflow's finally"
-    assert not [op for op in lab.client.operations(run_id) if op.name == "hold"], \
+    assert not [op for op in lab.client.operations(run_id)
+                if op.name == "hold" and op.status is OperationStatus.SUCCEEDED], \
         "the late SUCCEED was accepted"
     assert _events_after_stop(lab.client, run_id) == []
     # The worker is not hurt by it: it serves the next run.
     assert lab.ended(lab.start("quick", 1, "after")).status is ExecutionStatus.SUCCEEDED
+
+
+def hold_started(lab: Lab, run_id: str) -> None:
+    """Wait until the run's `hold` step is recorded STARTED (an at-least-once step's START is
+    checkpointed once its body has run a while)."""
+    wait_until(lambda: [op for op in lab.client.operations(run_id)
+                        if op.name == "hold" and op.status is OperationStatus.STARTED],
+               f"{run_id}'s hold step to be recorded in flight")
+
+
+def assert_cancelled_by_the_terminate(lab: Lab, run_id: str) -> None:
+    """The step in flight at the terminate is recorded CANCELLED, saying why, in its operation
+    and its history, before the stop; never left STARTED."""
+    (hold,) = [op for op in lab.client.operations(run_id) if op.name == "hold"]
+    assert hold.status is OperationStatus.CANCELLED and hold.ended_at is not None
+    assert hold.error is not None and hold.error.type == "Execution.Terminated"
+    assert "terminated while step 'hold' was in flight" in hold.error.message
+    history = lab.client.history(run_id)
+    (cancelled,) = [e for e in history if e.type == EventType.STEP_CANCELLED]
+    assert cancelled.name == "hold" and cancelled.details["reason"] == "terminated"
+    assert history.index(cancelled) < [e.type for e in history].index(
+        EventType.EXECUTION_STOPPED)
+
+
+def test_a_step_in_flight_at_the_terminate_is_recorded_cancelled_not_left_started(
+        lab: Lab) -> None:
+    lab.worker()
+    run_id = lab.start("saga", "s1", "s1")
+    hold_started(lab, run_id)
+    lab.client.terminate(run_id)
+    assert_cancelled_by_the_terminate(lab, run_id)
+    lab.release("s1")  # its late SUCCEED is refused: the record stays as the terminate left it
+    wait_until(lambda: lab.marked("s1", "done"), "the step body to end")
+    assert lab.ended(lab.start("quick", 1, "s-after")).status is ExecutionStatus.SUCCEEDED
+    assert_cancelled_by_the_terminate(lab, run_id)
 
 
 def test_cancel_by_contrast_runs_the_compensation(lab: Lab) -> None:
@@ -145,7 +182,7 @@ def test_worker_killed_right_after_a_terminate_leaves_the_run_stopped(lab: Lab) 
     the terminate commits; a new worker must neither resume the run nor run its handlers."""
     first = lab.worker()
     run_id = lab.start("saga", "k1", "k1")
-    wait_until(lambda: lab.started("k1") == 1, "the step to be in flight")
+    hold_started(lab, run_id)
     lab.client.terminate(run_id)
     first.kill()
     lab.release("k1")
@@ -156,6 +193,7 @@ def test_worker_killed_right_after_a_terminate_leaves_the_run_stopped(lab: Lab) 
     assert lab.started("k1") == 1, "the terminated run was invoked again"
     assert not lab.marked("k1", "compensated")
     assert _events_after_stop(lab.client, run_id) == []
+    assert_cancelled_by_the_terminate(lab, run_id)
 
 
 def test_terminate_racing_checkpoints_keeps_nothing_after_the_stop(lab: Lab) -> None:

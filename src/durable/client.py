@@ -736,8 +736,8 @@ def _tick_encoder(workflow: str) -> schedules.Encode:
 
 def _enqueue(workflow: str, priority: int | None, dedup_id: str | None) -> Enqueue | None:
     """How a new run of `workflow` waits for its queue: on the queue the workflow's code,
-    loaded in this process, declares (none known: the run shows RUNNING until a worker's
-    queue admits it)."""
+    loaded in this process, declares; not loaded here, on the one a worker serving it
+    recorded (`Tx.workflow_queue`), if any."""
     wf = REGISTRY.get(workflow)
     queue = None if wf is None else wf.queue
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
@@ -746,12 +746,14 @@ def _enqueue(workflow: str, priority: int | None, dedup_id: str | None) -> Enque
                          f"{PRIORITY_MAX} (higher is admitted first)")
     if dedup_id is not None and (not isinstance(dedup_id, str) or not dedup_id):
         raise UsageError(f"dedup_id={dedup_id!r} must be a non-empty string")
+    if wf is None:  # the engine finds the queue a worker recorded, or refuses
+        return None if priority is None and dedup_id is None else Enqueue(None, priority or 0,
+                                                                          dedup_id)
     if queue is None:
         if priority is not None or dedup_id is not None:
-            where = "is on no queue" if wf is not None else "is not loaded in this process"
-            raise UsageError(f"workflow {workflow!r} {where}: priority and dedup_id order and "
-                             "deduplicate the runs waiting for a queue; declare it with "
-                             "@workflow(queue=...) and start it where its code is imported")
+            raise UsageError(f"workflow {workflow!r} is on no queue: priority and dedup_id "
+                             "order and deduplicate the runs waiting for a queue; declare it "
+                             "with @workflow(queue=...)")
         return None
     return Enqueue(queue.name, priority or 0, dedup_id)
 

@@ -94,15 +94,19 @@ def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
     with another input is refused: a caller reusing an id for different work would otherwise
     get the old run back and never know."""
     check_run_id(run_id)
-    if enqueue is not None and enqueue.dedup_id is not None:
-        duplicate = tx.live_duplicate(enqueue.queue, enqueue.dedup_id)
+    if enqueue is not None and enqueue.queue is None:
+        enqueue = replace(enqueue, queue=_recorded_queue(tx, workflow))
+    dedup = None if enqueue is None or enqueue.queue is None or enqueue.dedup_id is None else (
+        enqueue.queue, enqueue.dedup_id)
+    if dedup is not None:
+        duplicate = tx.live_duplicate(*dedup)
         if duplicate is not None:
             return duplicate, False
     created = tx.insert_run(run_id, workflow, input, now, parent, lease, enqueue)
     run = tx.get_run(run_id)
     if run is None:  # a concurrent start took the dedup id first; its commit let ours through
-        assert enqueue is not None and enqueue.dedup_id is not None
-        run = tx.live_duplicate(enqueue.queue, enqueue.dedup_id)
+        assert dedup is not None
+        run = tx.live_duplicate(*dedup)
         assert run is not None
         return run, False
     if created:
@@ -115,6 +119,17 @@ def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
                                  "use another id, the same input, or ask for the existing run "
                                  "(existing=True, --existing)")
     return run, created
+
+
+def _recorded_queue(tx: Tx, workflow: str) -> str:
+    """The queue a worker serving `workflow` recorded for it."""
+    queue = tx.workflow_queue(workflow)
+    if queue is None:
+        raise UsageError(f"workflow {workflow!r} is on no queue known here (it is not loaded in "
+                         "this process, and no worker serving it has recorded a queue): "
+                         "priority and dedup_id order and deduplicate the runs waiting for a "
+                         "queue; declare it with @workflow(queue=...)")
+    return queue
 
 
 def same_input(a: str | None, b: str | None) -> bool:
@@ -215,8 +230,17 @@ def next_due(tx: Tx, now: float, workflows: Sequence[str],
 
 def release_unstarted(tx: Tx, run_id: str, token: int, now: float) -> None:
     """Give back a lease without invoking (a worker shutting down, a workflow it does not know)."""
-    if tx.fenced_run(run_id, token) is not None:
+    run = tx.fenced_run(run_id, token)
+    if run is not None:
         tx.update_run(run_id, lease_owner=None, lease_expires=None, ready_at=now)
+        _invocation_ended(tx, run)
+
+
+def _invocation_ended(tx: Tx, run: RunInfo) -> None:
+    """The run's invocation gave its lease back. Paused, the run gives back its queue slot
+    too: it held it only while that invocation went on, and waits for one again on resume."""
+    if run.status is ExecutionStatus.PAUSED:
+        tx.release_slot(run.run_id)
 
 
 def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, now: float,
@@ -240,6 +264,7 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
             tx.add_event(run_id, E.EXECUTION_PARKED, now, details={"error": out.parked.to_dict()})
             tx.update_run(run_id, parked=dump_error(out.parked), ready_at=run.timeout_at,
                           **common)
+            _invocation_ended(tx, run)
             return
         due = [op.due_at for op in tx.waiting_operations(run_id) if op.due_at is not None]
         if run.ready_at is not None:  # something arrived while the invocation ran
@@ -247,9 +272,11 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
         if run.timeout_at is not None:  # wake to end it when its execution timeout comes
             due.append(run.timeout_at)
         tx.update_run(run_id, parked=None, ready_at=min(due, default=None), **common)
+        _invocation_ended(tx, run)
         return
     if out.continue_as_new is not None:
         tx.update_run(run_id, parked=None, **common)
+        _invocation_ended(tx, run)
         generation = tx.restart_run(run_id, out.continue_as_new, now)
         tx.add_event(run_id, E.EXECUTION_CONTINUED_AS_NEW, now,
                      details={"generation": generation})
@@ -313,6 +340,7 @@ def terminate(tx: Tx, run_id: str, error: ErrorObject | None, now: float,
     if run.status in ENDED:
         return run.ended_at or now
     _cancel_waiting(tx, run_id, now, children=children is ChildPolicy.CANCEL)
+    _cancel_in_flight(tx, run_id, now)
     if children is ChildPolicy.TERMINATE:
         for child in tx.live_children(run_id):
             terminate(tx, child, ErrorObject(
@@ -338,11 +366,13 @@ def delete(tx: Tx, run_id: str) -> RunInfo:
     return run
 
 
-def purge(tx: Tx, ended_before: float, limit: int, workflow: str | None = None) -> int:
+def purge(tx: Tx, ended_before: float, limit: int, workflow: str | None = None,
+          unless: Sequence[str] = ()) -> int:
     """Delete up to `limit` runs that ended before `ended_before` (of `workflow` only, if
-    given), oldest first, as `delete` would; returns how many. One bounded batch, so that the
-    transaction holding the write lock stays short: callers loop until it returns < `limit`."""
-    return len(tx.delete_ended(ended_before, limit, workflow))
+    given; of none of the workflows `unless`), oldest first, as `delete` would; returns how
+    many. One bounded batch, so that the transaction holding the write lock stays short:
+    callers loop until it returns < `limit`."""
+    return len(tx.delete_ended(ended_before, limit, workflow, unless))
 
 
 def retry_invocation(tx: Tx, run_id: str, token: int, error: ErrorObject, now: float,
@@ -367,11 +397,13 @@ def retry_invocation(tx: Tx, run_id: str, token: int, error: ErrorObject, now: f
                              "function again (`durable functions add`) to resume the run")
         tx.add_event(run_id, E.EXECUTION_PARKED, now, details={"error": parked.to_dict()})
         tx.update_run(run_id, parked=dump_error(parked), ready_at=run.timeout_at, **common)
+        _invocation_ended(tx, run)
         return False
     retry_at = now + policy.delay(failures)
     if run.timeout_at is not None:
         retry_at = min(retry_at, run.timeout_at)
     tx.update_run(run_id, ready_at=retry_at, **common)
+    _invocation_ended(tx, run)
     return True
 
 
@@ -774,6 +806,27 @@ def _cancel_waiting(tx: Tx, run_id: str, now: float, children: bool = True) -> N
             cancel(tx, child, now)
 
 
+TERMINATED = "Execution.Terminated"
+"""The error type of an operation that was in flight when its run was terminated."""
+
+
+def _cancel_in_flight(tx: Tx, run_id: str, now: float) -> None:
+    """Cancel, as `_cancel_waiting` does, the steps and contexts still STARTED when the run is
+    terminated: their invocation is fenced out and never records their outcome, so each says
+    it was cut off and why (its body may have run to its end, or not at all)."""
+    for op in tx.waiting_operations(run_id):
+        if op.status is not S.STARTED or op.type not in (OperationType.STEP,
+                                                          OperationType.CONTEXT):
+            continue
+        error = ErrorObject(TERMINATED, f"the run was terminated while {op.type.lower()} "
+                            f"{op.name or op.id!r} was in flight (attempt {op.attempt}); its "
+                            "outcome is unknown and was not recorded")
+        tx.put_operation(run_id, replace(op, status=S.CANCELLED, error=error, ended_at=now,
+                                         due_at=None))
+        tx.add_event(run_id, E.STEP_CANCELLED, now, op.id, op.name, {
+            "reason": "terminated", "attempt": op.attempt, "error": error.to_dict()})
+
+
 def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None,
           now: float) -> RunInfo:
     """A new run of the same workflow that reuses the source's recorded results up to the
@@ -820,16 +873,21 @@ def pause(tx: Tx, run_id: str, by: str, now: float) -> RunInfo:
     tx.update_run(run_id, status=ExecutionStatus.PAUSED.value, updated_at=now)
     tx.add_event(run_id, E.EXECUTION_PAUSED, now,
                  details={"by": by, "invocation_in_flight": in_flight})
-    tx.notify()
+    if not in_flight:
+        tx.release_slot(run_id)  # else once that invocation ends (`_invocation_ended`)
+    tx.notify()  # and workers admit the next run to the slot it freed
     return _running(tx, run_id)
 
 
 def resume(tx: Tx, run_id: str, by: str, now: float) -> RunInfo:
     """Make a paused run claimable again, at once: the claim applies what fell due while it
-    was paused. A parked run (RUNNING, held by an error) is given another try the same way."""
+    was paused. A parked run (RUNNING, held by an error) is given another try the same way.
+    A paused run of a queue gave its slot back once no invocation of it was in flight: it is
+    ENQUEUED again, and runs when its queue admits it, within the queue's limit."""
     run = _running(tx, run_id)
     if run.status is ExecutionStatus.PAUSED:
         tx.update_run(run_id, status=ExecutionStatus.RUNNING.value)
+        tx.release_slot(run_id)  # no-op while an invocation holds the lease: it keeps the slot
     elif run.status is not ExecutionStatus.RUNNING or run.parked is None:
         raise RunStateConflict(run_id, f"run {run_id!r} is {run.status}, neither paused nor "
                                "parked: there is nothing to resume")

@@ -2,7 +2,12 @@
 worker and server given `--retention`, in the bounded batches of `durable purge` (one short
 transaction each, the event loop free between them), so running work never waits long for
 the write lock. Sweeps of several processes at once are safe: a batch deletes only runs still
-there (and on PostgreSQL skips those another sweep is deleting)."""
+there (and on PostgreSQL skips those another sweep is deleting).
+
+A workflow's own retention (`@workflow(retention=...)`, recorded in the store by the workers
+serving it) wins over the global one for its runs, in every process that sweeps, whether it
+loads the workflow's code or not: a sweep reads them first, deletes each such workflow's runs by
+its own age, and leaves them out of the global age's batches."""
 
 from __future__ import annotations
 
@@ -22,21 +27,32 @@ BATCH = 500
 
 
 class Retention:
-    """Deletes the runs of `store` that ended more than `seconds` ago."""
+    """Deletes the runs of `store` that ended more than `seconds` ago (None: only those of
+    workflows with a retention of their own, by theirs)."""
 
-    def __init__(self, store: Store, seconds: float, clock: Callable[[], float],
+    def __init__(self, store: Store, seconds: float | None, clock: Callable[[], float],
                  batch: int = BATCH, every: float = SWEEP_EVERY) -> None:
-        if seconds <= 0:
+        if seconds is not None and seconds <= 0:
             raise ValueError(f"retention must be a positive number of seconds, not {seconds}")
         self.store, self.seconds, self.clock = store, seconds, clock
         self.batch, self.every = batch, every
 
     async def sweep(self) -> int:
         """Delete every run past its retention now, a batch per transaction; returns how many."""
-        before, deleted = self.clock() - self.seconds, 0
+        own = await self.store.aread(lambda tx: tx.workflow_retentions())
+        now, deleted = self.clock(), 0
+        for workflow, seconds in sorted(own.items()):
+            deleted += await self._purge(now - seconds, workflow=workflow)
+        if self.seconds is not None:
+            deleted += await self._purge(now - self.seconds, unless=sorted(own))
+        return deleted
+
+    async def _purge(self, before: float, workflow: str | None = None,
+                     unless: list[str] | None = None) -> int:
+        deleted = 0
         while True:
             done = await self.store.awrite(
-                lambda tx: machine.purge(tx, before, self.batch))
+                lambda tx: machine.purge(tx, before, self.batch, workflow, unless or ()))
             deleted += done
             if done < self.batch:
                 return deleted
@@ -51,6 +67,7 @@ class Retention:
                 log.warning("retention sweep failed (%s); trying again in %g s", e, self.every)
             else:
                 if deleted:
-                    log.info("retention: deleted %d runs that ended over %g s ago", deleted,
-                             self.seconds, extra={"deleted": deleted})
+                    log.info("retention: deleted %d runs past their retention (global: %s)",
+                             deleted, "none" if self.seconds is None else f"{self.seconds:g} s",
+                             extra={"deleted": deleted})
             await asyncio.sleep(self.every)

@@ -44,6 +44,7 @@ from durable.model import (
     RETRY_INVOCATIONS,
     CheckpointResult,
     ErrorObject,
+    ExecutionStatus,
     Invocation,
     InvocationOutput,
     InvocationRetry,
@@ -57,6 +58,7 @@ from durable.model import (
 )
 from durable.model.queues import Queue, ServedQueue
 from durable.model.schedule import Schedule
+from durable.model.settings import WorkflowSettings
 from durable.store import Store, Tx, open_store
 
 log = logging.getLogger("durable.worker")
@@ -89,7 +91,8 @@ class Servable(Protocol):
 
     Optionally also (read with getattr, so wrappers that lack them still serve): `schedule`, a
     `Schedule` or None, with `schedule_input(tick: datetime) -> str | None` encoding a tick as the
-    run's input; and `queue`, a `Queue` or None.
+    run's input; `queue`, a `Queue` or None; and `retention`, seconds (`retention_seconds`)
+    or None.
     """
 
     @property
@@ -137,7 +140,9 @@ class Worker:
         for its workflow; the run never fails of it.
 
         With `retention` (seconds), the worker also deletes runs of any workflow that ended
-        longer ago than that, in the background (`engine/retention.py`)."""
+        longer ago than that, in the background (`engine/retention.py`); a workflow's own
+        `retention` (`@workflow(retention=...)`) overrides it for that workflow's runs, and
+        makes the worker sweep even without a global one."""
         workflows = list(workflows)
         self.handlers: dict[str, WorkflowHandler] = {w.name: w.handler for w in workflows}
         self.schedules = [_Scheduled(w.name, s, getattr(w, "schedule_input", _no_input))
@@ -157,7 +162,10 @@ class Worker:
         self.clock = clock
         self.drain_seconds = drain_seconds
         self.invocation_retry = invocation_retry
-        self.retention = None if retention is None else Retention(self.store, retention, clock)
+        self.settings = workflow_settings(workflows, self.queues)
+        self.retention = (Retention(self.store, retention, clock)
+                          if retention is not None or any(ws.retention for ws in self.settings)
+                          else None)
         self.retries: dict[str, InvocationRetry] = {}  # by workflow, where not the default
         self._pid_scope = pid_scope()
         self.owner = (f"{self._pid_scope or socket.gethostname()}:{os.getpid()}:"
@@ -239,13 +247,17 @@ class Worker:
 
     async def _catch_up(self) -> None:
         """What serving begins with, once the store answers, in one write (the writer, not
-        the pool of readers, which may take a while to reconnect after an outage): take over
-        the runs of dead workers of this host, and give parked runs another try."""
+        the pool of readers, which may take a while to reconnect after an outage): record what
+        the code says of its workflows for processes without it (their queues, retentions),
+        take over the runs of dead workers of this host, and give parked runs another try."""
         if self._caught_up:
             return
         names, clock = self.names, self.clock
 
+        settings = self.settings
+
         def catch_up(tx: Tx) -> list[RunInfo]:
+            tx.register_workflows(settings, clock())
             taken = self._reclaim_from_dead_neighbours(tx, clock())
             parked = tx.parked_runs(names)
             if parked:  # new code may fit their history now
@@ -461,6 +473,9 @@ class Worker:
             try:
                 out = await self.handlers[inv.workflow](inv, checkpointer)
             except StaleToken:
+                if not store_failed and await self._terminated(inv):
+                    self.stats.stale += 1
+                    return
                 if not store_failed and not self._holds(inv.run_id):
                     # Stopped before a step body, unsure of its lease (it went unrenewed):
                     # give the lease back at once if it is still ours, rather than let it run
@@ -509,6 +524,7 @@ class Worker:
                 self._start(await self._write(finish_and_claim))
             except StaleToken:
                 self.stats.stale += 1
+                await self._terminated(inv)
                 return
             except Exception as e:
                 self._abandon(inv.run_id, token, "recording how an invocation ended", e)
@@ -528,6 +544,20 @@ class Worker:
                 cb(inv.run_id)
             if self._wake is not None:
                 self._wake.set()
+
+    async def _terminated(self, inv: Invocation) -> bool:
+        """Whether the invocation was fenced out because its run was terminated (an operator's
+        act, nothing wrong here, so said at info level), rather than taken over; asked only
+        once fenced out, which is rare."""
+        try:
+            run = await self.store.aread(lambda tx: tx.get_run(inv.run_id))
+        except Exception:  # the store is away: what it would say is unknown
+            return False
+        if run is None or run.status is not ExecutionStatus.STOPPED:
+            return False
+        log.info("run %s terminated while in flight: its invocation stopped, and nothing of it "
+                 "after the stop was recorded", inv.run_id, extra=fields(inv))
+        return True
 
     def _abandon(self, run_id: str, token: int, what: str, error: BaseException) -> None:
         """An invocation of `run_id` ended without its outcome written, the store failing:
@@ -721,6 +751,14 @@ def _one_line(error: BaseException | str) -> str:
 
 def _no_input(tick: datetime) -> str | None:
     return None
+
+
+def workflow_settings(workflows: Iterable[Servable],
+                      queues: Iterable[ServedQueue]) -> list[WorkflowSettings]:
+    """What the code says of each workflow (its queue, its own retention), for the store."""
+    queue_of = {wf: q.queue.name for q in queues for wf in q.workflows}
+    return [WorkflowSettings(w.name, queue_of.get(w.name), getattr(w, "retention", None))
+            for w in workflows]
 
 
 def served_queues(workflows: Iterable[Servable]) -> list[ServedQueue]:

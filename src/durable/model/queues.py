@@ -104,8 +104,9 @@ PostgreSQL."""
 class Enqueue:
     """How a run waits for its queue: the queue's name, its `priority` (higher is admitted
     first; equal ones in start order) and a `dedup_id`, which no two live runs of the queue
-    share: starting a second one returns the first."""
+    share: starting a second one returns the first. `queue` None: the queue a worker recorded
+    for the workflow, for a starter that does not load its code."""
 
-    queue: str
+    queue: str | None
     priority: int = 0
     dedup_id: str | None = None

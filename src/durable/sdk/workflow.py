@@ -6,7 +6,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from durable.errors import (
@@ -28,6 +28,7 @@ from durable.model import (
 )
 from durable.model.queues import Queue
 from durable.model.schedule import Missed, Schedule
+from durable.model.settings import retention_seconds
 from durable.sdk.context import Context
 from durable.sdk.executor import CURRENT_SCOPE, ContinueAsNew, Executor, Suspend, _Fenced
 from durable.sdk.retry import RetryPolicy
@@ -52,7 +53,7 @@ class Workflow(Generic[R]):
     def __init__(self, fn: Callable[..., Awaitable[R]], name: str | None = None,
                  serializer: Serializer | None = None, schedule: Schedule | None = None,
                  queue: Queue | str | None = None, webhook: bool = False,
-                 record_inputs: bool = True) -> None:
+                 record_inputs: bool = True, retention: timedelta | None = None) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise UsageError(f"@workflow {fn.__qualname__} must be an `async def`")
         params = list(inspect.signature(fn).parameters.values())
@@ -79,6 +80,9 @@ class Workflow(Generic[R]):
         self._queue = queue
         self.webhook = webhook  # `durable server` exposes POST /hooks/<name> to start runs
         self.record_inputs = record_inputs  # of its steps and child runs, for people to see
+        # Seconds its ended runs are kept, whatever the global retention says (workers record
+        # it in the store, so every process sweeping honours it).
+        self.retention = retention_seconds(self.name, retention)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -174,7 +178,8 @@ def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[R]: ...
 def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              schedule: str | None = None, timezone: str | None = None,
              missed: Missed | None = None, queue: Queue | str | None = None,
-             webhook: bool = False, record_inputs: bool = True
+             webhook: bool = False, record_inputs: bool = True,
+             retention: timedelta | None = None
              ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
 
 
@@ -182,7 +187,7 @@ def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | No
              serializer: Serializer | None = None, schedule: str | None = None,
              timezone: str | None = None, missed: Missed | None = None,
              queue: Queue | str | None = None, webhook: bool = False,
-             record_inputs: bool = True) -> Any:
+             record_inputs: bool = True, retention: timedelta | None = None) -> Any:
     """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`.
 
     `schedule="0 2 * * *"` (cron, in `timezone`, default UTC): every worker serving the workflow
@@ -201,10 +206,15 @@ def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | No
     `record_inputs=False`: the inputs of its steps and child runs are not recorded with their
     operations (sensitive data); each is otherwise kept through `serializer`, as results are,
     for `durable show` and the UI. A step's own `record_input` wins over this.
+
+    `retention=timedelta(days=30)`: its runs are deleted that long after they end, by the
+    retention sweeps of workers and servers (`--retention`), whatever age those are given for
+    other workflows; a worker serving it sweeps even without `--retention`.
     """
     def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[R]:
         wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
-                                                     missed), queue, webhook, record_inputs)
+                                                     missed), queue, webhook, record_inputs,
+                      retention)
         REGISTRY[wf.name] = wf
         return wf
     return wrap(fn) if fn is not None else wrap

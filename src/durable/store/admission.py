@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from durable.model import RunInfo, ScheduleState
+from durable.model.settings import WorkflowSettings
 from durable.store.rows import ENQUEUED_SQL, RUN_COLUMNS, SCHEDULE_COLUMNS, Table, marks, run_row
 
 
@@ -20,9 +21,21 @@ class Admission(Table):
         concurrently overrides this (PostgreSQL: a transaction-scoped advisory lock per queue)."""
 
     def queue_held(self, queue: str) -> int:
-        """Runs admitted to `queue` that have not ended: the slots in use."""
-        return int(self._one("SELECT count(*) FROM runs WHERE queue_name = ?"
-                             " AND status = 'RUNNING'", (queue,))[0])
+        """Runs admitted to `queue` that have not ended nor given their slot back: the slots in
+        use. A paused run holds its slot until no invocation of it is in flight
+        (`release_slot`)."""
+        return int(self._one(
+            "SELECT (SELECT count(*) FROM runs WHERE queue_name = ? AND status = 'RUNNING')"
+            " + (SELECT count(*) FROM runs WHERE queue_name = ? AND status = 'PAUSED')",
+            (queue, queue))[0])
+
+    def release_slot(self, run_id: str) -> None:
+        """The run gives back the slot of the queue that admitted it, if it holds one and no
+        invocation holds its lease: it waits on that queue again, ENQUEUED once RUNNING, in its
+        place by priority and age. Its first admission stays its time in the rate window."""
+        self._exec("UPDATE runs SET enqueued_on = COALESCE(enqueued_on, queue_name),"
+                   " queue_name = NULL WHERE run_id = ? AND queue_name IS NOT NULL"
+                   " AND lease_owner IS NULL", (run_id,))
 
     def queue_depth(self, workflows: Sequence[str]) -> int:
         """Runs of `workflows` that no queue admitted yet: waiting for a slot."""
@@ -76,8 +89,42 @@ class Admission(Table):
     def admit(self, run_ids: Sequence[str], queue: str, now: float) -> None:
         """The runs take a slot of `queue` from now until they end."""
         if run_ids:
-            self._exec(f"UPDATE runs SET queue_name = ?, admitted_at = ?"
+            self._exec(f"UPDATE runs SET queue_name = ?, admitted_at = COALESCE(admitted_at, ?)"
                        f" WHERE run_id IN ({marks(run_ids)})", (queue, now, *run_ids))
+
+    def register_workflows(self, settings: Sequence[WorkflowSettings], now: float) -> None:
+        """Record what a worker's code says of these workflows (`workflow_settings`). Runs of a
+        workflow whose queue changed move with it: those waiting for admission show ENQUEUED
+        on its new queue, or, off any queue, RUNNING."""
+        for ws in settings:
+            row = self._one("SELECT queue, retention FROM workflow_settings WHERE workflow = ?",
+                            (ws.workflow,))
+            if row is not None and (row[0], row[1]) == (ws.queue, ws.retention):
+                continue
+            self._exec("INSERT INTO workflow_settings (workflow, queue, retention, updated_at)"
+                       " VALUES (?, ?, ?, ?) ON CONFLICT (workflow) DO UPDATE SET"
+                       " queue = excluded.queue, retention = excluded.retention,"
+                       " updated_at = excluded.updated_at",
+                       (ws.workflow, ws.queue, ws.retention, now))
+            waiting = "workflow = ? AND status = 'RUNNING' AND queue_name IS NULL"  # runs_waiting
+            if ws.queue is not None and (row is None or row[0] != ws.queue):
+                # A run with a dedup id stays where it is: its id is unique on its own queue.
+                self._exec(f"UPDATE runs SET enqueued_on = ? WHERE {waiting} AND (enqueued_on"
+                           " IS NULL OR enqueued_on <> ? AND dedup_id IS NULL)",
+                           (ws.queue, ws.workflow, ws.queue))
+            elif ws.queue is None and row is not None and row[0] is not None:
+                self._exec(f"UPDATE runs SET enqueued_on = NULL WHERE {waiting}"
+                           " AND enqueued_on IS NOT NULL", (ws.workflow,))
+
+    def workflow_queue(self, workflow: str) -> str | None:
+        """The queue a worker last said `workflow` is on (None: none, or no worker said)."""
+        row = self._one("SELECT queue FROM workflow_settings WHERE workflow = ?", (workflow,))
+        return None if row is None else row[0]
+
+    def workflow_retentions(self) -> dict[str, float]:
+        """Each workflow's own retention in seconds, where its code sets one."""
+        return {r[0]: float(r[1]) for r in self._rows(
+            "SELECT workflow, retention FROM workflow_settings WHERE retention IS NOT NULL")}
 
 
     def get_schedule(self, workflow: str, lock: bool = False) -> ScheduleState | None:

@@ -29,15 +29,19 @@ class Retention(Table):
         self._exec(f"DELETE FROM runs WHERE run_id IN ({ids})", run_ids)
         self._delete_owned(run_ids)
 
-    def delete_ended(self, ended_before: float, limit: int,
-                     workflow: str | None = None) -> list[str]:
-        """Delete up to `limit` ended runs (of `workflow`, if given) that ended before
-        `ended_before`, oldest first, with what they own; returns their ids. Set-based: one
-        DELETE on runs (walking runs_ended), then one per owned table. Runs another purge is
-        deleting meanwhile are skipped (`claim_lock_clause`), not waited for."""
+    def delete_ended(self, ended_before: float, limit: int, workflow: str | None = None,
+                     unless: Sequence[str] = ()) -> list[str]:
+        """Delete up to `limit` ended runs (of `workflow`, if given; of none of `unless`) that
+        ended before `ended_before`, oldest first, with what they own; returns their ids.
+        Set-based: one DELETE on runs (walking runs_ended, or runs_workflow_ended for one
+        workflow), then one per owned table. Runs another purge is deleting meanwhile are
+        skipped (`claim_lock_clause`), not waited for."""
         where, params = "", list[object]([ended_before])
         if workflow is not None:
             where, params = " AND workflow = ?", [ended_before, workflow]
+        if unless:
+            where += f" AND workflow NOT IN ({marks(unless)})"
+            params += unless
         deleted = [r[0] for r in self._rows(
             "DELETE FROM runs WHERE " + self.run_id_in.format(
                 f"SELECT run_id FROM runs WHERE ended_at < ? AND status IN ({_ENDED_SQL})"

@@ -235,6 +235,21 @@ CREATE TABLE bulk_jobs (
     cursor_run TEXT
 )
 """),
+    # What workers know of each workflow's code, for processes that do not load it: its queue,
+    # so that a run started anywhere (a child, a tick, the CLI) shows ENQUEUED until admitted,
+    # and its own retention, which overrides the global one wherever retention sweeps. A paused
+    # run keeps its slot while its invocation in flight lasts (runs_queue_paused counts it), and
+    # a workflow's ended runs are purged by its own age through runs_workflow_ended.
+    (12, """
+CREATE TABLE workflow_settings (
+    workflow TEXT PRIMARY KEY,
+    queue TEXT,
+    retention DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX runs_queue_paused ON runs (queue_name) WHERE status = 'PAUSED';
+CREATE INDEX runs_workflow_ended ON runs (workflow, ended_at) WHERE ended_at IS NOT NULL
+"""),
 ]
 
 
