@@ -1,7 +1,7 @@
 """A scheduled and a queued workflow, and the launcher the schedule and queue tests run as real
 worker subprocesses sharing one SQLite file:
 
-    python -m tests.apps.sched_app --db URL --serve schedule|queue [--lease 1.0]
+    python -m tests.apps.sched_app --db URL --serve schedule|queue|held [--lease 1.0]
                                    [--crash-on-first-invoke]
 
 (from the repository root, so `tests.apps` imports). Step bodies leave `<event> <pid>` lines in
@@ -29,7 +29,7 @@ from typing import Any
 import durable
 from durable import Context, workflow
 from durable.model import Checkpointer, Invocation, InvocationOutput
-from tests.apps.crash_app import record
+from tests.apps.crash_app import gate, record
 
 EVERY_SECOND = "* * * * * *"  # croniter's sixth field: seconds
 JOBS = durable.Queue("sched.jobs", limit=2)
@@ -63,7 +63,28 @@ async def job(ctx: Context, n: int) -> int:
     return n
 
 
-SERVES: dict[str, list[durable.Workflow[Any]]] = {"schedule": [every_second], "queue": [job]}
+HELD = durable.Queue("sched.held", limit=1)
+
+
+def stamp_at_gate(event: str, job: int) -> float:
+    """`stamp`, then wait at the gate `<event>-<job>`: the run's invocation stays in flight."""
+    now = stamp(event, job)
+    gate(f"{event}-{job}")
+    return now
+
+
+@workflow(name="sched.held_job", queue=HELD)
+async def held_job(ctx: Context, n: int) -> int:
+    """Takes the one slot of its queue: begins (held at a gate), waits for the signal `go`,
+    ends."""
+    await ctx.step(stamp_at_gate, "begin", n, name="begin")
+    await ctx.wait_for_signal("go")
+    await ctx.step(stamp, "end", n, name="end")
+    return n
+
+
+SERVES: dict[str, list[durable.Workflow[Any]]] = {"schedule": [every_second], "queue": [job],
+                                                  "held": [held_job]}
 
 
 class CrashOnFirstInvoke:
