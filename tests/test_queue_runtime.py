@@ -122,6 +122,84 @@ def test_concurrent_starts_with_one_dedup_id_make_one_run(db_url: str) -> None:
             c.close()
 
 
+def signalled(queue: durable.Queue, name: str) -> durable.Workflow[None]:
+    """A workflow on `queue` whose runs hold their slot until signalled `go`."""
+    @durable.workflow(name=f"{name}-{queue.name}", queue=queue)
+    async def held(ctx: durable.Context) -> None:
+        await ctx.wait_for_signal("go")
+    return held
+
+
+async def test_child_runs_and_schedule_ticks_on_a_full_queue_wait_enqueued(
+        db_url: str) -> None:
+    """Runs the engine starts itself (a child run, a schedule's tick) wait ENQUEUED on their
+    queue like runs a client starts: the queue the worker recorded for their workflow."""
+    queue = fresh_queue(limit=1)
+    holder, child = signalled(queue, "holder"), napper(queue)
+
+    @durable.workflow(name=f"parent-{queue.name}")
+    async def parent(ctx: durable.Context) -> str:
+        return str(await ctx.invoke(child, "kid", id="kid"))
+
+    @durable.workflow(name=f"tick-{queue.name}", schedule="* * * * *", queue=queue)
+    async def ticking(ctx: durable.Context) -> None:
+        return None
+
+    async with TestEnvironment(holder, child, parent, ticking, db=db_url, start=T0) as env:
+        env.client.start(holder, id="holder")
+        await env.settle()
+        env.client.start(parent, id="parent")
+        await env.settle()
+        kid = env.get("kid")
+        assert (kid.status, kid.queue, kid.position) == (ExecutionStatus.ENQUEUED, queue.name, 1)
+        assert env.get("parent").status is ExecutionStatus.RUNNING  # on no queue
+
+        await env.skip(61)  # the schedule's tick at 12:01 starts a run: the queue is full
+        (tick,) = env.client.list(workflow=ticking.name)
+        assert (tick.status, tick.queue, tick.position) == (
+            ExecutionStatus.ENQUEUED, queue.name, 2)
+        assert env.get("kid").position == 1
+
+        env.signal("holder", "go")
+        await env.settle()
+        assert env.get("kid").status is ExecutionStatus.RUNNING
+        await env.skip(60)  # kid ends, its parent with it; the tick's run is admitted and ends
+        assert env.get("parent").status is ExecutionStatus.SUCCEEDED
+        assert env.get(tick.run_id).status is ExecutionStatus.SUCCEEDED
+
+
+async def test_a_run_started_where_its_code_is_not_loaded_waits_on_the_recorded_queue(
+        db_url: str) -> None:
+    """A starter without the workflow's code (the CLI, the API of another deployment) knows
+    its queue from the worker serving it, which records it as it starts serving: runs started
+    before that are marked ENQUEUED then, those after at their start, and priority and dedup
+    ids work from there too."""
+    queue = fresh_queue(limit=1)
+    wf = signalled(queue, "remote")
+    async with TestEnvironment(wf, db=db_url, start=T0) as env:
+        del REGISTRY[wf.name]  # this process's client no longer knows the code
+        for run_id in ("early-1", "early-2"):
+            early, _ = env.client.start_run(wf.name, None, id=run_id)
+            env.clock.advance(0.001)
+        assert early.status is ExecutionStatus.RUNNING  # no worker said where it waits yet
+        with pytest.raises(UsageError, match="no worker serving it has recorded a queue"):
+            env.client.start_run(wf.name, None, dedup_id="job-1")
+
+        await env.settle()  # the worker records the queue, then admits the oldest
+        first, second = env.get("early-1"), env.get("early-2")
+        assert (first.status, first.queue) == (ExecutionStatus.RUNNING, queue.name)
+        assert (second.status, second.queue, second.position) == (
+            ExecutionStatus.ENQUEUED, queue.name, 1)
+
+        late, created = env.client.start_run(wf.name, None, id="late", priority=3,
+                                             dedup_id="job-1")
+        assert created and (late.status, late.queue, late.position) == (
+            ExecutionStatus.ENQUEUED, queue.name, 1)
+        again, created = env.client.start_run(wf.name, None, dedup_id="job-1")
+        assert not created and again.run_id == "late"
+        assert env.get("early-2").position == 2
+
+
 def test_priority_and_dedup_id_need_a_queued_workflow_and_sane_values(
         client: durable.Client) -> None:
     @durable.workflow(name="unqueued-rt")
@@ -130,7 +208,7 @@ def test_priority_and_dedup_id_need_a_queued_workflow_and_sane_values(
 
     with pytest.raises(UsageError, match="is on no queue"):
         client.start(unqueued, priority=1)
-    with pytest.raises(UsageError, match="not loaded in this process"):
+    with pytest.raises(UsageError, match="not loaded in this process, and no worker"):
         client.start_run("nowhere", None, dedup_id="x")
     wf = napper(fresh_queue())
     with pytest.raises(UsageError, match="must be an integer"):

@@ -299,6 +299,7 @@ class Worker:
     async def run_due(self) -> float | None:
         """Run every invocation due now, and what they make due now, until nothing is; return
         when the next one falls due (None: nothing will without the outside world)."""
+        await self._catch_up()
         while True:
             timeout = await self._poll()
             if self._inflight:
