@@ -9,12 +9,14 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import durable
 from durable.engine import machine
+from durable.engine.retention import Retention
 from durable.errors import RunNotEnded, RunNotFound
 from durable.model import (
     ExecutionStatus,
@@ -29,11 +31,13 @@ from durable.model import (
 )
 from durable.store import Store, Tx, open_store
 from durable.store.contract import CheckpointTokenRow
+from durable.testing import TestEnvironment
 from tests.endingkit import bulk_ended_runs, orphans, owned
 from tests.kit import DURABLE, Procs, wait_until
 
 APP = "tests/apps/ending_app.py"
 DAY = 86400.0
+T0 = 1_750_000_000.0
 
 
 @pytest.fixture
@@ -218,3 +222,51 @@ def test_a_deleted_runs_id_starts_a_new_run(store: Store) -> None:
     assert created and run.status is ExecutionStatus.RUNNING and run.input == '"new"'
     assert owned(store, "again") == {**dict.fromkeys(owned(store, "again"), 0),
                                      "runs": 1, "history": 1}
+
+
+@pytest.mark.usefixtures("registry_restored")
+async def test_a_workflows_own_retention_overrides_the_global_one_everywhere(
+        any_db: str) -> None:
+    """`@workflow(retention=...)`: the worker serving it records it, and every retention sweep
+    honours it, that worker's and one of a process without the code (a server given
+    `--retention 1d`): shorter than the global age, its runs go sooner; longer, they stay."""
+    @durable.workflow(name="brief", retention=timedelta(hours=1))
+    async def brief(ctx: durable.Context) -> str:
+        return "b"
+
+    @durable.workflow(name="kept", retention=timedelta(days=7))
+    async def kept(ctx: durable.Context) -> str:
+        return "k"
+
+    @durable.workflow(name="plain")
+    async def plain(ctx: durable.Context) -> str:
+        return "p"
+
+    async with TestEnvironment(brief, kept, plain, db=any_db, start=T0) as env:
+        for wf in (brief, kept, plain):
+            assert await env.run(wf, id=wf.name) is not None
+        own = env.worker.retention  # no global retention: it sweeps for the workflows' own
+        assert own is not None and own.seconds is None
+        elsewhere = Retention(env.store, DAY, env.clock)  # knows none of the code
+
+        def left() -> list[str]:
+            return sorted(r.run_id for r in env.client.list())
+
+        env.clock.advance(2 * 3600)
+        assert await elsewhere.sweep() == 1 and left() == ["kept", "plain"]
+        env.clock.advance(DAY)
+        assert await own.sweep() == 0  # the global age is none of this worker's business
+        assert await elsewhere.sweep() == 1 and left() == ["kept"]  # 7 days are not up
+        env.clock.advance(7 * DAY)
+        assert await own.sweep() == 1 and left() == []
+
+
+@pytest.mark.usefixtures("registry_restored")
+def test_a_retention_that_is_not_a_positive_timedelta_is_refused() -> None:
+    for bad in (timedelta(0), timedelta(seconds=-1), "30d"):
+        with pytest.raises(durable.UsageError, match="must be a positive timedelta"):
+            durable.workflow(name="refused", retention=bad)(_nothing)  # type: ignore[arg-type]
+
+
+async def _nothing(ctx: durable.Context) -> None:
+    return None
