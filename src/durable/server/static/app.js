@@ -167,6 +167,11 @@ function bodyFor(form, kind, verb) {
     if (f("id").trim()) b.id = f("id").trim();
     const attributes = parseJson(f("attributes"), "Attributes");
     if (attributes !== undefined) b.attributes = attributes;
+    const queued = form.querySelector("fieldset.queued");
+    if (queued && !queued.hidden) {  // only a workflow on a queue takes them
+      if (f("priority").trim()) b.priority = Number(f("priority"));  // the input allows integers only
+      if (f("dedup_id").trim()) b.dedup_id = f("dedup_id").trim();
+    }
     return b;
   }
   if (kind === "backfill") return { from: f("from").trim(), to: f("to").trim() };
@@ -211,6 +216,7 @@ async function act(form, submitter) {
       link.href = "/runs/" + encodeURIComponent(data.run_id); link.textContent = data.run_id;
       out.textContent = (kind === "rerun" ? "Rerun started: " : (data.created === false ? "Already exists: " : "Started: "));
       out.appendChild(link);
+      if (data.status === "ENQUEUED") out.append(" (ENQUEUED #" + data.position + " on " + data.queue + ")");
       if (kind === "rerun") location.href = link.href;
       const runs = document.getElementById("runs");
       if (runs) runs.dispatchEvent(new Event("refresh"));
@@ -227,8 +233,23 @@ async function act(form, submitter) {
   }
 }
 
+function queueFields(form) {
+  // The start form's priority and dedup id fields, shown for a workflow on a queue only.
+  const select = form.elements.workflow, queued = form.querySelector("fieldset.queued");
+  if (!select || !queued) return;
+  const show = () => {
+    const queue = select.selectedOptions[0] && select.selectedOptions[0].dataset.queue;
+    queued.hidden = !queue;
+    queued.querySelector(".queue-name").textContent = queue || "";
+  };
+  select.addEventListener("change", show);
+  show();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
+  const start = document.getElementById("start-form");
+  if (start) queueFields(start);
   for (const region of document.querySelectorAll("[data-live]")) liveRuns(region);
   for (const live of document.querySelectorAll("[data-updates]")) follow(live);
   for (const lazy of document.querySelectorAll("[data-lazy]")) {
