@@ -239,6 +239,42 @@ def test_a_worker_killed_after_admitting_loses_no_enqueued_run(crash_lab: CrashL
     assert sorted(int(e.split(":")[1]) for e in begins) == [0, 1, 2, 3, 4]  # each once
 
 
+@pytest.mark.crash
+def test_runs_started_without_the_code_are_enqueued_by_a_worker_killed_as_it_admits_one(
+        tmp_path: Path, any_db: str) -> None:
+    """Runs of `sched.held_job` (one slot) started by name where its code is not loaded show
+    RUNNING: nothing says where they wait. A worker's first write records the workflow's queue
+    and marks them ENQUEUED, its claim admits the oldest, and it is SIGKILLed invoking that
+    one: the record and the admission stand, the others wait in order, and the next worker
+    runs every run once, one at a time."""
+    job = sched_app.held_job.name
+    with CrashLab(tmp_path, any_db) as lab:
+        del REGISTRY[job]  # the test's client is a starter without the code
+        ids = ["held-1", "held-2", "held-3"]
+        for n, run_id in enumerate(ids, 1):
+            assert lab.client.start_run(job, json.dumps(n), run_id)[0].status \
+                is ExecutionStatus.RUNNING
+            lab.open_gate(f"begin-{n}")
+            lab.client.signal(run_id, "go")  # buffered until the run waits for it
+        spawn(lab, "--serve", "held", "--crash-on-first-invoke").wait_exit()
+        assert [e for e, _ in lab.effects().lines] == ["crash:held-1"]
+        runs = [lab.client.get(run_id) for run_id in ids]
+        assert [(r.status, r.queue, r.position) for r in runs] == [
+            (ExecutionStatus.RUNNING, sched_app.HELD.name, None),
+            (ExecutionStatus.ENQUEUED, sched_app.HELD.name, 1),
+            (ExecutionStatus.ENQUEUED, sched_app.HELD.name, 2)]
+
+        spawn(lab, "--serve", "held")
+        for run_id in ids:
+            assert lab.finish(run_id).status is ExecutionStatus.SUCCEEDED
+        stamps = [e.split(":") for e, _ in lab.effects().lines if not e.startswith("crash:")]
+        assert sorted((kind, int(n)) for kind, n, _ in stamps) == sorted(
+            (kind, n) for kind in ("begin", "end") for n in (1, 2, 3))  # each body once
+        ordered = sorted(stamps, key=lambda stamp: float(stamp[2]))
+        assert [(kind, int(n)) for kind, n, _ in ordered] == [  # one at a time, in order
+            ("begin", 1), ("end", 1), ("begin", 2), ("end", 2), ("begin", 3), ("end", 3)]
+
+
 def test_priority_dedup_and_enqueued_positions_through_the_cli_and_the_api(
         db_url: str, tmp_path: Path) -> None:
     """`durable server` serving tests/apps/queue_app.py (one slot, held until signalled) and
