@@ -57,6 +57,7 @@ from durable.model import (
 from durable.model.ids import check_run_id
 from durable.model.queues import Enqueue, ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error
+from durable.store.runs import Fence
 from durable.store.tx import Tx
 
 S = OperationStatus
@@ -220,9 +221,12 @@ def release_unstarted(tx: Tx, run_id: str, token: int, now: float) -> None:
 
 
 def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, now: float,
-                      duration: float, logs: Sequence[LogLine] = ()) -> None:
+                      duration: float, logs: Sequence[LogLine] = (),
+                      children: bool = True) -> None:
     """Record how an invocation ended, with the `ctx.logger` lines it logged since its last
-    checkpoint (a run continued as new starts its log afresh, as its history)."""
+    checkpoint (a run continued as new starts its log afresh, as its history). `children`
+    False: the caller knows the run has no CHAINED_INVOKE operation, so no child run it awaits
+    to stop when it ends, and none is looked for (a query per run otherwise)."""
     run = _fenced(tx, run_id, token)
     tx.add_logs(run_id, logs)
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
@@ -260,7 +264,7 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
         status = ExecutionStatus.STOPPED
     else:
         status = ExecutionStatus.FAILED
-    _end_run(tx, run, status, out, now, **settled)
+    _end_run(tx, run, status, out, now, stop_children=children, **settled)
 
 
 def _fenced(tx: Tx, run_id: str, token: int) -> RunInfo:
@@ -470,7 +474,8 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
                now: float, logs: Sequence[LogLine] = ()) -> CheckpointResult:
     """Apply a batch of updates atomically, if `token` is still the run's current one, and keep
     the `ctx.logger` lines logged since the last checkpoint with them."""
-    fenced = tx.fence_and_get(run_id, token, updates[0].id if updates else "")
+    fence = checkpoint_fence(run_id, token, updates)
+    fenced = tx.fence_and_get(fence.run_id, fence.token, fence.op_id)
     if fenced is None:
         raise StaleToken(f"run {run_id!r}: checkpoint rejected, its invocation is no longer "
                          "current (its lease was taken over, or the run was terminated)")
@@ -480,6 +485,13 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
                for i, u in enumerate(updates)]
     tx.add_logs(run_id, logs)
     return CheckpointResult(touched, cancel_requested, paused)
+
+
+def checkpoint_fence(run_id: str, token: int, updates: Sequence[OperationUpdate]) -> Fence:
+    """The fence read `checkpoint` begins with, for a writer to read ahead with others'. A
+    checkpoint is confined to its run: a child it starts is a new run, and the signals,
+    callbacks and published values it takes or sets are its own."""
+    return Fence(run_id, token, updates[0].id if updates else "")
 
 
 def _refuse_double_starts(run_id: str, updates: Sequence[OperationUpdate]) -> None:

@@ -34,6 +34,7 @@ from psycopg_pool import ConnectionPool
 from durable.errors import StoreUnavailable, UsageError
 from durable.store.base import Finding, Store
 from durable.store.batch import BatchWriter
+from durable.store.runs import Fence
 from durable.store.schema import applied, apply_migrations, pending, version_finding
 from durable.store.tx import Tx
 
@@ -100,12 +101,20 @@ class PgTx(Tx):
 
     claim_lock_clause = " FOR UPDATE SKIP LOCKED"
     row_lock_clause = " FOR UPDATE"
+    fence_lock_clause = " FOR UPDATE OF r"
     run_id_in = "run_id = ANY(ARRAY({}))"  # the ids first, then one primary-key lookup each
 
     def lock_queue(self, queue: str) -> None:
         """An advisory lock per queue until commit: claims admitting runs to one queue take
         turns (a hash collision between two queues only makes them take turns too)."""
         self._exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", (QUEUE_LOCKS, queue))
+
+    def fence_keys(self, fences: Sequence[Fence]) -> tuple[str, list[Any]]:
+        # Three arrays: the statement's text is the same however many fences, so it is
+        # prepared once, not once per batch size.
+        return ("SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[])",
+                [[f.run_id for f in fences], [f.token for f in fences],
+                 [f.op_id for f in fences]])
 
 
 def _make_tx(conn: Connection) -> Tx:
@@ -201,6 +210,7 @@ class _Writer(BatchWriter):
 
     optimistic = True
     inline_lone_writes = False
+    read_fences_ahead = True
 
     def __init__(self, conninfo: str, channel: str) -> None:
         self._conninfo = conninfo

@@ -160,6 +160,9 @@ class Table:
 
     claim_lock_clause = ""
 
+    fence_lock_clause = ""
+    """`row_lock_clause` for the runs (alias r) of `Runs.read_fences`' join."""
+
     run_id_in = "run_id IN ({})"
     """`run_id` is one of the ids a subquery selects. Where statistics say the table is small,
     PostgreSQL would rather hash the ids and read the whole table than look each one up."""

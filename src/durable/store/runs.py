@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from durable.model import Operation, RunInfo
@@ -35,8 +36,34 @@ LIVE = "('RUNNING', 'PAUSED')"
 (the partial indexes they walk hold no other): a PAUSED run is never invoked."""
 
 
+Fenced = tuple[bool, bool, Operation | None]
+"""What a fence read answers for a current token (`Runs.fence_and_get`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The fence read a write will begin with (`fence_and_get` of this run, token and
+    operation), declared before it runs, so that a writer may read the fences of many writes
+    of one batch in one statement (`read_fences`) rather than one round trip each.
+
+    `confined`: the write changes nothing of another run that a fence read sees (its token,
+    status, cancel request or operations). A batch's fences are read together only across
+    confined writes of distinct runs: a write that may change another run (a claim taking a
+    lease over, a cancel) or a second write of the same run has its fence read after the
+    writes before it have run (`BatchWriter`)."""
+
+    run_id: str
+    token: int
+    op_id: str
+    confined: bool = True
+
+
 class Runs(Attributes):
     """Runs and their leases."""
+
+    ahead: tuple[Fence, Fenced | None] | None = None
+    """The answer to the fence read that the write now running declared, read with those of
+    other writes of its batch; `fence_and_get` takes it instead of reading."""
 
     def insert_run(self, run_id: str, workflow: str, input: str | None, now: float,
                    parent: tuple[str, str] | None = None,
@@ -98,13 +125,17 @@ class Runs(Attributes):
         return None if row is None else run_row(row)
 
 
-    def fence_and_get(self, run_id: str, token: int,
-                      op_id: str) -> tuple[bool, bool, Operation | None] | None:
+    def fence_and_get(self, run_id: str, token: int, op_id: str) -> Fenced | None:
         """None if `token` is stale, else whether a cancel was requested, whether the run is
         paused (its invocation in flight may still checkpoint), and the operation `op_id` as
         it stands, in one statement: a step's checkpoint, the commonest write, then reads once
-        (one round trip on a server). A read, not a write, to keep the step path to the rows
-        it must write; the row lock as in `fenced_run`."""
+        (one round trip on a server), or not at all if its fence was read ahead (`ahead`). A
+        read, not a write, to keep the step path to the rows it must write; the row lock as in
+        `fenced_run`."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and (ahead[0].run_id, ahead[0].token, ahead[0].op_id) == (
+                run_id, token, op_id):
+            return ahead[1]
         row = self._one(
             f"SELECT f.cancel_requested, f.run_status, {OP_COLUMNS} FROM (SELECT run_id,"
             " cancel_requested, status AS run_status FROM runs WHERE run_id = ? AND token = ?"
@@ -114,6 +145,25 @@ class Runs(Attributes):
             return None
         return (bool(row[0]), row[1] == "PAUSED",
                 None if row[2] is None else operation_row(row[2:]))
+
+    def read_fences(self, fences: Sequence[Fence]) -> list[Fenced | None]:
+        """What `fence_and_get` would answer for each of these (of distinct runs), in one
+        statement, with the same row locks."""
+        keys, params = self.fence_keys(fences)
+        rows = self._rows(
+            f"WITH k (run_id, token, op_id) AS ({keys}) SELECT r.run_id, r.cancel_requested,"
+            f" r.status, {', '.join('o.' + c for c in OP_COLUMNS.split(', '))} FROM k"
+            " JOIN runs r ON r.run_id = k.run_id AND r.token = k.token"
+            f" AND r.status IN {LIVE} LEFT JOIN operations o ON o.run_id = k.run_id"
+            f" AND o.op_id = k.op_id{self.fence_lock_clause}", params)
+        found = {row[0]: (bool(row[1]), row[2] == "PAUSED",
+                          None if row[3] is None else operation_row(row[3:])) for row in rows}
+        return [found.get(fence.run_id) for fence in fences]
+
+    def fence_keys(self, fences: Sequence[Fence]) -> tuple[str, list[Any]]:
+        """A query of the rows (run_id, token, op_id) of `fences`, and its parameters."""
+        return (" UNION ALL ".join(["SELECT ?, ?, ?"] * len(fences)),
+                [v for f in fences for v in (f.run_id, f.token, f.op_id)])
 
     def lease(self, run_ids: Sequence[str], owner: str,
               until: float) -> list[tuple[RunInfo, int]]:
