@@ -87,7 +87,9 @@ def checkpoint(store: Store, run_id: str, token: int, *updates: OperationUpdate,
 
 def finish(store: Store, run_id: str, token: int, out: InvocationOutput = PENDING,
            now: float = T0) -> None:
-    store.write_sync(lambda tx: machine.finish_invocation(tx, run_id, token, out, now, 0.01))
+    """An invocation's outcome written as the worker writes it: declaring its fence."""
+    store.write(lambda tx: machine.finish_invocation(tx, run_id, token, out, now, 0.01),
+                machine.finish_fence(run_id, token, confined=False)).result()
 
 
 def read(store: Store, fn: Callable[[Tx], Any]) -> Any:
@@ -199,15 +201,16 @@ def checkpoint_write(run_id: str, token: int, *updates: OperationUpdate
 WAIT_START = OperationUpdate("w", T.WAIT, A.START, delay=100)
 
 
-@pytest.mark.parametrize("earlier", ["claim", "cancel", "terminate", "same run"])
+@pytest.mark.parametrize("earlier", ["claim", "cancel", "terminate", "finish", "same run"])
 def test_a_checkpoint_sees_what_an_earlier_write_of_its_batch_did_to_its_run(
         store: Store, earlier: str) -> None:
     """A writer reads the fences of a batch's checkpoints together, ahead of them (on
     PostgreSQL, one round trip for many): never across a write that changes the run. Here a
     checkpoint of another run comes first, so its fence is read ahead at the start of the
     batch; then the run's lease is taken over (the zombie's checkpoint after it must be
-    refused), the run is cancelled (the checkpoint must hear of it), terminated, or
-    checkpointed already (the same WAIT started twice is refused)."""
+    refused), the run is cancelled (the checkpoint must hear of it), terminated, ended by its
+    invocation's outcome, or checkpointed already (the same WAIT started twice is
+    refused)."""
     start(store, "r0")
     start(store, "r1")
     claimed = {c.invocation.run_id: c for c in claim(store, "w1", now=T0, lease=10)}
@@ -217,6 +220,9 @@ def test_a_checkpoint_sees_what_an_earlier_write_of_its_batch_did_to_its_run(
         "claim": (lambda tx: machine.claim(tx, "w2", T0 + 11, 10, 30, [WF]), None),
         "cancel": (lambda tx: machine.cancel(tx, "r1", T0 + 11), None),
         "terminate": (lambda tx: machine.terminate(tx, "r1", None, T0 + 11), None),
+        "finish": (lambda tx: machine.finish_invocation(
+            tx, "r1", r1, InvocationOutput(InvocationStatus.SUCCEEDED, "1"), T0 + 11, 0.01,
+            children=False), machine.finish_fence("r1", r1, confined=True)),
         "same run": checkpoint_write("r1", r1, WAIT_START),
     }
     first, change, zombie = in_one_batch(

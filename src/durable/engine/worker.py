@@ -513,7 +513,8 @@ class Worker:
                 return claim(tx) if free > 0 else []
             self._finishing += 1
             try:
-                self._start(await self._write(finish_and_claim))
+                self._start(await self._write(finish_and_claim, machine.finish_fence(
+                    inv.run_id, token, c.alone and not invokes and free == 0)))
             except StaleToken:
                 self.stats.stale += 1
                 return

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from durable.store.runs import Fence, Fenced
+from durable.store.runs import Ahead, Fence
 from durable.store.tx import Tx
 
 T = TypeVar("T")
@@ -180,7 +180,7 @@ class BatchWriter:
         try:
             txn = self._start(conn)
             if not isolate:
-                ahead: dict[int, Fenced | None] = {}
+                ahead: dict[int, Ahead | None] = {}
                 for i, job in enumerate(batch):
                     if self.read_fences_ahead and job.fence is not None:
                         if i not in ahead:
