@@ -240,6 +240,34 @@ def test_a_checkpoint_sees_what_an_earlier_write_of_its_batch_did_to_its_run(
         assert run(store).status is ExecutionStatus.RUNNING
 
 
+def test_the_fences_of_a_batch_of_checkpoints_are_read_in_one_statement(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where each read is a round trip (PostgreSQL), a batch of checkpoints of distinct runs
+    and outcomes confined to their run reads all their fences at once, not one each."""
+    runs = [f"r{i}" for i in range(8)]
+    for run_id in runs:
+        start(store, run_id)
+    tokens = {c.invocation.run_id: c.token for c in claim(store, limit=len(runs))}
+    reads: list[int] = []
+    read_fences = Tx.read_fences
+
+    def noting(tx: Tx, fences: Any) -> Any:
+        reads.append(len(fences))
+        return read_fences(tx, fences)
+    monkeypatch.setattr(Tx, "read_fences", noting)
+    done = InvocationOutput(InvocationStatus.SUCCEEDED, "1")
+    futures = in_one_batch(store, *(checkpoint_write(r, tokens[r], step("s", A.SUCCEED))
+                                    for r in runs[:-1]),
+                           (lambda tx: machine.finish_invocation(
+                               tx, runs[-1], tokens[runs[-1]], done, T0, 0.01, children=False),
+                            machine.finish_fence(runs[-1], tokens[runs[-1]], confined=True)))
+    for future in futures:
+        future.result(10)
+    assert reads == ([len(runs)] if store.writer.read_fences_ahead else [])
+    assert run(store, runs[-1]).status is ExecutionStatus.SUCCEEDED
+    assert all(op(store, "s", r).status is S.SUCCEEDED for r in runs[:-1])
+
+
 def test_heartbeats_keep_a_lease_and_release_gives_it_back(store: Store) -> None:
     start(store)
     claim_one(store, "w1", now=T0, lease=10)

@@ -204,8 +204,11 @@ class _Writer(BatchWriter):
 
     Round trips are what a batch costs here, so a batch first runs in pipeline mode without a
     savepoint per job: statements whose answer nobody reads (history, operation rows, ...) go
-    out with the next one that is read, and a step's checkpoint costs two round trips, not six.
-    If a job fails, the batch runs again the careful way (`optimistic`).
+    out with the next one that is read. The one read a step's checkpoint or an invocation's
+    outcome must make, its fence, is read with those of the batch's other writes in one
+    statement (`read_fences_ahead`), so a batch of many checkpoints costs a round trip or two
+    and its COMMIT, not one per write. If a job fails, the batch runs again the careful way
+    (`optimistic`).
     """
 
     optimistic = True
