@@ -21,6 +21,7 @@ from durable import (
 )
 from durable.model import ABANDONED, OperationStatus, OperationType, SubType
 from durable.model.ids import RUN_ID_MAX, check_run_id
+from durable.store import Tx
 from durable.views.timeline import describe
 from tests.kit import wait_until_async
 from tests.test_workflows import finish, run_to_end, serving
@@ -194,6 +195,33 @@ async def test_child_workflow_is_its_own_run_linked_to_the_parent(client):
     assert child_run.parent_run_id == handle.run_id
     assert child_run.status is ExecutionStatus.SUCCEEDED
     assert [o.name for o in client.operations(op.child_run_id)] == [None, "inc"]
+
+
+async def test_a_run_ending_looks_for_children_to_stop_only_if_it_invoked_one(
+        client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ending a run stops the children it awaits, which a query looks for; a run that never
+    invoked one (the worker knows from its operations) ends without that query."""
+    looked: list[str] = []
+    live_children = Tx.live_children
+
+    def noting(tx: Tx, run_id: str) -> list[str]:
+        looked.append(run_id)
+        return live_children(tx, run_id)
+    monkeypatch.setattr(Tx, "live_children", noting)
+
+    @workflow
+    async def leaf(ctx: Context) -> int:
+        return await ctx.step(lambda: 1, name="one")
+
+    @workflow
+    async def parent(ctx: Context) -> int:
+        return await ctx.invoke(leaf)
+
+    handle = client.start(parent)
+    async with serving(client, parent, leaf):
+        await finish(client, handle.run_id)
+    assert handle.result() == 1
+    assert looked == [handle.run_id]  # not the leaf, which invoked nothing
 
 
 async def test_child_failure_raises_child_failed_in_the_parent(client):

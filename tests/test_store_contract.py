@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from durable.model import (
 )
 from durable.model.listing import RunFilter
 from durable.store import Store, Tx, diagnose, migrate, open_store
+from durable.store.runs import Fence
 from durable.store.schema import LATEST, MIGRATIONS
 from tests import pgkit
 from tests.kit import Procs, wait_until, wait_until_async
@@ -79,13 +80,16 @@ def claim_one(store: Store, owner: str = "w1", now: float = T0, lease: float = 3
 
 def checkpoint(store: Store, run_id: str, token: int, *updates: OperationUpdate,
                now: float = T0) -> list[Operation]:
-    return store.write_sync(
-        lambda tx: machine.checkpoint(tx, run_id, token, list(updates), now)).operations
+    """A checkpoint written as the worker writes it: declaring its fence (`Fence`)."""
+    return store.write(lambda tx: machine.checkpoint(tx, run_id, token, list(updates), now),
+                       machine.checkpoint_fence(run_id, token, updates)).result().operations
 
 
 def finish(store: Store, run_id: str, token: int, out: InvocationOutput = PENDING,
            now: float = T0) -> None:
-    store.write_sync(lambda tx: machine.finish_invocation(tx, run_id, token, out, now, 0.01))
+    """An invocation's outcome written as the worker writes it: declaring its fence."""
+    store.write(lambda tx: machine.finish_invocation(tx, run_id, token, out, now, 0.01),
+                machine.finish_fence(run_id, token, confined=False)).result()
 
 
 def read(store: Store, fn: Callable[[Tx], Any]) -> Any:
@@ -172,6 +176,96 @@ def test_an_expired_lease_lets_another_owner_claim_and_fences_out_the_first(stor
     finish(store, "r1", second.token, InvocationOutput(InvocationStatus.SUCCEEDED, "2"),
            now=T0 + 12)
     assert (run(store).status, run(store).result) == (ExecutionStatus.SUCCEEDED, "2")
+
+
+def in_one_batch(store: Store, *writes: tuple[Callable[[Tx], Any], Fence | None]
+                 ) -> list[Future[Any]]:
+    """Run `writes` in one batch of the writer, in this order, each with the fence it declares
+    (as the worker declares a checkpoint's): queued while a write holds the writer, they are
+    all waiting when it next takes a batch. Their futures."""
+    holding, release = threading.Event(), threading.Event()
+    held = store.write(lambda tx: holding.set() or release.wait(10))
+    assert holding.wait(10)
+    futures = [store.write(fn, fence) for fn, fence in writes]
+    release.set()
+    held.result(10)
+    return futures
+
+
+def checkpoint_write(run_id: str, token: int, *updates: OperationUpdate
+                     ) -> tuple[Callable[[Tx], Any], Fence]:
+    return (lambda tx: machine.checkpoint(tx, run_id, token, list(updates), T0 + 12),
+            machine.checkpoint_fence(run_id, token, updates))
+
+
+WAIT_START = OperationUpdate("w", T.WAIT, A.START, delay=100)
+
+
+@pytest.mark.parametrize("earlier", ["claim", "cancel", "terminate", "finish", "same run"])
+def test_a_checkpoint_sees_what_an_earlier_write_of_its_batch_did_to_its_run(
+        store: Store, earlier: str) -> None:
+    """A writer reads the fences of a batch's checkpoints together, ahead of them (on
+    PostgreSQL, one round trip for many): never across a write that changes the run. Here a
+    checkpoint of another run comes first, so its fence is read ahead at the start of the
+    batch; then the run's lease is taken over (the zombie's checkpoint after it must be
+    refused), the run is cancelled (the checkpoint must hear of it), terminated, ended by its
+    invocation's outcome, or checkpointed already (the same WAIT started twice is
+    refused)."""
+    start(store, "r0")
+    start(store, "r1")
+    claimed = {c.invocation.run_id: c for c in claim(store, "w1", now=T0, lease=10)}
+    r0, r1 = claimed["r0"].token, claimed["r1"].token
+    store.write_sync(lambda tx: machine.heartbeat(tx, "w1", ["r0"], T0 + 30))
+    changes: dict[str, tuple[Callable[[Tx], Any], Fence | None]] = {
+        "claim": (lambda tx: machine.claim(tx, "w2", T0 + 11, 10, 30, [WF]), None),
+        "cancel": (lambda tx: machine.cancel(tx, "r1", T0 + 11), None),
+        "terminate": (lambda tx: machine.terminate(tx, "r1", None, T0 + 11), None),
+        "finish": (lambda tx: machine.finish_invocation(
+            tx, "r1", r1, InvocationOutput(InvocationStatus.SUCCEEDED, "1"), T0 + 11, 0.01,
+            children=False), machine.finish_fence("r1", r1, confined=True)),
+        "same run": checkpoint_write("r1", r1, WAIT_START),
+    }
+    first, change, zombie = in_one_batch(
+        store, checkpoint_write("r0", r0, step("s0", A.SUCCEED, payload="0")), changes[earlier],
+        checkpoint_write("r1", r1, WAIT_START))
+    assert first.result(10).operations[0].status is S.SUCCEEDED
+    change.result(10)
+    if earlier == "cancel":
+        assert zombie.result(10).cancel_requested
+        return
+    with pytest.raises(InvalidCheckpoint if earlier == "same run" else StaleToken):
+        zombie.result(10)
+    if earlier == "claim":
+        assert read(store, lambda tx: tx.operations("r1")) == []  # the zombie wrote nothing
+        assert run(store).status is ExecutionStatus.RUNNING
+
+
+def test_the_fences_of_a_batch_of_checkpoints_are_read_in_one_statement(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where each read is a round trip (PostgreSQL), a batch of checkpoints of distinct runs
+    and outcomes confined to their run reads all their fences at once, not one each."""
+    runs = [f"r{i}" for i in range(8)]
+    for run_id in runs:
+        start(store, run_id)
+    tokens = {c.invocation.run_id: c.token for c in claim(store, limit=len(runs))}
+    reads: list[int] = []
+    read_fences = Tx.read_fences
+
+    def noting(tx: Tx, fences: Any) -> Any:
+        reads.append(len(fences))
+        return read_fences(tx, fences)
+    monkeypatch.setattr(Tx, "read_fences", noting)
+    done = InvocationOutput(InvocationStatus.SUCCEEDED, "1")
+    futures = in_one_batch(store, *(checkpoint_write(r, tokens[r], step("s", A.SUCCEED))
+                                    for r in runs[:-1]),
+                           (lambda tx: machine.finish_invocation(
+                               tx, runs[-1], tokens[runs[-1]], done, T0, 0.01, children=False),
+                            machine.finish_fence(runs[-1], tokens[runs[-1]], confined=True)))
+    for future in futures:
+        future.result(10)
+    assert reads == ([len(runs)] if store.writer.read_fences_ahead else [])
+    assert run(store, runs[-1]).status is ExecutionStatus.SUCCEEDED
+    assert all(op(store, "s", r).status is S.SUCCEEDED for r in runs[:-1])
 
 
 def test_heartbeats_keep_a_lease_and_release_gives_it_back(store: Store) -> None:
@@ -658,12 +752,12 @@ async def test_a_database_failure_in_a_checkpoint_is_not_the_runs_failure(any_db
     worker = durable.Worker([contract_flaky], any_db, lease_seconds=1)
     awrite, failures = worker.store.awrite, [OSError("the database went away")]
 
-    def flaky(fn: Callable[[Tx], Any]) -> asyncio.Future[Any]:
+    def flaky(fn: Callable[[Tx], Any], fence: Fence | None = None) -> asyncio.Future[Any]:
         if _flaky_calls and failures:  # the step body ran: this is its checkpoint
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             fut.set_exception(failures.pop())
             return fut
-        return awrite(fn)
+        return awrite(fn, fence)
 
     worker.store.awrite = flaky  # type: ignore[method-assign]
     _flaky_calls.clear()

@@ -33,6 +33,7 @@ from durable.engine.worker import pid_scope, serving_here
 from durable.errors import SerializationError
 from durable.model import ErrorObject, OperationStatus, OperationType
 from durable.sdk.serializer import DEFAULT_SERIALIZER
+from durable.store.runs import Fence
 from tests.kit import wait_until_async
 
 FAST = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
@@ -608,13 +609,13 @@ async def test_cancel_racing_the_start_of_a_wait_still_stops_the_run_at_that_wai
     real = client.store.awrite
     cancelled = False
 
-    def cancel_just_before_the_wait_starts(fn: Any) -> Any:
+    def cancel_just_before_the_wait_starts(fn: Any, fence: Fence | None = None) -> Any:
         nonlocal cancelled
         if not cancelled and client.get(handle.run_id).status is ExecutionStatus.RUNNING and any(
                 o.name == "before" for o in client.operations(handle.run_id)):
             cancelled = True
             client.cancel(handle.run_id)  # commits before the WAIT's START checkpoint
-        return real(fn)
+        return real(fn, fence)
 
     client.store.awrite = cancel_just_before_the_wait_starts  # type: ignore[method-assign]
     async with serving(client, wf):

@@ -57,6 +57,7 @@ from durable.model import (
 from durable.model.ids import check_run_id
 from durable.model.queues import Enqueue, ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error
+from durable.store.runs import Fence
 from durable.store.tx import Tx
 
 S = OperationStatus
@@ -77,6 +78,8 @@ class Claimed:
     """The lease holder this claim took the run over from (it stopped renewing the lease)."""
     admitted: tuple[str, float] | None = None
     """The queue this claim admitted the run to, and how long the run waited for it."""
+    alone: bool = False
+    """The run has no parent run and no execution timeout (see `finish_fence`)."""
 
 
 # -- starting, claiming, finishing ---------------------------------------------------------------
@@ -175,7 +178,8 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
                                       {op.id: moved.get(op.id, op) for op in ops},
                                       run.cancel_requested, token), token,
                            holder and holder[0],
-                           None if queue is None else (queue, now - run.created_at)))
+                           None if queue is None else (queue, now - run.created_at),
+                           _alone(run)))
     return out
 
 
@@ -216,7 +220,11 @@ def invocation_of(run: RunInfo) -> Claimed:
     """The first invocation of a run that `start_run` created leased: what a claim of it would
     have handed out."""
     return Claimed(Invocation(run.run_id, run.workflow, run.input, {}, run.cancel_requested,
-                              FIRST_TOKEN), FIRST_TOKEN)
+                              FIRST_TOKEN), FIRST_TOKEN, alone=_alone(run))
+
+
+def _alone(run: RunInfo) -> bool:
+    return run.parent_run_id is None and run.timeout_at is None
 
 
 def next_due(tx: Tx, now: float, workflows: Sequence[str],
@@ -244,9 +252,12 @@ def _invocation_ended(tx: Tx, run: RunInfo) -> None:
 
 
 def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, now: float,
-                      duration: float, logs: Sequence[LogLine] = ()) -> None:
+                      duration: float, logs: Sequence[LogLine] = (),
+                      children: bool = True) -> None:
     """Record how an invocation ended, with the `ctx.logger` lines it logged since its last
-    checkpoint (a run continued as new starts its log afresh, as its history)."""
+    checkpoint (a run continued as new starts its log afresh, as its history). `children`
+    False: the caller knows the run has no CHAINED_INVOKE operation, so no child run it awaits
+    to stop when it ends, and none is looked for (a query per run otherwise)."""
     run = _fenced(tx, run_id, token)
     tx.add_logs(run_id, logs)
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
@@ -287,7 +298,16 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
         status = ExecutionStatus.STOPPED
     else:
         status = ExecutionStatus.FAILED
-    _end_run(tx, run, status, out, now, **settled)
+    _end_run(tx, run, status, out, now, stop_children=children, **settled)
+
+
+def finish_fence(run_id: str, token: int, confined: bool) -> Fence:
+    """The fence read `finish_invocation` begins with, for a writer to read ahead with
+    others'. `confined`: the caller knows ending the run changes no other run, as when it is
+    `Claimed.alone` (no parent to tell; no execution timeout, whose end cancels what the run
+    waits on, children of earlier generations included), has no CHAINED_INVOKE operation (no
+    child to stop) and the write claims nothing besides."""
+    return Fence(run_id, token, None, confined)
 
 
 def _fenced(tx: Tx, run_id: str, token: int) -> RunInfo:
@@ -502,7 +522,7 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
                now: float, logs: Sequence[LogLine] = ()) -> CheckpointResult:
     """Apply a batch of updates atomically, if `token` is still the run's current one, and keep
     the `ctx.logger` lines logged since the last checkpoint with them."""
-    fenced = tx.fence_and_get(run_id, token, updates[0].id if updates else "")
+    fenced = tx.fence_and_get(run_id, token, _first_op(updates))
     if fenced is None:
         raise StaleToken(f"run {run_id!r}: checkpoint rejected, its invocation is no longer "
                          "current (its lease was taken over, or the run was terminated)")
@@ -512,6 +532,18 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
                for i, u in enumerate(updates)]
     tx.add_logs(run_id, logs)
     return CheckpointResult(touched, cancel_requested, paused)
+
+
+def checkpoint_fence(run_id: str, token: int, updates: Sequence[OperationUpdate]) -> Fence:
+    """The fence read `checkpoint` begins with, for a writer to read ahead with others'. A
+    checkpoint is confined to its run: a child it starts is a new run, and the signals,
+    callbacks and published values it takes or sets are its own."""
+    return Fence(run_id, token, _first_op(updates))
+
+
+def _first_op(updates: Sequence[OperationUpdate]) -> str:
+    """The operation whose row a checkpoint's fence read returns with the run."""
+    return updates[0].id if updates else ""
 
 
 def _refuse_double_starts(run_id: str, updates: Sequence[OperationUpdate]) -> None:

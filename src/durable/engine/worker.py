@@ -60,6 +60,7 @@ from durable.model.queues import Queue, ServedQueue
 from durable.model.schedule import Schedule
 from durable.model.settings import WorkflowSettings
 from durable.store import Store, Tx, open_store
+from durable.store.runs import Fence
 
 log = logging.getLogger("durable.worker")
 T = TypeVar("T")
@@ -285,11 +286,11 @@ class Worker:
                 taken += machine.take_over(tx, owner, now, self.lease_seconds)
         return taken
 
-    async def _write(self, fn: Callable[[Tx], T]) -> T:
+    async def _write(self, fn: Callable[[Tx], T], fence: Fence | None = None) -> T:
         """`store.awrite`, noting that the store answered (an outage is over when a write
         goes through, or is refused by the engine's rules)."""
         try:
-            result = await self.store.awrite(fn)
+            result = await self.store.awrite(fn, fence)
         except DurableError:
             self._outage.answered()
             raise
@@ -447,13 +448,18 @@ class Worker:
 
         store_failed: list[BaseException] = []
         inv.leased = functools.partial(self._holds, inv.run_id)
+        # Whether the run may have a child run to stop when it ends (`finish_invocation`).
+        invokes = any(op.type is OperationType.CHAINED_INVOKE for op in inv.operations.values())
 
         async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
+            nonlocal invokes
+            invokes = invokes or any(u.type is OperationType.CHAINED_INVOKE for u in updates)
             logs = inv.take_logs()
             began = time.perf_counter()
             try:
                 result = await self._write(
-                    lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock(), logs))
+                    lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock(), logs),
+                    machine.checkpoint_fence(inv.run_id, token, updates))
                 metrics.CHECKPOINT_SECONDS.labels(inv.workflow).observe(
                     time.perf_counter() - began)
                 metrics.step_attempts(inv.workflow, updates, clock())
@@ -518,11 +524,13 @@ class Worker:
             logs = inv.take_logs()
 
             def finish_and_claim(tx: Tx) -> list[machine.Claimed]:
-                machine.finish_invocation(tx, inv.run_id, token, out, clock(), duration, logs)
+                machine.finish_invocation(tx, inv.run_id, token, out, clock(), duration, logs,
+                                          children=invokes)
                 return claim(tx) if free > 0 else []
             self._finishing += 1
             try:
-                self._start(await self._write(finish_and_claim))
+                self._start(await self._write(finish_and_claim, machine.finish_fence(
+                    inv.run_id, token, c.alone and not invokes and free == 0)))
             except StaleToken:
                 self.stats.stale += 1
                 await self._terminated(inv)

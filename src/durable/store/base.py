@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from durable.store.batch import BatchWriter
+from durable.store.runs import Fence
 from durable.store.tx import Tx
 
 T = TypeVar("T")
@@ -39,9 +40,10 @@ class Store(ABC):
 
     writer: BatchWriter
 
-    def write(self, fn: Callable[[Tx], T]) -> Future[T]:
-        """Run `fn` in a write transaction, batched with others into one commit."""
-        return self.writer.submit(fn)
+    def write(self, fn: Callable[[Tx], T], fence: Fence | None = None) -> Future[T]:
+        """Run `fn` in a write transaction, batched with others into one commit. `fence`: the
+        fence read `fn` begins with, declared so that it may be read with others (`Fence`)."""
+        return self.writer.submit(fn, fence)
 
     @abstractmethod
     def read(self, fn: Callable[[Tx], T]) -> T:
@@ -58,9 +60,9 @@ class Store(ABC):
     def write_sync(self, fn: Callable[[Tx], T]) -> T:
         return self.write(fn).result()
 
-    def awrite(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+    def awrite(self, fn: Callable[[Tx], T], fence: Fence | None = None) -> asyncio.Future[T]:
         """`write` for callers on an event loop: await the result."""
-        return self.writer.submit_async(fn)
+        return self.writer.submit_async(fn, fence)
 
     async def aread(self, fn: Callable[[Tx], T]) -> T:
         return await asyncio.to_thread(self.read, fn)

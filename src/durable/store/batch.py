@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from durable.store.runs import Ahead, Fence
 from durable.store.tx import Tx
 
 T = TypeVar("T")
@@ -53,18 +54,20 @@ class BatchWriter:
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[Tx], T]) -> Future[T]:
+    def submit(self, fn: Callable[[Tx], T], fence: Fence | None = None) -> Future[T]:
+        """Queue `fn`; `fence`: the fence read it begins with (see `Fence`), if declared."""
         fut: Future[T] = Future()
-        self._queue.put(_Job(fn, fut, None))
+        self._queue.put(_Job(fn, fut, None, fence))
         return fut
 
-    def submit_async(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+    def submit_async(self, fn: Callable[[Tx], T],
+                     fence: Fence | None = None) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         gathered = self._gathered.setdefault(loop, [])
         if not gathered:
             loop.call_soon(self._flush, loop)
-        gathered.append(_Job(fn, fut, loop))
+        gathered.append(_Job(fn, fut, loop, fence))
         return fut
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -177,8 +180,18 @@ class BatchWriter:
         try:
             txn = self._start(conn)
             if not isolate:
-                for job in batch:
-                    job.result = job.fn(tx)
+                ahead: dict[int, Ahead | None] = {}
+                for i, job in enumerate(batch):
+                    if self.read_fences_ahead and job.fence is not None:
+                        if i not in ahead:
+                            window = _fences_from(batch, i)
+                            ahead.update(zip(window, tx.read_fences(list(window.values())),
+                                             strict=True))
+                        tx.ahead = (job.fence, ahead.pop(i))
+                    try:
+                        job.result = job.fn(tx)
+                    finally:
+                        tx.ahead = None
             else:
                 for job in batch:
                     conn.execute("SAVEPOINT one")
@@ -227,6 +240,12 @@ class BatchWriter:
     for a database where each savepoint costs round trips. Outcomes are the same either way,
     as jobs only touch the database."""
 
+    read_fences_ahead = False
+    """Read the declared fences of a batch's writes together (`_fences_from`), each before
+    its write runs: for a database where each read costs a round trip. Only without
+    savepoints, so that a lock the read waits too long for fails the batch as a whole and it
+    runs again the careful way (`optimistic`), where each write reads its own."""
+
     def _start(self, conn: Any) -> Any:
         """Begin the write transaction; returns what `_committed` needs to look it up later."""
         conn.execute(self._begin)
@@ -263,6 +282,26 @@ class _Aborted(Exception):
         self.error, self.txn, self.committing = error, txn, committing
 
 
+def _fences_from(batch: list[_Job], start: int) -> dict[int, Fence]:
+    """The fences to read together at `batch[start]`, by index in `batch`: its own, and
+    those of the writes after it up to the first that is not confined to its own run (see
+    `Fence`), but for any of a run an earlier write of these touches. So no write whose fence
+    this reads runs after a write that may change what the read found: a claim taking a lease
+    over, a cancel, a checkpoint of the same run. The others are read when their turn comes."""
+    chosen: dict[int, Fence] = {}
+    touched: set[str] = set()
+    for i in range(start, len(batch)):
+        fence = batch[i].fence
+        if fence is None:
+            break
+        if fence.run_id not in touched:
+            chosen[i] = fence
+        if not fence.confined:
+            break
+        touched.add(fence.run_id)
+    return chosen
+
+
 def _fail(batch: list[_Job], error: BaseException) -> None:
     for job in batch:
         job.result, job.error, job.again = None, error, False
@@ -273,6 +312,7 @@ class _Job:
     fn: Callable[[Tx], Any]
     future: Future[Any] | asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop | None
+    fence: Fence | None = None
     result: Any = None
     error: BaseException | None = None
     again: bool = False  # put off to the next batch

@@ -34,6 +34,7 @@ from psycopg_pool import ConnectionPool
 from durable.errors import StoreUnavailable, UsageError
 from durable.store.base import Finding, Store
 from durable.store.batch import BatchWriter
+from durable.store.runs import Fence
 from durable.store.schema import applied, apply_migrations, pending, version_finding
 from durable.store.tx import Tx
 
@@ -100,12 +101,20 @@ class PgTx(Tx):
 
     claim_lock_clause = " FOR UPDATE SKIP LOCKED"
     row_lock_clause = " FOR UPDATE"
+    fence_lock_clause = " FOR UPDATE OF r"
     run_id_in = "run_id = ANY(ARRAY({}))"  # the ids first, then one primary-key lookup each
 
     def lock_queue(self, queue: str) -> None:
         """An advisory lock per queue until commit: claims admitting runs to one queue take
         turns (a hash collision between two queues only makes them take turns too)."""
         self._exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", (QUEUE_LOCKS, queue))
+
+    def fence_keys(self, fences: Sequence[Fence]) -> tuple[str, list[Any]]:
+        # Three arrays: the statement's text is the same however many fences, so it is
+        # prepared once, not once per batch size.
+        return ("SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[])",
+                [[f.run_id for f in fences], [f.token for f in fences],
+                 [f.op_id for f in fences]])
 
 
 def _make_tx(conn: Connection) -> Tx:
@@ -195,12 +204,16 @@ class _Writer(BatchWriter):
 
     Round trips are what a batch costs here, so a batch first runs in pipeline mode without a
     savepoint per job: statements whose answer nobody reads (history, operation rows, ...) go
-    out with the next one that is read, and a step's checkpoint costs two round trips, not six.
-    If a job fails, the batch runs again the careful way (`optimistic`).
+    out with the next one that is read. The one read a step's checkpoint or an invocation's
+    outcome must make, its fence, is read with those of the batch's other writes in one
+    statement (`read_fences_ahead`), so a batch of many checkpoints costs a round trip or two
+    and its COMMIT, not one per write. If a job fails, the batch runs again the careful way
+    (`optimistic`).
     """
 
     optimistic = True
     inline_lone_writes = False
+    read_fences_ahead = True
 
     def __init__(self, conninfo: str, channel: str) -> None:
         self._conninfo = conninfo

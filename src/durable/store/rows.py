@@ -30,13 +30,17 @@ _RUN_COLUMNS = (
 )
 
 
-def run_columns(alias: str = "", preview: int | None = None) -> str:
+def run_columns(alias: str = "", preview: int | None = None,
+                input_if: str | None = None) -> str:
     """The columns `run_row` reads, each after `alias` (e.g. `r.`). With `preview`, input and
     result are cut to `preview + 1` characters: a listing then never loads a whole payload (one
-    can be hundreds of MB) yet still tells a value of `preview` characters from a longer one."""
+    can be hundreds of MB) yet still tells a value of `preview` characters from a longer one.
+    With `input_if`, input is read only where that condition holds (NULL elsewhere)."""
     def column(name: str) -> str:
         if preview is not None and name in ("input", "result"):
             return f"substr({alias}{name}, 1, {int(preview) + 1})"
+        if input_if is not None and name == "input":
+            return f"CASE WHEN {input_if} THEN {alias}input END"
         return alias + name
     return ", ".join(column(name) for name in _RUN_COLUMNS)
 
@@ -159,6 +163,9 @@ class Table:
     row_lock_clause = ""  # SQLite: the write transaction already excludes every other writer
 
     claim_lock_clause = ""
+
+    fence_lock_clause = ""
+    """`row_lock_clause` for the runs (alias r) of `Runs.read_fences`' join."""
 
     run_id_in = "run_id IN ({})"
     """`run_id` is one of the ids a subquery selects. Where statistics say the table is small,

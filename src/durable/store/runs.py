@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from durable.model import Operation, RunInfo
+from durable.model import ExecutionStatus, Operation, RunInfo
 from durable.model.listing import Cursor, RunFilter
 from durable.model.queues import Enqueue
 from durable.store.attributes import Attributes
@@ -35,8 +36,48 @@ LIVE = "('RUNNING', 'PAUSED')"
 (the partial indexes they walk hold no other): a PAUSED run is never invoked."""
 
 
+Fenced = tuple[bool, bool, Operation | None]
+"""What a fence read answers for a current token (`Runs.fence_and_get`)."""
+
+Ahead = tuple[RunInfo, Operation | None]
+"""What `Runs.read_fences` found of a fence's run and operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The fence read a write will begin with (`fence_and_get` of this run, token and
+    operation; `fenced_run` if `op_id` is None), declared before it runs, so that a writer may
+    read the fences of many writes of one batch in one statement (`read_fences`) rather than
+    one round trip each.
+
+    `confined`: the write changes nothing of another run that a fence read sees (its token,
+    status, cancel request or operations). A batch's fences are read together only across
+    confined writes of distinct runs: a write that may change another run (a claim taking a
+    lease over, a cancel) or a second write of the same run has its fence read after the
+    writes before it have run (`BatchWriter`)."""
+
+    run_id: str
+    token: int
+    op_id: str | None
+    confined: bool = True
+
+
 class Runs(Attributes):
     """Runs and their leases."""
+
+    ahead: tuple[Fence, Ahead | None] | None = None
+    """The answer to the fence read that the write now running declared, read with those of
+    other writes of its batch; `fence_and_get` or `fenced_run` takes it instead of reading."""
+
+    def _read_ahead(self, run_id: str, token: int,
+                    op_id: str | None) -> tuple[bool, Ahead | None]:
+        """Whether this fence was read ahead for the write now running, and what was found
+        (None: the token is stale). Taken once."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is None or (ahead[0].run_id, ahead[0].token, ahead[0].op_id) != (
+                run_id, token, op_id):
+            return False, None
+        return True, ahead[1]
 
     def insert_run(self, run_id: str, workflow: str, input: str | None, now: float,
                    parent: tuple[str, str] | None = None,
@@ -99,18 +140,25 @@ class Runs(Attributes):
         `row_lock_clause` holds the run's row until commit where the dialect lets a lease
         change meanwhile.
         """
+        read, found = self._read_ahead(run_id, token, None)
+        if read:
+            return None if found is None else found[0]
         row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND token = ?"
                         f" AND status IN {LIVE}" + self.row_lock_clause, (run_id, token))
         return None if row is None else run_row(row)
 
 
-    def fence_and_get(self, run_id: str, token: int,
-                      op_id: str) -> tuple[bool, bool, Operation | None] | None:
+    def fence_and_get(self, run_id: str, token: int, op_id: str) -> Fenced | None:
         """None if `token` is stale, else whether a cancel was requested, whether the run is
         paused (its invocation in flight may still checkpoint), and the operation `op_id` as
         it stands, in one statement: a step's checkpoint, the commonest write, then reads once
-        (one round trip on a server). A read, not a write, to keep the step path to the rows
-        it must write; the row lock as in `fenced_run`."""
+        (one round trip on a server), or not at all if its fence was read ahead (`ahead`). A
+        read, not a write, to keep the step path to the rows it must write; the row lock as in
+        `fenced_run`."""
+        read, found = self._read_ahead(run_id, token, op_id)
+        if read:
+            return None if found is None else (
+                found[0].cancel_requested, found[0].status is ExecutionStatus.PAUSED, found[1])
         row = self._one(
             f"SELECT f.cancel_requested, f.run_status, {OP_COLUMNS} FROM (SELECT run_id,"
             " cancel_requested, status AS run_status FROM runs WHERE run_id = ? AND token = ?"
@@ -120,6 +168,30 @@ class Runs(Attributes):
             return None
         return (bool(row[0]), row[1] == "PAUSED",
                 None if row[2] is None else operation_row(row[2:]))
+
+    def read_fences(self, fences: Sequence[Fence]) -> list[Ahead | None]:
+        """For each of these fences (of distinct runs), None if its token is stale, else its
+        run and operation as they stand, in one statement, with the row locks of
+        `fence_and_get`. A run's input only for a `fenced_run` fence (op_id None): what a
+        checkpoint's fence needs of a run is a few columns, where an input may be large."""
+        keys, params = self.fence_keys(fences)
+        columns = run_columns("r.", input_if="k.op_id IS NULL")
+        rows = self._rows(
+            f"WITH k (run_id, token, op_id) AS ({keys}) SELECT {columns},"
+            f" o.{OP_COLUMNS.replace(', ', ', o.')} FROM k"
+            " JOIN runs r ON r.run_id = k.run_id AND r.token = k.token"
+            f" AND r.status IN {LIVE} LEFT JOIN operations o ON o.run_id = k.run_id"
+            f" AND o.op_id = k.op_id{self.fence_lock_clause}", params)
+        width = len(RUN_COLUMNS.split(", "))
+        found = {row[0]: (run_row(row[:width]),
+                          None if row[width] is None else operation_row(row[width:]))
+                 for row in rows}
+        return [found.get(fence.run_id) for fence in fences]
+
+    def fence_keys(self, fences: Sequence[Fence]) -> tuple[str, list[Any]]:
+        """A query of the rows (run_id, token, op_id) of `fences`, and its parameters."""
+        return (" UNION ALL ".join(["SELECT ?, ?, ?"] * len(fences)),
+                [v for f in fences for v in (f.run_id, f.token, f.op_id)])
 
     def lease(self, run_ids: Sequence[str], owner: str,
               until: float) -> list[tuple[RunInfo, int]]:

@@ -30,6 +30,7 @@ from urllib.parse import quote
 from durable.errors import StoreUnavailable, StoreUnusable, UsageError
 from durable.store.base import Finding, Store
 from durable.store.batch import BatchWriter
+from durable.store.runs import Fence
 from durable.store.schema import applied, apply_migrations, pending, version_finding
 from durable.store.tx import Tx
 from durable.store.wakeup import WakeChannel
@@ -223,11 +224,12 @@ class _Writer(BatchWriter):
         super().__init__(lambda: _connect(path), "BEGIN IMMEDIATE", "sqlite",
                          after_notify=after_notify)
 
-    def submit(self, fn: Callable[[Tx], T]) -> Future[T]:
-        return super().submit(self._damage.guard(fn))
+    def submit(self, fn: Callable[[Tx], T], fence: Fence | None = None) -> Future[T]:
+        return super().submit(self._damage.guard(fn), fence)
 
-    def submit_async(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
-        return super().submit_async(self._damage.guard(fn))
+    def submit_async(self, fn: Callable[[Tx], T],
+                     fence: Fence | None = None) -> asyncio.Future[T]:
+        return super().submit_async(self._damage.guard(fn), fence)
 
     def _start(self, conn: Any) -> Any:
         self._damage.refuse_writes()
