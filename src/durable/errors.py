@@ -191,6 +191,11 @@ class WaitTimeout(DurableError):
     """A callback or signal was not delivered before its timeout."""
 
 
+class CallbackHeartbeatTimeout(WaitTimeout):
+    """A callback's holder sent no heartbeat within its `heartbeat_timeout`: whoever does the
+    work is presumed gone, long before the callback's own timeout would say so."""
+
+
 class WorkflowFailed(DurableError):
     """Raised by `result()` when the run ended FAILED or STOPPED."""
 

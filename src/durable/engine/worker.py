@@ -89,7 +89,7 @@ class Servable(Protocol):
 
     Optionally also (read with getattr, so wrappers that lack them still serve): `schedule`, a
     `Schedule` or None, with `schedule_input(tick: datetime) -> str | None` encoding a tick as the
-    run's input; and `queue`, a `Queue` or None.
+    run's input; `queue`, a `Queue` or None; and `execution_timeout`, seconds or None.
     """
 
     @property
@@ -140,6 +140,8 @@ class Worker:
         longer ago than that, in the background (`engine/retention.py`)."""
         workflows = list(workflows)
         self.handlers: dict[str, WorkflowHandler] = {w.name: w.handler for w in workflows}
+        self.timeouts: dict[str, float] = {
+            w.name: t for w in workflows if (t := getattr(w, "execution_timeout", None))}
         self.schedules = [_Scheduled(w.name, s, getattr(w, "schedule_input", _no_input))
                           for w in workflows if fire_schedules
                           and (s := getattr(w, "schedule", None)) is not None]
@@ -411,7 +413,8 @@ class Worker:
 
     def _claimer(self, now: float, free: int) -> Callable[[Tx], list[machine.Claimed]]:
         names, queues, owner, lease = self.names, self.queues, self.owner, self.lease_seconds
-        return lambda tx: machine.claim(tx, owner, now, free, lease, names, queues)
+        timeouts = self.timeouts
+        return lambda tx: machine.claim(tx, owner, now, free, lease, names, queues, timeouts)
 
     def _start(self, claimed: list[machine.Claimed]) -> None:
         _note_takeovers(claimed)

@@ -6,7 +6,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from durable.errors import (
@@ -33,6 +33,7 @@ from durable.sdk.executor import CURRENT_SCOPE, ContinueAsNew, Executor, Suspend
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import DEFAULT_SERIALIZER, Serializer
 from durable.sdk.step import Semantics, StepConfig, StepFunction
+from durable.sdk.wait import seconds
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,7 +53,8 @@ class Workflow(Generic[R]):
     def __init__(self, fn: Callable[..., Awaitable[R]], name: str | None = None,
                  serializer: Serializer | None = None, schedule: Schedule | None = None,
                  queue: Queue | str | None = None, webhook: bool = False,
-                 record_inputs: bool = True) -> None:
+                 record_inputs: bool = True,
+                 execution_timeout: timedelta | float | None = None) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise UsageError(f"@workflow {fn.__qualname__} must be an `async def`")
         params = list(inspect.signature(fn).parameters.values())
@@ -79,6 +81,10 @@ class Workflow(Generic[R]):
         self._queue = queue
         self.webhook = webhook  # `durable server` exposes POST /hooks/<name> to start runs
         self.record_inputs = record_inputs  # of its steps and child runs, for people to see
+        self.execution_timeout = None if execution_timeout is None else seconds(execution_timeout)
+        if self.execution_timeout is not None and self.execution_timeout <= 0:
+            raise UsageError(f"@workflow {self.name}: execution_timeout must be positive, got "
+                             f"{execution_timeout!r}")
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -174,7 +180,8 @@ def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[R]: ...
 def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              schedule: str | None = None, timezone: str | None = None,
              missed: Missed | None = None, queue: Queue | str | None = None,
-             webhook: bool = False, record_inputs: bool = True
+             webhook: bool = False, record_inputs: bool = True,
+             execution_timeout: timedelta | float | None = None
              ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
 
 
@@ -182,7 +189,8 @@ def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | No
              serializer: Serializer | None = None, schedule: str | None = None,
              timezone: str | None = None, missed: Missed | None = None,
              queue: Queue | str | None = None, webhook: bool = False,
-             record_inputs: bool = True) -> Any:
+             record_inputs: bool = True,
+             execution_timeout: timedelta | float | None = None) -> Any:
     """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`.
 
     `schedule="0 2 * * *"` (cron, in `timezone`, default UTC): every worker serving the workflow
@@ -201,10 +209,18 @@ def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | No
     `record_inputs=False`: the inputs of its steps and child runs are not recorded with their
     operations (sensitive data); each is otherwise kept through `serializer`, as results are,
     for `durable show` and the UI. A step's own `record_input` wins over this.
+
+    `execution_timeout=timedelta(hours=1)`: a run not ended that long after it started ends
+    TIMED_OUT (`Execution.TimedOut`), whatever it waits on (a timer, a callback, a child), as
+    AWS's ExecutionTimeout ends a durable function's execution. The deadline is stored with the
+    run, so it holds across crashes and restarts; it counts from the run's start even for a
+    run started by name elsewhere, which gets it when a worker serving this code first takes
+    it. A run continued as new keeps its deadline.
     """
     def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[R]:
         wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
-                                                     missed), queue, webhook, record_inputs)
+                                                     missed), queue, webhook, record_inputs,
+                      execution_timeout)
         REGISTRY[wf.name] = wf
         return wf
     return wrap(fn) if fn is not None else wrap
