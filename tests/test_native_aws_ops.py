@@ -334,6 +334,22 @@ async def test_invoke_by_name_takes_one_input_value(env: TestEnvironment) -> Non
         await env.run(two_inputs)
 
 
+@workflow(name="native.fixed_child")
+async def fixed_child(ctx: Context, numbers: list[int]) -> Any:
+    try:
+        return await ctx.invoke(adder, numbers, id="fixed")
+    except ChildFailed as e:
+        return e.error.type, e.error.message
+
+
+async def test_an_invoke_whose_child_id_another_run_holds_fails_instead_of_waiting_forever(
+        env: TestEnvironment) -> None:
+    env.start(adder, [1], id="fixed")
+    error_type, message = await env.run(fixed_child, [2, 3])
+    assert error_type == "RunIdTaken" and "give the child another id" in message
+    assert env.get("fixed").input == "[1]"  # the run holding the id is left as it was
+
+
 # -- execution timeouts -----------------------------------------------------------------------
 
 @workflow(name="native.bounded", execution_timeout=120)

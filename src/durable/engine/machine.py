@@ -657,7 +657,16 @@ def _invoke_start(c: Change) -> Operation:
     if u.child is None:
         raise InvalidCheckpoint(f"run {c.run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
     child = u.child
-    start_run(c.tx, child.run_id, child.workflow, child.input, c.now, (c.run_id, u.id))
+    try:
+        run, created = start_run(c.tx, child.run_id, child.workflow, child.input, c.now,
+                                 (c.run_id, u.id))
+        if not created and (run.parent_run_id, run.parent_op_id) != (c.run_id, u.id):
+            raise RunIdTaken(child.run_id, f"run id {child.run_id!r} is taken by a run this "
+                             "invoke did not start; give the child another id")
+    except RunIdTaken as e:  # the invoke fails with it: waiting on that run would never end
+        error = ErrorObject.from_exception(e)
+        c.record(E.CHAINED_INVOKE_FAILED, {"error": error.to_dict()})
+        return replace(c.op, status=S.FAILED, error=error, ended_at=c.now)
     tenant = {"tenant_id": child.tenant_id} if child.tenant_id is not None else {}
     c.record(E.CHAINED_INVOKE_STARTED, {"child_run_id": child.run_id, **tenant})
     if u.sub_type == SubType.START_CHILD:

@@ -50,15 +50,15 @@ async def start(ex: Executor, scope: Scope, target: Workflow[Any] | str,
                 op_id, OperationType.CHAINED_INVOKE, OperationAction.START, name=name,
                 parent_id=scope.parent_id, sub_type=kind, child=child,
                 input=child.input if ex.record_inputs else None))
-        if not wait:
-            return op.child_run_id
-        if op.status is OperationStatus.STARTED:
+        if wait and op.status is OperationStatus.STARTED:
             await ex.wait_for_engine(op)
         if op.status is OperationStatus.CANCELLED:
             ex.cancelled()
-        if op.status is OperationStatus.FAILED:
-            assert op.error is not None and op.child_run_id is not None
+        if op.status is OperationStatus.FAILED:  # also when it could not start the child
+            assert op.error is not None
             raise ChildFailed(name, op.child_run_id, op.error)
+        if not wait:
+            return op.child_run_id
         if isinstance(target, str):
             return None if op.result is None else ex.serializer.decode(op.result)
         return target.decode_result(op.result)
