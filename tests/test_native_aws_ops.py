@@ -389,6 +389,34 @@ async def test_a_run_started_by_name_where_its_code_is_unknown_gets_its_deadline
     assert env.get("by-name").status is ExecutionStatus.TIMED_OUT
 
 
+@workflow(name="native.brief", execution_timeout=0.5)
+async def brief(ctx: Context) -> str:
+    callback = await ctx.create_callback(name="never")
+    return str(await callback.result())
+
+
+async def test_a_run_a_worker_of_this_process_takes_at_its_start_has_its_deadline_too(
+        db_url: str) -> None:
+    """`start_async` beside a worker serving the workflow leases the run to it at the start, so
+    no claim sets the deadline: the start must."""
+    client = durable.Client(db_url)
+    worker = Worker([brief], client.store)
+    serving = asyncio.create_task(worker.run_async())
+    try:
+        await wait_until_async(lambda: worker.takes(client.store.url, brief.name),
+                               "the worker to serve")
+        handle = await client.start_async(brief)
+        assert client.get(handle.run_id).timeout_at is not None
+        ended = await wait_until_async(
+            lambda: (run := client.get(handle.run_id)).status.live is False and run,
+            "the run to time out")
+        assert ended.status is ExecutionStatus.TIMED_OUT
+    finally:
+        worker.stop()
+        await serving
+        client.close()
+
+
 def test_an_execution_timeout_must_be_positive() -> None:
     async def wf(ctx: Context) -> None:
         return None
