@@ -664,7 +664,7 @@ def _invoke_start(c: Change) -> Operation:
             raise RunIdTaken(child.run_id, f"run id {child.run_id!r} is taken by a run this "
                              "invoke did not start; give the child another id")
     except RunIdTaken as e:  # the invoke fails with it: waiting on that run would never end
-        error = ErrorObject.from_exception(e)
+        error = ErrorObject(type(e).__name__, str(e))  # the engine's traceback tells nothing
         c.record(E.CHAINED_INVOKE_FAILED, {"error": error.to_dict()})
         return replace(c.op, status=S.FAILED, error=error, ended_at=c.now)
     tenant = {"tenant_id": child.tenant_id} if child.tenant_id is not None else {}
