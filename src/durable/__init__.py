@@ -9,6 +9,7 @@ from durable.client import Client, RunHandle, run, run_async
 from durable.engine.worker import Worker
 from durable.errors import (
     CallbackFailed,
+    CallbackHeartbeatTimeout,
     CallbackNotFound,
     Cancelled,
     ChildFailed,
@@ -30,7 +31,7 @@ from durable.model.queues import Queue
 from durable.model.schedule import Schedule, ScheduleInfo
 from durable.sdk.callback import Callback
 from durable.sdk.context import Context
-from durable.sdk.parallel import BatchFailed, BatchItem, BatchResult, Completion
+from durable.sdk.parallel import BatchFailed, BatchItem, BatchProgress, BatchResult, Completion
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import JsonSerializer, Serializer
 from durable.sdk.workflow import Workflow, step, workflow
@@ -38,9 +39,11 @@ from durable.sdk.workflow import Workflow, step, workflow
 __all__ = [
     "BatchFailed",
     "BatchItem",
+    "BatchProgress",
     "BatchResult",
     "Callback",
     "CallbackFailed",
+    "CallbackHeartbeatTimeout",
     "CallbackNotFound",
     "Cancelled",
     "ChildFailed",

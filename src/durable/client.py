@@ -203,11 +203,17 @@ class Client:
                existing: bool, enqueue: Enqueue | None,
                ) -> Callable[[Tx], tuple[RunInfo, bool, machine.Claimed | None]]:
         """The start's transaction: the run, whether it is new, and, when it was created
-        leased, the invocation to hand to the worker holding the lease."""
+        leased, the invocation to hand to the worker holding the lease. A workflow whose code
+        this process has gets its execution timeout now (a worker leased it: no claim will);
+        one known by name only gets it from the worker that first claims the run."""
+        declared = REGISTRY.get(workflow)
+        timeout = None if declared is None else declared.execution_timeout
+
         def start(tx: Tx) -> tuple[RunInfo, bool, machine.Claimed | None]:
             now = self.clock()
             run, created = machine.start_run(tx, run_id, workflow, input_json, now, lease=lease,
-                                             any_input=existing, enqueue=enqueue)
+                                             any_input=existing, enqueue=enqueue,
+                                             timeout=timeout)
             if created:
                 telemetry.save(tx, run_id, trace, now)
                 tx.set_attributes(run_id, attributes)

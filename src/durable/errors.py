@@ -161,8 +161,10 @@ class StepFailed(DurableError):
 class ChildFailed(DurableError):
     """A child workflow run ended FAILED or STOPPED; carries its error."""
 
-    def __init__(self, workflow: str, run_id: str, error: ErrorObject) -> None:
-        super().__init__(f"child workflow {workflow!r} (run {run_id!r}) failed: "
+    def __init__(self, workflow: str, run_id: str | None, error: ErrorObject) -> None:
+        """`run_id` None: the child run could not be started (its id was taken)."""
+        run = f"run {run_id!r}" if run_id is not None else "not started"
+        super().__init__(f"child workflow {workflow!r} ({run}) failed: "
                          f"{error.type}: {error.message}")
         self.run_id = run_id
         self.error = error
@@ -189,6 +191,11 @@ class CallbackFailed(DurableError):
 
 class WaitTimeout(DurableError):
     """A callback or signal was not delivered before its timeout."""
+
+
+class CallbackHeartbeatTimeout(WaitTimeout):
+    """A callback's holder sent no heartbeat within its `heartbeat_timeout`: whoever does the
+    work is presumed gone, long before the callback's own timeout would say so."""
 
 
 class WorkflowFailed(DurableError):

@@ -135,6 +135,9 @@ class TestEnvironment:
     def fail_callback(self, callback_id: str, error: str | BaseException) -> None:
         self.client.fail_callback(callback_id, error)
 
+    def heartbeat_callback(self, callback_id: str) -> None:
+        self.client.heartbeat_callback(callback_id)
+
     def cancel(self, run_id: str) -> RunInfo:
         return self.client.cancel(run_id)
 

@@ -290,8 +290,28 @@ async def logged(ctx: Context, n: int) -> int:
     return n
 
 
+@workflow(name="crash.beating")
+async def beating(ctx: Context, heartbeat: float) -> str:
+    """Waits on a callback that must hear a heartbeat every `heartbeat` seconds."""
+    callback = await ctx.create_callback(name="beating", timeout=600,
+                                         heartbeat_timeout=heartbeat)
+    try:
+        return str(await callback.result())
+    except durable.CallbackHeartbeatTimeout:
+        return "no heartbeat"
+
+
+@workflow(name="crash.deadline", execution_timeout=5.0)
+async def deadline(ctx: Context) -> str:
+    """Sleeps far past its execution timeout, which must end it while it sleeps."""
+    await ctx.step(plain, "deadline-step", None, name="deadline-step")
+    await ctx.sleep(600, name="long")
+    return "overslept"
+
+
 COMMON: list[durable.Workflow[Any]] = [chain, charge, nap, backoff, approval, single, fence,
-                                       burst, sleeper, pipeline, logged, tagged]
+                                       burst, sleeper, pipeline, logged, tagged, beating,
+                                       deadline]
 VERSIONS = {"v1": [*COMMON, reorder_v1], "v2": [*COMMON, reorder_v2]}
 
 
@@ -461,6 +481,7 @@ class Instrumented:
 
     def __init__(self, wf: durable.Workflow[Any]) -> None:
         self.name = wf.name
+        self.execution_timeout = getattr(wf, "execution_timeout", None)
         self._inner = wf.handler
 
     async def handler(self, invocation: Invocation,

@@ -362,6 +362,18 @@ def succeed(callback_id: str, payload: JsonValue | None, db: str | None, as_json
 
 @callback.command()
 @click.argument("callback_id")
+@db_option
+@json_option
+def heartbeat(callback_id: str, db: str | None, as_json: bool) -> None:
+    """Say CALLBACK_ID's work goes on: its heartbeat timeout starts afresh."""
+    with open_client(db) as client:
+        client.heartbeat_callback(callback_id)
+    echo_done(as_json, {"callback_id": callback_id, "heartbeat": True},
+              f"heartbeat recorded for callback {callback_id}")
+
+
+@callback.command()
+@click.argument("callback_id")
 @click.option("--message", help="The error message.")
 @click.option("--payload", metavar="JSON", callback=parse_json,
               help="The error message as JSON (a string, or any JSON value, used as text).")

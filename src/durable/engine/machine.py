@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -88,14 +88,16 @@ def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
               parent: tuple[str, str] | None = None,
               lease: tuple[str, float] | None = None,
               any_input: bool = True,
-              enqueue: Enqueue | None = None) -> tuple[RunInfo, bool]:
+              enqueue: Enqueue | None = None,
+              timeout: float | None = None) -> tuple[RunInfo, bool]:
     """Create the run unless one with this id exists; returns (run, created). With `lease`
     (owner, until), a new run is leased to that owner from the start (`invocation_of`). With
     `enqueue`, it waits ENQUEUED for its queue, and when a live run of that queue has its dedup
     id, that run is returned instead (not created). Every run is created here, so this is
     where its id is checked against the rule. Without `any_input`, an existing run started
     with another input is refused: a caller reusing an id for different work would otherwise
-    get the old run back and never know."""
+    get the old run back and never know. `timeout`: a new run's execution timeout, in seconds
+    from now."""
     check_run_id(run_id)
     if enqueue is not None and enqueue.queue is None:
         enqueue = replace(enqueue, queue=_recorded_queue(tx, workflow))
@@ -113,6 +115,8 @@ def start_run(tx: Tx, run_id: str, workflow: str, input: str | None, now: float,
         assert run is not None
         return run, False
     if created:
+        if timeout is not None:
+            run = _set_deadline(tx, run, now + timeout)
         tx.add_event(run_id, E.EXECUTION_STARTED, now, details={"workflow": workflow})
     elif run.workflow != workflow:
         raise RunIdTaken(run_id, f"run id {run_id!r} is already used by a run of workflow "
@@ -135,6 +139,11 @@ def _recorded_queue(tx: Tx, workflow: str) -> str:
     return queue
 
 
+def _set_deadline(tx: Tx, run: RunInfo, at: float) -> RunInfo:
+    tx.update_run(run.run_id, timeout_at=at)
+    return replace(run, timeout_at=at)
+
+
 def same_input(a: str | None, b: str | None) -> bool:
     """Inputs are the same JSON value, however spaced."""
     if a == b:
@@ -146,11 +155,15 @@ def same_input(a: str | None, b: str | None) -> bool:
 
 
 def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
-          workflows: Sequence[str], queues: Sequence[ServedQueue] = ()) -> list[Claimed]:
+          workflows: Sequence[str], queues: Sequence[ServedQueue] = (),
+          timeouts: Mapping[str, float] | None = None) -> list[Claimed]:
     """Lease up to `limit` runs that have work, apply what fell due, and hand them out.
 
     Runs of workflows on `queues` start only once their queue admits them; after that they hold
     their slot and come back like any other run (after a sleep, a signal, a crash).
+    `timeouts`: the execution timeout each workflow declares. A run started where its workflow's
+    code is unknown (by name, over the API, as another deployment's child) gets its deadline
+    here, counted from its start: only the code serving it knows the workflow's timeout.
     """
     until = now + lease_seconds
     lost = tx.expired_leases(now, limit, workflows, admission.queued(queues))
@@ -168,6 +181,8 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
         holder = lost.get(run.run_id)
         if holder is not None:
             _record_loss(tx, run, holder, lease_seconds, operations[run.run_id], now)
+        if run.timeout_at is None and timeouts and run.workflow in timeouts:
+            run = _set_deadline(tx, run, run.created_at + timeouts[run.workflow])
         if run.timeout_at is not None and run.timeout_at <= now:
             time_out(tx, run, now)  # the deadline passed while it waited: never invoke again
             continue
@@ -706,7 +721,16 @@ def _invoke_start(c: Change) -> Operation:
     if u.child is None:
         raise InvalidCheckpoint(f"run {c.run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
     child = u.child
-    start_run(c.tx, child.run_id, child.workflow, child.input, c.now, (c.run_id, u.id))
+    try:
+        run, created = start_run(c.tx, child.run_id, child.workflow, child.input, c.now,
+                                 (c.run_id, u.id))
+        if not created and (run.parent_run_id, run.parent_op_id) != (c.run_id, u.id):
+            raise RunIdTaken(child.run_id, f"run id {child.run_id!r} is taken by a run this "
+                             "invoke did not start; give the child another id")
+    except RunIdTaken as e:  # the invoke fails with it: waiting on that run would never end
+        error = ErrorObject(type(e).__name__, str(e))  # the engine's traceback tells nothing
+        c.record(E.CHAINED_INVOKE_FAILED, {"error": error.to_dict()})
+        return replace(c.op, status=S.FAILED, error=error, ended_at=c.now)
     tenant = {"tenant_id": child.tenant_id} if child.tenant_id is not None else {}
     c.record(E.CHAINED_INVOKE_STARTED, {"child_run_id": child.run_id, **tenant})
     if u.sub_type == SubType.START_CHILD:

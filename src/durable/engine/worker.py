@@ -92,8 +92,8 @@ class Servable(Protocol):
 
     Optionally also (read with getattr, so wrappers that lack them still serve): `schedule`, a
     `Schedule` or None, with `schedule_input(tick: datetime) -> str | None` encoding a tick as the
-    run's input; `queue`, a `Queue` or None; and `retention`, seconds (`retention_seconds`)
-    or None.
+    run's input; `queue`, a `Queue` or None; `retention`, seconds (`retention_seconds`) or
+    None; and `execution_timeout`, seconds or None.
     """
 
     @property
@@ -146,6 +146,8 @@ class Worker:
         makes the worker sweep even without a global one."""
         workflows = list(workflows)
         self.handlers: dict[str, WorkflowHandler] = {w.name: w.handler for w in workflows}
+        self.timeouts: dict[str, float] = {
+            w.name: t for w in workflows if (t := getattr(w, "execution_timeout", None))}
         self.schedules = [_Scheduled(w.name, s, getattr(w, "schedule_input", _no_input))
                           for w in workflows if fire_schedules
                           and (s := getattr(w, "schedule", None)) is not None]
@@ -425,7 +427,8 @@ class Worker:
 
     def _claimer(self, now: float, free: int) -> Callable[[Tx], list[machine.Claimed]]:
         names, queues, owner, lease = self.names, self.queues, self.owner, self.lease_seconds
-        return lambda tx: machine.claim(tx, owner, now, free, lease, names, queues)
+        timeouts = self.timeouts
+        return lambda tx: machine.claim(tx, owner, now, free, lease, names, queues, timeouts)
 
     def _start(self, claimed: list[machine.Claimed]) -> None:
         _note_takeovers(claimed)

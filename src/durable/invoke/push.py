@@ -406,6 +406,10 @@ class FunctionWorker:
         self.worker.retries = {
             name: replace(self.retry, deadline=spec.retry_deadline)
             for name, spec in self._specs.items() if spec.retry_deadline is not None}
+        # For runs the data plane did not give their deadline: a Durable workflow's child
+        # invoking the function by name, a run started over Durable's own API.
+        self.worker.timeouts = {name: spec.execution_timeout for name, spec in self._specs.items()
+                                if spec.execution_timeout is not None}
         if self.worker.handlers:
             self._ready.set()
         else:

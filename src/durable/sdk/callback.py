@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from durable.errors import CallbackFailed, WaitTimeout
+from durable.errors import CallbackFailed, CallbackHeartbeatTimeout, UsageError, WaitTimeout
 from durable.model import OperationAction, OperationStatus, OperationType, OperationUpdate, SubType
 from durable.sdk.executor import Executor, Scope
 from durable.sdk.wait import seconds
@@ -15,14 +15,20 @@ from durable.sdk.wait import seconds
 S = OperationStatus
 
 
+# The engine's error type for a callback that ran out of heartbeats (AWS's, see machine.py).
+HEARTBEAT_TIMED_OUT = "Callback.Heartbeat"
+
+
 async def _start(ex: Executor, scope: Scope, sub_type: SubType, name: str | None,
-                 timeout: timedelta | float | None) -> str:
+                 timeout: timedelta | float | None,
+                 heartbeat_timeout: timedelta | float | None = None) -> str:
     op_id, op = ex.begin(scope, OperationType.CALLBACK, name, sub_type)
     if op is None:
         await ex.checkpoint(OperationUpdate(
             op_id, OperationType.CALLBACK, OperationAction.START, name=name,
             parent_id=scope.parent_id, sub_type=sub_type,
-            timeout=None if timeout is None else seconds(timeout)))
+            timeout=None if timeout is None else seconds(timeout),
+            heartbeat_timeout=None if heartbeat_timeout is None else seconds(heartbeat_timeout)))
     return op_id
 
 
@@ -36,6 +42,8 @@ async def _outcome(ex: Executor, op_id: str, what: str, type_hint: Any) -> Any:
         assert op.error is not None
         raise CallbackFailed(op.error)
     if op.status is S.TIMED_OUT:
+        if op.error is not None and op.error.type == HEARTBEAT_TIMED_OUT:
+            raise CallbackHeartbeatTimeout(f"{what} timed out: no heartbeat came in time")
         raise WaitTimeout(f"{what} timed out")
     ex.cancelled()
 
@@ -55,9 +63,13 @@ class Callback:
 
 
 async def create_callback(ex: Executor, scope: Scope, name: str | None,
-                          timeout: timedelta | float | None) -> Callback:
+                          timeout: timedelta | float | None,
+                          heartbeat_timeout: timedelta | float | None) -> Callback:
+    if heartbeat_timeout is not None and seconds(heartbeat_timeout) <= 0:
+        raise UsageError(f"create_callback({name!r}): heartbeat_timeout must be positive, "
+                         f"got {heartbeat_timeout!r}")
     with scope.exclusive("create_callback"):
-        op_id = await _start(ex, scope, SubType.CALLBACK, name, timeout)
+        op_id = await _start(ex, scope, SubType.CALLBACK, name, timeout, heartbeat_timeout)
         callback_id = ex.ops[op_id].callback_id
         assert callback_id is not None
         return Callback(callback_id, op_id, name, ex)

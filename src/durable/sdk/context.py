@@ -174,16 +174,25 @@ class Context:
         await _wait.sleep(self._ex, self._scope(), duration, name)
 
     async def create_callback(self, *, name: str | None = None,
-                              timeout: timedelta | float | None = None) -> Callback:
-        """Issue a callback id to hand to someone else; `await cb.result()` waits for it."""
-        return await _callback.create_callback(self._ex, self._scope(), name, timeout)
+                              timeout: timedelta | float | None = None,
+                              heartbeat_timeout: timedelta | float | None = None) -> Callback:
+        """Issue a callback id to hand to someone else; `await cb.result()` waits for it.
+
+        `heartbeat_timeout`: the holder must send a heartbeat (`Client.heartbeat_callback`,
+        `durable callback heartbeat`, AWS's SendDurableExecutionCallbackHeartbeat) at least
+        this often, or the wait raises `CallbackHeartbeatTimeout`: a worker that died is
+        noticed then, not only at `timeout`."""
+        return await _callback.create_callback(self._ex, self._scope(), name, timeout,
+                                               heartbeat_timeout)
 
     async def wait_for_callback(self, submitter: Callable[[str], Any], *,
                                 name: str | None = None,
                                 timeout: timedelta | float | None = None,
+                                heartbeat_timeout: timedelta | float | None = None,
                                 type_hint: Any = Any) -> Any:
         """Create a callback, pass its id to `submitter` in a step, and wait for the result."""
-        cb = await self.create_callback(name=name, timeout=timeout)
+        cb = await self.create_callback(name=name, timeout=timeout,
+                                        heartbeat_timeout=heartbeat_timeout)
         await self.step(submitter, cb.id, name=f"{name or 'callback'}:submit")
         return await cb.result(type_hint)
 
@@ -230,15 +239,31 @@ class Context:
             name or _step.step_name(fn), [item_thunk(v) for v in values],
             completion or Completion(), max_concurrency)
 
-    async def invoke(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> R:
-        """Run a child workflow as its own run and wait for its result (ChildFailed if not)."""
-        return await _child.start(self._ex, self._scope(), workflow, args, id, wait=True)  # type: ignore[no-any-return]
+    @overload
+    async def invoke(self, workflow: Workflow[R], *args: Any, id: str | None = None,
+                     tenant_id: str | None = None) -> R: ...
 
-    async def start_child(self, workflow: Workflow[Any], *args: Any,
-                          id: str | None = None) -> str:
-        """Start a child workflow without waiting for it; returns its run id. Cancelling this
-        run cancels it too."""
-        return await _child.start(self._ex, self._scope(), workflow, args, id, wait=False)  # type: ignore[no-any-return]
+    @overload
+    async def invoke(self, workflow: str, *args: Any, id: str | None = None,
+                     tenant_id: str | None = None) -> Any: ...
+
+    async def invoke(self, workflow: Workflow[Any] | str, *args: Any, id: str | None = None,
+                     tenant_id: str | None = None) -> Any:
+        """Run a child workflow as its own run and wait for its result (ChildFailed if not).
+
+        By name, `ctx.invoke("charge", order)` runs whatever serves that name: a workflow
+        of another deployment, or a function registered with `durable functions add` (an
+        AWS durable function among them), with `order` as its input; AWS's chained invoke.
+        `tenant_id` is recorded with the invoke and shown in its history (AWS's TenantId)."""
+        return await _child.start(self._ex, self._scope(), workflow, args, id, wait=True,
+                                  tenant_id=tenant_id)
+
+    async def start_child(self, workflow: Workflow[Any] | str, *args: Any,
+                          id: str | None = None, tenant_id: str | None = None) -> str:
+        """Start a child workflow (or one by name, as `invoke` does) without waiting for it;
+        returns its run id. Cancelling this run cancels it too."""
+        return await _child.start(self._ex, self._scope(), workflow, args, id, wait=False,  # type: ignore[no-any-return]
+                                  tenant_id=tenant_id)
 
     def patched(self, change_id: str) -> bool:
         """True for runs that reach this point under the new code, False for runs that passed

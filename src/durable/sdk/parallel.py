@@ -15,9 +15,9 @@ import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from durable.errors import DurableError
+from durable.errors import DurableError, UsageError
 from durable.model import (
     ABANDONED,
     ErrorObject,
@@ -35,18 +35,65 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """How far a batch has come: what a `Completion.should_complete` predicate decides on.
+    `items` are every branch's outcome so far, in item order (NOT_COMPLETED: still running,
+    or not started)."""
+
+    succeeded: int
+    failed: int
+    total: int
+    items: tuple[BatchItem[Any], ...]
+
+    @property
+    def completed(self) -> int:
+        return self.succeeded + self.failed
+
+
+Decision = bool | Literal["SUCCEEDED", "FAILED"] | None
+"""A predicate's answer: falsy to go on; True or "SUCCEEDED" to end the batch successfully now;
+"FAILED" to end it failed now (`BatchFailed`), even if no item failed (a quorum out of reach)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """When a batch is done. The default, all successful, fails fast on the first failure.
 
     `min_successful`: done once that many succeeded. `tolerated_failures` /
-    `tolerated_failure_ratio`: keep going while failures stay within them. `all_completed`: run
-    every item whatever fails, and report.
+    `tolerated_failure_ratio`: keep going while failures stay within them (AWS's
+    tolerated_failure_count / tolerated_failure_percentage, the latter as a ratio, 0.1 for 10%).
+    `all_completed`: run every item whatever fails, and report.
+
+    `should_complete(progress) -> Decision`: a custom rule (AWS's should_complete), asked
+    before any branch starts and after each branch ends; once it decides, the branches still
+    running are abandoned. It must be deterministic and monotonic (once it would end the
+    batch, more progress must not make it go on): the decision is recorded and a replay follows
+    the record, but a batch a crash interrupted before it decided is driven again and may see
+    its branches end in another order. It cannot be combined with the thresholds.
     """
 
     min_successful: int | None = None
     tolerated_failures: int | None = None
     tolerated_failure_ratio: float | None = None
     all_completed: bool = False
+    should_complete: Callable[[BatchProgress], Decision] | None = None
+
+    def __post_init__(self) -> None:
+        thresholds = (self.min_successful, self.tolerated_failures, self.tolerated_failure_ratio)
+        if self.should_complete is not None and any(t is not None for t in thresholds):
+            raise UsageError("Completion(should_complete=...) decides alone: it cannot be "
+                             "combined with min_successful, tolerated_failures or "
+                             "tolerated_failure_ratio (fold those into the predicate)")
+        if self.min_successful is not None and self.min_successful < 1:
+            raise UsageError(f"Completion: min_successful must be at least 1, got "
+                             f"{self.min_successful}")
+        if self.tolerated_failures is not None and self.tolerated_failures < 0:
+            raise UsageError(f"Completion: tolerated_failures must not be negative, got "
+                             f"{self.tolerated_failures}")
+        ratio = self.tolerated_failure_ratio
+        if ratio is not None and not 0 <= ratio <= 1:
+            raise UsageError(f"Completion: tolerated_failure_ratio is a ratio from 0 to 1 "
+                             f"(0.1 for 10%), got {ratio}")
 
     @classmethod
     def all_successful(cls) -> Completion:
@@ -64,16 +111,32 @@ class Completion:
     def tolerate(cls, failures: int | None = None, ratio: float | None = None) -> Completion:
         return cls(tolerated_failures=failures, tolerated_failure_ratio=ratio)
 
+    @classmethod
+    def until(cls, predicate: Callable[[BatchProgress], Decision]) -> Completion:
+        """Done when `predicate` says so (see `should_complete`), or when every item ended."""
+        return cls(should_complete=predicate)
+
     @property
     def fails_fast(self) -> bool:
         return self == _ALL_SUCCESSFUL
 
-    def decide(self, total: int, succeeded: int, failed: int) -> str | None:
+    def decide(self, progress: BatchProgress) -> str | None:
         """Why the batch is done, or None while it is not."""
+        succeeded, failed, total = progress.succeeded, progress.failed, progress.total
+        if self.should_complete is not None:
+            decision = self.should_complete(progress)
+            if decision == "FAILED":
+                return CUSTOM_FAILED
+            if decision is True or decision == "SUCCEEDED":
+                return "CUSTOM_COMPLETION_SUCCEEDED"
+            if decision:
+                raise UsageError(f"Completion.should_complete returned {decision!r}: return "
+                                 "False/None to go on, True or 'SUCCEEDED' to end the batch, "
+                                 "or 'FAILED' to fail it")
         if self.min_successful is not None and succeeded >= self.min_successful:
             return "MIN_SUCCESSFUL_REACHED"
         if self._too_many_failures(total, failed):
-            return "FAILURE_TOLERANCE_EXCEEDED"
+            return TOLERANCE_EXCEEDED
         if succeeded + failed == total:
             return "ALL_COMPLETED"
         return None
@@ -84,10 +147,15 @@ class Completion:
         if self.tolerated_failure_ratio is not None and total and (
                 failed / total > self.tolerated_failure_ratio):
             return True
-        explicit = self.tolerated_failures is not None or self.tolerated_failure_ratio is not None
-        return not explicit and not self.all_completed and failed > 0
+        # A custom rule decides about failures itself, as AWS's does.
+        decides = (self.tolerated_failures is not None or self.tolerated_failure_ratio is not None
+                   or self.should_complete is not None)
+        return not decides and not self.all_completed and failed > 0
 
 
+TOLERANCE_EXCEEDED = "FAILURE_TOLERANCE_EXCEEDED"
+CUSTOM_FAILED = "CUSTOM_COMPLETION_FAILED"
+_FAILED_REASONS = (TOLERANCE_EXCEEDED, CUSTOM_FAILED)  # AWS's reasons for a batch that failed
 _ALL_SUCCESSFUL = Completion()
 
 
@@ -140,7 +208,9 @@ class BatchFailed(DurableError):
     def __init__(self, result: BatchResult[Any]) -> None:
         first = result.errors[0] if result.errors else None
         detail = f"; first: {first.type}: {first.message}" if first else ""
-        super().__init__(f"{result.failed} of {len(result)} items failed{detail}")
+        why = (" and its should_complete rule failed it (CUSTOM_COMPLETION_FAILED)"
+               if result.completion_reason == CUSTOM_FAILED else "")
+        super().__init__(f"{result.failed} of {len(result)} items failed{why}{detail}")
         self.result = result
 
 
@@ -217,7 +287,7 @@ async def run_batch(ex: Executor, scope: Scope, kind: SubType, branch_kind: SubT
         reason = await _drive(ex, batch, order, completion if recorded is None else None,
                               max_concurrency)
         result = BatchResult(batch.items, recorded["reason"] if recorded else reason)
-        failed = result.completion_reason == "FAILURE_TOLERANCE_EXCEEDED"
+        failed = result.completion_reason in _FAILED_REASONS
         if not op.status.is_final:
             done = [i.index for i in batch.items if i.status != "NOT_COMPLETED"]
             payload = json.dumps({"completed": done, "reason": result.completion_reason})
@@ -251,10 +321,15 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
         index = pending.popleft()
         running[asyncio.create_task(batch.branch(index))] = index
 
-    while pending and len(running) < limit:
+    def progress() -> BatchProgress:
+        return BatchProgress(succeeded, failed, len(batch.items), tuple(batch.items))
+
+    # A custom rule is asked before anything runs, as AWS's is: it may need no branch at all.
+    custom = completion is not None and completion.should_complete is not None
+    decided = completion.decide(progress()) if completion is not None and custom else None
+    while pending and len(running) < limit and decided is None:
         launch()
     ex.live_changed(len(running) - 1)  # the caller now waits on its branches instead
-    decided: str | None = None
     ended = 0  # branches that ended once the batch was decided: counted after the abandoned stop
     held = False  # a branch held because the run was paused: the rest finish what they run
     try:
@@ -275,7 +350,7 @@ async def _drive(ex: Executor, batch: _Batch, order: list[int],
                 succeeded += error is None
                 failed += error is not None
                 if completion is not None and decided is None:
-                    decided = completion.decide(len(batch.items), succeeded, failed)
+                    decided = completion.decide(progress())
                 if pending and not decided and not held:
                     launch()  # the finished branch's slot passes on: live count unchanged
                 elif decided and running:

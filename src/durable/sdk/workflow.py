@@ -34,6 +34,7 @@ from durable.sdk.executor import CURRENT_SCOPE, ContinueAsNew, Executor, Suspend
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import DEFAULT_SERIALIZER, Serializer
 from durable.sdk.step import Semantics, StepConfig, StepFunction
+from durable.sdk.wait import seconds
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,7 +54,8 @@ class Workflow(Generic[R]):
     def __init__(self, fn: Callable[..., Awaitable[R]], name: str | None = None,
                  serializer: Serializer | None = None, schedule: Schedule | None = None,
                  queue: Queue | str | None = None, webhook: bool = False,
-                 record_inputs: bool = True, retention: timedelta | None = None) -> None:
+                 record_inputs: bool = True, retention: timedelta | None = None,
+                 execution_timeout: timedelta | float | None = None) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise UsageError(f"@workflow {fn.__qualname__} must be an `async def`")
         params = list(inspect.signature(fn).parameters.values())
@@ -83,6 +85,10 @@ class Workflow(Generic[R]):
         # Seconds its ended runs are kept, whatever the global retention says (workers record
         # it in the store, so every process sweeping honours it).
         self.retention = retention_seconds(self.name, retention)
+        self.execution_timeout = None if execution_timeout is None else seconds(execution_timeout)
+        if self.execution_timeout is not None and self.execution_timeout <= 0:
+            raise UsageError(f"@workflow {self.name}: execution_timeout must be positive, got "
+                             f"{execution_timeout!r}")
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -179,7 +185,8 @@ def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              schedule: str | None = None, timezone: str | None = None,
              missed: Missed | None = None, queue: Queue | str | None = None,
              webhook: bool = False, record_inputs: bool = True,
-             retention: timedelta | None = None
+             retention: timedelta | None = None,
+             execution_timeout: timedelta | float | None = None
              ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
 
 
@@ -187,7 +194,8 @@ def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | No
              serializer: Serializer | None = None, schedule: str | None = None,
              timezone: str | None = None, missed: Missed | None = None,
              queue: Queue | str | None = None, webhook: bool = False,
-             record_inputs: bool = True, retention: timedelta | None = None) -> Any:
+             record_inputs: bool = True, retention: timedelta | None = None,
+             execution_timeout: timedelta | float | None = None) -> Any:
     """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`.
 
     `schedule="0 2 * * *"` (cron, in `timezone`, default UTC): every worker serving the workflow
@@ -210,11 +218,18 @@ def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | No
     `retention=timedelta(days=30)`: its runs are deleted that long after they end, by the
     retention sweeps of workers and servers (`--retention`), whatever age those are given for
     other workflows; a worker serving it sweeps even without `--retention`.
+
+    `execution_timeout=timedelta(hours=1)`: a run not ended that long after it started ends
+    TIMED_OUT (`Execution.TimedOut`), whatever it waits on (a timer, a callback, a child), as
+    AWS's ExecutionTimeout ends a durable function's execution. The deadline is stored with the
+    run, so it holds across crashes and restarts; it counts from the run's start even for a
+    run started by name elsewhere, which gets it when a worker serving this code first takes
+    it. A run continued as new keeps its deadline.
     """
     def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[R]:
         wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
                                                      missed), queue, webhook, record_inputs,
-                      retention)
+                      retention, execution_timeout)
         REGISTRY[wf.name] = wf
         return wf
     return wrap(fn) if fn is not None else wrap

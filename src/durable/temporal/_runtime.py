@@ -416,7 +416,7 @@ class Runtime:
         except ChildFailed as e:
             cause = cause_of(e.error)
             raise ChildWorkflowError("Child Workflow execution failed", workflow_type=child.name,
-                                     workflow_id=e.run_id, cause=cause) from cause
+                                     workflow_id=e.run_id or id or "", cause=cause) from cause
 
     async def start_child(self, workflow: Any, args: Sequence[Any], id: str | None) -> str:
         from durable.temporal._definition import definition_of
