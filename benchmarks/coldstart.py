@@ -8,6 +8,8 @@ This times, in fresh interpreters, alternating the cases within each repeat:
 - `import durable`;
 - the import of examples/serverless/app.py, a workflow exported as `durable.lambda_handler(...)`
   (and `durable.serve(...)`), what AWS Lambda imports before a Durable function's first event;
+- the same, then a value encoded and one decoded to a stated type, as the function's first
+  invocation does: what the import leaves to the first invocation (pydantic);
 - the peer: the same kind of module written with AWS's SDK (aws-durable-execution-sdk-python,
   `@durable_execution`), what Lambda imports before a function of AWS's own SDK runs.
 
@@ -67,6 +69,16 @@ CASES: dict[str, str] = {
     "asyncio": "import asyncio",
     "durable": "import durable",
     "lambda_module": "import examples.serverless.app as app; assert callable(app.handler)",
+    # What a function's first invocation adds after the import, before any I/O: encoding a
+    # step's result loads pydantic_core; decoding the input to the workflow's parameter type
+    # (`order: dict[str, Any]`) loads pydantic's models.
+    "lambda_module_first_encode": "import examples.serverless.app as app\n"
+                                  "from durable import JsonSerializer\n"
+                                  "JsonSerializer().encode({'sku': 'book', 'quantity': 1})",
+    "lambda_module_first_decode": "import examples.serverless.app as app\n"
+                                  "from typing import Any\nfrom durable import JsonSerializer\n"
+                                  "JsonSerializer().decode('{\"sku\": \"book\"}', "
+                                  "dict[str, Any])",
     "aws_sdk_module": AWS_FUNCTION,
 }
 
