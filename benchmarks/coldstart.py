@@ -28,6 +28,8 @@ baseline's (the ratio and the difference: what the import adds to a cold start).
     python benchmarks/coldstart.py                   # 11 repeats of each, about 2 min here
     python benchmarks/coldstart.py --repeats 31
     python benchmarks/coldstart.py --ref main        # also Durable as of a git ref, same run
+    python benchmarks/coldstart.py --ref 84fea10 --out docs/coldstart.jsonl
+    python benchmarks/coldstart.py --report docs/coldstart.jsonl   # the tables again
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import tempfile
 import time
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MS = 100.0
@@ -152,7 +155,7 @@ def plan_for(modes: list[str], ref: str | None, tmp: Path) -> Plan:
     return plan
 
 
-def measure(repeats: int, modes: list[str], ref: str | None) -> dict[str, object]:
+def measure(repeats: int, modes: list[str], ref: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="durable-coldstart-") as tmp:
         plan = plan_for(modes, ref, Path(tmp))
         for _mode, _name, code, env in plan:  # warm-up (compiled mode: writes the bytecode)
@@ -164,11 +167,11 @@ def measure(repeats: int, modes: list[str], ref: str | None) -> dict[str, object
             for mode, name, code, env in plan:
                 samples[(mode, name)].append(once(code, env))
         load_after = os.getloadavg()[0]
-    out: dict[str, object] = {"benchmark": "coldstart", "repeats": repeats,
-                              "target_import_ms": TARGET_MS}
+    out: dict[str, Any] = {"benchmark": "coldstart", "repeats": repeats,
+                           "target_import_ms": TARGET_MS}
     for mode in modes:
         base_wall = statistics.median(s[1] for s in samples[(mode, "baseline")])
-        cases = {}
+        cases: dict[str, Any] = {}
         for (m, name), rows in samples.items():
             if m != mode:
                 continue
@@ -184,9 +187,45 @@ def measure(repeats: int, modes: list[str], ref: str | None) -> dict[str, object
         handler = cases["lambda_module"]["import_ms"]["median"]
         out[mode] = {"durable_import_ms": durable, "lambda_module_import_ms": handler,
                      "target_met": durable < TARGET_MS and handler < TARGET_MS, "cases": cases}
+        if ref is not None:  # how many times longer the import took at `ref`
+            out[mode]["ref_over_now"] = {
+                name: round(cases[f"{name}@{ref}"]["import_ms"]["median"]
+                            / cases[name]["import_ms"]["median"], 2)
+                for name in ("durable", "lambda_module")}
     out["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                       "load_avg_1m": [round(load, 2), round(load_after, 2)]}
     return out
+
+
+LABELS = {
+    "baseline": "`python -c pass` (baseline)",
+    "asyncio": "`import asyncio`",
+    "durable": "`import durable`",
+    "lambda_module": "examples/serverless/app.py (`durable.lambda_handler`)",
+    "lambda_module_first_encode": "the same + first encode",
+    "lambda_module_first_decode": "the same + first typed decode",
+    "aws_sdk_module": "AWS's SDK, the same kind of module",
+}
+
+
+def report(result: dict[str, Any]) -> str:
+    """The run as Markdown tables, one per mode (what docs/benchmarks.md shows)."""
+    out = []
+    for mode in ("compiled", "source"):
+        if mode not in result:
+            continue
+        out += [f"{mode}:", "",
+                "| case | import ms | min-max | process CPU ms | process over baseline, ms "
+                "| process / baseline |", "|---|---|---|---|---|---|"]
+        for name, c in result[mode]["cases"].items():
+            base, _, ref = name.partition("@")
+            label = LABELS[base] + (f", at `{ref}`" if ref else "")
+            imp = c["import_ms"]
+            out.append(f"| {label} | {imp['median']:.1f} | {imp['min']:.1f}-{imp['max']:.1f} "
+                       f"| {c['cpu_ms']['median']:.1f} | {c['process_over_baseline_ms']:.1f} "
+                       f"| {c['process_ratio_vs_baseline']:.2f}x |")
+        out.append("")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -197,15 +236,25 @@ def main() -> None:
                         help="comma-separated: compiled (bytecode cached, as pip installs it), "
                              "source (Durable compiled at every start, as from a zip built "
                              "with --no-compile); default both")
+    parser.add_argument("--out", help="also append the JSON line to this file")
+    parser.add_argument("--report", metavar="FILE",
+                        help="print the last run in FILE as Markdown tables, measure nothing")
     parser.add_argument("--ref", help="also time `import durable` and the Lambda module at "
                                       "this git ref (e.g. main), in the same run")
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text().splitlines()[-1])))
+        return
     modes = args.modes.split(",")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     if not modes or set(modes) - {"compiled", "source"}:
         parser.error(f"--modes takes compiled and/or source, not {args.modes!r}")
-    print(json.dumps(measure(args.repeats, modes, args.ref)))
+    line = json.dumps(measure(args.repeats, modes, args.ref))
+    print(line)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(line + "\n")
 
 
 if __name__ == "__main__":
