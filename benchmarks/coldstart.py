@@ -8,8 +8,9 @@ This times, in fresh interpreters, alternating the cases within each repeat:
 - `import durable`;
 - the import of examples/serverless/app.py, a workflow exported as `durable.lambda_handler(...)`
   (and `durable.serve(...)`), what AWS Lambda imports before a Durable function's first event;
-- the same, then a value encoded and one decoded to a stated type, as the function's first
-  invocation does: what the import leaves to the first invocation (pydantic);
+- the same, then what its first checkpoint loads (encoding a value, the HTTP client) and what
+  its first invocation loads besides (decoding its input to the workflow's parameter type):
+  what the import leaves to the first invocation (pydantic, http.client), before any I/O;
 - the peer: the same kind of module written with AWS's SDK (aws-durable-execution-sdk-python,
   `@durable_execution`), what Lambda imports before a function of AWS's own SDK runs.
 
@@ -67,21 +68,24 @@ def handler(event: dict, context: DurableContext) -> str:
     return context.step(reserve(event["sku"]))
 """
 
+FIRST_CHECKPOINT = """import examples.serverless.app as app
+from durable import JsonSerializer
+from durable.invoke import keepalive
+JsonSerializer().encode({"sku": "book", "quantity": 1})"""
+
 CASES: dict[str, str] = {
     "baseline": "pass",
     "asyncio": "import asyncio",
     "durable": "import durable",
     "lambda_module": "import examples.serverless.app as app; assert callable(app.handler)",
-    # What a function's first invocation adds after the import, before any I/O: encoding a
-    # step's result loads pydantic_core; decoding the input to the workflow's parameter type
+    # What a function's first invocation loads on top, before any I/O: its first checkpoint
+    # encodes a step's result (pydantic_core) and sends it over HTTP to `durable server`
+    # (http.client, the connection pool); decoding the input to the workflow's parameter type
     # (`order: dict[str, Any]`) loads pydantic's models.
-    "lambda_module_first_encode": "import examples.serverless.app as app\n"
-                                  "from durable import JsonSerializer\n"
-                                  "JsonSerializer().encode({'sku': 'book', 'quantity': 1})",
-    "lambda_module_first_decode": "import examples.serverless.app as app\n"
-                                  "from typing import Any\nfrom durable import JsonSerializer\n"
-                                  "JsonSerializer().decode('{\"sku\": \"book\"}', "
-                                  "dict[str, Any])",
+    "lambda_module_first_checkpoint": FIRST_CHECKPOINT,
+    "lambda_module_first_invocation": FIRST_CHECKPOINT + "\nfrom typing import Any\n"
+                                      "JsonSerializer().decode('{\"sku\": \"book\"}', "
+                                      "dict[str, Any])",
     "aws_sdk_module": AWS_FUNCTION,
 }
 
@@ -202,8 +206,8 @@ LABELS = {
     "asyncio": "`import asyncio`",
     "durable": "`import durable`",
     "lambda_module": "examples/serverless/app.py (`durable.lambda_handler`)",
-    "lambda_module_first_encode": "the same + first encode",
-    "lambda_module_first_decode": "the same + first typed decode",
+    "lambda_module_first_checkpoint": "the same + its first checkpoint's libraries",
+    "lambda_module_first_invocation": "the same + its first invocation's libraries",
     "aws_sdk_module": "AWS's SDK, the same kind of module",
 }
 

@@ -61,10 +61,11 @@ def test_the_sdk_a_lambda_module_and_the_cli_import_no_extra() -> None:
 
 COLD_START_FREE = ("fastapi", "starlette", "uvicorn", "jinja2", "psycopg", "opentelemetry",
                    "click", "pydantic", "pydantic_core", "croniter", "prometheus_client",
-                   "zoneinfo")
+                   "zoneinfo", "http", "email")
 """What a serverless function's cold start does without (benchmarks/coldstart.py times it): the
 server, PostgreSQL, telemetry, the CLI, metrics, the schedules' cron and time-zone libraries, and
-pydantic, which the serializer loads at the function's first checkpoint."""
+what the first invocation loads when it needs them: pydantic (the serializer) and http.client
+(a checkpoint over HTTP)."""
 
 ENGINE_SIDE = ("durable.client", "durable.engine", "durable.store", "durable.cli",
                "durable.server", "durable.views")
