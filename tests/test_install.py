@@ -38,13 +38,18 @@ async def nap(ctx: Context, x: int) -> int:
 '''
 
 
-def imported_after(code: str, *flags: str) -> set[str]:
-    """The top-level modules loaded once `code` has run in a fresh interpreter."""
+def modules_after(code: str, *flags: str) -> set[str]:
+    """The modules loaded once `code` has run in a fresh interpreter."""
     probe = f"{code}\nimport sys, json; print(json.dumps(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, *flags, "-c", probe], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    return {name.partition(".")[0] for name in json.loads(done.stdout.splitlines()[-1])}
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def imported_after(code: str, *flags: str) -> set[str]:
+    """The top-level modules loaded once `code` has run in a fresh interpreter."""
+    return {name.partition(".")[0] for name in modules_after(code, *flags)}
 
 
 def test_the_sdk_a_lambda_module_and_the_cli_import_no_extra() -> None:
@@ -52,6 +57,47 @@ def test_the_sdk_a_lambda_module_and_the_cli_import_no_extra() -> None:
     loaded = imported_after("import durable\nimport examples.serverless.app as app\n"
                             "assert callable(app.handler)\nfrom durable.cli import main")
     assert loaded.isdisjoint(EXTRAS_ONLY), sorted(loaded & set(EXTRAS_ONLY))
+
+
+COLD_START_FREE = ("fastapi", "starlette", "uvicorn", "jinja2", "psycopg", "opentelemetry",
+                   "click", "pydantic", "pydantic_core", "croniter", "prometheus_client",
+                   "zoneinfo", "http", "email")
+"""What a serverless function's cold start does without (benchmarks/coldstart.py times it): the
+server, PostgreSQL, telemetry, the CLI, metrics, the schedules' cron and time-zone libraries, and
+what the first invocation loads when it needs them: pydantic (the serializer) and http.client
+(a checkpoint over HTTP)."""
+
+ENGINE_SIDE = ("durable.client", "durable.engine", "durable.store", "durable.cli",
+               "durable.server", "durable.views")
+
+
+def test_importing_durable_and_a_lambda_module_loads_no_server_database_telemetry_or_cli() -> None:
+    modules = modules_after("import durable\nimport examples.serverless.app as app\n"
+                            "assert callable(app.handler)")
+    top = {name.partition(".")[0] for name in modules}
+    assert top.isdisjoint(COLD_START_FREE), sorted(top & set(COLD_START_FREE))
+    engine = sorted(name for name in modules if name.startswith(ENGINE_SIDE))
+    assert not engine, f"a Lambda function imports no engine, store or front end: {engine}"
+
+
+def test_every_public_name_is_importable_from_durable_in_a_fresh_process() -> None:
+    # The client, the worker and the function hosts load on first lookup; each name must still
+    # be the object its home module defines, listed by dir(), and a typo an AttributeError.
+    modules_after("""
+import durable
+import importlib
+assert set(durable.__all__) <= set(dir(durable)), set(durable.__all__) - set(dir(durable))
+for name in durable.__all__:
+    exec(f"from durable import {name}")
+for name, home in durable._LAZY.items():
+    assert getattr(durable, name) is getattr(importlib.import_module(home), name), name
+try:
+    durable.Clinet
+except AttributeError as e:
+    assert "Clinet" in str(e)
+else:
+    raise AssertionError("durable.Clinet resolved")
+""")
 
 
 # -- the wheel, installed ---------------------------------------------------------------------
@@ -141,8 +187,11 @@ def test_a_lambda_zip_of_the_serverless_example_stays_under_4_mb(wheel: Path,
     size = archive.stat().st_size
     print(f"function.zip: {size / 1e6:.2f} MB ({breakdown})")
     assert size < ZIP_LIMIT, f"function.zip is {size / 1e6:.2f} MB: {breakdown}"
-    # The package alone, without this venv's site-packages (-S): the handler loads.
+    # The package alone, without this venv's site-packages (-S): the handler loads, and so does
+    # pydantic_core's compiled part, which the handler's first checkpoint encodes with.
     loaded = imported_after(f"import sys; sys.path.insert(0, {str(build)!r})\n"
-                            "import app\nassert app.handler.workflow.name == 'checkout'",
+                            "import app\nassert app.handler.workflow.name == 'checkout'\n"
+                            "from durable import JsonSerializer\n"
+                            "assert JsonSerializer().encode({'a': b'1'}) == '{\"a\":\"MQ==\"}'",
                             "-I", "-S")
     assert "pydantic_core" in loaded and loaded.isdisjoint(EXTRAS_ONLY)

@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import os
 import threading
-import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from durable.errors import UsageError, requires_extra
-from durable.invoke import keepalive
 from durable.invoke.contract import (
     INVALID_TOKEN,
     MAX_UPDATES,
@@ -104,10 +101,19 @@ class HttpBackend:
         return await self._call("POST", f"{_quote(arn)}/checkpoint", json.dumps(body).encode())
 
     async def get_state(self, arn: str, token: str, marker: str) -> Wire:
+        import urllib.parse  # as http.client in _call: only a call over HTTP needs it
+
         query = urllib.parse.urlencode({"CheckpointToken": token, "Marker": marker})
         return await self._call("GET", f"{_quote(arn)}/state?{query}", None)
 
     async def _call(self, method: str, path: str, body: bytes | None) -> Wire:
+        # Imported at the first call, not with this module: http.client (and the email package
+        # under it) is most of what importing a Lambda function's module would cost otherwise,
+        # and a function whose backend is AWS itself never makes such a call.
+        import http.client
+
+        from durable.invoke import keepalive
+
         url = f"{self.endpoint}/2025-12-01/durable-executions/{path}"
         try:
             answer = await keepalive.POOL.request(method, url, body, self.headers,
@@ -140,6 +146,8 @@ CHECKPOINT_TIMEOUT = 60.0
 
 
 def _quote(arn: str) -> str:
+    import urllib.parse
+
     return urllib.parse.quote(arn, safe="")
 
 

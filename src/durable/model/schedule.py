@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import CroniterBadDateError, CroniterError, croniter
+from typing import TYPE_CHECKING, Literal, get_args
 
 from durable.errors import UsageError
 from durable.model.ids import derived_run_id
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 Missed = Literal["skip", "run_once"]
 """What to do with ticks that came while no worker served the schedule: `skip` starts none of
@@ -51,6 +51,13 @@ class Schedule:
         if self.missed not in get_args(Missed):
             raise UsageError(f"missed={self.missed!r} is not a policy; use "
                              f"{' or '.join(repr(m) for m in get_args(Missed))}")
+        # Imported here and below, not at the top: croniter (and dateutil under it) and
+        # zoneinfo are most of what this module would cost every `import durable`, and only
+        # code that declares a schedule needs them (a serverless function's cold start does not).
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from croniter import CroniterBadDateError, CroniterError, croniter
+
         try:
             object.__setattr__(self, "zone", ZoneInfo(self.timezone))
         except (ZoneInfoNotFoundError, ValueError):
@@ -72,6 +79,8 @@ class Schedule:
 
     def latest(self, now: float) -> float | None:
         """The last tick at or before `now`, or None if the expression had none before."""
+        from croniter import CroniterBadDateError, croniter
+
         it = croniter(self.cron, self.moment(now))
         try:
             before = it.get_prev(datetime)
@@ -82,6 +91,8 @@ class Schedule:
 
     def next_after(self, t: float) -> float:
         """The first tick strictly after `t`."""
+        from croniter import croniter
+
         return croniter(self.cron, self.moment(t)).get_next(datetime).timestamp()
 
     def run_id(self, workflow: str, tick: float) -> str:

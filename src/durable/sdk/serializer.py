@@ -13,12 +13,17 @@ A custom `Serializer` (encryption, compression, another format) can be set per w
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
-
-import pydantic_core
-from pydantic import BaseModel, ConfigDict, create_model
+from typing import TYPE_CHECKING, Any, Protocol
 
 from durable.errors import SerializationError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+# pydantic is imported where it is first used, not here: every `import durable` loads this module,
+# and pydantic's import is the largest part of a serverless function's cold start. A function
+# pays for pydantic_core at its first checkpoint and for pydantic's models only when it decodes
+# a value to a stated type.
 
 
 class Serializer(Protocol):
@@ -44,11 +49,15 @@ def _box(type_hint: Any) -> type[BaseModel]:
 
 
 def _new_box(type_hint: Any) -> type[BaseModel]:
+    from pydantic import ConfigDict, create_model
+
     return create_model("Box", __config__=ConfigDict(val_json_bytes="base64"), v=(type_hint, ...))
 
 
 class JsonSerializer:
     def encode(self, value: Any) -> str:
+        import pydantic_core
+
         try:
             return pydantic_core.to_json(value, bytes_mode="base64").decode()
         except pydantic_core.PydanticSerializationError as e:
