@@ -434,6 +434,7 @@ class Worker:
 
         store_failed: list[BaseException] = []
         inv.leased = functools.partial(self._holds, inv.run_id)
+        checkpoint_seconds = metrics.CHECKPOINT_SECONDS.labels(inv.workflow)
 
         async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
             logs = inv.take_logs()
@@ -441,8 +442,7 @@ class Worker:
             try:
                 result = await self._write(
                     lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock(), logs))
-                metrics.CHECKPOINT_SECONDS.labels(inv.workflow).observe(
-                    time.perf_counter() - began)
+                checkpoint_seconds.observe(time.perf_counter() - began)
                 metrics.step_attempts(inv.workflow, updates, clock())
                 _log_step_failures(inv, updates, result)
                 return result
