@@ -789,6 +789,29 @@ async def test_writes_of_one_loop_pass_share_a_transaction_and_a_lone_one_runs_i
     assert inline is store.url.startswith("sqlite")
 
 
+async def test_a_write_that_fails_in_a_batch_leaves_nothing_and_the_others_commit(
+        store: Store) -> None:
+    """Both writers first run a batch without a savepoint per job: when one job fails after it
+    wrote, the batch runs again with them, so its writes are undone and the others' kept."""
+    attempts: list[str] = []
+
+    def write(run_id: str, fail: bool) -> Callable[[Tx], bool]:
+        def job(tx: Tx) -> bool:
+            attempts.append(run_id)
+            created = machine.start_run(tx, run_id, WF, None, T0)[1]
+            if fail:
+                raise InvalidCheckpoint(f"{run_id} refused after writing")
+            return created
+        return job
+
+    results = await asyncio.gather(*(store.awrite(write(r, r == "b2"))
+                                     for r in ("b1", "b2", "b3")), return_exceptions=True)
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], InvalidCheckpoint)
+    assert [run(store, r) is not None for r in ("b1", "b2", "b3")] == [True, False, True]
+    assert attempts.count("b1") == 2  # the batch ran again, each job in its own savepoint
+
+
 async def test_writes_still_gathering_when_the_store_closes_are_committed(any_db: str) -> None:
     store = open_store(any_db)
     pending = [store.awrite(lambda tx, i=i: machine.start_run(tx, f"late-{i}", WF, None, T0))

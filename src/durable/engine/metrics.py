@@ -10,9 +10,11 @@ from every process that serves them, so a dashboard takes their `max`, never the
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -59,8 +61,15 @@ def step_attempts(workflow: str, updates: Sequence[OperationUpdate], now: float)
     for u in updates:
         outcome = _OUTCOMES.get(u.action)
         if u.type is OperationType.STEP and outcome and u.started_at is not None:
-            STEP_SECONDS.labels(workflow, u.name or "", outcome).observe(
-                max(now - u.started_at, 0.0))
+            _step_seconds(workflow, u.name or "", outcome).observe(max(now - u.started_at, 0.0))
+
+
+@functools.cache
+def _step_seconds(workflow: str, step: str, outcome: str) -> Any:
+    """STEP_SECONDS's series for these labels, looked up once: `labels` costs more than the
+    observation, on the path of every step. Unbounded like the series themselves, which a
+    registry keeps for good."""
+    return STEP_SECONDS.labels(workflow, step, outcome)
 
 
 @dataclass(frozen=True, slots=True)

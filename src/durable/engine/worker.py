@@ -453,6 +453,7 @@ class Worker:
         inv.leased = functools.partial(self._holds, inv.run_id)
         # Whether the run may have a child run to stop when it ends (`finish_invocation`).
         invokes = any(op.type is OperationType.CHAINED_INVOKE for op in inv.operations.values())
+        checkpoint_seconds = metrics.CHECKPOINT_SECONDS.labels(inv.workflow)
 
         async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
             nonlocal invokes
@@ -463,8 +464,7 @@ class Worker:
                 result = await self._write(
                     lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock(), logs),
                     machine.checkpoint_fence(inv.run_id, token, updates))
-                metrics.CHECKPOINT_SECONDS.labels(inv.workflow).observe(
-                    time.perf_counter() - began)
+                checkpoint_seconds.observe(time.perf_counter() - began)
                 metrics.step_attempts(inv.workflow, updates, clock())
                 _log_step_failures(inv, updates, result)
                 return result

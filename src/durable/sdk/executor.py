@@ -248,22 +248,20 @@ class Executor:
                          after: float) -> Callable[[], Awaitable[None]]:
         """Checkpoint `update` in the background once `after` seconds have passed. Returns how
         to settle it before anything that must follow it is checkpointed: it is called off if
-        not yet on its way, else awaited (a refusal then fences the invocation as usual)."""
-        sending = False
+        not yet on its way, else awaited (a refusal then fences the invocation as usual).
 
-        async def later() -> None:
-            nonlocal sending
-            await asyncio.sleep(after)
-            sending = True
-            await self.checkpoint(update)
-
-        task = asyncio.ensure_future(later())
+        A timer, not a task asleep: nearly every step settles before `after`, and a task
+        costs that step a start and a cancellation on the loop."""
+        loop = asyncio.get_running_loop()
+        sent: list[asyncio.Task[list[Operation]]] = []
+        timer = loop.call_later(after, lambda: sent.append(loop.create_task(
+            self.checkpoint(update))))
 
         async def settle() -> None:
-            if not sending:
-                task.cancel()
+            if not sent:
+                timer.cancel()
                 return
-            await task
+            await sent[0]
 
         return settle
 

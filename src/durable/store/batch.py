@@ -46,7 +46,9 @@ class BatchWriter:
         self._after_notify = after_notify
         self._conn: Any = None  # connected by the writer thread, again after a drop
         self._tx: Tx | None = None
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # A loop pass's writes go in as one item: a put per write would wake the thread at the
+        # first, to contend with the loop for the GIL while the loop puts the rest.
+        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._writing = threading.Lock()  # held by whoever runs a batch: the thread or a loop
         self._gathered: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._closed = False
@@ -57,7 +59,7 @@ class BatchWriter:
     def submit(self, fn: Callable[[Tx], T], fence: Fence | None = None) -> Future[T]:
         """Queue `fn`; `fence`: the fence read it begins with (see `Fence`), if declared."""
         fut: Future[T] = Future()
-        self._queue.put(_Job(fn, fut, None, fence))
+        self._queue.put([_Job(fn, fut, None, fence)])
         return fut
 
     def submit_async(self, fn: Callable[[Tx], T],
@@ -88,14 +90,12 @@ class BatchWriter:
             _fail(jobs, RuntimeError("the store was closed before this write could run"))
             _deliver_all(jobs)
             return
-        for job in jobs:
-            self._queue.put(job)
+        self._queue.put(jobs)
 
     def close(self) -> None:
         self._closed = True
         for loop in list(self._gathered):  # writes still gathering go first
-            for job in self._gathered.pop(loop, []):
-                self._queue.put(job)
+            self._queue.put(self._gathered.pop(loop, []))
         self._queue.put(None)
         self._thread.join()
 
@@ -105,17 +105,17 @@ class BatchWriter:
         while later or not closing:
             batch, later = later, []
             if not batch:
-                job = self._queue.get()
-                if job is None:
+                jobs = self._queue.get()
+                if jobs is None:
                     break
-                batch.append(job)
+                batch += jobs
             with contextlib.suppress(queue.Empty):
                 while not closing:
                     nxt = self._queue.get_nowait()
                     if nxt is None:
                         closing = True
                     else:
-                        batch.append(nxt)
+                        batch += nxt
             with self._writing:
                 self._write(batch)
             later = [job for job in batch if job.again]
@@ -140,9 +140,9 @@ class BatchWriter:
                 self._commit(self._conn, self._tx, batch, isolate)
                 return
             except _Aborted as a:
-                error, committing, txn = a.error, a.committing, a.txn
+                error, committing, txn, began = a.error, a.committing, a.txn, a.began
             except Exception as e:  # could not connect
-                error, committing, txn = e, False, None
+                error, committing, txn, began = e, False, None, False
             lost = self._lost(self._conn, error)
             if lost and self._conn is not None:
                 with contextlib.suppress(Exception):
@@ -156,7 +156,10 @@ class BatchWriter:
                     _fail(batch, error)
                     return
             elif not lost:
-                if not isolate and len(batch) > 1:  # one job failed the lot: which one?
+                # One job failed the lot: which one? Not when the transaction could not even
+                # begin (SQLite's write lock held past the busy timeout): that is no job's
+                # doing, and running the batch again would wait the timeout out once more.
+                if not isolate and len(batch) > 1 and began:
                     isolate = True
                     continue
                 if not self._transient(error):
@@ -174,11 +177,12 @@ class BatchWriter:
         transaction as a whole did not commit, or might not have."""
         tx.notified = False
         txn: Any = None
-        committing = False
+        began = committing = False
         for job in batch:
             job.result, job.error, job.again = None, None, False
         try:
             txn = self._start(conn)
+            began = True
             if not isolate:
                 ahead: dict[int, Ahead | None] = {}
                 for i, job in enumerate(batch):
@@ -208,7 +212,7 @@ class BatchWriter:
             self._finish(conn, tx)
         except Exception as e:
             self._rollback(conn)
-            raise _Aborted(e, txn, committing) from e
+            raise _Aborted(e, txn, began, committing) from e
         if tx.notified and self._after_notify is not None:
             self._after_notify()
 
@@ -275,11 +279,12 @@ class BatchWriter:
 
 
 class _Aborted(Exception):
-    """A batch's transaction failed as a whole. `committing`: it failed during COMMIT."""
+    """A batch's transaction failed as a whole. `began`: after it began (a job or COMMIT
+    failed, not BEGIN); `committing`: it failed during COMMIT."""
 
-    def __init__(self, error: Exception, txn: Any, committing: bool) -> None:
+    def __init__(self, error: Exception, txn: Any, began: bool, committing: bool) -> None:
         super().__init__(str(error))
-        self.error, self.txn, self.committing = error, txn, committing
+        self.error, self.txn, self.began, self.committing = error, txn, began, committing
 
 
 def _fences_from(batch: list[_Job], start: int) -> dict[int, Fence]:

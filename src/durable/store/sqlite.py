@@ -217,7 +217,13 @@ def _salvage(path: str) -> str:
 
 class _Writer(BatchWriter):
     """The shared writer, refusing to write into a file known to be damaged: each batch checks
-    before it begins, and one whose job came across damage does not commit at all."""
+    before it begins, and one whose job came across damage does not commit at all.
+
+    Optimistic (see `BatchWriter.optimistic`): a step's checkpoint is three statements, and a
+    savepoint around it two more, so a batch of many jobs runs without them first; one that
+    fails (a job fenced out, say) runs again with them, which a job rarely makes it do."""
+
+    optimistic = True
 
     def __init__(self, path: str, damage: _Damage, after_notify: Callable[[], None]) -> None:
         self._damage = damage
