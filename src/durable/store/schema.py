@@ -235,6 +235,17 @@ CREATE TABLE bulk_jobs (
     cursor_run TEXT
 )
 """),
+    # Workers' presence (PostgreSQL): each worker holds a session-level advisory lock on
+    # (PRESENCE_LOCKS, lock_key) while its dedicated session lives; a row whose lock nobody
+    # holds names a worker whose session is gone, whose runs are taken over at once rather
+    # than when their leases run out. SQLite workers write no rows (one host: pids tell).
+    (13, """
+CREATE TABLE workers (
+    owner TEXT PRIMARY KEY,
+    lock_key INTEGER NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL
+)
+"""),
 ]
 
 
