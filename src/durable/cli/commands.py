@@ -153,7 +153,7 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, existing: boo
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option("--concurrency", type=click.IntRange(min=1), default=100, show_default=True,
               help="Invocations running at once.")
-@click.option("--lease", "lease", type=click.FloatRange(LEASE_RANGE[0], LEASE_RANGE[1]),
+@click.option("--lease", "lease", type=Seconds(LEASE_RANGE[0], LEASE_RANGE[1]),
               default=30.0, show_default=True, metavar="SECONDS",
               help="How long a run stays this worker's without a renewal (renewed every third "
                    "of it): how soon a worker frozen or cut off from the database loses its "
