@@ -184,13 +184,15 @@ class Fleet:
 
 
 class CliWorker(Subprocess):
-    """`durable worker TARGET --db DB`, the command as operators run it, its output in
-    `effects/worker.out`; `prefix` runs it under another command (e.g. `unshare`), `env` adds
+    """`durable worker TARGET --db DB [ARGS]`, the command as operators run it, its output in
+    `effects/<name>.out`; `prefix` runs it under another command (e.g. `unshare`), `env` adds
     to its environment. The test kills it (`kill`) if it is still running at the end."""
 
     def __init__(self, target: str, db: str, effects: Path, *, prefix: Iterable[str] = (),
-                 env: dict[str, str] | None = None) -> None:
-        super().__init__([*prefix, DURABLE, "worker", target, "--db", db], effects / "worker.out",
+                 env: dict[str, str] | None = None, args: Iterable[str] = (),
+                 name: str = "worker") -> None:
+        super().__init__([*prefix, DURABLE, "worker", target, "--db", db, *args],
+                         effects / f"{name}.out",
                          env={**os.environ, app.EFFECTS_ENV: str(effects), **(env or {})})
 
     def lines(self, text: str) -> list[str]:

@@ -195,7 +195,8 @@ class Client:
             if worker is not None and claimed is None:  # the id existed, or the write failed
                 worker.unreserve()
         if worker is not None and claimed is not None:
-            await worker.adopt(claimed)
+            assert lease is not None
+            await worker.adopt(claimed, lease)
         return run, created
 
     def _start(self, run_id: str, workflow: str, input_json: str | None, trace: str | None,

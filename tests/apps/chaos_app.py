@@ -13,11 +13,17 @@ input, as a workflow's control flow must be.
 
 In one run of every POISON_EVERY, the first attempt of step s2 calls sys.exit() before it does
 anything, which must fail that attempt only: the retry runs it, and the worker carries on.
+
+`held` (tests/test_takeover.py) keeps its worker busy instead: HELD_STEPS steps of
+HELD_STEP_SECONDS each, so that a worker killed or frozen at any moment holds runs mid-step.
+Each of its step bodies, once it has slept, appends `<run> <step> <pid> <nonce> <began> <ended>`
+to DIR/held-<pid>.log: a frozen worker's bodies that end after it is thawed are there too.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import random
@@ -39,16 +45,18 @@ EXIT_CODE = 7  # what the poisoned attempt passes to sys.exit
 RETRY = RetryPolicy(initial_interval=0.2, jitter=0)
 EFFECTS_ENV = "CHAOS_EFFECTS"
 
-_effects: TextIO | None = None
+HELD_STEPS = 8
+HELD_STEP_SECONDS = 0.5
+
+_logs: dict[str, TextIO] = {}
 
 
-def _log() -> TextIO:
-    """This process's effects log, in the directory $CHAOS_EFFECTS names."""
-    global _effects
-    if _effects is None:
-        path = Path(os.environ[EFFECTS_ENV]) / f"effects-{os.getpid()}.log"
-        _effects = open(path, "a", buffering=1)  # noqa: SIM115
-    return _effects
+def _log(kind: str = "effects") -> TextIO:
+    """This process's log of `kind`, in the directory $CHAOS_EFFECTS names."""
+    if kind not in _logs:
+        path = Path(os.environ[EFFECTS_ENV]) / f"{kind}-{os.getpid()}.log"
+        _logs[kind] = open(path, "a", buffering=1)  # noqa: SIM115
+    return _logs[kind]
 
 
 async def work(run_id: str, i: int, n: int) -> dict[str, Any]:
@@ -73,6 +81,21 @@ async def chaos(ctx: Context, n: int) -> int:
         if i == SIGNAL_AFTER:
             total += (await ctx.wait_for_signal("bump"))["k"]
     return total
+
+
+async def hold(run_id: str, i: int) -> dict[str, str]:
+    began = time.time()
+    await asyncio.sleep(HELD_STEP_SECONDS)
+    nonce = uuid.uuid4().hex
+    _log("held").write(f"{run_id} {i} {os.getpid()} {nonce} {began:.6f} {time.time():.6f}\n")
+    return {"nonce": nonce}
+
+
+@workflow
+async def held(ctx: Context, n: int) -> int:
+    for i in range(HELD_STEPS):
+        await ctx.step(hold, ctx.run_id, i, name=f"h{i}")
+    return n
 
 
 def poisoned(n: int) -> bool:

@@ -85,6 +85,10 @@ async def _serve(client: Client, wf: Workflow[Any], progress: Progress) -> None:
 
 # -- commands -------------------------------------------------------------------------------
 
+LEASE_RANGE = (1.0, 86_400.0)
+"""`durable worker --lease`, in seconds: renewals every third of a second or less would cost more
+than they save; a day is longer than anyone means to wait for a frozen worker's runs."""
+
 EXIT_CODES = """\b
 Exit codes:
   0    success
@@ -149,6 +153,12 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, existing: boo
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option("--concurrency", type=click.IntRange(min=1), default=100, show_default=True,
               help="Invocations running at once.")
+@click.option("--lease", "lease", type=Seconds(LEASE_RANGE[0], LEASE_RANGE[1]),
+              default=30.0, show_default=True, metavar="SECONDS",
+              help="How long a run stays this worker's without a renewal (renewed every third "
+                   "of it): how soon a worker frozen or cut off from the database loses its "
+                   "runs to the others. One whose process dies loses them at once on "
+                   "PostgreSQL, on SQLite when a worker of its host starts.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
               help="Serve Prometheus metrics on this port (GET /metrics) [default: none].")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
@@ -157,7 +167,7 @@ def run(target: str, input_: JsonValue | None, run_id: str | None, existing: boo
 @db_option
 @json_option
 @logsetup.logging_options
-def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
+def worker(targets: tuple[str, ...], concurrency: int, lease: float, metrics_port: int | None,
            metrics_host: str, retention: float | None, db: str | None, as_json: bool,
            log_level: str, log_format: str) -> None:
     """Serve every workflow of the TARGETs until SIGTERM or Ctrl-C, then drain and exit 0.
@@ -166,13 +176,15 @@ def worker(targets: tuple[str, ...], concurrency: int, metrics_port: int | None,
     did is one JSON object on stdout."""
     workflows = {wf.name: wf for target in targets for wf in load_workflows(target)}
     logsetup.configure(log_level, "json" if as_json else log_format)
-    w = Worker(workflows.values(), db, concurrency=concurrency, retention=retention)
+    w = Worker(workflows.values(), db, concurrency=concurrency, retention=retention,
+               lease_seconds=lease)
     try:
         if metrics_port is not None:
             serve_metrics(Client(w.store), w.queues, metrics_host, metrics_port)
         err = make_console(stderr=True)
         err.print(f"worker serving {', '.join(workflows)} on {w.store.url} "
-                  f"(concurrency {concurrency}); Ctrl-C or SIGTERM drains and stops")
+                  f"(concurrency {concurrency}, lease {lease:g}s); Ctrl-C or SIGTERM drains "
+                  "and stops")
         with live_line(err, WorkerStatus(w)):
             w.run()
         err.print("worker stopped")

@@ -5,6 +5,14 @@ knows of or until the store reports a commit from anyone (a new run, a signal, a
 resume latency has no polling floor. Leases are renewed while invocations run; a worker that dies
 stops renewing and its runs are taken over when the leases expire.
 
+Sooner where the database can tell that a worker is gone. On PostgreSQL each worker holds a
+session whose end the server sees when the process dies (`Store.presence`), and its peers, which
+look every PRESENCE_LOOK seconds, take its runs over at once: the lease is then only the
+fallback for a worker alive but cut off, or frozen. On one host (SQLite), a worker that starts
+takes over the runs of those of its host whose pids are gone. A worker that has lost its own
+presence takes nothing new, and trusts no lease it holds, until it has it back: its peers may
+be taking its runs.
+
 Scheduled workflows: every worker serving one fires its ticks (the engine makes each tick one run
 however many fire it) and sleeps no longer than until the next tick. Queued workflows: the worker
 tells the engine each queue's limits as data at claim time, so limits hold across all workers.
@@ -61,10 +69,14 @@ from durable.model.schedule import Schedule
 from durable.model.settings import WorkflowSettings
 from durable.store import Store, Tx, open_store
 from durable.store.runs import Fence
+from durable.store.base import Presence
 
 log = logging.getLogger("durable.worker")
 T = TypeVar("T")
 
+PRESENCE_LOOK = 0.5
+"""How often a worker looks whether a peer's presence is gone: a dead peer's runs resume within
+about two looks (it must be seen gone twice) and a claim."""
 SAFETY_NAP = 5.0
 """Longest sleep without looking at the store: only matters if a wake-up was lost."""
 
@@ -144,6 +156,8 @@ class Worker:
         longer ago than that, in the background (`engine/retention.py`); a workflow's own
         `retention` (`@workflow(retention=...)`) overrides it for that workflow's runs, and
         makes the worker sweep even without a global one."""
+        if not lease_seconds > 0:
+            raise UsageError(f"lease_seconds must be more than 0, not {lease_seconds!r}")
         workflows = list(workflows)
         self.handlers: dict[str, WorkflowHandler] = {w.name: w.handler for w in workflows}
         self.timeouts: dict[str, float] = {
@@ -171,7 +185,7 @@ class Worker:
                           else None)
         self.retries: dict[str, InvocationRetry] = {}  # by workflow, where not the default
         self._pid_scope = pid_scope()
-        self.owner = (f"{self._pid_scope or socket.gethostname()}:{os.getpid()}:"
+        self.owner = (f"{self._pid_scope or host_name()}:{os.getpid()}:"
                       f"{uuid.uuid4().hex[:8]}")
         self.stats = WorkerStats()
         self._outage = _Outage(self.store.where)
@@ -188,6 +202,7 @@ class Worker:
         self._stopping = False
         self._on_finish: list[Callable[[str], None]] = []
         self._next_tick: dict[str, float] = {}  # by workflow; none yet: due at once
+        self._absent = False  # its presence is not (yet, or no longer) shown: claim nothing
 
     @property
     def names(self) -> list[str]:
@@ -221,6 +236,9 @@ class Worker:
         unsubscribe = self.store.subscribe(on_commit)
         _SERVING.setdefault(loop, []).append(self)
         heartbeat = asyncio.create_task(self._heartbeat())
+        presence = self.store.presence(self.owner)
+        self._absent = presence is not None  # until the first look has shown it
+        watch = None if presence is None else asyncio.create_task(self._watch(presence))
         sweeps = None if self.retention is None else asyncio.create_task(self.retention.run())
         try:  # whatever fails from here on, the worker stops listening and serving
             while not self._stopping and not (until and until()):
@@ -242,6 +260,10 @@ class Worker:
             unsubscribe()
             await self._drain()
             heartbeat.cancel()
+            if watch is not None:
+                watch.cancel()
+                assert presence is not None
+                await asyncio.to_thread(presence.close, holding=bool(self._inflight))
             if sweeps is not None:
                 sweeps.cancel()
             if install_signals:
@@ -368,7 +390,8 @@ class Worker:
         """Whether a run of `workflow` started from `db_url` may come straight here: this worker
         serves it from that database, is not stopping, has a slot free, and no queue must admit
         the run first."""
-        return (not self._stopping and self.store.url == db_url and workflow in self.handlers
+        return (not self._stopping and not self._absent and self.store.url == db_url
+                and workflow in self.handlers
                 and self._free() > 0 and all(workflow not in q.workflows for q in self.queues))
 
     def reserve(self) -> tuple[str, float]:
@@ -386,11 +409,14 @@ class Worker:
     def unreserve(self) -> None:
         self._reserved -= 1
 
-    async def adopt(self, claimed: machine.Claimed) -> None:
-        """Run the invocation of a run started with the lease `reserve` gave."""
+    async def adopt(self, claimed: machine.Claimed, lease: tuple[str, float]) -> None:
+        """Run the invocation of a run started with the `lease` `reserve` gave."""
         self._reserved -= 1
         if not self._stopping:
-            self._start([claimed])
+            # Granted when `reserve` read the clock: as long ago as that clock says (never
+            # less than nothing, whatever a virtual clock does meanwhile).
+            waited = max(0.0, self.clock() - (lease[1] - self.lease_seconds))
+            self._start([claimed], time.monotonic() - waited)
             return
         run_id, token, clock = claimed.invocation.run_id, claimed.token, self.clock
         await self._write(lambda tx: machine.release_unstarted(tx, run_id, token, clock()))
@@ -401,9 +427,10 @@ class Worker:
     async def _claim_and_start(self) -> float | None:
         """Start what is due; return how long to sleep (None: until woken, 0: look again)."""
         free = self._free()
-        if free <= 0:
+        if free <= 0 or self._absent:
             return None
         names, queues, clock = self.names, self.queues, self.clock
+        granted = time.monotonic()
         claim = self._claimer(clock(), free)
         abandoned = list(self._abandoned.items())
 
@@ -420,7 +447,7 @@ class Worker:
         claimed, due = await self._write(claim_and_look_ahead)
         for run_id, _ in abandoned:
             del self._abandoned[run_id]
-        self._start(claimed)
+        self._start(claimed, granted)
         if len(claimed) == free:
             return 0
         return None if due is None else max(due - clock(), 0.001 if not claimed else 0.0)
@@ -430,11 +457,15 @@ class Worker:
         timeouts = self.timeouts
         return lambda tx: machine.claim(tx, owner, now, free, lease, names, queues, timeouts)
 
-    def _start(self, claimed: list[machine.Claimed]) -> None:
+    def _start(self, claimed: list[machine.Claimed], granted: float) -> None:
+        """Invoke the runs a claim leased; `granted`: the monotonic time the claim read the
+        clock its leases run from. Trust runs from then, not from when the claim came back:
+        a claim that waited behind other writes, or a process frozen before it heard the
+        answer, must not believe in a lease for longer than the store grants it."""
         _note_takeovers(claimed)
         for c in claimed:
             _note_admission(c)
-            self._held_until[c.invocation.run_id] = time.monotonic() + self._trust()
+            self._held_until[c.invocation.run_id] = granted + self._trust()
             self._inflight[c.invocation.run_id] = asyncio.create_task(self._invoke(c))
 
     def _trust(self) -> float:
@@ -521,8 +552,9 @@ class Worker:
             # claim walks the head of runs_ready, past the rows the other workers just took,
             # so a claim per slot would make every run pay for a walk. Nor does it claim while
             # the store is failing: the loop finds out when it is back.
-            free = 0 if self._stopping or self._finishing or self._outage.down else (
-                self._free() + 1)
+            free = 0 if (self._stopping or self._finishing or self._outage.down
+                         or self._absent) else self._free() + 1
+            granted = time.monotonic()
             claim = self._claimer(clock(), free)
             logs = inv.take_logs()
 
@@ -533,7 +565,7 @@ class Worker:
             self._finishing += 1
             try:
                 self._start(await self._write(finish_and_claim, machine.finish_fence(
-                    inv.run_id, token, c.alone and not invokes and free == 0)))
+                    inv.run_id, token, c.alone and not invokes and free == 0)), granted)
             except StaleToken:
                 self.stats.stale += 1
                 await self._terminated(inv)
@@ -593,17 +625,79 @@ class Worker:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            if self._inflight:
-                began = time.monotonic()
-                try:
-                    renewed = await self._write(functools.partial(
-                        machine.heartbeat, owner=self.owner, run_ids=list(self._inflight),
-                        until=self.clock() + self.lease_seconds))
-                except Exception as e:  # the database is away: try again next time round
-                    self._outage.failed("renewing leases", e)
-                    continue
-                for run_id in renewed & self._held_until.keys():
-                    self._held_until[run_id] = began + self._trust()
+            await self._renew()
+
+    async def _renew(self) -> None:
+        """Renew the leases of the runs in flight, and trust again those still held."""
+        if not self._inflight:
+            return
+        began = time.monotonic()
+        try:
+            renewed = await self._write(functools.partial(
+                machine.heartbeat, owner=self.owner, run_ids=list(self._inflight),
+                until=self.clock() + self.lease_seconds))
+        except Exception as e:  # the database is away: try again next time round
+            self._outage.failed("renewing leases", e)
+            return
+        for run_id in renewed & self._held_until.keys():
+            self._held_until[run_id] = began + self._trust()
+
+    async def _watch(self, presence: Presence) -> None:
+        """Show this worker's presence, and take over the runs of peers whose presence is gone,
+        every PRESENCE_LOOK seconds. Serving waits for the first look to succeed."""
+        lost_at: float | None = None
+        while True:
+            try:
+                seen = await asyncio.to_thread(presence.look)
+            except Exception as e:
+                if not self._absent or lost_at is None:
+                    lost_at = time.monotonic()
+                    log.warning("worker %s cannot show it is alive (%s); taking no runs and "
+                                "starting no step until it can", self.owner, _one_line(e))
+                self._absent = True
+                for run_id in self._held_until:  # peers may be taking them: trust none
+                    self._held_until[run_id] = 0.0
+                await asyncio.sleep(PRESENCE_LOOK)
+                continue
+            if self._absent:
+                if lost_at is not None:
+                    log.warning("worker %s shows it is alive again after %.1fs", self.owner,
+                                time.monotonic() - lost_at)
+                if seen.rejoined:  # leases its peers left it are trusted again
+                    await self._renew()
+                self._absent, lost_at = False, None
+                self.wake()
+            if seen.gone:
+                await self._take_over_gone(seen.gone)
+            await asyncio.sleep(PRESENCE_LOOK)
+
+    async def _take_over_gone(self, gone: list[str]) -> None:
+        """Take over, now, the runs of peers whose presence is gone, each once: whichever peer
+        forgets it first (it is asked again in this transaction whether it is still gone)."""
+        now, lease = self.clock(), self.lease_seconds
+
+        def take(tx: Tx) -> dict[str, list[RunInfo]]:
+            taken = {owner: machine.take_over(tx, owner, now, lease)
+                     for owner in gone if tx.forget_worker(owner)}
+            if any(taken.values()):
+                tx.notify()  # every peer with a free slot helps take them
+            return taken
+        try:
+            taken = await self._write(take)
+        except Exception as e:
+            self._outage.failed("taking over the runs of workers gone", e)
+            return
+        for owner, runs in taken.items():
+            for run in runs:
+                metrics.LEASE_TAKEOVERS.labels(run.workflow).inc()
+            if runs:
+                log.warning("worker %s is gone (its database session ended): taking over its "
+                            "%d run(s) now: %s", owner, len(runs),
+                            ", ".join(r.run_id for r in runs[:5]) + (", ..." if len(runs) > 5
+                                                                     else ""),
+                            extra={"lost_worker": owner, "run_ids": [r.run_id for r in runs]})
+        if any(taken.values()):
+            self.wake()
 
     async def _drain(self) -> None:
         if not self._inflight:
@@ -676,7 +770,18 @@ def pid_scope() -> str | None:
         namespace = os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return None
-    return f"{socket.gethostname()}/{boot[:12]}/{namespace}"
+    return f"{host_name()}/{boot[:12]}/{namespace}"
+
+
+HOST_ENV = "DURABLE_WORKER_HOST"
+
+
+def host_name() -> str:
+    """The host a worker's id names: $DURABLE_WORKER_HOST, else the machine's name. Workers
+    named for different hosts never judge each other by pid (`pid_scope` differs), as if on
+    different machines: what a deployment whose containers share a host name, or a test of
+    takeover across hosts, sets it for."""
+    return os.environ.get(HOST_ENV) or socket.gethostname()
 
 
 def _process_alive(owner: str, prefix: str) -> bool:

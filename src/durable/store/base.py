@@ -31,6 +31,33 @@ class Finding:
     ok: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """What a worker's look at its peers' presence found: the workers whose sessions are gone
+    (seen gone twice in a row: a session being replaced is not a death), and whether this
+    worker's own session had been lost and was just replaced (its runs may have been taken
+    over meanwhile)."""
+
+    gone: list[str]
+    rejoined: bool = False
+
+
+class Presence(ABC):
+    """A worker's sign of life that the database itself ends when the worker's session ends:
+    its process died (the kernel closes its connections), or its host or network did (the
+    server's TCP timeouts). What a lease cannot tell until it runs out."""
+
+    @abstractmethod
+    def look(self) -> Sighting:
+        """Keep this worker's presence up (joining again if its session was lost) and see
+        whose is gone. Blocking; raises if the database cannot be reached."""
+
+    @abstractmethod
+    def close(self, *, holding: bool) -> None:
+        """End this worker's presence; `holding`: it still holds leases, which its peers
+        then take over at once rather than when the leases run out."""
+
+
 class Store(ABC):
     """A database holding runs. Thread-safe; `awrite`/`aread` are the asyncio-friendly forms."""
 
@@ -56,6 +83,11 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def presence(self, owner: str) -> Presence | None:
+        """How worker `owner` shows it is alive to workers on other hosts, if the database can
+        tell (None: only leases running out tell them, and pids on the same host)."""
+        return None
 
     def write_sync(self, fn: Callable[[Tx], T]) -> T:
         return self.write(fn).result()

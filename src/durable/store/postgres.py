@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from durable.errors import StoreUnavailable, UsageError
-from durable.store.base import Finding, Store
+from durable.store.base import Finding, Presence, Sighting, Store
 from durable.store.batch import BatchWriter
 from durable.store.runs import Fence
 from durable.store.schema import applied, apply_migrations, pending, version_finding
@@ -44,6 +45,18 @@ SERIAL = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
 MIGRATION_LOCK = 0x6475_7261_626C_6500  # "durable\0": the advisory lock migrators queue on
 MIGRATIONS_EXIST = "SELECT 1 WHERE to_regclass('durable_migrations') IS NOT NULL"
 QUEUE_LOCKS = 0x6475_7200  # with a queue name's hash, the advisory lock of that queue
+PRESENCE_LOCKS = 0x6475_7201  # with a worker's lock_key, the advisory lock of its presence
+PRESENCE_TCP: dict[str, int] = {
+    # A presence session must end soon after its worker's host or network does, not when the
+    # kernel's two-hour keepalive default gives up: these bound how long the server (and the
+    # worker, for its own end) keeps a connection whose peer went silent, to about 5 s.
+    "keepalives": 1, "keepalives_idle": 2, "keepalives_interval": 1, "keepalives_count": 2,
+    "tcp_user_timeout": 5000,
+}
+"""libpq's options for the presence connection."""
+SERVER_TCP = {"tcp_keepalives_idle": 2, "tcp_keepalives_interval": 1, "tcp_keepalives_count": 2,
+              "tcp_user_timeout": 5000}
+"""The server's, for the same session: it is the server that must let the lock go."""
 CONNECT_TIMEOUT = 10  # seconds, unless the URL says otherwise
 LISTEN_POLL = 0.5  # how often the listener looks up from the socket to see if it should stop
 READ_POOL_SIZE = 8
@@ -103,6 +116,14 @@ class PgTx(Tx):
     row_lock_clause = " FOR UPDATE"
     fence_lock_clause = " FOR UPDATE OF r"
     run_id_in = "run_id = ANY(ARRAY({}))"  # the ids first, then one primary-key lookup each
+
+    session_gone_clause = (
+        " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        f" AND l.classid = {PRESENCE_LOCKS} AND l.objid = w.lock_key AND l.objsubid = 2)")
+    """No session holds the row's presence lock. Locks are per database, shared by the schemas
+    in it: two workers whose keys collide, in one deployment or two, only make a dead one look
+    alive, which its leases running out then settle."""
 
     def lock_queue(self, queue: str) -> None:
         """An advisory lock per queue until commit: claims admitting runs to one queue take
@@ -306,6 +327,60 @@ class _Writer(BatchWriter):
         return None
 
 
+class _Presence(Presence):
+    """A worker's presence: a dedicated session holding a session-level advisory lock, whose
+    key its row in `workers` names. Registered only once the lock is held, so a row whose lock
+    nobody holds certainly outlived its session. Looking costs one query on that session,
+    which also finds out that the session was lost (and joins again with a new one)."""
+
+    def __init__(self, conninfo: str, where: str, owner: str) -> None:
+        self._conninfo = make_conninfo(conninfo, **PRESENCE_TCP)
+        self._where, self.owner = where, owner
+        self._conn: Connection | None = None
+        self._joined = False
+        self._suspects: set[str] = set()
+
+    def look(self) -> Sighting:
+        rejoined = False
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._join()
+                rejoined, self._joined = self._joined, True
+                self._suspects = set()  # whoever lost the server with us may be joining too
+            assert self._conn is not None
+            absent = set(_make_tx(self._conn).gone_workers(self.owner))
+        except psycopg.Error as e:
+            self._drop()
+            raise StoreUnavailable(f"PostgreSQL at {self._where}: worker presence: "
+                                   f"{_one_line(e)}", self._where) from e
+        gone, self._suspects = absent & self._suspects, absent
+        return Sighting(sorted(gone), rejoined)
+
+    def _join(self) -> None:
+        """A new session, its lock, then the row naming it. The key is new each time: the
+        session replaced may linger on the server (a half-open connection) holding the old."""
+        self._drop()
+        conn = psycopg.connect(self._conninfo, autocommit=True)
+        self._conn = conn
+        conn.execute("; ".join(f"SET {name} = {value}" for name, value in SERVER_TCP.items()))
+        key = secrets.randbits(31)
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (PRESENCE_LOCKS, key))
+        _make_tx(conn).register_worker(self.owner, key, time.time())
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = None
+
+    def close(self, *, holding: bool) -> None:
+        """Without leases left, the row goes too; with some, it stays for a peer to find gone."""
+        if self._conn is not None and not holding:
+            with contextlib.suppress(psycopg.Error):
+                _make_tx(self._conn).forget_worker(self.owner, gone=False)
+        self._drop()
+
+
 class PostgresStore(Store):
     """`postgresql://user@host:port/dbname[?application_name=...&options=-csearch_path%3D...]`.
 
@@ -389,6 +464,9 @@ class PostgresStore(Store):
             listeners = list(self._listeners)
         for callback in listeners:
             callback()
+
+    def presence(self, owner: str) -> Presence:
+        return _Presence(self._conninfo, self.where, owner)
 
     def close(self) -> None:
         """Stop writing and reading; the listener thread notices within LISTEN_POLL."""

@@ -167,6 +167,10 @@ class Table:
     fence_lock_clause = ""
     """`row_lock_clause` for the runs (alias r) of `Runs.read_fences`' join."""
 
+    session_gone_clause = ""
+    """Of a `workers w` row: the session that registered it has ended (see `Runs.gone_workers`).
+    SQLite registers none, having no sessions that outlive a process's pid."""
+
     run_id_in = "run_id IN ({})"
     """`run_id` is one of the ids a subquery selects. Where statistics say the table is small,
     PostgreSQL would rather hash the ids and read the whole table than look each one up."""

@@ -265,6 +265,28 @@ class Runs(Attributes):
                    " AND lease_expires > ?", (now, owner, now))
         return held
 
+    def register_worker(self, owner: str, lock_key: int, now: float) -> None:
+        """Name `owner` as a worker whose session holds the presence lock `lock_key` (see
+        `gone_workers`); taken again with a new key after its session was replaced."""
+        self._exec("INSERT INTO workers (owner, lock_key, started_at) VALUES (?, ?, ?)"
+                   " ON CONFLICT (owner) DO UPDATE SET lock_key = excluded.lock_key",
+                   (owner, lock_key, now))
+
+    def gone_workers(self, other_than: str) -> list[str]:
+        """Registered workers (but `other_than`) whose sessions have ended: their processes
+        died, or lost the database, and hold their runs' leases for nothing."""
+        return [r[0] for r in self._rows(
+            f"SELECT owner FROM workers AS w WHERE owner <> ?{self.session_gone_clause}",
+            (other_than,))]
+
+    def forget_worker(self, owner: str, *, gone: bool = True) -> bool:
+        """Delete `owner`'s registration, if its session is still gone (asked again here, in
+        the transaction that takes its runs over: it may have come back since it was seen
+        gone) or, `gone=False`, whatever its session; whether there was one to delete."""
+        clause = self.session_gone_clause if gone else ""
+        return bool(self._rows(
+            f"DELETE FROM workers AS w WHERE owner = ?{clause} RETURNING owner", (owner,)))
+
     def extend_leases(self, owner: str, run_ids: Sequence[str], until: float) -> set[str]:
         """Renew `owner`'s leases on these runs until `until`; returns the runs renewed (not
         those another owner took meanwhile)."""

@@ -250,6 +250,17 @@ CREATE TABLE workflow_settings (
 CREATE INDEX runs_queue_paused ON runs (queue_name) WHERE status = 'PAUSED';
 CREATE INDEX runs_workflow_ended ON runs (workflow, ended_at) WHERE ended_at IS NOT NULL
 """),
+    # Workers' presence (PostgreSQL): each worker holds a session-level advisory lock on
+    # (PRESENCE_LOCKS, lock_key) while its dedicated session lives; a row whose lock nobody
+    # holds names a worker whose session is gone, whose runs are taken over at once rather
+    # than when their leases run out. SQLite workers write no rows (one host: pids tell).
+    (13, """
+CREATE TABLE workers (
+    owner TEXT PRIMARY KEY,
+    lock_key INTEGER NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL
+)
+"""),
 ]
 
 
