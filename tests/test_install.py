@@ -129,6 +129,14 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.install
+def test_the_wheel_ships_the_node_host_script(wheel: Path) -> None:
+    # `durable functions add --node` runs it with node from the installed package
+    with zipfile.ZipFile(wheel) as z:
+        shipped = z.read("durable/invoke/node_host.cjs").decode()
+    assert shipped == (ROOT / "src" / "durable" / "invoke" / "node_host.cjs").read_text()
+
+
+@pytest.mark.install
 def test_the_core_install_runs_an_embedded_workflow_from_the_cli(venv: Path,
                                                                  tmp_path: Path) -> None:
     assert run(venv / "durable", "--version").stdout.strip().endswith("0.1.0")

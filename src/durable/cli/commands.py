@@ -788,6 +788,9 @@ def functions() -> None:
               "invocations).")
 @click.option("--handler", metavar="MODULE:FN", help="In-process: a @workflow, or a Lambda "
               "handler(event, context) such as one written with AWS's SDK.")
+@click.option("--node", "node_handler", metavar="FILE[:EXPORT]", help="A JavaScript handler "
+              "(e.g. written with AWS's @aws/durable-execution-sdk-js), hosted by the server "
+              "with this machine's node; EXPORT defaults to `handler`.")
 @click.option("--lambda", "lambda_function", metavar="FUNCTION_NAME_OR_ARN",
               help="An AWS Lambda function, invoked through Lambda's Invoke API with the "
                    "standard AWS credentials (needs durable-serverless[aws]).")
@@ -804,7 +807,7 @@ def functions() -> None:
                    "[default: no limit].")
 @db_option
 @json_option
-def functions_add(name: str, url: str | None, handler: str | None,
+def functions_add(name: str, url: str | None, handler: str | None, node_handler: str | None,
                   lambda_function: str | None, qualifier: str | None, region: str | None,
                   execution_timeout: float | None, retry_deadline: float | None,
                   concurrency: int | None, db: str | None, as_json: bool) -> None:
@@ -814,12 +817,14 @@ def functions_add(name: str, url: str | None, handler: str | None,
     boto3 with AWS_ENDPOINT_URL_LAMBDA pointing at the server) or `durable start`. A --handler
     is imported here first, as the server will import it (from the working directory too), and
     a --lambda needs boto3 and a region here too, so a registration that cannot work is refused
-    now rather than logged by the server later. A Lambda function checkpoints to the server
-    its own AWS_ENDPOINT_URL_LAMBDA names."""
+    now rather than logged by the server later; a --node file is loaded here with node too.
+    A Lambda function checkpoints to the server its own AWS_ENDPOINT_URL_LAMBDA names."""
+    from durable.invoke import node
     from durable.invoke.push import FunctionSpec, check, register
 
     spec = FunctionSpec(name, url, handler, execution_timeout, retry_deadline, concurrency,
-                        lambda_function, qualifier, region)
+                        lambda_function, qualifier, region,
+                        node=None if node_handler is None else node.resolve(node_handler))
     with open_client(db) as client:
         check(spec, client.store, client.clock)
         register(client.store, spec)

@@ -3,7 +3,8 @@
 A function is a name the engine can invoke: an HTTP endpoint taking the invocation envelope (a
 `durable.serve` app, an AWS SDK handler behind any HTTP host, or a Lambda Invoke-shaped URL such
 as `http://host/2015-03-31/functions/NAME/invocations`), an AWS Lambda function invoked through
-Lambda's signed Invoke API (lambda_target.py), or an in-process handler (`module:fn`).
+Lambda's signed Invoke API (lambda_target.py), an in-process handler (`module:fn`), or a
+JavaScript handler the server hosts with the machine's node (node.py).
 Runs of a function are runs whose workflow is the function's name. `FunctionWorker` serves all
 of them with the engine's ordinary `Worker`: one invocation in flight per run (the lease), a new
 one whenever a wait, retry, callback or child run completes. An invocation that fails to run
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 from durable.engine import machine
 from durable.engine.worker import Worker
 from durable.errors import InvocationError, UsageError
-from durable.invoke import dataplane, keepalive, lambda_target
+from durable.invoke import dataplane, keepalive, lambda_target, node
 from durable.invoke.contract import (
     ContractError,
     Wire,
@@ -64,8 +65,9 @@ ENDPOINT_HEADER = "X-Durable-Endpoint"
 
 @dataclass(frozen=True, slots=True)
 class FunctionSpec:
-    """A registered function: exactly one of `url` (HTTP), `handler` (`module:attr`) and
-    `lambda_function` (AWS Lambda, with its qualifier and region)."""
+    """A registered function: exactly one of `url` (HTTP), `handler` (`module:attr`),
+    `lambda_function` (AWS Lambda, with its qualifier and region) and `node` (an absolute
+    `FILE:EXPORT` the server hosts with node)."""
 
     name: str
     url: str | None = None
@@ -76,14 +78,16 @@ class FunctionSpec:
     lambda_function: str | None = None
     lambda_qualifier: str | None = None
     lambda_region: str | None = None
+    node: str | None = None
 
     def __post_init__(self) -> None:
         if function_name(self.name) != self.name:
             raise UsageError(f"function name {self.name!r} may not carry a qualifier or an ARN")
-        if [self.url, self.handler, self.lambda_function].count(None) != 2:
+        if [self.url, self.handler, self.lambda_function, self.node].count(None) != 3:
             raise UsageError(f"function {self.name!r}: give exactly one of --url URL (an HTTP "
-                             "endpoint), --handler module:fn (in-process) and --lambda "
-                             "FUNCTION_NAME_OR_ARN (AWS Lambda)")
+                             "endpoint), --handler module:fn (in-process), --lambda "
+                             "FUNCTION_NAME_OR_ARN (AWS Lambda) and --node FILE[:EXPORT] "
+                             "(JavaScript, hosted with node)")
         if self.lambda_function is None and (self.lambda_qualifier or self.lambda_region):
             raise UsageError(f"function {self.name!r}: --qualifier and --region go with --lambda")
         with _named(self.name):
@@ -105,6 +109,8 @@ class FunctionSpec:
 
     def invokes(self) -> str:
         """What it invokes, as `durable functions` shows it."""
+        if self.node is not None:
+            return f"node {self.node}"
         return self.url or self.handler or str(self.lambda_target())
 
     def lambda_target(self) -> LambdaTarget | None:
@@ -123,12 +129,28 @@ def _named(function: str) -> Any:
         raise UsageError(f"function {function!r}: {e}") from None
 
 
+NODE_PREFIX = "node:"
+"""A --node function is stored in the handler column as `node:/abs/file.js:export`: no Python
+`module:attr` starts so (an attribute cannot start with `/`), and it needs no column of its own."""
+
+
+def _handler_column(spec: FunctionSpec) -> str | None:
+    return spec.handler if spec.node is None else NODE_PREFIX + spec.node
+
+
+def _from_row(row: tuple[Any, ...]) -> FunctionSpec:
+    spec = FunctionSpec(*row)
+    if spec.handler is not None and spec.handler.startswith(NODE_PREFIX + "/"):
+        return replace(spec, handler=None, node=spec.handler.removeprefix(NODE_PREFIX))
+    return spec
+
+
 def register(store: Store, spec: FunctionSpec) -> None:
     """Add or replace a function; servers pick it up at once (the write notifies them). Its
     parked runs get another try: registering again is how a fixed function is announced."""
     def write(tx: Tx) -> None:
         now = time.time()
-        tx.put_function(spec.name, spec.url, spec.handler, spec.execution_timeout,
+        tx.put_function(spec.name, spec.url, _handler_column(spec), spec.execution_timeout,
                         spec.retry_deadline, spec.concurrency, now, spec.lambda_function,
                         spec.lambda_qualifier, spec.lambda_region)
         machine.unpark(tx, tx.parked_runs([spec.name]), now)
@@ -138,16 +160,19 @@ def register(store: Store, spec: FunctionSpec) -> None:
 def check(spec: FunctionSpec, store: Store, clock: Callable[[], float]) -> None:
     """Build here what a server builds to serve `spec`, so that a registration that cannot
     work (a handler that does not import; Lambda without boto3, or in a region it does not
-    know) is refused now rather than logged by the server later."""
+    know; node, the file or its export missing) is refused now rather than logged by the
+    server later."""
     if spec.handler is not None:
         load_handler(spec, store, clock)
+    elif spec.node is not None:
+        node.check(spec.name, spec.node)
     elif (target := spec.lambda_target()) is not None:
         with _named(spec.name):
             lambda_target.check(target)
 
 
 def registered(store: Store) -> list[FunctionSpec]:
-    return [FunctionSpec(*row) for row in store.read(lambda tx: tx.functions())]
+    return [_from_row(row) for row in store.read(lambda tx: tx.functions())]
 
 
 def unregister(store: Store, name: str) -> bool:
@@ -356,7 +381,8 @@ def _cwd_on_path() -> Any:
 
 # -- the worker ------------------------------------------------------------------------------------
 
-Servable = HttpFunction | LambdaFunction | WorkflowFunction | LambdaHandlerFunction
+Servable = (HttpFunction | LambdaFunction | WorkflowFunction | LambdaHandlerFunction
+            | node.NodeFunction)
 
 
 class FunctionWorker:
@@ -368,14 +394,16 @@ class FunctionWorker:
     while it is None HTTP functions are not invoked (their runs retry, showing why).
     `invocation_retry`: how invocations that fail to run are retried; a function's own retry
     deadline replaces the policy's. `clock` gives the times of its invocations and of
-    in-process handlers' checkpoints.
+    in-process handlers' checkpoints. `token`: the server's, which the node hosts it starts
+    checkpoint with.
     """
 
     def __init__(self, store: Store, endpoint: str | None, *, concurrency: int = 100,
                  invocation_timeout: float = INVOCATION_TIMEOUT, lease_seconds: float = 30.0,
                  invocation_retry: InvocationRetry = RETRY_INVOCATIONS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, token: str | None = None) -> None:
         self.store, self.endpoint, self.timeout = store, endpoint, invocation_timeout
+        self.token = token
         self.retry = invocation_retry
         self.worker = Worker([], store, concurrency=concurrency, lease_seconds=lease_seconds,
                              invocation_retry=invocation_retry, clock=clock)
@@ -395,12 +423,15 @@ class FunctionWorker:
             if self._specs.get(name) == spec:
                 continue
             try:
-                self.functions[name] = made = self._make(spec)
+                made = self._make(spec)
+                self._close(name)
+                self.functions[name] = made
                 self._handlers[name] = _limited(made.handler, spec.concurrency)
                 self._specs[name] = spec
             except UsageError as e:
                 log.error("%s", e)
         for name in set(self.functions) - set(wanted):
+            self._close(name)
             del self.functions[name], self._handlers[name], self._specs[name]
         self.worker.handlers = dict(self._handlers)
         self.worker.retries = {
@@ -416,10 +447,22 @@ class FunctionWorker:
             self._ready.clear()
         self.worker.wake()
 
+    def _close(self, name: str) -> None:
+        """Stop what a replaced or removed function left running (a node host)."""
+        old = self.functions.get(name)
+        if isinstance(old, node.NodeFunction):
+            old.close()
+
     def _make(self, spec: FunctionSpec) -> Servable:
         if spec.url is not None:
             return HttpFunction(spec, self.store, self.pool, lambda: self.endpoint,
                                 self.timeout)
+        if spec.node is not None:
+            def via(url: str) -> WorkflowHandler:
+                return HttpFunction(replace(spec, url=url, node=None), self.store, self.pool,
+                                    lambda: self.endpoint, self.timeout).handler
+            return node.NodeFunction(spec.name, spec.node, lambda: self.endpoint, self.token,
+                                     via)
         if (target := spec.lambda_target()) is not None:
             with _named(spec.name):
                 return LambdaFunction(spec.name, target, self.store, self.timeout,
@@ -446,6 +489,8 @@ class FunctionWorker:
         finally:
             unsubscribe()
             watcher.cancel()
+            for name in list(self.functions):
+                self._close(name)
             self.pool.close()
 
     async def _watch(self) -> None:

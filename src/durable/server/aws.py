@@ -81,7 +81,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     hand) learns it from the first AWS API call, and invokes no HTTP function before."""
     state: ServerState = app.state.durable
     client = state.client
-    worker = FunctionWorker(client.store, state.public_url, clock=client.clock)
+    worker = FunctionWorker(client.store, state.public_url, clock=client.clock,
+                            token=state.token)
     app.state.durable_aws = _Aws(client, Executions(client.store, client.clock), worker,
                                  state.public_url is not None)
     task = asyncio.create_task(worker.run())

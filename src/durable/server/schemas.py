@@ -316,7 +316,8 @@ class HookAccepted(BaseModel):
 
 class FunctionRegistration(BaseModel):
     """A function for the server to invoke when its runs have work: exactly one of `url` and
-    `lambda_function` (an in-process `--handler` is for the CLI only: the API imports no code).
+    `lambda_function` (an in-process `--handler` and a `--node` handler are for the CLI only:
+    the API loads no code).
     """
 
     model_config = {"extra": "forbid"}
@@ -345,6 +346,8 @@ class Function(FunctionRegistration):
 
     name: str
     handler: str | None = Field(None, description="In-process `module:fn` (CLI-registered)")
+    node: str | None = Field(None, description="A JavaScript handler `/abs/file.js:export` the "
+                             "server hosts with node (CLI-registered)")
 
 
 class QueueOut(BaseModel):
