@@ -68,8 +68,8 @@ from durable.model.queues import Queue, ServedQueue
 from durable.model.schedule import Schedule
 from durable.model.settings import WorkflowSettings
 from durable.store import Store, Tx, open_store
-from durable.store.runs import Fence
 from durable.store.base import Presence
+from durable.store.runs import Fence
 
 log = logging.getLogger("durable.worker")
 T = TypeVar("T")
