@@ -9,9 +9,10 @@ A queue is declared once, with its limits, and workflows join it:
 
 `limit`: at most that many runs of the queue started and not yet ended at once. A run takes its
 slot when a worker first invokes it and keeps it until it ends, also while it sleeps or waits for
-a signal (so a run that waits a day holds its slot a day). `rate`: at most N runs admitted (first
-invoked) in any sliding window of the period. Runs beyond either limit wait, and are admitted in
-the order they were created as slots free up.
+a signal (so a run that waits a day holds its slot a day); a paused run gives it back once no
+invocation of it is in flight, and waits for one again when resumed. `rate`: at most N runs
+admitted (first invoked) in any sliding window of the period. Runs beyond either limit wait, and
+are admitted in the order they were created as slots free up.
 
 This module is data only: the SDK attaches a `Queue` to a workflow, the worker hands the engine
 `ServedQueue`s, and the engine (`engine/admission.py`) admits runs at claim time. The engine
