@@ -46,8 +46,8 @@ from tests.kit import DURABLE, ROOT, stopping, wait_until
 SDK = "@aws/durable-execution-sdk-js"
 SDK_VERSION = "2.4.0"
 HANDLERS = ROOT / "tests" / "apps" / "node" / "handlers.js"
-REQUIREMENTS = ("1.1", "1.3", "1.11", "1.14", "2.1", "3.1", "3.6", "3.10", "4.1", "4.6", "6.1",
-                "6.5", "8.1", "9.1", "9.15")
+REQUIREMENTS = ("1.1", "1.3", "1.11", "1.14", "2.1", "3.1", "3.6", "3.10", "3.12", "4.1", "4.6",
+                "6.1", "6.5", "8.1", "9.1", "9.15")
 """AWS's conformance requirements the JavaScript handlers are written for: steps with retries,
 waits, child contexts, callbacks, wait_for_condition, parallel and map. (AWS's invoke suite is
 held back for the Python handlers too, tests/test_aws_conformance.py says why; invoke is
@@ -143,6 +143,8 @@ def test_aws_conformance_requirements_pass_with_typescript_handlers(stack: Stack
         results = list(pool.map(lambda p: run(invoker, p, tmp_path), paths))
     failed = {r.description_id: r.errors for r in results if not r.passed}
     assert not failed, "\n".join(f"{rid}: {errors}" for rid, errors in sorted(failed.items()))
+    # 3.12's handler exited its host for real; the server started another for the retry
+    assert "function req-3-12: restarting its node host (it exited)" in stack.server.output()
 
 
 def payload(details: dict[str, Any], key: str) -> Any:
@@ -169,6 +171,27 @@ def test_a_typescript_handler_invokes_another_and_both_histories_show_it(stack: 
     child = history(stack.client, details["DurableExecutionArn"])
     doubled = next(e for e in child if e["EventType"] == "StepSucceeded")
     assert (doubled["Name"], payload(doubled["StepSucceededDetails"], "Result")) == ("double", 40)
+
+
+def test_a_typescript_handler_checkpoints_to_a_server_that_requires_a_token(
+        stack: Stack, tmp_path: Path) -> None:
+    token = "node-host-token-0123456789"
+    db = f"sqlite:///{tmp_path}/durable.db"
+    store = open_store(db)
+    try:
+        register(store, FunctionSpec("req-1-1", node=f"{stack.handlers / 'handlers.js'}:req_1_1"))
+    finally:
+        store.close()
+    server = start_server(tmp_path, db, DURABLE_TOKEN=token)
+    with stopping(server):
+        import boto3
+        from botocore.config import Config
+        client = boto3.client("lambda", endpoint_url=server.url, region_name="us-east-1",
+                              aws_access_key_id=token, aws_secret_access_key="x",
+                              config=Config(retries={"max_attempts": 0}))
+        answer = client.invoke(FunctionName="req-1-1", Payload=json.dumps("token"))
+        assert "FunctionError" not in answer, answer
+        assert json.loads(answer["Payload"].read()) == "Hello, token!"
 
 
 def effects(path: Path) -> Counter[str]:

@@ -77,6 +77,29 @@ exports.req_3_10 = durable(async (event, context) =>
     return value;
   }));
 
+// The crash of 3.12 is real: the step exits the host process once its START is checkpointed
+// (the SDK sends it in the background), and the server starts the host again.
+const crashed = (input) => require("node:path").join(require("node:os").tmpdir(),
+  `durable-node-crashed-${input}`);
+let arnOf312 = null;
+const req312 = durable(async (event, context) =>
+  context.runInChildContext(async (child) => child.step(async () => {
+    if (fs.existsSync(crashed(event))) return event;
+    const history = `${process.env.AWS_ENDPOINT_URL_LAMBDA}/2025-12-01/durable-executions/` +
+      `${encodeURIComponent(arnOf312)}/history`;
+    for (let i = 0; i < 600; i++) {
+      const { Events } = await (await fetch(history)).json();
+      if (Events.some((e) => e.EventType === "StepStarted")) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    fs.writeFileSync(crashed(event), "");
+    process.exit(1);
+  })));
+exports.req_3_12 = async (envelope, lambdaContext) => {
+  arnOf312 = envelope.DurableExecutionArn;
+  return req312(envelope, lambdaContext);
+};
+
 exports.req_4_1 = durable(async (event, context) => {
   const [result] = await context.createCallback(event);
   return result;
