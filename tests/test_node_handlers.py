@@ -46,12 +46,16 @@ from tests.kit import DURABLE, ROOT, stopping, wait_until
 SDK = "@aws/durable-execution-sdk-js"
 SDK_VERSION = "2.4.0"
 HANDLERS = ROOT / "tests" / "apps" / "node" / "handlers.js"
-REQUIREMENTS = ("1.1", "1.3", "1.11", "1.14", "2.1", "3.1", "3.6", "3.10", "3.12", "4.1", "4.6",
+REQUIREMENTS = ("1.1", "1.3", "1.14", "2.1", "3.1", "3.6", "3.10", "3.12", "4.1", "4.6",
                 "6.1", "6.5", "8.1", "9.1", "9.15")
 """AWS's conformance requirements the JavaScript handlers are written for: steps with retries,
 waits, child contexts, callbacks, wait_for_condition, parallel and map. (AWS's invoke suite is
 held back for the Python handlers too, tests/test_aws_conformance.py says why; invoke is
-checked below by its history.)"""
+checked below by its history.) Not 1.11: its 1 s retry falls due while AWS's TypeScript SDK may
+still wait for a checkpoint's answer on a loaded machine, and the SDK then retries within the same
+invocation, so the history lacks the InvocationCompleted the requirement expects between the
+attempts (the README's TypeScript section says so); 1.14's retries, 2 s and more apart, cover
+retries here."""
 SUITES = {"1": "step", "2": "wait", "3": "child", "4": "callback", "6": "wait_for_condition",
           "8": "parallel", "9": "map"}
 SCENARIOS = ("doubler", "invoker", "gated")

@@ -15,12 +15,6 @@ const {
 
 const durable = (fn) => withDurableExecution(fn);
 
-const everySecond = (maxAttempts) => ({
-  retryStrategy: createRetryStrategy({
-    maxAttempts, initialDelay: { seconds: 1 }, backoffRate: 1, jitter: JitterStrategy.NONE,
-  }),
-});
-
 // A step body failing each attempt before `success` (attempts count from 1).
 const failingUntil = (success, result) => async (step) => {
   if (step.attempt < success) throw new Error(`attempt ${step.attempt} failed`);
@@ -46,9 +40,6 @@ exports.req_1_3 = durable(async (event, context) => {
   const first = await context.step(async () => "first");
   return context.step(async () => `${first}_second`);
 });
-
-exports.req_1_11 = durable(async (event, context) =>
-  context.step(failingUntil(2, "Operation succeeded"), everySecond(3)));
 
 exports.req_1_14 = durable(async (event, context) =>
   context.step(failingUntil(3, "third time"), {
