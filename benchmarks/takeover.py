@@ -8,7 +8,7 @@ worker holding the most of them away, and times until every run it held is lease
 fencing token moved) or ended, polling every 10 ms:
 
 - `presence`: SIGKILL. Its database session ends with it, and its peers take its runs over at
-  once (they look every 0.5 s, and must see it gone twice);
+  once (they look every 0.25 s, and must see it gone twice);
 - `lease_only`: SIGSTOP. A frozen process's session stays open, so only its leases running out
   (--lease) give its runs away: what a SIGKILLed worker cost before presence, and what a worker
   alive but cut off from the database costs still.

@@ -21,6 +21,7 @@ import pytest
 
 import durable
 from durable.engine.worker import HOST_ENV
+from durable.store.postgres import PRESENCE_LOCKS
 from tests.apps import chaos_app as app
 from tests.chaoskit import CliWorker, Db, Kill
 from tests.kit import wait_until
@@ -151,6 +152,27 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_once_thawed(pg_url: str,
     assert not by_zombie, f"the frozen worker recorded steps after it was frozen: {by_zombie}"
     print(f"\n{len(frozen)} runs taken from a worker frozen past its {SHORT_LEASE:g}s lease; "
           f"thawed, it finished {len(late)} step bodies, and recorded none")
+
+
+def test_a_worker_whose_presence_session_is_cut_carries_on_and_nothing_completes_twice(
+        pg_url: str, tmp_path: Path) -> None:
+    client, db = durable.Client(pg_url), Db(pg_url)
+    try:
+        with fleet(pg_url, tmp_path, None, None) as workers:
+            inputs = start_runs(client)
+            cut = busiest(db, workers)
+            # Its peers may see it gone and take its runs while it lives: it must stop
+            # trusting its leases until it is back, and its late writes are fenced.
+            (terminated,) = db.rows(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN workers w"
+                " ON l.objid = w.lock_key WHERE l.locktype = 'advisory' AND l.classid = ?"
+                " AND l.objsubid = 2 AND w.owner LIKE ?", PRESENCE_LOCKS, f"%:{cut.pid}:%")
+            assert terminated == (True,)
+            cut.wait_line("shows it is alive again")
+            assert_all_succeeded_once(client, db, inputs, workers)
+            assert cut.alive, cut.output()
+    finally:
+        client.close()
 
 
 def succeeded_steps(db: Db, run_ids: dict[str, int]) -> dict[str, int]:

@@ -790,7 +790,7 @@ async def test_a_run_started_for_a_worker_that_stopped_meanwhile_is_given_back(c
         lambda tx: machine.start_run(tx, "back", wf.name, None, client.clock(), lease=lease))
     worker.stop()
     await task
-    await worker.adopt(machine.invocation_of(run))
+    await worker.adopt(machine.invocation_of(run), lease)
     async with serving(client, wf):  # another worker takes it now, not when the lease ends
         await finish(client, "back", timeout=5)
     assert client.handle("back").result() == "ran"

@@ -74,7 +74,7 @@ from durable.store.runs import Fence
 log = logging.getLogger("durable.worker")
 T = TypeVar("T")
 
-PRESENCE_LOOK = 0.5
+PRESENCE_LOOK = 0.25
 """How often a worker looks whether a peer's presence is gone: a dead peer's runs resume within
 about two looks (it must be seen gone twice) and a claim."""
 SAFETY_NAP = 5.0
