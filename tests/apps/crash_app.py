@@ -408,6 +408,14 @@ async def parent(ctx: Context, x: int) -> dict[str, int]:
     return dict(await ctx.step(plain, "p-after", {"sent": sent, "got": got}, name="p-after"))
 
 
+@workflow(name="crash.holding_parent")
+async def holding_parent(ctx: Context, x: int) -> dict[str, int]:
+    """Awaits crash.child while its own invocation is held open by the step `hold`, which waits
+    at its gate: the child can end while the invocation that started it still runs."""
+    got, held = await ctx.gather(ctx.invoke(child, x), ctx.step(gated, "hold", x, name="hold"))
+    return {"got": got, "held": held}
+
+
 @workflow(name="crash.guarded_child")
 async def guarded_child(ctx: Context, i: int) -> int:
     """reserve<i>, then work<i> (waits at its gate); cancelled: release<i>."""
@@ -449,7 +457,7 @@ class CrashAfterInvokeStart:
 
 
 VERSIONS["composition"] = [CrashAfterInvokeStart(wf) for wf in (  # type: ignore[misc]
-    fanout, bounded_map, quorum, child, parent, guarded_child, guarded_parent)]
+    fanout, bounded_map, quorum, child, parent, holding_parent, guarded_child, guarded_parent)]
 
 
 # -- serving -------------------------------------------------------------------------------------
