@@ -12,6 +12,7 @@ from durable.errors import (
     CallbackNotFound,
     Cancelled,
     ChildFailed,
+    ConditionNotMet,
     DurableError,
     NonDeterminismError,
     RunNotFound,
@@ -29,6 +30,7 @@ from durable.model import ExecutionStatus
 from durable.model.queues import Queue
 from durable.model.schedule import Schedule, ScheduleInfo
 from durable.sdk.callback import Callback
+from durable.sdk.condition import WaitDecision, WaitStrategy
 from durable.sdk.context import Context
 from durable.sdk.parallel import BatchFailed, BatchItem, BatchResult, Completion
 from durable.sdk.retry import RetryPolicy
@@ -46,6 +48,7 @@ __all__ = [
     "ChildFailed",
     "Client",
     "Completion",
+    "ConditionNotMet",
     "Context",
     "DurableError",
     "ExecutionStatus",
@@ -64,6 +67,8 @@ __all__ = [
     "StepTimeout",
     "StoreUnusable",
     "UsageError",
+    "WaitDecision",
+    "WaitStrategy",
     "WaitTimeout",
     "Worker",
     "Workflow",

@@ -186,6 +186,20 @@ async def approval(ctx: Context, order: str) -> dict[str, Any]:
     return {"order": order, "decision": decision}
 
 
+def bump(count: int) -> int:
+    """A condition's check: the effect `poll<count>` (with its crash points), then one more."""
+    effect(f"poll{count}")
+    return count + 1
+
+
+@workflow(name="crash.poller")
+async def poller(ctx: Context, target: int) -> int:
+    """Polls `bump` from 0 until the count reaches `target`, 0.05 s between polls."""
+    strategy = durable.WaitStrategy(lambda n: n < target, initial_delay=0.05, jitter=0)
+    return int(await ctx.wait_for_condition(bump, initial_state=0, wait_strategy=strategy,
+                                            name="count"))
+
+
 @workflow(name="crash.single")
 async def single(ctx: Context, value: str) -> str:
     return str(await ctx.step(plain, "single", value.upper(), name="single"))
@@ -291,7 +305,7 @@ async def logged(ctx: Context, n: int) -> int:
 
 
 COMMON: list[durable.Workflow[Any]] = [chain, charge, nap, backoff, approval, single, fence,
-                                       burst, sleeper, pipeline, logged, tagged]
+                                       burst, sleeper, pipeline, logged, tagged, poller]
 VERSIONS = {"v1": [*COMMON, reorder_v1], "v2": [*COMMON, reorder_v2]}
 
 
