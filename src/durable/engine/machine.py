@@ -155,8 +155,8 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
             continue
         ops = operations[run.run_id]
         moved = {op.id: op for op in advance_due(tx, run.run_id, now, ops)}
-        if holder is not None:  # its invocation never ended: deliver what it held
-            moved.update((op.id, op) for op in _deliver_held_reports(tx, run.run_id, now, ops))
+        # What a lease released without an outcome held (a worker lost, taken over, shut down).
+        moved.update((op.id, op) for op in _deliver_held_reports(tx, run.run_id, now, ops))
         queue = queue_of.get(run.run_id)
         out.append(Claimed(Invocation(run.run_id, run.workflow, run.input,
                                       {op.id: moved.get(op.id, op) for op in ops},
@@ -176,7 +176,6 @@ def take_over(tx: Tx, owner: str, now: float, lease_seconds: float) -> list[RunI
     for run in runs:
         _record_loss(tx, run, (owner, held[run.run_id]), lease_seconds,
                      operations[run.run_id], now)
-        _deliver_held_reports(tx, run.run_id, now, operations[run.run_id])
     return runs
 
 
@@ -218,11 +217,8 @@ def next_due(tx: Tx, now: float, workflows: Sequence[str],
 
 def release_unstarted(tx: Tx, run_id: str, token: int, now: float) -> None:
     """Give back a lease without invoking (a worker shutting down, a workflow it does not know)."""
-    run = tx.fenced_run(run_id, token)
-    if run is not None:
+    if tx.fenced_run(run_id, token) is not None:
         tx.update_run(run_id, lease_owner=None, lease_expires=None, ready_at=now)
-        if run.ready_at is not None:  # a child ended since the claim
-            _deliver_held_reports(tx, run_id, now)
 
 
 def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, now: float,
@@ -424,17 +420,18 @@ def _deliver_held_reports(tx: Tx, run_id: str, now: float,
                           waiting: Sequence[Operation] | None = None) -> list[Operation]:
     """Complete the CHAINED_INVOKEs among the run's `waiting` operations (by default read
     here) whose child run has ended: what `_report_to_parent` held while an invocation of the
-    run was in flight. For whoever releases or takes the run's lease; the caller decides when
-    the run runs next. Returns the operations completed."""
-    delivered = []
-    for op in tx.waiting_operations(run_id) if waiting is None else waiting:
-        if (op.type is not OperationType.CHAINED_INVOKE or op.status is not S.STARTED
-                or op.child_run_id is None):
-            continue
-        child = tx.get_run(op.child_run_id)
-        if child is not None and child.status in ENDED:
-            delivered.append(_complete_invoke(tx, run_id, op, child, now))
-    return delivered
+    run was in flight. For the end of an invocation, and for every claim: a lease can also be
+    released without an outcome (a worker lost or taken over, a shutdown), and only the next
+    claim sees the run then. The caller decides when the run runs next. Returns the operations
+    completed."""
+    awaited = {op.child_run_id: op for op in (
+        tx.waiting_operations(run_id) if waiting is None else waiting)
+        if op.type is OperationType.CHAINED_INVOKE and op.status is S.STARTED
+        and op.child_run_id is not None}
+    if not awaited:
+        return []
+    return [_complete_invoke(tx, run_id, awaited[child.run_id], child, now)
+            for child in tx.ended_runs(list(awaited))]
 
 
 def _complete_invoke(tx: Tx, parent_run: str, op: Operation, child: RunInfo,
