@@ -39,6 +39,15 @@ def crash_lab(tmp_path: Path) -> Iterator[CrashLab]:
         yield lab
 
 
+@pytest.fixture
+def crash_lab_any_db(any_db: str, tmp_path: Path) -> Iterator[CrashLab]:
+    """`crash_lab` on each store in turn: a fresh SQLite file, then a fresh PostgreSQL schema."""
+    from tests.crashkit import CrashLab
+
+    with CrashLab(tmp_path, any_db) as lab:
+        yield lab
+
+
 # -- PostgreSQL (tests/test_store_contract.py, tests/test_postgres_chaos.py; in tests/pgkit.py) --
 
 @pytest.fixture(scope="session")

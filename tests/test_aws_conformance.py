@@ -51,17 +51,6 @@ EXCLUDED: dict[str, str] = {
     "3.17": CLOUDWATCH,
 }
 """Requirements not run, and why."""
-RACING = ("a chained-invoke child may end before the invocation that started it records "
-          "InvocationCompleted, so the history's order can differ from AWS's (Lambda's start-up "
-          "delay hides the same race there); held back until the child waits for the parent's "
-          "invocation to end")
-KNOWN_RACES: dict[str, str] = {path.stem.replace("-", "."): RACING
-                               for path in (REQUIREMENTS / "invoke").glob("*.yaml")}
-"""Requirements with handlers that pass most runs but not every one: not run in CI, so that the
-suite stays deterministic, until the engine orders these events. Every invoke requirement
-chains an invoke, and nine of the sixteen have been seen to lose the race (on a loaded
-machine, in one run of three or four), so the suite is held back whole rather than by the ones
-seen so far."""
 
 
 def requirement_id(path: Path) -> str:
@@ -119,7 +108,6 @@ def test_every_requirement_has_a_handler_or_a_reason() -> None:
                if name.startswith("req-")}
     assert not handled & set(EXCLUDED), "a requirement both handled and excluded"
     assert ids - set(EXCLUDED) == handled & ids, sorted(ids - set(EXCLUDED) - handled)
-    assert set(KNOWN_RACES) <= handled, "a racing requirement has a handler to run once fixed"
     for rid in EXCLUDED:
         assert rid in ids, f"{rid} is excluded but is no requirement"
 
@@ -136,8 +124,7 @@ def run(invoker: ServerInvoker, path: Path, tmp: Path) -> DescriptionResult:
 def test_conformance_requirements_pass(invoker: ServerInvoker, tmp_path: Path) -> None:
     """Every applicable requirement, run concurrently (most wait on timers and retry delays);
     the excluded ones must fail for their reason and are not run."""
-    todo = [p for p in requirements()
-            if requirement_id(p) not in EXCLUDED and requirement_id(p) not in KNOWN_RACES]
+    todo = [p for p in requirements() if requirement_id(p) not in EXCLUDED]
     for path in todo:
         assert not load_yaml_file(str(path)).get("ExpectedLogs"), f"{path} needs {CLOUDWATCH}"
     with ThreadPoolExecutor(max_workers=24) as pool:

@@ -29,7 +29,7 @@ from durable.model import (
 )
 from tests.apps import crash_app as app
 from tests.crashkit import CrashLab
-from tests.kit import DEADLINE, Proc
+from tests.kit import DEADLINE, Proc, wait_until
 
 pytestmark = pytest.mark.crash
 
@@ -261,6 +261,42 @@ def test_parent_awaiting_a_child_gets_the_result_of_exactly_one_child_run_after_
     assert len(lab.history(run_id, "ChainedInvokeStarted")) == 1
     assert len(lab.history(run_id, "ChainedInvokeSucceeded")) == 1
     _assert_only_in_flight_steps_ran_again(lab, at_kill, ["p-before", "c-one", "c-two", "p-after"])
+
+
+@pytest.mark.parametrize("ending", ["normally", "killed"])
+def test_a_child_ending_while_its_parents_invocation_runs_is_reported_once_after_that_invocation(
+        crash_lab_any_db: CrashLab, ending: str) -> None:
+    """The child ends while the parent's invocation that started it still runs (held open by
+    the step `hold`): the parent's CHAINED_INVOKE stays STARTED until that invocation has
+    ended, by returning or by its worker being SIGKILLed, and then takes the child's result
+    once, recorded after that invocation's end (as AWS orders it)."""
+    lab = crash_lab_any_db
+    run_id = lab.start(app.holding_parent, 5, id="holding")
+    w1 = _worker(lab)
+    lab.wait_effect("hold")
+    (child,) = wait_until(lambda: lab.client.list(workflow=app.child.name) or None,
+                          "the child run to be started")
+    assert lab.client.wait(child.run_id, DEADLINE).status is ExecutionStatus.SUCCEEDED
+    assert lab.operations(run_id)[app.child.name].status is OperationStatus.STARTED
+    assert lab.history(run_id, "ChainedInvokeSucceeded") == []
+    assert lab.history(run_id, "InvocationCompleted") == []
+
+    if ending == "killed":
+        w1.kill()
+        lab.open_gate("hold")
+        _worker(lab)
+    else:
+        lab.open_gate("hold")
+    lab.finish(run_id)
+
+    assert lab.result(run_id) == {"got": 12, "held": 5}
+    events = [e.type for e in lab.history(run_id)]
+    assert events.count("ChainedInvokeSucceeded") == 1
+    invocation_end = "WorkerLost" if ending == "killed" else "InvocationCompleted"
+    assert events.index(invocation_end) < events.index("ChainedInvokeSucceeded"), events
+    fx = lab.effects()
+    assert (fx["c-one"], fx["c-two"], fx["hold"]) == (1, 1, 1 + (ending == "killed"))
+    assert [r.run_id for r in lab.client.list(workflow=app.child.name)] == [child.run_id]
 
 
 def test_cancelling_a_parent_killed_while_its_children_run_stops_all_and_compensates_once(

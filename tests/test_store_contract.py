@@ -29,6 +29,7 @@ from durable.engine import machine
 from durable.engine.machine import Claimed, InvalidCheckpoint
 from durable.errors import CallbackNotFound, RunNotFound, StaleToken, StoreUnusable, UsageError
 from durable.model import (
+    ChildStart,
     ErrorObject,
     EventType,
     ExecutionStatus,
@@ -331,6 +332,34 @@ def test_a_checkpoint_is_atomic(store: Store) -> None:
                    OperationUpdate("w", T.WAIT, A.SUCCEED))  # not an action a WAIT takes
     assert read(store, lambda tx: tx.operations("r1")) == []
     assert EventType.STEP_SUCCEEDED not in events(store)
+
+
+@pytest.mark.parametrize("ending", ["finished", "lease_lost"])
+def test_a_child_ending_while_its_parent_is_invoked_is_reported_once_the_invocation_ends(
+        store: Store, ending: str) -> None:
+    """Held while the parent's invocation runs; then taken by the invocation's end, or, if the
+    lease is lost instead, by the claim that takes the run over."""
+    token = running(store)
+    invoke = OperationUpdate("i1", T.CHAINED_INVOKE, A.START, name="child",
+                             sub_type=SubType.INVOKE, child=ChildStart("c1", WF, '"x"'))
+    checkpoint(store, "r1", token, invoke)
+    (child,) = claim(store, "w2", now=T0 + 1)
+    finish(store, "c1", child.token, InvocationOutput(InvocationStatus.SUCCEEDED, result='"y"'),
+           now=T0 + 2)
+    assert op(store, "i1").status is S.STARTED
+    assert run(store).ready_at == T0 + 2  # something arrived: the invocation's end will see
+    if ending == "finished":
+        finish(store, "r1", token, now=T0 + 3)
+        assert run(store).ready_at <= T0 + 3  # due at once
+        taken = claim_one(store, now=T0 + 3).invocation.operations["i1"]
+        end = EventType.INVOCATION_COMPLETED
+    else:
+        taken = claim_one(store, "w3", now=T0 + 31).invocation.operations["i1"]
+        end = EventType.WORKER_LOST
+    assert (taken.status, taken.result) == (S.SUCCEEDED, '"y"')
+    history = events(store)
+    assert history.count(EventType.CHAINED_INVOKE_SUCCEEDED) == 1
+    assert history.index(end) < history.index(EventType.CHAINED_INVOKE_SUCCEEDED)
 
 
 def test_retry_goes_pending_then_ready_when_due(store: Store) -> None:

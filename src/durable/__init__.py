@@ -16,6 +16,7 @@ from durable.errors import (
     CallbackNotFound,
     Cancelled,
     ChildFailed,
+    ConditionNotMet,
     DurableError,
     NonDeterminismError,
     RunNotFound,
@@ -32,6 +33,7 @@ from durable.model import ExecutionStatus
 from durable.model.queues import Queue
 from durable.model.schedule import Schedule, ScheduleInfo
 from durable.sdk.callback import Callback
+from durable.sdk.condition import WaitDecision, WaitStrategy
 from durable.sdk.context import Context
 from durable.sdk.parallel import BatchFailed, BatchItem, BatchProgress, BatchResult, Completion
 from durable.sdk.retry import RetryPolicy
@@ -84,6 +86,7 @@ __all__ = [
     "ChildFailed",
     "Client",
     "Completion",
+    "ConditionNotMet",
     "Context",
     "DurableError",
     "ExecutionStatus",
@@ -102,6 +105,8 @@ __all__ = [
     "StepTimeout",
     "StoreUnusable",
     "UsageError",
+    "WaitDecision",
+    "WaitStrategy",
     "WaitTimeout",
     "Worker",
     "Workflow",

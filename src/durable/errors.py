@@ -170,6 +170,12 @@ class ChildFailed(DurableError):
         self.error = error
 
 
+class ConditionNotMet(DurableError):
+    """A wait_for_condition's strategy ran out of polls before the condition was met: the
+    operation fails with it (the workflow sees StepFailed) rather than return a state that
+    does not meet it."""
+
+
 class StepInterrupted(DurableError):
     """An at-most-once step was found started but never finished: its process died in the body.
 

@@ -186,6 +186,20 @@ async def approval(ctx: Context, order: str) -> dict[str, Any]:
     return {"order": order, "decision": decision}
 
 
+def bump(count: int) -> int:
+    """A condition's check: the effect `poll<count>` (with its crash points), then one more."""
+    effect(f"poll{count}")
+    return count + 1
+
+
+@workflow(name="crash.poller")
+async def poller(ctx: Context, target: int) -> int:
+    """Polls `bump` from 0 until the count reaches `target`, 0.05 s between polls."""
+    strategy = durable.WaitStrategy(lambda n: n < target, initial_delay=0.05, jitter=0)
+    return int(await ctx.wait_for_condition(bump, initial_state=0, wait_strategy=strategy,
+                                            name="count"))
+
+
 @workflow(name="crash.single")
 async def single(ctx: Context, value: str) -> str:
     return str(await ctx.step(plain, "single", value.upper(), name="single"))
@@ -311,7 +325,7 @@ async def deadline(ctx: Context) -> str:
 
 COMMON: list[durable.Workflow[Any]] = [chain, charge, nap, backoff, approval, single, fence,
                                        burst, sleeper, pipeline, logged, tagged, beating,
-                                       deadline]
+                                       deadline, poller]
 VERSIONS = {"v1": [*COMMON, reorder_v1], "v2": [*COMMON, reorder_v2]}
 
 
@@ -428,6 +442,14 @@ async def parent(ctx: Context, x: int) -> dict[str, int]:
     return dict(await ctx.step(plain, "p-after", {"sent": sent, "got": got}, name="p-after"))
 
 
+@workflow(name="crash.holding_parent")
+async def holding_parent(ctx: Context, x: int) -> dict[str, int]:
+    """Awaits crash.child while its own invocation is held open by the step `hold`, which waits
+    at its gate: the child can end while the invocation that started it still runs."""
+    got, held = await ctx.gather(ctx.invoke(child, x), ctx.step(gated, "hold", x, name="hold"))
+    return {"got": got, "held": held}
+
+
 @workflow(name="crash.guarded_child")
 async def guarded_child(ctx: Context, i: int) -> int:
     """reserve<i>, then work<i> (waits at its gate); cancelled: release<i>."""
@@ -469,7 +491,7 @@ class CrashAfterInvokeStart:
 
 
 VERSIONS["composition"] = [CrashAfterInvokeStart(wf) for wf in (  # type: ignore[misc]
-    fanout, bounded_map, quorum, child, parent, guarded_child, guarded_parent)]
+    fanout, bounded_map, quorum, child, parent, holding_parent, guarded_child, guarded_parent)]
 
 
 # -- serving -------------------------------------------------------------------------------------

@@ -188,6 +188,8 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
             continue
         ops = operations[run.run_id]
         moved = {op.id: op for op in advance_due(tx, run.run_id, now, ops)}
+        # What a lease released without an outcome held (a worker lost, taken over, shut down).
+        moved.update((op.id, op) for op in _deliver_held_reports(tx, run.run_id, now, ops))
         queue = queue_of.get(run.run_id)
         out.append(Claimed(Invocation(run.run_id, run.workflow, run.input,
                                       {op.id: moved.get(op.id, op) for op in ops},
@@ -277,6 +279,8 @@ def finish_invocation(tx: Tx, run_id: str, token: int, out: InvocationOutput, no
     tx.add_logs(run_id, logs)
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now,
                  details={"status": out.status.value, "duration": duration})
+    if run.ready_at is not None:  # something arrived while it ran, maybe a child's end
+        _deliver_held_reports(tx, run_id, now)
     settled: dict[str, Any] = {
         "compute_seconds": run.compute_seconds + duration, "invocation_failures": 0,
         "invocation_error": None, "invocation_failing_since": None}
@@ -350,7 +354,8 @@ def _end_run(tx: Tx, run: RunInfo, status: ExecutionStatus, out: InvocationOutpu
                   error=dump_error(out.error), ended_at=now, updated_at=now, ready_at=None,
                   parked=None, lease_owner=None, lease_expires=None, **settled)
     tx.notify()  # clients waiting for the result
-    _report_to_parent(tx, run, status, out, now)
+    _report_to_parent(tx, replace(run, status=status, result=out.result, error=out.error,
+                                  ended_at=now), now)
     if stop_children:
         _stop_awaited_children(tx, run.run_id, now)
 
@@ -422,6 +427,8 @@ def retry_invocation(tx: Tx, run_id: str, token: int, error: ErrorObject, now: f
     since = run.invocation_failing_since if run.invocation_failing_since is not None else now
     tx.add_event(run_id, E.INVOCATION_COMPLETED, now, details={
         "status": "FAILED", "duration": duration, "error": error.to_dict(), "attempt": failures})
+    if run.ready_at is not None:  # the next attempt sees what arrived meanwhile
+        _deliver_held_reports(tx, run_id, now)
     common = {"lease_owner": None, "lease_expires": None, "updated_at": now,
               "compute_seconds": run.compute_seconds + duration, "invocation_failures": failures,
               "invocation_error": dump_error(error), "invocation_failing_since": since}
@@ -452,24 +459,61 @@ def _stop_awaited_children(tx: Tx, run_id: str, now: float) -> None:
             cancel(tx, child, now)
 
 
-def _report_to_parent(tx: Tx, run: RunInfo, status: ExecutionStatus, out: InvocationOutput,
-                      now: float) -> None:
-    """A child run ended: complete the parent's CHAINED_INVOKE and wake the parent."""
-    parent_run, op_id, run_id = run.parent_run_id, run.parent_op_id, run.run_id
-    if parent_run is None or op_id is None:
+def _report_to_parent(tx: Tx, run: RunInfo, now: float) -> None:
+    """A child run ended: complete the parent's CHAINED_INVOKE and wake the parent.
+
+    While an invocation of the parent holds its lease, the report is held instead: the child's
+    run keeps its outcome, and the parent's `ready_at` says something arrived meanwhile (as a
+    callback does), so that whoever ends that invocation or takes its lease delivers it
+    (`_deliver_held_reports`). The parent's history then shows the child's end after the
+    invocation that awaited it, as AWS's does, and a parent is not re-invoked for a child's
+    end while it still runs. The parent's row is locked first: its invocation, ending at the
+    same time, then either sees this child ended or has released its lease before this reads
+    it."""
+    parent_run, op_id = run.parent_run_id, run.parent_op_id
+    if parent_run is None or op_id is None or tx.get_run(parent_run, lock=True) is None:
         return
     op = tx.get_operation(parent_run, op_id)
     if op is None or op.status is not S.STARTED:  # detached, or the parent stopped waiting
         return
-    if status is ExecutionStatus.SUCCEEDED:
-        tx.put_operation(parent_run, replace(op, status=S.SUCCEEDED, result=out.result,
-                                             ended_at=now))
-    else:
-        error = out.error or ErrorObject(status.value, f"child run {run_id!r} ended {status}")
-        tx.put_operation(parent_run, replace(op, status=S.FAILED, error=error, ended_at=now))
-    tx.add_event(parent_run, E.CHAINED_INVOKE_SUCCEEDED if status is ExecutionStatus.SUCCEEDED
-                 else E.CHAINED_INVOKE_FAILED, now, op_id, op.name, {"child_run_id": run_id})
+    if tx.lease_of(parent_run)[0] is not None:
+        tx.update_run(parent_run, ready_at=now, updated_at=now)
+        return
+    _complete_invoke(tx, parent_run, op, run, now)
     tx.wake(parent_run, now)
+
+
+def _deliver_held_reports(tx: Tx, run_id: str, now: float,
+                          waiting: Sequence[Operation] | None = None) -> list[Operation]:
+    """Complete the CHAINED_INVOKEs among the run's `waiting` operations (by default read
+    here) whose child run has ended: what `_report_to_parent` held while an invocation of the
+    run was in flight. For the end of an invocation, and for every claim: a lease can also be
+    released without an outcome (a worker lost or taken over, a shutdown), and only the next
+    claim sees the run then. The caller decides when the run runs next. Returns the operations
+    completed."""
+    awaited = {op.child_run_id: op for op in (
+        tx.waiting_operations(run_id) if waiting is None else waiting)
+        if op.type is OperationType.CHAINED_INVOKE and op.status is S.STARTED
+        and op.child_run_id is not None}
+    if not awaited:
+        return []
+    return [_complete_invoke(tx, run_id, awaited[child.run_id], child, now)
+            for child in tx.ended_runs(list(awaited))]
+
+
+def _complete_invoke(tx: Tx, parent_run: str, op: Operation, child: RunInfo,
+                     now: float) -> Operation:
+    """The parent's CHAINED_INVOKE `op` takes the ended `child`'s outcome."""
+    if child.status is ExecutionStatus.SUCCEEDED:
+        done = replace(op, status=S.SUCCEEDED, result=child.result, ended_at=now)
+    else:
+        error = child.error or ErrorObject(child.status.value,
+                                           f"child run {child.run_id!r} ended {child.status}")
+        done = replace(op, status=S.FAILED, error=error, ended_at=now)
+    tx.put_operation(parent_run, done)
+    tx.add_event(parent_run, E.CHAINED_INVOKE_SUCCEEDED if done.status is S.SUCCEEDED
+                 else E.CHAINED_INVOKE_FAILED, now, op.id, op.name, {"child_run_id": child.run_id})
+    return done
 
 
 # -- what time brings: leases renewed, operations falling due, callbacks' heartbeats --------------

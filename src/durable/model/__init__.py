@@ -110,6 +110,7 @@ class SubType(StrEnum):
     """Finer kinds within an operation type; the engine treats some of them specially."""
 
     STEP = "Step"
+    WAIT_FOR_CONDITION = "WaitForCondition"  # a STEP whose attempts are a condition's polls
     NOW = "Now"
     RANDOM = "Random"
     UUID = "Uuid"

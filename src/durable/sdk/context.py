@@ -18,11 +18,13 @@ from durable.model import SubType
 from durable.model import attributes as _attributes
 from durable.sdk import callback as _callback
 from durable.sdk import child as _child
+from durable.sdk import condition as _condition
 from durable.sdk import parallel as _parallel
 from durable.sdk import step as _step
 from durable.sdk import values as _values
 from durable.sdk import wait as _wait
 from durable.sdk.callback import Callback
+from durable.sdk.condition import ConditionConfig, WaitStrategyFn
 from durable.sdk.executor import (
     CURRENT_SCOPE,
     CURRENT_STEP,
@@ -201,6 +203,19 @@ class Context:
         """Wait for a named signal to this run. One sent earlier was buffered and is taken now."""
         return await _callback.wait_for_signal(self._ex, self._scope(), name, timeout,
                                                type_hint)
+
+    async def wait_for_condition(self, check: Callable[[Any], Any], *, initial_state: Any,
+                                 wait_strategy: WaitStrategyFn[Any], name: str | None = None,
+                                 serializer: Serializer | None = None) -> Any:
+        """Poll `check(state) -> new state` (sync or async), starting from `initial_state`,
+        until `wait_strategy(new_state, polls_so_far)` returns `WaitDecision.stop_polling()`;
+        returns that state. `WaitDecision.continue_waiting(delay)` polls again after `delay`,
+        with the run suspended meanwhile (`durable.WaitStrategy` is a ready-made backoff).
+        Each poll is recorded with its state, so a replay or a crash never redoes one that
+        was; a check or strategy that raises fails the operation (StepFailed)."""
+        return await _condition.wait_for_condition(
+            self._ex, self._scope(), check,
+            ConditionConfig(wait_strategy, initial_state, name, serializer))
 
     # -- composition -------------------------------------------------------------------------
     async def gather(self, *awaitables: Awaitable[Any], name: str | None = None,

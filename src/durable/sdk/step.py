@@ -148,7 +148,7 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
                 settle = ex.checkpoint_later(start, RUNNING_RECORDED_AFTER)
             try:
                 try:
-                    value = await _call(ex, op_id, attempt, fn, args, kwargs, cfg.timeout)
+                    value = await call_body(ex, op_id, attempt, fn, args, kwargs, cfg.timeout)
                 finally:
                     if settle is not None:
                         await settle()
@@ -177,8 +177,11 @@ async def _fail_attempt(ex: Executor, update: Callable[..., OperationUpdate], na
     return op
 
 
-async def _call(ex: Executor, op_id: str, attempt: int, fn: Callable[..., Any],
-                args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None) -> Any:
+async def call_body(ex: Executor, op_id: str, attempt: int, fn: Callable[..., Any],
+                    args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None) -> Any:
+    """Run user code as attempt `attempt` of operation `op_id` (a step body, a condition's
+    check): it sees itself as that step (ctx.idempotency_key, ctx.logger), a sync function
+    runs in a thread, and `timeout` bounds it."""
     token = CURRENT_STEP.set(StepRun(ex.run_id, op_id, attempt))
     try:
         if inspect.iscoroutinefunction(fn):

@@ -395,6 +395,15 @@ class Runs(Attributes):
                         (run_id,))
         return None if row is None or row[0] is None else (row[0], row[1])
 
+    def ended_runs(self, run_ids: Sequence[str]) -> list[RunInfo]:
+        """Those of these runs that have ended, in one statement by primary key: the child
+        runs whose end a parent may still have to take (`machine._deliver_held_reports`)."""
+        if not run_ids:
+            return []
+        return [run_row(r) for r in self._rows(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({marks(run_ids)})"
+            f" AND status NOT IN {LIVE}", run_ids)]
+
     def live_children(self, run_id: str) -> list[str]:
         return [r[0] for r in self._rows(
             f"SELECT run_id FROM runs WHERE parent_run_id = ? AND status IN {LIVE}", (run_id,))]

@@ -93,7 +93,8 @@ class Entry:
 _VALUE_LABELS: dict[str, str] = {
     SubType.NOW: "now()", SubType.RANDOM: "random()", SubType.UUID: "uuid4()"}
 _KIND_LABELS: dict[str, str] = {
-    SubType.STEP: "step", SubType.SET_EVENT: "event", SubType.SET_ATTRIBUTES: "attributes",
+    SubType.STEP: "step", SubType.WAIT_FOR_CONDITION: "wait_for_condition",
+    SubType.SET_EVENT: "event", SubType.SET_ATTRIBUTES: "attributes",
     SubType.SLEEP: "sleep",
     SubType.CALLBACK: "callback", SubType.SIGNAL: "signal", SubType.PATCH: "patch",
     SubType.PARALLEL: "gather", SubType.PARALLEL_BRANCH: "branch", SubType.MAP: "map",
