@@ -352,10 +352,13 @@ async def test_an_invoke_whose_child_id_another_run_holds_fails_instead_of_waiti
 
 # -- execution timeouts -----------------------------------------------------------------------
 
-@workflow(name="native.bounded", execution_timeout=120)
-async def bounded(ctx: Context) -> str:
+async def waits_for_a_callback(ctx: Context) -> str:
+    """Waits on a callback nobody completes: only its execution timeout ends it."""
     callback = await ctx.create_callback(name="never")
     return str(await callback.result())
+
+
+bounded = workflow(name="native.bounded", execution_timeout=120)(waits_for_a_callback)
 
 
 async def test_an_execution_timeout_ends_a_run_waiting_on_a_callback_recorded_as_aws_does(
@@ -389,10 +392,7 @@ async def test_a_run_started_by_name_where_its_code_is_unknown_gets_its_deadline
     assert env.get("by-name").status is ExecutionStatus.TIMED_OUT
 
 
-@workflow(name="native.brief", execution_timeout=0.5)
-async def brief(ctx: Context) -> str:
-    callback = await ctx.create_callback(name="never")
-    return str(await callback.result())
+brief = workflow(name="native.brief", execution_timeout=0.5)(waits_for_a_callback)
 
 
 async def test_a_run_a_worker_of_this_process_takes_at_its_start_has_its_deadline_too(

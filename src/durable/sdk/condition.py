@@ -12,7 +12,6 @@ last recorded poll left.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from durable.model import (
     code_failure,
 )
 from durable.sdk.executor import WALL_CLOCK, Executor, Scope
+from durable.sdk.retry import capped_backoff
 from durable.sdk.serializer import Serializer
 from durable.sdk.step import call_body, return_type, step_name
 from durable.sdk.wait import seconds
@@ -93,9 +93,7 @@ class WaitStrategy(Generic[T]):
         if attempts >= self.max_attempts:
             raise ConditionNotMet(f"wait_for_condition exhausted {self.max_attempts} attempts "
                                   "before the condition was met")
-        delay = min(self.initial_delay * self.backoff_rate ** (attempts - 1), self.max_delay)
-        if not math.isfinite(delay):
-            delay = self.max_delay
+        delay = capped_backoff(self.initial_delay, self.backoff_rate, attempts, self.max_delay)
         return WaitDecision.continue_waiting(delay * (1 - self.jitter * random.random()))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -34,10 +35,21 @@ class RetryPolicy:
         """Seconds to wait before the next attempt after `attempt` failed, or None to give up."""
         if attempt >= self.max_attempts or isinstance(error, self.non_retryable):
             return None
-        delay = min(self.initial_interval * self.backoff ** (attempt - 1), self.max_interval)
+        delay = capped_backoff(self.initial_interval, self.backoff, attempt, self.max_interval)
         if self.jitter:
             delay *= 1 + random.uniform(-self.jitter, self.jitter)
         return delay
+
+
+def capped_backoff(initial: float, rate: float, attempt: int, cap: float) -> float:
+    """The delay after `attempt` (from 1) of an exponential backoff, at most `cap`: the one
+    rule retries and condition polls share. A rate so large its power leaves the float range
+    (or an infinite delay) waits the cap."""
+    try:
+        delay = min(initial * rate ** (attempt - 1), cap)
+    except OverflowError:
+        return cap
+    return delay if math.isfinite(delay) else cap
 
 
 DEFAULT_RETRY = RetryPolicy()
