@@ -257,12 +257,14 @@ class Runs(Attributes):
         """End `owner`'s live leases now, as if they had run out; returns when each would have
         run out, which this overwrites and the takeover's history needs. The owner goes with
         them: `expired_leases` then does not name it, so the claim that takes these runs does
-        not record their loss again (`machine.take_over` has)."""
+        not record their loss again (`machine.take_over` has). A PAUSED run's lease is left to
+        run out, as `expired_leases` leaves it: nobody takes a paused run over, and the claim
+        after its resume records the loss."""
         held = {r[0]: float(r[1]) for r in self._rows(
-            "SELECT run_id, lease_expires FROM runs WHERE lease_owner = ? AND lease_expires > ?",
-            (owner, now))}
+            "SELECT run_id, lease_expires FROM runs WHERE lease_owner = ? AND lease_expires > ?"
+            " AND status = 'RUNNING'", (owner, now))}
         self._exec("UPDATE runs SET lease_expires = ?, lease_owner = NULL WHERE lease_owner = ?"
-                   " AND lease_expires > ?", (now, owner, now))
+                   " AND lease_expires > ? AND status = 'RUNNING'", (now, owner, now))
         return held
 
     def register_worker(self, owner: str, lock_key: int, now: float) -> None:
