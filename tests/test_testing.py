@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,3 +151,16 @@ async def test_the_virtual_clock_drives_the_server_s_routes_and_a_callback_times
                     if e["type"] == "CallbackTimedOut"] == [2 * DAY]
             late = await http.post(f"/api/callbacks/{callback_id}/succeed", json={"payload": 1})
             assert late.status_code == 404
+
+
+async def test_the_virtual_clock_reaches_a_tick_due_within_a_millisecond() -> None:
+    """A tick less than a millisecond ahead of the virtual clock: run_due hands the wait back
+    to be skipped rather than looking again, which on a clock nobody else moves would be
+    forever (a schedule of every second, and a run started a fraction of a second off it)."""
+    @workflow(name=f"every-second-{uuid.uuid4().hex[:8]}", schedule="* * * * * *")
+    async def every_second(ctx: Context, tick: datetime) -> str:
+        return tick.isoformat()
+
+    async with TestEnvironment(every_second, start=1_000_000.9995) as env:
+        await asyncio.wait_for(env.skip(2), timeout=30)
+        assert len(env.client.list(workflow=every_second.name)) == 2  # 1,000,001 and 002

@@ -331,7 +331,7 @@ class Worker:
                 await asyncio.wait(list(self._inflight.values()))
             elif timeout is None:
                 return None
-            elif timeout > 0.001:
+            elif timeout > 0:  # the caller waits it out: a virtual clock only moves there
                 return self.clock() + timeout
 
     async def _poll(self) -> float | None:
