@@ -82,7 +82,8 @@ class ReplayResult:
 
 
 class RunHandle(Generic[R]):
-    def __init__(self, client: Client, run_id: str, workflow: Workflow[R] | None = None) -> None:
+    def __init__(self, client: Client, run_id: str,
+                 workflow: Workflow[..., R] | None = None) -> None:
         self.client = client
         self.run_id = run_id
         self.workflow = workflow
@@ -122,7 +123,7 @@ class Client:
         self.store.close()
 
     # -- starting runs -----------------------------------------------------------------------
-    def start(self, workflow: Workflow[R], *args: Any, id: str | None = None,
+    def start(self, workflow: Workflow[..., R], *args: Any, id: str | None = None,
               attributes: Attributes = None, existing: bool = False,
               priority: int | None = None, dedup_id: str | None = None) -> RunHandle[R]:
         """Start a run; with `id`, starting again with the same input returns the same run
@@ -137,7 +138,7 @@ class Client:
                                 dedup_id=dedup_id)
         return RunHandle(self, run.run_id, workflow)
 
-    async def start_async(self, workflow: Workflow[R], *args: Any, id: str | None = None,
+    async def start_async(self, workflow: Workflow[..., R], *args: Any, id: str | None = None,
                           attributes: Attributes = None, existing: bool = False,
                           priority: int | None = None,
                           dedup_id: str | None = None) -> RunHandle[R]:
@@ -594,7 +595,7 @@ class Client:
             after = Cursor(page[-1].created_at, page[-1].run_id)
 
     # -- checking code against histories, schedules ------------------------------------------
-    def replay(self, workflows: Sequence[Workflow[Any]],
+    def replay(self, workflows: Sequence[Workflow[..., Any]],
                run_ids: Sequence[str] = ()) -> builtins.list[ReplayResult]:
         """Replay stored histories against the current code (all runs of `workflows` unless
         `run_ids` are given) and report where each diverges: the check to run before a
@@ -618,7 +619,7 @@ class Client:
             return out
         return asyncio.run(check_all())
 
-    def schedules(self, workflows: Iterable[Workflow[Any]] | None = None,
+    def schedules(self, workflows: Iterable[Workflow[..., Any]] | None = None,
                   ) -> builtins.list[ScheduleInfo]:
         """The schedules of those `workflows` that have one, in the order given: each with its
         next fire time and the last tick fired (what `durable schedules TARGET...` prints).
@@ -819,7 +820,7 @@ class _Commits:
         self._changed_async.clear()
 
 
-async def run_async(workflow: Workflow[R], *args: Any, id: str | None = None,
+async def run_async(workflow: Workflow[..., R], *args: Any, id: str | None = None,
                     db: str | Store | None = None) -> R:
     """Start `workflow` and serve it in this event loop until the run ends; return its result."""
     client = Client(db)
@@ -838,7 +839,7 @@ async def run_async(workflow: Workflow[R], *args: Any, id: str | None = None,
             client.close()
 
 
-def run(workflow: Workflow[R], *args: Any, id: str | None = None,
+def run(workflow: Workflow[..., R], *args: Any, id: str | None = None,
         db: str | Store | None = None) -> R:
     """One shot, blocking: start the run on the embedded default store and run it to the end."""
     if _loop_running():

@@ -56,7 +56,7 @@ class VirtualClock:
 class TestEnvironment:
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, *workflows: Workflow[Any], db: str | Store | None = None,
+    def __init__(self, *workflows: Workflow[..., Any], db: str | Store | None = None,
                  start: float | None = None) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="durable-test-") if db is None else None
         if self._tmp is not None:
@@ -85,7 +85,7 @@ class TestEnvironment:
         return self.clock()
 
     # -- driving -----------------------------------------------------------------------------
-    def start(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> RunHandle[R]:
+    def start(self, workflow: Workflow[..., R], *args: Any, id: str | None = None) -> RunHandle[R]:
         return self.client.start(workflow, *args, id=id)
 
     async def settle(self) -> None:
@@ -110,7 +110,7 @@ class TestEnvironment:
                              handle.run_id)
         return handle.result()
 
-    async def run(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> R:
+    async def run(self, workflow: Workflow[..., R], *args: Any, id: str | None = None) -> R:
         return await self.result(self.start(workflow, *args, id=id))
 
     async def run_until(self, done: Callable[[], bool], run_id: str | None = None) -> None:

@@ -73,7 +73,7 @@ from durable.views.jsonio import (
 )
 
 
-async def _serve(client: Client, wf: Workflow[Any], progress: Progress) -> None:
+async def _serve(client: Client, wf: Workflow[..., Any], progress: Progress) -> None:
     """Serve until the run ends or parks, or SIGINT/SIGTERM asks to stop; like `run_async`, the
     worker also knows every other imported workflow, so child runs can be served too."""
     worker = Worker([*REGISTRY.values(), wf], client.store, fire_schedules=False,

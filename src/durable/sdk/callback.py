@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from durable.errors import CallbackFailed, CallbackHeartbeatTimeout, UsageError, WaitTimeout
 from durable.model import OperationAction, OperationStatus, OperationType, OperationUpdate, SubType
@@ -13,6 +13,7 @@ from durable.sdk.executor import Executor, Scope
 from durable.sdk.wait import seconds
 
 S = OperationStatus
+T = TypeVar("T")
 
 
 # The engine's error type for a callback that ran out of heartbeats (AWS's, see machine.py).
@@ -57,7 +58,14 @@ class Callback:
     name: str | None
     _executor: Executor
 
+    @overload
+    async def result(self, type_hint: type[T]) -> T: ...
+    @overload
+    async def result(self, type_hint: Any = Any) -> Any: ...
+
     async def result(self, type_hint: Any = Any) -> Any:
+        """The callback's result once resolved, decoded as `type_hint` (a class: typed as
+        its instance; else JSON)."""
         return await _outcome(self._executor, self.operation_id,
                               f"callback {self.name or self.id!r}", type_hint)
 

@@ -11,7 +11,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, overload
 
 from durable.errors import UsageError
 from durable.model import SubType
@@ -42,6 +42,16 @@ if TYPE_CHECKING:
     from durable.sdk.workflow import Workflow
 
 R = TypeVar("R")
+T = TypeVar("T")
+S = TypeVar("S")
+Ts = TypeVarTuple("Ts")
+# One per position of a gather's or an invoke's arguments, for the overloads that type each.
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+D = TypeVar("D")
+E = TypeVar("E")
+F = TypeVar("F")
 
 
 async def _identity(aw: Awaitable[R]) -> R:
@@ -132,19 +142,22 @@ class Context:
         return scope if scope is not None and scope.executor is self._ex else self._ex.root
 
     # -- steps -------------------------------------------------------------------------------
+    # A TypeVarTuple, not a ParamSpec, checks `args`: a ParamSpec's *args forbids the keyword
+    # options after them. The async overload comes first so its result is the awaited one.
     @overload
-    async def step(self, fn: Callable[..., Awaitable[R]], *args: Any, name: str | None = None,
+    async def step(self, fn: Callable[[*Ts], Awaitable[R]], *args: *Ts,
+                   name: str | None = None, retry: RetryPolicy | None = None,
+                   semantics: Semantics = "at_least_once", timeout: float | None = None,
+                   serializer: Serializer | None = None, record_input: bool | None = None
+                   ) -> R: ...
+
+    @overload
+    async def step(self, fn: Callable[[*Ts], R], *args: *Ts, name: str | None = None,
                    retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
                    timeout: float | None = None, serializer: Serializer | None = None,
                    record_input: bool | None = None) -> R: ...
 
-    @overload
-    async def step(self, fn: Callable[..., R], *args: Any, name: str | None = None,
-                   retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
-                   timeout: float | None = None, serializer: Serializer | None = None,
-                   record_input: bool | None = None) -> R: ...
-
-    async def step(self, fn: Callable[..., Any], *args: Any, name: str | None = None,
+    async def step(self, fn: Callable[[*Ts], Any], *args: *Ts, name: str | None = None,
                    retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
                    timeout: float | None = None, serializer: Serializer | None = None,
                    record_input: bool | None = None) -> Any:
@@ -157,10 +170,10 @@ class Context:
         says (`@workflow(record_inputs=...)`, on by default).
         """
         cfg = StepConfig(name, retry, semantics, timeout, serializer, record_input)
+        body: Callable[..., Any] = fn
         if isinstance(fn, _step.StepFunction):  # options given here win over the decorator's
-            cfg = fn.cfg.merged(cfg)
-            fn = fn.fn
-        return await _step.run_step(self._ex, self._scope(), fn, args, {}, cfg)
+            cfg, body = fn.cfg.merged(cfg), fn.fn
+        return await _step.run_step(self._ex, self._scope(), body, args, {}, cfg)
 
     @property
     def idempotency_key(self) -> str:
@@ -187,22 +200,56 @@ class Context:
         return await _callback.create_callback(self._ex, self._scope(), name, timeout,
                                                heartbeat_timeout)
 
-    async def wait_for_callback(self, submitter: Callable[[str], Any], *,
+    @overload
+    async def wait_for_callback(self, submitter: Callable[[str], object], *,
+                                name: str | None = None,
+                                timeout: timedelta | float | None = None,
+                                heartbeat_timeout: timedelta | float | None = None,
+                                type_hint: type[T]) -> T: ...
+
+    @overload
+    async def wait_for_callback(self, submitter: Callable[[str], object], *,
+                                name: str | None = None,
+                                timeout: timedelta | float | None = None,
+                                heartbeat_timeout: timedelta | float | None = None,
+                                type_hint: Any = Any) -> Any: ...
+
+    async def wait_for_callback(self, submitter: Callable[[str], object], *,
                                 name: str | None = None,
                                 timeout: timedelta | float | None = None,
                                 heartbeat_timeout: timedelta | float | None = None,
                                 type_hint: Any = Any) -> Any:
-        """Create a callback, pass its id to `submitter` in a step, and wait for the result."""
+        """Create a callback, pass its id to `submitter` in a step, and wait for the result,
+        decoded as `type_hint` (a class: the result is typed as its instance; else JSON)."""
         cb = await self.create_callback(name=name, timeout=timeout,
                                         heartbeat_timeout=heartbeat_timeout)
         await self.step(submitter, cb.id, name=f"{name or 'callback'}:submit")
         return await cb.result(type_hint)
 
+    @overload
+    async def wait_for_signal(self, name: str, *, timeout: timedelta | float | None = None,
+                              type_hint: type[T]) -> T: ...
+
+    @overload
+    async def wait_for_signal(self, name: str, *, timeout: timedelta | float | None = None,
+                              type_hint: Any = Any) -> Any: ...
+
     async def wait_for_signal(self, name: str, *, timeout: timedelta | float | None = None,
                               type_hint: Any = Any) -> Any:
-        """Wait for a named signal to this run. One sent earlier was buffered and is taken now."""
+        """Wait for a named signal to this run. One sent earlier was buffered and is taken now.
+        Its payload is decoded as `type_hint` (a class: typed as its instance; else JSON)."""
         return await _callback.wait_for_signal(self._ex, self._scope(), name, timeout,
                                                type_hint)
+
+    @overload
+    async def wait_for_condition(self, check: Callable[[S], Awaitable[S]], *, initial_state: S,
+                                 wait_strategy: WaitStrategyFn[S], name: str | None = None,
+                                 serializer: Serializer | None = None) -> S: ...
+
+    @overload
+    async def wait_for_condition(self, check: Callable[[S], S], *, initial_state: S,
+                                 wait_strategy: WaitStrategyFn[S], name: str | None = None,
+                                 serializer: Serializer | None = None) -> S: ...
 
     async def wait_for_condition(self, check: Callable[[Any], Any], *, initial_state: Any,
                                  wait_strategy: WaitStrategyFn[Any], name: str | None = None,
@@ -218,6 +265,37 @@ class Context:
             ConditionConfig(wait_strategy, initial_state, name, serializer))
 
     # -- composition -------------------------------------------------------------------------
+    # Typed as asyncio.gather is: a tuple per position for up to six awaitables, to unpack
+    # (the value is a list, as asyncio's is); a list for any number of one type.
+    @overload
+    async def gather(self, a: Awaitable[A], /, *, name: str | None = None,
+                     completion: None = None) -> tuple[A]: ...
+    @overload
+    async def gather(self, a: Awaitable[A], b: Awaitable[B], /, *, name: str | None = None,
+                     completion: None = None) -> tuple[A, B]: ...
+    @overload
+    async def gather(self, a: Awaitable[A], b: Awaitable[B], c: Awaitable[C], /, *,
+                     name: str | None = None, completion: None = None) -> tuple[A, B, C]: ...
+    @overload
+    async def gather(self, a: Awaitable[A], b: Awaitable[B], c: Awaitable[C],
+                     d: Awaitable[D], /, *, name: str | None = None,
+                     completion: None = None) -> tuple[A, B, C, D]: ...
+    @overload
+    async def gather(self, a: Awaitable[A], b: Awaitable[B], c: Awaitable[C],
+                     d: Awaitable[D], e: Awaitable[E], /, *, name: str | None = None,
+                     completion: None = None) -> tuple[A, B, C, D, E]: ...
+    @overload
+    async def gather(self, a: Awaitable[A], b: Awaitable[B], c: Awaitable[C],
+                     d: Awaitable[D], e: Awaitable[E], f: Awaitable[F], /, *,
+                     name: str | None = None,
+                     completion: None = None) -> tuple[A, B, C, D, E, F]: ...
+    @overload
+    async def gather(self, *awaitables: Awaitable[T], name: str | None = None,
+                     completion: None = None) -> list[T]: ...
+    @overload
+    async def gather(self, *awaitables: Awaitable[T], name: str | None = None,
+                     completion: Completion) -> BatchResult[T]: ...
+
     async def gather(self, *awaitables: Awaitable[Any], name: str | None = None,
                      completion: Completion | None = None) -> Any:
         """Run each awaitable as a parallel branch in its own scope: durable operations
@@ -237,6 +315,18 @@ class Context:
                     aw.close()
         return batch if completion is not None else list(batch)
 
+    @overload
+    async def map(self, fn: Callable[[T], Awaitable[R]], items: Iterable[T], *,
+                  max_concurrency: int | None = None, completion: Completion | None = None,
+                  name: str | None = None, retry: RetryPolicy | None = None
+                  ) -> BatchResult[R]: ...
+
+    @overload
+    async def map(self, fn: Callable[[T], R], items: Iterable[T], *,
+                  max_concurrency: int | None = None, completion: Completion | None = None,
+                  name: str | None = None, retry: RetryPolicy | None = None
+                  ) -> BatchResult[R]: ...
+
     async def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *,
                   max_concurrency: int | None = None, completion: Completion | None = None,
                   name: str | None = None, retry: RetryPolicy | None = None) -> BatchResult[Any]:
@@ -254,15 +344,29 @@ class Context:
             name or _step.step_name(fn), [item_thunk(v) for v in values],
             completion or Completion(), max_concurrency)
 
+    # One overload per input arity checks the inputs against the child's parameters, as
+    # Client.start's do (a ParamSpec's *args would forbid the keyword options); by name, the
+    # child's types are unknown here, and it takes at most its one input.
     @overload
-    async def invoke(self, workflow: Workflow[R], *args: Any, id: str | None = None,
+    async def invoke(self, workflow: Workflow[[], R], /, *, id: str | None = None,
                      tenant_id: str | None = None) -> R: ...
-
     @overload
-    async def invoke(self, workflow: str, *args: Any, id: str | None = None,
+    async def invoke(self, workflow: Workflow[[A], R], a: A, /, *, id: str | None = None,
+                     tenant_id: str | None = None) -> R: ...
+    @overload
+    async def invoke(self, workflow: Workflow[[A, B], R], a: A, b: B, /, *,
+                     id: str | None = None, tenant_id: str | None = None) -> R: ...
+    @overload
+    async def invoke(self, workflow: Workflow[[A, B, C], R], a: A, b: B, c: C, /, *,
+                     id: str | None = None, tenant_id: str | None = None) -> R: ...
+    @overload
+    async def invoke(self, workflow: str, /, *, id: str | None = None,
+                     tenant_id: str | None = None) -> Any: ...
+    @overload
+    async def invoke(self, workflow: str, input: object, /, *, id: str | None = None,
                      tenant_id: str | None = None) -> Any: ...
 
-    async def invoke(self, workflow: Workflow[Any] | str, *args: Any, id: str | None = None,
+    async def invoke(self, workflow: Workflow[..., Any] | str, *args: Any, id: str | None = None,
                      tenant_id: str | None = None) -> Any:
         """Run a child workflow as its own run and wait for its result (ChildFailed if not).
 
@@ -273,7 +377,23 @@ class Context:
         return await _child.start(self._ex, self._scope(), workflow, args, id, wait=True,
                                   tenant_id=tenant_id)
 
-    async def start_child(self, workflow: Workflow[Any] | str, *args: Any,
+    @overload
+    async def start_child(self, workflow: Workflow[[], Any] | str, /, *,
+                          id: str | None = None, tenant_id: str | None = None) -> str: ...
+    @overload
+    async def start_child(self, workflow: Workflow[[A], Any], a: A, /, *,
+                          id: str | None = None, tenant_id: str | None = None) -> str: ...
+    @overload
+    async def start_child(self, workflow: Workflow[[A, B], Any], a: A, b: B, /, *,
+                          id: str | None = None, tenant_id: str | None = None) -> str: ...
+    @overload
+    async def start_child(self, workflow: Workflow[[A, B, C], Any], a: A, b: B, c: C, /, *,
+                          id: str | None = None, tenant_id: str | None = None) -> str: ...
+    @overload
+    async def start_child(self, workflow: str, input: object, /, *, id: str | None = None,
+                          tenant_id: str | None = None) -> str: ...
+
+    async def start_child(self, workflow: Workflow[..., Any] | str, *args: Any,
                           id: str | None = None, tenant_id: str | None = None) -> str:
         """Start a child workflow (or one by name, as `invoke` does) without waiting for it;
         returns its run id. Cancelling this run cancels it too."""

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
@@ -58,17 +58,21 @@ class StepConfig:
 
 class StepFunction(Generic[P, R]):
     """A function that checkpoints itself when called inside a workflow (then it must be
-    awaited), and is a plain call anywhere else, including inside another step."""
+    awaited), and is a plain call anywhere else, including inside another step.
 
-    def __init__(self, fn: Callable[P, R], cfg: StepConfig) -> None:
+    `R` is the step's result, an async function's awaited one. Type checkers see the call in
+    a workflow, an awaitable of `R`; a sync step's plain call elsewhere returns `R` itself, at
+    run time: call `fn`, the function as written, where the checker must see that."""
+
+    def __init__(self, fn: Callable[P, R] | Callable[P, Awaitable[R]], cfg: StepConfig) -> None:
         self.fn = fn
         self.cfg = cfg
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         scope = CURRENT_SCOPE.get(None)
         if scope is None or CURRENT_STEP.get() is not None:
-            return self.fn(*args, **kwargs)
+            return self.fn(*args, **kwargs)  # type: ignore[return-value]
         return run_step(scope.executor, scope, self.fn, args, kwargs, self.cfg)
 
 

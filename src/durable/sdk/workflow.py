@@ -7,7 +7,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from durable.errors import (
     Cancelled,
@@ -39,19 +39,22 @@ from durable.sdk.wait import seconds
 P = ParamSpec("P")
 R = TypeVar("R")
 
-REGISTRY: dict[str, Workflow[Any]] = {}
+REGISTRY: dict[str, Workflow[..., Any]] = {}
 """Every @workflow defined so far, by name: what `durable.run` and a bare Worker serve."""
 
 
-class Workflow(Generic[R]):
-    """A workflow definition. Its `handler` is what the engine invokes.
+class Workflow(Generic[P, R]):
+    """A workflow definition. Its `handler` is what the engine invokes. `P` is its input
+    parameters (those after the Context) and `R` its result, for type checkers: what
+    `ctx.invoke` and the client check a call's inputs against and type its result by.
 
     `schedule` (a `Schedule`) makes every worker serving it start one run per cron tick; `queue`
     (a `Queue`, or the name of a declared one) subjects its runs to the queue's limits. Both are
     data the worker hands the engine; see `workflow` for how to set them.
     """
 
-    def __init__(self, fn: Callable[..., Awaitable[R]], name: str | None = None,
+    def __init__(self, fn: Callable[Concatenate[Context, P], Awaitable[R]],
+                 name: str | None = None,
                  serializer: Serializer | None = None, schedule: Schedule | None = None,
                  queue: Queue | str | None = None, webhook: bool = False,
                  record_inputs: bool = True, retention: timedelta | None = None,
@@ -149,8 +152,9 @@ class Workflow(Generic[R]):
 
     async def _execute(self, ex: Executor, invocation: Invocation) -> InvocationOutput:
         token = CURRENT_SCOPE.set(ex.root)
+        body: Callable[..., Awaitable[R]] = self.fn  # P's values, decoded from the stored input
         try:
-            value = await self.fn(Context(ex), *self.decode_input(invocation.input))
+            value = await body(Context(ex), *self.decode_input(invocation.input))
             ex.check_complete()
             payload = self.serializer.encode(value)
             await ex.flush()
@@ -178,21 +182,27 @@ class Workflow(Generic[R]):
             CURRENT_SCOPE.reset(token)
 
 
+class WorkflowDecorator(Protocol):
+    """What `@workflow(...)` with options returns: it keeps the function's signature."""
+
+    def __call__(self, fn: Callable[Concatenate[Context, P], Awaitable[R]], /
+                 ) -> Workflow[P, R]: ...
+
+
 @overload
-def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[R]: ...
+def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]], /) -> Workflow[P, R]: ...
 @overload
 def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              schedule: str | None = None, timezone: str | None = None,
              missed: Missed | None = None, queue: Queue | str | None = None,
              webhook: bool = False, record_inputs: bool = True,
              retention: timedelta | None = None,
-             execution_timeout: timedelta | float | None = None
-             ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
+             execution_timeout: timedelta | float | None = None) -> WorkflowDecorator: ...
 
 
-def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | None = None,
-             serializer: Serializer | None = None, schedule: str | None = None,
-             timezone: str | None = None, missed: Missed | None = None,
+def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, /, *,
+             name: str | None = None, serializer: Serializer | None = None,
+             schedule: str | None = None, timezone: str | None = None, missed: Missed | None = None,
              queue: Queue | str | None = None, webhook: bool = False,
              record_inputs: bool = True, retention: timedelta | None = None,
              execution_timeout: timedelta | float | None = None) -> Any:
@@ -226,7 +236,7 @@ def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | No
     run started by name elsewhere, which gets it when a worker serving this code first takes
     it. A run continued as new keeps its deadline.
     """
-    def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[R]:
+    def wrap(f: Callable[Concatenate[Context, P], Awaitable[R]]) -> Workflow[P, R]:
         wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
                                                      missed), queue, webhook, record_inputs,
                       retention, execution_timeout)
@@ -249,16 +259,28 @@ def _schedule(workflow: str, cron: str | None, timezone: str | None,
         raise UsageError(f"@workflow {workflow}: {e}") from None
 
 
+class StepDecorator(Protocol):
+    """What `@step(...)` with options returns: it keeps the function's signature, and an
+    async function's result type is the awaited one."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> StepFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+
+
+@overload
+def step(fn: Callable[P, Awaitable[R]], /) -> StepFunction[P, R]: ...
 @overload
 def step(fn: Callable[P, R], /) -> StepFunction[P, R]: ...
 @overload
 def step(*, name: str | None = None, retry: RetryPolicy | None = None,
          semantics: Semantics = "at_least_once", timeout: float | None = None,
          serializer: Serializer | None = None, record_input: bool | None = None
-         ) -> Callable[[Callable[P, R]], StepFunction[P, R]]: ...
+         ) -> StepDecorator: ...
 
 
-def step(fn: Callable[P, R] | None = None, /, *, name: str | None = None,
+def step(fn: Callable[P, Any] | None = None, /, *, name: str | None = None,
          retry: RetryPolicy | None = None, semantics: Semantics = "at_least_once",
          timeout: float | None = None, serializer: Serializer | None = None,
          record_input: bool | None = None) -> Any:
@@ -266,6 +288,6 @@ def step(fn: Callable[P, R] | None = None, /, *, name: str | None = None,
     `record_input=False` keeps its arguments out of the record (sensitive data)."""
     cfg = StepConfig(name, retry, semantics, timeout, serializer, record_input)
 
-    def wrap(f: Callable[P, R]) -> StepFunction[P, R]:
+    def wrap(f: Callable[P, Any]) -> StepFunction[P, Any]:
         return StepFunction(f, cfg)
     return wrap(fn) if fn is not None else wrap
