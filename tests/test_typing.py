@@ -19,6 +19,7 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,7 +36,7 @@ Errors = dict[tuple[Path, int], list[str]]
 
 
 def expected(files: Sequence[Path]) -> set[tuple[Path, int]]:
-    return {(path, number) for path in files
+    return {(path.resolve(), number) for path in files
             for number, line in enumerate(path.read_text().splitlines(), 1)
             if MARK.search(line)}
 
@@ -47,15 +48,15 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
 
 def mypy(files: Sequence[Path]) -> Errors:
     # The project's configuration (pyproject.toml) with --strict, as a user's strictest run.
-    done = _run([str(BIN / "mypy"), "--strict", "--show-absolute-path", "--no-error-summary",
-                 "--hide-error-context", *map(str, files)])
+    done = _run([str(BIN / "mypy"), "--strict", "--no-error-summary", "--hide-error-context",
+                 *map(str, files)])
     if done.returncode not in (0, 1):  # 2: mypy itself failed (bad options, a crash)
         pytest.fail(f"mypy could not check:\n{done.stdout}{done.stderr}")
     errors: Errors = {}
     for line in done.stdout.splitlines():
         found = re.match(r"(?P<file>.+?):(?P<line>\d+): error: (?P<message>.*)", line)
         if found:
-            key = (Path(found["file"]), int(found["line"]))
+            key = ((ROOT / found["file"]).resolve(), int(found["line"]))
             errors.setdefault(key, []).append(found["message"])
     if done.returncode == 1 and not errors:
         pytest.fail(f"mypy failed without an error line:\n{done.stdout}{done.stderr}")
@@ -73,7 +74,8 @@ def pyright(files: Sequence[Path]) -> Errors:
     errors: Errors = {}
     for diagnostic in report["generalDiagnostics"]:
         if diagnostic["severity"] == "error":
-            key = (Path(diagnostic["file"]), diagnostic["range"]["start"]["line"] + 1)
+            key = (Path(diagnostic["file"]).resolve(),
+                   diagnostic["range"]["start"]["line"] + 1)
             errors.setdefault(key, []).append(
                 f"{diagnostic['message']} ({diagnostic.get('rule', 'error')})")
     if done.returncode != 0 and not errors:
@@ -109,7 +111,9 @@ def test_types_flow_through_the_sdk_and_mistakes_do_not_type_check(checker: str)
 @pytest.mark.parametrize("checker", sorted(CHECKERS))
 def test_the_harness_reports_a_wrong_type_and_a_mistake_that_type_checks(
         checker: str, tmp_path: Path) -> None:
-    sample = tmp_path / "test_sample.py"
+    # A new module name each time: mypy's cache would answer for an earlier file of the same
+    # name and content, with that file's path.
+    sample = tmp_path / f"test_sample_{uuid.uuid4().hex}.py"
     sample.write_text(
         "from typing import assert_type\n"
         "from durable import Context, workflow\n"

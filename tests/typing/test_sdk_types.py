@@ -17,6 +17,7 @@ from durable import (
     Context,
     RetryPolicy,
     WaitDecision,
+    WaitStrategy,
     Workflow,
     step,
     workflow,
@@ -96,6 +97,7 @@ async def checkout(ctx: Context, order: Order) -> int:
     assert_type(await ctx.step(charge, order.id, 5), str)
     assert_type(await ctx.step(reserve, "sku-2", 3), bool)
     assert_type(await ctx.step(lambda: 42), int)
+    assert_type(await ctx.step(charge, order.id, 1, name="charge-again", timeout=30), str)
 
     # ctx.gather: a tuple per position to unpack; one list for many of one type; BatchResult
     # with a completion policy.
@@ -147,6 +149,13 @@ async def checkout(ctx: Context, order: Order) -> int:
     assert_type(await ctx.wait_for_condition(lambda n: n + 1, initial_state=0,
                                              wait_strategy=stop_at_three), int)
 
+    async def poll(state: dict[str, bool]) -> dict[str, bool]:
+        return {"done": not state["done"]}
+
+    until_done = WaitStrategy[dict[str, bool]](lambda state: not state["done"], max_attempts=5)
+    assert_type(await ctx.wait_for_condition(poll, initial_state={"done": False},
+                                             wait_strategy=until_done), dict[str, bool])
+
     # Recorded values.
     assert_type(ctx.now(), datetime)
     assert_type(ctx.random(), float)
@@ -176,6 +185,9 @@ async def mistakes(ctx: Context, order: Order) -> None:
     await ctx.invoke(pair, "1", "one")  # expect-error
     await ctx.invoke("charge", 1, 2)  # expect-error
     await ctx.map(weigh, [1, 2])  # expect-error
+    await ctx.wait_for_condition(lambda n: n + 1, initial_state="0",  # expect-error
+                                 wait_strategy=lambda state, polls: WaitDecision.stop_polling())
+    await ctx.gather(charge(order.id, 1), completion="every")  # expect-error
     wrong: str = await ctx.invoke(ship, order)  # expect-error
     del wrong
 

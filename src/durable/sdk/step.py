@@ -195,8 +195,9 @@ async def call_body(ex: Executor, op_id: str, attempt: int, fn: Callable[..., An
         if timeout is None:
             result = await work
         else:
+            deadline = asyncio.timeout(timeout)
             try:
-                async with asyncio.timeout(timeout) as deadline:
+                async with deadline:
                     result = await work
             except TimeoutError:
                 if not deadline.expired():  # the body's own TimeoutError: an ordinary failure
