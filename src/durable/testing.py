@@ -56,7 +56,7 @@ class VirtualClock:
 class TestEnvironment:
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, *workflows: Workflow[Any], db: str | Store | None = None,
+    def __init__(self, *workflows: Workflow[..., Any], db: str | Store | None = None,
                  start: float | None = None) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="durable-test-") if db is None else None
         if self._tmp is not None:
@@ -85,7 +85,7 @@ class TestEnvironment:
         return self.clock()
 
     # -- driving -----------------------------------------------------------------------------
-    def start(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> RunHandle[R]:
+    def start(self, workflow: Workflow[..., R], *args: Any, id: str | None = None) -> RunHandle[R]:
         return self.client.start(workflow, *args, id=id)
 
     async def settle(self) -> None:
@@ -110,7 +110,7 @@ class TestEnvironment:
                              handle.run_id)
         return handle.result()
 
-    async def run(self, workflow: Workflow[R], *args: Any, id: str | None = None) -> R:
+    async def run(self, workflow: Workflow[..., R], *args: Any, id: str | None = None) -> R:
         return await self.result(self.start(workflow, *args, id=id))
 
     async def run_until(self, done: Callable[[], bool], run_id: str | None = None) -> None:
@@ -150,8 +150,7 @@ class TestEnvironment:
 
     def pending_callbacks(self, run_id: str) -> list[str]:
         """Ids of the run's callbacks still waiting to be resolved, oldest first."""
-        return [op.callback_id for op in self.operations(run_id)
-                if op.callback_id and op.status is OperationStatus.STARTED]
+        return self.client.pending_callbacks(run_id)
 
     def _describe_waits(self, run_id: str) -> str:
         waits = [f"{op.sub_type} {op.name or op.callback_id!r}" for op in self.operations(run_id)

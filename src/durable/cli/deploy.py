@@ -114,7 +114,7 @@ def sam_function(target: str, *, name: str | None, code_uri: str | None, output:
         retention_days=retention_days, description=wf.name)
 
 
-def _handler_attribute(module: ModuleType, wf: Workflow[Any], target: str) -> str:
+def _handler_attribute(module: ModuleType, wf: Workflow[..., Any], target: str) -> str:
     """The name under which the module exports `durable.lambda_handler(wf)`: Lambda imports the
     module and calls that attribute, so it has to exist in the code that is deployed."""
     for attr, obj in vars(module).items():

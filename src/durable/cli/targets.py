@@ -23,12 +23,12 @@ from durable.sdk.workflow import Workflow
 TARGET_FORMS = "path/to/file.py:name or package.module:name"
 
 
-def load_workflows(target: str) -> list[Workflow[Any]]:
+def load_workflows(target: str) -> list[Workflow[..., Any]]:
     """Every workflow TARGET names: the one after `:`, or all those its module defines."""
     return [wf for _, wf in _named_workflows(target)]
 
 
-def load_workflow(target: str) -> Workflow[Any]:
+def load_workflow(target: str) -> Workflow[..., Any]:
     """The single workflow TARGET names; several in one module is an error asking to pick one."""
     found = _named_workflows(target)
     if len(found) > 1:
@@ -46,7 +46,7 @@ def module_of(target: str) -> ModuleType:
     return _import_file(ref) if _is_path(ref) else _import_module(ref)
 
 
-def _named_workflows(target: str) -> list[tuple[str, Workflow[Any]]]:
+def _named_workflows(target: str) -> list[tuple[str, Workflow[..., Any]]]:
     ref, _, attr = target.partition(":")
     module = module_of(target)
     if attr:
@@ -112,7 +112,7 @@ def _import_failed(ref: str, e: Exception) -> UsageError:
     return UsageError(f"importing {ref!r} failed: {type(e).__name__}: {e}{where}")
 
 
-def _workflow_attribute(module: ModuleType, ref: str, attr: str) -> Workflow[Any]:
+def _workflow_attribute(module: ModuleType, ref: str, attr: str) -> Workflow[..., Any]:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -132,7 +132,7 @@ def _kind(obj: object) -> str:
     return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
 
 
-def _as_workflow(obj: object) -> Workflow[Any] | None:
+def _as_workflow(obj: object) -> Workflow[..., Any] | None:
     """The workflow `obj` is: a @workflow itself, or the Durable workflow behind a Temporal-style
     @workflow.defn class or its @workflow.run method; None for anything else."""
     if isinstance(obj, Workflow):
@@ -145,7 +145,7 @@ def _as_workflow(obj: object) -> Workflow[Any] | None:
 
     return workflow_behind(obj)
 
-def _defined_in(module: ModuleType) -> list[tuple[str, Workflow[Any]]]:
+def _defined_in(module: ModuleType) -> list[tuple[str, Workflow[..., Any]]]:
     """Workflows defined in the module itself (not imported into it), each once, in order."""
     seen: set[int] = set()
     found = []

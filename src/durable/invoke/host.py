@@ -305,7 +305,7 @@ class _Batches:
         return answer
 
 
-async def run_invocation(workflow: Workflow[Any], event: Any,
+async def run_invocation(workflow: Workflow[..., Any], event: Any,
                          backend: Backend | None = None) -> Wire:
     """Run one invocation of `workflow` for the envelope `event`; returns the output to hand
     back (`{"Status", "Result"?, "Error"?}`). Raises `BackendError` when the backend could not
@@ -376,7 +376,7 @@ def _assumed(u: OperationUpdate, old: Operation | None) -> Operation:
                      attempt=(old.attempt if old else 0), result=u.payload, error=u.error)
 
 
-def lambda_handler(workflow: Workflow[Any]) -> Callable[[Any, Any], Wire]:
+def lambda_handler(workflow: Workflow[..., Any]) -> Callable[[Any, Any], Wire]:
     """An AWS Lambda handler (`handler(event, context)`) running `workflow` as a durable
     function. Deploy with durable execution enabled (DurableConfig) and this as the handler."""
     if not isinstance(workflow, Workflow):
@@ -403,7 +403,7 @@ def _loop() -> asyncio.Runner:
 
 # -- the ASGI app ---------------------------------------------------------------------------------
 
-Servable = Workflow[Any] | Callable[[Any, Any], Any]
+Servable = Workflow[..., Any] | Callable[[Any, Any], Any]
 
 
 def serve(*functions: Servable, **named: Servable) -> FunctionApp:

@@ -237,7 +237,7 @@ class HttpFunction:
 class WorkflowFunction:
     """A Durable workflow registered as an in-process function: no wire at all."""
 
-    def __init__(self, spec: FunctionSpec, workflow: Workflow[Any]) -> None:
+    def __init__(self, spec: FunctionSpec, workflow: Workflow[..., Any]) -> None:
         self.spec, self.workflow = spec, workflow
 
     @property

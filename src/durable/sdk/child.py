@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 _TENANT_ID = re.compile(r"[\x20-\x7E]{1,256}")
 
 
-async def start(ex: Executor, scope: Scope, target: Workflow[Any] | str,
+async def start(ex: Executor, scope: Scope, target: Workflow[..., Any] | str,
                 args: tuple[Any, ...], run_id: str | None, wait: bool,
                 tenant_id: str | None = None) -> Any:
     """Start the child run; with `wait`, block until it ends and return its result. `target`
@@ -64,7 +64,7 @@ async def start(ex: Executor, scope: Scope, target: Workflow[Any] | str,
         return target.decode_result(op.result)
 
 
-def _input(ex: Executor, target: Workflow[Any] | str, args: tuple[Any, ...]) -> str | None:
+def _input(ex: Executor, target: Workflow[..., Any] | str, args: tuple[Any, ...]) -> str | None:
     if not isinstance(target, str):
         return target.encode_input(args)
     if len(args) > 1:

@@ -255,14 +255,14 @@ class Context:
             completion or Completion(), max_concurrency)
 
     @overload
-    async def invoke(self, workflow: Workflow[R], *args: Any, id: str | None = None,
+    async def invoke(self, workflow: Workflow[..., R], *args: Any, id: str | None = None,
                      tenant_id: str | None = None) -> R: ...
 
     @overload
     async def invoke(self, workflow: str, *args: Any, id: str | None = None,
                      tenant_id: str | None = None) -> Any: ...
 
-    async def invoke(self, workflow: Workflow[Any] | str, *args: Any, id: str | None = None,
+    async def invoke(self, workflow: Workflow[..., Any] | str, *args: Any, id: str | None = None,
                      tenant_id: str | None = None) -> Any:
         """Run a child workflow as its own run and wait for its result (ChildFailed if not).
 
@@ -273,7 +273,7 @@ class Context:
         return await _child.start(self._ex, self._scope(), workflow, args, id, wait=True,
                                   tenant_id=tenant_id)
 
-    async def start_child(self, workflow: Workflow[Any] | str, *args: Any,
+    async def start_child(self, workflow: Workflow[..., Any] | str, *args: Any,
                           id: str | None = None, tenant_id: str | None = None) -> str:
         """Start a child workflow (or one by name, as `invoke` does) without waiting for it;
         returns its run id. Cancelling this run cancels it too."""

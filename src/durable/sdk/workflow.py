@@ -7,7 +7,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from durable.errors import (
     Cancelled,
@@ -39,19 +39,21 @@ from durable.sdk.wait import seconds
 P = ParamSpec("P")
 R = TypeVar("R")
 
-REGISTRY: dict[str, Workflow[Any]] = {}
+REGISTRY: dict[str, Workflow[..., Any]] = {}
 """Every @workflow defined so far, by name: what `durable.run` and a bare Worker serve."""
 
 
-class Workflow(Generic[R]):
-    """A workflow definition. Its `handler` is what the engine invokes.
+class Workflow(Generic[P, R]):
+    """A workflow definition. Its `handler` is what the engine invokes. `P` is its input
+    parameters (those after the Context), `R` its result: what `Client.start` checks.
 
     `schedule` (a `Schedule`) makes every worker serving it start one run per cron tick; `queue`
     (a `Queue`, or the name of a declared one) subjects its runs to the queue's limits. Both are
     data the worker hands the engine; see `workflow` for how to set them.
     """
 
-    def __init__(self, fn: Callable[..., Awaitable[R]], name: str | None = None,
+    def __init__(self, fn: Callable[Concatenate[Context, P], Awaitable[R]],
+                 name: str | None = None,
                  serializer: Serializer | None = None, schedule: Schedule | None = None,
                  queue: Queue | str | None = None, webhook: bool = False,
                  record_inputs: bool = True, retention: timedelta | None = None,
@@ -67,7 +69,7 @@ class Workflow(Generic[R]):
             hints = typing.get_type_hints(fn)
         except Exception:
             hints = {}
-        self.fn = fn
+        self.fn: Callable[..., Awaitable[R]] = fn  # invoked with the decoded input
         self.name = name or fn.__qualname__
         self.serializer = serializer or DEFAULT_SERIALIZER
         self.params = [p.name for p in params[1:]]
@@ -179,7 +181,7 @@ class Workflow(Generic[R]):
 
 
 @overload
-def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[R]: ...
+def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]], /) -> Workflow[P, R]: ...
 @overload
 def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              schedule: str | None = None, timezone: str | None = None,
@@ -187,7 +189,7 @@ def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              webhook: bool = False, record_inputs: bool = True,
              retention: timedelta | None = None,
              execution_timeout: timedelta | float | None = None
-             ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[R]]: ...
+             ) -> Callable[[Callable[Concatenate[Context, P], Awaitable[R]]], Workflow[P, R]]: ...
 
 
 def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | None = None,
@@ -226,7 +228,7 @@ def workflow(fn: Callable[..., Awaitable[R]] | None = None, /, *, name: str | No
     run started by name elsewhere, which gets it when a worker serving this code first takes
     it. A run continued as new keeps its deadline.
     """
-    def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[R]:
+    def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[..., R]:
         wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
                                                      missed), queue, webhook, record_inputs,
                       retention, execution_timeout)

@@ -87,7 +87,7 @@ def _version() -> str:
 
 
 def create_app(db: Client | Store | str | None = None, *, token: str | None = None,
-               workflows: Iterable[Workflow[Any]] = (), serve: bool = True,
+               workflows: Iterable[Workflow[..., Any]] = (), serve: bool = True,
                wait_limit: float = 30.0, allowed_hosts: Iterable[str] = (),
                max_body: int = DEFAULT_MAX_BODY, sessions: Sessions | None = None,
                environ: Mapping[str, str] = os.environ,

@@ -20,7 +20,7 @@ from durable.sdk.workflow import Workflow
 @dataclass(slots=True)
 class ServerState:
     client: Client
-    workflows: dict[str, Workflow[Any]] = field(default_factory=dict)
+    workflows: dict[str, Workflow[..., Any]] = field(default_factory=dict)
     token: str | None = None
     wait_limit: float = 30.0
     """Longest a request may wait for a run to end (result long-poll, webhook `?wait=true`)."""

@@ -53,7 +53,7 @@ def public_url(host: str, port: int, given: str | None) -> str:
     return f"http://{shown}:{port}"
 
 
-def serve(host: str, port: int, workflows: list[Workflow[Any]], db: str | None,
+def serve(host: str, port: int, workflows: list[Workflow[..., Any]], db: str | None,
           token: str | None, insecure: bool, console: Console, *,
           allowed_hosts: Sequence[str] = (), max_body: int = DEFAULT_MAX_BODY,
           public: str | None = None, retention: float | None = None) -> None:

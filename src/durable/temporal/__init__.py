@@ -21,13 +21,13 @@ __all__ = ["activity", "client", "common", "durable_workflow", "exceptions", "ru
            "run_async", "workflow", "workflow_behind"]
 
 
-def durable_workflow(workflow_class: object) -> Workflow[Any]:
+def durable_workflow(workflow_class: object) -> Workflow[..., Any]:
     """The Durable workflow behind a @workflow.defn class (or its run method, or its name): for
     `durable.run`, `durable.Worker`, `durable.testing.TestEnvironment` and the command line."""
     return definition_of(workflow_class).durable
 
 
-def workflow_behind(obj: object) -> Workflow[Any] | None:
+def workflow_behind(obj: object) -> Workflow[..., Any] | None:
     """The Durable workflow behind `obj` if it is a @workflow.defn class or its run method; None
     for anything else, including the subclasses and instances that inherit the class's mark:
     what the command line's target loading asks of every object in a module."""

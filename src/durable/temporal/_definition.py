@@ -73,7 +73,7 @@ class Definition:
     signals: dict[str, Callable[..., Any]] = field(default_factory=dict)
     queries: dict[str, Callable[..., Any]] = field(default_factory=dict)
     failure_types: tuple[type[BaseException], ...] = ()
-    durable: Workflow[Any] = field(init=False)
+    durable: Workflow[..., Any] = field(init=False)
     namespaces: list[dict[str, Any]] = field(init=False, repr=False)
     """The global namespaces the class's code runs in (see `code_namespaces`)."""
     _bound_for_run: bool = field(default=False, init=False, repr=False)
@@ -216,7 +216,7 @@ def _never_bound(namespace: dict[str, Any]) -> bool:
     return top == "durable" or top in sys.stdlib_module_names
 
 
-def _durable_workflow(defn: Definition) -> Workflow[Any]:
+def _durable_workflow(defn: Definition) -> Workflow[..., Any]:
     """A Durable workflow whose parameters are the run method's (less `self`), so inputs
     encode and decode by the run method's annotations."""
     from durable.temporal._runtime import Runtime  # the runtime imports this module
@@ -238,7 +238,7 @@ def _durable_workflow(defn: Definition) -> Workflow[Any]:
     body.__name__ = body.__qualname__ = defn.name
     body.__module__ = defn.cls.__module__
     body.__doc__ = defn.cls.__doc__
-    wf: Workflow[Any] = Workflow(body, name=defn.name)
+    wf: Workflow[..., Any] = Workflow(body, name=defn.name)
     DURABLE_REGISTRY[wf.name] = wf
     return wf
 

@@ -77,7 +77,7 @@ def _where(path: _Path) -> str:
     return "".join(f"[{json.dumps(key)}]" for key in reversed(keys))
 
 
-def workflow_args(wf: Workflow[Any], given: JsonValue | None) -> tuple[Any, ...]:
+def workflow_args(wf: Workflow[..., Any], given: JsonValue | None) -> tuple[Any, ...]:
     """Map `--input` onto the workflow's parameters and decode it exactly as the worker will, so
     input that does not fit is refused here instead of becoming a FAILED run."""
     params = wf.params
@@ -96,7 +96,7 @@ def workflow_args(wf: Workflow[Any], given: JsonValue | None) -> tuple[Any, ...]
                          f"{_mismatch(wf, args, e)}") from None
 
 
-def _spread(wf: Workflow[Any], value: Any) -> tuple[Any, ...]:
+def _spread(wf: Workflow[..., Any], value: Any) -> tuple[Any, ...]:
     params = wf.params
     if len(params) == 1:
         return (value,)
@@ -109,7 +109,7 @@ def _spread(wf: Workflow[Any], value: Any) -> tuple[Any, ...]:
                      "exactly those keys")
 
 
-def _mismatch(wf: Workflow[Any], args: tuple[Any, ...], error: SerializationError) -> str:
+def _mismatch(wf: Workflow[..., Any], args: tuple[Any, ...], error: SerializationError) -> str:
     """Where the input fails to decode, as `parameter.field: problem (got value)`. Each argument
     is checked again with pydantic directly, so the path starts at the parameter, whatever shape
     the serializer gives its own validation; anything else falls back to the serializer's word."""
