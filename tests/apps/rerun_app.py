@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from durable import Context, step, workflow
+from durable import Context, RetryPolicy, step, workflow
 
 STOCK = 5
 
@@ -22,7 +22,7 @@ def reserve(order: dict[str, Any]) -> str:
     return f"hold-{order['sku']}"
 
 
-@step
+@step(retry=RetryPolicy(max_attempts=1))  # out of stock stays out of stock
 def charge(order: dict[str, Any], hold: str) -> int:
     _effect(f"charge {order['qty']}")
     if order["qty"] > STOCK:
