@@ -170,6 +170,9 @@ class Client:
     @overload
     def start(self, workflow: Workflow[[A, B, C], R], a: A, b: B, c: C, /,
               **options: Unpack[StartOptions]) -> RunHandle[R]: ...
+    @overload  # four inputs or more: checked when the run starts
+    def start(self, workflow: Workflow[..., R], a: Any, b: Any, c: Any, d: Any, /,
+              *more: Any, **options: Unpack[StartOptions]) -> RunHandle[R]: ...
 
     def start(self, workflow: Workflow[..., R], /, *args: Any,
               **options: Unpack[StartOptions]) -> RunHandle[R]:
@@ -988,6 +991,9 @@ class AsyncClient:
     @overload
     async def start(self, workflow: Workflow[[A, B, C], R], a: A, b: B, c: C, /,
                     **options: Unpack[StartOptions]) -> AsyncRunHandle[R]: ...
+    @overload  # four inputs or more: checked when the run starts
+    async def start(self, workflow: Workflow[..., R], a: Any, b: Any, c: Any, d: Any, /,
+                    *more: Any, **options: Unpack[StartOptions]) -> AsyncRunHandle[R]: ...
 
     async def start(self, workflow: Workflow[..., R], /, *args: Any,
                     **options: Unpack[StartOptions]) -> AsyncRunHandle[R]:

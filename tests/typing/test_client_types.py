@@ -33,12 +33,18 @@ async def sizes(ctx: Context, words: list[str], upper: bool, limit: int) -> dict
     return {w.upper() if upper else w: len(w) for w in words[:limit]}
 
 
+@workflow
+async def five(ctx: Context, a: int, b: int, c: int, d: int, e: int) -> int:
+    return a + b + c + d + e
+
+
 def check_sync(client: Client) -> None:
     assert_type(client.start(nothing), RunHandle[None])
     assert_type(client.start(greet, "ada", id="greet-ada"), RunHandle[str])
     assert_type(client.start(add, 1, 2, priority=None), RunHandle[int])
     assert_type(client.start(sizes, ["a"], True, 3), RunHandle[dict[str, int]])
     assert_type(client.start(greet, "ada").result(timeout=5), str)
+    assert_type(client.start(five, 1, 2, 3, 4, 5), RunHandle[int])  # not checked past three
     assert_type(client.get("run").result_value, Any)
     assert_type(client.events("run"), dict[str, Any])
     assert_type(client.pending_callbacks("run"), list[str])
