@@ -1,6 +1,7 @@
 # Two entry points, both self-contained from a fresh clone:
 #   make demo   -- create .venv, install Durable, run the crash-and-resume demo on embedded SQLite
 #   make test   -- create .venv, install Durable with test extras, lint, type-check, run every test
+#   make test-newest -- the suite's core again on the newest Python the machine has (CI runs it)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -35,3 +36,22 @@ chromium:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/steps.py
+
+# The suite's core on the newest Python this machine has too (.ci/newest-python finds it; set
+# NEWEST_PYTHON to choose): the SDK and replay, both stores' contract, both clients, reruns
+# with their SIGKILL tests. A subset, so CI stays well inside its time: about 4 minutes.
+NEWEST_VENV := .venv-newest
+NEWEST_TESTS := tests/test_workflows.py tests/test_store_contract.py tests/test_async_client.py \
+	tests/test_rerun_patch.py tests/test_testing.py tests/test_composition.py \
+	tests/test_layering.py tests/test_merge_patch.py tests/test_step_io.py
+
+$(NEWEST_VENV)/.installed: pyproject.toml
+	python=$${NEWEST_PYTHON:-$$(.ci/newest-python)} && $$python -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/pip install -q --upgrade pip
+	$(NEWEST_VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+.PHONY: test-newest
+test-newest: $(NEWEST_VENV)/.installed
+	@$(NEWEST_VENV)/bin/python -c 'import sys; print("the suite on Python", sys.version)'
+	$(NEWEST_VENV)/bin/pytest -q $(NEWEST_TESTS)

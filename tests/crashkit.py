@@ -199,7 +199,7 @@ class CrashLab:
             self._client.close()
             self._client = None
 
-    def start(self, wf: durable.Workflow[Any], *args: Any, id: str) -> str:
+    def start(self, wf: durable.Workflow[..., Any], *args: Any, id: str) -> str:
         return self.client.start(wf, *args, id=id).run_id
 
     def finish(self, run_id: str, timeout: float = DEADLINE) -> RunInfo:

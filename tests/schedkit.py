@@ -46,7 +46,7 @@ class Fleet:
 
 
 @asynccontextmanager
-async def fleet(db_url: str, workflows: Sequence[durable.Workflow[Any]], *, size: int = 1,
+async def fleet(db_url: str, workflows: Sequence[durable.Workflow[..., Any]], *, size: int = 1,
                 clock: Callable[[], float] = time.time,
                 concurrency: int = 100) -> AsyncIterator[Fleet]:
     workers = [durable.Worker(workflows, db_url, clock=clock, concurrency=concurrency)

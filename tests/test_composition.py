@@ -301,7 +301,7 @@ async def test_cancelling_a_parent_cancels_its_live_children(client):
 
 
 async def test_patched_keeps_old_runs_on_the_old_path_and_new_runs_on_the_new(client):
-    def make(v2: bool) -> durable.Workflow[Any]:
+    def make(v2: bool) -> durable.Workflow[..., Any]:
         @workflow(name="pricing")
         async def pricing(ctx: Context) -> str:
             await ctx.step(lambda: 1, name="load")
@@ -331,7 +331,7 @@ async def test_patched_keeps_old_runs_on_the_old_path_and_new_runs_on_the_new(cl
 
 
 async def test_replay_reports_a_reordered_step_and_passes_matching_code(client):
-    def make(order: tuple[str, str]) -> durable.Workflow[Any]:
+    def make(order: tuple[str, str]) -> durable.Workflow[..., Any]:
         @workflow(name="ordered")
         async def ordered(ctx: Context) -> None:
             for name in order:

@@ -31,7 +31,7 @@ def client(any_db: str) -> Iterator[durable.Client]:
 
 
 @contextmanager
-def serving(db: str, *workflows: durable.Workflow[Any]) -> Iterator[None]:
+def serving(db: str, *workflows: durable.Workflow[..., Any]) -> Iterator[None]:
     """A worker serving `workflows` on a loop of its own until the block ends."""
     worker = durable.Worker(list(workflows), db)
     loops: list[asyncio.AbstractEventLoop] = []

@@ -122,7 +122,7 @@ def test_concurrent_starts_with_one_dedup_id_make_one_run(db_url: str) -> None:
             c.close()
 
 
-def signalled(queue: durable.Queue, name: str) -> durable.Workflow[None]:
+def signalled(queue: durable.Queue, name: str) -> durable.Workflow[..., None]:
     """A workflow on `queue` whose runs hold their slot until signalled `go`."""
     @durable.workflow(name=f"{name}-{queue.name}", queue=queue)
     async def held(ctx: durable.Context) -> None:

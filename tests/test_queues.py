@@ -42,7 +42,7 @@ def fresh_queue(limit: int | None = None, rate: str | None = None) -> Queue:
     return Queue(f"q-{uuid.uuid4().hex[:8]}", limit=limit, rate=rate)
 
 
-def napper(queue: Queue | str, started: list[str] | None = None) -> durable.Workflow[str]:
+def napper(queue: Queue | str, started: list[str] | None = None) -> durable.Workflow[..., str]:
     """A queued workflow that notes its run id in `started`, sleeps a virtual minute, returns."""
     def note(run_id: str) -> str:
         if started is not None:
@@ -57,7 +57,7 @@ def napper(queue: Queue | str, started: list[str] | None = None) -> durable.Work
     return nap
 
 
-def start_in_order(env: TestEnvironment, wf: durable.Workflow[Any], ids: list[str]) -> None:
+def start_in_order(env: TestEnvironment, wf: durable.Workflow[..., Any], ids: list[str]) -> None:
     """Start one run per id, a millisecond of virtual time apart, so creation order is `ids`."""
     for run_id in ids:
         env.start(wf, run_id, id=run_id)

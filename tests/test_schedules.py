@@ -39,7 +39,7 @@ def db_url(any_db: str) -> str:
     return any_db
 
 
-def every_five_minutes(seen: list[str], missed: Missed = "skip") -> durable.Workflow[str]:
+def every_five_minutes(seen: list[str], missed: Missed = "skip") -> durable.Workflow[..., str]:
     """A fresh scheduled workflow whose step appends the tick it was started for to `seen`."""
     def visit(tick: str) -> str:
         seen.append(tick)
@@ -51,11 +51,11 @@ def every_five_minutes(seen: list[str], missed: Missed = "skip") -> durable.Work
     return every5
 
 
-def tick_id(wf: durable.Workflow[Any], when: float) -> str:
+def tick_id(wf: durable.Workflow[..., Any], when: float) -> str:
     return f"{wf.name}@{datetime.fromtimestamp(when, UTC).isoformat()}"
 
 
-def run_ids(client: durable.Client, wf: durable.Workflow[Any]) -> list[str]:
+def run_ids(client: durable.Client, wf: durable.Workflow[..., Any]) -> list[str]:
     return sorted(r.run_id for r in client.list(workflow=wf.name, limit=10_000))
 
 

@@ -40,7 +40,7 @@ FAST = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
 
 
 @asynccontextmanager
-async def serving(client: durable.Client, *wfs: durable.Workflow[Any]) -> AsyncIterator[None]:
+async def serving(client: durable.Client, *wfs: durable.Workflow[..., Any]) -> AsyncIterator[None]:
     worker = durable.Worker(wfs, client.store)
     task = asyncio.create_task(worker.run_async())
     try:
@@ -56,7 +56,7 @@ async def finish(client: durable.Client, run_id: str,
     return client.handle(run_id)
 
 
-async def run_to_end(client: durable.Client, wf: durable.Workflow[Any], *args: Any) -> Any:
+async def run_to_end(client: durable.Client, wf: durable.Workflow[..., Any], *args: Any) -> Any:
     handle = client.start(wf, *args)
     async with serving(client, wf):
         await finish(client, handle.run_id)
@@ -520,7 +520,7 @@ async def test_plain_asyncio_gather_over_durable_calls_is_rejected(client):
 
 
 async def test_diverging_code_parks_the_run_instead_of_failing_it(client):
-    def v1_factory() -> durable.Workflow[Any]:
+    def v1_factory() -> durable.Workflow[..., Any]:
         @workflow(name="evolving")
         async def v1(ctx: Context) -> str:
             await ctx.step(lambda: 1, name="a")
@@ -679,7 +679,7 @@ async def test_a_worker_resumes_at_once_the_runs_of_a_dead_worker_of_its_own_hos
     assert handle.result() == "resumed"
 
 
-async def serves(client: durable.Client, wf: durable.Workflow[Any]) -> None:
+async def serves(client: durable.Client, wf: durable.Workflow[..., Any]) -> None:
     """Until a worker on this event loop serves `wf` from the client's database, so that a run
     started here goes straight to it."""
     await wait_until_async(lambda: serving_here(client.store.url, wf.name),

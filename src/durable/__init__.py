@@ -41,7 +41,7 @@ from durable.sdk.serializer import JsonSerializer, Serializer
 from durable.sdk.workflow import Workflow, step, workflow
 
 if TYPE_CHECKING:
-    from durable.client import Client, RunHandle, run, run_async
+    from durable.client import AsyncClient, AsyncRunHandle, Client, RunHandle, run, run_async
     from durable.engine.worker import Worker
     from durable.invoke.host import lambda_handler, serve
 
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 # of them is first looked up (`durable.Client`, `from durable import lambda_handler`), so a
 # serverless function's cold start pays for its host only, never for the engine or the store.
 _LAZY = {
+    "AsyncClient": "durable.client",
+    "AsyncRunHandle": "durable.client",
     "Client": "durable.client",
     "RunHandle": "durable.client",
     "run": "durable.client",
@@ -74,6 +76,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AsyncClient",
+    "AsyncRunHandle",
     "BatchFailed",
     "BatchItem",
     "BatchProgress",

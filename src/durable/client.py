@@ -18,12 +18,22 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 
 from durable.engine import bulk, machine, schedules, telemetry
 from durable.engine.metrics import (
@@ -44,6 +54,7 @@ from durable.model import (
     Invocation,
     LogLine,
     Operation,
+    OperationStatus,
     RunInfo,
 )
 from durable.model import attributes as _attrs
@@ -56,6 +67,11 @@ from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, Tx, open_store
 
 R = TypeVar("R")
+T = TypeVar("T")
+P = ParamSpec("P")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
 
 Attributes = Mapping[str, str | float | datetime] | None
 """Searchable attributes given to a run (model/attributes.py says what each type means)."""
@@ -95,18 +111,35 @@ class RunHandle(Generic[R]):
         return self.client.get(self.run_id)
 
     def result(self, timeout: float | None = None) -> R:
-        run = self.client.wait(self.run_id, timeout)
-        if run.status is not ExecutionStatus.SUCCEEDED:
-            raise WorkflowFailed(run.run_id, run.status.value, run.error)
-        if self.workflow is not None:
-            return self.workflow.decode_result(run.result)
-        return None if run.result is None else json.loads(run.result)  # type: ignore[return-value]
+        """The run's result once it has ended, decoded (as the workflow's return annotation
+        says, where this process has its code); WorkflowFailed if it did not succeed."""
+        return outcome(self.client.wait(self.run_id, timeout), self.workflow)
 
     def signal(self, name: str, payload: Any = None) -> None:
         self.client.signal(self.run_id, name, payload)
 
     def cancel(self) -> None:
         self.client.cancel(self.run_id)
+
+
+def outcome(run: RunInfo, workflow: Workflow[..., R] | None) -> R:
+    """What an ended run's handle hands back: its result decoded by the workflow's serializer
+    where its code is known, else as plain JSON; WorkflowFailed if it did not succeed."""
+    if run.status is not ExecutionStatus.SUCCEEDED:
+        raise WorkflowFailed(run.run_id, run.status.value, run.error)
+    if workflow is not None:
+        return workflow.decode_result(run.result)
+    return cast(R, run.result_value)
+
+
+class StartOptions(TypedDict, total=False):
+    """The keywords of `Client.start` (and `AsyncClient.start`), besides the input."""
+
+    id: str | None
+    attributes: Attributes
+    existing: bool
+    priority: int | None
+    dedup_id: str | None
 
 
 class Client:
@@ -123,9 +156,26 @@ class Client:
         self.store.close()
 
     # -- starting runs -----------------------------------------------------------------------
-    def start(self, workflow: Workflow[..., R], *args: Any, id: str | None = None,
-              attributes: Attributes = None, existing: bool = False,
-              priority: int | None = None, dedup_id: str | None = None) -> RunHandle[R]:
+    # One overload per input arity checks the arguments against the workflow's parameters
+    # (a ParamSpec alone cannot: its *args would forbid the keyword options).
+    @overload
+    def start(self, workflow: Workflow[[], R], /,
+              **options: Unpack[StartOptions]) -> RunHandle[R]: ...
+    @overload
+    def start(self, workflow: Workflow[[A], R], a: A, /,
+              **options: Unpack[StartOptions]) -> RunHandle[R]: ...
+    @overload
+    def start(self, workflow: Workflow[[A, B], R], a: A, b: B, /,
+              **options: Unpack[StartOptions]) -> RunHandle[R]: ...
+    @overload
+    def start(self, workflow: Workflow[[A, B, C], R], a: A, b: B, c: C, /,
+              **options: Unpack[StartOptions]) -> RunHandle[R]: ...
+    @overload  # four inputs or more: checked when the run starts
+    def start(self, workflow: Workflow[..., R], a: Any, b: Any, c: Any, d: Any, /,
+              *more: Any, **options: Unpack[StartOptions]) -> RunHandle[R]: ...
+
+    def start(self, workflow: Workflow[..., R], /, *args: Any,
+              **options: Unpack[StartOptions]) -> RunHandle[R]:
         """Start a run; with `id`, starting again with the same input returns the same run
         (idempotent), with another input is refused (`RunIdTaken`) unless `existing` asks
         for the run that has the id, whatever its input. `attributes`: searchable ones the run
@@ -133,19 +183,14 @@ class Client:
         for a slot: `priority` (higher first, default 0) orders it among the waiting runs, and
         while a run of the queue with `dedup_id` is live, starting another with it returns
         that run."""
-        run, _ = self.start_run(workflow.name, workflow.encode_input(args), id,
-                                attributes=attributes, existing=existing, priority=priority,
-                                dedup_id=dedup_id)
+        run, _ = self.start_run(workflow.name, workflow.encode_input(args), **options)
         return RunHandle(self, run.run_id, workflow)
 
-    async def start_async(self, workflow: Workflow[..., R], *args: Any, id: str | None = None,
-                          attributes: Attributes = None, existing: bool = False,
-                          priority: int | None = None,
-                          dedup_id: str | None = None) -> RunHandle[R]:
+    async def start_async(self, workflow: Workflow[..., R], /, *args: Any,
+                          **options: Unpack[StartOptions]) -> RunHandle[R]:
         """`start`, for callers on an event loop (see `start_run_async`)."""
-        run, _ = await self.start_run_async(workflow.name, workflow.encode_input(args), id,
-                                            attributes=attributes, existing=existing,
-                                            priority=priority, dedup_id=dedup_id)
+        run, _ = await self.start_run_async(workflow.name, workflow.encode_input(args),
+                                            **options)
         return RunHandle(self, run.run_id, workflow)
 
     def start_by_name(self, workflow: str, input_json: str | None, id: str | None = None,
@@ -363,6 +408,20 @@ class Client:
             return default
         return json.loads(found[0])
 
+    def events(self, run_id: str) -> dict[str, Any]:
+        """Everything the run published with ctx.set_event: the latest value per key, decoded."""
+        def read(tx: Tx) -> dict[str, str | None]:
+            _existing(tx, run_id)
+            return tx.published(run_id)
+        return {key: None if value is None else json.loads(value)
+                for key, value in self.store.read(read).items()}
+
+    def pending_callbacks(self, run_id: str) -> builtins.list[str]:
+        """Ids of the run's callbacks still waiting to be resolved, oldest first: what to hand
+        to `complete_callback` or `fail_callback`."""
+        return [op.callback_id for op in self.operations(run_id)
+                if op.callback_id and op.status is OperationStatus.STARTED]
+
     # -- waiting for the end -----------------------------------------------------------------
     def wait_ended(self, run_id: str, timeout: float | None = None) -> RunInfo:
         """The run once it has ended, or as it stands after `timeout` seconds (None: no
@@ -382,10 +441,7 @@ class Client:
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunInfo:
         """Block until the run has ended; TimeoutError after `timeout` seconds."""
-        run = self.wait_ended(run_id, timeout)
-        if run.status.live:
-            raise TimeoutError(f"run {run_id!r} is still {run.status} after {timeout}s")
-        return run
+        return _ended(self.wait_ended(run_id, timeout), timeout)
 
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         return self.handle(run_id).result(timeout)
@@ -511,12 +567,18 @@ class Client:
             tx, run_id, operation, None if failure else payload, failure, by, self.clock()))
 
     def rerun(self, run_id: str, from_step: str, *args: Any, id: str | None = None,
-              input_json: str | None = None) -> RunHandle[Any]:
+              input_json: str | None = None, patch: Any = None) -> RunHandle[Any]:
         """Start a new run that reuses `run_id`'s recorded results before the step named
-        `from_step` (or with that operation id) and executes from it; with `args` (or
-        `input_json`), under edited input."""
+        `from_step` (or with that operation id) and executes from it: under new input if
+        given (`args`, or `input_json` already encoded), else under the recorded input with
+        `patch` applied as a JSON merge patch (RFC 7386: `{"qty": 2}` changes that field
+        only, a null removes one), else under the recorded input. `id`: the new run's (a
+        taken one is refused with RunIdTaken)."""
         source = self.get(run_id)
         wf = REGISTRY.get(source.workflow)
+        if sum(given is not None for given in (args or None, input_json, patch)) > 1:
+            raise UsageError("a rerun takes new input (args or input_json) or a patch of the "
+                             "recorded input, not both")
         if args:
             if wf is None:
                 raise UsageError(f"workflow {source.workflow!r} is not loaded in this process; "
@@ -524,11 +586,11 @@ class Client:
             input_json = wf.encode_input(args)
         new_id = _chosen_or_new(id)
         self.store.write_sync(lambda tx: machine.rerun(tx, run_id, new_id, from_step,
-                                                       input_json, self.clock()))
+                                                       input_json, self.clock(), patch))
         return RunHandle(self, new_id, wf)
 
     # -- bulk actions ----------------------------------------------------------------------------
-    def bulk(self, action: str, *, from_step: str | None = None, reason: str | None = None,
+    def bulk(self, /, action: str, *, from_step: str | None = None, reason: str | None = None,
              dry_run: bool = False, batch: int = BULK_BATCH, **filter: Any) -> BulkJob:
         """Apply `action` (model.bulk.ACTIONS; a rerun `from_step`) to every run `filter`
         selects (the keywords of `model.listing.run_filter`, as `durable ls` takes them),
@@ -539,7 +601,7 @@ class Client:
                                **filter)
         return self._bulk_count(job, batch) if dry_run else self.bulk_resume(job.job_id, batch)
 
-    def bulk_create(self, action: str, *, from_step: str | None = None,
+    def bulk_create(self, /, action: str, *, from_step: str | None = None,
                     reason: str | None = None, dry_run: bool = False,
                     **filter: Any) -> BulkJob:
         """The job `bulk` runs, stored (unless `dry_run`) but not begun: `bulk_resume` runs
@@ -710,6 +772,13 @@ def _chosen_or_new(run_id: str | None) -> str:
     return uuid.uuid4().hex if run_id is None else run_id
 
 
+def _ended(run: RunInfo, timeout: float | None) -> RunInfo:
+    """The run a wait ended with: TimeoutError if it is still live, `timeout` having passed."""
+    if run.status.live:
+        raise TimeoutError(f"run {run.run_id!r} is still {run.status} after {timeout}s")
+    return run
+
+
 def _as_error(error: str | BaseException | ErrorObject, kind: str) -> ErrorObject:
     """An error as given to a client call; a string is the message of an error of `kind`."""
     if isinstance(error, BaseException):
@@ -818,6 +887,206 @@ class _Commits:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed_async.wait(), seconds)
         self._changed_async.clear()
+
+
+class AsyncRunHandle(Generic[R]):
+    """`RunHandle`, for callers on an event loop: every method is awaited."""
+
+    def __init__(self, client: AsyncClient, run_id: str,
+                 workflow: Workflow[..., R] | None = None) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.workflow = workflow
+
+    def __repr__(self) -> str:
+        return f"<AsyncRunHandle {self.run_id}>"
+
+    async def info(self) -> RunInfo:
+        return await self.client.get(self.run_id)
+
+    async def result(self, timeout: float | None = None) -> R:
+        """The run's result once it has ended, decoded as `RunHandle.result` does; the wait
+        holds no thread."""
+        return outcome(await self.client.wait(self.run_id, timeout), self.workflow)
+
+    async def signal(self, name: str, payload: Any = None) -> None:
+        await self.client.signal(self.run_id, name, payload)
+
+    async def cancel(self) -> None:
+        await self.client.cancel(self.run_id)
+
+
+class _Face(Generic[P, T]):
+    """A `Client` method as a coroutine method of `AsyncClient`, bound to its `sync` client:
+    `_native` for a method that has an async form, `_off_loop` for one that runs the very
+    same code on a worker thread, so that the store's I/O never blocks the event loop."""
+
+    def __init__(self, bind: Callable[[Client], Callable[P, Coroutine[Any, Any, T]]],
+                 doc: str | None) -> None:
+        self._bind = bind
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, owner: None, kind: type[AsyncClient]) -> _Face[P, T]: ...
+    @overload
+    def __get__(self, owner: AsyncClient,
+                kind: type[AsyncClient]) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    def __get__(self, owner: AsyncClient | None, kind: type[AsyncClient],
+                ) -> _Face[P, T] | Callable[P, Coroutine[Any, Any, T]]:
+        return self if owner is None else self._bind(owner.sync)
+
+
+def _native(method: Callable[Concatenate[Client, P], Coroutine[Any, Any, T]]) -> _Face[P, T]:
+    return _Face(lambda client: partial(method, client), method.__doc__)
+
+
+def _off_loop(method: Callable[Concatenate[Client, P], T]) -> _Face[P, T]:
+    def bind(client: Client) -> Callable[P, Coroutine[Any, Any, T]]:
+        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await asyncio.to_thread(method, client, *args, **kwargs)
+        return call
+    return _Face(bind, method.__doc__)
+
+
+class AsyncClient:
+    """`Client`, for callers on an event loop (an async web handler, an agent): every method
+    of `Client` under the same name, awaited. It drives the same `Client` (`sync`): the
+    commands that have a native async path (start, get, wait, resolve a callback, terminate,
+    delete) take it, and holding no thread while they wait; the others run the very same
+    method on a worker thread. `async with AsyncClient(db) as client:` closes it after."""
+
+    def __init__(self, db: str | Store | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.sync = Client(db, clock=clock)
+
+    @property
+    def store(self) -> Store:
+        return self.sync.store
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.sync.clock
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.sync.close)
+
+    # -- starting runs: native async -----------------------------------------------------------
+    @overload
+    async def start(self, workflow: Workflow[[], R], /,
+                    **options: Unpack[StartOptions]) -> AsyncRunHandle[R]: ...
+    @overload
+    async def start(self, workflow: Workflow[[A], R], a: A, /,
+                    **options: Unpack[StartOptions]) -> AsyncRunHandle[R]: ...
+    @overload
+    async def start(self, workflow: Workflow[[A, B], R], a: A, b: B, /,
+                    **options: Unpack[StartOptions]) -> AsyncRunHandle[R]: ...
+    @overload
+    async def start(self, workflow: Workflow[[A, B, C], R], a: A, b: B, c: C, /,
+                    **options: Unpack[StartOptions]) -> AsyncRunHandle[R]: ...
+    @overload  # four inputs or more: checked when the run starts
+    async def start(self, workflow: Workflow[..., R], a: Any, b: Any, c: Any, d: Any, /,
+                    *more: Any, **options: Unpack[StartOptions]) -> AsyncRunHandle[R]: ...
+
+    async def start(self, workflow: Workflow[..., R], /, *args: Any,
+                    **options: Unpack[StartOptions]) -> AsyncRunHandle[R]:
+        """`Client.start`; a worker on this loop serving the workflow takes the run at once."""
+        handle = await self.sync.start_async(workflow, *args, **options)
+        return AsyncRunHandle(self, handle.run_id, workflow)
+
+    async def start_by_name(self, workflow: str, input_json: str | None, id: str | None = None,
+                            attributes: Attributes = None, existing: bool = False,
+                            priority: int | None = None,
+                            dedup_id: str | None = None) -> AsyncRunHandle[Any]:
+        """`Client.start_by_name`: from already-encoded JSON input."""
+        run, _ = await self.sync.start_run_async(workflow, input_json, id,
+                                                 attributes=attributes, existing=existing,
+                                                 priority=priority, dedup_id=dedup_id)
+        return AsyncRunHandle(self, run.run_id, REGISTRY.get(workflow))
+
+    start_run = _native(Client.start_run_async)
+
+    # -- handles -------------------------------------------------------------------------------
+    async def handle(self, run_id: str) -> AsyncRunHandle[Any]:
+        run = await self.get(run_id)
+        return AsyncRunHandle(self, run_id, REGISTRY.get(run.workflow))
+
+    async def rerun(self, run_id: str, from_step: str, *args: Any, id: str | None = None,
+                    input_json: str | None = None, patch: Any = None) -> AsyncRunHandle[Any]:
+        """`Client.rerun`."""
+        handle = await asyncio.to_thread(self.sync.rerun, run_id, from_step, *args, id=id,
+                                         input_json=input_json, patch=patch)
+        return AsyncRunHandle(self, handle.run_id, handle.workflow)
+
+    # -- reading and waiting ---------------------------------------------------------------
+    get = _native(Client.get_async)
+    wait_ended = _native(Client.wait_ended_async)
+    metrics = _native(Client.metrics_async)
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunInfo:
+        """The run once it has ended; TimeoutError after `timeout` seconds."""
+        return _ended(await self.wait_ended(run_id, timeout), timeout)
+
+    async def result(self, run_id: str, timeout: float | None = None) -> Any:
+        return await (await self.handle(run_id)).result(timeout)
+
+    # -- talking to runs ---------------------------------------------------------------------
+    resolve_callback = _native(Client.resolve_callback_async)
+    heartbeat_callback = _native(Client.heartbeat_callback_async)
+    terminate = _native(Client.terminate_async)
+    delete = _native(Client.delete_async)
+
+    async def complete_callback(self, callback_id: str, result: Any = None) -> None:
+        """Resolve a callback with `result`, encoded as JSON."""
+        await self.resolve_callback(callback_id, DEFAULT_SERIALIZER.encode(result))
+
+    async def fail_callback(self, callback_id: str,
+                            error: str | BaseException | ErrorObject) -> None:
+        """Resolve a callback with an error (see `Client.fail_callback`)."""
+        await self.resolve_callback(callback_id, error=_as_error(error, "CallbackError"))
+
+    # -- everything else: the Client's own method, off the loop --------------------------------
+    list = _off_loop(Client.list)
+    runs = _off_loop(Client.runs)
+    runs_changed = _off_loop(Client.runs_changed)
+    attributes = _off_loop(Client.attributes)
+    history = _off_loop(Client.history)
+    history_watermark = _off_loop(Client.history_watermark)
+    history_with_operations = _off_loop(Client.history_with_operations)
+    logs = _off_loop(Client.logs)
+    queues = _off_loop(Client.queues)
+    function_health = _off_loop(Client.function_health)
+    operations = _off_loop(Client.operations)
+    operation = _off_loop(Client.operation)
+    get_event = _off_loop(Client.get_event)
+    events = _off_loop(Client.events)
+    pending_callbacks = _off_loop(Client.pending_callbacks)
+    signal = _off_loop(Client.signal)
+    cancel = _off_loop(Client.cancel)
+    purge = _off_loop(Client.purge)
+    pause = _off_loop(Client.pause)
+    resume = _off_loop(Client.resume)
+    edit_operation = _off_loop(Client.edit_operation)
+    bulk = _off_loop(Client.bulk)
+    bulk_create = _off_loop(Client.bulk_create)
+    bulk_resume = _off_loop(Client.bulk_resume)
+    bulk_job = _off_loop(Client.bulk_job)
+    bulk_jobs = _off_loop(Client.bulk_jobs)
+    replay = _off_loop(Client.replay)
+    schedules = _off_loop(Client.schedules)
+    pause_schedule = _off_loop(Client.pause_schedule)
+    resume_schedule = _off_loop(Client.resume_schedule)
+    create_schedule = _off_loop(Client.create_schedule)
+    delete_schedule = _off_loop(Client.delete_schedule)
+    trigger_schedule = _off_loop(Client.trigger_schedule)
+    backfill_schedule = _off_loop(Client.backfill_schedule)
 
 
 async def run_async(workflow: Workflow[..., R], *args: Any, id: str | None = None,

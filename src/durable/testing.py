@@ -150,8 +150,7 @@ class TestEnvironment:
 
     def pending_callbacks(self, run_id: str) -> list[str]:
         """Ids of the run's callbacks still waiting to be resolved, oldest first."""
-        return [op.callback_id for op in self.operations(run_id)
-                if op.callback_id and op.status is OperationStatus.STARTED]
+        return self.client.pending_callbacks(run_id)
 
     def _describe_waits(self, run_id: str) -> str:
         waits = [f"{op.sub_type} {op.name or op.callback_id!r}" for op in self.operations(run_id)

@@ -323,7 +323,7 @@ async def deadline(ctx: Context) -> str:
     return "overslept"
 
 
-COMMON: list[durable.Workflow[Any]] = [chain, charge, nap, backoff, approval, single, fence,
+COMMON: list[durable.Workflow[..., Any]] = [chain, charge, nap, backoff, approval, single, fence,
                                        burst, sleeper, pipeline, logged, tagged, beating,
                                        deadline, poller]
 VERSIONS = {"v1": [*COMMON, reorder_v1], "v2": [*COMMON, reorder_v2]}
@@ -475,7 +475,7 @@ class CrashAfterInvokeStart:
     """Serves a workflow through a checkpointer that runs the crash point
     `<child workflow>:invoked` once a checkpoint that started a child run has come back."""
 
-    def __init__(self, wf: durable.Workflow[Any]) -> None:
+    def __init__(self, wf: durable.Workflow[..., Any]) -> None:
         self.name = wf.name
         self._inner = wf.handler
 
@@ -501,7 +501,7 @@ class Instrumented:
     checkpointed (phase `after`) and that records every checkpoint the engine refused: `stale`
     for a fenced-out invocation, `refused:<error type>` for anything else."""
 
-    def __init__(self, wf: durable.Workflow[Any]) -> None:
+    def __init__(self, wf: durable.Workflow[..., Any]) -> None:
         self.name = wf.name
         self.execution_timeout = getattr(wf, "execution_timeout", None)
         self._inner = wf.handler

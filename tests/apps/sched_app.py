@@ -83,14 +83,14 @@ async def held_job(ctx: Context, n: int) -> int:
     return n
 
 
-SERVES: dict[str, list[durable.Workflow[Any]]] = {"schedule": [every_second], "queue": [job],
+SERVES: dict[str, list[durable.Workflow[..., Any]]] = {"schedule": [every_second], "queue": [job],
                                                   "held": [held_job]}
 
 
 class CrashOnFirstInvoke:
     """Serves `wf` (schedule and queue included) but dies at the first invocation."""
 
-    def __init__(self, wf: durable.Workflow[Any]) -> None:
+    def __init__(self, wf: durable.Workflow[..., Any]) -> None:
         self.name = wf.name
         self.schedule = wf.schedule
         self.schedule_input = wf.schedule_input

@@ -707,16 +707,24 @@ def replay(target: str, run_ids: tuple[str, ...], db: str | None, as_json: bool)
 @click.option("--from-step", "from_step", required=True, metavar="NAME",
               help="The first step (name or operation id) to execute again.")
 @input_option
-@click.option("--id", "new_id", metavar="ID", help="Run id of the new run.")
+@click.option("--patch", "patch", metavar="JSON", callback=parse_json,
+              help='A JSON merge patch (RFC 7386) of the recorded input, e.g. \'{"qty": 2}\' '
+                   "to change that field and keep the others; null removes a field.")
+@click.option("--id", "new_id", metavar="ID", help="Run id of the new run (refused if taken).")
 @db_option
 @json_option
-def rerun(run_id: str, from_step: str, input_: JsonValue | None, new_id: str | None,
-          db: str | None, as_json: bool) -> None:
-    """Start a new run that reuses RUN_ID's results before --from-step and executes from it
-    (with --input, under edited input). A worker serves it; the new run id is printed."""
+def rerun(run_id: str, from_step: str, input_: JsonValue | None, patch: JsonValue | None,
+          new_id: str | None, db: str | None, as_json: bool) -> None:
+    """Start a new run that reuses RUN_ID's results before --from-step and executes from it:
+    under the recorded input, that input edited by --patch, or the whole new --input. A worker
+    serves it; the new run id is printed."""
+    if input_ is not None and patch is not None:
+        raise click.UsageError("give the whole new input as --input or edit the recorded one "
+                               "with --patch, not both")
     with open_client(db) as client:
         handle = client.rerun(run_id, from_step, id=new_id,
-                              input_json=None if input_ is None else json.dumps(input_.value))
+                              input_json=None if input_ is None else json.dumps(input_.value),
+                              patch=None if patch is None else patch.value)
     if as_json:
         echo_json({"run_id": handle.run_id, "rerun_of": run_id, "from_step": from_step})
     else:

@@ -55,6 +55,7 @@ from durable.model import (
     attributes,
 )
 from durable.model.ids import check_run_id
+from durable.model.patch import merge_patch
 from durable.model.queues import Enqueue, ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error
 from durable.store.runs import Fence
@@ -928,9 +929,12 @@ def _cancel_in_flight(tx: Tx, run_id: str, now: float) -> None:
 
 
 def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None,
-          now: float) -> RunInfo:
+          now: float, patch: Any = None) -> RunInfo:
     """A new run of the same workflow that reuses the source's recorded results up to the
-    first operation named (or with the id) `from_step`, and executes from there on."""
+    first operation named (or with the id) `from_step`, and executes from there on: under
+    `input` if given, else under the source's input with the JSON merge `patch` (RFC 7386)
+    applied if given, else under the source's input. The patch is applied to the input as read
+    in this transaction, so the new run starts once, with exactly that input, or not at all."""
     source = _running(tx, source_id)
     ops = tx.operations(source_id, inputs=True)
     cut = next((i for i, op in enumerate(ops) if from_step in (op.name, op.id)), None)
@@ -938,8 +942,9 @@ def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None
         names = sorted({op.name for op in ops if op.type is OperationType.STEP and op.name})
         raise UsageError(f"run {source_id!r} has no operation named {from_step!r}; its steps "
                          f"are: {', '.join(names) or 'none'}")
-    run, created = start_run(tx, new_id, source.workflow,
-                             source.input if input is None else input, now)
+    if input is None:
+        input = source.input if patch is None else _patched(source, patch)
+    run, created = start_run(tx, new_id, source.workflow, input, now)
     if not created:
         raise RunIdTaken(new_id, f"run id {new_id!r} is taken; choose another id for the rerun")
     for op in ops[:cut]:
@@ -948,6 +953,16 @@ def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None
     tx.add_event(new_id, E.EXECUTION_RERUN, now,
                  details={"source_run_id": source_id, "from": from_step, "reused": cut})
     return run
+
+
+def _patched(source: RunInfo, patch: Any) -> str:
+    try:
+        recorded = None if source.input is None else json.loads(source.input)
+    except ValueError:
+        raise UsageError(f"run {source.run_id!r} has an input that is not plain JSON (a custom "
+                         "serializer's?), so it cannot be patched; give the whole new input "
+                         "instead (--input / input_json)") from None
+    return json.dumps(merge_patch(recorded, patch))
 
 
 def unpark(tx: Tx, run_ids: Sequence[str], now: float) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -417,6 +418,12 @@ class RunInfo:
     priority: int = 0  # higher is admitted first by its queue; ties in start order
     dedup_id: str | None = None  # no other live run of its queue has it
     position: int | None = None  # while ENQUEUED: 1 is the next its queue admits
+
+    @property
+    def result_value(self) -> Any:
+        """`result` decoded from its JSON (None if there is none): plain JSON values, since
+        a run holds no types; `RunHandle.result()` decodes by the workflow's annotation."""
+        return None if self.result is None else json.loads(self.result)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,8 @@ from durable.server.schemas import (
     LogEntry,
     LogPage,
     Outcome,
+    PendingCallbacks,
+    PublishedEvents,
     Purged,
     PurgeRequest,
     RerunRequest,
@@ -149,6 +151,19 @@ def history(run_id: str, state: ServerDep, after: Offset = 0,
     return HistoryPage(events=[Event.model_validate(event_json(e, run.created_at))
                                for e in page],
                        next_after=page[-1].id if len(events) > limit else None)
+
+
+@router.get("/runs/{run_id}/events", response_model=PublishedEvents)
+def events(run_id: str, state: ServerDep) -> PublishedEvents:
+    """What the run published with ctx.set_event: the latest value per key."""
+    return PublishedEvents(events=state.client.events(run_id))
+
+
+@router.get("/runs/{run_id}/pending-callbacks", response_model=PendingCallbacks,
+            tags=["callbacks"])
+def pending_callbacks(run_id: str, state: ServerDep) -> PendingCallbacks:
+    """Ids of the run's callbacks still waiting to be resolved."""
+    return PendingCallbacks(callback_ids=state.client.pending_callbacks(run_id))
 
 
 @router.get("/runs/{run_id}/logs", response_model=LogPage)
@@ -290,8 +305,13 @@ def continue_bulk(job_id: str, state: ServerDep, tasks: BackgroundTasks) -> Bulk
 def rerun(run_id: str, body: RerunRequest, state: ServerDep) -> Run:
     """A new run reusing this one's results before `from_step`, executing from it on."""
     given = service.given(body.model_fields_set, body.input)
+    if given is not None and body.patch is not None:
+        raise ApiError(400, "bad_request", "give the whole new input as `input` or a merge "
+                       "patch of the recorded one as `patch`, not both")
     input_json = None if given is None else json.dumps(given.value)
-    handle = state.client.rerun(run_id, body.from_step, id=body.id, input_json=input_json)
+    patch = None if body.patch is None else checked_json(body.patch, "patch")
+    handle = state.client.rerun(run_id, body.from_step, id=body.id, input_json=input_json,
+                                patch=patch)
     return _run(state.client.get(handle.run_id), state)
 
 

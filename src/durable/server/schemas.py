@@ -234,8 +234,21 @@ class EditedStep(BaseModel):
 class RerunRequest(BaseModel):
     from_step: str = Field(min_length=1, max_length=500,
                            description="Name or operation id of the first step to run again")
-    input: Any = Field(None, description="Edited input; omit to reuse the source run's")
+    input: Any = Field(None, description="The whole new input; omit to reuse the source "
+                       "run's (or to patch it)")
+    patch: dict[str, Any] | None = Field(None, description=(
+        "A JSON merge patch (RFC 7386) of the source run's input: the members given replace "
+        "those recorded, a null removes one, the others are kept. Not with `input`"))
     id: str | None = RunId
+
+
+class PublishedEvents(BaseModel):
+    events: dict[str, Any] = Field(description="Published with ctx.set_event, latest per key")
+
+
+class PendingCallbacks(BaseModel):
+    callback_ids: list[str] = Field(description="Callbacks waiting to be resolved, oldest "
+                                    "first: POST /api/callbacks/{id}/succeed or /fail")
 
 
 class Accepted(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
@@ -13,6 +14,7 @@ from durable.model import (
     HistoryEvent,
     LogLine,
     Operation,
+    OperationStatus,
     OperationType,
     RunInfo,
 )
@@ -100,6 +102,8 @@ class RunPage:
     steps: list[str]  # what a rerun can start from
     logs: list[LogRow]
     editable: list[Operation]  # the steps an operator may edit: of a paused or parked run only
+    failed_step: str | None  # the first step that failed: where the rerun form starts
+    input_text: str  # the recorded input as JSON to edit for a rerun ("" if it is none)
 
     @property
     def run(self) -> RunInfo:
@@ -117,14 +121,26 @@ def run_page(client: Client, run_id: str, q: str = "", after: int = 0) -> RunPag
     run = client.get(run_id)
     ops = client.operations(run_id)
     by_id = {op.id: op for op in ops}
-    steps = list(dict.fromkeys(op.name for op in ops
-                               if op.type is OperationType.STEP and op.name
-                               and op.sub_type == "Step"))
+    named = [op for op in ops if op.type is OperationType.STEP and op.name
+             and op.sub_type == "Step"]
+    steps = list(dict.fromkeys(op.name for op in named if op.name))
+    failed = next((op.name for op in named if op.status is OperationStatus.FAILED), None)
     logs = [LogRow(line, offset(line.at, run.created_at), log_where(line, by_id))
             for _, line in client.logs(run_id)]
     return RunPage(_state(client, run, ops), tree.Tree(ops).listing(None, 0), len(ops),
                    _history(client, run, by_id, q, after), client.history_watermark(run_id),
-                   steps, logs, _editable(run, ops))
+                   steps, logs, _editable(run, ops), failed, _editable_input(run.input))
+
+
+def _editable_input(recorded: str | None) -> str:
+    """The recorded input, indented for a person to edit; as stored if it is not JSON (a
+    custom serializer's), and nothing if the run had none."""
+    if recorded is None:
+        return ""
+    try:
+        return json.dumps(json.loads(recorded), indent=2, ensure_ascii=False)
+    except ValueError:
+        return recorded
 
 
 EDITABLE_SHOWN = 500

@@ -23,6 +23,11 @@ class History(Table):
                         (run_id, key))
         return None if row is None else (row[0],)
 
+    def published(self, run_id: str) -> dict[str, str | None]:
+        """Every key the run published, by key, with its latest encoded value."""
+        return {key: value for key, value in self._rows(
+            "SELECT key, value FROM published WHERE run_id = ? ORDER BY key", (run_id,))}
+
     def add_event(self, run_id: str, type: str, now: float, op_id: str | None = None,
                   name: str | None = None, details: dict[str, Any] | None = None) -> None:
         self._exec(
