@@ -1,6 +1,7 @@
 # Two entry points, both self-contained from a fresh clone:
 #   make demo   -- create .venv, install Durable, run the crash-and-resume demo on embedded SQLite
-#   make test   -- create .venv, install Durable with test extras, lint, type-check, run every test
+#   make test   -- create .venv, install Durable with test extras, lint, type-check, build the
+#                  docs site (strict), run every test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,16 +17,23 @@ $(STAMP): pyproject.toml tests/conformance/requirements.txt
 	    -r tests/conformance/requirements.txt
 	touch $(STAMP)
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench docs
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks docs
 	$(BIN)/mypy
 
-test: $(STAMP) lint chromium
+test: $(STAMP) lint docs chromium
 	$(BIN)/pytest -q
+
+# The site, strict: a broken link, a stale reference or a missing page fails the build. Built
+# into a temporary directory (SITE=site to keep it: site/ is git-ignored).
+SITE ?=
+docs: $(STAMP)
+	@site="$${SITE:-$$(mktemp -d)}"; $(BIN)/mkdocs build --strict --quiet --site-dir "$$site" \
+	    && echo "docs built in $$site"
 
 # The UI tests drive Debian's Chromium (Playwright never downloads a browser here): installed
 # only when missing, so a machine that has it runs no apt-get at all.
