@@ -123,3 +123,15 @@ def test_most_python_snippets_run_rather_than_being_skipped() -> None:
     skipped = [s.name for s in python if not s.runs]
     assert python and len(skipped) <= len(python) // 3, (
         f"{len(skipped)} of {len(python)} python snippets skipped: {skipped}")
+
+
+def test_every_relative_link_of_the_readme_names_a_file_of_the_repository() -> None:
+    """`mkdocs build --strict` checks the site's links; the README, the landing page read on
+    the forge and in the package's metadata, is outside the site, so its links are checked
+    here."""
+    readme = (ROOT / "README.md").read_text()
+    targets = [t for t in re.findall(r"\]\(([^)\s]+)\)", readme)
+               if not t.startswith(("http://", "https://", "#"))]
+    assert targets
+    missing = [t for t in targets if not (ROOT / t.split("#")[0]).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
