@@ -1,7 +1,8 @@
 # Two entry points, both self-contained from a fresh clone:
 #   make demo   -- create .venv, install Durable, run the crash-and-resume demo on embedded SQLite
-#   make test   -- create .venv, install Durable with test extras, lint, type-check, run every test
-#   make test-newest -- the suite's core again on the newest Python the machine has (CI runs it)
+#   make test   -- create .venv, install Durable with test extras, lint, type-check, build the
+#                  docs site (strict), run every test
+#                  and the suite's core again on the newest Python the machine has (test-newest)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,16 +18,25 @@ $(STAMP): pyproject.toml tests/conformance/requirements.txt
 	    -r tests/conformance/requirements.txt
 	touch $(STAMP)
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench docs
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks docs
 	$(BIN)/mypy
 
-test: $(STAMP) lint chromium
+test: $(STAMP) lint docs chromium
 	$(BIN)/pytest -q
+	$(MAKE) test-newest
+
+# The site, strict: a broken link, a stale reference or a missing page fails the build (not
+# --quiet: MkDocs then counts no warnings, and strict passes anything). Built
+# into a temporary directory, removed after (SITE=site keeps it there: site/ is git-ignored).
+SITE ?=
+docs: $(STAMP)
+	@out="$(SITE)"; if [ -z "$$out" ]; then out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; fi; \
+	    NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir "$$out"
 
 # The UI tests drive Debian's Chromium (Playwright never downloads a browser here): installed
 # only when missing, so a machine that has it runs no apt-get at all.

@@ -1,6 +1,6 @@
-"""Running a README's shell commands as a user pastes them: the ```bash blocks of one section,
-one command at a time (continuation lines joined), in a working directory of the test's, with
-this venv's `durable`, `uvicorn` and `aws` first on PATH.
+"""Running a README's or a docs page's shell commands as a user pastes them: the ```bash
+blocks of one section, one command at a time (continuation lines joined), in a working
+directory of the test's, with this venv's `durable`, `uvicorn` and `aws` first on PATH.
 
 A command ending in `&` starts in the background and is waited on until the port it was given
 answers (a user sees it come up before typing on); `export` and `cd` change what the following
@@ -101,5 +101,6 @@ def run_section(readme: Path, title: str | tuple[str, ...], shell: Shell, *,
     return skipped
 
 
-README = ROOT / "README.md"
 SERVERLESS_README = ROOT / "examples" / "serverless" / "README.md"
+OPERATING = ROOT / "docs" / "guides" / "operating.md"  # the site's pages that were the README's
+AWS_LAMBDA = ROOT / "docs" / "guides" / "aws-lambda.md"

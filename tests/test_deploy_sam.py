@@ -18,7 +18,7 @@ import pytest
 from cfnlint.decode.decode import decode_str
 
 from tests.kit import DURABLE, ROOT, Procs
-from tests.readmekit import README, SERVERLESS_README, Shell, run_section
+from tests.readmekit import AWS_LAMBDA, SERVERLESS_README, Shell, run_section
 
 EXAMPLE = "examples/serverless/app.py:checkout"
 DURABLE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicDurableExecutionRolePolicy"
@@ -185,7 +185,7 @@ def test_a_target_or_option_lambda_cannot_run_exits_2_saying_why(
 
 
 @pytest.mark.parametrize(("readme", "code_dir"), [
-    (README, "."),                              # the user's app.py where they run it
+    (AWS_LAMBDA, "."),                          # the user's app.py where they run it
     (SERVERLESS_README, "examples/serverless"),  # the example, from the repository's root
 ])
 def test_the_readmes_deploy_commands_write_a_template_that_validates(

@@ -1,4 +1,4 @@
-"""The layers of src/durable and the import edges allowed between them (README, "Layout").
+"""The layers of src/durable and the import edges allowed between them (docs/reference/layout.md).
 
 Read from the source with `ast`, so an import inside a function or under TYPE_CHECKING counts
 like any other: a layer that may not know another may not name it anywhere. Each rule below has
@@ -123,7 +123,8 @@ ALL_EDGES = [e for m, (text, is_package) in ALL_MODULES.items()
 
 def test_every_module_belongs_to_a_known_layer() -> None:
     unknown = sorted({layer(m) for m in ALL_MODULES} - set(ALLOWED))
-    assert not unknown, f"new layers {unknown}: give each a row in ALLOWED and the README"
+    assert not unknown, (f"new layers {unknown}: give each a row in ALLOWED and in "
+                         f"docs/reference/layout.md")
 
 
 def test_imports_point_down_the_layers() -> None:

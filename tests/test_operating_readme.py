@@ -1,4 +1,4 @@
-"""The README's "Terminate" and "Delete and retention" sections pasted into a shell as they
+"""docs/guides/operating.md, "Terminate" and "Delete and retention", pasted into a shell as they
 stand: `durable server` serving examples/approval_chain.py on a free port, one run terminated
 from the CLI (its approver runs end with it), one over HTTP with its children abandoned, both
 deleted (from the CLI and over HTTP), then purges from the CLI and over HTTP, which find
@@ -13,7 +13,7 @@ from pathlib import Path
 from durable import Client
 from durable.model import ExecutionStatus
 from tests.kit import ROOT, Procs, wait_until
-from tests.readmekit import README, Shell, run_section
+from tests.readmekit import OPERATING, Shell, run_section
 
 
 def test_the_commands_of_operating_durable(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_the_commands_of_operating_durable(tmp_path: Path) -> None:
     with Procs(tmp_path) as procs:
         shell = Shell(tmp_path, procs)
         try:
-            run_section(README, ("Terminate", "Delete and retention"), shell, ports=("8777",),
+            run_section(OPERATING, ("Terminate", "Delete and retention"), shell, ports=("8777",),
                         skip=lambda command: False,
                         then={"durable terminate": terminate_cli, "durable show": show,
                               "curl": curl})

@@ -21,7 +21,7 @@ from durable.testing import TestEnvironment
 from tests.apps import sched_app
 from tests.crashkit import CrashLab
 from tests.kit import ROOT, Procs, wait_until
-from tests.readmekit import README, Shell, run_section
+from tests.readmekit import OPERATING, Shell, run_section
 from tests.schedkit import spawn
 from tests.serverkit import Server
 from tests.test_cli import Cli
@@ -328,8 +328,8 @@ def test_priority_dedup_and_enqueued_positions_through_the_cli_and_the_api(
 
 
 def test_the_readme_commands_for_queues_and_schedules_at_run_time(tmp_path: Path) -> None:
-    """Each command of README "Queues and schedules at run time", pasted in a fresh directory
-    with examples/mailer.py; what they print is what the section says."""
+    """Each command of docs/guides/operating.md, "Queues and schedules at run time", pasted
+    in a fresh directory with examples/mailer.py; what they print is what the section says."""
     (tmp_path / "examples").mkdir()
     shutil.copy(ROOT / "examples" / "mailer.py", tmp_path / "examples")
 
@@ -381,7 +381,7 @@ def test_the_readme_commands_for_queues_and_schedules_at_run_time(tmp_path: Path
     with Procs(tmp_path) as procs:
         shell = Shell(tmp_path, procs)
         skipped = run_section(
-            README, "Queues and schedules at run time", shell, ports=("8777",),
+            OPERATING, "Queues and schedules at run time", shell, ports=("8777",),
             skip=lambda command: False,
             then={"durable start examples/mailer.py:send_welcome --input '\"ada\"' --priority":
                   first, "durable start examples/mailer.py:send_welcome --input '\"ada\"'":

@@ -1,5 +1,6 @@
-"""README, "Bulk actions", pasted into a shell as it stands: two runs of examples/approval_chain.py
-paused, resumed and terminated in bulk from the command line, then counted over the API."""
+"""docs/guides/operating.md, "Bulk actions", pasted into a shell as it stands: two runs of
+examples/approval_chain.py paused, resumed and terminated in bulk from the command line, then
+counted over the API."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import durable
 from durable.model import ExecutionStatus
 from tests.kit import ROOT, Procs, wait_until
-from tests.readmekit import README, Shell, run_section
+from tests.readmekit import OPERATING, Shell, run_section
 
 
 def test_the_readme_acts_in_bulk_from_the_cli_and_the_api(tmp_path: Path) -> None:
@@ -31,7 +32,7 @@ def test_the_readme_acts_in_bulk_from_the_cli_and_the_api(tmp_path: Path) -> Non
         def curl(command: str) -> str:
             out = said[command] = shell(command)
             return out
-        skipped = run_section(README, "Bulk actions", shell, ports=("8777",),
+        skipped = run_section(OPERATING, "Bulk actions", shell, ports=("8777",),
                               skip=lambda c: False,
                               then={"durable bulk": bulk, "curl": curl})
         statuses = {client.get(r).status for r in ("desk-1", "desk-2")}

@@ -1,6 +1,6 @@
-"""README, "Pause, edit and resume", pasted into a shell as it stands: a server serving
-examples/invoice.py, one run fixed from the command line and one over the API; each ends with
-the rate the operator recorded, not with the supplier's outage."""
+"""docs/guides/operating.md, "Pause, edit and resume", pasted into a shell as it stands: a
+server serving examples/invoice.py, one run fixed from the command line and one over the API;
+each ends with the rate the operator recorded, not with the supplier's outage."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import durable
 from durable.model import OperationStatus
 from tests.kit import ROOT, Procs, wait_until
-from tests.readmekit import README, Shell, run_section
+from tests.readmekit import OPERATING, Shell, run_section
 
 
 def test_the_readme_pauses_edits_and_resumes_from_the_cli_and_the_api(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_the_readme_pauses_edits_and_resumes_from_the_cli_and_the_api(tmp_path: 
                            else json.loads(out)["result"])
             return out
         skipped = run_section(
-            README, "Pause, edit and resume", shell, ports=("8777",), skip=lambda c: False,
+            OPERATING, "Pause, edit and resume", shell, ports=("8777",), skip=lambda c: False,
             then={"durable pause": pause_once_it_retries, "curl -s -X POST": posted,
                   "durable result": result, "curl -s 'http": result})
         client.close()
