@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -51,6 +51,7 @@ from durable.model.bulk import DRY_RUN, FILTER_KEYS, RUNNING, BulkJob, checked_a
 from durable.model.listing import Cursor, RunFilter, listed_status, run_filter
 from durable.model.queues import PRIORITY_MAX, Enqueue, ServedQueue
 from durable.model.schedule import Missed, Schedule, ScheduleInfo
+from durable.model.streams import StreamEntry, StreamInfo, StreamKind, check_stream_name
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, Tx, open_store
@@ -71,6 +72,17 @@ BULK_BATCH = 200
 """Runs a bulk job lists per read (each is then acted on in a transaction of its own)."""
 LOOK_AGAIN = 1.0
 """Longest a wait for a run's end goes without reading the run (seconds)."""
+STREAM_PAGE = 500
+"""Stream entries read per transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPage:
+    """Entries of a stream after some offset, and whether the stream is over after them: it
+    was closed, or the run ended and nothing more is left (nothing can be written after)."""
+
+    entries: list[StreamEntry]
+    over: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +373,55 @@ class Client:
         if found is None or found[0] is None:
             return default
         return json.loads(found[0])
+
+    # -- streams -----------------------------------------------------------------------------
+    def streams(self, run_id: str) -> builtins.list[StreamInfo]:
+        """The run's streams, by name."""
+        return self.store.read(partial(_streams_of, run_id))
+
+    async def streams_async(self, run_id: str) -> builtins.list[StreamInfo]:
+        return await self.store.aread(partial(_streams_of, run_id))
+
+    def stream_page(self, run_id: str, name: str, after: int = 0, *,
+                    with_abandoned: bool = False, limit: int = STREAM_PAGE) -> StreamPage:
+        """One read of stream `name` of the run: the entries after offset `after`."""
+        return self.store.read(_stream_page(run_id, name, after, with_abandoned, limit))
+
+    def stream(self, run_id: str, name: str, after: int = 0, *, follow: bool = True,
+               with_abandoned: bool = False) -> Iterator[StreamEntry]:
+        """The entries of stream `name` of the run after offset `after`, oldest first; with
+        `follow`, waiting for more until the stream is closed or the run has ended. Resume
+        after a disconnect by passing the last offset seen.
+
+        Values a step attempt wrote come as it writes them; if the attempt dies, an
+        `abandoned` entry with the same `attempt_key` follows them: drop them then. Values of
+        attempts already known dead when read are left out (`with_abandoned` keeps them).
+        Woken by the store's commit notifications (PostgreSQL LISTEN/NOTIFY, SQLite's wake-up
+        sockets), each wait bounded by LOOK_AGAIN; no polling in between."""
+        read = _stream_reader(run_id, name, after, with_abandoned)
+        with _Commits(self.store, None) as commits:
+            while True:
+                page = self.store.read(read())
+                yield from page.entries
+                if page.over or not follow:
+                    return
+                if not page.entries:
+                    commits.wait(LOOK_AGAIN)
+
+    async def stream_async(self, run_id: str, name: str, after: int = 0, *,
+                           follow: bool = True,
+                           with_abandoned: bool = False) -> AsyncIterator[StreamEntry]:
+        """`stream`, for callers on an event loop: holds no thread while it waits."""
+        read = _stream_reader(run_id, name, after, with_abandoned)
+        with _Commits(self.store, None, asyncio.get_running_loop()) as commits:
+            while True:
+                page = await self.store.aread(read())
+                for entry in page.entries:
+                    yield entry
+                if page.over or not follow:
+                    return
+                if not page.entries:
+                    await commits.wait_async(LOOK_AGAIN)
 
     # -- waiting for the end -----------------------------------------------------------------
     def wait_ended(self, run_id: str, timeout: float | None = None) -> RunInfo:
@@ -716,6 +777,51 @@ def _as_error(error: str | BaseException | ErrorObject, kind: str) -> ErrorObjec
     if isinstance(error, str):
         return ErrorObject(kind, error)
     return error
+
+
+def _stream_reader(run_id: str, name: str, after: int,
+                   with_abandoned: bool) -> Callable[[], Callable[[Tx], StreamPage]]:
+    """The reads of one follower of a stream, each after the last entry the previous one
+    returned."""
+    try:
+        check_stream_name(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise UsageError(f"after={after!r} must be an offset: an integer >= 0 (0: from the "
+                         "start)")
+    last = [after]
+
+    def read() -> Callable[[Tx], StreamPage]:
+        page_of = _stream_page(run_id, name, last[0], with_abandoned, STREAM_PAGE)
+
+        def page(tx: Tx) -> StreamPage:
+            found = page_of(tx)
+            if found.entries:
+                last[0] = found.entries[-1].offset
+            return found
+        return page
+    return read
+
+
+def _stream_page(run_id: str, name: str, after: int, with_abandoned: bool,
+                 limit: int) -> Callable[[Tx], StreamPage]:
+    def read(tx: Tx) -> StreamPage:
+        # The run before its entries: if it had ended, every entry was written before.
+        ended = not _existing(tx, run_id).status.live
+        entries = tx.stream_entries(run_id, name, after, limit, with_abandoned)
+        if entries:
+            closed = entries[-1].kind is StreamKind.CLOSED
+        else:  # asked after its end, or not written yet
+            info = tx.stream_info(run_id, name)
+            closed = info is not None and info.closed
+        return StreamPage(entries, closed or (ended and len(entries) < limit))
+    return read
+
+
+def _streams_of(run_id: str, tx: Tx) -> list[StreamInfo]:
+    _existing(tx, run_id)
+    return tx.streams_of(run_id)
 
 
 def _existing(tx: Tx, run_id: str) -> RunInfo:
