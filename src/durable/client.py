@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -410,7 +410,7 @@ class Client:
 
     async def stream_async(self, run_id: str, name: str, after: int = 0, *,
                            follow: bool = True,
-                           with_abandoned: bool = False) -> AsyncIterator[StreamEntry]:
+                           with_abandoned: bool = False) -> AsyncGenerator[StreamEntry, None]:
         """`stream`, for callers on an event loop: holds no thread while it waits."""
         read = _stream_reader(run_id, name, after, with_abandoned)
         with _Commits(self.store, None, asyncio.get_running_loop()) as commits:

@@ -85,3 +85,18 @@ async def pipeline(ctx: Context, source: str) -> dict[str, object]:
 async def beyond_json(ctx: Context) -> dict[str, float]:
     """Returns numbers JSON has no form for: the API and the CLI must answer them alike."""
     return {"nan": float("nan"), "inf": float("-inf"), "one": 1.5}
+
+
+@workflow
+async def chatter(ctx: Context, words: int) -> int:
+    """Streams `words` tokens from a step, then waits for the signal `more`, then streams its
+    payload from workflow code and closes: a stream to follow live, across the wait."""
+    def speak(n: int) -> int:
+        for i in range(n):
+            ctx.stream("tokens").write(f"w{i}")
+        return n
+    await ctx.step(speak, words)
+    more = await ctx.wait_for_signal("more")
+    ctx.stream("tokens").write(more)
+    ctx.stream("tokens").close()
+    return words

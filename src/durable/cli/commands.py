@@ -16,7 +16,6 @@ from durable.cli.deploy import deploy
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.metrics import serve_metrics
 from durable.cli.operate import edit, pause, resume
-from durable.cli.streams import stream
 from durable.cli.options import (
     Moment,
     Seconds,
@@ -51,6 +50,7 @@ from durable.cli.render import (
     render_run,
     runs_table,
 )
+from durable.cli.streams import stream
 from durable.cli.targets import load_workflow, load_workflows
 from durable.client import PAGE_LIMIT, Client
 from durable.engine.worker import Worker

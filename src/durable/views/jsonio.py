@@ -18,9 +18,9 @@ import pydantic
 
 from durable.client import Client, RunListing
 from durable.errors import SerializationError, UsageError
-from durable.model.streams import StreamEntry, StreamInfo
 from durable.model import HistoryEvent, LogLine, Operation, RunInfo, attributes
 from durable.model.schedule import ScheduleInfo
+from durable.model.streams import StreamEntry, StreamInfo
 from durable.sdk.workflow import Workflow
 from durable.views.timeline import Pending, elapsed, pending, published
 from durable.views.values import Which, shown
