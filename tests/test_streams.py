@@ -178,3 +178,22 @@ def test_streams_are_deleted_and_purged_with_their_run(client: durable.Client,
     counts = client.store.read(lambda tx: [tx._one(f"SELECT count(*) FROM {t}")[0] for t in (
         "streams", "stream_entries", "stream_attempts")])
     assert counts == [0, 0, 0]
+
+
+@workflow(name="streams.torrent")
+async def torrent(ctx: Context, n: int) -> int:
+    def body() -> int:
+        out = ctx.stream("tokens")
+        for i in range(n):
+            out.write(i)
+        return n
+    return await ctx.step(body)
+
+
+def test_a_step_streaming_faster_than_writes_go_keeps_every_token_once(
+        client: durable.Client, any_db: str) -> None:
+    # More tokens than one statement could carry parameters for (PostgreSQL: 65,535).
+    durable.run(torrent, 12_000, id="torrent", db=any_db)
+    entries = list(client.stream("torrent", "tokens"))
+    assert [e.data for e in entries] == list(range(12_000))
+    assert [e.offset for e in entries] == list(range(1, 12_001))

@@ -24,6 +24,10 @@ from durable.store.tx import Tx
 
 log = logging.getLogger(__name__)
 
+CHUNKS_PER_WRITE = 1000
+"""Most chunks one transaction appends: a body streaming faster than they are written never
+holds the write lock (SQLite's, one stream's row) for long."""
+
 
 def record_write(tx: Tx, run_id: str, name: str, payload: str | None, op_id: str,
                  now: float) -> None:
@@ -121,7 +125,7 @@ class ChunkWriter:
             if self.failed is not None:
                 raise self.failed
             while self._inv.chunks:
-                chunks = self._inv.take_chunks()
+                chunks = self._inv.take_chunks(CHUNKS_PER_WRITE)
                 try:
                     await self._write(functools.partial(
                         write_chunks, run_id=self._inv.run_id, token=self._token,

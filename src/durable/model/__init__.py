@@ -344,11 +344,11 @@ class Invocation:
             taken.append(self.logs.popleft())
         return taken
 
-    def take_chunks(self) -> list[StreamChunk]:
-        """The chunks not yet taken, oldest first (safe against a body in a thread, as
-        `take_logs`)."""
-        taken = []
-        while self.chunks:
+    def take_chunks(self, limit: int) -> list[StreamChunk]:
+        """Up to `limit` of the chunks not yet taken, oldest first (safe against a body in a
+        thread, as `take_logs`)."""
+        taken: list[StreamChunk] = []
+        while self.chunks and len(taken) < limit:
             taken.append(self.chunks.popleft())
         return taken
 

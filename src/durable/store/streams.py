@@ -30,6 +30,8 @@ class AttemptKey(NamedTuple):
 
 
 _ENTRY_COLUMNS = "seq, kind, value, op_id, attempt, token, at"
+_ROWS_PER_INSERT = 200
+"""Entries per INSERT: well inside every dialect's limit on parameters per statement."""
 
 
 class Streams(Table):
@@ -49,12 +51,14 @@ class Streams(Table):
             return None
         last = int(row[0])
         first = last - len(entries) + 1
-        self._exec(
-            "INSERT INTO stream_entries (run_id, name, seq, kind, value, op_id, attempt,"
-            f" token, at) VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?, ?, ?)'] * len(entries))}",
-            [v for i, e in enumerate(entries)
-             for v in (run_id, name, first + i, e.kind.value, e.value, e.op_id, e.attempt,
-                       e.token, e.at)])
+        for start in range(0, len(entries), _ROWS_PER_INSERT):
+            part = entries[start:start + _ROWS_PER_INSERT]
+            self._exec(
+                "INSERT INTO stream_entries (run_id, name, seq, kind, value, op_id, attempt,"
+                f" token, at) VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?, ?, ?)'] * len(part))}",
+                [v for i, e in enumerate(part, first + start)
+                 for v in (run_id, name, i, e.kind.value, e.value, e.op_id, e.attempt,
+                           e.token, e.at)])
         closed = [e.at for e in entries if e.kind is StreamKind.CLOSED]
         if closed:
             self._exec("UPDATE streams SET closed_at = ? WHERE run_id = ? AND name = ?",
