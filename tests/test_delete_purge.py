@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import durable
-from durable.engine import machine
+from durable.engine import machine, streams
 from durable.engine.retention import Retention
 from durable.errors import RunNotEnded, RunNotFound
 from durable.model import (
@@ -29,6 +29,7 @@ from durable.model import (
     SubType,
     attributes,
 )
+from durable.model.streams import StreamChunk
 from durable.store import Store, Tx, open_store
 from durable.store.contract import CheckpointTokenRow
 from durable.testing import TestEnvironment
@@ -60,6 +61,7 @@ def ended_run_owning_a_row_everywhere(store: Store, run_id: str, now: float) -> 
             OperationUpdate("c1", OperationType.CALLBACK, OperationAction.START, name="cb",
                             heartbeat_timeout=60)],
             now, [LogLine(f"{run_id}-l1", now, "INFO", "hello")])
+        streams.write_chunks(tx, run_id, token, [StreamChunk("tokens", '"t"', "s2", 1, now)])
         machine.signal(tx, run_id, "unheard", '"x"', now)  # buffered: nobody waits for it
         tx.set_attributes(run_id, attributes.attributes({"customer": "acme"}))
         tx.insert_execution(run_id, "fn", f"exec-{run_id}")

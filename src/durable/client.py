@@ -18,7 +18,15 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -62,6 +70,7 @@ from durable.model.bulk import DRY_RUN, FILTER_KEYS, RUNNING, BulkJob, checked_a
 from durable.model.listing import Cursor, RunFilter, listed_status, run_filter
 from durable.model.queues import PRIORITY_MAX, Enqueue, ServedQueue
 from durable.model.schedule import Missed, Schedule, ScheduleInfo
+from durable.model.streams import StreamEntry, StreamInfo, StreamKind, check_stream_name
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, Tx, open_store
@@ -87,6 +96,17 @@ BULK_BATCH = 200
 """Runs a bulk job lists per read (each is then acted on in a transaction of its own)."""
 LOOK_AGAIN = 1.0
 """Longest a wait for a run's end goes without reading the run (seconds)."""
+STREAM_PAGE = 500
+"""Stream entries read per transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPage:
+    """Entries of a stream after some offset, and whether the stream is over after them: it
+    was closed, or the run ended and nothing more is left (nothing can be written after)."""
+
+    entries: list[StreamEntry]
+    over: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +441,54 @@ class Client:
         to `complete_callback` or `fail_callback`."""
         return [op.callback_id for op in self.operations(run_id)
                 if op.callback_id and op.status is OperationStatus.STARTED]
+    # -- streams -----------------------------------------------------------------------------
+    def streams(self, run_id: str) -> builtins.list[StreamInfo]:
+        """The run's streams, by name."""
+        return self.store.read(partial(_streams_of, run_id))
+
+    async def streams_async(self, run_id: str) -> builtins.list[StreamInfo]:
+        return await self.store.aread(partial(_streams_of, run_id))
+
+    def stream_page(self, run_id: str, name: str, after: int = 0, *,
+                    with_abandoned: bool = False, limit: int = STREAM_PAGE) -> StreamPage:
+        """One read of stream `name` of the run: the entries after offset `after`."""
+        return self.store.read(_stream_page(run_id, name, after, with_abandoned, limit))
+
+    def stream(self, run_id: str, name: str, after: int = 0, *, follow: bool = True,
+               with_abandoned: bool = False) -> Iterator[StreamEntry]:
+        """The entries of stream `name` of the run after offset `after`, oldest first; with
+        `follow`, waiting for more until the stream is closed or the run has ended. Resume
+        after a disconnect by passing the last offset seen.
+
+        Values a step attempt wrote come as it writes them; if the attempt dies, an
+        `abandoned` entry with the same `attempt_key` follows them: drop them then. Values of
+        attempts already known dead when read are left out (`with_abandoned` keeps them).
+        Woken by the store's commit notifications (PostgreSQL LISTEN/NOTIFY, SQLite's wake-up
+        sockets), each wait bounded by LOOK_AGAIN; no polling in between."""
+        read = _stream_reader(run_id, name, after, with_abandoned)
+        with _Commits(self.store, None) as commits:
+            while True:
+                page = self.store.read(read())
+                yield from page.entries
+                if page.over or not follow:
+                    return
+                if not page.entries:
+                    commits.wait(LOOK_AGAIN)
+
+    async def stream_async(self, run_id: str, name: str, after: int = 0, *,
+                           follow: bool = True,
+                           with_abandoned: bool = False) -> AsyncGenerator[StreamEntry, None]:
+        """`stream`, for callers on an event loop: holds no thread while it waits."""
+        read = _stream_reader(run_id, name, after, with_abandoned)
+        with _Commits(self.store, None, asyncio.get_running_loop()) as commits:
+            while True:
+                page = await self.store.aread(read())
+                for entry in page.entries:
+                    yield entry
+                if page.over or not follow:
+                    return
+                if not page.entries:
+                    await commits.wait_async(LOOK_AGAIN)
 
     # -- waiting for the end -----------------------------------------------------------------
     def wait_ended(self, run_id: str, timeout: float | None = None) -> RunInfo:
@@ -788,6 +856,51 @@ def _as_error(error: str | BaseException | ErrorObject, kind: str) -> ErrorObjec
     return error
 
 
+def _stream_reader(run_id: str, name: str, after: int,
+                   with_abandoned: bool) -> Callable[[], Callable[[Tx], StreamPage]]:
+    """The reads of one follower of a stream, each after the last entry the previous one
+    returned."""
+    try:
+        check_stream_name(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise UsageError(f"after={after!r} must be an offset: an integer >= 0 (0: from the "
+                         "start)")
+    last = [after]
+
+    def read() -> Callable[[Tx], StreamPage]:
+        page_of = _stream_page(run_id, name, last[0], with_abandoned, STREAM_PAGE)
+
+        def page(tx: Tx) -> StreamPage:
+            found = page_of(tx)
+            if found.entries:
+                last[0] = found.entries[-1].offset
+            return found
+        return page
+    return read
+
+
+def _stream_page(run_id: str, name: str, after: int, with_abandoned: bool,
+                 limit: int) -> Callable[[Tx], StreamPage]:
+    def read(tx: Tx) -> StreamPage:
+        # The run before its entries: if it had ended, every entry was written before.
+        ended = not _existing(tx, run_id).status.live
+        entries = tx.stream_entries(run_id, name, after, limit, with_abandoned)
+        if entries:
+            closed = entries[-1].kind is StreamKind.CLOSED
+        else:  # asked after its end, or not written yet
+            info = tx.stream_info(run_id, name)
+            closed = info is not None and info.closed
+        return StreamPage(entries, closed or (ended and len(entries) < limit))
+    return read
+
+
+def _streams_of(run_id: str, tx: Tx) -> list[StreamInfo]:
+    _existing(tx, run_id)
+    return tx.streams_of(run_id)
+
+
 def _existing(tx: Tx, run_id: str) -> RunInfo:
     run = tx.get_run(run_id)
     if run is None:
@@ -1052,6 +1165,15 @@ class AsyncClient:
         """Resolve a callback with an error (see `Client.fail_callback`)."""
         await self.resolve_callback(callback_id, error=_as_error(error, "CallbackError"))
 
+    # -- streams: native async -----------------------------------------------------------------
+    def stream(self, run_id: str, name: str, after: int = 0, *, follow: bool = True,
+               with_abandoned: bool = False) -> AsyncGenerator[StreamEntry, None]:
+        """`Client.stream`, as an async iterator that holds no thread while it waits."""
+        return self.sync.stream_async(run_id, name, after, follow=follow,
+                                      with_abandoned=with_abandoned)
+
+    streams = _native(Client.streams_async)
+
     # -- everything else: the Client's own method, off the loop --------------------------------
     list = _off_loop(Client.list)
     runs = _off_loop(Client.runs)
@@ -1068,6 +1190,7 @@ class AsyncClient:
     get_event = _off_loop(Client.get_event)
     events = _off_loop(Client.events)
     pending_callbacks = _off_loop(Client.pending_callbacks)
+    stream_page = _off_loop(Client.stream_page)
     signal = _off_loop(Client.signal)
     cancel = _off_loop(Client.cancel)
     purge = _off_loop(Client.purge)

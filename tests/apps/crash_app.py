@@ -323,9 +323,34 @@ async def deadline(ctx: Context) -> str:
     return "overslept"
 
 
+@workflow(name="crash.streamed")
+async def streamed(ctx: Context, n: int) -> int:
+    """Streams `progress` from workflow code and `n` tokens from inside the step `tokens`,
+    which waits at gate `tokens` halfway (effect `tokens-half`); then the gated step
+    `stream-mid`, between two progress writes, and the close."""
+    progress = ctx.stream("progress")
+    progress.write({"stage": "begin"})
+
+    def tokens(count: int) -> int:
+        out = ctx.stream("tokens")
+        for i in range(count):
+            if i == count // 2:
+                record("tokens-half")
+                gate("tokens")
+            out.write(f"tok{i}")
+        return count
+
+    await ctx.step(tokens, n, name="tokens")
+    progress.write({"stage": "tokens done"})
+    await ctx.step(gated, "stream-mid", None, name="stream-mid")
+    progress.write({"stage": "end"})
+    progress.close()
+    return n
+
+
 COMMON: list[durable.Workflow[..., Any]] = [chain, charge, nap, backoff, approval, single, fence,
                                        burst, sleeper, pipeline, logged, tagged, beating,
-                                       deadline, poller]
+                                       deadline, poller, streamed]
 VERSIONS = {"v1": [*COMMON, reorder_v1], "v2": [*COMMON, reorder_v2]}
 
 

@@ -4,7 +4,9 @@ that exercises retries, a sleep, a callback and a child run for the timeline."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -85,3 +87,38 @@ async def pipeline(ctx: Context, source: str) -> dict[str, object]:
 async def beyond_json(ctx: Context) -> dict[str, float]:
     """Returns numbers JSON has no form for: the API and the CLI must answer them alike."""
     return {"nan": float("nan"), "inf": float("-inf"), "one": 1.5}
+
+
+@workflow
+async def chatter(ctx: Context, words: int) -> int:
+    """Streams `words` tokens from a step, then waits for the signal `more`, then streams its
+    payload from workflow code and closes: a stream to follow live, across the wait."""
+    def speak(n: int) -> int:
+        for i in range(n):
+            ctx.stream("tokens").write(f"w{i}")
+        return n
+    await ctx.step(speak, words)
+    more = await ctx.wait_for_signal("more")
+    ctx.stream("tokens").write(more)
+    ctx.stream("tokens").close()
+    return words
+
+
+@workflow
+async def stutter(ctx: Context, release: str) -> str:
+    """A step whose first attempt streams two tokens, waits until the file `release` exists,
+    and fails; the retry streams three and succeeds: an abandoned attempt to watch."""
+    def speak() -> str:
+        out = ctx.stream("tokens")
+        first = not Path(release + ".tried").exists()
+        Path(release + ".tried").touch()
+        if first:
+            out.write("lost-0")
+            out.write("lost-1")
+            while not Path(release).exists():
+                time.sleep(0.01)
+            raise RuntimeError("the first attempt fails after two tokens")
+        for i in range(3):
+            out.write(f"kept-{i}")
+        return "ok"
+    return await ctx.step(speak, retry=RetryPolicy(max_attempts=2, initial_interval=0.01))

@@ -50,6 +50,7 @@ from durable.cli.render import (
     render_run,
     runs_table,
 )
+from durable.cli.streams import stream
 from durable.cli.targets import load_workflow, load_workflows
 from durable.client import PAGE_LIMIT, Client
 from durable.engine.worker import Worker
@@ -874,5 +875,5 @@ def functions_rm(name: str, db: str | None, as_json: bool) -> None:
     echo_done(as_json, {"removed": name}, f"removed function {name}")
 
 
-for _command in (deploy, bulk, pause, resume, edit):
+for _command in (deploy, bulk, pause, resume, edit, stream):
     cli.add_command(_command)

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from durable.engine import admission
+from durable.engine import admission, streams
 from durable.errors import (
     CallbackNotFound,
     RunIdTaken,
@@ -177,6 +177,7 @@ def claim(tx: Tx, owner: str, now: float, limit: int, lease_seconds: float,
         queue_of.update(dict.fromkeys(admitted, q.queue.name))
         leased += tx.lease(admitted, owner, until)
     operations = tx.operations_of([run.run_id for run, _ in leased])
+    streams.abandon_lost(tx, operations, now)
     out = []
     for run, token in leased:
         holder = lost.get(run.run_id)
@@ -702,6 +703,10 @@ def _step_succeed(c: Change) -> Operation:
         # In the transaction that records the operation: a replay, finding it recorded,
         # sends nothing, so the attributes are written once however often the run replays.
         c.tx.set_attributes(c.run_id, attributes.decode(u.payload))
+    elif u.sub_type == SubType.STREAM_WRITE and u.name is not None:
+        streams.record_write(c.tx, c.run_id, u.name, u.payload, u.id, c.now)
+    elif u.sub_type == SubType.STREAM_CLOSE and u.name is not None:
+        streams.record_close(c.tx, c.run_id, u.name, u.id, c.now)
     return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
                    started_at=started, ended_at=c.now)
 

@@ -45,7 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from durable.engine import machine, metrics, schedules, telemetry
+from durable.engine import machine, metrics, schedules, streams, telemetry
 from durable.engine.retention import Retention
 from durable.errors import DurableError, InvocationError, StaleToken, StoreUnavailable, UsageError
 from durable.model import (
@@ -485,13 +485,15 @@ class Worker:
         # Whether the run may have a child run to stop when it ends (`finish_invocation`).
         invokes = any(op.type is OperationType.CHAINED_INVOKE for op in inv.operations.values())
         checkpoint_seconds = metrics.CHECKPOINT_SECONDS.labels(inv.workflow)
+        chunks = streams.ChunkWriter(inv, token, self._write)
 
         async def checkpointer(updates: list[OperationUpdate]) -> CheckpointResult:
             nonlocal invokes
             invokes = invokes or any(u.type is OperationType.CHAINED_INVOKE for u in updates)
-            logs = inv.take_logs()
             began = time.perf_counter()
             try:
+                await chunks.flush()  # a step's chunks are kept before its outcome is
+                logs = inv.take_logs()
                 result = await self._write(
                     lambda tx: machine.checkpoint(tx, inv.run_id, token, updates, clock(), logs),
                     machine.checkpoint_fence(inv.run_id, token, updates))
@@ -554,6 +556,14 @@ class Worker:
             # the store is failing: the loop finds out when it is back.
             free = 0 if (self._stopping or self._finishing or self._outage.down
                          or self._absent) else self._free() + 1
+            try:
+                await chunks.flush()  # what a body timed out but still running wrote last
+            except StaleToken:
+                self.stats.stale += 1
+                return
+            except Exception as e:
+                self._abandon(inv.run_id, token, "writing stream chunks", e)
+                return
             granted = time.monotonic()
             claim = self._claimer(clock(), free)
             logs = inv.take_logs()
@@ -581,6 +591,7 @@ class Worker:
                 log.warning("run %s: parked: %s: %s", inv.run_id, out.parked.type,
                             _one_line(out.parked.message), extra=fields(inv))
         finally:
+            await chunks.close()
             if self._inflight.get(inv.run_id) is asyncio.current_task():
                 del self._inflight[inv.run_id]  # not a newer invocation that re-claimed the run
                 self._held_until.pop(inv.run_id, None)

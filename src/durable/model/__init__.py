@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from durable.model.streams import StreamChunk
+
 
 class OperationType(StrEnum):
     EXECUTION = "EXECUTION"
@@ -117,6 +119,8 @@ class SubType(StrEnum):
     UUID = "Uuid"
     SET_EVENT = "SetEvent"  # the engine also publishes the payload under the step's name
     SET_ATTRIBUTES = "SetAttributes"  # the engine also indexes the attributes it records
+    STREAM_WRITE = "StreamWrite"  # the engine also appends the payload to the named stream
+    STREAM_CLOSE = "StreamClose"  # the engine also closes the named stream
     SLEEP = "Sleep"
     CALLBACK = "Callback"
     SIGNAL = "Signal"  # a CALLBACK the engine resolves from the run's buffered signals
@@ -324,12 +328,29 @@ class Invocation:
     """Lines `ctx.logger` logged that are not yet kept: whoever checkpoints for the invocation
     takes them (`take_logs`) and writes them with the checkpoint, or with the invocation's end."""
 
+    chunks: deque[StreamChunk] = field(default_factory=deque)
+    """What step bodies wrote to streams (`ctx.stream(name).write`) and the engine has not
+    written yet: taken (`take_chunks`) as they come by whoever runs the invocation, and before
+    each checkpoint, so a step's chunks are kept before its outcome is."""
+    chunk_written: Callable[[], None] | None = None
+    """Called (from any thread) after a chunk is added: the engine writes it out soon. None:
+    whatever runs the invocation cannot keep chunks written inside a step (a remote function
+    pushed to over HTTP), and the SDK says so when a body tries."""
+
     def take_logs(self) -> list[LogLine]:
         """The lines not yet taken, oldest first; safe against a step body in a thread that
         logs meanwhile (each popleft is atomic)."""
         taken = []
         while self.logs:
             taken.append(self.logs.popleft())
+        return taken
+
+    def take_chunks(self, limit: int) -> list[StreamChunk]:
+        """Up to `limit` of the chunks not yet taken, oldest first (safe against a body in a
+        thread, as `take_logs`)."""
+        taken: list[StreamChunk] = []
+        while self.chunks and len(taken) < limit:
+            taken.append(self.chunks.popleft())
         return taken
 
 

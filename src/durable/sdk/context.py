@@ -21,6 +21,7 @@ from durable.sdk import child as _child
 from durable.sdk import condition as _condition
 from durable.sdk import parallel as _parallel
 from durable.sdk import step as _step
+from durable.sdk import stream as _stream
 from durable.sdk import values as _values
 from durable.sdk import wait as _wait
 from durable.sdk.callback import Callback
@@ -414,6 +415,12 @@ class Context:
     def set_event(self, key: str, value: Any) -> None:
         """Publish `value` under `key`; clients read it with `Client.get_event`."""
         _values.record(self._ex, self._scope(), SubType.SET_EVENT, key, lambda: value)
+
+    def stream(self, name: str) -> _stream.Stream:
+        """The run's stream `name`: `write(value)` from workflow code (recorded once) or from
+        a step body (live, marked with the attempt), `close()` from workflow code. Clients
+        follow it with `Client.stream(run_id, name)`."""
+        return _stream.Stream(self._ex, self._scope, name)
 
     def set_attributes(self, values: Mapping[str, str | float | datetime]) -> None:
         """Give this run searchable attributes (`durable ls --where`, `Client.runs`): text,

@@ -31,6 +31,7 @@ from durable.model import (
     OperationUpdate,
     operation_id,
 )
+from durable.model.streams import StreamChunk
 from durable.sdk.serializer import Serializer
 
 
@@ -123,6 +124,11 @@ class Executor:
         self.suspending = False
         self.fenced = False
         self.replay_only = replay_only  # stop at the first operation history does not hold
+        self.closed_streams: set[str] = set()
+        # Streams each step attempt (operation id, attempt) wrote to, and attempts whose
+        # values were declared void: a body timed out goes on in its thread, unheard.
+        self._streamed: dict[tuple[str, int], set[str]] = {}
+        self._void: set[tuple[str, int]] = set()
 
     # -- replay ------------------------------------------------------------------------------
     @property
@@ -205,6 +211,36 @@ class Executor:
         self._invocation.logs.append(LogLine(
             key, WALL_CLOCK.get()(), logging.getLevelName(level), render()[:LOG_LINE_CHARS],
             op_id, attempt))
+
+    # -- stream chunks of step bodies ---------------------------------------------------------
+    def stream_chunk(self, name: str, payload: str, step: StepRun) -> None:
+        """Hand the engine a value a step body wrote to stream `name`, now (from any thread)."""
+        notify = self._invocation.chunk_written
+        if notify is None:
+            raise UsageError(
+                f"run {self.run_id!r}: stream {name!r} was written from a step body, but this "
+                "invocation runs where chunks of a running step cannot be kept (a function "
+                "invoked over HTTP): write to streams from workflow code there")
+        attempt = (step.operation_id, step.attempt)
+        if attempt in self._void:
+            return
+        self._streamed.setdefault(attempt, set()).add(name)
+        self._invocation.chunks.append(StreamChunk(name, payload, step.operation_id,
+                                                   step.attempt, WALL_CLOCK.get()()))
+        notify()
+
+    def abandon_chunks(self, op_id: str, attempt: int) -> None:
+        """The attempt failed: void what it wrote to streams, before its failure is recorded."""
+        self._void.add((op_id, attempt))
+        names = self._streamed.pop((op_id, attempt), set())
+        notify = self._invocation.chunk_written
+        if not names or notify is None:
+            return
+        now = WALL_CLOCK.get()()
+        for name in sorted(names):
+            self._invocation.chunks.append(StreamChunk(name, None, op_id, attempt, now,
+                                                       abandoned=True))
+        notify()
 
     # -- talking to the engine ---------------------------------------------------------------
     def buffer(self, update: OperationUpdate, op: Operation, *, value: bool = False) -> None:

@@ -160,6 +160,7 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
             except BaseException as e:  # sys.exit() in a body fails the attempt, not the worker
                 if not code_failure(e):
                     raise
+                ex.abandon_chunks(op_id, attempt)
                 op = await _fail_attempt(ex, update, name, attempt, policy, e, started)
                 continue
             await ex.checkpoint(update(OperationAction.SUCCEED, payload=payload,

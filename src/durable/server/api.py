@@ -6,18 +6,21 @@ and `async def` where they wait for a run, so a long poll holds no thread.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from durable.model import ErrorObject, RunInfo
 from durable.model.attributes import json_value
 from durable.model.bulk import BulkJob
 from durable.model.listing import run_filter
 from durable.model.schedule import ScheduleInfo
+from durable.model.streams import StreamEntry, check_stream_name
 from durable.server import observe, service
 from durable.server.deps import ServerDep, ServerState
 from durable.server.errors import ERROR_RESPONSES, ApiError
@@ -49,6 +52,8 @@ from durable.server.schemas import (
     SignalRequest,
     StartedRun,
     StartRequest,
+    StreamList,
+    StreamOut,
     TerminateRequest,
     WorkflowInfo,
 )
@@ -63,6 +68,8 @@ from durable.views.jsonio import (
     payload_text,
     run_json,
     schedule_json,
+    stream_entry_json,
+    stream_info_json,
 )
 from durable.views.values import Which, is_json, stored
 
@@ -175,6 +182,73 @@ def logs(run_id: str, state: ServerDep, after: Offset = 0) -> LogPage:
     return LogPage(lines=[LogEntry.model_validate(log_json(n, line, run.created_at))
                           for n, line in lines],
                    next_after=lines[-1][0] if lines else (after or None))
+
+
+@router.get("/runs/{run_id}/streams", response_model=StreamList)
+async def streams(run_id: str, state: ServerDep) -> StreamList:
+    """The run's streams (`ctx.stream(name)`), by name, each with its last offset."""
+    found = await state.client.streams_async(run_id)
+    return StreamList(streams=[StreamOut.model_validate(stream_info_json(s)) for s in found])
+
+
+KEEPALIVE = 15.0
+"""Seconds an idle event stream goes without sending anything: then a comment, so proxies
+and load balancers do not take it for dead and cut it."""
+
+_SSE_DOC = (
+    "Server-Sent Events: one event per entry, `id:` its offset, `event:` its kind (`value`, "
+    "`abandoned`, `closed`), `data:` the entry as JSON (offset, kind, value, timestamp, "
+    "operation_id, attempt, attempt_key), then `event: end` once the stream is over (closed, "
+    "or the run ended). Reconnecting with `Last-Event-ID` (EventSource does) resumes after "
+    "that offset. An `abandoned` entry voids the earlier values with its `attempt_key`.")
+
+
+@router.get("/runs/{run_id}/streams/{name}", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": _SSE_DOC}})
+async def stream_events(
+        run_id: str, name: str, state: ServerDep, after: Offset = 0, follow: bool = True,
+        with_abandoned: bool = False,
+        last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+) -> StreamingResponse:
+    """Stream `name` of the run, after offset `after` (or the `Last-Event-ID` header), live
+    until it is over; with `follow=false`, what is there now. Values of step attempts known
+    dead are left out unless `with_abandoned`."""
+    try:
+        check_stream_name(name)
+    except ValueError as e:
+        raise ApiError(400, "bad_stream_name", str(e)) from None
+    await state.client.streams_async(run_id)  # an unknown run is a 404, not an empty stream
+    entries = state.client.stream_async(run_id, name, after if last_event_id is None
+                                        else last_event_id, follow=follow,
+                                        with_abandoned=with_abandoned)
+    return StreamingResponse(_sse(entries), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _sse(entries: AsyncGenerator[StreamEntry, None]) -> AsyncIterator[str]:
+    pending: asyncio.Future[StreamEntry] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(entries))
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE)
+            if not done:
+                yield ": keepalive\n\n"
+                continue
+            try:
+                entry = pending.result()
+            except StopAsyncIteration:
+                break
+            finally:
+                pending = None
+            yield (f"id: {entry.offset}\nevent: {entry.kind.value}\n"
+                   f"data: {json.dumps(stream_entry_json(entry), ensure_ascii=False)}\n\n")
+        yield "event: end\ndata: {}\n\n"
+    finally:
+        if pending is not None:
+            pending.cancel()
+        await entries.aclose()
 
 
 @router.get("/runs/{run_id}/operations/{op_id}/{which}",

@@ -171,6 +171,16 @@ class LogPage(BaseModel):
                                    "null: no lines yet")
 
 
+class StreamOut(BaseModel):
+    name: str
+    last_offset: int = Field(description="The offset of its newest entry")
+    closed: bool = Field(description="Closed by the workflow: nothing more will come")
+
+
+class StreamList(BaseModel):
+    streams: list[StreamOut]
+
+
 class Outcome(BaseModel):
     run_id: str
     status: ExecutionStatus

@@ -261,6 +261,42 @@ CREATE TABLE workers (
     started_at DOUBLE PRECISION NOT NULL
 )
 """),
+    # Durable streams (model/streams.py): `streams` holds each stream's last offset, the row
+    # whose update serializes concurrent writers of one stream so that offsets follow commit
+    # order; `stream_attempts` each step attempt that wrote to a stream and whether it is known
+    # dead, read at claim time through the partial index (the live ones of the runs claimed).
+    (14, """
+CREATE TABLE streams (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    closed_at DOUBLE PRECISION,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE stream_entries (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT,
+    op_id TEXT,
+    attempt INTEGER,
+    token INTEGER,
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, name, seq)
+);
+CREATE TABLE stream_attempts (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    op_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    abandoned INTEGER NOT NULL DEFAULT 0,
+    live INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (run_id, name, op_id, attempt, token)
+);
+CREATE INDEX stream_attempts_live ON stream_attempts (run_id) WHERE live = 1
+"""),
 ]
 
 

@@ -11,10 +11,11 @@ from durable.store.observe import Observe
 from durable.store.operations import Operations
 from durable.store.retention import Retention
 from durable.store.runs import Runs
+from durable.store.streams import Streams
 
 
 class Tx(Runs, Operations, History, Logs, Admission, Contract, Retention, Observe,
-         BulkJobs):
+         BulkJobs, Streams):
     """Row-level primitives inside one transaction. The engine's state machine is written
     against this alone, so it never knows which database it is on."""
 

@@ -20,6 +20,7 @@ from durable.client import Client, RunListing
 from durable.errors import SerializationError, UsageError
 from durable.model import HistoryEvent, LogLine, Operation, RunInfo, attributes
 from durable.model.schedule import ScheduleInfo
+from durable.model.streams import StreamEntry, StreamInfo
 from durable.sdk.workflow import Workflow
 from durable.views.timeline import Pending, elapsed, pending, published
 from durable.views.values import Which, shown
@@ -326,3 +327,14 @@ class RunView:
             "operations": [operation_json(self.run.run_id, op) for op in self.operations],
             "history": [event_json(e, t0) for e in self.history],
         }
+
+
+def stream_entry_json(entry: StreamEntry) -> dict[str, Any]:
+    """One stream entry, as `durable stream --json` prints it and the SSE route sends it."""
+    return {"offset": entry.offset, "kind": entry.kind.value, "value": _payload(entry.value),
+            "timestamp": _iso(entry.at), "operation_id": entry.operation_id,
+            "attempt": entry.attempt, "attempt_key": entry.attempt_key}
+
+
+def stream_info_json(info: StreamInfo) -> dict[str, Any]:
+    return {"name": info.name, "last_offset": info.last_offset, "closed": info.closed}

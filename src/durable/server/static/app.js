@@ -153,6 +153,72 @@ function follow(live) {
   if (live.dataset.status === "RUNNING") setTimeout(tick, every);
 }
 
+const STREAM_ENTRIES_SHOWN = 500;
+
+function openStream(section, name) {
+  // One EventSource per stream: it resumes by itself from the last id after a disconnect.
+  const panel = document.createElement("div");
+  panel.className = "stream";
+  panel.dataset.stream = name;
+  const title = document.createElement("h3");
+  title.textContent = name + " ";
+  const state = document.createElement("span");
+  state.className = "muted stream-state";
+  state.textContent = "following";
+  title.append(state);
+  const list = document.createElement("ol");
+  list.className = "stream-entries";
+  panel.append(title, list);
+  section.querySelector(".stream-list").append(panel);
+  section.hidden = false;
+  const add = (text, cls, entry) => {
+    const li = document.createElement("li");
+    li.value = entry.offset;
+    li.textContent = text;
+    if (cls) li.className = cls;
+    if (entry.attempt_key) li.dataset.attempt = entry.attempt_key;
+    list.append(li);
+    while (list.children.length > STREAM_ENTRIES_SHOWN) list.firstElementChild.remove();
+  };
+  // With the values of attempts already known dead, struck out at their marker: the page
+  // shows the same, whether it was open while they streamed or opened after.
+  const source = new EventSource(section.dataset.streams + "/" + encodeURIComponent(name) + "?with_abandoned=true");
+  source.addEventListener("value", (ev) => {
+    const entry = JSON.parse(ev.data);
+    add(JSON.stringify(entry.value), "", entry);
+  });
+  source.addEventListener("abandoned", (ev) => {
+    const entry = JSON.parse(ev.data);
+    for (const li of list.querySelectorAll("li[data-attempt]")) {
+      if (li.dataset.attempt === entry.attempt_key) { li.classList.add("abandoned"); li.title = "abandoned attempt"; }
+    }
+    add("attempt " + entry.attempt + " of step " + entry.operation_id.slice(0, 8) + " abandoned", "marker", {offset: entry.offset});
+  });
+  source.addEventListener("closed", () => { state.textContent = "closed"; });
+  source.addEventListener("end", () => {
+    source.close();
+    if (state.textContent !== "closed") state.textContent = "ended with the run";
+  });
+}
+
+function followStreams(section) {
+  // New streams appear while the run runs: look for them as often as the run page updates.
+  const every = Number(section.dataset.every || 1500);
+  const seen = new Set();
+  const look = async () => {
+    try {
+      const r = await fetch(section.dataset.streams, { credentials: "same-origin" });
+      if (r.ok) {
+        for (const s of (await r.json()).streams) {
+          if (!seen.has(s.name)) { seen.add(s.name); openStream(section, s.name); }
+        }
+      }
+    } catch (e) { /* the server restarting: look again next time */ }
+    if (section.dataset.status === "RUNNING") setTimeout(look, every);
+  };
+  look();
+}
+
 function parseJson(text, what) {
   if (!text.trim()) return undefined;
   try { return JSON.parse(text); } catch (e) { throw new Error(what + " is not valid JSON: " + e.message); }
@@ -252,6 +318,7 @@ document.addEventListener("DOMContentLoaded", () => {
   if (start) queueFields(start);
   for (const region of document.querySelectorAll("[data-live]")) liveRuns(region);
   for (const live of document.querySelectorAll("[data-updates]")) follow(live);
+  for (const section of document.querySelectorAll("[data-streams]")) followStreams(section);
   for (const lazy of document.querySelectorAll("[data-lazy]")) {
     fetchText(lazy.dataset.lazy).then((html) => { lazy.innerHTML = html; }, (e) => { lazy.textContent = e.message; });
   }
