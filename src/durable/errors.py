@@ -16,6 +16,11 @@ class UsageError(DurableError):
     """The caller asked for something that cannot be done as asked (bad target, bad JSON, ...)."""
 
 
+class KvTypeError(UsageError):
+    """A key-value command met a value it cannot work on: `add` to a key whose value is not
+    a number."""
+
+
 class MissingExtra(UsageError):
     """A feature whose dependencies are an extra of the package, not installed here: the core
     install stays small enough for a function's deployment package."""

@@ -116,6 +116,7 @@ class SubType(StrEnum):
     UUID = "Uuid"
     SET_EVENT = "SetEvent"  # the engine also publishes the payload under the step's name
     SET_ATTRIBUTES = "SetAttributes"  # the engine also indexes the attributes it records
+    KV = "Kv"  # a key-value command (model/kv.py): the engine applies it, its outcome the result
     SLEEP = "Sleep"
     CALLBACK = "Callback"
     SIGNAL = "Signal"  # a CALLBACK the engine resolves from the run's buffered signals
