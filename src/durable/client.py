@@ -35,7 +35,7 @@ from durable.engine.metrics import (
     snapshot,
 )
 from durable.engine.worker import Worker, serving_here
-from durable.errors import OperationNotFound, RunNotFound, UsageError, WorkflowFailed
+from durable.errors import KeyNotFound, OperationNotFound, RunNotFound, UsageError, WorkflowFailed
 from durable.model import (
     ChildPolicy,
     ErrorObject,
@@ -166,6 +166,14 @@ class KvClient:
     async def mutate_async(self, key: str, fn: Callable[[Any], Any]) -> Any:
         return _kv.decode((await self._client.store.awrite(self._mutate(key, fn))).value)
 
+    def entry(self, key: str) -> KvEntry:
+        """The key as stored (its value as JSON text, version, last write); `KeyNotFound` if
+        it has no value."""
+        return self._client.store.read(self._entry(key))
+
+    async def entry_async(self, key: str) -> KvEntry:
+        return await self._client.store.aread(self._entry(key))
+
     def entries(self, prefix: str = "", after: str | None = None,
                 limit: int = 100) -> builtins.list[KvEntry]:
         """A page of the keys beginning with `prefix` that have a value, in key order, after
@@ -188,6 +196,16 @@ class KvClient:
 
     def _apply(self, cmd: KvCommand) -> Callable[[Tx], KvOutcome]:
         return lambda tx: kv.apply(tx, cmd, self._client.clock())
+
+    def _entry(self, key: str) -> Callable[[Tx], KvEntry]:
+        key = check_key(key, "kv.entry")
+
+        def read(tx: Tx) -> KvEntry:
+            found = tx.kv_entry(key)
+            if found is None:
+                raise KeyNotFound(key)
+            return found
+        return read
 
     def _get(self, key: str) -> Callable[[Tx], KvOutcome]:
         return self._apply(KvCommand(KvOp.GET, check_key(key, "kv.get")))

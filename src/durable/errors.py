@@ -21,6 +21,12 @@ class KvTypeError(UsageError):
     a number."""
 
 
+class KeyNotFound(UsageError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no value under key {key!r}; `durable kv ls` lists the keys")
+        self.key = key
+
+
 class MissingExtra(UsageError):
     """A feature whose dependencies are an extra of the package, not installed here: the core
     install stays small enough for a function's deployment package."""

@@ -34,6 +34,11 @@ class Kv(Table):
                         " WHERE key = ? RETURNING version", (value, now, key))
         return int(row[0])
 
+    def kv_entry(self, key: str) -> KvEntry | None:
+        row = self._one("SELECT key, value, version, updated_at FROM kv WHERE key = ?"
+                        " AND value IS NOT NULL", (key,))
+        return None if row is None else KvEntry(row[0], row[1], int(row[2]), float(row[3]))
+
     def kv_entries(self, prefix: str = "", after: str | None = None,
                    limit: int = 1000) -> list[KvEntry]:
         """The keys that hold a value and begin with `prefix`, in key order, from after
