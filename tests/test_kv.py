@@ -181,7 +181,7 @@ def test_a_deleted_key_never_reuses_a_version_a_mutate_may_have_read(
 
 @pytest.mark.parametrize("key", ["", 17, "x" * 1025])
 def test_a_bad_key_is_one_clear_error(kv_client: durable.Client, key: Any) -> None:
-    with pytest.raises(UsageError, match="kv.set: .*key"):
+    with pytest.raises(UsageError, match=r"kv\.set: .*key"):
         kv_client.kv.set(key, 1)
 
 

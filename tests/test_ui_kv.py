@@ -3,9 +3,9 @@ through the API, as a workflow's next read then sees them."""
 
 from __future__ import annotations
 
-import durable
 from playwright.sync_api import Page, expect
 
+import durable
 from tests.serverkit import Server
 from tests.test_ui import browser, log_in, page, server
 
