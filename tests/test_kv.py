@@ -185,6 +185,29 @@ def test_a_bad_key_is_one_clear_error(kv_client: durable.Client, key: Any) -> No
         kv_client.kv.set(key, 1)
 
 
-def test_add_takes_only_a_number(kv_client: durable.Client) -> None:
-    with pytest.raises(UsageError, match="add takes a number"):
-        kv_client.kv.add("n", "1")  # type: ignore[arg-type]
+@pytest.mark.parametrize("n", ["1", True, float("nan"), float("inf")])
+def test_add_takes_only_a_finite_number(kv_client: durable.Client, n: Any) -> None:
+    with pytest.raises(UsageError, match="add takes a finite number"):
+        kv_client.kv.add("n", n)
+    assert kv_client.kv.keys() == []
+
+
+@durable.workflow(name="kv-gather")
+async def gather_adds(ctx: durable.Context, branches: int) -> tuple[list[Any], list[Any]]:
+    async def branch(ctx: durable.Context) -> Any:
+        return await ctx.kv.add("fan")
+    first = await ctx.gather(*(branch(ctx) for _ in range(branches)))
+    await ctx.sleep(60)  # what follows replays `first` from history
+    again = await ctx.gather(*(branch(ctx) for _ in range(branches)))
+    return list(first), list(again)
+
+
+def test_parallel_branches_each_add_once_and_replay_their_own_answers(
+        any_db: str, kv_client: durable.Client) -> None:
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        async with TestEnvironment(gather_adds, db=any_db) as env:
+            return await env.run(gather_adds, 5)
+
+    first, again = asyncio.run(scenario())
+    assert sorted(first) == [1, 2, 3, 4, 5] and sorted(again) == [6, 7, 8, 9, 10]
+    assert kv_client.kv.get("fan") == 10

@@ -48,7 +48,15 @@ from durable.model import (
 )
 from durable.model import attributes as _attrs
 from durable.model.bulk import DRY_RUN, FILTER_KEYS, RUNNING, BulkJob, checked_action
-from durable.model.kv import KvCommand, KvEntry, KvOp, KvOutcome, check_key, check_number
+from durable.model.kv import (
+    KvCommand,
+    KvEntry,
+    KvOp,
+    KvOutcome,
+    check_key,
+    check_number,
+    check_prefix,
+)
 from durable.model.listing import Cursor, RunFilter, listed_status, run_filter
 from durable.model.queues import PRIORITY_MAX, Enqueue, ServedQueue
 from durable.model.schedule import Missed, Schedule, ScheduleInfo
@@ -229,9 +237,7 @@ class KvClient:
                                      n=check_number(n, "kv.add")))
 
     def _keys(self, prefix: str) -> Callable[[Tx], KvOutcome]:
-        if not isinstance(prefix, str):
-            raise UsageError(f"kv.keys: prefix is a string, not {prefix!r}")
-        return self._apply(KvCommand(KvOp.KEYS, prefix))
+        return self._apply(KvCommand(KvOp.KEYS, check_prefix(prefix, "kv.keys")))
 
     def _mutate(self, key: str, fn: Callable[[Any], Any]) -> Callable[[Tx], KvOutcome]:
         key = check_key(key, "kv.mutate")

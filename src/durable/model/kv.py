@@ -11,6 +11,7 @@ number or compare an expected value, so no workflow's own serializer can be used
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -105,9 +106,15 @@ def check_key(key: object, where: str) -> str:
     return key
 
 
+def check_prefix(prefix: object, where: str) -> str:
+    if not isinstance(prefix, str):
+        raise UsageError(f"{where}: a prefix is a string, not {prefix!r}")
+    return prefix
+
+
 def check_number(n: object, where: str) -> int | float:
-    if isinstance(n, bool) or not isinstance(n, int | float):
-        raise UsageError(f"{where}: add takes a number (int or float), not {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n):
+        raise UsageError(f"{where}: add takes a finite number (int or float), not {n!r}")
     return n
 
 

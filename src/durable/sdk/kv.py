@@ -19,7 +19,7 @@ from typing import Any
 
 from durable.errors import KvTypeError, SerializationError
 from durable.model import OperationAction, OperationStatus, OperationType, OperationUpdate, SubType
-from durable.model.kv import KvCommand, KvOp, KvOutcome, check_key, check_number
+from durable.model.kv import KvCommand, KvOp, KvOutcome, check_key, check_number, check_prefix
 from durable.sdk.executor import Executor, Scope
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 
@@ -76,9 +76,8 @@ class WorkflowKv:
 
     async def keys(self, prefix: str = "") -> list[str]:
         """The keys that have a value and begin with `prefix`, in order."""
-        if not isinstance(prefix, str):
-            raise TypeError(f"ctx.kv.keys: prefix is a string, not {prefix!r}")
-        return (await self._run(KvCommand(KvOp.KEYS, prefix))).keys
+        cmd = KvCommand(KvOp.KEYS, check_prefix(prefix, "ctx.kv.keys"))
+        return (await self._run(cmd)).keys
 
     async def mutate(self, key: str, fn: Callable[[Any], Any]) -> Any:
         """Set the key to `fn(old value)` (None if it has none) atomically: `fn` runs again on
