@@ -43,7 +43,7 @@ from typing import (
     overload,
 )
 
-from durable.engine import bulk, machine, schedules, telemetry
+from durable.engine import bulk, kv, machine, schedules, telemetry
 from durable.engine.metrics import (
     FunctionHealth,
     QueueStats,
@@ -53,7 +53,7 @@ from durable.engine.metrics import (
     snapshot,
 )
 from durable.engine.worker import Worker, serving_here
-from durable.errors import OperationNotFound, RunNotFound, UsageError, WorkflowFailed
+from durable.errors import KeyNotFound, OperationNotFound, RunNotFound, UsageError, WorkflowFailed
 from durable.model import (
     ChildPolicy,
     ErrorObject,
@@ -67,10 +67,20 @@ from durable.model import (
 )
 from durable.model import attributes as _attrs
 from durable.model.bulk import DRY_RUN, FILTER_KEYS, RUNNING, BulkJob, checked_action
+from durable.model.kv import (
+    KvCommand,
+    KvEntry,
+    KvOp,
+    KvOutcome,
+    check_key,
+    check_number,
+    check_prefix,
+)
 from durable.model.listing import Cursor, RunFilter, listed_status, run_filter
 from durable.model.queues import PRIORITY_MAX, Enqueue, ServedQueue
 from durable.model.schedule import Missed, Schedule, ScheduleInfo
 from durable.model.streams import StreamEntry, StreamInfo, StreamKind, check_stream_name
+from durable.sdk import kv as _kv
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.workflow import REGISTRY, Workflow
 from durable.store import Store, Tx, open_store
@@ -160,6 +170,133 @@ class StartOptions(TypedDict, total=False):
     existing: bool
     priority: int | None
     dedup_id: str | None
+class KvClient:
+    """`client.kv`: the key-value store shared by all runs, from outside a workflow; the same
+    methods as `ctx.kv` (sdk/kv.py), each with an `*_async` twin running the same transaction.
+    Each call is a transaction of its own, `mutate` too: its function runs inside it, on the
+    value as it stands with the key locked, so it must be quick and may run more than once
+    (a PostgreSQL transaction broken by a conflict is run again)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def get(self, key: str, default: Any = None, *, as_type: Any = Any) -> Any:
+        return _kv.decode(self._read(self._get(key)).value, default, as_type)
+
+    async def get_async(self, key: str, default: Any = None, *, as_type: Any = Any) -> Any:
+        return _kv.decode((await self._aread(self._get(key))).value, default, as_type)
+
+    def set(self, key: str, value: Any) -> None:
+        self._write(self._set(key, value))
+
+    async def set_async(self, key: str, value: Any) -> None:
+        await self._client.store.awrite(self._set(key, value))
+
+    def delete(self, key: str) -> bool:
+        """Remove the key; whether it had a value."""
+        return self._write(self._delete(key)).ok
+
+    async def delete_async(self, key: str) -> bool:
+        return (await self._client.store.awrite(self._delete(key))).ok
+
+    def check_and_set(self, key: str, expected: Any, new: Any) -> bool:
+        """Set the key to `new` only if its value equals `expected` (None: it has none)."""
+        return self._write(self._check_and_set(key, expected, new)).ok
+
+    async def check_and_set_async(self, key: str, expected: Any, new: Any) -> bool:
+        return (await self._client.store.awrite(self._check_and_set(key, expected, new))).ok
+
+    def add(self, key: str, n: int | float = 1) -> int | float:
+        """Add `n` to the number the key holds (absent: 0); the new number."""
+        return _kv.decode(self._write(self._add(key, n)).value)  # type: ignore[no-any-return]
+
+    async def add_async(self, key: str, n: int | float = 1) -> int | float:
+        return _kv.decode((await self._client.store.awrite(self._add(key, n))).value)  # type: ignore[no-any-return]
+
+    def keys(self, prefix: str = "") -> builtins.list[str]:
+        return self._read(self._keys(prefix)).keys
+
+    async def keys_async(self, prefix: str = "") -> builtins.list[str]:
+        return (await self._aread(self._keys(prefix))).keys
+
+    def mutate(self, key: str, fn: Callable[[Any], Any]) -> Any:
+        """Set the key to `fn(old value)` (None if it has none) atomically; the new value."""
+        return _kv.decode(self._write(self._mutate(key, fn)).value)
+
+    async def mutate_async(self, key: str, fn: Callable[[Any], Any]) -> Any:
+        return _kv.decode((await self._client.store.awrite(self._mutate(key, fn))).value)
+
+    def entry(self, key: str) -> KvEntry:
+        """The key as stored (its value as JSON text, version, last write); `KeyNotFound` if
+        it has no value."""
+        return self._client.store.read(self._entry(key))
+
+    async def entry_async(self, key: str) -> KvEntry:
+        return await self._client.store.aread(self._entry(key))
+
+    def entries(self, prefix: str = "", after: str | None = None,
+                limit: int = 100) -> builtins.list[KvEntry]:
+        """A page of the keys beginning with `prefix` that have a value, in key order, after
+        key `after`: their values as JSON text, versions and times of the last write."""
+        return self._client.store.read(lambda tx: tx.kv_entries(prefix, after, limit))
+
+    async def entries_async(self, prefix: str = "", after: str | None = None,
+                            limit: int = 100) -> builtins.list[KvEntry]:
+        return await self._client.store.aread(lambda tx: tx.kv_entries(prefix, after, limit))
+
+    # -- the transaction functions, built once for both forms --------------------------------
+    def _read(self, fn: Callable[[Tx], KvOutcome]) -> KvOutcome:
+        return self._client.store.read(fn)
+
+    async def _aread(self, fn: Callable[[Tx], KvOutcome]) -> KvOutcome:
+        return await self._client.store.aread(fn)
+
+    def _write(self, fn: Callable[[Tx], KvOutcome]) -> KvOutcome:
+        return self._client.store.write_sync(fn)
+
+    def _apply(self, cmd: KvCommand) -> Callable[[Tx], KvOutcome]:
+        return lambda tx: kv.apply(tx, cmd, self._client.clock())
+
+    def _entry(self, key: str) -> Callable[[Tx], KvEntry]:
+        key = check_key(key, "kv.entry")
+
+        def read(tx: Tx) -> KvEntry:
+            found = tx.kv_entry(key)
+            if found is None:
+                raise KeyNotFound(key)
+            return found
+        return read
+
+    def _get(self, key: str) -> Callable[[Tx], KvOutcome]:
+        return self._apply(KvCommand(KvOp.GET, check_key(key, "kv.get")))
+
+    def _set(self, key: str, value: Any) -> Callable[[Tx], KvOutcome]:
+        key = check_key(key, "kv.set")
+        return self._apply(KvCommand(KvOp.SET, key, _kv.encode(key, value, "kv.set")))
+
+    def _delete(self, key: str) -> Callable[[Tx], KvOutcome]:
+        return self._apply(KvCommand(KvOp.DELETE, check_key(key, "kv.delete")))
+
+    def _check_and_set(self, key: str, expected: Any, new: Any) -> Callable[[Tx], KvOutcome]:
+        where = "kv.check_and_set"
+        key = check_key(key, where)
+        return self._apply(KvCommand(
+            KvOp.CHECK_AND_SET, key, _kv.encode(key, new, where),
+            expected=None if expected is None else _kv.encode(key, expected, where)))
+
+    def _add(self, key: str, n: int | float) -> Callable[[Tx], KvOutcome]:
+        return self._apply(KvCommand(KvOp.ADD, check_key(key, "kv.add"),
+                                     n=check_number(n, "kv.add")))
+
+    def _keys(self, prefix: str) -> Callable[[Tx], KvOutcome]:
+        return self._apply(KvCommand(KvOp.KEYS, check_prefix(prefix, "kv.keys")))
+
+    def _mutate(self, key: str, fn: Callable[[Any], Any]) -> Callable[[Tx], KvOutcome]:
+        key = check_key(key, "kv.mutate")
+
+        def new_value(old: str | None) -> str:
+            return _kv.encode(key, fn(_kv.decode(old)), "kv.mutate")
+        return lambda tx: kv.mutate(tx, key, new_value, self._client.clock())
 
 
 class Client:
@@ -171,6 +308,7 @@ class Client:
                  clock: Callable[[], float] = time.time) -> None:
         self.store = db if isinstance(db, Store) else open_store(db)
         self.clock = clock
+        self.kv = KvClient(self)
 
     def close(self) -> None:
         self.store.close()
@@ -1080,6 +1218,12 @@ class AsyncClient:
     @property
     def clock(self) -> Callable[[], float]:
         return self.sync.clock
+
+    @property
+    def kv(self) -> KvClient:
+        """The key-value store: on a loop, await its `*_async` methods
+        (`await client.kv.add_async("visits")`)."""
+        return self.sync.kv
 
     async def __aenter__(self) -> AsyncClient:
         return self

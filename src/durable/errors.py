@@ -16,6 +16,17 @@ class UsageError(DurableError):
     """The caller asked for something that cannot be done as asked (bad target, bad JSON, ...)."""
 
 
+class KvTypeError(UsageError):
+    """A key-value command met a value it cannot work on: `add` to a key whose value is not
+    a number."""
+
+
+class KeyNotFound(UsageError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no value under key {key!r}; `durable kv ls` lists the keys")
+        self.key = key
+
+
 class MissingExtra(UsageError):
     """A feature whose dependencies are an extra of the package, not installed here: the core
     install stays small enough for a function's deployment package."""

@@ -14,6 +14,7 @@ from durable.cli import logsetup
 from durable.cli.bulk import bulk
 from durable.cli.deploy import deploy
 from durable.cli.exits import ExitCode, error, exit_with
+from durable.cli.kv import kv
 from durable.cli.metrics import serve_metrics
 from durable.cli.operate import edit, pause, resume
 from durable.cli.options import (
@@ -875,5 +876,5 @@ def functions_rm(name: str, db: str | None, as_json: bool) -> None:
     echo_done(as_json, {"removed": name}, f"removed function {name}")
 
 
-for _command in (deploy, bulk, pause, resume, edit, stream):
+for _command in (deploy, bulk, pause, resume, edit, stream, kv):
     cli.add_command(_command)

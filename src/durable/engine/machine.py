@@ -22,9 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from durable.engine import admission, streams
+from durable.engine import admission, kv, streams
 from durable.errors import (
     CallbackNotFound,
+    KvTypeError,
     RunIdTaken,
     RunNotEnded,
     RunNotFound,
@@ -55,6 +56,7 @@ from durable.model import (
     attributes,
 )
 from durable.model.ids import check_run_id
+from durable.model.kv import KvCommand
 from durable.model.patch import merge_patch
 from durable.model.queues import Enqueue, ServedQueue
 from durable.store.rows import FIRST_TOKEN, dump_error
@@ -696,6 +698,8 @@ def _lost_attempt(c: Change) -> bool:
 def _step_succeed(c: Change) -> Operation:
     u, attempt = c.update, _attempt(c)
     started = u.started_at or c.op.started_at
+    if u.sub_type == SubType.KV:
+        return _kv_command(c, attempt, started)
     c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
     if u.sub_type == SubType.SET_EVENT and u.name is not None:
         c.tx.set_published(c.run_id, u.name, u.payload, c.now)
@@ -709,6 +713,29 @@ def _step_succeed(c: Change) -> Operation:
         streams.record_close(c.tx, c.run_id, u.name, u.id, c.now)
     return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
                    started_at=started, ended_at=c.now)
+
+
+def _kv_command(c: Change, attempt: int, started: float | None) -> Operation:
+    """Apply a workflow's key-value command here, in the transaction that records it: the
+    write and its record commit together, so no crash can apply it twice (or lose it)."""
+    u = c.update
+    if u.payload is None:
+        raise InvalidCheckpoint(f"run {c.run_id!r}: key-value operation {u.name!r} carries "
+                                "no command")
+    try:
+        cmd = KvCommand.from_json(u.payload)
+    except (ValueError, KeyError, TypeError) as e:
+        raise InvalidCheckpoint(f"run {c.run_id!r}: key-value operation {u.name!r} carries "
+                                f"no command it can read ({e})") from None
+    try:
+        outcome = kv.apply(c.tx, cmd, c.now)
+    except KvTypeError as e:  # recorded: a replay raises it again rather than retrying
+        error = ErrorObject(type(e).__name__, str(e))
+        c.record(E.STEP_FAILED, {"attempt": attempt, "error": error.to_dict(), "retry": False})
+        return replace(c.op, status=S.FAILED, attempt=attempt, error=error, ended_at=c.now)
+    c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
+    return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=outcome.to_json(),
+                   error=None, started_at=started, ended_at=c.now)
 
 
 def _step_fail(c: Change) -> Operation:

@@ -121,6 +121,7 @@ class SubType(StrEnum):
     SET_ATTRIBUTES = "SetAttributes"  # the engine also indexes the attributes it records
     STREAM_WRITE = "StreamWrite"  # the engine also appends the payload to the named stream
     STREAM_CLOSE = "StreamClose"  # the engine also closes the named stream
+    KV = "Kv"  # a key-value command (model/kv.py): the engine applies it, its outcome the result
     SLEEP = "Sleep"
     CALLBACK = "Callback"
     SIGNAL = "Signal"  # a CALLBACK the engine resolves from the run's buffered signals

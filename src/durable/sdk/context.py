@@ -19,6 +19,7 @@ from durable.model import attributes as _attributes
 from durable.sdk import callback as _callback
 from durable.sdk import child as _child
 from durable.sdk import condition as _condition
+from durable.sdk import kv as _kv
 from durable.sdk import parallel as _parallel
 from durable.sdk import step as _step
 from durable.sdk import stream as _stream
@@ -129,6 +130,12 @@ class Context:
     @property
     def run_id(self) -> str:
         return self._ex.run_id
+
+    @functools.cached_property
+    def kv(self) -> _kv.WorkflowKv:
+        """The key-value store shared by all runs: `await ctx.kv.get(key)`, `set`, `delete`,
+        `mutate`, `check_and_set`, `add`, `keys`. Every call is recorded (sdk/kv.py)."""
+        return _kv.WorkflowKv(self._ex, self._scope)
 
     @property
     def workflow_name(self) -> str:

@@ -58,6 +58,7 @@ class Mount:
 ROUTERS: list[Mount] = [
     Mount("durable.server.auth:router", own_auth=True, max_body=SMALL_BODY),  # the login form
     Mount("durable.server.api:router"),
+    Mount("durable.server.kv:router"),
     Mount("durable.server.operate:router"),
     Mount("durable.server.functions:router"),
     Mount("durable.server.observe:router"),

@@ -20,6 +20,7 @@ from durable.errors import (
     BulkJobNotFound,
     CallbackNotFound,
     DurableError,
+    KeyNotFound,
     OperationNotFound,
     RunIdTaken,
     RunNotEnded,
@@ -27,6 +28,7 @@ from durable.errors import (
     RunStateConflict,
     ScheduleExists,
     ScheduleNotFound,
+    SerializationError,
     StoreUnusable,
     UsageError,
 )
@@ -101,12 +103,14 @@ _DURABLE_ERRORS: tuple[tuple[type[DurableError], int, str], ...] = (
     (OperationNotFound, 404, "operation_not_found"),
     (BulkJobNotFound, 404, "bulk_job_not_found"),
     (ScheduleNotFound, 404, "schedule_not_found"),
+    (KeyNotFound, 404, "key_not_found"),
     (StoreUnusable, 503, "store_unusable"),  # the database, not the request
     (RunIdTaken, 409, "run_id_taken"),
     (RunNotEnded, 409, "run_not_ended"),
     (RunStateConflict, 409, "wrong_run_state"),
     (ScheduleExists, 409, "schedule_exists"),
     (FilterError, 400, "bad_filter"),
+    (SerializationError, 400, "bad_value"),
     (UsageError, 400, "bad_request"),
 )
 """Each error of Durable's as the API answers it, the first that matches: the specific ones

@@ -446,3 +446,20 @@ class BulkJobOut(BaseModel):
 
 class BulkJobList(BaseModel):
     jobs: list[BulkJobOut]
+
+
+class KvEntryOut(BaseModel):
+    key: str
+    value: Any = Field(description="The value, as JSON")
+    version: int = Field(description="How many times the key was written")
+    updated_at: float = Field(description="When it was last written (epoch seconds)")
+
+
+class KvPage(BaseModel):
+    entries: list[KvEntryOut]
+    next_after: str | None = Field(
+        None, description="Pass as `after` for the next page; null: this is the last one")
+
+
+class KvSet(BaseModel):
+    value: Any = Field(description="The new value: any JSON")

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from durable.errors import OperationNotFound, RunNotFound, UsageError
 from durable.model.bulk import ACTIONS
+from durable.model.kv import KEY_MAX
 from durable.model.listing import listed_statuses
 from durable.server import observe, views
 from durable.server.deps import ServerDep
@@ -25,6 +26,7 @@ router = APIRouter(include_in_schema=False)
 Search = Annotated[str, Query(max_length=200)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000_000)]
 OpId = Annotated[str, Query(max_length=500)]
+KV_PAGE = 100
 
 
 def runs_query(status: Annotated[str, Query(max_length=40)] = "", q: Search = "",
@@ -158,6 +160,17 @@ def queues(request: Request, state: ServerDep) -> HTMLResponse:
 def schedules(request: Request, state: ServerDep) -> HTMLResponse:
     return render(request, "schedules.html", {"schedules": observe.schedules(state),
                                               "now": state.client.clock()})
+
+
+@router.get("/kv", response_class=HTMLResponse)
+def kv(request: Request, state: ServerDep, prefix: Annotated[str, Query(max_length=KEY_MAX)] = "",
+       after: Annotated[str, Query(max_length=KEY_MAX)] = "") -> HTMLResponse:
+    """The key-value store: a page of keys with their values, each editable in place through
+    the API (PUT and DELETE /api/kv/{key}), and a form to add one."""
+    entries = state.client.kv.entries(prefix, after or None, KV_PAGE)
+    return render(request, "kv.html", {
+        "entries": entries, "prefix": prefix,
+        "next_after": entries[-1].key if len(entries) == KV_PAGE else None})
 
 
 @router.get("/functions", response_class=HTMLResponse)

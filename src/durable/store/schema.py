@@ -297,6 +297,17 @@ CREATE TABLE stream_attempts (
 );
 CREATE INDEX stream_attempts_live ON stream_attempts (run_id) WHERE live = 1
 """),
+    # The key-value store shared by all runs (model/kv.py). A deleted key keeps its row, value
+    # NULL, so its version never counts from 0 again: a `mutate` that read version n before a
+    # delete and a new set can never mistake the new value for the one it read.
+    (15, """
+CREATE TABLE kv (
+    key TEXT PRIMARY KEY,
+    value TEXT,
+    version INTEGER NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+)
+"""),
 ]
 
 

@@ -6,6 +6,7 @@ from durable.store.admission import Admission
 from durable.store.bulk import BulkJobs
 from durable.store.contract import Contract
 from durable.store.history import History
+from durable.store.kv import Kv
 from durable.store.logs import Logs
 from durable.store.observe import Observe
 from durable.store.operations import Operations
@@ -15,7 +16,7 @@ from durable.store.streams import Streams
 
 
 class Tx(Runs, Operations, History, Logs, Admission, Contract, Retention, Observe,
-         BulkJobs, Streams):
+         BulkJobs, Streams, Kv):
     """Row-level primitives inside one transaction. The engine's state machine is written
     against this alone, so it never knows which database it is on."""
 

@@ -94,7 +94,7 @@ _VALUE_LABELS: dict[str, str] = {
     SubType.NOW: "now()", SubType.RANDOM: "random()", SubType.UUID: "uuid4()"}
 _KIND_LABELS: dict[str, str] = {
     SubType.STEP: "step", SubType.WAIT_FOR_CONDITION: "wait_for_condition",
-    SubType.SET_EVENT: "event", SubType.SET_ATTRIBUTES: "attributes",
+    SubType.SET_EVENT: "event", SubType.SET_ATTRIBUTES: "attributes", SubType.KV: "kv",
     SubType.SLEEP: "sleep",
     SubType.CALLBACK: "callback", SubType.SIGNAL: "signal", SubType.PATCH: "patch",
     SubType.PARALLEL: "gather", SubType.PARALLEL_BRANCH: "branch", SubType.MAP: "map",

@@ -240,6 +240,11 @@ function bodyFor(form, kind, verb) {
     }
     return b;
   }
+  if (kind === "kv-set") {
+    const value = parseJson(f("value"), "Value");
+    if (value === undefined) throw new Error("Value is empty: give JSON, e.g. 10, \"text\" or {\"on\": true}");
+    return { value: value };
+  }
   if (kind === "backfill") return { from: f("from").trim(), to: f("to").trim() };
   if (kind === "signal") return { name: f("name"), payload: parseJson(f("payload"), "Payload") ?? null };
   if (kind === "callback") {
@@ -270,6 +275,11 @@ async function act(form, submitter) {
     const body = bodyFor(form, kind, verb);
     let url = form.dataset.api;
     if (kind === "callback") url = url.replace("{id}", encodeURIComponent(form.elements.callback_id.value.trim())).replace("{verb}", verb);
+    if (url.includes("{key}")) {
+      const key = form.elements.key.value;
+      if (!key) throw new Error("Key is empty");
+      url = url.replace("{key}", key.split("/").map(encodeURIComponent).join("/"));
+    }
     const method = form.dataset.method || "POST";
     const r = await fetch(url, { method: method, credentials: "same-origin",
       headers: { "Content-Type": "application/json", "Accept": "application/json" },
