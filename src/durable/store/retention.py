@@ -10,7 +10,8 @@ from durable.model import ENDED
 from durable.store.rows import Table, marks
 
 RUN_TABLES = ("operations", "history", "signals", "published", "run_logs", "executions",
-              "checkpoint_tokens", "callback_heartbeats", "run_attributes")
+              "checkpoint_tokens", "callback_heartbeats", "run_attributes", "subscriptions",
+              "subscription_inbox")
 """The tables, beside `runs`, whose rows belong to one run (by their `run_id` column): a
 deleted run takes its rows in each with it. Each has an index leading with run_id."""
 

@@ -1,0 +1,170 @@
+"""Events: publishing, triggers with CEL filters, subscriptions, signal_run, on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+import durable
+from durable import Context, workflow
+from durable.errors import SignalFailed, UsageError, WaitTimeout
+from tests.kit import DEADLINE, wait_until_async
+
+SEEN: list[str] = []
+
+
+@workflow(name="events.big_order", on_event="orders", filter="data.amount > 100")
+async def big_order(ctx: Context, event: dict[str, Any]) -> str:
+    await ctx.step(SEEN.append, event["id"], name="note")
+    return f"{event['id']}:{event['data']['amount']}"
+
+
+@workflow(name="events.collector")
+async def collector(ctx: Context, wanted: int) -> list[Any]:
+    sub = ctx.subscribe("payments", filter="data.ok")
+    await ctx.step(SEEN.append, "subscribed", name="ready")
+    got = []
+    for _ in range(wanted):
+        event = await ctx.next_event(sub, timeout=DEADLINE)
+        got.append(event["data"]["n"])
+    return got
+
+
+@workflow(name="events.impatient")
+async def impatient(ctx: Context) -> str:
+    sub = ctx.subscribe("never")
+    try:
+        await ctx.next_event(sub, timeout=0.05)
+    except WaitTimeout:
+        return "timed out"
+    return "got one"
+
+
+@workflow(name="events.waiter")
+async def waiter(ctx: Context) -> Any:
+    return await ctx.wait_for_signal("go", timeout=DEADLINE)
+
+
+@workflow(name="events.sender")
+async def sender(ctx: Context, target: str) -> str:
+    await ctx.signal_run(target, "go", {"from": ctx.run_id})
+    try:
+        await ctx.signal_run("no-such-run", "go")
+    except SignalFailed as e:
+        return e.error.type
+    return "delivered to nobody?"
+
+
+@asynccontextmanager
+async def serving(client: durable.Client, *workflows: Any) -> AsyncIterator[durable.Worker]:
+    worker = durable.Worker(list(workflows), client.store)
+    task = asyncio.create_task(worker.run_async())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await task
+
+
+def _runs_of(client: durable.Client, name: str) -> Callable[[], list[durable.RunInfo]]:
+    return lambda: [r for r in client.list(workflow=name) if r.status.ended]
+
+
+@pytest.fixture
+def any_client(any_db: str) -> Any:
+    c = durable.Client(any_db)
+    SEEN.clear()
+    yield c
+    c.close()
+
+
+async def test_each_matching_event_starts_one_run_and_a_republished_id_starts_none(
+        any_client: durable.Client) -> None:
+    client = any_client
+    async with serving(client, big_order):
+        await wait_until_async(lambda: client.store.read(
+            lambda tx: tx.trigger_since("events.big_order")), "the trigger to be registered")
+        for i, amount in enumerate([50, 150, 300, 100]):
+            await asyncio.to_thread(client.publish, "orders", {"amount": amount}, id=f"o{i}")
+        again, created = await asyncio.to_thread(
+            client.publish_json, "orders", json.dumps({"amount": 999}), id="o1")
+        assert not created and again.value == {"amount": 150}  # the first one stands
+        done = await wait_until_async(lambda: len(_runs_of(client, "events.big_order")()) == 2
+                                      and _runs_of(client, "events.big_order")())
+    assert sorted(json.loads(r.result or "null") for r in done) == ["o1:150", "o2:300"]
+    assert sorted(SEEN) == ["o1", "o2"]
+    listed = client.events("orders")
+    assert [e.id for e in listed] == ["o3", "o2", "o1", "o0"]
+    event, deliveries = client.event(listed[0].seq)
+    assert [(d.workflow, d.run_id) for d in deliveries] == [("events.big_order", None)]
+
+
+async def test_a_redispatched_event_starts_a_second_run(any_client: durable.Client) -> None:
+    client = any_client
+    async with serving(client, big_order):
+        await wait_until_async(lambda: client.store.read(
+            lambda tx: tx.trigger_since("events.big_order")), "the trigger to be registered")
+        event = await asyncio.to_thread(client.publish, "orders", {"amount": 500}, id="r")
+        await wait_until_async(lambda: len(_runs_of(client, "events.big_order")()) == 1)
+        await asyncio.to_thread(client.redispatch, event.seq)
+        await wait_until_async(lambda: len(_runs_of(client, "events.big_order")()) == 2)
+    _, deliveries = client.event(event.seq)
+    assert [d.generation for d in deliveries] == [0, 1]
+    assert len({d.run_id for d in deliveries}) == 2
+
+
+async def test_a_subscription_buffers_matching_events_from_its_start_and_replays_them(
+        any_client: durable.Client) -> None:
+    client = any_client
+    client.publish("payments", {"ok": True, "n": -1})  # before the subscription: not seen
+    handle = client.start(collector, 3)
+    async with serving(client, collector):
+        await wait_until_async(lambda: "subscribed" in SEEN)
+        for n in range(5):  # published while the run waits, and before it waits again
+            client.publish("payments", {"ok": n % 2 == 0, "n": n})
+        run = await asyncio.to_thread(client.wait, handle.run_id, DEADLINE)
+    assert json.loads(run.result or "null") == [0, 2, 4]
+    (replayed,) = await asyncio.to_thread(client.replay, [collector], [handle.run_id])
+    assert replayed.divergence is None  # the recorded events replay as they came
+
+
+async def test_next_event_times_out(any_client: durable.Client) -> None:
+    handle = any_client.start(impatient)
+    async with serving(any_client, impatient):
+        run = await asyncio.to_thread(any_client.wait, handle.run_id, DEADLINE)
+    assert json.loads(run.result or "null") == "timed out"
+
+
+async def test_signal_run_reaches_the_other_run_once_and_fails_for_an_unknown_run(
+        any_client: durable.Client) -> None:
+    client = any_client
+    target = client.start(waiter)
+    source = client.start(sender, target.run_id)
+    async with serving(client, waiter, sender):
+        got = await asyncio.to_thread(client.wait, target.run_id, DEADLINE)
+        sent = await asyncio.to_thread(client.wait, source.run_id, DEADLINE)
+    assert json.loads(got.result or "null") == {"from": source.run_id}
+    assert json.loads(sent.result or "null") == "RunNotFound"
+    received = [e for e in client.history(target.run_id) if e.type == "SignalReceived"]
+    assert len(received) == 1
+
+
+def test_a_bad_filter_or_topic_fails_where_the_workflow_is_declared() -> None:
+    with pytest.raises(UsageError, match="not a valid CEL expression"):
+        workflow(name="events.bad", on_event="orders", filter="data.amount >")(big_order.fn)
+    with pytest.raises(UsageError, match="may name only data, topic and id"):
+        workflow(name="events.bad", on_event="orders", filter="order.amount > 1")(big_order.fn)
+    with pytest.raises(UsageError, match="topic 'no spaces' is not valid"):
+        workflow(name="events.bad", on_event="no spaces")(big_order.fn)
+    with pytest.raises(UsageError, match="give the topic too"):
+        workflow(name="events.bad", filter="true")(big_order.fn)
+
+
+def test_publishing_data_that_is_not_json_is_refused(client: durable.Client) -> None:
+    with pytest.raises(UsageError, match="not JSON"):
+        client.publish_json("orders", "{nope")
