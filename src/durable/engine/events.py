@@ -14,6 +14,7 @@ generation of the event, which the triggers dispatch again, under new run ids.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -22,6 +23,8 @@ from durable.errors import EventNotFound, UsageError
 from durable.model import EventType, OperationStatus
 from durable.model.events import Delivery, Event, Trigger, check_topic, matches
 from durable.store.tx import Tx
+
+log = logging.getLogger("durable.events")
 
 DISPATCH_BATCH = 50
 """Events one dispatch transaction takes per trigger: short enough to keep the write short."""
@@ -83,8 +86,14 @@ def dispatch(tx: Tx, workflow: str, trigger: Trigger, encode: Callable[[Event], 
     for event in tx.undelivered(workflow, trigger.topic, since, limit):
         run_id = None
         if trigger.filter is None or trigger.filter.matches(event):
-            run_id = trigger.run_id(workflow, event)
-            start_run(tx, run_id, workflow, encode(event), now)
+            try:
+                data = encode(event)
+            except Exception:  # the workflow cannot take it: dispatch the others on
+                log.exception("event %s #%d (%s) cannot be the input of workflow %s; no run "
+                              "started for it", event.topic, event.seq, event.id, workflow)
+            else:
+                run_id = trigger.run_id(workflow, event)
+                start_run(tx, run_id, workflow, data, now)
         if tx.add_delivery(event, workflow, run_id, now):
             done.append((event, run_id))
     return done
