@@ -13,7 +13,7 @@ import pytest
 import durable
 from durable import Context, workflow
 from durable.errors import SignalFailed, UsageError, WaitTimeout
-from tests.kit import DEADLINE, wait_until_async
+from tests.kit import DEADLINE, wait_until, wait_until_async
 
 SEEN: list[str] = []
 
@@ -168,3 +168,49 @@ def test_a_bad_filter_or_topic_fails_where_the_workflow_is_declared() -> None:
 def test_publishing_data_that_is_not_json_is_refused(client: durable.Client) -> None:
     with pytest.raises(UsageError, match="not JSON"):
         client.publish_json("orders", "{nope")
+
+
+def test_the_api_and_a_topic_webhook_publish_list_show_and_redispatch_events(
+        any_db: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from durable.server.app import create_app
+
+    client = durable.Client(any_db)
+    SEEN.clear()
+    try:
+        with TestClient(create_app(client, workflows=[big_order]),
+                        base_url="http://127.0.0.1") as http:
+            wait_until(lambda: client.store.read(
+                lambda tx: tx.trigger_since("events.big_order")), "the trigger to register")
+            first = http.post("/api/events/orders?id=p1", json={"amount": 120})
+            assert first.status_code == 201 and first.json()["created"] is True
+            again = http.post("/api/events/orders", json={"amount": 1},
+                              headers={"Idempotency-Key": "p1"})
+            assert again.status_code == 200 and again.json()["data"] == {"amount": 120}
+            hooked = http.post("/hooks/events/orders", content=b'{"amount": 200}',
+                               headers={"X-GitHub-Delivery": "gh-1",
+                                        "Content-Type": "text/plain"})
+            assert hooked.status_code == 201 and hooked.json()["id"] == "gh-1"
+            assert http.post("/api/events/orders", content=b"{nope").status_code == 400
+            bad_topic = http.post("/api/events/no%20spaces", json=1)
+            assert bad_topic.status_code == 400 and "not valid" in bad_topic.text
+            assert http.get("/api/events/999").json()["error"]["code"] == "event_not_found"
+            page = http.get("/api/events", params={"topic": "orders", "limit": 1}).json()
+            assert [e["id"] for e in page["events"]] == ["gh-1"]
+            assert page["next_before"] == hooked.json()["seq"]
+            seq = first.json()["seq"]
+            wait_until(lambda: http.get(f"/api/events/{seq}").json()["deliveries"],
+                       "the first event to be dispatched")
+            redone = http.post(f"/api/events/{seq}/redispatch").json()
+            assert redone["generation"] == 1
+
+            def redispatched() -> dict[str, Any] | None:
+                shown: dict[str, Any] = http.get(f"/api/events/{seq}").json()
+                return shown if len(shown["deliveries"]) == 2 else None
+            detail = wait_until(redispatched, "the redispatch to start its run")
+            runs = {d["run_id"] for d in detail["deliveries"]}
+            assert len(runs) == 2 and None not in runs
+            wait_until(lambda: len(_runs_of(client, "events.big_order")()) == 3)
+    finally:
+        client.close()

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from durable.errors import (
     BulkJobNotFound,
     CallbackNotFound,
+    EventNotFound,
     DurableError,
     OperationNotFound,
     RunIdTaken,
@@ -101,6 +102,7 @@ _DURABLE_ERRORS: tuple[tuple[type[DurableError], int, str], ...] = (
     (OperationNotFound, 404, "operation_not_found"),
     (BulkJobNotFound, 404, "bulk_job_not_found"),
     (ScheduleNotFound, 404, "schedule_not_found"),
+    (EventNotFound, 404, "event_not_found"),
     (StoreUnusable, 503, "store_unusable"),  # the database, not the request
     (RunIdTaken, 409, "run_id_taken"),
     (RunNotEnded, 409, "run_not_ended"),
