@@ -100,7 +100,7 @@ async def test_each_matching_event_starts_one_run_and_a_republished_id_starts_no
     assert sorted(SEEN) == ["o1", "o2"]
     listed = client.events("orders")
     assert [e.id for e in listed] == ["o3", "o2", "o1", "o0"]
-    event, deliveries = client.event(listed[0].seq)
+    _, deliveries = client.event(listed[0].seq)
     assert [(d.workflow, d.run_id) for d in deliveries] == [("events.big_order", None)]
 
 

@@ -64,8 +64,8 @@ from durable.model import (
     WorkflowHandler,
     code_failure,
 )
-from durable.model.queues import Queue, ServedQueue
 from durable.model.events import Event, Trigger
+from durable.model.queues import Queue, ServedQueue
 from durable.model.schedule import Schedule
 from durable.model.settings import WorkflowSettings
 from durable.store import Store, Tx, open_store

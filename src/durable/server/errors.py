@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from durable.errors import (
     BulkJobNotFound,
     CallbackNotFound,
-    EventNotFound,
     DurableError,
+    EventNotFound,
     OperationNotFound,
     RunIdTaken,
     RunNotEnded,

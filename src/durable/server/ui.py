@@ -160,6 +160,17 @@ def schedules(request: Request, state: ServerDep) -> HTMLResponse:
                                               "now": state.client.clock()})
 
 
+EVENTS_SHOWN = 100
+
+
+@router.get("/events", response_class=HTMLResponse)
+def events(request: Request, state: ServerDep,
+           topic: Annotated[str, Query(max_length=200)] = "") -> HTMLResponse:
+    shown = state.client.events(topic or None, EVENTS_SHOWN)
+    return render(request, "events.html", {
+        "events": [(e, state.client.event(e.seq)[1]) for e in shown], "topic": topic})
+
+
 @router.get("/functions", response_class=HTMLResponse)
 def functions(request: Request, state: ServerDep) -> HTMLResponse:
     return render(request, "functions.html", {"functions": observe.functions(state),

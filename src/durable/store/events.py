@@ -38,7 +38,7 @@ class Events(Table):
     def list_events(self, topic: str | None, limit: int, before: int | None = None
                     ) -> list[Event]:
         """Newest first; `before`: only events older than that seq (the next page)."""
-        where, params = ["1 = 1"], []
+        where, params = ["1 = 1"], list[object]()
         if topic is not None:
             where.append("topic = ?")
             params.append(topic)
