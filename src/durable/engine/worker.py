@@ -178,6 +178,7 @@ class Worker:
         self._stored_read = -math.inf
         self.queues = served_queues(workflows)
         self.store = db if isinstance(db, Store) else _open(db)
+        self.store.refuse_if_unwritable()  # damaged: nothing to serve until `durable doctor`
         self.handlers = telemetry.instrument(self.handlers, self.store)  # as is when tracing is off
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
