@@ -91,7 +91,9 @@ class Store(ABC):
 
     def refuse_if_unwritable(self) -> None:
         """Raise StoreUnusable if the store is known to refuse every write (a SQLite file
-        found damaged): for a service about to start on it, which would only retry."""
+        found damaged): for a service about to start on it, which would only retry. A
+        database server's refusals are its own to lift, so by default nothing is known."""
+        return None
 
     def write_sync(self, fn: Callable[[Tx], T]) -> T:
         return self.write(fn).result()
