@@ -214,3 +214,35 @@ def test_the_api_and_a_topic_webhook_publish_list_show_and_redispatch_events(
             wait_until(lambda: len(_runs_of(client, "events.big_order")()) == 3)
     finally:
         client.close()
+
+
+async def test_events_older_than_the_global_retention_are_swept_and_a_purge_keeps_runs(
+        any_client: durable.Client) -> None:
+    from durable.engine.retention import Retention
+
+    client = any_client
+    async with serving(client, big_order):
+        await wait_until_async(lambda: client.store.read(
+            lambda tx: tx.trigger_since("events.big_order")), "the trigger to be registered")
+        old = await asyncio.to_thread(client.publish, "orders", {"amount": 500}, id="old")
+        await wait_until_async(lambda: len(_runs_of(client, "events.big_order")()) == 1)
+    assert client.purge_events(old.published_at) == 0  # published at, not before
+    assert client.purge_events(old.published_at + 1) == 1
+    assert len(_runs_of(client, "events.big_order")()) == 1  # the run it started stays
+    later = old.published_at + 3600
+    aged = durable.Client(client.store, clock=lambda: old.published_at)
+    aged.publish("orders", 1, id="aged")
+    young = durable.Client(client.store, clock=lambda: later).publish("orders", 1, id="young")
+    await Retention(client.store, 1800, lambda: later).sweep()
+    assert [e.id for e in client.events()] == [young.id]
+
+
+def test_an_event_the_filter_cannot_evaluate_does_not_match() -> None:
+    from durable.model.events import Event, EventFilter
+
+    amount = EventFilter("data.amount > 100", "test")
+    assert amount.matches(Event(1, "orders", "a", '{"amount": 101}', 0.0))
+    assert not amount.matches(Event(2, "orders", "b", '{"total": 101}', 0.0))  # no such field
+    assert not amount.matches(Event(3, "orders", "c", '"just text"', 0.0))
+    assert not EventFilter("data.amount", "test").matches(  # not a bool: no match
+        Event(4, "orders", "d", '{"amount": 1}', 0.0))
