@@ -246,3 +246,31 @@ def test_an_event_the_filter_cannot_evaluate_does_not_match() -> None:
     assert not amount.matches(Event(3, "orders", "c", '"just text"', 0.0))
     assert not EventFilter("data.amount", "test").matches(  # not a bool: no match
         Event(4, "orders", "d", '{"amount": 1}', 0.0))
+
+
+def test_the_cli_publishes_lists_shows_and_redispatches_and_refuses_bad_input(
+        db_url: str) -> None:
+    import subprocess
+
+    from tests.kit import DURABLE
+
+    def durable_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([DURABLE, *args, "--db", db_url], capture_output=True,
+                              text=True, timeout=DEADLINE)
+    published = durable_cli("publish", "orders", '{"amount": 120}', "--id", "c1", "--json")
+    assert published.returncode == 0, published.stderr
+    assert json.loads(published.stdout)["created"] is True
+    again = durable_cli("publish", "orders", '{"amount": 5}', "--id", "c1")
+    assert again.returncode == 0 and "nothing new started" in again.stdout
+    for bad, says in [(("publish", "orders", "{nope"), "not valid JSON"),
+                      (("publish", "no spaces", "1"), "is not valid"),
+                      (("events", "show", "99"), "no event with number 99")]:
+        refused = durable_cli(*bad)
+        assert refused.returncode == 2 and says in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    (listed,) = json.loads(durable_cli("events", "ls", "--json").stdout)
+    assert (listed["id"], listed["data"]) == ("c1", {"amount": 120})
+    redone = json.loads(durable_cli("events", "redispatch", str(listed["seq"]), "--json").stdout)
+    assert redone["generation"] == 1
+    shown = json.loads(durable_cli("events", "show", str(listed["seq"]), "--json").stdout)
+    assert shown["deliveries"] == [] and shown["generation"] == 1  # no worker serves it
