@@ -277,6 +277,7 @@ CREATE TABLE events (
     UNIQUE (topic, event_id)
 );
 CREATE INDEX events_published ON events (published_at);
+CREATE INDEX events_topic ON events (topic, seq);
 CREATE TABLE event_triggers (
     workflow TEXT PRIMARY KEY,
     topic TEXT NOT NULL,
