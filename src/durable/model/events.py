@@ -10,6 +10,7 @@ with the `common-expression-language` package (the `events` extra).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -54,11 +55,6 @@ class Event:
     def to_json(self) -> str:
         """What a triggered run takes as input, and a next_event returns: `to_dict`, as JSON."""
         return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Event:
-        return cls(int(d["seq"]), d["topic"], d["id"], json.dumps(d["data"]),
-                   float(d["published_at"]), int(d.get("generation", 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +108,13 @@ def compile_filter(source: str | None, where: str) -> EventFilter | None:
 def matches(source: str | None, event: Event) -> bool:
     """Whether the filter `source` (None: every event) passes `event`; for the engine, which
     keeps filters as text. A filter stored here was compiled where it was declared."""
-    return source is None or EventFilter(source, "stored filter").matches(event)
+    return source is None or _stored(source).matches(event)
+
+
+@functools.lru_cache(maxsize=1024)
+def _stored(source: str) -> EventFilter:
+    """Compiled once per process, not once per event and subscription."""
+    return EventFilter(source, "stored filter")
 
 
 @dataclass(frozen=True, slots=True)
