@@ -274,3 +274,9 @@ def test_the_cli_publishes_lists_shows_and_redispatches_and_refuses_bad_input(
     assert redone["generation"] == 1
     shown = json.loads(durable_cli("events", "show", str(listed["seq"]), "--json").stdout)
     assert shown["deliveries"] == [] and shown["generation"] == 1  # no worker serves it
+
+
+def test_an_event_id_that_is_empty_or_unprintable_is_refused(client: durable.Client) -> None:
+    for bad in ["", "a\x00b", "line\nbreak", "x" * 501]:
+        with pytest.raises(UsageError, match="event id .* is not valid"):
+            client.publish("orders", 1, id=bad)

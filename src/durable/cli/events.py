@@ -10,8 +10,10 @@ import click
 from durable.cli.options import Moment, db_option, json_option, open_client
 from durable.cli.render import echo_done, echo_json, make_console, plain_table, printable
 from durable.errors import UsageError
-from durable.model.events import Delivery, Event
+from durable.model.events import SEQ_MAX, Delivery, Event
 from durable.views import jsonio
+
+SEQ = click.IntRange(1, SEQ_MAX)
 
 
 def _when(ts: float) -> str:
@@ -55,7 +57,7 @@ def events() -> None:
 @events.command("ls")
 @click.option("--topic", help="Only this topic's events.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--before", type=int, metavar="SEQ", help="Only events older than #SEQ (paging).")
+@click.option("--before", type=SEQ, metavar="SEQ", help="Only events older than #SEQ (paging).")
 @db_option
 @json_option
 def events_ls(topic: str | None, limit: int, before: int | None, db: str | None,
@@ -81,7 +83,7 @@ def _short(text: str, width: int = 60) -> str:
 
 
 @events.command("show")
-@click.argument("seq", type=int)
+@click.argument("seq", type=SEQ)
 @db_option
 @json_option
 def events_show(seq: int, db: str | None, as_json: bool) -> None:
@@ -107,7 +109,7 @@ def _echo_event(event: Event) -> None:
 
 
 @events.command("redispatch")
-@click.argument("seq", type=int)
+@click.argument("seq", type=SEQ)
 @db_option
 @json_option
 def events_redispatch(seq: int, db: str | None, as_json: bool) -> None:

@@ -21,7 +21,14 @@ from dataclasses import replace
 from durable.engine.machine import start_run
 from durable.errors import EventNotFound, UsageError
 from durable.model import EventType, OperationStatus
-from durable.model.events import Delivery, Event, Trigger, check_topic, matches
+from durable.model.events import (
+    Delivery,
+    Event,
+    Trigger,
+    check_event_id,
+    check_topic,
+    matches,
+)
 from durable.store.tx import Tx
 
 log = logging.getLogger("durable.events")
@@ -34,6 +41,7 @@ def publish(tx: Tx, topic: str, event_id: str, data: str, now: float) -> tuple[E
     """Store the event unless its (topic, id) is stored already; returns it and whether this
     stored it. Only a new event is offered to subscriptions and wakes the dispatchers."""
     check_topic(topic)
+    check_event_id(event_id)
     try:
         json.loads(data)
     except ValueError as e:

@@ -32,6 +32,20 @@ def check_topic(topic: str) -> str:
     return topic
 
 
+EVENT_ID_MAX = 500
+SEQ_MAX = 2**62
+"""The largest event number asked for: within both databases' 64-bit integers."""
+
+
+def check_event_id(event_id: str) -> str:
+    """An event id is 1 to 500 printable characters (a delivery id, a UUID, a business key)."""
+    if (not isinstance(event_id, str) or not 0 < len(event_id) <= EVENT_ID_MAX
+            or not event_id.isprintable()):
+        raise UsageError(f"event id {event_id!r} is not valid: 1 to {EVENT_ID_MAX} printable "
+                         "characters (e.g. a delivery id or 'order-17')")
+    return event_id
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One published event as the store keeps it. `data` is JSON text; `generation` counts

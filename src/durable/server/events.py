@@ -12,12 +12,12 @@ import asyncio
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from durable.errors import UsageError
-from durable.model.events import Delivery
+from durable.model.events import SEQ_MAX, Delivery
 from durable.server.deps import ServerDep, ServerState
 from durable.server.errors import ERROR_RESPONSES, ApiError
 from durable.views.jsonio import parse_json
@@ -77,6 +77,7 @@ async def _publish(state: ServerState, topic: str, request: Request,
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
 
 
+Seq = Annotated[int, Path(ge=1, le=SEQ_MAX, description="The event's number")]
 IdQuery = Annotated[str | None, Query(alias="id", max_length=500,
                                       description="The event's id (deduplicates retries)")]
 IdemHeader = Annotated[str | None, Header(max_length=500, description="The event's id")]
@@ -104,7 +105,7 @@ async def hook(topic: str, state: ServerDep, request: Request, event_id: IdQuery
 @router.get("", response_model=EventPage)
 def list_events(state: ServerDep, topic: str | None = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                before: Annotated[int | None, Query(ge=1)] = None) -> EventPage:
+                before: Annotated[int | None, Query(ge=1, le=SEQ_MAX)] = None) -> EventPage:
     """Events, newest first."""
     found = state.client.events(topic, limit, before)
     return EventPage(events=[EventOut(**e.to_dict()) for e in found],
@@ -112,13 +113,13 @@ def list_events(state: ServerDep, topic: str | None = None,
 
 
 @router.get("/{seq}", response_model=EventDetail)
-def get_event(seq: int, state: ServerDep) -> EventDetail:
+def get_event(seq: Seq, state: ServerDep) -> EventDetail:
     """The event and what each trigger made of each dispatch of it."""
     event, deliveries = state.client.event(seq)
     return EventDetail(**event.to_dict(), deliveries=[_delivery(d) for d in deliveries])
 
 
 @router.post("/{seq}/redispatch", response_model=EventOut)
-def redispatch(seq: int, state: ServerDep) -> EventOut:
+def redispatch(seq: Seq, state: ServerDep) -> EventOut:
     """Dispatch the event again: each workflow it triggers starts a new run of it."""
     return EventOut(**state.client.redispatch(seq).to_dict())
