@@ -278,5 +278,5 @@ def test_the_cli_publishes_lists_shows_and_redispatches_and_refuses_bad_input(
 
 def test_an_event_id_that_is_empty_or_unprintable_is_refused(client: durable.Client) -> None:
     for bad in ["", "a\x00b", "line\nbreak", "x" * 501]:
-        with pytest.raises(UsageError, match="event id .* is not valid"):
+        with pytest.raises(UsageError, match=r"event id .* is not valid"):
             client.publish("orders", 1, id=bad)
