@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import durable
-from durable.engine import machine, streams
+from durable.engine import events, machine, streams
 from durable.engine.retention import Retention
 from durable.errors import RunNotEnded, RunNotFound
 from durable.model import (
@@ -59,9 +59,13 @@ def ended_run_owning_a_row_everywhere(store: Store, run_id: str, now: float) -> 
             OperationUpdate("s1", OperationType.STEP, OperationAction.SUCCEED, name="stage",
                             sub_type=SubType.SET_EVENT, payload='"shipped"'),
             OperationUpdate("c1", OperationType.CALLBACK, OperationAction.START, name="cb",
-                            heartbeat_timeout=60)],
+                            heartbeat_timeout=60),
+            OperationUpdate("sub", OperationType.STEP, OperationAction.SUCCEED, name="orders",
+                            sub_type=SubType.SUBSCRIBE,
+                            payload='{"topic": "orders", "filter": null}')],
             now, [LogLine(f"{run_id}-l1", now, "INFO", "hello")])
         streams.write_chunks(tx, run_id, token, [StreamChunk("tokens", '"t"', "s2", 1, now)])
+        events.publish(tx, "orders", f"for-{run_id}", "1", now)  # buffered for it
         machine.signal(tx, run_id, "unheard", '"x"', now)  # buffered: nobody waits for it
         tx.set_attributes(run_id, attributes.attributes({"customer": "acme"}))
         tx.insert_execution(run_id, "fn", f"exec-{run_id}")

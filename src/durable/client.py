@@ -43,7 +43,7 @@ from typing import (
     overload,
 )
 
-from durable.engine import bulk, kv, machine, schedules, telemetry
+from durable.engine import bulk, events, kv, machine, schedules, telemetry
 from durable.engine.metrics import (
     FunctionHealth,
     QueueStats,
@@ -67,6 +67,7 @@ from durable.model import (
 )
 from durable.model import attributes as _attrs
 from durable.model.bulk import DRY_RUN, FILTER_KEYS, RUNNING, BulkJob, checked_action
+from durable.model.events import Delivery, Event
 from durable.model.kv import (
     KvCommand,
     KvEntry,
@@ -656,6 +657,43 @@ class Client:
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:
         data = DEFAULT_SERIALIZER.encode(payload)
         self.store.write_sync(lambda tx: machine.signal(tx, run_id, name, data, self.clock()))
+
+    # -- events ------------------------------------------------------------------------------
+    def publish(self, topic: str, data: Any = None, *, id: str | None = None) -> Event:
+        """Publish `data` (JSON-encodable) on `topic`: it starts the runs of the workflows
+        triggered by it (`@workflow(on_event=topic)`) and reaches the runs subscribed to it.
+        Publishing an `id` again returns the event stored first and starts nothing: a
+        publisher retrying after a crash gives it the same id. Without one, a fresh id."""
+        return self.publish_json(topic, DEFAULT_SERIALIZER.encode(data), id=id)[0]
+
+    def publish_json(self, topic: str, data: str, *, id: str | None = None
+                     ) -> tuple[Event, bool]:
+        """`publish` of data already JSON text; returns the event and whether it is new."""
+        event_id = id if id is not None else uuid.uuid4().hex
+        return self.store.write_sync(
+            lambda tx: events.publish(tx, topic, event_id, data, self.clock()))
+
+    def list_events(self, topic: str | None = None, limit: int = 100,
+               before: int | None = None) -> builtins.list[Event]:
+        """Stored events, newest first; `before`: older than that event number (a page)."""
+        return self.store.read(lambda tx: tx.list_events(topic, limit, before))
+
+    def event(self, seq: int) -> tuple[Event, builtins.list[Delivery]]:
+        """An event by its number, with what each trigger made of each dispatch of it."""
+        return self.store.read(lambda tx: events.show(tx, seq))
+
+    def redispatch(self, seq: int) -> Event:
+        """Dispatch the event again: each trigger of its topic starts a new run of it."""
+        return self.store.write_sync(lambda tx: events.redispatch(tx, seq))
+
+    def purge_events(self, published_before: float, batch: int = 1000) -> int:
+        """Delete the events published before then (epoch seconds); returns how many."""
+        deleted = 0
+        while True:
+            n = self.store.write_sync(lambda tx: tx.delete_events(published_before, batch))
+            deleted += n
+            if n < batch:
+                return deleted
 
     def complete_callback(self, callback_id: str, result: Any = None) -> None:
         """Resolve a callback with `result`, encoded as JSON."""
@@ -1332,6 +1370,12 @@ class AsyncClient:
     operations = _off_loop(Client.operations)
     operation = _off_loop(Client.operation)
     get_event = _off_loop(Client.get_event)
+    publish = _off_loop(Client.publish)
+    publish_json = _off_loop(Client.publish_json)
+    list_events = _off_loop(Client.list_events)
+    event = _off_loop(Client.event)
+    redispatch = _off_loop(Client.redispatch)
+    purge_events = _off_loop(Client.purge_events)
     events = _off_loop(Client.events)
     pending_callbacks = _off_loop(Client.pending_callbacks)
     stream_page = _off_loop(Client.stream_page)

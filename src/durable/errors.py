@@ -206,6 +206,20 @@ class CallbackFailed(DurableError):
         self.error = error
 
 
+class SignalFailed(DurableError):
+    """`ctx.signal_run` could not deliver: the run named does not exist, or has ended."""
+
+    def __init__(self, run_id: str, name: str, error: ErrorObject) -> None:
+        super().__init__(f"signal {name!r} to run {run_id!r} was not delivered: {error.message}")
+        self.run_id, self.name, self.error = run_id, name, error
+
+
+class EventNotFound(UsageError):
+    def __init__(self, seq: int) -> None:
+        super().__init__(f"no event with number {seq}; `durable events ls` lists the events")
+        self.seq = seq
+
+
 class WaitTimeout(DurableError):
     """A callback or signal was not delivered before its timeout."""
 

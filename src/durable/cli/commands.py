@@ -13,6 +13,7 @@ import click
 from durable.cli import logsetup
 from durable.cli.bulk import bulk
 from durable.cli.deploy import deploy
+from durable.cli.events import events, publish
 from durable.cli.exits import ExitCode, error, exit_with
 from durable.cli.kv import kv
 from durable.cli.metrics import serve_metrics
@@ -876,5 +877,5 @@ def functions_rm(name: str, db: str | None, as_json: bool) -> None:
     echo_done(as_json, {"removed": name}, f"removed function {name}")
 
 
-for _command in (deploy, bulk, pause, resume, edit, stream, kv):
+for _command in (deploy, bulk, pause, resume, edit, stream, kv, publish, events):
     cli.add_command(_command)

@@ -599,9 +599,11 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
 
 def checkpoint_fence(run_id: str, token: int, updates: Sequence[OperationUpdate]) -> Fence:
     """The fence read `checkpoint` begins with, for a writer to read ahead with others'. A
-    checkpoint is confined to its run: a child it starts is a new run, and the signals,
-    callbacks and published values it takes or sets are its own."""
-    return Fence(run_id, token, _first_op(updates))
+    checkpoint is confined to its run (a child it starts is a new run, and the signals,
+    callbacks and published values it takes or sets are its own) unless it signals another
+    run (`ctx.signal_run`)."""
+    return Fence(run_id, token, _first_op(updates),
+                 not any(u.sub_type == SubType.SIGNAL_RUN for u in updates))
 
 
 def _first_op(updates: Sequence[OperationUpdate]) -> str:
@@ -700,7 +702,6 @@ def _step_succeed(c: Change) -> Operation:
     started = u.started_at or c.op.started_at
     if u.sub_type == SubType.KV:
         return _kv_command(c, attempt, started)
-    c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
     if u.sub_type == SubType.SET_EVENT and u.name is not None:
         c.tx.set_published(c.run_id, u.name, u.payload, c.now)
     elif u.sub_type == SubType.SET_ATTRIBUTES and u.payload is not None:
@@ -711,6 +712,21 @@ def _step_succeed(c: Change) -> Operation:
         streams.record_write(c.tx, c.run_id, u.name, u.payload, u.id, c.now)
     elif u.sub_type == SubType.STREAM_CLOSE and u.name is not None:
         streams.record_close(c.tx, c.run_id, u.name, u.id, c.now)
+    elif u.sub_type == SubType.SUBSCRIBE and u.payload is not None:
+        asked = json.loads(u.payload)
+        c.tx.add_subscription(c.run_id, u.id, asked["topic"], asked["filter"], c.now)
+    elif u.sub_type == SubType.SIGNAL_RUN and u.payload is not None:
+        # Sent in the transaction that records it, so exactly once: a replay finds it recorded.
+        sent = json.loads(u.payload)
+        try:
+            signal(c.tx, sent["run_id"], u.name or "", sent["payload"], c.now)
+        except UsageError as e:  # no such run, or it ended: the workflow is told, durably
+            error = ErrorObject(type(e).__name__, str(e))
+            c.record(E.STEP_FAILED, {"attempt": attempt, "error": error.to_dict(),
+                                     "retry": False})
+            return replace(c.op, status=S.FAILED, attempt=attempt, error=error,
+                           ended_at=c.now)
+    c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
     return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
                    started_at=started, ended_at=c.now)
 
@@ -778,6 +794,8 @@ def _callback_start(c: Change) -> Operation:
             c.record(E.CALLBACK_SUCCEEDED)
             return replace(c.op, status=S.SUCCEEDED, result=buffered[0], ended_at=now)
         return replace(c.op, due_at=due)
+    if u.sub_type == SubType.NEXT_EVENT:
+        return _next_event(c, due)
     # 192 random bits: holding the id is the permission. Hex fits AWS's callback id pattern
     # ([A-Za-z0-9+/]+) and any URL path unescaped.
     callback_id = secrets.token_hex(24)
@@ -787,6 +805,22 @@ def _callback_start(c: Change) -> Operation:
         c.tx.put_heartbeat(callback_id, c.run_id, u.heartbeat_timeout, due)
         due = now + u.heartbeat_timeout if due is None else min(due, now + u.heartbeat_timeout)
     return replace(c.op, callback_id=callback_id, due_at=due)
+
+
+def _next_event(c: Change, due: float | None) -> Operation:
+    """Take the subscription's oldest buffered event, or wait for the next one to match
+    (`engine/events.py` resolves the wait as it publishes it)."""
+    key = c.update.payload
+    if key is None or not c.tx.has_subscription(c.run_id, key):
+        raise InvalidCheckpoint(f"run {c.run_id!r}: next_event on {key!r}, which is no "
+                                "subscription of this run")
+    c.record(E.CALLBACK_STARTED, {"subscription": key, "timeout_at": due})
+    event = c.tx.pop_inbox(c.run_id, key)
+    if event is None:
+        c.tx.set_waiter(c.run_id, key, c.update.id)
+        return replace(c.op, due_at=due)
+    c.record(E.CALLBACK_SUCCEEDED, {"event": event.seq})
+    return replace(c.op, status=S.SUCCEEDED, result=event.to_json(), ended_at=c.now)
 
 
 def _invoke_start(c: Change) -> Operation:

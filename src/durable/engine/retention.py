@@ -7,7 +7,8 @@ there (and on PostgreSQL skips those another sweep is deleting).
 A workflow's own retention (`@workflow(retention=...)`, recorded in the store by the workers
 serving it) wins over the global one for its runs, in every process that sweeps, whether it
 loads the workflow's code or not: a sweep reads them first, deletes each such workflow's runs by
-its own age, and leaves them out of the global age's batches."""
+its own age, and leaves them out of the global age's batches. Published events are deleted by
+the global age too."""
 
 from __future__ import annotations
 
@@ -45,7 +46,21 @@ class Retention:
             deleted += await self._purge(now - seconds, workflow=workflow)
         if self.seconds is not None:
             deleted += await self._purge(now - self.seconds, unless=sorted(own))
+            await self._purge_events(now - self.seconds)
         return deleted
+
+    async def _purge_events(self, before: float) -> None:
+        """Published events age out with the global retention; the runs they started stay
+        as long as runs do."""
+        deleted = 0
+        while True:
+            done = await self.store.awrite(lambda tx: tx.delete_events(before, self.batch))
+            deleted += done
+            if done < self.batch:
+                break
+        if deleted:
+            log.info("retention: deleted %d events published before the retention age",
+                     deleted, extra={"deleted_events": deleted})
 
     async def _purge(self, before: float, workflow: str | None = None,
                      unless: list[str] | None = None) -> int:

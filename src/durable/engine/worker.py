@@ -45,7 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from durable.engine import machine, metrics, schedules, streams, telemetry
+from durable.engine import events, machine, metrics, schedules, streams, telemetry
 from durable.engine.retention import Retention
 from durable.errors import DurableError, InvocationError, StaleToken, StoreUnavailable, UsageError
 from durable.model import (
@@ -64,6 +64,7 @@ from durable.model import (
     WorkflowHandler,
     code_failure,
 )
+from durable.model.events import Event, Trigger
 from durable.model.queues import Queue, ServedQueue
 from durable.model.schedule import Schedule
 from durable.model.settings import WorkflowSettings
@@ -169,10 +170,15 @@ class Worker:
         # give them: read from the store every SAFETY_NAP (`_read_stored_schedules`).
         self._tick_inputs = {w.name: getattr(w, "schedule_input", _no_input) for w in workflows
                              if fire_schedules and getattr(w, "schedule", None) is None}
+        # Event triggers (`engine/events.py`), with how each encodes an event as a run's input.
+        self.triggers: dict[str, tuple[Trigger, Callable[[Event], str | None]]] = {
+            w.name: (t, getattr(w, "trigger_input", _no_event_input)) for w in workflows
+            if fire_schedules and (t := getattr(w, "trigger", None)) is not None}
         self._stored: list[_Scheduled] = []
         self._stored_read = -math.inf
         self.queues = served_queues(workflows)
         self.store = db if isinstance(db, Store) else _open(db)
+        self.store.refuse_if_unwritable()  # damaged: nothing to serve until `durable doctor`
         self.handlers = telemetry.instrument(self.handlers, self.store)  # as is when tracing is off
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
@@ -280,9 +286,11 @@ class Worker:
         names, clock = self.names, self.clock
 
         settings = self.settings
+        triggers = {name: trigger for name, (trigger, _) in self.triggers.items()}
 
         def catch_up(tx: Tx) -> list[RunInfo]:
             tx.register_workflows(settings, clock())
+            events.register_triggers(tx, triggers, clock())
             taken = self._reclaim_from_dead_neighbours(tx, clock())
             parked = tx.parked_runs(names)
             if parked:  # new code may fit their history now
@@ -338,7 +346,10 @@ class Worker:
         """Fire due schedule ticks and start what is due; return how long to sleep (None:
         until woken, 0: look again), never past the next tick."""
         next_tick = await self._fire_due_ticks()
+        more_events = await self._dispatch_events()
         timeout = await self._claim_and_start()
+        if more_events:
+            timeout = 0.0
         if next_tick is None:
             return timeout
         to_tick = max(next_tick - self.clock(), 0.0)
@@ -364,6 +375,25 @@ class Worker:
             for s in due:
                 self._next_tick[s.workflow] = s.schedule.next_after(now)
         return min(self._next_tick.values())
+
+    async def _dispatch_events(self) -> bool:
+        """Start the runs of the events this worker's triggers have not dispatched yet, one
+        batch per trigger in one transaction; returns whether a batch was full (more wait)."""
+        if not self.triggers:
+            return False
+        now, triggers = self.clock(), self.triggers
+
+        def dispatch(tx: Tx) -> dict[str, list[tuple[Event, str | None]]]:
+            return {name: events.dispatch(tx, name, trigger, encode, now)
+                    for name, (trigger, encode) in triggers.items()}
+        done = await self._write(dispatch)
+        for workflow, dispatched in done.items():
+            for event, run_id in dispatched:
+                if run_id is not None:
+                    log.info("event %s #%d (%s) started run %s of %s", event.topic, event.seq,
+                             event.id, run_id, workflow,
+                             extra={"run_id": run_id, "workflow": workflow})
+        return any(len(d) == events.DISPATCH_BATCH for d in done.values())
 
     async def _read_stored_schedules(self, now: float) -> None:
         """Take up the schedules created through the API for workflows this worker serves, and
@@ -875,6 +905,10 @@ class _Outage:
 
 def _one_line(error: BaseException | str) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def _no_event_input(event: Event) -> str | None:
+    return None
 
 
 def _no_input(tick: datetime) -> str | None:

@@ -132,6 +132,9 @@ class SubType(StrEnum):
     MAP_ITERATION = "MapIteration"
     INVOKE = "Invoke"  # a CHAINED_INVOKE the parent waits for
     START_CHILD = "StartChild"  # a CHAINED_INVOKE that completes as soon as the child exists
+    SUBSCRIBE = "Subscribe"  # a STEP: the engine buffers the topic's matching events from here
+    NEXT_EVENT = "NextEvent"  # a CALLBACK the engine resolves from a subscription's events
+    SIGNAL_RUN = "SignalRun"  # a STEP: the engine signals another run as it records it
 
 
 class EventType(StrEnum):

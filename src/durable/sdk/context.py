@@ -19,6 +19,7 @@ from durable.model import attributes as _attributes
 from durable.sdk import callback as _callback
 from durable.sdk import child as _child
 from durable.sdk import condition as _condition
+from durable.sdk import events as _events
 from durable.sdk import kv as _kv
 from durable.sdk import parallel as _parallel
 from durable.sdk import step as _step
@@ -27,6 +28,7 @@ from durable.sdk import values as _values
 from durable.sdk import wait as _wait
 from durable.sdk.callback import Callback
 from durable.sdk.condition import ConditionConfig, WaitStrategyFn
+from durable.sdk.events import Subscription
 from durable.sdk.executor import (
     CURRENT_SCOPE,
     CURRENT_STEP,
@@ -407,6 +409,25 @@ class Context:
         returns its run id. Cancelling this run cancels it too."""
         return await _child.start(self._ex, self._scope(), workflow, args, id, wait=False,  # type: ignore[no-any-return]
                                   tenant_id=tenant_id)
+
+    # -- events and other runs ---------------------------------------------------------------
+    def subscribe(self, topic: str, *, filter: str | None = None) -> Subscription:
+        """Buffer the events published on `topic` from now on that pass `filter` (CEL over
+        `data`, `topic` and `id`, e.g. "data.amount > 100"), for `next_event` to take."""
+        return _events.subscribe(self._ex, self._scope(), topic, filter)
+
+    async def next_event(self, subscription: Subscription, *,
+                         timeout: timedelta | float | None = None) -> dict[str, Any]:
+        """The subscription's next event, oldest first (`{"topic", "id", "data", "seq",
+        "published_at", "generation"}`), waiting for one if none is buffered; raises
+        `WaitTimeout` after `timeout`. Recorded: a replay returns the same event."""
+        return await _events.next_event(self._ex, self._scope(), subscription, timeout)
+
+    async def signal_run(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send signal `name` to another run (it takes it with `ctx.wait_for_signal`), exactly
+        once however often this run replays; raises `SignalFailed` if that run does not exist
+        or has ended."""
+        await _events.signal_run(self._ex, self._scope(), run_id, name, payload)
 
     def patched(self, change_id: str) -> bool:
         """True for runs that reach this point under the new code, False for runs that passed

@@ -26,6 +26,7 @@ from durable.model import (
     OperationUpdate,
     code_failure,
 )
+from durable.model.events import Event, Trigger, check_topic, compile_filter
 from durable.model.queues import Queue
 from durable.model.schedule import Missed, Schedule
 from durable.model.settings import retention_seconds
@@ -58,7 +59,8 @@ class Workflow(Generic[P, R]):
                  serializer: Serializer | None = None, schedule: Schedule | None = None,
                  queue: Queue | str | None = None, webhook: bool = False,
                  record_inputs: bool = True, retention: timedelta | None = None,
-                 execution_timeout: timedelta | float | None = None) -> None:
+                 execution_timeout: timedelta | float | None = None,
+                 trigger: Trigger | None = None) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise UsageError(f"@workflow {fn.__qualname__} must be an `async def`")
         params = list(inspect.signature(fn).parameters.values())
@@ -81,6 +83,12 @@ class Workflow(Generic[P, R]):
             raise UsageError(f"@workflow {self.name}: a scheduled workflow takes no input or one "
                              "parameter, the tick's datetime: async def wf(ctx: Context, "
                              f"tick: datetime); it takes {len(self.params)} "
+                             f"({', '.join(self.params)})")
+        self.trigger = trigger
+        if trigger is not None and len(self.params) > 1:
+            raise UsageError(f"@workflow {self.name}: a workflow started by events takes no "
+                             "input or one parameter, the event: async def wf(ctx: Context, "
+                             f"event: dict); it takes {len(self.params)} "
                              f"({', '.join(self.params)})")
         self._queue = queue
         self.webhook = webhook  # `durable server` exposes POST /hooks/<name> to start runs
@@ -109,6 +117,11 @@ class Workflow(Generic[P, R]):
         """The input of the run a schedule starts at `tick`: the tick itself if the workflow
         takes a parameter, else nothing."""
         return self.encode_input((tick,) if self.params else ())
+
+    def trigger_input(self, event: Event) -> str | None:
+        """The input of the run an event starts: the event (`Event.to_dict`) if the workflow
+        takes a parameter, else nothing."""
+        return self.encode_input((event.to_dict(),) if self.params else ())
 
     # -- input -------------------------------------------------------------------------------
     def encode_input(self, args: tuple[Any, ...]) -> str | None:
@@ -197,7 +210,8 @@ def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              missed: Missed | None = None, queue: Queue | str | None = None,
              webhook: bool = False, record_inputs: bool = True,
              retention: timedelta | None = None,
-             execution_timeout: timedelta | float | None = None) -> WorkflowDecorator: ...
+             execution_timeout: timedelta | float | None = None,
+             on_event: str | None = None, filter: str | None = None) -> WorkflowDecorator: ...
 
 
 def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, /, *,
@@ -205,7 +219,8 @@ def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, 
              schedule: str | None = None, timezone: str | None = None, missed: Missed | None = None,
              queue: Queue | str | None = None, webhook: bool = False,
              record_inputs: bool = True, retention: timedelta | None = None,
-             execution_timeout: timedelta | float | None = None) -> Any:
+             execution_timeout: timedelta | float | None = None,
+             on_event: str | None = None, filter: str | None = None) -> Any:
     """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`.
 
     `schedule="0 2 * * *"` (cron, in `timezone`, default UTC): every worker serving the workflow
@@ -235,14 +250,36 @@ def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, 
     run, so it holds across crashes and restarts; it counts from the run's start even for a
     run started by name elsewhere, which gets it when a worker serving this code first takes
     it. A run continued as new keeps its deadline.
+
+    `on_event="orders", filter="data.amount > 100"`: each event published on the topic
+    (`Client.publish`, `durable publish`, `POST /api/events/orders`) that passes the filter
+    (CEL over `data`, `topic` and `id`) starts one run, however many workers serve it; its
+    input is the event (`{"topic", "id", "data", "seq", "published_at", "generation"}`) if
+    the workflow takes a parameter. Events published before a worker first served the trigger
+    start none. A bad topic or filter raises `UsageError` here.
     """
     def wrap(f: Callable[Concatenate[Context, P], Awaitable[R]]) -> Workflow[P, R]:
         wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
                                                      missed), queue, webhook, record_inputs,
-                      retention, execution_timeout)
+                      retention, execution_timeout,
+                      _trigger(name or f.__qualname__, on_event, filter))
         REGISTRY[wf.name] = wf
         return wf
     return wrap(fn) if fn is not None else wrap
+
+
+def _trigger(workflow: str, topic: str | None, source: str | None) -> Trigger | None:
+    if topic is None:
+        if source is not None:
+            raise UsageError(f"@workflow {workflow}: filter= applies to a trigger; give the "
+                             "topic too: on_event='orders'")
+        return None
+    where = f"@workflow {workflow}"
+    try:
+        check_topic(topic)
+    except UsageError as e:
+        raise UsageError(f"{where}: {e}") from None
+    return Trigger(topic, compile_filter(source, where))
 
 
 def _schedule(workflow: str, cron: str | None, timezone: str | None,

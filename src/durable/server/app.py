@@ -63,6 +63,8 @@ ROUTERS: list[Mount] = [
     Mount("durable.server.functions:router"),
     Mount("durable.server.observe:router"),
     Mount("durable.server.hooks:router"),
+    Mount("durable.server.events:router"),
+    Mount("durable.server.events:hooks"),
     Mount("durable.server.ui:router", max_body=SMALL_BODY),
     Mount("durable.server.metrics:router", max_body=SMALL_BODY),
     # AWS's Lambda API: SigV4, checked there; bodies up to Lambda's own 6 MB

@@ -20,6 +20,7 @@ from durable.errors import (
     BulkJobNotFound,
     CallbackNotFound,
     DurableError,
+    EventNotFound,
     KeyNotFound,
     OperationNotFound,
     RunIdTaken,
@@ -104,6 +105,7 @@ _DURABLE_ERRORS: tuple[tuple[type[DurableError], int, str], ...] = (
     (BulkJobNotFound, 404, "bulk_job_not_found"),
     (ScheduleNotFound, 404, "schedule_not_found"),
     (KeyNotFound, 404, "key_not_found"),
+    (EventNotFound, 404, "event_not_found"),
     (StoreUnusable, 503, "store_unusable"),  # the database, not the request
     (RunIdTaken, 409, "run_id_taken"),
     (RunNotEnded, 409, "run_not_ended"),

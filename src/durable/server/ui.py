@@ -173,6 +173,17 @@ def kv(request: Request, state: ServerDep, prefix: Annotated[str, Query(max_leng
         "next_after": entries[-1].key if len(entries) == KV_PAGE else None})
 
 
+EVENTS_SHOWN = 100
+
+
+@router.get("/events", response_class=HTMLResponse)
+def events(request: Request, state: ServerDep,
+           topic: Annotated[str, Query(max_length=200)] = "") -> HTMLResponse:
+    shown = state.client.list_events(topic or None, EVENTS_SHOWN)
+    return render(request, "events.html", {
+        "events": [(e, state.client.event(e.seq)[1]) for e in shown], "topic": topic})
+
+
 @router.get("/functions", response_class=HTMLResponse)
 def functions(request: Request, state: ServerDep) -> HTMLResponse:
     return render(request, "functions.html", {"functions": observe.functions(state),

@@ -89,6 +89,12 @@ class Store(ABC):
         tell (None: only leases running out tell them, and pids on the same host)."""
         return None
 
+    def refuse_if_unwritable(self) -> None:
+        """Raise StoreUnusable if the store is known to refuse every write (a SQLite file
+        found damaged): for a service about to start on it, which would only retry. A
+        database server's refusals are its own to lift, so by default nothing is known."""
+        return None
+
     def write_sync(self, fn: Callable[[Tx], T]) -> T:
         return self.write(fn).result()
 

@@ -11,7 +11,8 @@ from durable.store.rows import Table, marks
 
 RUN_TABLES = ("operations", "history", "signals", "published", "run_logs", "executions",
               "checkpoint_tokens", "callback_heartbeats", "run_attributes", "streams",
-              "stream_entries", "stream_attempts")
+              "stream_entries", "stream_attempts",
+              "subscriptions", "subscription_inbox")
 """The tables, beside `runs`, whose rows belong to one run (by their `run_id` column): a
 deleted run takes its rows in each with it. Each has an index leading with run_id."""
 

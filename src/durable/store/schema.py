@@ -308,6 +308,54 @@ CREATE TABLE kv (
     updated_at DOUBLE PRECISION NOT NULL
 )
 """),
+    # Events (model/events.py): one row per (topic, id), so a publisher retrying makes no
+    # second event; what each trigger made of each dispatch of it (`generation` counts
+    # redispatches), inserted in the transaction that starts the run, so a dispatch is done
+    # once however many workers try; the subscriptions of running workflows, each with the
+    # events that matched it since it was recorded and that no next_event has taken yet.
+    (16, """
+CREATE TABLE events (
+    seq {serial},
+    topic TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    published_at DOUBLE PRECISION NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (topic, event_id)
+);
+CREATE INDEX events_published ON events (published_at);
+CREATE INDEX events_topic ON events (topic, seq);
+CREATE TABLE event_triggers (
+    workflow TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    filter TEXT,
+    since DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE event_deliveries (
+    seq BIGINT NOT NULL,
+    workflow TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    run_id TEXT,
+    delivered_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (seq, workflow, generation)
+);
+CREATE TABLE subscriptions (
+    run_id TEXT NOT NULL,
+    sub_key TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    filter TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    waiter TEXT,
+    PRIMARY KEY (run_id, sub_key)
+);
+CREATE INDEX subscriptions_topic ON subscriptions (topic);
+CREATE TABLE subscription_inbox (
+    run_id TEXT NOT NULL,
+    sub_key TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (run_id, sub_key, seq)
+)
+"""),
 ]
 
 

@@ -301,6 +301,9 @@ class SQLiteStore(Store):
             conn.execute("ROLLBACK")
             raise
 
+    def refuse_if_unwritable(self) -> None:
+        self._damage.refuse_writes()
+
     # -- reads ------------------------------------------------------------------------------
     def read(self, fn: Callable[[Tx], T]) -> T:
         tx: Tx | None = getattr(self._local, "tx", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from durable.store.admission import Admission
 from durable.store.bulk import BulkJobs
 from durable.store.contract import Contract
+from durable.store.events import Events
 from durable.store.history import History
 from durable.store.kv import Kv
 from durable.store.logs import Logs
@@ -16,7 +17,7 @@ from durable.store.streams import Streams
 
 
 class Tx(Runs, Operations, History, Logs, Admission, Contract, Retention, Observe,
-         BulkJobs, Streams, Kv):
+         BulkJobs, Streams, Kv, Events):
     """Row-level primitives inside one transaction. The engine's state machine is written
     against this alone, so it never knows which database it is on."""
 

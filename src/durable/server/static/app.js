@@ -246,6 +246,7 @@ function bodyFor(form, kind, verb) {
     return { value: value };
   }
   if (kind === "backfill") return { from: f("from").trim(), to: f("to").trim() };
+  if (kind === "publish") return parseJson(f("data"), "Data") ?? null;
   if (kind === "signal") return { name: f("name"), payload: parseJson(f("payload"), "Payload") ?? null };
   if (kind === "callback") {
     if (verb === "fail") return { message: f("payload") || "failed from the web UI" };
@@ -280,6 +281,11 @@ async function act(form, submitter) {
       if (!key) throw new Error("Key is empty");
       url = url.replace("{key}", key.split("/").map(encodeURIComponent).join("/"));
     }
+    if (kind === "publish") {
+      url = url.replace("{topic}", encodeURIComponent(form.elements.topic.value.trim()));
+      const eventId = form.elements.event_id.value.trim();
+      if (eventId) url += "?id=" + encodeURIComponent(eventId);
+    }
     const method = form.dataset.method || "POST";
     const r = await fetch(url, { method: method, credentials: "same-origin",
       headers: { "Content-Type": "application/json", "Accept": "application/json" },
@@ -296,6 +302,9 @@ async function act(form, submitter) {
       if (kind === "rerun") location.href = link.href;
       const runs = document.getElementById("runs");
       if (runs) runs.dispatchEvent(new Event("refresh"));
+    } else if (kind === "publish") {
+      out.textContent = (data.created ? "Published #" : "Published already as #") + data.seq;
+      setTimeout(() => location.reload(), 600);
     } else if (kind === "backfill") {
       const made = data.filter((r) => r.created).length;
       out.textContent = made + " run(s) started, " + (data.length - made) + " tick(s) had one already";

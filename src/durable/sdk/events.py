@@ -1,0 +1,92 @@
+"""Events inside a workflow, and messages to other runs.
+
+`subscribe` records a STEP the engine reads as "buffer this topic's matching events for this
+run from now on"; `next_event` is a CALLBACK the engine resolves with the oldest buffered
+event, or with the next one published; its result (the event) is in the history, so a replay
+returns the same events in the same order. `signal_run` is a STEP whose recording delivers the
+signal, in one transaction, so it is sent exactly once however often the run replays.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from durable.errors import CallbackFailed, SignalFailed, WaitTimeout
+from durable.model import (
+    Operation,
+    OperationAction,
+    OperationStatus,
+    OperationType,
+    OperationUpdate,
+    SubType,
+)
+from durable.model.events import check_topic, compile_filter
+from durable.sdk.executor import Executor, Scope
+from durable.sdk.wait import seconds
+
+S = OperationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What `ctx.subscribe` returns: hand it to `ctx.next_event`."""
+
+    key: str
+    topic: str
+    filter: str | None
+
+
+def subscribe(ex: Executor, scope: Scope, topic: str, filter: str | None) -> Subscription:
+    check_topic(topic)
+    compile_filter(filter, f"ctx.subscribe({topic!r})")  # a bad one fails here, every replay
+    op_id, op = ex.begin(scope, OperationType.STEP, topic, SubType.SUBSCRIBE,
+                         interruptible=False)
+    if op is None:
+        payload = json.dumps({"topic": topic, "filter": filter})
+        # Buffered as a value: saved before any step body runs or the run waits, and with
+        # the next_event that follows, in the same checkpoint and ahead of it.
+        ex.buffer(OperationUpdate(op_id, OperationType.STEP, OperationAction.SUCCEED,
+                                  name=topic, parent_id=scope.parent_id,
+                                  sub_type=SubType.SUBSCRIBE, payload=payload),
+                  Operation(op_id, OperationType.STEP, S.SUCCEEDED, topic, scope.parent_id,
+                            SubType.SUBSCRIBE, attempt=1, result=payload), value=True)
+    return Subscription(op_id, topic, filter)
+
+
+async def next_event(ex: Executor, scope: Scope, sub: Subscription,
+                     timeout: timedelta | float | None) -> dict[str, Any]:
+    with scope.exclusive(f"next_event({sub.topic!r})"):
+        op_id, op = ex.begin(scope, OperationType.CALLBACK, sub.topic, SubType.NEXT_EVENT)
+        if op is None:
+            (op,) = await ex.checkpoint(OperationUpdate(
+                op_id, OperationType.CALLBACK, OperationAction.START, name=sub.topic,
+                parent_id=scope.parent_id, sub_type=SubType.NEXT_EVENT, payload=sub.key,
+                timeout=None if timeout is None else seconds(timeout)))
+        if op.status is S.STARTED:
+            await ex.wait_for_engine(op)
+        if op.status is S.SUCCEEDED:
+            assert op.result is not None
+            event: dict[str, Any] = json.loads(op.result)
+            return event
+        if op.status is S.TIMED_OUT:
+            raise WaitTimeout(f"next_event({sub.topic!r}) timed out: no matching event came")
+        if op.status is S.FAILED:
+            assert op.error is not None
+            raise CallbackFailed(op.error)
+        ex.cancelled()
+
+
+async def signal_run(ex: Executor, scope: Scope, run_id: str, name: str, payload: Any) -> None:
+    with scope.exclusive(f"signal_run({run_id!r}, {name!r})"):
+        op_id, op = ex.begin(scope, OperationType.STEP, name, SubType.SIGNAL_RUN)
+        if op is None:
+            sent = json.dumps({"run_id": run_id, "payload": ex.serializer.encode(payload)})
+            (op,) = await ex.checkpoint(OperationUpdate(
+                op_id, OperationType.STEP, OperationAction.SUCCEED, name=name,
+                parent_id=scope.parent_id, sub_type=SubType.SIGNAL_RUN, payload=sent))
+        if op.status is S.FAILED:
+            assert op.error is not None
+            raise SignalFailed(run_id, name, op.error)
