@@ -46,7 +46,8 @@ def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     return ModelResponse(parts=[TextPart("tides follow the moon")])
 
 
-agent = Agent(FunctionModel(script), name="notes", capabilities=[Durability()])
+agent = Agent(FunctionModel(script), name=os.environ.get("AGENT_NAME", "notes"),
+              capabilities=[Durability()])
 
 
 @agent.tool_plain
