@@ -58,6 +58,7 @@ try:
         replay_scope,
     )
     from pydantic_ai.exceptions import (
+        ModelAPIError,
         ModelHTTPError,
         ModelQuotaExceededError,
         ModelRequestRejectedError,
@@ -83,10 +84,14 @@ TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 
 
 def transient(error: BaseException) -> bool:
-    """Whether a model request that failed with `error` may succeed if made again later."""
-    if isinstance(error, ModelHTTPError) and not isinstance(error, PERMANENT):
+    """Whether a model request that failed with `error` may succeed if made again later: rate
+    limits, overloads, 5xx, timeouts and lost connections. A bug (an AssertionError, a
+    TypeError) is not: retrying it would only hide it for half a minute."""
+    if isinstance(error, PERMANENT):
+        return False
+    if isinstance(error, ModelHTTPError):
         return error.status_code in TRANSIENT_STATUS or error.status_code >= 500
-    return not isinstance(error, PERMANENT)
+    return isinstance(error, ModelAPIError | OSError | TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
