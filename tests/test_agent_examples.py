@@ -147,7 +147,8 @@ async def test_a_budget_fails_the_run_at_the_call_that_passes_it(db_url: str) ->
             await env.run(spend, 5, id="over")
         attrs = env.client.runs().attributes
     assert {a.key: a.value for a in attrs["over"]}["llm.input_tokens"] == 300
-    assert {a.key: a.value for a in attrs["within"]}["llm.cost_usd"] == pytest.approx(280e-6)  # 200 in at $1, 40 out at $2 per M
+    # 200 tokens in at $1 and 40 out at $2 a million
+    assert {a.key: a.value for a in attrs["within"]}["llm.cost_usd"] == pytest.approx(280e-6)
 
 
 @pytest.mark.parametrize(("status", "retried"), [(429, True), (500, True), (503, True),

@@ -111,11 +111,11 @@ __all__ = [
     "Worker",
     "Workflow",
     "WorkflowFailed",
+    "current_context",
     "lambda_handler",
     "run",
     "run_async",
     "serve",
-    "current_context",
     "step",
     "workflow",
 ]
