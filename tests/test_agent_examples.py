@@ -52,7 +52,11 @@ async def test_the_research_agent_publishes_only_after_the_editor_approves(
         call_id = next(p["tool_call_id"] for p in parts if p["part_kind"] == "tool-call")
         env.complete_callback(callback_id, {"approvals": {call_id: True}})
         output = await env.result(handle)
+        progress = [line.message for _, line in env.client.logs(handle.run_id)]
     assert output.startswith("Done: published")
+    # reported from inside the agent's steps, each once however often the run replayed
+    assert [line.split("(")[0] for line in progress] == [
+        "calling search", "calling read", "calling publish"]
     assert research.published == ["Tides are raised by the moon's and the sun's gravity."]
 
 
