@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import httpx2
 import pytest
-from openai import AsyncOpenAI
 
 import durable
 from durable.integrations.llm import Budget, Prices, Usage, call_tool, transient
-from durable.model import OperationType
+from durable.model import OperationStatus, OperationType
 from durable.testing import TestEnvironment
-from tests.kit import ROOT
+from tests.apps import support_app
+from tests.kit import ROOT, Procs, wait_until
 
 AGENTS = ROOT / "examples" / "agents"
 
@@ -34,7 +37,7 @@ def load(name: str) -> ModuleType:
 
 
 research = load("research")
-support = load("support_loop")
+support = support_app.example
 
 
 async def test_the_research_agent_publishes_only_after_the_editor_approves(
@@ -62,21 +65,8 @@ async def test_the_research_agent_publishes_only_after_the_editor_approves(
 
 # -- the framework-free loop ---------------------------------------------------------------
 
-def completion(message: dict[str, Any]) -> dict[str, Any]:
-    return {"id": "c", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
-
-
-def tool_call(id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {"role": "assistant", "content": None, "tool_calls": [
-        {"id": id, "type": "function",
-         "function": {"name": name, "arguments": json.dumps(arguments)}}]}
-
-
-class FakeOpenAI:
-    """Chat completions as OpenAI answers them: a 429 first, then look the order up, refund
-    it, and say so (or say it could not, when the refund came back refused)."""
+class RateLimitedOnce:
+    """The fake OpenAI of tests/apps/support_app.py, behind one 429 first."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -87,31 +77,20 @@ class FakeOpenAI:
         self.requests.append(body)
         if len(self.requests) == 1:
             return httpx2.Response(429, json={"error": {"message": "slow down"}})
-        tool_results = [m for m in body["messages"] if m["role"] == "tool"]
-        if not tool_results:
-            message = tool_call("c1", "order_status", {"order_id": "17"})
-        elif len(tool_results) == 1:
-            message = tool_call("c2", "refund", {"order_id": "17", "amount": 42})
-        else:
-            last = json.loads(tool_results[-1]["content"])
-            message = {"role": "assistant", "content": "Refunded 42." if "refunded" in last
-                       else "The refund was not approved."}
-        return httpx2.Response(200, json=completion(message))
+        return httpx2.Response(200, json=support_app.completion(support_app.answer(body)))
 
 
 @pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    support.client = AsyncOpenAI(api_key="test", max_retries=0,
-                                 http_client=httpx2.AsyncClient(
-                                     transport=httpx2.MockTransport(fake)))
+def fake_openai() -> Iterator[RateLimitedOnce]:
+    fake = RateLimitedOnce()
+    support_app.install(httpx2.MockTransport(fake))
     yield fake
-    support.client = None
+    support_app.install(httpx2.MockTransport(support_app.fake_openai))
 
 
 @pytest.mark.parametrize("approve", [True, False])
 async def test_the_support_loop_refunds_after_approval_and_records_its_spend(
-        any_db: str, fake_openai: FakeOpenAI, approve: bool) -> None:
+        any_db: str, fake_openai: RateLimitedOnce, approve: bool) -> None:
     async with TestEnvironment(support.support, db=any_db) as env:
         handle = env.start(support.support, "order 17 arrived broken", id="support-1")
         await env.run_until(lambda: bool(env.pending_callbacks("support-1")), "support-1")
@@ -170,3 +149,39 @@ async def test_a_tool_the_model_made_up_is_answered_not_raised() -> None:
     assert "no tool 'nope'" in (await call_tool(ctx, {"a": dict}, "nope", "{}"))["error"]
     assert "not JSON" in (await call_tool(ctx, {"a": dict}, "a", "{oops"))["error"]
     assert "JSON object" in (await call_tool(ctx, {"a": dict}, "a", "[1]"))["error"]
+
+
+@pytest.mark.crash
+def test_a_killed_worker_resumes_the_support_loop_without_repeating_a_model_or_tool_call(
+        any_db: str, tmp_path: Path) -> None:
+    effects, hold = tmp_path / "effects.txt", tmp_path / "hold"
+    effects.touch()
+    hold.touch()
+    env = {**os.environ, "AGENT_EFFECTS": str(effects), "AGENT_HOLD": str(hold)}
+
+    def worker() -> Any:
+        return procs.start(sys.executable, "-m", "durable.cli", "worker",
+                           "tests/apps/support_app.py:support", "--db", any_db, "--lease", "1", env=env)
+
+    def lines() -> Counter[str]:
+        return Counter(effects.read_text().splitlines())
+
+    client = durable.Client(any_db)
+    with Procs(tmp_path) as procs:
+        first = worker()
+        client.start(support.support, "order 17 arrived broken", id="support-k")
+        # The first model call and the order lookup are checkpointed; the second call is out.
+        wait_until(lambda: lines()["request 1"] == 1, "the second model call")
+        first.kill()
+        hold.unlink()
+        worker()
+        callback_id = wait_until(lambda: next(
+            (op.callback_id for op in client.operations("support-k")
+             if op.callback_id and op.status is OperationStatus.STARTED), None),
+            "the refund's approval")
+        client.complete_callback(callback_id, {"approved": True})
+        assert client.result("support-k", timeout=30) == "Refunded 42."
+    client.close()
+    assert lines() == Counter({"request 0": 1, "tool order_status": 1,
+                               "request 1": 2,  # the call in flight when killed, made again
+                               "request 2": 1, "tool refund": 1})
