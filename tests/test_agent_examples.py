@@ -161,7 +161,8 @@ def test_a_killed_worker_resumes_the_support_loop_without_repeating_a_model_or_t
 
     def worker() -> Any:
         return procs.start(sys.executable, "-m", "durable.cli", "worker",
-                           "tests/apps/support_app.py:support", "--db", any_db, "--lease", "1", env=env)
+                           "tests/apps/support_app.py:support", "--db", any_db, "--lease", "1",
+                           env=env)
 
     def lines() -> Counter[str]:
         return Counter(effects.read_text().splitlines())
