@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastmcp import FastMCP
 from pydantic_ai import Agent
 from pydantic_ai.capabilities import RequestInput
 from pydantic_ai.exceptions import ModelHTTPError
+from pydantic_ai.mcp import MCPToolset
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
@@ -258,6 +260,39 @@ async def test_the_event_stream_handler_runs_in_the_run_s_steps_and_knows_its_wo
     assert "streamed__model.request_stream" in names
     assert seen and all(line.startswith("watch-1 ") for line in seen)
     assert {"function_tool_call", "function_tool_result"} <= {s.split()[1] for s in seen}
+
+
+tides = FastMCP("tides")
+tide_calls: list[str] = []
+
+
+@tides.tool
+def tide_at(port: str) -> str:
+    tide_calls.append(port)
+    return f"high tide at {port}: 06:12"
+
+
+harbour = Agent(TestModel(), name="harbour", toolsets=[MCPToolset(tides, id="tides")],
+                capabilities=[Durability()])
+
+
+@workflow
+async def ask_harbour(ctx: Context) -> str:
+    output = str((await harbour.run("when is high tide?")).output)
+    await ctx.sleep(1)  # the invocation after it replays the agent: no MCP call made again
+    return output
+
+
+async def test_mcp_tool_discovery_and_calls_are_steps_under_their_pinned_names(
+        any_db: str) -> None:
+    tide_calls.clear()
+    async with TestEnvironment(ask_harbour, db=any_db) as env:
+        handle = env.start(ask_harbour)
+        assert "06:12" in await env.result(handle)
+        assert step_names(env, handle.run_id) == [
+            "uuid4", "harbour__mcp_server__tides.get_tools", "harbour__model.request",
+            "harbour__mcp_server__tides.call_tool", "harbour__model.request"]
+    assert tide_calls == ["a"]
 
 
 def test_outside_a_workflow_the_agent_runs_as_a_plain_agent(effects: Path) -> None:
