@@ -73,10 +73,10 @@ async def test_every_model_request_and_tool_call_is_a_step_under_its_pinned_name
                                         "write_down moon": 1, "written moon": 1, "model 2": 1})
 
 
-def worker(procs: Procs, db: str, effects: Path, hold: Path) -> Any:
+def worker(procs: Procs, db: str, effects: Path, hold: Path, **env: str) -> Any:
     return procs.start(sys.executable, "-m", "durable.cli", "worker", APP, "--db", db,
                        "--lease", "1", env={**os.environ, "AGENT_EFFECTS": str(effects),
-                                            "AGENT_HOLD": str(hold)})
+                                            "AGENT_HOLD": str(hold), **env})
 
 
 @pytest.mark.crash
@@ -99,6 +99,26 @@ def test_a_killed_worker_resumes_the_agent_without_repeating_a_model_request_or_
         "model 0": 1, "look_up tides": 1, "model 1": 1,
         "write_down moon": 2,  # at least once: the killed attempt, then the one that finished
         "written moon": 1, "model 2": 1})
+
+
+@pytest.mark.crash
+def test_an_at_most_once_tool_cut_short_by_a_kill_fails_the_run_instead_of_running_again(
+        any_db: str, tmp_path: Path, effects: Path) -> None:
+    hold = tmp_path / "hold"
+    hold.touch()
+    client = durable.Client(any_db)
+    with Procs(tmp_path) as procs:
+        first = worker(procs, any_db, effects, hold, AGENT_AT_MOST_ONCE="1")
+        run_id = client.start(agent_app.take_notes, "tides", id="notes-2").run_id
+        wait_until(lambda: counted(effects)["write_down moon"] == 1, "write_down to start")
+        first.kill()
+        hold.unlink()
+        worker(procs, any_db, effects, hold, AGENT_AT_MOST_ONCE="1")
+        with pytest.raises(durable.WorkflowFailed, match="was interrupted"):
+            client.result(run_id, timeout=30)
+    client.close()
+    assert counted(effects) == Counter({"model 0": 1, "look_up tides": 1, "model 1": 1,
+                                        "write_down moon": 1})
 
 
 def test_a_finished_agent_run_replays_clean_through_durable_replay(

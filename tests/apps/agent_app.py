@@ -22,8 +22,8 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from durable import Context, workflow
-from durable.integrations.pydantic_ai import Durability
+from durable import Context, RetryPolicy, workflow
+from durable.integrations.pydantic_ai import Durability, StepOptions
 
 
 def effect(line: str) -> None:
@@ -46,8 +46,11 @@ def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     return ModelResponse(parts=[TextPart("tides follow the moon")])
 
 
+# With $AGENT_AT_MOST_ONCE, a tool call that a crash interrupted is never run again.
+AT_MOST_ONCE = StepOptions(semantics="at_most_once", retry=RetryPolicy(max_attempts=1))
 agent = Agent(FunctionModel(script), name=os.environ.get("AGENT_NAME", "notes"),
-              capabilities=[Durability()])
+              capabilities=[Durability(tool_step=AT_MOST_ONCE if os.environ.get(
+                  "AGENT_AT_MOST_ONCE") else None)])
 
 
 @agent.tool_plain

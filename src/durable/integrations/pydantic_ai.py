@@ -189,8 +189,10 @@ class Durability(BaseDurabilityCapability[AgentDepsT]):
 
     `model_step`, `tool_step`, `mcp_step` and `event_step` set the steps' retry policy,
     semantics and timeout for model requests (default `MODEL_RETRY`), function tool calls,
-    MCP calls and discovery, and event-stream handling. A tool with side effects that must not
-    happen twice takes `tool_step=StepOptions(semantics="at_most_once")`.
+    MCP calls and discovery, and event-stream handling. Tools whose side effects must not
+    happen twice take `tool_step=StepOptions(semantics="at_most_once",
+    retry=RetryPolicy(max_attempts=1))`: a call found interrupted by a crash then fails the
+    run (StepFailed, StepInterrupted inside) instead of running again.
     """
 
     engine_spec = DurabilityEngineSpec(
