@@ -15,7 +15,7 @@ import pytest
 from fastmcp import FastMCP
 from pydantic_ai import Agent
 from pydantic_ai.capabilities import RequestInput
-from pydantic_ai.exceptions import ModelHTTPError
+from pydantic_ai.exceptions import ModelHTTPError, UserError
 from pydantic_ai.mcp import MCPToolset
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
@@ -325,11 +325,11 @@ def test_a_tool_call_by_toolset_without_an_id_is_refused_with_what_to_do() -> No
 
     def noop() -> str:
         return ""
-    with pytest.raises(Exception, match="unique `id`"):
+    with pytest.raises(UserError, match="unique `id`"):
         Agent(TestModel(), name="anonymous", toolsets=[FunctionToolset([noop])],
               capabilities=[Durability()])
 
 
 def test_an_agent_without_a_name_is_refused_with_what_to_do() -> None:
-    with pytest.raises(Exception, match="unique `name`"):
+    with pytest.raises(UserError, match="unique `name`"):
         Agent(TestModel(), capabilities=[Durability()])
