@@ -24,6 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "errors": {"model"},
     "model": {"errors"},
     "sdk": {"model", "errors"},
+    # What user code imports beside the SDK to make another library's calls durable: it meets
+    # the engine only as workflow code does, through the SDK.
+    "integrations": {"sdk", "errors"},
     "store": {"model", "errors"},
     "engine": {"store", "model", "errors"},
     "invoke": {"engine", "store", "sdk", "model", "errors"},

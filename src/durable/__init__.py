@@ -35,7 +35,7 @@ from durable.model.queues import Queue
 from durable.model.schedule import Schedule, ScheduleInfo
 from durable.sdk.callback import Callback
 from durable.sdk.condition import WaitDecision, WaitStrategy
-from durable.sdk.context import Context
+from durable.sdk.context import Context, current_context
 from durable.sdk.parallel import BatchFailed, BatchItem, BatchProgress, BatchResult, Completion
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import JsonSerializer, Serializer
@@ -117,6 +117,7 @@ __all__ = [
     "Worker",
     "Workflow",
     "WorkflowFailed",
+    "current_context",
     "lambda_handler",
     "run",
     "run_async",

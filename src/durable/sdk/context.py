@@ -471,3 +471,13 @@ class Context:
     def uuid4(self) -> uuid.UUID:
         return _values.record(self._ex, self._scope(), SubType.UUID, "uuid4",  # type: ignore[no-any-return]
                               uuid.uuid4, uuid.UUID)
+
+
+def current_context() -> Context | None:
+    """The `Context` of the workflow whose code is running here, or None outside a workflow
+    and inside a step body (where durable operations cannot be started): for libraries that
+    make their own calls durable without being handed `ctx`, such as agent frameworks."""
+    scope = CURRENT_SCOPE.get(None)
+    if scope is None or CURRENT_STEP.get() is not None:
+        return None
+    return Context(scope.executor)
