@@ -56,7 +56,10 @@ async def test_the_research_agent_publishes_only_after_the_editor_approves(
         env.complete_callback(callback_id, {"approvals": {call_id: True}})
         output = await env.result(handle)
         progress = [line.message for _, line in env.client.logs(handle.run_id)]
+        streamed = [entry.data["tool"] for entry
+                    in env.client.stream(handle.run_id, "progress", follow=False)]
     assert output.startswith("Done: published")
+    assert streamed == ["search", "read", "publish"]
     # reported from inside the agent's steps, each once however often the run replayed
     assert [line.split("(")[0] for line in progress] == [
         "calling search", "calling read", "calling publish"]

@@ -67,8 +67,13 @@ async def scripted_stream(messages: list[ModelMessage], info: AgentInfo
 async def report_progress(ctx: RunContext[None], events: AsyncIterable[AgentStreamEvent]) -> None:
     async for event in events:
         if isinstance(event, FunctionToolCallEvent):
-            workflow_context().logger.info("calling %s(%s)", event.part.tool_name,
-                                           event.part.args_as_json_str())
+            ctx_ = workflow_context()
+            ctx_.logger.info("calling %s(%s)", event.part.tool_name,
+                             event.part.args_as_json_str())
+            # Live to whoever follows the run's "progress" stream (`durable stream RUN
+            # progress --follow`, the UI, SSE); an attempt cut short is marked abandoned.
+            ctx_.stream("progress").write({"tool": event.part.tool_name,
+                                           "args": event.part.args_as_dict()})
 
 
 def ask_editor(ctx: RunContext[None], requests: DeferredToolRequests, token: str) -> None:
