@@ -14,17 +14,18 @@ runs. A workflow id is a Durable run id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
 from durable.client import Client as DurableClient
-from durable.errors import RunNotFound
+from durable.errors import RunNotFound, UsageError
 from durable.model import ExecutionStatus, Invocation, RunInfo
 from durable.store import Store
 from durable.temporal._definition import Definition, definition_of
+from durable.temporal._ignored import ignore
 from durable.temporal._runtime import CHANNEL, evaluate_query
 from durable.temporal.exceptions import (
     ApplicationError,
@@ -42,6 +43,25 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+
+STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
+def store_url(target_host: str | None) -> str | None:
+    """The Durable database a Temporal client address names. A database URL
+    (`sqlite:///path.db`, `postgresql://...`) is that database, so TEMPORAL_ADDRESS can point
+    unchanged Temporal code at the store its workers share. A Temporal frontend address
+    (`localhost:7233`: host and port, no scheme) names no Durable database: None, which means
+    DURABLE_DB, else the embedded default (sqlite:///.durable/durable.db). Anything else (an
+    http:// URL of a Durable server, say) is refused: this client has no network transport."""
+    if not target_host or "://" not in target_host:
+        return None
+    if target_host.startswith(STORE_SCHEMES):
+        return target_host
+    raise UsageError(f"Client.connect: target_host {target_host!r} is neither a Temporal "
+                     "address (host:port, which means DURABLE_DB or the embedded database) nor a "
+                     "Durable database URL (sqlite:///path.db, postgresql://...); set "
+                     "TEMPORAL_ADDRESS (or target_host) to the database URL the workers use")
 
 
 class _NoArg:
@@ -114,12 +134,20 @@ class Client:
 
     @classmethod
     async def connect(cls, target_host: str | None = None, *, namespace: str = "default",
+                      api_key: str | None = None, tls: Any = False,
+                      rpc_metadata: Mapping[str, str] | None = None,
                       **options: Any) -> Client:
-        """`target_host` is a Durable database URL (`sqlite:///...`, `postgresql://...`). A
-        Temporal address (`localhost:7233`, no scheme) names no Durable store: DURABLE_DB or
-        the embedded default is used, so unchanged connection code keeps working."""
-        url = target_host if target_host and "://" in target_host else None
-        return cls(url, namespace=namespace)
+        """`target_host` as `store_url` maps it; the keyword arguments of
+        `envconfig.ClientConfig.load_client_connect_config()` are all taken, so
+        `Client.connect(**config)` works. `api_key`, `tls` and `rpc_metadata` secure and tag
+        a connection to Temporal's frontend; Durable's client opens the database itself (its
+        TLS settings belong in the database URL), so they are logged once as ignored."""
+        why = "the client opens the Durable database directly; put TLS settings in its URL"
+        for option, value in (("api_key", api_key), ("tls", tls),
+                              ("rpc_metadata", rpc_metadata)):
+            if value:
+                ignore(option, "Client.connect", why)
+        return cls(store_url(target_host), namespace=namespace)
 
     async def start_workflow(
             self, workflow: Any, arg: Any = _NOARG, *, args: Sequence[Any] = (), id: str,
