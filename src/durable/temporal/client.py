@@ -217,8 +217,10 @@ class WorkflowHandle(Generic[R]):
 
     async def result(self, *, follow_runs: bool = True,
                      rpc_timeout: timedelta | None = None) -> R:
-        """Wait for the run to end. Continue-as-new keeps the run id, so it is followed."""
-        run = await asyncio.to_thread(self.client.durable.wait, self.id, None)
+        """Wait for the run to end. Continue-as-new keeps the run id, so it is followed. Holds
+        no thread while it waits: a program awaiting many results at once (asyncio.gather)
+        must not take every thread the worker in the same process needs."""
+        run = await self.client.durable.wait_ended_async(self.id)
         if run.status is not ExecutionStatus.SUCCEEDED:
             cause = (cause_of(run.error) if run.error is not None
                      else ApplicationError(f"run ended {run.status}"))
