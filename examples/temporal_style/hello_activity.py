@@ -29,7 +29,7 @@ class ComposeGreetingInput:
 
 @activity.defn
 def compose_greeting(input: ComposeGreetingInput) -> str:
-    activity.logger.info("Running activity with parameter %s" % input)
+    activity.logger.info("Running activity with parameter %s", input)
     return f"{input.greeting}, {input.name}!"
 
 
@@ -37,7 +37,7 @@ def compose_greeting(input: ComposeGreetingInput) -> str:
 class GreetingWorkflow:
     @workflow.run
     async def run(self, name: str) -> str:
-        workflow.logger.info("Running workflow with parameter %s" % name)
+        workflow.logger.info("Running workflow with parameter %s", name)
         return await workflow.execute_activity(
             compose_greeting,
             ComposeGreetingInput("Hello", name),

@@ -29,7 +29,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, TypedDict
+from typing import Any, TypeAlias, TypedDict
 
 from durable.errors import UsageError
 from durable.temporal.service import TLSConfig
@@ -288,7 +288,7 @@ def _tls(raw: Mapping[str, Any], at: str) -> dict[str, Any]:
 
 # -- the environment ---------------------------------------------------------------------------
 
-_ENV_FIELDS: dict[str, Literal["address", "namespace", "api_key"]] = {
+_ENV_FIELDS = {
     "TEMPORAL_ADDRESS": "address", "TEMPORAL_NAMESPACE": "namespace",
     "TEMPORAL_API_KEY": "api_key"}
 _META_PREFIX = "TEMPORAL_GRPC_META_"
@@ -296,9 +296,9 @@ _META_PREFIX = "TEMPORAL_GRPC_META_"
 
 def _apply_env(raw: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     out = dict(raw)
-    for var, key in _ENV_FIELDS.items():
+    for var, name in _ENV_FIELDS.items():
         if var in env:
-            out[key] = env[var]
+            out[name] = env[var]
     tls_env = {var.removeprefix("TEMPORAL_TLS_").lower(): value for var, value in env.items()
                if var.startswith("TEMPORAL_TLS_")}
     if "TEMPORAL_TLS" in env or tls_env:

@@ -1,0 +1,102 @@
+"""A Temporal-style worker process, connected through envconfig and serving in `async with
+Worker(...)`, is SIGKILLed in the middle of an activity; a second one, started the same way,
+finishes the run.
+
+Both processes find the database only through TEMPORAL_ADDRESS (a Durable database URL, read by
+`ClientConfig.load_client_connect_config()`), as a Temporal deployment finds its frontend. The
+test checks that the activity that had returned is not run again, the one cut by the kill runs
+again (at least once, as in Temporal) in the second process, and the run ends with the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from durable.temporal import activity, workflow
+
+pytestmark = pytest.mark.crash
+
+
+@activity.defn
+async def record(step: str) -> str:
+    """Appends "<step> <pid>" to $EFFECTS; `second` then waits for $GATE, so the test can kill
+    the process while the activity is in flight."""
+    with open(os.environ["EFFECTS"], "a") as out:
+        out.write(f"{step} {os.getpid()}\n")
+    if step == "second":
+        while not Path(os.environ["GATE"]).exists():
+            await asyncio.sleep(0.01)
+    return f"{step} done"
+
+
+@workflow.defn
+class TwoSteps:
+    @workflow.run
+    async def run(self) -> list[str]:
+        first = await workflow.execute_activity(record, "first",
+                                                start_to_close_timeout=timedelta(seconds=60))
+        second = await workflow.execute_activity(record, "second",
+                                                 start_to_close_timeout=timedelta(seconds=60))
+        return [first, second]
+
+
+async def serve() -> None:
+    """The worker process, as a Temporal sample writes one."""
+    from durable.temporal.client import Client
+    from durable.temporal.envconfig import ClientConfig
+    from durable.temporal.worker import Worker
+
+    config = ClientConfig.load_client_connect_config()
+    config.setdefault("target_host", "localhost:7233")
+    client = await Client.connect(**config)
+    async with Worker(client, task_queue="crash", workflows=[TwoSteps], activities=[record]):
+        await asyncio.Event().wait()
+
+
+def test_sigkill_mid_activity_of_an_envconfig_worker_resumes_in_the_next_one(
+        any_db: str, tmp_path: Path) -> None:
+    from durable.temporal.client import Client
+    from tests.kit import Proc, Procs, wait_until
+
+    effects, gate, log = tmp_path / "effects.log", tmp_path / "gate", tmp_path / "workers.log"
+    procs = Procs(tmp_path, grace=0)
+    env = {**os.environ, "TEMPORAL_ADDRESS": any_db, "EFFECTS": str(effects),
+           "GATE": str(gate), "TEMPORAL_CONFIG_FILE": str(tmp_path / "none.toml")}
+    env.pop("DURABLE_DB", None)
+
+    def spawn() -> Proc:
+        return procs.start(sys.executable, __file__, log=log, env=env)
+
+    def lines() -> list[list[str]]:
+        return [line.split() for line in effects.read_text().splitlines()] if (
+            effects.exists()) else []
+
+    client = Client(any_db)
+    handle = asyncio.run(client.start_workflow(TwoSteps.run, id="two-steps", task_queue="crash"))
+    try:
+        first = spawn()
+
+        def second_step_started() -> bool:
+            assert first.alive, f"the worker exited:\n{first.output()}"
+            return any(step == "second" for step, _ in lines())
+        wait_until(second_step_started, "the second activity to start")
+        first.kill()
+        gate.touch()
+        second = spawn()
+        result = asyncio.run(asyncio.wait_for(handle.result(), 120))
+        assert result == ["first done", "second done"], log.read_text()
+        assert lines() == [["first", str(first.pid)], ["second", str(first.pid)],
+                           ["second", str(second.pid)]]
+    finally:
+        procs.close()
+        client.durable.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())
