@@ -38,6 +38,16 @@ def durable_worker(workflows: Sequence[Any], activities: Sequence[Callable[..., 
     return DurableWorker([definition_of(w).durable for w in workflows], db, **options)
 
 
+_IGNORED = {
+    "activity_executor": "sync activities run on threads of Durable's own",
+    "max_concurrent_activities": "activities run inside their workflow's step, bounded by "
+                                 "max_concurrent_workflow_tasks",
+    "shared_state_manager": "sync activities run on threads, never in other processes",
+    "workflow_runner": "workflow code runs on Durable's replay machinery, not in a sandbox",
+}
+"""Why a Temporal worker option has no effect here, where it is commonly passed."""
+
+
 def check_activities(activities: Sequence[Callable[..., Any]]) -> None:
     for fn in activities:
         if not activity_api.is_activity(fn):
@@ -59,8 +69,8 @@ class Worker:
                              "(workflows=[...], activities=[...])")
         for option, value in options.items():
             if value is not None:
-                ignore(option, "Worker", "Durable's worker has no such setting; activities run "
-                       "in their workflow's step")
+                ignore(option, "Worker", _IGNORED.get(option, "Durable's worker has no such "
+                                                      "setting"))
         self.task_queue = task_queue
         self._worker = (durable_worker(workflows, activities, client.durable.store,
                                        concurrency=max_concurrent_workflow_tasks or 100)
