@@ -72,6 +72,7 @@ class Worker:
                 ignore(option, "Worker", _IGNORED.get(option, "Durable's worker has no such "
                                                       "setting"))
         self.task_queue = task_queue
+        self._activities = list(activities)
         self._worker = (durable_worker(workflows, activities, client.durable.store,
                                        concurrency=max_concurrent_workflow_tasks or 100)
                         if workflows else None)
@@ -81,13 +82,15 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        """Serve until `shutdown()`; in-flight invocations finish first."""
-        if self._worker is None:
-            await self._shutdown.wait()
-            return
-        # `until`, not only stop(): a shutdown asked before this task first ran must hold,
-        # and run_async clears the stop flag as it begins.
-        await self._worker.run_async(until=self._shutdown.is_set)
+        """Serve until `shutdown()`; in-flight invocations finish first. While it serves, its
+        activities are what workflows in this process calling them by name run."""
+        with activity_api.registered(self._activities):
+            if self._worker is None:
+                await self._shutdown.wait()
+                return
+            # `until`, not only stop(): a shutdown asked before this task first ran must hold,
+            # and run_async clears the stop flag as it begins.
+            await self._worker.run_async(until=self._shutdown.is_set)
 
     async def shutdown(self) -> None:
         self._shutdown.set()

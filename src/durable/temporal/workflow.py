@@ -49,8 +49,10 @@ __all__ = [
     "defn",
     "deprecate_patch",
     "execute_activity",
+    "execute_activity_method",
     "execute_child_workflow",
     "execute_local_activity",
+    "execute_local_activity_method",
     "in_workflow",
     "info",
     "init",
@@ -64,8 +66,10 @@ __all__ = [
     "signal",
     "sleep",
     "start_activity",
+    "start_activity_method",
     "start_child_workflow",
     "start_local_activity",
+    "start_local_activity_method",
     "time",
     "time_ns",
     "unsafe",
@@ -90,7 +94,6 @@ UNSUPPORTED: dict[str, str] = {
     "all_handlers_finished": "signal handlers here are synchronous: they always have finished",
     "create_nexus_client": "",
     "get_last_completion_result": "",
-    "execute_activity_method": "pass the bound method to execute_activity",
     "execute_activity_class": "pass the callable instance to execute_activity",
 }
 
@@ -311,6 +314,15 @@ def start_local_activity(
         activity, arg, args=args, schedule_to_close_timeout=schedule_to_close_timeout,
         start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy,
         cancellation_type=cancellation_type, result_type=result_type))
+
+
+# An activity class's method, passed unbound (`MyActivities.compose`), is resolved by its
+# activity name to the bound method the worker registered (`activity.implementation`), as for
+# any activity: Temporal's `*_method` variants differ only in their static types.
+execute_activity_method = execute_activity
+start_activity_method = start_activity
+execute_local_activity_method = execute_local_activity
+start_local_activity_method = start_local_activity
 
 
 def _seconds(value: timedelta | float | None) -> float | None:
