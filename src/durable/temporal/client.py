@@ -27,6 +27,7 @@ from durable.store import Store
 from durable.temporal._definition import Definition, definition_of
 from durable.temporal._ignored import ignore
 from durable.temporal._runtime import CHANNEL, evaluate_query
+from durable.temporal.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from durable.temporal.exceptions import (
     ApplicationError,
     UnsupportedFeature,
@@ -72,8 +73,9 @@ _NOARG: Any = _NoArg()
 
 
 class WorkflowAlreadyStartedError(Exception):
-    """A run with this workflow id exists already (Temporal's default id policies refuse it;
-    Durable run ids are unique for good, so a finished id cannot be reused either)."""
+    """A run with this workflow id exists already and the id policies refuse a new one: it is
+    running (`id_conflict_policy` FAIL, the default), or it ended and `id_reuse_policy` is
+    REJECT_DUPLICATE (or ALLOW_DUPLICATE_FAILED_ONLY and it succeeded)."""
 
     def __init__(self, workflow_id: str, workflow_type: str) -> None:
         super().__init__(f"Workflow execution already started: id {workflow_id!r} "
@@ -164,11 +166,11 @@ class Client:
                 retry_policy=retry_policy, cron_schedule=cron_schedule, memo=memo,
                 search_attributes=search_attributes)
         defn = definition_of(workflow)
-        existing = await asyncio.to_thread(self._find, id)
-        if existing is not None:
-            raise WorkflowAlreadyStartedError(id, existing.workflow)
-        await self.durable.start_async(defn.durable, *_args(arg, args), id=id)
         handle: WorkflowHandle[Any] = WorkflowHandle(self, id, defn, result_type)
+        use_existing = await self._make_room(id, WorkflowIDReusePolicy(id_reuse_policy or 1),
+                                             WorkflowIDConflictPolicy(id_conflict_policy or 0))
+        if not use_existing:
+            await self.durable.start_async(defn.durable, *_args(arg, args), id=id)
         if start_signal is not None:
             await handle.signal(start_signal, args=start_signal_args)
         return handle
@@ -189,6 +191,30 @@ class Client:
                                 run_id: str | None = None,
                                 result_type: Any = None) -> WorkflowHandle[Any]:
         return WorkflowHandle(self, workflow_id, definition_of(workflow), result_type)
+
+    async def _make_room(self, id: str, reuse: WorkflowIDReusePolicy,
+                         conflict: WorkflowIDConflictPolicy) -> bool:
+        """Apply Temporal's id policies to a run already under `id`; True if that run is to be
+        used as it is. Durable keeps one run per id, so starting anew under the id of an ended
+        run replaces it: the ended run's record and history are deleted first. A crash between
+        the two leaves no run under the id, which the caller's retry of the start fills."""
+        existing = await asyncio.to_thread(self._find, id)
+        if existing is None:
+            return False
+        if existing.status.live:
+            if conflict is WorkflowIDConflictPolicy.USE_EXISTING:
+                return True
+            if (conflict is not WorkflowIDConflictPolicy.TERMINATE_EXISTING
+                    and reuse is not WorkflowIDReusePolicy.TERMINATE_IF_RUNNING):
+                raise WorkflowAlreadyStartedError(id, existing.workflow)
+            await self.durable.terminate_async(id, "terminated by start_workflow: "
+                                               "a new run takes its id")
+        elif reuse is WorkflowIDReusePolicy.REJECT_DUPLICATE or (
+                reuse is WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+                and existing.status is ExecutionStatus.SUCCEEDED):
+            raise WorkflowAlreadyStartedError(id, existing.workflow)
+        await self.durable.delete_async(id)
+        return False
 
     def _find(self, run_id: str) -> RunInfo | None:
         try:

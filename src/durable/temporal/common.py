@@ -13,12 +13,32 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import IntEnum
 
 from durable.sdk.executor import WALL_CLOCK
 from durable.sdk.retry import RetryPolicy as _DurableRetry
 from durable.temporal.exceptions import ApplicationError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "WorkflowIDConflictPolicy", "WorkflowIDReusePolicy"]
+
+
+class WorkflowIDReusePolicy(IntEnum):
+    """What `start_workflow` does when a run with the id has ended (Temporal's default: start
+    a new one)."""
+
+    ALLOW_DUPLICATE = 1
+    ALLOW_DUPLICATE_FAILED_ONLY = 2
+    REJECT_DUPLICATE = 3
+    TERMINATE_IF_RUNNING = 4
+
+
+class WorkflowIDConflictPolicy(IntEnum):
+    """What `start_workflow` does when a run with the id is still running (default: fail)."""
+
+    UNSPECIFIED = 0
+    FAIL = 1
+    USE_EXISTING = 2
+    TERMINATE_EXISTING = 3
 
 
 @dataclass(frozen=True)
