@@ -1,6 +1,6 @@
 """A Temporal-style worker process, connected through envconfig and serving in `async with
-Worker(...)`, is SIGKILLed in the middle of an activity; a second one, started the same way,
-finishes the run.
+Worker(...)` an activity class's bound method, is SIGKILLed in the middle of that activity; a
+second one, started the same way, finishes the run with its own instance's method.
 
 Both processes find the database only through TEMPORAL_ADDRESS (a Durable database URL, read by
 `ClientConfig.load_client_connect_config()`), as a Temporal deployment finds its frontend. The
@@ -23,26 +23,33 @@ from durable.temporal import activity, workflow
 pytestmark = pytest.mark.crash
 
 
-@activity.defn
-async def record(step: str) -> str:
-    """Appends "<step> <pid>" to $EFFECTS; `second` then waits for $GATE, so the test can kill
-    the process while the activity is in flight."""
-    with open(os.environ["EFFECTS"], "a") as out:
-        out.write(f"{step} {os.getpid()}\n")
-    if step == "second":
-        while not Path(os.environ["GATE"]).exists():
-            await asyncio.sleep(0.01)
-    return f"{step} done"
+class Recorder:
+    """An activity class, registered on the worker by its bound method, as Temporal's
+    samples hold a client or a connection in the instance."""
+
+    def __init__(self, effects: str, gate: str) -> None:
+        self.effects, self.gate = effects, gate
+
+    @activity.defn
+    async def record(self, step: str) -> str:
+        """Appends "<step> <pid>" to the effects file; `second` then waits for the gate file,
+        so the test can kill the process while the activity is in flight."""
+        with open(self.effects, "a") as out:
+            out.write(f"{step} {os.getpid()}\n")
+        if step == "second":
+            while not Path(self.gate).exists():
+                await asyncio.sleep(0.01)
+        return f"{step} done"
 
 
 @workflow.defn
 class TwoSteps:
     @workflow.run
     async def run(self) -> list[str]:
-        first = await workflow.execute_activity(record, "first",
-                                                start_to_close_timeout=timedelta(seconds=60))
-        second = await workflow.execute_activity(record, "second",
-                                                 start_to_close_timeout=timedelta(seconds=60))
+        first = await workflow.execute_activity_method(
+            Recorder.record, "first", start_to_close_timeout=timedelta(seconds=60))
+        second = await workflow.execute_activity_method(
+            Recorder.record, "second", start_to_close_timeout=timedelta(seconds=60))
         return [first, second]
 
 
@@ -55,7 +62,9 @@ async def serve() -> None:
     config = ClientConfig.load_client_connect_config()
     config.setdefault("target_host", "localhost:7233")
     client = await Client.connect(**config)
-    async with Worker(client, task_queue="crash", workflows=[TwoSteps], activities=[record]):
+    recorder = Recorder(os.environ["EFFECTS"], os.environ["GATE"])
+    async with Worker(client, task_queue="crash", workflows=[TwoSteps],
+                      activities=[recorder.record]):
         await asyncio.Event().wait()
 
 
