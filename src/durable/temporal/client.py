@@ -27,7 +27,11 @@ from durable.store import Store
 from durable.temporal._definition import Definition, definition_of
 from durable.temporal._ignored import ignore
 from durable.temporal._runtime import CHANNEL, evaluate_query
-from durable.temporal.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from durable.temporal.common import (
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+    run_attributes,
+)
 from durable.temporal.exceptions import (
     ApplicationError,
     UnsupportedFeature,
@@ -163,14 +167,16 @@ class Client:
         """Start a run of `workflow` (its class, run method or name) under `id`. With
         `start_signal`, the signal is delivered before the workflow's code first runs."""
         _refuse("start_workflow", execution_timeout=execution_timeout, run_timeout=run_timeout,
-                retry_policy=retry_policy, cron_schedule=cron_schedule, memo=memo,
-                search_attributes=search_attributes)
+                retry_policy=retry_policy, cron_schedule=cron_schedule, memo=memo)
+        attributes = (run_attributes(search_attributes, "start_workflow")
+                      if search_attributes else None)
         defn = definition_of(workflow)
         handle: WorkflowHandle[Any] = WorkflowHandle(self, id, defn, result_type)
         use_existing = await self._make_room(id, WorkflowIDReusePolicy(id_reuse_policy or 1),
                                              WorkflowIDConflictPolicy(id_conflict_policy or 0))
         if not use_existing:
-            await self.durable.start_async(defn.durable, *_args(arg, args), id=id)
+            await self.durable.start_async(defn.durable, *_args(arg, args), id=id,
+                                           attributes=attributes)
         if start_signal is not None:
             await handle.signal(start_signal, args=start_signal_args)
         return handle

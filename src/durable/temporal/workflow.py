@@ -32,7 +32,7 @@ from durable.errors import NonDeterminismError
 from durable.sdk.executor import ContinueAsNew
 from durable.temporal import _definition
 from durable.temporal._runtime import ActivityHandle, WorkflowTaskFailed, active, current
-from durable.temporal.common import RetryPolicy
+from durable.temporal.common import RetryPolicy, run_attributes
 from durable.temporal.exceptions import UnsupportedFeature
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "time",
     "time_ns",
     "unsafe",
+    "upsert_search_attributes",
     "uuid4",
     "wait_condition",
 ]
@@ -86,7 +87,6 @@ UNSUPPORTED: dict[str, str] = {
     "set_query_handler": "declare handlers with @workflow.query",
     "set_dynamic_signal_handler": "declare handlers with @workflow.signal",
     "set_dynamic_query_handler": "declare handlers with @workflow.query",
-    "upsert_search_attributes": "publish state for clients with a query instead",
     "upsert_memo": "publish state for clients with a query instead",
     "memo": "pass what the workflow needs as its input",
     "as_completed": "use asyncio.gather(...)",
@@ -323,6 +323,15 @@ execute_activity_method = execute_activity
 start_activity_method = start_activity
 execute_local_activity_method = execute_local_activity
 start_local_activity_method = start_local_activity
+
+
+def upsert_search_attributes(updates: Any) -> None:
+    """Set the run's search attributes: Durable run attributes (`durable ls --where`,
+    `Client.runs`), recorded so a replay does not set them again. Takes Temporal's forms:
+    `[SearchAttributeKey.for_keyword("Status").value_set("paid"), ...]` or
+    `{"Status": ["paid"]}`."""
+    rt = current("upsert_search_attributes()")
+    rt.ctx.set_attributes(run_attributes(updates, "workflow.upsert_search_attributes"))
 
 
 def _seconds(value: timedelta | float | None) -> float | None:
