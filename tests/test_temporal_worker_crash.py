@@ -15,10 +15,12 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from durable.temporal import activity, workflow
+from durable.temporal.exceptions import ActivityError, ApplicationError
 
 pytestmark = pytest.mark.crash
 
@@ -42,6 +44,31 @@ class Recorder:
         return f"{step} done"
 
 
+    @activity.defn
+    async def decline(self, card: str) -> str:
+        raise ApplicationError("card declined", {"card": card, "code": 51}, type="CardDeclined",
+                               non_retryable=True)
+
+
+@workflow.defn
+class DeclineThenWait:
+    """Catches a non-retryable failure, then waits in an activity the test kills the worker
+    in: the next worker's replay rebuilds the caught failure from the store."""
+
+    @workflow.run
+    async def run(self) -> list[Any]:
+        try:
+            await workflow.execute_activity_method(Recorder.decline, "4242",
+                                                   start_to_close_timeout=timedelta(seconds=60))
+        except ActivityError as e:
+            cause = e.cause
+            assert isinstance(cause, ApplicationError)
+            caught = [cause.type, list(cause.details), cause.non_retryable]
+        await workflow.execute_activity_method(Recorder.record, "second",
+                                               start_to_close_timeout=timedelta(seconds=60))
+        return caught
+
+
 @workflow.defn
 class TwoSteps:
     @workflow.run
@@ -63,19 +90,22 @@ async def serve() -> None:
     config.setdefault("target_host", "localhost:7233")
     client = await Client.connect(**config)
     recorder = Recorder(os.environ["EFFECTS"], os.environ["GATE"])
-    async with Worker(client, task_queue="crash", workflows=[TwoSteps],
-                      activities=[recorder.record]):
+    async with Worker(client, task_queue="crash", workflows=[TwoSteps, DeclineThenWait],
+                      activities=[recorder.record, recorder.decline]):
         await asyncio.Event().wait()
 
 
-def test_sigkill_mid_activity_of_an_envconfig_worker_resumes_in_the_next_one(
-        any_db: str, tmp_path: Path) -> None:
+def kill_mid_second_step_and_restart(db: str, tmp_path: Path, workflow_run: Any,
+                                     run_id: str) -> tuple[Any, list[list[str]], int, int]:
+    """Start the run, serve it in a worker process until its `second` activity is in flight,
+    SIGKILL that process, open the gate, serve it in a new one: the run's result, the effects
+    lines, and the two pids."""
     from durable.temporal.client import Client
     from tests.kit import Proc, Procs, wait_until
 
     effects, gate, log = tmp_path / "effects.log", tmp_path / "gate", tmp_path / "workers.log"
     procs = Procs(tmp_path, grace=0)
-    env = {**os.environ, "TEMPORAL_ADDRESS": any_db, "EFFECTS": str(effects),
+    env = {**os.environ, "TEMPORAL_ADDRESS": db, "EFFECTS": str(effects),
            "GATE": str(gate), "TEMPORAL_CONFIG_FILE": str(tmp_path / "none.toml")}
     env.pop("DURABLE_DB", None)
 
@@ -86,8 +116,8 @@ def test_sigkill_mid_activity_of_an_envconfig_worker_resumes_in_the_next_one(
         return [line.split() for line in effects.read_text().splitlines()] if (
             effects.exists()) else []
 
-    client = Client(any_db)
-    handle = asyncio.run(client.start_workflow(TwoSteps.run, id="two-steps", task_queue="crash"))
+    client = Client(db)
+    handle = asyncio.run(client.start_workflow(workflow_run, id=run_id, task_queue="crash"))
     try:
         first = spawn()
 
@@ -99,12 +129,26 @@ def test_sigkill_mid_activity_of_an_envconfig_worker_resumes_in_the_next_one(
         gate.touch()
         second = spawn()
         result = asyncio.run(asyncio.wait_for(handle.result(), 120))
-        assert result == ["first done", "second done"], log.read_text()
-        assert lines() == [["first", str(first.pid)], ["second", str(first.pid)],
-                           ["second", str(second.pid)]]
+        return result, lines(), first.pid, second.pid
     finally:
         procs.close()
         client.durable.close()
+
+
+def test_sigkill_mid_activity_of_an_envconfig_worker_resumes_in_the_next_one(
+        any_db: str, tmp_path: Path) -> None:
+    result, lines, first, second = kill_mid_second_step_and_restart(
+        any_db, tmp_path, TwoSteps.run, "two-steps")
+    assert result == ["first done", "second done"]
+    assert lines == [["first", str(first)], ["second", str(first)], ["second", str(second)]]
+
+
+def test_a_caught_failure_is_rebuilt_with_its_details_after_sigkill(
+        any_db: str, tmp_path: Path) -> None:
+    result, lines, first, second = kill_mid_second_step_and_restart(
+        any_db, tmp_path, DeclineThenWait.run, "decline")
+    assert result == ["CardDeclined", [{"card": "4242", "code": 51}], True]
+    assert lines == [["second", str(first)], ["second", str(second)]]
 
 
 if __name__ == "__main__":
