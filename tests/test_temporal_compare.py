@@ -322,11 +322,11 @@ def test_signals_queries_and_child_workflows_agree_under_both() -> None:
 
 def test_hello_activity_sample_gives_the_same_result_under_both() -> None:
     ours, theirs = load("hello_activity", "durable"), load("hello_activity", "temporal")
-    temporal = mini_temporal([theirs.GreetingWorkflow], [theirs.compose_greeting])
-    temporal.start(theirs.GreetingWorkflow, ["World"], "hello")
+    temporal = mini_temporal([theirs.HelloActivityWorkflow], [theirs.compose_greeting])
+    temporal.start(theirs.HelloActivityWorkflow, ["World"], "hello")
 
     async def on_durable() -> Any:
-        wf = durable_workflow(ours.GreetingWorkflow)
+        wf = durable_workflow(ours.HelloActivityWorkflow)
         async with TestEnvironment(wf) as env:
             return await env.run(wf, "World", id="hello")
     assert asyncio.run(on_durable()) == temporal.result("hello") == "Hello, World!"

@@ -34,7 +34,7 @@ def compose_greeting(input: ComposeGreetingInput) -> str:
 
 
 @workflow.defn
-class GreetingWorkflow:
+class HelloActivityWorkflow:
     @workflow.run
     async def run(self, name: str) -> str:
         workflow.logger.info("Running workflow with parameter %s", name)
@@ -53,12 +53,12 @@ async def main(workflow_id: str = "hello-activity-workflow-id") -> str:
     async with Worker(
         client,
         task_queue="hello-activity-task-queue",
-        workflows=[GreetingWorkflow],
+        workflows=[HelloActivityWorkflow],
         activities=[compose_greeting],
         activity_executor=ThreadPoolExecutor(5),
     ):
         result = await client.execute_workflow(
-            GreetingWorkflow.run,
+            HelloActivityWorkflow.run,
             "World",
             id=workflow_id,
             task_queue="hello-activity-task-queue",
