@@ -44,6 +44,8 @@ IMPORTS = {
     "from durable.temporal.client import Client": "from temporalio.client import Client",
     "from durable.temporal.common import RetryPolicy": "from temporalio.common import RetryPolicy",
     "from durable.temporal.worker import Worker": "from temporalio.worker import Worker",
+    "from durable.temporal.envconfig import ClientConfig":
+        "from temporalio.envconfig import ClientConfig",
 }
 
 
@@ -316,3 +318,111 @@ def test_signals_queries_and_child_workflows_agree_under_both() -> None:
     assert asyncio.run(on_durable()) == observed_t
     assert observed_t[-1] == ["Hello, Ada!", "Hello, Grace!", "Hello, Edsger!"]
     assert temporal.activity_calls == {"compose": 3}
+
+
+def test_hello_activity_sample_gives_the_same_result_under_both() -> None:
+    ours, theirs = load("hello_activity", "durable"), load("hello_activity", "temporal")
+    temporal = mini_temporal([theirs.HelloActivityWorkflow], [theirs.compose_greeting])
+    temporal.start(theirs.HelloActivityWorkflow, ["World"], "hello")
+
+    async def on_durable() -> Any:
+        wf = durable_workflow(ours.HelloActivityWorkflow)
+        async with TestEnvironment(wf) as env:
+            return await env.run(wf, "World", id="hello")
+    assert asyncio.run(on_durable()) == temporal.result("hello") == "Hello, World!"
+
+
+PROFILES = """
+[profile.default]
+address = "frontend:7233"
+namespace = "orders"
+[profile.default.grpc_meta]
+Team-Name = "billing"
+[profile.cloud]
+address = "sqlite:///cloud.db"
+api_key = "secret"
+[profile.cloud.tls]
+server_name = "sni.example"
+server_ca_cert_data = "CA"
+[profile.plain]
+address = "plain:7233"
+[profile.plain.tls]
+disabled = true
+"""
+
+ENVCONFIG_CASES: list[tuple[str, str | None, dict[str, str], dict[str, Any]]] = [
+    ("the default profile", None, {}, {}),
+    ("a named profile with TLS data and an API key", "cloud", {}, {}),
+    ("TLS disabled in the file", "plain", {}, {}),
+    ("TEMPORAL_PROFILE picks the profile", None, {"TEMPORAL_PROFILE": "cloud"}, {}),
+    ("an empty TEMPORAL_PROFILE means default", None, {"TEMPORAL_PROFILE": ""}, {}),
+    ("a profile the file lacks", "nope", {}, {}),
+    ("the environment overrides the file", None,
+     {"TEMPORAL_ADDRESS": "postgresql://h/db", "TEMPORAL_NAMESPACE": "",
+      "TEMPORAL_GRPC_META_MY_KEY": "x", "TEMPORAL_API_KEY": "k"}, {}),
+    ("an empty TEMPORAL_ADDRESS drops the address", None, {"TEMPORAL_ADDRESS": ""}, {}),
+    ("TEMPORAL_TLS=false", None, {"TEMPORAL_TLS": "false"}, {}),
+    ("TEMPORAL_TLS=0", "cloud", {"TEMPORAL_TLS": "0"}, {}),
+    ("TEMPORAL_TLS=yes", None, {"TEMPORAL_TLS": "yes"}, {}),
+    ("TLS settings from the environment", None,
+     {"TEMPORAL_TLS_SERVER_CA_CERT_DATA": "ENVCA", "TEMPORAL_TLS_SERVER_NAME": "n",
+      "TEMPORAL_TLS_CLIENT_KEY_DATA": "KEY"}, {}),
+    ("disable_env ignores the environment", None, {"TEMPORAL_ADDRESS": "e:1"},
+     {"disable_env": True}),
+    ("disable_file reads the environment only", "cloud", {"TEMPORAL_ADDRESS": "e:1"},
+     {"disable_file": True}),
+    ("disabling both is an error", None, {}, {"disable_file": True, "disable_env": True}),
+    ("TEMPORAL_CONFIG_FILE locates the file", None, {"TEMPORAL_CONFIG_FILE": "{file}"},
+     {"config_file": None}),
+    ("a missing file is no configuration", None, {}, {"config_file": "{missing}"}),
+]
+
+
+def _comparable(config: Any) -> Any:
+    tls = config.get("tls")
+    if tls is not None and not isinstance(tls, bool):  # each SDK's own TLSConfig class
+        tls = {k: v for k, v in vars(tls).items() if v is not None}
+    return {**config, **({"tls": tls} if "tls" in config else {})}
+
+
+@pytest.mark.parametrize(("case", "profile", "env", "options"), ENVCONFIG_CASES,
+                         ids=[c[0] for c in ENVCONFIG_CASES])
+def test_envconfig_loads_what_temporals_sdk_loads(
+        tmp_path: Path, case: str, profile: str | None, env: dict[str, str],
+        options: dict[str, Any]) -> None:
+    from temporalio.envconfig import ClientConfig as TemporalClientConfig
+
+    from durable.temporal.envconfig import ClientConfig
+
+    file = tmp_path / "temporal.toml"
+    file.write_text(PROFILES)
+    paths = {"{file}": str(file), "{missing}": str(tmp_path / "missing.toml")}
+    env = {k: paths.get(v, v) for k, v in env.items()}
+    kwargs = {"config_file": str(file), **options}
+    if isinstance(kwargs["config_file"], str):
+        kwargs["config_file"] = paths.get(kwargs["config_file"], kwargs["config_file"])
+
+    def both(loader: Any) -> tuple[str, Any]:
+        try:
+            return "ok", _comparable(loader.load_client_connect_config(
+                profile, override_env_vars=env, **kwargs))
+        except Exception as e:
+            return "error", type(e).__name__
+    ours, theirs = both(ClientConfig), both(TemporalClientConfig)
+    assert ours[0] == theirs[0], (ours, theirs)
+    if ours[0] == "ok":
+        assert ours == theirs
+    else:
+        assert ours[1] == "ConfigError"
+
+
+def test_envconfig_reads_every_profile_as_temporals_sdk_does(tmp_path: Path) -> None:
+    from temporalio.envconfig import ClientConfig as TemporalClientConfig
+
+    from durable.temporal.envconfig import ClientConfig
+
+    file = tmp_path / "temporal.toml"
+    file.write_text(PROFILES)
+    ours = ClientConfig.load(config_source=file, override_env_vars={}).to_dict()
+    assert ours == TemporalClientConfig.load(config_source=file, override_env_vars={}).to_dict()
+    assert ClientConfig.load(config_source=PROFILES).to_dict() == ours

@@ -22,7 +22,7 @@ import pytest
 from durable import ExecutionStatus
 from durable.temporal import activity, durable_workflow, workflow
 from durable.temporal.client import Client, WorkflowAlreadyStartedError
-from durable.temporal.common import RetryPolicy
+from durable.temporal.common import RetryPolicy, WorkflowIDReusePolicy
 from durable.temporal.exceptions import (
     ActivityError,
     ApplicationError,
@@ -338,7 +338,8 @@ async def test_failure_semantics_match_temporal() -> None:
         await env.settle()
         assert (await waiting.describe()).status.name == "CANCELED"
         with pytest.raises(WorkflowAlreadyStartedError):
-            await client.start_workflow(Failing.run, "wait", id="f3", task_queue="q")
+            await client.start_workflow(Failing.run, "wait", id="f3", task_queue="q",
+                                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
 
 
 @workflow.defn

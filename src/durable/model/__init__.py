@@ -176,6 +176,10 @@ class EventType(StrEnum):
     CONTEXT_FAILED = "ContextFailed"
 
 
+ERROR_DATA_HOOK = "__durable_error_data__"
+"""A method an exception may define to have a string stored with it (`ErrorObject.data`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorObject:
     """A failure as it is stored: enough to show a person and to re-raise by type name."""
@@ -187,8 +191,11 @@ class ErrorObject:
 
     @classmethod
     def from_exception(cls, e: BaseException) -> ErrorObject:
+        """`data`: what the exception's `ERROR_DATA_HOOK` method says of it, if it has one (a
+        string kept with the failure, for the code that reads it back to rebuild it)."""
         tb = "".join(traceback.format_exception(e))
-        return cls(type(e).__qualname__, str(e), tb)
+        hook = getattr(e, ERROR_DATA_HOOK, None)
+        return cls(type(e).__qualname__, str(e), tb, hook() if callable(hook) else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "message": self.message, "traceback": self.traceback,

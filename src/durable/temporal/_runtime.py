@@ -362,7 +362,9 @@ class Runtime:
                                retry_policy: RetryPolicy | None, result_type: Any) -> Any:
         from durable.temporal import activity as activity_api
 
-        fn = _activity_function(activity)
+        if not isinstance(activity, str) and not callable(activity):
+            raise UsageError(f"{activity!r} is not an activity function")
+        fn = activity_api.implementation(activity)
         name = activity_api.name_of(fn)
         limits = [t for t in (start_to_close, schedule_to_close) if t is not None]
         if not limits:
@@ -589,20 +591,6 @@ class _Pump:
 
 def _is_watermark(op: Operation) -> bool:
     return op.type is OperationType.STEP and op.sub_type == SubType.STEP and op.name == WATERMARK
-
-
-def _activity_function(activity: Any) -> Callable[..., Any]:
-    from durable.temporal import activity as activity_api
-
-    if isinstance(activity, str):
-        try:
-            return activity_api.REGISTRY[activity]
-        except KeyError:
-            raise UsageError(f"no @activity.defn named {activity!r} is loaded in this process"
-                             ) from None
-    if not callable(activity):
-        raise UsageError(f"{activity!r} is not an activity function")
-    return activity  # type: ignore[no-any-return]
 
 
 def _typed_args(defn: Definition, handler: Callable[..., Any], args: Sequence[Any]) -> list[Any]:

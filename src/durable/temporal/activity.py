@@ -8,8 +8,10 @@ activities do, so they never block the workflows sharing the event loop.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -88,6 +90,62 @@ def name_of(fn: Callable[..., Any]) -> str:
     if not isinstance(found, str):
         raise UsageError(f"{fn!r} is not an activity: decorate it with @activity.defn")
     return found
+
+
+IMPLEMENTATIONS: dict[str, list[Callable[..., Any]]] = {}
+"""What the workers serving in this process registered (`activities=[...]`), by activity name,
+latest last. A workflow's call by name, by an unbound method or by a stub with the same name
+runs the registered implementation, as Temporal's worker would; bound methods of an instance
+exist nowhere else."""
+
+
+@contextlib.contextmanager
+def registered(activities: Sequence[Callable[..., Any]]) -> Iterator[None]:
+    """Make `activities` the implementations of their names while a worker serves."""
+    names = [name_of(fn) for fn in activities]
+    for name, fn in zip(names, activities, strict=True):
+        IMPLEMENTATIONS.setdefault(name, []).append(fn)
+    try:
+        yield
+    finally:
+        for name, fn in zip(names, activities, strict=True):
+            impls = IMPLEMENTATIONS[name]
+            impls.remove(fn)
+            if not impls:
+                del IMPLEMENTATIONS[name]
+
+
+def implementation(activity: Callable[..., Any] | str) -> Callable[..., Any]:
+    """What runs for a workflow's `execute_activity(activity, ...)`: the implementation a worker
+    here registered under its name, else the function given, else (a name) the @activity.defn
+    function of that name. A method of an activity class needs an instance: its bound method
+    must have been registered."""
+    name = activity if isinstance(activity, str) else name_of(activity)
+    impls = IMPLEMENTATIONS.get(name)
+    if impls:
+        return impls[-1]
+    if isinstance(activity, str):
+        try:
+            return REGISTRY[activity]
+        except KeyError:
+            raise UsageError(f"no activity named {activity!r} is registered: pass it in "
+                             "Worker(activities=[...]) or define it with @activity.defn in a "
+                             "module this process imports") from None
+    if _unbound_method(activity):
+        owner = activity.__qualname__.rpartition(".")[0]
+        raise UsageError(f"activity {name!r} is the method {activity.__qualname__} of an "
+                         f"activity class: register an instance's bound method in the worker, "
+                         f"Worker(activities=[{owner}(...).{activity.__name__}])")
+    return activity
+
+
+def _unbound_method(fn: Callable[..., Any]) -> bool:
+    if not inspect.isfunction(fn) or "." not in fn.__qualname__:
+        return False
+    if fn.__qualname__.rpartition(".")[0].endswith("<locals>"):
+        return False  # a nested function, not a method
+    params = list(inspect.signature(fn).parameters)
+    return bool(params) and params[0] == "self"
 
 
 def is_activity(fn: object) -> bool:

@@ -14,18 +14,24 @@ runs. A workflow id is a Durable run id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
 from durable.client import Client as DurableClient
-from durable.errors import RunNotFound
+from durable.errors import RunNotFound, UsageError
 from durable.model import ExecutionStatus, Invocation, RunInfo
 from durable.store import Store
 from durable.temporal._definition import Definition, definition_of
+from durable.temporal._ignored import ignore
 from durable.temporal._runtime import CHANNEL, evaluate_query
+from durable.temporal.common import (
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+    run_attributes,
+)
 from durable.temporal.exceptions import (
     ApplicationError,
     UnsupportedFeature,
@@ -43,6 +49,25 @@ __all__ = [
 
 R = TypeVar("R")
 
+STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
+def store_url(target_host: str | None) -> str | None:
+    """The Durable database a Temporal client address names. A database URL
+    (`sqlite:///path.db`, `postgresql://...`) is that database, so TEMPORAL_ADDRESS can point
+    unchanged Temporal code at the store its workers share. A Temporal frontend address
+    (`localhost:7233`: host and port, no scheme) names no Durable database: None, which means
+    DURABLE_DB, else the embedded default (sqlite:///.durable/durable.db). Anything else (an
+    http:// URL of a Durable server, say) is refused: this client has no network transport."""
+    if not target_host or "://" not in target_host:
+        return None
+    if target_host.startswith(STORE_SCHEMES):
+        return target_host
+    raise UsageError(f"Client.connect: target_host {target_host!r} is neither a Temporal "
+                     "address (host:port, which means DURABLE_DB or the embedded database) nor a "
+                     "Durable database URL (sqlite:///path.db, postgresql://...); set "
+                     "TEMPORAL_ADDRESS (or target_host) to the database URL the workers use")
+
 
 class _NoArg:
     pass
@@ -52,8 +77,9 @@ _NOARG: Any = _NoArg()
 
 
 class WorkflowAlreadyStartedError(Exception):
-    """A run with this workflow id exists already (Temporal's default id policies refuse it;
-    Durable run ids are unique for good, so a finished id cannot be reused either)."""
+    """A run with this workflow id exists already and the id policies refuse a new one: it is
+    running (`id_conflict_policy` FAIL, the default), or it ended and `id_reuse_policy` is
+    REJECT_DUPLICATE (or ALLOW_DUPLICATE_FAILED_ONLY and it succeeded)."""
 
     def __init__(self, workflow_id: str, workflow_type: str) -> None:
         super().__init__(f"Workflow execution already started: id {workflow_id!r} "
@@ -114,12 +140,20 @@ class Client:
 
     @classmethod
     async def connect(cls, target_host: str | None = None, *, namespace: str = "default",
+                      api_key: str | None = None, tls: Any = False,
+                      rpc_metadata: Mapping[str, str] | None = None,
                       **options: Any) -> Client:
-        """`target_host` is a Durable database URL (`sqlite:///...`, `postgresql://...`). A
-        Temporal address (`localhost:7233`, no scheme) names no Durable store: DURABLE_DB or
-        the embedded default is used, so unchanged connection code keeps working."""
-        url = target_host if target_host and "://" in target_host else None
-        return cls(url, namespace=namespace)
+        """`target_host` as `store_url` maps it; the keyword arguments of
+        `envconfig.ClientConfig.load_client_connect_config()` are all taken, so
+        `Client.connect(**config)` works. `api_key`, `tls` and `rpc_metadata` secure and tag
+        a connection to Temporal's frontend; Durable's client opens the database itself (its
+        TLS settings belong in the database URL), so they are logged once as ignored."""
+        why = "the client opens the Durable database directly; put TLS settings in its URL"
+        for option, value in (("api_key", api_key), ("tls", tls),
+                              ("rpc_metadata", rpc_metadata)):
+            if value:
+                ignore(option, "Client.connect", why)
+        return cls(store_url(target_host), namespace=namespace)
 
     async def start_workflow(
             self, workflow: Any, arg: Any = _NOARG, *, args: Sequence[Any] = (), id: str,
@@ -133,14 +167,16 @@ class Client:
         """Start a run of `workflow` (its class, run method or name) under `id`. With
         `start_signal`, the signal is delivered before the workflow's code first runs."""
         _refuse("start_workflow", execution_timeout=execution_timeout, run_timeout=run_timeout,
-                retry_policy=retry_policy, cron_schedule=cron_schedule, memo=memo,
-                search_attributes=search_attributes)
+                retry_policy=retry_policy, cron_schedule=cron_schedule, memo=memo)
+        attributes = (run_attributes(search_attributes, "start_workflow")
+                      if search_attributes else None)
         defn = definition_of(workflow)
-        existing = await asyncio.to_thread(self._find, id)
-        if existing is not None:
-            raise WorkflowAlreadyStartedError(id, existing.workflow)
-        await self.durable.start_async(defn.durable, *_args(arg, args), id=id)
         handle: WorkflowHandle[Any] = WorkflowHandle(self, id, defn, result_type)
+        use_existing = await self._make_room(id, WorkflowIDReusePolicy(id_reuse_policy or 1),
+                                             WorkflowIDConflictPolicy(id_conflict_policy or 0))
+        if not use_existing:
+            await self.durable.start_async(defn.durable, *_args(arg, args), id=id,
+                                           attributes=attributes)
         if start_signal is not None:
             await handle.signal(start_signal, args=start_signal_args)
         return handle
@@ -161,6 +197,30 @@ class Client:
                                 run_id: str | None = None,
                                 result_type: Any = None) -> WorkflowHandle[Any]:
         return WorkflowHandle(self, workflow_id, definition_of(workflow), result_type)
+
+    async def _make_room(self, id: str, reuse: WorkflowIDReusePolicy,
+                         conflict: WorkflowIDConflictPolicy) -> bool:
+        """Apply Temporal's id policies to a run already under `id`; True if that run is to be
+        used as it is. Durable keeps one run per id, so starting anew under the id of an ended
+        run replaces it: the ended run's record and history are deleted first. A crash between
+        the two leaves no run under the id, which the caller's retry of the start fills."""
+        existing = await asyncio.to_thread(self._find, id)
+        if existing is None:
+            return False
+        if existing.status.live:
+            if conflict is WorkflowIDConflictPolicy.USE_EXISTING:
+                return True
+            if (conflict is not WorkflowIDConflictPolicy.TERMINATE_EXISTING
+                    and reuse is not WorkflowIDReusePolicy.TERMINATE_IF_RUNNING):
+                raise WorkflowAlreadyStartedError(id, existing.workflow)
+            await self.durable.terminate_async(id, "terminated by start_workflow: "
+                                               "a new run takes its id")
+        elif reuse is WorkflowIDReusePolicy.REJECT_DUPLICATE or (
+                reuse is WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+                and existing.status is ExecutionStatus.SUCCEEDED):
+            raise WorkflowAlreadyStartedError(id, existing.workflow)
+        await self.durable.delete_async(id)
+        return False
 
     def _find(self, run_id: str) -> RunInfo | None:
         try:
@@ -189,8 +249,10 @@ class WorkflowHandle(Generic[R]):
 
     async def result(self, *, follow_runs: bool = True,
                      rpc_timeout: timedelta | None = None) -> R:
-        """Wait for the run to end. Continue-as-new keeps the run id, so it is followed."""
-        run = await asyncio.to_thread(self.client.durable.wait, self.id, None)
+        """Wait for the run to end. Continue-as-new keeps the run id, so it is followed. Holds
+        no thread while it waits: a program awaiting many results at once (asyncio.gather)
+        must not take every thread the worker in the same process needs."""
+        run = await self.client.durable.wait_ended_async(self.id)
         if run.status is not ExecutionStatus.SUCCEEDED:
             cause = (cause_of(run.error) if run.error is not None
                      else ApplicationError(f"run ended {run.status}"))

@@ -10,15 +10,128 @@ each failed attempt and survives a crash like any Durable retry.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import IntEnum
+from typing import Any
 
+from durable.errors import UsageError
 from durable.sdk.executor import WALL_CLOCK
 from durable.sdk.retry import RetryPolicy as _DurableRetry
 from durable.temporal.exceptions import ApplicationError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "SearchAttributeKey", "SearchAttributePair", "SearchAttributeUpdate",
+           "TypedSearchAttributes", "WorkflowIDConflictPolicy", "WorkflowIDReusePolicy"]
+
+
+# -- search attributes: Temporal's typed forms, onto Durable's run attributes ------------------
+
+@dataclass(frozen=True)
+class SearchAttributeKey:
+    """A typed search attribute name. On Durable it is a run attribute (`durable ls --where`,
+    `Client.runs`): text, keyword, int, float and datetime map onto text, number and time."""
+
+    name: str
+    indexed_value_type: str
+
+    @staticmethod
+    def for_text(name: str) -> SearchAttributeKey:
+        return SearchAttributeKey(name, "TEXT")
+
+    @staticmethod
+    def for_keyword(name: str) -> SearchAttributeKey:
+        return SearchAttributeKey(name, "KEYWORD")
+
+    @staticmethod
+    def for_int(name: str) -> SearchAttributeKey:
+        return SearchAttributeKey(name, "INT")
+
+    @staticmethod
+    def for_float(name: str) -> SearchAttributeKey:
+        return SearchAttributeKey(name, "FLOAT")
+
+    @staticmethod
+    def for_bool(name: str) -> SearchAttributeKey:
+        return SearchAttributeKey(name, "BOOL")
+
+    @staticmethod
+    def for_datetime(name: str) -> SearchAttributeKey:
+        return SearchAttributeKey(name, "DATETIME")
+
+    @staticmethod
+    def for_keyword_list(name: str) -> SearchAttributeKey:
+        return SearchAttributeKey(name, "KEYWORD_LIST")
+
+    def value_set(self, value: Any) -> SearchAttributeUpdate:
+        return SearchAttributeUpdate(self, value)
+
+    def value_unset(self) -> SearchAttributeUpdate:
+        return SearchAttributeUpdate(self, None)
+
+
+@dataclass(frozen=True)
+class SearchAttributeUpdate:
+    key: SearchAttributeKey
+    value: Any
+
+
+@dataclass(frozen=True)
+class SearchAttributePair:
+    key: SearchAttributeKey
+    value: Any
+
+
+@dataclass(frozen=True)
+class TypedSearchAttributes:
+    search_attributes: Sequence[SearchAttributePair] = ()
+
+
+def run_attributes(given: Any, where: str) -> dict[str, Any]:
+    """Temporal search attributes (a `{name: [value]}` mapping, `TypedSearchAttributes`, or
+    `SearchAttributeUpdate`s) as Durable run attributes: one value per name."""
+    if isinstance(given, TypedSearchAttributes):
+        pairs = [(p.key, p.value) for p in given.search_attributes]
+    elif isinstance(given, Mapping):
+        pairs = [(name, value) for name, value in given.items()]
+    else:
+        pairs = [(u.key, u.value) for u in given]
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        name = key.name if isinstance(key, SearchAttributeKey) else key
+        if isinstance(key, SearchAttributeKey) and key.indexed_value_type == "BOOL":
+            raise UsageError(f"{where}: search attribute {name!r} is a bool; Durable's run "
+                             "attributes hold text, numbers and times: use for_keyword with "
+                             "\"true\" / \"false\"")
+        if isinstance(value, list | tuple):  # the untyped form, or a keyword list
+            if len(value) != 1:
+                raise UsageError(f"{where}: search attribute {name!r} has {len(value)} values; "
+                                 "a Durable run attribute holds exactly one")
+            value = value[0]
+        if value is None:
+            raise UsageError(f"{where}: unsetting search attribute {name!r}: Durable's run "
+                             "attributes can be replaced but not removed; set another value")
+        out[name] = value
+    return out
+
+
+class WorkflowIDReusePolicy(IntEnum):
+    """What `start_workflow` does when a run with the id has ended (Temporal's default: start
+    a new one)."""
+
+    ALLOW_DUPLICATE = 1
+    ALLOW_DUPLICATE_FAILED_ONLY = 2
+    REJECT_DUPLICATE = 3
+    TERMINATE_IF_RUNNING = 4
+
+
+class WorkflowIDConflictPolicy(IntEnum):
+    """What `start_workflow` does when a run with the id is still running (default: fail)."""
+
+    UNSPECIFIED = 0
+    FAIL = 1
+    USE_EXISTING = 2
+    TERMINATE_EXISTING = 3
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ run (`durable.ChildFailed`) as `ChildWorkflowError`; a failed run, at the client
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import json
 from collections.abc import Sequence
+from enum import IntEnum
 from typing import Any
 
 from durable.errors import UsageError
@@ -19,6 +22,7 @@ from durable.model import ErrorObject
 __all__ = [
     "ActivityError",
     "ApplicationError",
+    "ApplicationErrorCategory",
     "CancelledError",
     "ChildWorkflowError",
     "FailureError",
@@ -52,6 +56,19 @@ class FailureError(Exception):
     def cause(self) -> BaseException | None:
         return self.__cause__
 
+    def __durable_error_data__(self) -> str:
+        """This failure and its cause chain, kept with the recorded failure (`ErrorObject.data`)
+        so that `cause_of` rebuilds them as Temporal delivers them: details, non_retryable,
+        category, and `.cause` down to the root."""
+        return json.dumps({CHAIN: _describe(self)}, default=_jsonable)
+
+
+class ApplicationErrorCategory(IntEnum):
+    """Temporal's classification of an application error; BENIGN ones are expected."""
+
+    UNSPECIFIED = 0
+    BENIGN = 1
+
 
 class ApplicationError(FailureError):
     """An error the user raises on purpose. `type` names it for retry policies; `non_retryable`
@@ -69,12 +86,15 @@ class ApplicationError(FailureError):
         return super().__new__(cls, message)
 
     def __init__(self, message: str = "", *details: Any, type: str | None = None,
-                 non_retryable: bool = False, next_retry_delay: Any = None) -> None:
+                 non_retryable: bool = False, next_retry_delay: Any = None,
+                 category: ApplicationErrorCategory = ApplicationErrorCategory.UNSPECIFIED
+                 ) -> None:
         super().__init__(message)
         self.details: Sequence[Any] = details
         self.type = type
         self.non_retryable = non_retryable
         self.next_retry_delay = next_retry_delay
+        self.category = category
 
     @classmethod
     def from_error(cls, error: ErrorObject) -> ApplicationError:
@@ -127,8 +147,80 @@ class WorkflowFailureError(FailureError):
         self.status = status
 
 
+CHAIN = "temporal.failure"
+"""The key of `ErrorObject.data` under which a Temporal failure's chain is kept."""
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, builtins.type):
+        return dataclasses.asdict(value)
+    return repr(value)
+
+
+def _describe(e: BaseException) -> dict[str, Any]:
+    d: dict[str, Any] = {"message": str(e)}
+    if isinstance(e, ApplicationError):
+        d.update(kind="ApplicationError", type=e.type, details=list(e.details),
+                 non_retryable=e.non_retryable, category=int(e.category))
+    elif isinstance(e, ActivityError):
+        d.update(kind="ActivityError", activity_type=e.activity_type,
+                 activity_id=e.activity_id, retry_state=e.retry_state)
+    elif isinstance(e, ChildWorkflowError):
+        d.update(kind="ChildWorkflowError", workflow_type=e.workflow_type,
+                 workflow_id=e.workflow_id)
+    elif isinstance(e, TimeoutError | CancelledError):
+        d.update(kind=builtins.type(e).__name__)
+    else:  # a plain exception in the chain: Temporal presents it as an ApplicationError
+        d.update(kind="ApplicationError", type=builtins.type(e).__qualname__, details=[],
+                 non_retryable=False, category=0)
+    if e.__cause__ is not None:
+        d["cause"] = _describe(e.__cause__)
+    return d
+
+
+def _rebuild(d: dict[str, Any]) -> BaseException:
+    cause = _rebuild(d["cause"]) if d.get("cause") else None
+    kind, message = d.get("kind"), d.get("message", "")
+    failure: FailureError
+    if kind == "ActivityError":
+        failure = ActivityError(message, activity_type=d["activity_type"],
+                                activity_id=d["activity_id"], retry_state=d["retry_state"],
+                                cause=cause)
+    elif kind == "ChildWorkflowError":
+        failure = ChildWorkflowError(message, workflow_type=d["workflow_type"],
+                                     workflow_id=d["workflow_id"], cause=cause)
+    elif kind == "TimeoutError":
+        failure = TimeoutError(message, cause=cause)
+    elif kind == "CancelledError":
+        failure = CancelledError(message, cause=cause)
+    else:
+        failure = ApplicationError(message, *d.get("details", []), type=d.get("type"),
+                                   non_retryable=bool(d.get("non_retryable")),
+                                   category=ApplicationErrorCategory(d.get("category", 0)))
+        if cause is not None:
+            failure.__cause__ = cause
+    return failure
+
+
+def _chain(error: ErrorObject) -> dict[str, Any] | None:
+    if not error.data:
+        return None
+    try:
+        data = json.loads(error.data)
+    except ValueError:
+        return None
+    found = data.get(CHAIN) if isinstance(data, dict) else None
+    return found if isinstance(found, dict) else None
+
+
 def cause_of(error: ErrorObject) -> BaseException:
-    """The Temporal-shaped cause for a recorded failure."""
+    """The Temporal-shaped cause for a recorded failure: rebuilt with its details and cause
+    chain when a Temporal failure recorded them, else from the type and message."""
+    chain = _chain(error)
+    if chain is not None:
+        rebuilt = _rebuild(chain)
+        rebuilt.stack_trace = error.traceback  # type: ignore[attr-defined]
+        return rebuilt
     if error.type == "StepTimeout":
         return TimeoutError(error.message)
     if error.type in ("Cancelled", "CancelledError"):

@@ -20,6 +20,7 @@ from typing import Any
 
 from durable.errors import UsageError
 from durable.store import Store, open_store
+from durable.temporal import activity as activity_api
 from durable.temporal.worker import durable_worker
 
 __all__ = ["run", "run_async"]
@@ -58,13 +59,14 @@ async def run_async(workflows: Sequence[Any], activities: Sequence[Callable[...,
                                 drain_seconds=0.0)
         budget = _budget(context)
         began = time.monotonic()
-        work = asyncio.ensure_future(worker.run_due())
-        done, _ = await asyncio.wait([work], timeout=budget)
-        cut_short = work not in done
-        if cut_short:
-            work.cancel()
-            await asyncio.wait([work])
-            await worker._drain()  # cancel in-flight invocations: their leases lapse
+        with activity_api.registered(activities):
+            work = asyncio.ensure_future(worker.run_due())
+            done, _ = await asyncio.wait([work], timeout=budget)
+            cut_short = work not in done
+            if cut_short:
+                work.cancel()
+                await asyncio.wait([work])
+                await worker._drain()  # cancel in-flight invocations: their leases lapse
         return {"invocations": worker.stats.invocations, "completed": worker.stats.completed,
                 "deadline_reached": cut_short,
                 "next_due": None if cut_short else work.result(),

@@ -32,7 +32,7 @@ from durable.errors import NonDeterminismError
 from durable.sdk.executor import ContinueAsNew
 from durable.temporal import _definition
 from durable.temporal._runtime import ActivityHandle, WorkflowTaskFailed, active, current
-from durable.temporal.common import RetryPolicy
+from durable.temporal.common import RetryPolicy, run_attributes
 from durable.temporal.exceptions import UnsupportedFeature
 
 __all__ = [
@@ -49,8 +49,10 @@ __all__ = [
     "defn",
     "deprecate_patch",
     "execute_activity",
+    "execute_activity_method",
     "execute_child_workflow",
     "execute_local_activity",
+    "execute_local_activity_method",
     "in_workflow",
     "info",
     "init",
@@ -64,11 +66,14 @@ __all__ = [
     "signal",
     "sleep",
     "start_activity",
+    "start_activity_method",
     "start_child_workflow",
     "start_local_activity",
+    "start_local_activity_method",
     "time",
     "time_ns",
     "unsafe",
+    "upsert_search_attributes",
     "uuid4",
     "wait_condition",
 ]
@@ -82,7 +87,6 @@ UNSUPPORTED: dict[str, str] = {
     "set_query_handler": "declare handlers with @workflow.query",
     "set_dynamic_signal_handler": "declare handlers with @workflow.signal",
     "set_dynamic_query_handler": "declare handlers with @workflow.query",
-    "upsert_search_attributes": "publish state for clients with a query instead",
     "upsert_memo": "publish state for clients with a query instead",
     "memo": "pass what the workflow needs as its input",
     "as_completed": "use asyncio.gather(...)",
@@ -90,7 +94,6 @@ UNSUPPORTED: dict[str, str] = {
     "all_handlers_finished": "signal handlers here are synchronous: they always have finished",
     "create_nexus_client": "",
     "get_last_completion_result": "",
-    "execute_activity_method": "pass the bound method to execute_activity",
     "execute_activity_class": "pass the callable instance to execute_activity",
 }
 
@@ -311,6 +314,24 @@ def start_local_activity(
         activity, arg, args=args, schedule_to_close_timeout=schedule_to_close_timeout,
         start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy,
         cancellation_type=cancellation_type, result_type=result_type))
+
+
+# An activity class's method, passed unbound (`MyActivities.compose`), is resolved by its
+# activity name to the bound method the worker registered (`activity.implementation`), as for
+# any activity: Temporal's `*_method` variants differ only in their static types.
+execute_activity_method = execute_activity
+start_activity_method = start_activity
+execute_local_activity_method = execute_local_activity
+start_local_activity_method = start_local_activity
+
+
+def upsert_search_attributes(updates: Any) -> None:
+    """Set the run's search attributes: Durable run attributes (`durable ls --where`,
+    `Client.runs`), recorded so a replay does not set them again. Takes Temporal's forms:
+    `[SearchAttributeKey.for_keyword("Status").value_set("paid"), ...]` or
+    `{"Status": ["paid"]}`."""
+    rt = current("upsert_search_attributes()")
+    rt.ctx.set_attributes(run_attributes(updates, "workflow.upsert_search_attributes"))
 
 
 def _seconds(value: timedelta | float | None) -> float | None:
