@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.kit import wait_until
 from tests.serverkit import Server
 from tests.test_rerun_patch import ORDER
-from tests.test_ui import TOKEN, VIEWPORT, browser, log_in
+from tests.test_ui import TOKEN, browser, log_in, page
 
-__all__ = ["browser"]  # the fixture, shared with tests/test_ui.py
+__all__ = ["browser", "page"]  # the fixtures, shared with tests/test_ui.py
 
 
 @pytest.fixture
@@ -24,15 +24,6 @@ def server(tmp_path: Path) -> Iterator[Server]:
     with Server(tmp_path, TOKEN, "--worker", "tests/apps/rerun_app.py",
                 env={"RERUN_EFFECTS": str(tmp_path / "effects.txt")}) as s:
         yield s
-
-
-@pytest.fixture
-def page(browser: Browser, server: Server) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    p = context.new_page()
-    p.set_default_timeout(20_000)
-    yield p
-    context.close()
 
 
 def test_the_rerun_form_starts_at_the_failed_step_with_the_recorded_input_to_edit(
