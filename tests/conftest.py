@@ -73,6 +73,14 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def any_client(any_db: str) -> Iterator[durable.Client]:
+    """A client of `any_db`: the test runs on SQLite, then on PostgreSQL."""
+    c = durable.Client(any_db)
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def registry_restored() -> Iterator[None]:
     """Workflows defined by a test leave the registry after it: a scheduled one left there would
     have its ticks fired by any later worker that serves the whole registry."""

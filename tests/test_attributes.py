@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,16 +45,9 @@ async def parent(ctx: Context, n: int) -> list[float]:
     return [await ctx.invoke(tagger, float(i), id=f"{ctx.run_id}-child-{i}") for i in range(n)]
 
 
-@pytest.fixture
-def store_client(any_db: str) -> Iterator[durable.Client]:
-    client = durable.Client(any_db)
-    yield client
-    client.close()
-
-
 def test_runs_are_found_by_attributes_from_the_start_and_from_workflow_code(
-        store_client: durable.Client) -> None:
-    client = store_client
+        any_client: durable.Client) -> None:
+    client = any_client
     amounts = {"acme-1": 5.0, "acme-2": 50.0, "other": 7.5}
     client.start(tagger, 5.0, id="acme-1", attributes={"customer": "acme", "due": DUE})
     client.start(tagger, 50.0, id="acme-2", attributes={"customer": "acme", "region": "eu"})
@@ -79,11 +71,11 @@ def test_runs_are_found_by_attributes_from_the_start_and_from_workflow_code(
     assert len(ops) == 2  # each set recorded once, the replay added none
 
 
-def test_sparse_and_dense_matches_find_the_same_runs(store_client: durable.Client,
+def test_sparse_and_dense_matches_find_the_same_runs(any_client: durable.Client,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Few matches are read from the attribute's index, many by walking the runs: the same
     answer either way, paged alike."""
-    client = store_client
+    client = any_client
     for i in range(12):
         client.start(tagger, float(i), id=f"r{i:02d}", attributes={"n": i, "odd": str(i % 2)})
     queries = ['odd = "1"', "n >= 4 AND n < 10", 'n < 6 AND odd = "0"']
@@ -99,8 +91,8 @@ def test_sparse_and_dense_matches_find_the_same_runs(store_client: durable.Clien
 
 
 def test_listing_filters_by_status_time_parent_and_roots_and_pages_by_cursor(
-        store_client: durable.Client) -> None:
-    client = store_client
+        any_client: durable.Client) -> None:
+    client = any_client
     client.start(parent, 2, id="p")
     durable.run(parent, 2, id="p", db=client.store)
     client.start(tagger, 1.0, id="waiting")

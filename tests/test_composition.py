@@ -385,3 +385,51 @@ async def test_continue_as_new_keeps_history_bounded(client):
     assert handle.result() == 39
     assert len(client.operations(handle.run_id)) == 1
     assert len(client.history(handle.run_id)) < 10
+
+
+async def test_each_generation_after_continue_as_new_invokes_a_child_of_its_own(any_client):
+    client = any_client
+
+    @workflow
+    async def doubled(ctx: Context, n: int) -> int:
+        return n * 2
+
+    @workflow
+    async def generations(ctx: Context, n: int, total: int) -> list[int]:
+        got = await ctx.invoke(doubled, n)
+        if n + 1 < total:
+            ctx.continue_as_new(n + 1, total)
+        return [got]
+
+    handle = client.start(generations, 0, 4)
+    async with serving(client, generations, doubled):
+        await finish(client, handle.run_id, timeout=30)
+    # The last generation's own child answered (an earlier one's run would say 0).
+    assert handle.result() == [6]
+    children = sorted(r.run_id for r in client.list(workflow=doubled.name))
+    assert len(children) == 4
+    assert all(client.get(c).parent_run_id == handle.run_id for c in children)
+
+
+async def test_a_chosen_child_id_reused_by_a_later_generation_fails_that_invoke(any_client):
+    client = any_client
+
+    @workflow
+    async def leaf(ctx: Context) -> str:
+        return "done"
+
+    @workflow
+    async def reuses(ctx: Context, n: int) -> str:
+        try:
+            await ctx.invoke(leaf, id=f"{ctx.run_id}-leaf")
+        except ChildFailed as e:
+            return str(e)
+        if n == 0:
+            ctx.continue_as_new(1)
+        return "no error"
+
+    handle = client.start(reuses, 0)
+    async with serving(client, reuses, leaf):
+        await finish(client, handle.run_id, timeout=30)
+    message = handle.result()
+    assert "earlier generation" in message and "an id of its own" in message

@@ -322,3 +322,24 @@ def test_cancelling_a_parent_killed_while_its_children_run_stops_all_and_compens
     steps = ["parent-undo", *(f"{s}{i}" for s in ("reserve", "work", "release")
                               for i in range(children))]
     assert {step: fx[step] for step in steps} == dict.fromkeys(steps, 1)
+
+
+@pytest.mark.parametrize("crash_at", ["gc1:inside", "gc2:before"])
+def test_each_generation_gets_one_child_of_its_own_across_a_kill(
+        crash_lab_any_db: CrashLab, crash_at: str) -> None:
+    """After ctx.continue_as_new the invoke is the same operation id again: a kill inside a
+    later generation's child leaves that generation's child to finish, not an earlier one's."""
+    lab = crash_lab_any_db
+    run_id = lab.start(app.generations, 0, id="generations")
+    lab.wait_crashed(_worker(lab, crash_at))
+    _worker(lab)
+    lab.finish(run_id)
+
+    assert lab.result(run_id) == [2, 4]
+    children = lab.client.list(workflow=app.gen_child.name)
+    assert sorted(lab.result(c.run_id) for c in children) == [0, 2, 4]
+    assert {lab.client.get(c.run_id).parent_run_id for c in children} == {run_id}
+    fx = lab.effects()
+    in_flight = crash_at.split(":")[0] if crash_at.endswith(":inside") else None
+    for step in ("gc0", "gc1", "gc2"):
+        assert fx[step] == 1 + (step == in_flight), (step, fx.counts)

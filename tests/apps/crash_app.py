@@ -496,6 +496,21 @@ async def guarded_parent(ctx: Context, n: int) -> list[int]:
         raise
 
 
+@workflow(name="crash.gen_child")
+async def gen_child(ctx: Context, n: int) -> int:
+    return int(await ctx.step(plain, f"gc{n}", n * 2, name=f"gc{n}"))
+
+
+@workflow(name="crash.generations")
+async def generations(ctx: Context, n: int) -> list[int]:
+    """Invokes crash.gen_child (step gc<n>), then continues as new with n + 1, up to n = 2:
+    each generation's invoke is the same operation id, and must get a child of its own."""
+    got = await ctx.invoke(gen_child, n)
+    if n < 2:
+        ctx.continue_as_new(n + 1)
+    return [n, got]
+
+
 class CrashAfterInvokeStart:
     """Serves a workflow through a checkpointer that runs the crash point
     `<child workflow>:invoked` once a checkpoint that started a child run has come back."""
@@ -516,7 +531,8 @@ class CrashAfterInvokeStart:
 
 
 VERSIONS["composition"] = [CrashAfterInvokeStart(wf) for wf in (  # type: ignore[misc]
-    fanout, bounded_map, quorum, child, parent, holding_parent, guarded_child, guarded_parent)]
+    fanout, bounded_map, quorum, child, parent, holding_parent, guarded_child, guarded_parent,
+    gen_child, generations)]
 
 
 # -- serving -------------------------------------------------------------------------------------

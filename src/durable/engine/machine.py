@@ -55,7 +55,7 @@ from durable.model import (
     SubType,
     attributes,
 )
-from durable.model.ids import check_run_id
+from durable.model.ids import check_run_id, child_run_id
 from durable.model.kv import KvCommand
 from durable.model.patch import merge_patch
 from durable.model.queues import Enqueue, ServedQueue
@@ -835,6 +835,12 @@ def _invoke_start(c: Change) -> Operation:
     try:
         run, created = start_run(c.tx, child.run_id, child.workflow, child.input, c.now,
                                  (c.run_id, u.id))
+        if not created and (run.parent_run_id, run.parent_op_id) == (c.run_id, u.id):
+            # This operation is new (`_require_new`), so the run under its child's id was
+            # started by an earlier generation, whose operation ids this one repeats.
+            child = replace(child, run_id=_this_generations_child(c, child.run_id))
+            run, created = start_run(c.tx, child.run_id, child.workflow, child.input, c.now,
+                                     (c.run_id, u.id))
         if not created and (run.parent_run_id, run.parent_op_id) != (c.run_id, u.id):
             raise RunIdTaken(child.run_id, f"run id {child.run_id!r} is taken by a run this "
                              "invoke did not start; give the child another id")
@@ -869,6 +875,16 @@ def _cancel_op(c: Change) -> Operation:
     c.tx.add_event(c.run_id, _CANCEL_EVENT.get(c.op.type, E.STEP_CANCELLED), c.now,
                    c.update.id, c.op.name)
     return replace(c.op, status=S.CANCELLED, ended_at=c.now, due_at=None)
+
+
+def _this_generations_child(c: Change, taken: str) -> str:
+    """The child id for this generation when an earlier one's child holds `taken`: the
+    default id with the generation in it; an id the code chose cannot be changed here."""
+    if taken != child_run_id(c.run_id, c.update.id):
+        raise RunIdTaken(taken, f"run id {taken!r} is taken by the child an earlier generation "
+                         "of this run started (before ctx.continue_as_new); give each "
+                         "generation's child an id of its own")
+    return child_run_id(c.run_id, c.update.id, c.tx.generation(c.run_id))
 
 
 def _require_new(c: Change) -> None:

@@ -66,6 +66,15 @@ def derived_run_id(text: str) -> str:
     return f"{safe[:RUN_ID_MAX - _DIGEST_CHARS - 1]}-{digest}"
 
 
+def child_run_id(parent_run_id: str, op_id: str, generation: int = 0) -> str:
+    """The id of the child run that operation `op_id` of `parent_run_id` starts when the code
+    names none. Operation ids restart with each generation (`ctx.continue_as_new` replays the
+    same code from the top), so a later generation's child carries the generation: else it
+    would find the earlier generation's child under its id and take that run for its own."""
+    base = f"{parent_run_id}-{op_id[:12]}"
+    return derived_run_id(base if generation == 0 else f"{base}-g{generation}")
+
+
 def _shown(run_id: str) -> str:
     """The id as an error message quotes it: escaped, and cut if it is long."""
     return repr(run_id) if len(run_id) <= 80 else f"{run_id[:80]!r}..."

@@ -19,7 +19,7 @@ from durable.model import (
     OperationUpdate,
     SubType,
 )
-from durable.model.ids import check_run_id, derived_run_id
+from durable.model.ids import check_run_id, child_run_id
 from durable.sdk.executor import Executor, Scope
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ async def start(ex: Executor, scope: Scope, target: Workflow[..., Any] | str,
     with scope.exclusive(f"child workflow {name!r}"):
         op_id, op = ex.begin(scope, OperationType.CHAINED_INVOKE, name, kind)
         if op is None:
-            child_id = (derived_run_id(f"{ex.run_id}-{op_id[:12]}") if run_id is None
+            child_id = (child_run_id(ex.run_id, op_id) if run_id is None
                         else check_run_id(run_id))
             child = ChildStart(child_id, name, _input(ex, target, args), tenant_id)
             (op,) = await ex.checkpoint(OperationUpdate(

@@ -392,6 +392,11 @@ class Runs(Attributes):
             " WHERE run_id = ? RETURNING generation", (input, now, now, run_id))
         return int(row[0])
 
+    def generation(self, run_id: str) -> int:
+        """How many times the run continued as new (0: never)."""
+        row = self._one("SELECT generation FROM runs WHERE run_id = ?", (run_id,))
+        return 0 if row is None else int(row[0])
+
     def parent_of(self, run_id: str) -> tuple[str, str] | None:
         row = self._one("SELECT parent_run_id, parent_op_id FROM runs WHERE run_id = ?",
                         (run_id,))
