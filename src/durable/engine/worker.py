@@ -64,7 +64,7 @@ from durable.model import (
     WorkflowHandler,
     code_failure,
 )
-from durable.model.events import Event, Trigger
+from durable.model.events import Event, Trigger, check_responders
 from durable.model.queues import Queue, ServedQueue
 from durable.model.schedule import Schedule
 from durable.model.settings import WorkflowSettings
@@ -174,6 +174,7 @@ class Worker:
         self.triggers: dict[str, tuple[Trigger, Callable[[Event], str | None]]] = {
             w.name: (t, getattr(w, "trigger_input", _no_event_input)) for w in workflows
             if fire_schedules and (t := getattr(w, "trigger", None)) is not None}
+        check_responders({name: t for name, (t, _) in self.triggers.items()})
         self._stored: list[_Scheduled] = []
         self._stored_read = -math.inf
         self.queues = served_queues(workflows)
