@@ -48,8 +48,10 @@ def http(any_db: str) -> Iterator[tuple[Any, durable.Client]]:
     try:
         with TestClient(create_app(client, workflows=[review, summed, slow]),
                         base_url="http://127.0.0.1") as session:
-            wait_until(lambda: all(client.store.read(lambda tx: tx.trigger_since(w.name))
-                                   for w in (review, summed, slow)), "the triggers to register")
+            names = [w.name for w in (review, summed, slow)]
+            wait_until(lambda: client.store.read(
+                lambda tx: all(tx.trigger_since(name) for name in names)),
+                "the triggers to register")
             yield session, client
     finally:
         client.close()
