@@ -38,6 +38,13 @@ async def slow(ctx: Context) -> str:
     return "done"
 
 
+@workflow(name="hooked.twice", on_event="twice", respond=DEADLINE)
+async def twice(ctx: Context) -> str:
+    await ctx.respond(body="first")
+    await ctx.respond(body="second")
+    return "never"
+
+
 @pytest.fixture
 def http(any_db: str) -> Iterator[tuple[Any, durable.Client]]:
     from fastapi.testclient import TestClient
@@ -46,9 +53,9 @@ def http(any_db: str) -> Iterator[tuple[Any, durable.Client]]:
 
     client = durable.Client(any_db)
     try:
-        with TestClient(create_app(client, workflows=[review, summed, slow]),
+        with TestClient(create_app(client, workflows=[review, summed, slow, twice]),
                         base_url="http://127.0.0.1") as session:
-            names = [w.name for w in (review, summed, slow)]
+            names = [w.name for w in (review, summed, slow, twice)]
             wait_until(lambda: client.store.read(
                 lambda tx: all(tx.trigger_since(name) for name in names)),
                 "the triggers to register")
@@ -110,6 +117,18 @@ def test_an_event_the_answering_filter_refuses_starts_nothing_and_gets_the_publi
     wait_until(lambda: client.event(event.seq)[1], "the trigger to dispatch the event")
     assert [d.run_id for d in client.event(event.seq)[1]] == [None]
     assert client.list(workflow="hooked.review") == []
+
+
+def test_a_second_ctx_respond_fails_the_run_and_the_request_keeps_the_first_answer(
+        http: tuple[Any, durable.Client]) -> None:
+    session, client = http
+    answer = session.post("/hooks/events/twice", headers={"Idempotency-Key": "t-1"})
+    assert (answer.status_code, answer.text) == (200, "first")
+    (run,) = client.list(workflow="hooked.twice")
+    ended = client.wait_ended(run.run_id, timeout=DEADLINE)
+    assert ended.error is not None and "ctx.respond was called twice" in ended.error.message
+    retried = session.post("/hooks/events/twice", headers={"Idempotency-Key": "t-1"})
+    assert (retried.status_code, retried.text) == (200, "first")
 
 
 def test_respond_without_a_trigger_a_bad_wait_or_two_answering_triggers_are_refused(

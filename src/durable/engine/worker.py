@@ -277,6 +277,22 @@ class Worker:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
 
+    async def register_triggers(self) -> None:
+        """Record this worker's event triggers now, ahead of serving (`_catch_up` records them
+        again). A server calls it before it takes requests: a trigger dispatches only events
+        published after it was recorded, so a webhook delivered the moment the server is up
+        would otherwise start nothing. A store not answering is left to the catch-up, which
+        waits the outage out; the server starts all the same."""
+        if not self.triggers:
+            return
+        triggers = {name: trigger for name, (trigger, _) in self.triggers.items()}
+        try:
+            await self._write(lambda tx: events.register_triggers(tx, triggers, self.clock()))
+        except Exception:
+            log.warning("could not record the event triggers of %s before serving; the "
+                        "worker records them once the store answers", ", ".join(triggers),
+                        exc_info=True)
+
     async def _catch_up(self) -> None:
         """What serving begins with, once the store answers, in one write (the writer, not
         the pool of readers, which may take a while to reconnect after an outage): record what
