@@ -3,6 +3,7 @@ posted its event, with `ctx.respond` or its result, on both stores."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 import durable
 from durable import Context, WebhookRequest, workflow
 from durable.errors import UsageError
-from tests.kit import DEADLINE, wait_until
+from tests.kit import DEADLINE, DURABLE, wait_until
 
 
 @workflow(name="hooked.review", on_event="gh", respond=DEADLINE,
@@ -75,6 +76,10 @@ def test_a_run_answers_with_ctx_respond_then_carries_on_and_a_retry_gets_the_sam
                              "query": {"x": "1"}, "auth": False}
     run_id = answer.headers["X-Run"]
     assert client.get(run_id).status.live  # answered, and still going
+    (event,) = session.get("/api/events", params={"topic": "gh"}).json()["events"]
+    assert (event["request"]["method"], event["request"]["query"]) == ("POST", {"x": "1"})
+    assert event["request"]["headers"]["x-github-event"] == "pull_request"
+    assert "authorization" not in event["request"]["headers"]  # the caller's, not stored
     again = session.post("/hooks/events/gh?x=1", json={"action": "closed"}, headers=headers)
     assert (again.status_code, again.json(), again.headers["X-Run"]) == (
         201, answer.json(), run_id)
@@ -107,7 +112,7 @@ def test_a_run_not_answering_in_time_gets_202_with_its_id_and_answers_a_retry_la
 
 
 def test_an_event_the_answering_filter_refuses_starts_nothing_and_gets_the_publish_answer(
-        http: tuple[Any, durable.Client]) -> None:
+        http: tuple[Any, durable.Client], any_db: str) -> None:
     session, client = http
     answer = session.post("/hooks/events/gh", json={"action": "opened"},
                           headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-2"})
@@ -117,6 +122,10 @@ def test_an_event_the_answering_filter_refuses_starts_nothing_and_gets_the_publi
     wait_until(lambda: client.event(event.seq)[1], "the trigger to dispatch the event")
     assert [d.run_id for d in client.event(event.seq)[1]] == [None]
     assert client.list(workflow="hooked.review") == []
+    shown = subprocess.run([DURABLE, "events", "show", str(event.seq), "--db", any_db],
+                           capture_output=True, text=True, timeout=DEADLINE)
+    assert "posted by a webhook: POST /hooks/events/gh" in shown.stdout, shown.stderr
+    assert "filtered out" in shown.stdout
 
 
 def test_a_second_ctx_respond_fails_the_run_and_the_request_keeps_the_first_answer(

@@ -44,6 +44,9 @@ class EventOut(BaseModel):
     data: Any
     published_at: float
     generation: int = Field(description="How many times it was redispatched")
+    request: dict[str, Any] | None = Field(
+        None, description="The webhook request that posted it (method, path, query, headers; "
+        "the body is `data`); absent for events published otherwise")
 
 
 class Published(EventOut):
