@@ -172,8 +172,8 @@ def answer(tx: Tx, event: Event, responding: Responder) -> Answer:
     if run is None:
         delivered = tx.delivery(event, responding.workflow)
         return Answer(None, started=delivered is None or delivered.run_id is not None)
-    for op in tx.operations(run.run_id):
-        if op.sub_type == SubType.RESPOND and op.status is OperationStatus.SUCCEEDED:
+    for op in tx.operations_of_kind(run.run_id, SubType.RESPOND):
+        if op.status is OperationStatus.SUCCEEDED:
             assert op.result is not None
             return Answer(WebhookResponse.from_json(op.result))
     return Answer(None if run.status.live else _ended_answer(run))
