@@ -7,7 +7,9 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,7 @@ import durable
 from durable.engine import events
 from durable.model import ExecutionStatus
 from durable.store import Tx
-from tests.kit import Proc, Procs, wait_until
+from tests.kit import DEADLINE, Proc, Procs, wait_until
 
 APP = str(Path(__file__).parent / "apps" / "events_app.py")
 
@@ -105,3 +107,43 @@ def test_a_worker_killed_after_signal_run_and_start_by_name_repeats_neither(
     assert len(client.list(workflow="sink")) == 1
     assert _effects(tmp_path) == Counter({"sink-got:hello": 1, "messenger-done": 1})
 
+
+
+@pytest.mark.parametrize("where", ["before_respond", "after_respond"])
+def test_a_worker_killed_around_ctx_respond_leaves_the_request_one_answer_and_the_run_one_end(
+        any_db: str, lab_client: durable.Client, procs: Procs, tmp_path: Path,
+        where: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from durable.server.app import create_app
+
+    client = lab_client
+    dying = _worker(procs, any_db, tmp_path, CRASH_AT=where)
+    wait_until(lambda: client.store.read(lambda tx: tx.trigger_since("answering")),
+               "the worker to register the trigger")
+    # The server runs no workflow itself: the answer can only come from a worker, via the store.
+    app = create_app(client, wait_limit=DEADLINE)
+    with TestClient(app, base_url="http://127.0.0.1") as http, ThreadPoolExecutor(1) as pool:
+        def deliver() -> Any:
+            return http.post("/hooks/events/answers", json={"pr": 7},
+                             headers={"X-GitHub-Delivery": "delivery-1"})
+        request = pool.submit(deliver)
+        assert _killed(dying) == -9
+        assert (tmp_path / f"crashed-{where}").exists()
+        if where == "after_respond":  # recorded before the kill: answered with no worker alive
+            assert request.result(timeout=DEADLINE).status_code == 201
+        else:
+            assert not request.done()  # nothing alive could have answered it
+        _worker(procs, any_db, tmp_path)
+        answer = request.result(timeout=DEADLINE)
+        assert (answer.status_code, answer.json()) == (201, {"pr": 7})
+        run_id = answer.headers["X-Run"]
+        assert client.wait(run_id, timeout=60).status is ExecutionStatus.SUCCEEDED
+        retried = deliver()  # the sender retrying the delivery reads the same answer
+        assert (retried.status_code, retried.json(), retried.headers["X-Run"]) == (
+            201, {"pr": 7}, run_id)
+    responds = [e for e in client.history(run_id)
+                if e.type == "StepSucceeded" and e.name == "respond"]
+    assert len(responds) == 1
+    assert [r.run_id for r in client.list(workflow="answering")] == [run_id]
+    assert _effects(tmp_path) == Counter({"answered:delivery-1": 1})

@@ -157,7 +157,7 @@ async def test_signal_run_reaches_the_other_run_once_and_fails_for_an_unknown_ru
 def test_a_bad_filter_or_topic_fails_where_the_workflow_is_declared() -> None:
     with pytest.raises(UsageError, match="not a valid CEL expression"):
         workflow(name="events.bad", on_event="orders", filter="data.amount >")(big_order.fn)
-    with pytest.raises(UsageError, match="may name only data, topic and id"):
+    with pytest.raises(UsageError, match="may name only data, topic, id and request"):
         workflow(name="events.bad", on_event="orders", filter="order.amount > 1")(big_order.fn)
     with pytest.raises(UsageError, match="topic 'no spaces' is not valid"):
         workflow(name="events.bad", on_event="no spaces")(big_order.fn)

@@ -31,6 +31,7 @@ from durable.errors import (
     WorkflowFailed,
 )
 from durable.model import ExecutionStatus
+from durable.model.events import WebhookRequest, WebhookResponse
 from durable.model.queues import Queue
 from durable.model.schedule import Schedule, ScheduleInfo
 from durable.sdk.callback import Callback
@@ -114,6 +115,8 @@ __all__ = [
     "WaitDecision",
     "WaitStrategy",
     "WaitTimeout",
+    "WebhookRequest",
+    "WebhookResponse",
     "Worker",
     "Workflow",
     "WorkflowFailed",

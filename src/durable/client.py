@@ -44,6 +44,7 @@ from typing import (
 )
 
 from durable.engine import bulk, events, kv, machine, schedules, telemetry
+from durable.engine.events import Answer, Responder
 from durable.engine.metrics import (
     FunctionHealth,
     QueueStats,
@@ -673,6 +674,32 @@ class Client:
         return self.store.write_sync(
             lambda tx: events.publish(tx, topic, event_id, data, self.clock()))
 
+    def publish_webhook(self, topic: str, data: str, id: str | None, request: str
+                        ) -> tuple[Event, bool, Responder | None]:
+        """Publish what a webhook posted (`request`: `WebhookRequest.request_json`), and say
+        which trigger answers it, if any."""
+        event_id = id if id is not None else uuid.uuid4().hex
+
+        def publish(tx: Tx) -> tuple[Event, bool, Responder | None]:
+            event, created = events.publish(tx, topic, event_id, data, self.clock(), request)
+            return event, created, events.responder(tx, event)
+        return self.store.write_sync(publish)
+
+    async def webhook_answer_async(self, event: Event, responding: Responder,
+                                   timeout: float) -> Answer:
+        """The answer of the run `responding` names to the webhook request that posted
+        `event`, once it has one, or as it stands after `timeout` seconds. Woken by the store's
+        commit notifications (the RESPOND step and the run's end both notify), not polling."""
+        with _Commits(self.store, timeout, asyncio.get_running_loop()) as commits:
+            while True:
+                found = await self.store.aread(lambda tx: events.answer(tx, event, responding))
+                if found.response is not None or not found.started:
+                    return found
+                pause = commits.pause_left()
+                if pause is None:
+                    return found
+                await commits.wait_async(pause)
+
     def list_events(self, topic: str | None = None, limit: int = 100,
                before: int | None = None) -> builtins.list[Event]:
         """Stored events, newest first; `before`: older than that event number (a page)."""
@@ -1161,8 +1188,10 @@ class _Commits:
         is up; `self.run` is the answer), else how long to wait for a commit before reading
         it again."""
         self.run = run
-        if not run.status.live:
-            return None
+        return None if not run.status.live else self.pause_left()
+
+    def pause_left(self) -> float | None:
+        """How long to wait for a commit before looking again; None: time is up."""
         if self._deadline is None:
             return LOOK_AGAIN
         left = self._deadline - time.monotonic()

@@ -5,6 +5,8 @@
 inside the dispatch transaction, after it started runs of the events before it in that batch.
 `CRASH_AT=after_signal`: SIGKILL this process in the step right after `ctx.signal_run` and
 `ctx.start_child` by name were recorded, before the workflow goes on.
+`CRASH_AT=before_respond` / `after_respond`: SIGKILL this process in the step right before
+`ctx.respond` is recorded, or right after.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import durable
-from durable import Context, workflow
+from durable import Context, WebhookRequest, workflow
 from durable.model.events import Event
 
 DIR = Path(os.environ.get("EVENTS_DIR", "."))
@@ -74,11 +76,20 @@ async def messenger(ctx: Context, sink_id: str) -> str:
     return child
 
 
+@workflow(name="answering", on_event="answers", respond=600)
+async def answering(ctx: Context, request: WebhookRequest) -> str:
+    await ctx.step(crash, "before_respond", name="maybe-crash-before")
+    await ctx.respond(201, headers={"X-Run": ctx.run_id}, body={"pr": request.body["pr"]})
+    await ctx.step(crash, "after_respond", name="maybe-crash-after")
+    await ctx.step(effect, f"answered:{request.event_id}", name="finish")
+    return "done"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     args = parser.parse_args()
-    worker = durable.Worker([big_order, sink, messenger], args.db, lease_seconds=2.0)
+    worker = durable.Worker([big_order, sink, messenger, answering], args.db, lease_seconds=2.0)
     (DIR / f"ready-{os.getpid()}").touch()
     worker.run()
 

@@ -105,6 +105,9 @@ def events_show(seq: int, db: str | None, as_json: bool) -> None:
 def _echo_event(event: Event) -> None:
     click.echo(f"event #{event.seq} on {event.topic}, id {printable(event.id)}, "
                f"published {_when(event.published_at)}")
+    asked = event.request_value
+    if asked is not None:  # its headers are in --json
+        click.echo(printable(f"posted by a webhook: {asked['method']} {asked['path']}"))
     click.echo(printable(json.dumps(event.value, indent=2), lines=True))
 
 

@@ -712,6 +712,8 @@ def _step_succeed(c: Change) -> Operation:
         streams.record_write(c.tx, c.run_id, u.name, u.payload, u.id, c.now)
     elif u.sub_type == SubType.STREAM_CLOSE and u.name is not None:
         streams.record_close(c.tx, c.run_id, u.name, u.id, c.now)
+    elif u.sub_type == SubType.RESPOND:
+        c.tx.notify()  # the webhook request waiting for this answer (engine/events.py)
     elif u.sub_type == SubType.SUBSCRIBE and u.payload is not None:
         asked = json.loads(u.payload)
         c.tx.add_subscription(c.run_id, u.id, asked["topic"], asked["filter"], c.now)

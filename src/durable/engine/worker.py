@@ -64,7 +64,7 @@ from durable.model import (
     WorkflowHandler,
     code_failure,
 )
-from durable.model.events import Event, Trigger
+from durable.model.events import Event, Trigger, check_responders
 from durable.model.queues import Queue, ServedQueue
 from durable.model.schedule import Schedule
 from durable.model.settings import WorkflowSettings
@@ -174,6 +174,7 @@ class Worker:
         self.triggers: dict[str, tuple[Trigger, Callable[[Event], str | None]]] = {
             w.name: (t, getattr(w, "trigger_input", _no_event_input)) for w in workflows
             if fire_schedules and (t := getattr(w, "trigger", None)) is not None}
+        check_responders({name: t for name, (t, _) in self.triggers.items()})
         self._stored: list[_Scheduled] = []
         self._stored_read = -math.inf
         self.queues = served_queues(workflows)
@@ -275,6 +276,22 @@ class Worker:
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
+
+    async def register_triggers(self) -> None:
+        """Record this worker's event triggers now, ahead of serving (`_catch_up` records them
+        again). A server calls it before it takes requests: a trigger dispatches only events
+        published after it was recorded, so a webhook delivered the moment the server is up
+        would otherwise start nothing. A store not answering is left to the catch-up, which
+        waits the outage out; the server starts all the same."""
+        if not self.triggers:
+            return
+        triggers = {name: trigger for name, (trigger, _) in self.triggers.items()}
+        try:
+            await self._write(lambda tx: events.register_triggers(tx, triggers, self.clock()))
+        except Exception:
+            log.warning("could not record the event triggers of %s before serving; the "
+                        "worker records them once the store answers", ", ".join(triggers),
+                        exc_info=True)
 
     async def _catch_up(self) -> None:
         """What serving begins with, once the store answers, in one write (the writer, not

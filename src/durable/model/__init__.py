@@ -135,6 +135,7 @@ class SubType(StrEnum):
     SUBSCRIBE = "Subscribe"  # a STEP: the engine buffers the topic's matching events from here
     NEXT_EVENT = "NextEvent"  # a CALLBACK the engine resolves from a subscription's events
     SIGNAL_RUN = "SignalRun"  # a STEP: the engine signals another run as it records it
+    RESPOND = "Respond"  # a STEP whose result answers the webhook request that started the run
 
 
 class EventType(StrEnum):

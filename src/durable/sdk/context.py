@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, overload
 from durable.errors import UsageError
 from durable.model import SubType
 from durable.model import attributes as _attributes
+from durable.model.events import WebhookResponse
 from durable.sdk import callback as _callback
 from durable.sdk import child as _child
 from durable.sdk import condition as _condition
@@ -428,6 +429,16 @@ class Context:
         once however often this run replays; raises `SignalFailed` if that run does not exist
         or has ended."""
         await _events.signal_run(self._ex, self._scope(), run_id, name, payload)
+
+    async def respond(self, status: int = 200, *, headers: dict[str, str] | None = None,
+                      body: Any = None) -> None:
+        """Answer the webhook request that started this run (a trigger declared with
+        `respond=`): it gets this status, headers and body (a str as text, else JSON), and the
+        workflow carries on. Recorded once: a replay, or the sender retrying the delivery,
+        gives the same answer. Once per run; a run that never calls it answers with its
+        result when it ends."""
+        await _events.respond(self._ex, self._scope(),
+                              WebhookResponse(status, dict(headers or {}), body))
 
     def patched(self, change_id: str) -> bool:
         """True for runs that reach this point under the new code, False for runs that passed

@@ -5,6 +5,9 @@ run from now on"; `next_event` is a CALLBACK the engine resolves with the oldest
 event, or with the next one published; its result (the event) is in the history, so a replay
 returns the same events in the same order. `signal_run` is a STEP whose recording delivers the
 signal, in one transaction, so it is sent exactly once however often the run replays.
+`respond` is a STEP whose result is the answer to the webhook request that started the run:
+the request reads it from the store once it is committed, so it is given once, and the same
+answer however often the run replays or the sender retries.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from durable.errors import CallbackFailed, SignalFailed, WaitTimeout
+from durable.errors import CallbackFailed, SignalFailed, UsageError, WaitTimeout
 from durable.model import (
     Operation,
     OperationAction,
@@ -23,7 +26,7 @@ from durable.model import (
     OperationUpdate,
     SubType,
 )
-from durable.model.events import check_topic, compile_filter
+from durable.model.events import WebhookResponse, check_topic, compile_filter
 from durable.sdk.executor import Executor, Scope
 from durable.sdk.wait import seconds
 
@@ -90,3 +93,17 @@ async def signal_run(ex: Executor, scope: Scope, run_id: str, name: str, payload
         if op.status is S.FAILED:
             assert op.error is not None
             raise SignalFailed(run_id, name, op.error)
+
+
+async def respond(ex: Executor, scope: Scope, response: WebhookResponse) -> None:
+    if ex.responded:
+        raise UsageError("ctx.respond was called twice: a webhook request gets one answer; "
+                         "respond once, then carry on")
+    payload = response.to_json()  # a body that is not JSON fails here, before anything
+    with scope.exclusive("respond"):
+        op_id, op = ex.begin(scope, OperationType.STEP, "respond", SubType.RESPOND)
+        if op is None:
+            await ex.checkpoint(OperationUpdate(
+                op_id, OperationType.STEP, OperationAction.SUCCEED, name="respond",
+                parent_id=scope.parent_id, sub_type=SubType.RESPOND, payload=payload))
+    ex.responded = True

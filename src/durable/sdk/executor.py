@@ -110,6 +110,7 @@ class Executor:
         self._log_ranks: dict[str, int] = {}  # where in the code -> lines logged there so far
         self.cancel_raised = False
         self.paused = False  # as the last checkpoint's answer said: hold at the next new operation
+        self.responded = False  # ctx.respond was reached: the webhook request has its one answer
         self.root = Scope(self, None)
         self._checkpointer = checkpointer
         # Completeness and the replaying flag follow the workflow body's own operations: inner

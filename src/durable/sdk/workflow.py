@@ -26,7 +26,14 @@ from durable.model import (
     OperationUpdate,
     code_failure,
 )
-from durable.model.events import Event, Trigger, check_topic, compile_filter
+from durable.model.events import (
+    Event,
+    Trigger,
+    WebhookRequest,
+    check_topic,
+    compile_filter,
+    respond_seconds,
+)
 from durable.model.queues import Queue
 from durable.model.schedule import Missed, Schedule
 from durable.model.settings import retention_seconds
@@ -120,8 +127,13 @@ class Workflow(Generic[P, R]):
 
     def trigger_input(self, event: Event) -> str | None:
         """The input of the run an event starts: the event (`Event.to_dict`) if the workflow
-        takes a parameter, else nothing."""
-        return self.encode_input((event.to_dict(),) if self.params else ())
+        takes a parameter, or the webhook request that posted it if that parameter is typed
+        `WebhookRequest`; else nothing."""
+        if not self.params:
+            return self.encode_input(())
+        if self._param_types[0] is WebhookRequest:
+            return self.encode_input((WebhookRequest.of(event),))
+        return self.encode_input((event.to_dict(),))
 
     # -- input -------------------------------------------------------------------------------
     def encode_input(self, args: tuple[Any, ...]) -> str | None:
@@ -211,7 +223,8 @@ def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              webhook: bool = False, record_inputs: bool = True,
              retention: timedelta | None = None,
              execution_timeout: timedelta | float | None = None,
-             on_event: str | None = None, filter: str | None = None) -> WorkflowDecorator: ...
+             on_event: str | None = None, filter: str | None = None,
+             respond: bool | timedelta | float = False) -> WorkflowDecorator: ...
 
 
 def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, /, *,
@@ -220,7 +233,8 @@ def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, 
              queue: Queue | str | None = None, webhook: bool = False,
              record_inputs: bool = True, retention: timedelta | None = None,
              execution_timeout: timedelta | float | None = None,
-             on_event: str | None = None, filter: str | None = None) -> Any:
+             on_event: str | None = None, filter: str | None = None,
+             respond: bool | timedelta | float = False) -> Any:
     """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`.
 
     `schedule="0 2 * * *"` (cron, in `timezone`, default UTC): every worker serving the workflow
@@ -257,29 +271,36 @@ def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, 
     input is the event (`{"topic", "id", "data", "seq", "published_at", "generation"}`) if
     the workflow takes a parameter. Events published before a worker first served the trigger
     start none. A bad topic or filter raises `UsageError` here.
+
+    `respond=True` (or how long to wait, e.g. `timedelta(seconds=30)`; True: 10 s): a webhook
+    request posting a matching event on the topic (`POST /hooks/events/<topic>`) waits for
+    the run's `ctx.respond(...)`, or its result, and gets it as the HTTP answer; after the
+    wait, 202 with the run id. Type the parameter `WebhookRequest` to receive the request.
     """
     def wrap(f: Callable[Concatenate[Context, P], Awaitable[R]]) -> Workflow[P, R]:
         wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
                                                      missed), queue, webhook, record_inputs,
                       retention, execution_timeout,
-                      _trigger(name or f.__qualname__, on_event, filter))
+                      _trigger(name or f.__qualname__, on_event, filter, respond))
         REGISTRY[wf.name] = wf
         return wf
     return wrap(fn) if fn is not None else wrap
 
 
-def _trigger(workflow: str, topic: str | None, source: str | None) -> Trigger | None:
+def _trigger(workflow: str, topic: str | None, source: str | None,
+             respond: bool | timedelta | float) -> Trigger | None:
     if topic is None:
-        if source is not None:
-            raise UsageError(f"@workflow {workflow}: filter= applies to a trigger; give the "
-                             "topic too: on_event='orders'")
+        for given, value in (("filter", source is not None), ("respond", respond is not False)):
+            if value:
+                raise UsageError(f"@workflow {workflow}: {given}= applies to a trigger; give "
+                                 "the topic too: on_event='orders'")
         return None
     where = f"@workflow {workflow}"
     try:
         check_topic(topic)
     except UsageError as e:
         raise UsageError(f"{where}: {e}") from None
-    return Trigger(topic, compile_filter(source, where))
+    return Trigger(topic, compile_filter(source, where), respond_seconds(where, respond))
 
 
 def _schedule(workflow: str, cron: str | None, timezone: str | None,

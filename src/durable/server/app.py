@@ -125,6 +125,8 @@ def create_app(db: Client | Store | str | None = None, *, token: str | None = No
         app.state.durable = ServerState(client, loaded, token, wait_limit, public)
         worker = (Worker(loaded.values(), client.store, clock=client.clock)
                   if serve and loaded else None)
+        if worker is not None:
+            await worker.register_triggers()
         task = asyncio.create_task(worker.run_async()) if worker else None
         sweeps = (asyncio.create_task(Retention(client.store, retention, client.clock).run())
                   if retention else None)

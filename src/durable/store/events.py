@@ -1,5 +1,6 @@
-"""The event tables (schema migration 16): events, the triggers workers serve, what each
-trigger made of each event, and running workflows' subscriptions with their buffered events."""
+"""The event tables (schema migrations 16 and 18): events, the triggers workers serve, what
+each trigger made of each event, and running workflows' subscriptions with their buffered
+events."""
 
 from __future__ import annotations
 
@@ -8,22 +9,23 @@ from typing import Any
 from durable.model.events import Delivery, Event
 from durable.store.rows import Table
 
-_EVENT_COLUMNS = "seq, topic, event_id, data, published_at, generation"
+_EVENT_COLUMNS = "seq, topic, event_id, data, published_at, generation, request"
 
 
 def _event(row: Any) -> Event:
-    return Event(int(row[0]), row[1], row[2], row[3], float(row[4]), int(row[5]))
+    return Event(int(row[0]), row[1], row[2], row[3], float(row[4]), int(row[5]), row[6])
 
 
 class Events(Table):
     """Events by topic and id, deliveries to triggers, subscriptions and their inboxes."""
 
-    def insert_event(self, topic: str, event_id: str, data: str, now: float) -> bool:
+    def insert_event(self, topic: str, event_id: str, data: str, now: float,
+                     request: str | None = None) -> bool:
         """Store the event unless one with this topic and id exists; whether this stored it."""
         return self._one(
-            "INSERT INTO events (topic, event_id, data, published_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (topic, event_id) DO NOTHING RETURNING seq",
-            (topic, event_id, data, now)) is not None
+            "INSERT INTO events (topic, event_id, data, published_at, request)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (topic, event_id) DO NOTHING RETURNING seq",
+            (topic, event_id, data, now, request)) is not None
 
     def get_event(self, topic: str, event_id: str, lock: bool = False) -> Event | None:
         row = self._one(f"SELECT {_EVENT_COLUMNS} FROM events WHERE topic = ? AND event_id = ?"
@@ -66,16 +68,36 @@ class Events(Table):
 
     # -- triggers and what they made of each event -------------------------------------------
     def register_trigger(self, workflow: str, topic: str, filter: str | None,
-                         now: float) -> None:
+                         respond: float | None, now: float) -> None:
         """Record the trigger a worker serves. Events published before a trigger (or before a
-        deploy changed its topic or filter) start no run of it: `since` moves to now."""
+        deploy changed its topic or filter) start no run of it: `since` moves to now. A
+        change of `respond` alone keeps `since`: it changes who answers, not what starts."""
         self._exec(
-            "INSERT INTO event_triggers (workflow, topic, filter, since) VALUES (?, ?, ?, ?)"
+            "INSERT INTO event_triggers (workflow, topic, filter, since, respond)"
+            " VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (workflow) DO UPDATE SET topic = excluded.topic,"
-            " filter = excluded.filter, since = excluded.since"
+            " filter = excluded.filter, respond = excluded.respond,"
+            " since = CASE WHEN event_triggers.topic <> excluded.topic"
+            " OR event_triggers.filter IS DISTINCT FROM excluded.filter"
+            " THEN excluded.since ELSE event_triggers.since END"
             " WHERE event_triggers.topic <> excluded.topic"
-            " OR event_triggers.filter IS DISTINCT FROM excluded.filter",
-            (workflow, topic, filter, now))
+            " OR event_triggers.filter IS DISTINCT FROM excluded.filter"
+            " OR event_triggers.respond IS DISTINCT FROM excluded.respond",
+            (workflow, topic, filter, now, respond))
+
+    def responders(self, topic: str) -> list[tuple[str, str | None, float, float]]:
+        """(workflow, filter, respond seconds, since) of the triggers of `topic` that answer
+        webhook requests, by workflow name."""
+        return [(r[0], r[1], float(r[2]), float(r[3])) for r in self._rows(
+            "SELECT workflow, filter, respond, since FROM event_triggers"
+            " WHERE topic = ? AND respond IS NOT NULL ORDER BY workflow", (topic,))]
+
+    def delivery(self, event: Event, workflow: str) -> Delivery | None:
+        """What the workflow's trigger made of this generation of the event, once dispatched."""
+        row = self._one("SELECT workflow, generation, run_id, delivered_at FROM event_deliveries"
+                        " WHERE seq = ? AND workflow = ? AND generation = ?",
+                        (event.seq, workflow, event.generation))
+        return None if row is None else Delivery(row[0], int(row[1]), row[2], float(row[3]))
 
     def trigger_since(self, workflow: str) -> float | None:
         row = self._one("SELECT since FROM event_triggers WHERE workflow = ?", (workflow,))

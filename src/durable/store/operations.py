@@ -48,6 +48,13 @@ class Operations(Table):
                         (run_id, op_id))
         return None if row is None else operation_row(row)
 
+    def operations_of_kind(self, run_id: str, sub_type: str) -> list[Operation]:
+        """The run's operations of one sub-type, in the order they were recorded: what a
+        reader looking for one kind (a webhook answer) reads instead of the whole history."""
+        return [operation_row(r) for r in self._rows(
+            f"SELECT {OP_COLUMNS} FROM operations WHERE run_id = ? AND sub_type = ?"
+            " ORDER BY seq", (run_id, sub_type))]
+
     def waiting_operations(self, run_id: str) -> list[Operation]:
         # The statuses are written out, not bound: only then may the planner use the
         # partial index operations_waiting, whose condition they must match.

@@ -356,6 +356,13 @@ CREATE TABLE subscription_inbox (
     PRIMARY KEY (run_id, sub_key, seq)
 )
 """),
+    # Webhook answers (model/events.py): the request a webhook posted an event with (method,
+    # path, query, headers; the body is the data), and how long such a request waits for the
+    # answer of the trigger declaring `respond` (null: the trigger answers none).
+    (18, """
+ALTER TABLE events ADD COLUMN request TEXT;
+ALTER TABLE event_triggers ADD COLUMN respond DOUBLE PRECISION
+"""),
 ]
 
 
