@@ -1,0 +1,192 @@
+"""Plain functions made durable: `@workflow(auto=True)` (each call leaving the project a step,
+clock, randomness and sleeps recorded) and `@workflow(durable=False)` (the whole function one
+step), sync and async, on both stores. The crash paths are in tests/test_crash_vanilla.py."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import durable
+from durable.errors import UsageError, WorkflowFailed
+from durable.model import Operation, OperationType
+from durable.testing import TestEnvironment
+from tests.apps import vanilla_ext as ext
+
+EXT = ["tests.apps.vanilla_ext"]
+
+
+@pytest.fixture(autouse=True)
+def calls() -> Iterator[list[str]]:
+    ext.CALLS.clear()
+    yield ext.CALLS
+
+
+def receipt_line(charge_id: str) -> str:
+    """The user's own code: runs inline, and its call to the service is a step too."""
+    ext.notify(f"paid {charge_id}")
+    return f"receipt for {charge_id}"
+
+
+@durable.workflow(name="vanilla-sync-order", auto=True, external=EXT)
+def sync_order(account: str, amounts: list[int]) -> list[str]:
+    lines = []
+    for amount in amounts:
+        charge_id = ext.charge(account, amount)
+        time.sleep(3600)  # durable: the run suspends, the thread is let go
+        lines.append(receipt_line(charge_id))
+    return lines
+
+
+@durable.workflow(name="vanilla-async-order", auto=True, external=EXT)
+async def async_order(key: str) -> dict[str, Any]:
+    fetched = await ext.fetch(key)
+    await asyncio.sleep(600)
+    charge_id = ext.charge(key, len(fetched["value"]))
+    return {"fetched": fetched, "receipt": receipt_line(charge_id)}
+
+
+def _run(db: str, wf: durable.Workflow[..., Any], *args: Any) -> tuple[Any, list[Operation]]:
+    async def scenario() -> tuple[Any, list[Operation]]:
+        async with TestEnvironment(wf, db=db) as env:
+            handle = env.start(wf, *args)
+            result = await env.result(handle)
+            return result, env.operations(handle.run_id)
+    return asyncio.run(scenario())
+
+
+def _steps(ops: list[Operation]) -> list[str | None]:
+    return [op.name for op in ops if op.type is OperationType.STEP]
+
+
+def test_a_sync_plain_workflow_runs_each_external_call_once_across_durable_sleeps(
+        any_db: str, calls: list[str]) -> None:
+    result, ops = _run(any_db, sync_order, "alice", [5, 7])
+    assert result == ["receipt for ch-alice-5", "receipt for ch-alice-7"]
+    # Every sleep ended an invocation, and each replay answered the earlier calls from history.
+    assert calls == ["charge alice 5", "notify paid ch-alice-5", "charge alice 7",
+                     "notify paid ch-alice-7"]
+    assert _steps(ops) == ["tests.apps.vanilla_ext.charge", "tests.apps.vanilla_ext.notify"] * 2
+    assert [op.name for op in ops if op.type is OperationType.WAIT] == ["time.sleep"] * 2
+
+
+def test_an_async_plain_workflow_awaits_external_coroutines_as_steps(
+        any_db: str, calls: list[str]) -> None:
+    result, ops = _run(any_db, async_order, "k")
+    assert result == {"fetched": {"key": "k", "value": "K"}, "receipt": "receipt for ch-k-1"}
+    assert calls == ["fetch k", "charge k 1", "notify paid ch-k-1"]
+    assert _steps(ops) == ["tests.apps.vanilla_ext.fetch", "tests.apps.vanilla_ext.charge",
+                           "tests.apps.vanilla_ext.notify"]
+    assert [op.name for op in ops if op.type is OperationType.WAIT] == ["asyncio.sleep"]
+
+
+@durable.workflow(name="vanilla-values", auto=True)
+def read_values() -> dict[str, Any]:
+    seen = {"time": time.time(), "now": datetime.now(UTC).isoformat(),
+            "dice": random.randint(1, 10**9), "id": str(uuid.uuid4())}
+    time.sleep(60)  # what follows runs in a replay: the values must be the recorded ones
+    return {"before": seen, "after": {"time": time.time(), "id": str(uuid.uuid4())}}
+
+
+def test_time_random_and_uuid_are_recorded_and_replay_the_same(any_db: str) -> None:
+    result, ops = _run(any_db, read_values)
+    names = _steps(ops)
+    assert names == ["time.time", "datetime.now", "random.randint", "uuid.uuid4", "time.time",
+                     "uuid.uuid4"]
+    recorded = {op.name: op.result for op in ops[:4]}
+    before = result["before"]
+    assert recorded["time.time"] == repr(before["time"])
+    assert recorded["uuid.uuid4"] == f'"{before["id"]}"'
+    assert recorded["random.randint"] == str(before["dice"])
+    assert datetime.fromisoformat(before["now"]) == datetime.fromisoformat(
+        recorded["datetime.now"].strip('"'))
+    # The virtual clock moved on by the sleep; the second read is a new recorded value.
+    assert result["after"]["time"] >= before["time"] + 60
+    assert result["after"]["id"] != before["id"]
+
+
+@durable.workflow(name="vanilla-unserializable", auto=True, external=EXT)
+def keeps_a_connection() -> str:
+    connection = ext.open_connection()
+    return str(connection)
+
+
+def test_an_unserializable_call_result_fails_the_run_naming_the_call_and_the_fix(
+        any_db: str) -> None:
+    with pytest.raises(WorkflowFailed) as failed:
+        _run(any_db, keeps_a_connection)
+    message = str(failed.value)
+    assert "tests.apps.vanilla_ext.open_connection" in message
+    assert "test_vanilla.py:" in message
+    assert "@durable.step" in message and "serializer=" in message
+    assert message.count("cannot be recorded") == 1
+
+
+@durable.workflow(name="vanilla-fails", auto=True, external=EXT)
+def fails_once(message: str) -> str:
+    try:
+        ext.fail(message)
+    except durable.StepFailed as e:
+        return f"caught {e.error_type}: {e.error_message}"
+    return "not reached"
+
+
+def test_an_external_call_that_raises_after_its_retries_raises_step_failed_into_the_code(
+        any_db: str, calls: list[str]) -> None:
+    result, _ = _run(any_db, fails_once, "no")
+    assert result == "caught ValueError: no"
+    assert calls == ["fail no"] * 3  # the default step retry policy: three attempts
+
+
+@durable.workflow(name="vanilla-whole", durable=False)
+def whole(account: str) -> str:
+    charge_id = ext.charge(account, 1)
+    ext.notify(charge_id)
+    return charge_id
+
+
+@durable.workflow(name="vanilla-whole-async", durable=False)
+async def whole_async(key: str) -> str:
+    return (await ext.fetch(key))["value"]
+
+
+def test_a_non_durable_workflow_is_one_step_named_after_it(any_db: str,
+                                                          calls: list[str]) -> None:
+    result, ops = _run(any_db, whole, "bob")
+    assert result == "ch-bob-1"
+    assert calls == ["charge bob 1", "notify ch-bob-1"]  # inside the step: no steps of its own
+    assert _steps(ops) == ["vanilla-whole"]
+    result, ops = _run(any_db, whole_async, "x")
+    assert result == "X" and _steps(ops) == ["vanilla-whole-async"]
+
+
+@durable.workflow(name="vanilla-whole-fails", durable=False)
+def whole_fails() -> None:
+    ext.fail("broken")
+
+
+def test_a_non_durable_workflow_that_raises_fails_the_run_after_one_attempt(
+        any_db: str, calls: list[str]) -> None:
+    with pytest.raises(WorkflowFailed, match="ValueError: broken"):
+        _run(any_db, whole_fails)
+    assert calls == ["fail broken"]
+
+
+def test_conflicting_modes_are_refused_at_decoration_with_what_to_do() -> None:
+    with pytest.raises(UsageError, match="pick one"):
+        durable.workflow(auto=True, durable=False)  # type: ignore[call-overload]
+    with pytest.raises(UsageError, match="add auto=True"):
+        durable.workflow(external=["x"])  # type: ignore[call-overload]
+    with pytest.raises(UsageError, match=r"external=\['bank'\]"):
+        durable.workflow(auto=True, external="bank")
+    with pytest.raises(UsageError, match="auto=True"):
+        @durable.workflow
+        def plain(x: int) -> int:  # type: ignore[arg-type]
+            return x
