@@ -5,20 +5,27 @@ step), sync and async, on both stores. The crash paths are in tests/test_crash_v
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import random
+import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import click
 import pytest
 
 import durable
 from durable.errors import UsageError, WorkflowFailed
-from durable.model import Operation, OperationType
+from durable.model import Operation, OperationStatus, OperationType
+from durable.sdk import vanilla
 from durable.testing import TestEnvironment
 from tests.apps import vanilla_ext as ext
+from tests.apps import vanilla_helpers
 
 EXT = ["tests.apps.vanilla_ext"]
 
@@ -77,6 +84,34 @@ def test_a_sync_plain_workflow_runs_each_external_call_once_across_durable_sleep
     assert [op.name for op in ops if op.type is OperationType.WAIT] == ["time.sleep"] * 2
 
 
+def _threads_blocked_in_workflow_code() -> int:
+    """Threads waiting inside a plain workflow for a durable call to end."""
+    frames = sys._current_frames().values()
+    waiting = vanilla._CallSite._block.__code__
+    return sum(1 for top in frames for frame in _stack(top) if frame.f_code is waiting)
+
+
+def _stack(frame: Any) -> Iterator[Any]:
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def test_a_sync_workflow_asleep_holds_no_thread(any_db: str, calls: list[str]) -> None:
+    async def scenario() -> None:
+        async with TestEnvironment(sync_order, db=any_db) as env:
+            handle = env.start(sync_order, "carol", [1])
+            await env.settle()  # runs until the sleep; the invocation ends there
+            (wait,) = [op for op in env.operations(handle.run_id)
+                       if op.type is OperationType.WAIT]
+            assert wait.status is OperationStatus.STARTED
+            assert env.get(handle.run_id).status.live
+            assert _threads_blocked_in_workflow_code() == 0
+            assert calls == ["charge carol 1"]
+            assert await env.result(handle) == ["receipt for ch-carol-1"]
+    asyncio.run(scenario())
+
+
 def test_an_async_plain_workflow_awaits_external_coroutines_as_steps(
         any_db: str, calls: list[str]) -> None:
     result, ops = _run(any_db, async_order, "k")
@@ -85,6 +120,24 @@ def test_an_async_plain_workflow_awaits_external_coroutines_as_steps(
     assert _steps(ops) == ["tests.apps.vanilla_ext.fetch", "tests.apps.vanilla_ext.charge",
                            "tests.apps.vanilla_ext.notify"]
     assert [op.name for op in ops if op.type is OperationType.WAIT] == ["asyncio.sleep"]
+
+
+@durable.workflow(name="vanilla-boundary", auto=True, external=EXT)
+def boundary(text: str) -> dict[str, Any]:
+    words = re.findall(r"\w+", text)
+    top = collections.Counter(words).most_common(1)
+    styled = click.style(json.dumps(top), bold=True)
+    return {"top": top, "styled": styled, "loud": vanilla_helpers.announce(words[0])}
+
+
+def test_only_calls_leaving_the_project_are_steps(any_db: str, calls: list[str]) -> None:
+    result, ops = _run(any_db, boundary, "to be or not to be")
+    assert result["top"] == [["to", 2]] and result["loud"] == "TO"
+    assert click.unstyle(result["styled"]) == '[["to", 2]]'
+    # re, collections, json and builtins inline; the installed package and the declared
+    # external module are steps, the latter called from another module of the project.
+    assert _steps(ops) == ["click.termui.style", "tests.apps.vanilla_ext.notify"]
+    assert calls == ["notify TO"]
 
 
 @durable.workflow(name="vanilla-values", auto=True)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextvars
+import functools
 import inspect
 import site
 import sys
@@ -30,6 +32,7 @@ import types
 import uuid
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -157,6 +160,16 @@ class _AutoRun:
 
 CURRENT_AUTO: ContextVar[_AutoRun | None] = ContextVar("durable_auto_run", default=None)
 
+_WORKFLOW_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="durable-workflow")
+"""Where plain `def` workflow code runs. Not the loop's default executor: that one runs sync
+step bodies, and workflow threads waiting there for their steps could take every thread of it
+and wait forever. Past 64 at once, sync workflow code waits its turn (their steps never do)."""
+
+
+async def _in_workflow_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    run = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_WORKFLOW_THREADS, run)
+
 
 async def run_auto(ex: Executor, fn: Callable[..., Any], boundary: Boundary,
                    inputs: tuple[Any, ...]) -> Any:
@@ -169,7 +182,7 @@ async def run_auto(ex: Executor, fn: Callable[..., Any], boundary: Boundary,
                              "read, so its calls cannot be made durable; define it in a .py file")
         if inspect.iscoroutinefunction(fn):
             return await body(*inputs)
-        return await asyncio.to_thread(body, *inputs)
+        return await _in_workflow_thread(body, *inputs)
     finally:
         CURRENT_AUTO.reset(token)
 
@@ -192,11 +205,21 @@ def _module_of(fn: Any) -> tuple[str, str, Callable[..., Any] | None]:
     owner = getattr(fn, "__self__", None)
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     if isinstance(owner, types.ModuleType):
-        return owner.__name__, getattr(fn, "__name__", name), None
+        return _public(owner.__name__, fn), getattr(fn, "__name__", name), None
     if owner is None:
-        return getattr(fn, "__module__", None) or type(fn).__module__, name, None
+        return _public(getattr(fn, "__module__", None) or type(fn).__module__, fn), name, None
     cls = owner if isinstance(owner, type) else type(owner)
     return cls.__module__, name, None
+
+
+def _public(module: str, fn: Any) -> str:
+    """The module a C function is used from (`sqlite3` for `_sqlite3.connect`, `os` for
+    `posix.getpid`), when that module exposes it under its name: what a step is named."""
+    name = getattr(fn, "__name__", None)
+    for public in (module.lstrip("_"), "os" if module in ("posix", "nt") else ""):
+        if public and name and getattr(sys.modules.get(public), name, None) is fn:
+            return public
+    return module
 
 
 def _route(run: _AutoRun, fn: Any) -> _Route:
@@ -253,7 +276,7 @@ class _CallSite:
         route = _Route(_Kind.INLINE) if run is None else _route(run, fn)
         if route.kind is _Kind.USER and not awaited and _plain_sync(route.target):
             # the user's own blocking code: in a thread, where its durable calls can block
-            return await asyncio.to_thread(route.target, *args, **kwargs)  # type: ignore[arg-type]
+            return await _in_workflow_thread(route.target, *args, **kwargs)  # type: ignore[arg-type]
         if route.kind in (_Kind.INLINE, _Kind.USER):
             result = (route.target or fn)(*args, **kwargs)
             return await result if awaited else result
@@ -293,7 +316,7 @@ class _CallSite:
         if route.kind is _Kind.VALUE:
             produce, hint = _recorded_value(route.name, fn, args, kwargs)
             return _values.record(ex, scope, _value_type(route.name), route.name, produce, hint)
-        where = f"{route.name} (called at {self.filename}:{line})"
+        where = f"{self.filename}:{line}"
         cfg = StepConfig(name=route.name, serializer=_CallResults(ex.serializer, where))
         return await run_step(ex, scope, fn, args, kwargs, cfg)
 
@@ -349,11 +372,11 @@ class _CallResults:
             return self.inner.encode(value)
         except Exception as e:
             raise SerializationError(
-                f"{self.where} returned a {type(value).__qualname__}, which cannot be recorded "
-                f"({e}). Calls that leave your project are steps and their results are "
-                "recorded: move the code that uses this value into a function of your own "
-                "decorated with @durable.step that returns plain data, or give the workflow "
-                "a serializer= that handles this type") from None
+                f"called at {self.where}, it returned a {type(value).__qualname__}, which "
+                f"cannot be recorded ({e}). Calls that leave your project are steps and their "
+                "results are recorded: move the code that uses this value into a function of "
+                "your own decorated with @durable.step that returns plain data, or give the "
+                "workflow a serializer= that handles this type") from None
 
     def decode(self, data: str, type_hint: Any = Any) -> Any:
         return self.inner.decode(data, type_hint)
@@ -369,7 +392,8 @@ _REWRITTEN: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any] | N
 
 def rewritten(fn: Callable[..., Any]) -> Callable[..., Any] | None:
     """`fn` with its calls routed through call sites; None if it has no readable source (a
-    lambda, code typed at a prompt, a method using zero-argument super())."""
+    lambda, code typed at a prompt) or would not compile the same outside its class (a method
+    using zero-argument super() or private `__names`)."""
     if fn not in _REWRITTEN:
         _REWRITTEN[fn] = _rewrite(fn)
     return _REWRITTEN[fn]
@@ -389,7 +413,7 @@ def _rewrite(fn: Callable[..., Any]) -> Callable[..., Any] | None:
     if not tree.body or not isinstance(tree.body[0], ast.FunctionDef | ast.AsyncFunctionDef):
         return None
     fdef = tree.body[0]
-    if fdef.name != fn.__name__:
+    if fdef.name != fn.__name__ or _uses_private_names(fdef):
         return None
     _strip_evaluated_at_definition(fdef)
     fdef = _Rewriter().visit(fdef)
@@ -419,6 +443,14 @@ def _rewrite(fn: Callable[..., Any]) -> Callable[..., Any] | None:
     new.__qualname__ = fn.__qualname__
     new.__doc__ = fn.__doc__
     return new
+
+
+def _uses_private_names(fdef: ast.AST) -> bool:
+    """`self.__x` in a method is compiled as `self._Class__x`; recompiled outside its class
+    it would not be, so such a function runs as written."""
+    return any(name.startswith("__") and not name.endswith("__") for node in ast.walk(fdef)
+               for name in (getattr(node, "id", None), getattr(node, "attr", None))
+               if isinstance(name, str))
 
 
 def _code_named(code: types.CodeType, name: str) -> types.CodeType:
