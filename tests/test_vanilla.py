@@ -198,6 +198,28 @@ def test_an_external_call_that_raises_after_its_retries_raises_step_failed_into_
     assert calls == ["fail no"] * 3  # the default step retry policy: three attempts
 
 
+@durable.step(name="double")
+def double(n: int) -> int:
+    ext.notify(f"doubling {n}")  # inside a step body: runs as written, no step of its own
+    return 2 * n
+
+
+@durable.workflow(name="vanilla-sync-steps", auto=True, external=EXT)
+def sync_with_steps(n: int) -> int:
+    context = durable.current_context()
+    assert context is not None
+    context.sleep(30)  # Durable's own calls work in a plain def: they block until done
+    return double(n) + double(n + 1)
+
+
+def test_durable_calls_in_a_sync_plain_workflow_are_awaited_for_it(
+        any_db: str, calls: list[str]) -> None:
+    result, ops = _run(any_db, sync_with_steps, 5)
+    assert result == 22
+    assert _steps(ops) == ["double", "double"]
+    assert calls == ["notify doubling 5", "notify doubling 6"]
+
+
 @durable.workflow(name="vanilla-whole", durable=False)
 def whole(account: str) -> str:
     charge_id = ext.charge(account, 1)

@@ -261,7 +261,7 @@ class _CallSite:
         route = _route(run, fn)
         if route.kind is _Kind.INLINE:
             result = fn(*args, **kwargs)
-            if inspect.isawaitable(result) and _within(_module_of(fn)[0], ("durable",)):
+            if inspect.isawaitable(result) and _is_durable(fn):
                 # a @step or ctx operation called from a plain def: it is a durable call
                 return self._block(run, line, _awaited(result))
             return result
@@ -319,6 +319,11 @@ class _CallSite:
         where = f"{self.filename}:{line}"
         cfg = StepConfig(name=route.name, serializer=_CallResults(ex.serializer, where))
         return await run_step(ex, scope, fn, args, kwargs, cfg)
+
+
+def _is_durable(fn: Any) -> bool:
+    """A callable of Durable's own: a @step function, a Context method."""
+    return any(_within(m, ("durable",)) for m in (type(fn).__module__, _module_of(fn)[0]))
 
 
 def _plain_sync(fn: Callable[..., Any] | None) -> bool:
