@@ -26,6 +26,7 @@ from durable.sdk import vanilla
 from durable.testing import TestEnvironment
 from tests.apps import vanilla_ext as ext
 from tests.apps import vanilla_helpers
+from tests.kit import wait_until_async
 
 EXT = ["tests.apps.vanilla_ext"]
 
@@ -58,6 +59,27 @@ async def async_order(key: str) -> dict[str, Any]:
     await asyncio.sleep(600)
     charge_id = ext.charge(key, len(fetched["value"]))
     return {"fetched": fetched, "receipt": receipt_line(charge_id)}
+
+
+@durable.workflow(name="vanilla-nested", auto=True, external=EXT)
+async def nested(accounts: list[str]) -> list[str]:
+    def tell(account: str) -> None:
+        ext.notify(account)
+
+    charged = [ext.charge(a, 1) for a in accounts]
+    for account in accounts:
+        tell(account)
+    loud = sorted(accounts, key=lambda a: a.upper())
+    return charged + loud
+
+
+def test_nested_functions_lambdas_and_comprehensions_of_a_workflow_are_routed(
+        any_db: str, calls: list[str]) -> None:
+    result, ops = _run(any_db, nested, ["b", "a"])
+    assert result == ["ch-b-1", "ch-a-1", "a", "b"]
+    assert calls == ["charge b 1", "charge a 1", "notify b", "notify a"]
+    assert _steps(ops) == ["tests.apps.vanilla_ext.charge"] * 2 + [
+        "tests.apps.vanilla_ext.notify"] * 2
 
 
 def _run(db: str, wf: durable.Workflow[..., Any], *args: Any) -> tuple[Any, list[Operation]]:
@@ -265,3 +287,45 @@ def test_conflicting_modes_are_refused_at_decoration_with_what_to_do() -> None:
         @durable.workflow
         def plain(x: int) -> int:  # type: ignore[arg-type]
             return x
+
+
+@durable.workflow(name="vanilla-on-order", durable=False, on_event="vanilla-orders",
+                  filter="data.amount > 10")
+def on_big_order(event: dict[str, Any]) -> str:
+    return ext.charge(event["id"], event["data"]["amount"])
+
+
+@durable.workflow(name="vanilla-on-order-auto", auto=True, external=EXT,
+                  on_event="vanilla-orders")
+def on_any_order(event: dict[str, Any]) -> str:
+    ext.notify(event["id"])
+    return event["id"]
+
+
+def test_plain_workflows_are_started_by_the_events_their_triggers_match(
+        any_db: str, calls: list[str]) -> None:
+    client = durable.Client(any_db)
+    names = ("vanilla-on-order", "vanilla-on-order-auto")
+
+    def ended() -> list[durable.RunInfo]:
+        return [r for name in names for r in client.list(workflow=name) if r.status.ended]
+
+    async def scenario() -> None:
+        worker = durable.Worker([on_big_order, on_any_order], client.store)
+        serving = asyncio.create_task(worker.run_async())
+        try:
+            await wait_until_async(lambda: all(client.store.read(
+                lambda tx, name=name: tx.trigger_since(name)) for name in names),
+                "both triggers to be registered")
+            await asyncio.to_thread(client.publish, "vanilla-orders", {"amount": 5}, id="small")
+            await asyncio.to_thread(client.publish, "vanilla-orders", {"amount": 50}, id="big")
+            await wait_until_async(lambda: len(ended()) == 3, "three runs to end")
+        finally:
+            worker.stop()
+            await serving
+    try:
+        asyncio.run(scenario())
+        assert sorted(client.result(r.run_id) for r in ended()) == ["big", "ch-big-50", "small"]
+        assert sorted(calls) == ["charge big 50", "notify big", "notify small"]
+    finally:
+        client.close()

@@ -24,6 +24,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import os
 import site
 import sys
 import sysconfig
@@ -160,15 +161,19 @@ class _AutoRun:
 
 CURRENT_AUTO: ContextVar[_AutoRun | None] = ContextVar("durable_auto_run", default=None)
 
-_WORKFLOW_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="durable-workflow")
-"""Where plain `def` workflow code runs. Not the loop's default executor: that one runs sync
-step bodies, and workflow threads waiting there for their steps could take every thread of it
-and wait forever. Past 64 at once, sync workflow code waits its turn (their steps never do)."""
+_WORKFLOW_THREADS: list[ThreadPoolExecutor] = []
+"""Where plain `def` workflow code runs, made on first use. Not the loop's default executor:
+that one runs sync step bodies, and workflow threads waiting there for their steps could take
+every thread of it and wait forever. Past 64 at once, sync workflow code waits its turn (their
+steps never do). A forked child makes its own: the parent's threads are not in it."""
+os.register_at_fork(after_in_child=_WORKFLOW_THREADS.clear)
 
 
 async def _in_workflow_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    if not _WORKFLOW_THREADS:
+        _WORKFLOW_THREADS.append(ThreadPoolExecutor(64, thread_name_prefix="durable-workflow"))
     run = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_WORKFLOW_THREADS, run)
+    return await asyncio.get_running_loop().run_in_executor(_WORKFLOW_THREADS[0], run)
 
 
 async def run_auto(ex: Executor, fn: Callable[..., Any], boundary: Boundary,
@@ -408,6 +413,8 @@ def _rewrite(fn: Callable[..., Any]) -> Callable[..., Any] | None:
     code = getattr(fn, "__code__", None)
     if not isinstance(code, types.CodeType) or "__class__" in code.co_freevars:
         return None
+    if {_CALL, _CALL_ASYNC} & set(code.co_freevars):
+        return fn  # defined inside rewritten code (a nested def, a lambda): routed already
     try:
         filename = inspect.getsourcefile(fn) or code.co_filename
         source = textwrap.dedent(inspect.getsource(fn))
