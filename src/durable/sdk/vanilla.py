@@ -210,21 +210,35 @@ def _module_of(fn: Any) -> tuple[str, str, Callable[..., Any] | None]:
     owner = getattr(fn, "__self__", None)
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     if isinstance(owner, types.ModuleType):
-        return _public(owner.__name__, fn), getattr(fn, "__name__", name), None
+        return owner.__name__, getattr(fn, "__name__", name), None
     if owner is None:
-        return _public(getattr(fn, "__module__", None) or type(fn).__module__, fn), name, None
+        return getattr(fn, "__module__", None) or type(fn).__module__, name, None
     cls = owner if isinstance(owner, type) else type(owner)
     return cls.__module__, name, None
 
 
-def _public(module: str, fn: Any) -> str:
-    """The module a C function is used from (`sqlite3` for `_sqlite3.connect`, `os` for
-    `posix.getpid`), when that module exposes it under its name: what a step is named."""
-    name = getattr(fn, "__name__", None)
-    for public in (module.lstrip("_"), "os" if module in ("posix", "nt") else ""):
-        if public and name and getattr(sys.modules.get(public), name, None) is fn:
-            return public
-    return module
+def _step_name(fn: Any, module: str, qualname: str) -> str:
+    """`module.qualname` under the shortest module the callee is used from: `requests.post`
+    for `requests.api.post`, `sqlite3.connect` for `_sqlite3.connect`, `os.getpid` for
+    `posix.getpid`: the package that exposes the same object (the function, or a method's
+    class) under that name. Only the defining module's own packages are candidates."""
+    path = qualname.rpartition(".")[0]
+    if not path:
+        path = qualname
+        held: Any = getattr(fn, "__func__", fn)
+    else:
+        owner = getattr(fn, "__self__", None)
+        held = owner if isinstance(owner, type) else type(owner) if owner is not None else None
+    parts = module.split(".")
+    candidates = [".".join(parts[:n]) for n in range(1, len(parts))]
+    candidates += ["os" if module in ("posix", "nt") else "", module.lstrip("_")]
+    for public in candidates:
+        found: Any = sys.modules.get(public) if public else None
+        for attr in path.split("."):
+            found = getattr(found, attr, None)
+        if found is not None and found is held:
+            return f"{public}.{qualname}"
+    return f"{module}.{qualname}"
 
 
 def _route(run: _AutoRun, fn: Any) -> _Route:
@@ -249,7 +263,7 @@ def _route(run: _AutoRun, fn: Any) -> _Route:
         if inspect.ismethod(fn):
             return _Route(_Kind.USER, target=types.MethodType(target, fn.__self__))
         return _Route(_Kind.USER, target=target)
-    return _Route(_Kind.STEP, f"{module}.{qualname}")
+    return _Route(_Kind.STEP, _step_name(fn, module, qualname))
 
 
 class _CallSite:
