@@ -125,6 +125,25 @@ def test_a_non_durable_workflow_killed_inside_runs_again_from_the_start(
                                                        OperationStatus.SUCCEEDED)]
 
 
+def test_a_worker_killed_while_a_plain_workflow_sleeps_repeats_no_call(
+        any_db: str, lab_client: durable.Client, procs: Procs, tmp_path: Path) -> None:
+    handle = lab_client.start_by_name("transfer_later", json.dumps(["alice", "bob", 300, 3.0]))
+    first = _worker(procs, any_db, QUICK, tmp_path, [])
+
+    def sleeping() -> bool:
+        return any(op.type is OperationType.WAIT and op.status is OperationStatus.STARTED
+                   for op in lab_client.operations(handle.run_id))
+    wait_until(sleeping, lambda: f"the run to sleep\n{procs.logs()}")
+    first.kill()
+    bank = Bank(tmp_path / "bank.db")
+    assert "deposit" not in bank.calls()  # killed in the sleep, not after it
+    _worker(procs, any_db, QUICK, tmp_path, [])
+    run = lab_client.wait(handle.run_id, timeout=120)
+    assert run.status is ExecutionStatus.SUCCEEDED, procs.logs()
+    assert bank.calls() == {"get_transaction_id": 1, "withdraw": 1, "deposit": 1}
+    assert bank.balances() == {"alice": 9700, "bob": 5300}
+
+
 SERVICE = '''
 CALLS = []
 

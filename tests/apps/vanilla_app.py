@@ -1,9 +1,11 @@
-"""A `durable=False` workflow over examples/automation/bank_api.py, for tests/test_crash_vanilla.py:
-the whole transfer is one step, so a worker killed inside it runs it again from the top."""
+"""Workflows over examples/automation/bank_api.py for tests/test_crash_vanilla.py: a `durable=False`
+transfer (one step, so a worker killed inside it runs it again from the top), and an auto one
+with a durable sleep between its calls."""
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import durable
@@ -18,3 +20,13 @@ def quick_transfer(transaction_id: str, withdraw_account: str, deposit_account: 
     bank_api.withdraw_from_account_route(transaction_id, withdraw_account, amount)
     bank_api.deposit_to_account_route(transaction_id, deposit_account, amount)
     return bank_api.balances()
+
+
+@durable.workflow(auto=True, external=["bank_api"])
+def transfer_later(withdraw_account: str, deposit_account: str, amount: int,
+                   delay: float) -> str:
+    transaction_id = bank_api.get_transaction_id()
+    bank_api.withdraw_from_account_route(transaction_id, withdraw_account, amount)
+    time.sleep(delay)  # durable: the worker may die meanwhile
+    bank_api.deposit_to_account_route(transaction_id, deposit_account, amount)
+    return transaction_id
