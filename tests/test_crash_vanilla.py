@@ -1,7 +1,7 @@
 """Crash paths of plain workflows: the seed's `transfer` (examples/automation/transfer.py, auto
 mode) and a `durable=False` one, each served by real `durable worker` processes SIGKILLed inside
-the bank's calls (tests/apps/vanilla_crash/sitecustomize.py), on both stores; and `durable
-replay` catching two external calls swapped under a finished run."""
+the bank's calls (tests/apps/vanilla_crash/sitecustomize.py) or while the run sleeps, on both
+stores; and `durable replay` catching two external calls swapped under a finished run."""
 
 from __future__ import annotations
 

@@ -55,6 +55,7 @@ def sync_order(account: str, amounts: list[int]) -> list[str]:
 
 @durable.workflow(name="vanilla-async-order", auto=True, external=EXT)
 async def async_order(key: str) -> dict[str, Any]:
+    await asyncio.sleep(0)  # a yield to the loop, not a timer
     fetched = await ext.fetch(key)
     await asyncio.sleep(600)
     charge_id = ext.charge(key, len(fetched["value"]))

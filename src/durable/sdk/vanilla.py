@@ -330,7 +330,8 @@ class _CallSite:
         ex, scope = run.executor, CURRENT_SCOPE.get()
         if route.kind is _Kind.SLEEP:
             duration = args[0] if args else kwargs.get("delay", kwargs.get("secs", 0))
-            await _wait.sleep(ex, scope, duration, route.name)
+            if duration > 0:  # sleep(0) only yields to the loop: no timer to keep
+                await _wait.sleep(ex, scope, duration, route.name)
             return args[1] if len(args) > 1 else kwargs.get("result")  # asyncio.sleep's result
         if route.kind is _Kind.VALUE:
             produce, hint = _recorded_value(route.name, fn, args, kwargs)
