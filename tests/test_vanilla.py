@@ -206,6 +206,21 @@ def test_an_unserializable_call_result_fails_the_run_naming_the_call_and_the_fix
     assert message.count("cannot be recorded") == 1
 
 
+@durable.workflow(name="vanilla-generator", auto=True, external=EXT)
+async def charges_in_a_generator(accounts: list[str]) -> int:
+    return sum(len(ext.charge(a, 1)) for a in accounts)
+
+
+def test_an_external_call_an_async_workflow_cannot_await_fails_naming_its_line(
+        any_db: str, calls: list[str]) -> None:
+    with pytest.raises(WorkflowFailed) as failed:
+        _run(any_db, charges_in_a_generator, ["a"])
+    line = charges_in_a_generator.fn.__code__.co_firstlineno + 2
+    assert f"test_vanilla.py:{line}: a durable call inside a lambda, generator expression" in str(
+        failed.value)
+    assert calls == []
+
+
 @durable.workflow(name="vanilla-fails", auto=True, external=EXT)
 def fails_once(message: str) -> str:
     try:
