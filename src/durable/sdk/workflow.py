@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from durable.errors import (
     Cancelled,
@@ -41,11 +41,19 @@ from durable.sdk.context import Context
 from durable.sdk.executor import CURRENT_SCOPE, ContinueAsNew, Executor, Suspend, _Fenced
 from durable.sdk.retry import RetryPolicy
 from durable.sdk.serializer import DEFAULT_SERIALIZER, Serializer
-from durable.sdk.step import Semantics, StepConfig, StepFunction
+from durable.sdk.step import Semantics, StepConfig, StepFunction, run_step
+from durable.sdk.vanilla import Boundary, run_auto
 from durable.sdk.wait import seconds
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Mode = Literal["context", "auto", "whole"]
+"""How a workflow's function runs: `context`, an `async def wf(ctx, ...)` of durable calls;
+`auto`, a plain function whose calls leaving the project become steps (sdk/vanilla.py);
+`whole`, a plain function run as one step, from the start again after a crash."""
+WHOLE_RUN_RETRY = RetryPolicy(max_attempts=1)
+"""A `durable=False` workflow's one step: an exception fails the run, as it would the plain
+call; only a crash runs it again."""
 
 REGISTRY: dict[str, Workflow[..., Any]] = {}
 """Every @workflow defined so far, by name: what `durable.run` and a bare Worker serve."""
@@ -61,20 +69,27 @@ class Workflow(Generic[P, R]):
     data the worker hands the engine; see `workflow` for how to set them.
     """
 
-    def __init__(self, fn: Callable[Concatenate[Context, P], Awaitable[R]],
+    def __init__(self, fn: Callable[..., Any],
                  name: str | None = None,
                  serializer: Serializer | None = None, schedule: Schedule | None = None,
                  queue: Queue | str | None = None, webhook: bool = False,
                  record_inputs: bool = True, retention: timedelta | None = None,
                  execution_timeout: timedelta | float | None = None,
-                 trigger: Trigger | None = None) -> None:
-        if not inspect.iscoroutinefunction(fn):
-            raise UsageError(f"@workflow {fn.__qualname__} must be an `async def`")
+                 trigger: Trigger | None = None, mode: Mode = "context",
+                 external: Sequence[str] = ()) -> None:
         params = list(inspect.signature(fn).parameters.values())
-        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY,
-                                                params[0].POSITIONAL_OR_KEYWORD):
-            raise UsageError(f"@workflow {fn.__qualname__} must take the Context as its first "
-                             "parameter: async def wf(ctx: Context, ...)")
+        if mode == "context":
+            if not inspect.iscoroutinefunction(fn):
+                raise UsageError(f"@workflow {fn.__qualname__} must be an `async def`, or a "
+                                 "plain function declared @workflow(auto=True) or "
+                                 "@workflow(durable=False)")
+            if not params or params[0].kind not in (params[0].POSITIONAL_ONLY,
+                                                    params[0].POSITIONAL_OR_KEYWORD):
+                raise UsageError(f"@workflow {fn.__qualname__} must take the Context as its "
+                                 "first parameter: async def wf(ctx: Context, ...)")
+            params = params[1:]
+        self.mode = mode
+        self._boundary = Boundary(fn.__module__, tuple(external))
         try:
             hints = typing.get_type_hints(fn)
         except Exception:
@@ -82,7 +97,7 @@ class Workflow(Generic[P, R]):
         self.fn = fn
         self.name = name or fn.__qualname__
         self.serializer = serializer or DEFAULT_SERIALIZER
-        self.params = [p.name for p in params[1:]]
+        self.params = [p.name for p in params]
         self._param_types = [hints.get(p, Any) for p in self.params]
         self.result_type = hints.get("return", Any)
         self.schedule = schedule
@@ -177,9 +192,8 @@ class Workflow(Generic[P, R]):
 
     async def _execute(self, ex: Executor, invocation: Invocation) -> InvocationOutput:
         token = CURRENT_SCOPE.set(ex.root)
-        body: Callable[..., Awaitable[R]] = self.fn  # P's values, decoded from the stored input
         try:
-            value = await body(Context(ex), *self.decode_input(invocation.input))
+            value = await self._body(ex, self.decode_input(invocation.input))
             ex.check_complete()
             payload = self.serializer.encode(value)
             await ex.flush()
@@ -207,11 +221,30 @@ class Workflow(Generic[P, R]):
             CURRENT_SCOPE.reset(token)
 
 
+    async def _body(self, ex: Executor, inputs: tuple[Any, ...]) -> Any:
+        if self.mode == "auto":
+            return await run_auto(ex, self.fn, self._boundary, inputs)
+        if self.mode == "whole":
+            return await run_step(ex, ex.root, self.fn, inputs, {},
+                                  StepConfig(name=self.name, retry=WHOLE_RUN_RETRY))
+        return await self.fn(Context(ex), *inputs)
+
+
 class WorkflowDecorator(Protocol):
     """What `@workflow(...)` with options returns: it keeps the function's signature."""
 
     def __call__(self, fn: Callable[Concatenate[Context, P], Awaitable[R]], /
                  ) -> Workflow[P, R]: ...
+
+
+class PlainWorkflowDecorator(Protocol):
+    """What `@workflow(auto=True)` or `@workflow(durable=False)` returns: for a plain function,
+    sync or async, whose inputs are all its parameters."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Workflow[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Workflow[P, R]: ...
 
 
 @overload
@@ -224,7 +257,31 @@ def workflow(*, name: str | None = None, serializer: Serializer | None = None,
              retention: timedelta | None = None,
              execution_timeout: timedelta | float | None = None,
              on_event: str | None = None, filter: str | None = None,
-             respond: bool | timedelta | float = False) -> WorkflowDecorator: ...
+             respond: bool | timedelta | float = False,
+             auto: Literal[False] = False, durable: Literal[True] = True
+             ) -> WorkflowDecorator: ...
+@overload
+def workflow(*, name: str | None = None, serializer: Serializer | None = None,
+             schedule: str | None = None, timezone: str | None = None,
+             missed: Missed | None = None, queue: Queue | str | None = None,
+             webhook: bool = False, record_inputs: bool = True,
+             retention: timedelta | None = None,
+             execution_timeout: timedelta | float | None = None,
+             on_event: str | None = None, filter: str | None = None,
+             respond: bool | timedelta | float = False,
+             auto: Literal[True], durable: Literal[True] = True,
+             external: Sequence[str] = ()) -> PlainWorkflowDecorator: ...
+@overload
+def workflow(*, name: str | None = None, serializer: Serializer | None = None,
+             schedule: str | None = None, timezone: str | None = None,
+             missed: Missed | None = None, queue: Queue | str | None = None,
+             webhook: bool = False, record_inputs: bool = True,
+             retention: timedelta | None = None,
+             execution_timeout: timedelta | float | None = None,
+             on_event: str | None = None, filter: str | None = None,
+             respond: bool | timedelta | float = False,
+             auto: Literal[False] = False, durable: Literal[False]
+             ) -> PlainWorkflowDecorator: ...
 
 
 def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, /, *,
@@ -234,8 +291,20 @@ def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, 
              record_inputs: bool = True, retention: timedelta | None = None,
              execution_timeout: timedelta | float | None = None,
              on_event: str | None = None, filter: str | None = None,
-             respond: bool | timedelta | float = False) -> Any:
+             respond: bool | timedelta | float = False, auto: bool = False,
+             durable: bool = True, external: Sequence[str] = ()) -> Any:
     """Declare a durable workflow: `async def wf(ctx: Context, *inputs) -> result`.
+
+    `auto=True`: a plain function, `def` (run in a thread: blocking code is fine) or
+    `async def`, taking only its inputs. Each call it makes that leaves the user's project
+    (an SDK, an HTTP client: a module outside the workflow's project directory, installed in
+    site-packages, or named in `external=["bank_api"]`) runs as a step named after the callee;
+    `time.sleep` and `asyncio.sleep` are durable sleeps; `time.*`, `datetime.now`, `random.*`
+    and `uuid.uuid4` are recorded values. Calls into the user's own modules run inline, their
+    calls routed the same way. docs/guides/vanilla.md has the mechanism and its limits.
+
+    `durable=False`: a plain function run as one step: a crash runs it again from the start,
+    an exception fails the run. Triggers, UI and history are those of any workflow.
 
     `schedule="0 2 * * *"` (cron, in `timezone`, default UTC): every worker serving the workflow
     starts one run per tick, with id `"<name>@<tick ISO>"`; the workflow takes no input, or one
@@ -277,14 +346,30 @@ def workflow(fn: Callable[Concatenate[Context, P], Awaitable[R]] | None = None, 
     the run's `ctx.respond(...)`, or its result, and gets it as the HTTP answer; after the
     wait, 202 with the run id. Type the parameter `WebhookRequest` to receive the request.
     """
-    def wrap(f: Callable[Concatenate[Context, P], Awaitable[R]]) -> Workflow[P, R]:
-        wf = Workflow(f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone,
-                                                     missed), queue, webhook, record_inputs,
-                      retention, execution_timeout,
-                      _trigger(name or f.__qualname__, on_event, filter, respond))
+    mode = _mode(auto, durable, external)
+
+    def wrap(f: Callable[..., Any]) -> Workflow[..., Any]:
+        wf: Workflow[..., Any] = Workflow(
+            f, name, serializer, _schedule(name or f.__qualname__, schedule, timezone, missed),
+            queue, webhook, record_inputs, retention, execution_timeout,
+            _trigger(name or f.__qualname__, on_event, filter, respond), mode, external)
         REGISTRY[wf.name] = wf
         return wf
     return wrap(fn) if fn is not None else wrap
+
+
+def _mode(auto: bool, durable: bool, external: Sequence[str]) -> Mode:
+    if auto and not durable:
+        raise UsageError("@workflow(auto=True, durable=False): pick one; auto makes each call "
+                         "leaving your project a step, durable=False runs the whole function "
+                         "as one")
+    if external and not auto:
+        raise UsageError("@workflow(external=...) names the modules whose calls become steps "
+                         "in auto mode; add auto=True")
+    if isinstance(external, str):
+        raise UsageError(f"@workflow(external={external!r}) takes a list of module names, "
+                         f"e.g. external=[{external!r}]")
+    return "auto" if auto else "context" if durable else "whole"
 
 
 def _trigger(workflow: str, topic: str | None, source: str | None,
