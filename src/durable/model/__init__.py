@@ -135,6 +135,7 @@ class SubType(StrEnum):
     SUBSCRIBE = "Subscribe"  # a STEP: the engine buffers the topic's matching events from here
     NEXT_EVENT = "NextEvent"  # a CALLBACK the engine resolves from a subscription's events
     SIGNAL_RUN = "SignalRun"  # a STEP: the engine signals another run as it records it
+    CANCEL_RUN = "CancelRun"  # a STEP: the engine cancels another run as it records it
 
 
 class EventType(StrEnum):

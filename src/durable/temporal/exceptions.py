@@ -18,6 +18,7 @@ from typing import Any
 
 from durable.errors import UsageError
 from durable.model import ErrorObject
+from durable.temporal._failure import Failure, failure_of
 
 __all__ = [
     "ActivityError",
@@ -28,6 +29,7 @@ __all__ = [
     "FailureError",
     "TimeoutError",
     "UnsupportedFeature",
+    "WorkflowAlreadyStartedError",
     "WorkflowFailureError",
 ]
 
@@ -55,6 +57,11 @@ class FailureError(Exception):
     @property
     def cause(self) -> BaseException | None:
         return self.__cause__
+
+    @property
+    def failure(self) -> Failure:
+        """This failure and its cause chain in Temporal's wire form (`_failure`)."""
+        return failure_of(self)
 
     def __durable_error_data__(self) -> str:
         """This failure and its cause chain, kept with the recorded failure (`ErrorObject.data`)
@@ -139,12 +146,32 @@ class ChildWorkflowError(FailureError):
         self.run_id = workflow_id
 
 
+class WorkflowAlreadyStartedError(FailureError):
+    """A run with this workflow id exists already and the id policies refuse a new one: it is
+    running (`id_conflict_policy` FAIL, the default), or it ended and `id_reuse_policy` is
+    REJECT_DUPLICATE (or ALLOW_DUPLICATE_FAILED_ONLY and it succeeded). Attributes as
+    Temporal's: `workflow_id`, `workflow_type`, and `run_id` (the existing run's)."""
+
+    def __init__(self, workflow_id: str, workflow_type: str, *,
+                 run_id: str | None = None) -> None:
+        super().__init__(f"Workflow execution already started: id {workflow_id!r} "
+                         f"({workflow_type}); pick a new id")
+        self.workflow_id = workflow_id
+        self.workflow_type = workflow_type
+        self.run_id = run_id
+
+
 class WorkflowFailureError(FailureError):
     """Raised by the client's `result()` when the workflow ended unsuccessfully."""
 
     def __init__(self, *, cause: BaseException, status: str = "FAILED") -> None:
         super().__init__("Workflow execution failed", cause=cause)
         self.status = status
+
+    @property
+    def failure(self) -> Failure:
+        """The workflow's failure, as Temporal's history records it: its cause's."""
+        return failure_of(self.cause or self)
 
 
 CHAIN = "temporal.failure"
