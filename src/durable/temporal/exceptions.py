@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
+import traceback
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
@@ -186,6 +187,12 @@ def _jsonable(value: Any) -> Any:
 
 def _describe(e: BaseException) -> dict[str, Any]:
     d: dict[str, Any] = {"message": str(e)}
+    # Each link keeps its own trace, as Temporal's failures do: where it was raised, or, for
+    # one rebuilt from an earlier record (an activity's failure), the trace recorded then.
+    trace = getattr(e, "stack_trace", None) or (
+        "".join(traceback.format_tb(e.__traceback__)) if e.__traceback__ else "")
+    if trace:
+        d["stack_trace"] = trace
     if isinstance(e, ApplicationError):
         d.update(kind="ApplicationError", type=e.type, details=list(e.details),
                  non_retryable=e.non_retryable, category=int(e.category))
@@ -206,6 +213,12 @@ def _describe(e: BaseException) -> dict[str, Any]:
 
 
 def _rebuild(d: dict[str, Any]) -> BaseException:
+    failure = _rebuild_link(d)
+    failure.stack_trace = d.get("stack_trace", "")  # type: ignore[attr-defined]
+    return failure
+
+
+def _rebuild_link(d: dict[str, Any]) -> BaseException:
     cause = _rebuild(d["cause"]) if d.get("cause") else None
     kind, message = d.get("kind"), d.get("message", "")
     failure: FailureError
@@ -245,9 +258,7 @@ def cause_of(error: ErrorObject) -> BaseException:
     chain when a Temporal failure recorded them, else from the type and message."""
     chain = _chain(error)
     if chain is not None:
-        rebuilt = _rebuild(chain)
-        rebuilt.stack_trace = error.traceback  # type: ignore[attr-defined]
-        return rebuilt
+        return _rebuild(chain)
     if error.type == "StepTimeout":
         return TimeoutError(error.message)
     if error.type in ("Cancelled", "CancelledError"):
