@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from durable.client import Client as DurableClient
 from durable.errors import RunNotFound, UsageError
 from durable.model import ExecutionStatus, Invocation, RunInfo
+from durable.model.listing import RunFilter
 from durable.store import Store
 from durable.temporal._cron import CronStart
 from durable.temporal._cron import parse as parse_cron
@@ -35,6 +36,7 @@ from durable.temporal.common import (
     run_attributes,
 )
 from durable.temporal.exceptions import (
+    TERMINATED,
     ApplicationError,
     UnsupportedFeature,
     WorkflowAlreadyStartedError,
@@ -47,6 +49,7 @@ __all__ = [
     "WorkflowAlreadyStartedError",
     "WorkflowExecutionDescription",
     "WorkflowExecutionStatus",
+    "WorkflowFailureError",
     "WorkflowHandle",
 ]
 
@@ -211,8 +214,29 @@ class Client:
                 reuse is WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
                 and existing.status is ExecutionStatus.SUCCEEDED):
             raise WorkflowAlreadyStartedError(id, existing.workflow, run_id=existing.run_id)
-        await self.durable.delete_async(id)
+        await self._delete_with_ended_children(id)
         return False
+
+    async def _delete_with_ended_children(self, run_id: str) -> None:
+        """Delete an ended run and, first, its ended child runs (theirs too). A child's id is
+        its parent's id and the call's position (or the id the call gave), the same for the new
+        run under this id: left in place, the old child would be found by that id and taken
+        for the new run's own, which would then wait on it forever. A child still running
+        (ParentClosePolicy.ABANDON) is left alone."""
+        children = await asyncio.to_thread(self._ended_children, run_id)
+        for child in children:
+            await self._delete_with_ended_children(child)
+        await self.durable.delete_async(run_id)
+
+    def _ended_children(self, run_id: str) -> list[str]:
+        found: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = self.durable.runs(RunFilter(parent=run_id), limit=500, cursor=cursor)
+            found += [run.run_id for run in page.runs if not run.status.live]
+            cursor = page.next_cursor
+            if cursor is None:
+                return found
 
     def _find(self, run_id: str) -> RunInfo | None:
         try:
@@ -248,7 +272,7 @@ class WorkflowHandle(Generic[R]):
         if run.status is not ExecutionStatus.SUCCEEDED:
             cause = (cause_of(run.error) if run.error is not None
                      else ApplicationError(f"run ended {run.status}"))
-            raise WorkflowFailureError(cause=cause, status=_STATUS[run.status].name)
+            raise WorkflowFailureError(cause=cause, status=_status(run).name)
         wf = self._definition(run).durable
         if self._result_type is not None and run.result is not None:
             return wf.serializer.decode(run.result, self._result_type)  # type: ignore[no-any-return]
@@ -282,14 +306,24 @@ class WorkflowHandle(Generic[R]):
         self.client.durable.cancel(self.id)
 
     async def terminate(self, *args: Any, reason: str | None = None) -> None:
-        raise UnsupportedFeature("terminate()", "use cancel(): the run ends at its next await")
+        """End the run at once, none of its code running again (unlike `cancel`): what stops a
+        cron workflow between firings. `args` (Temporal's details) are not kept."""
+        await self.client.durable.terminate_async(self.id, reason or "Workflow terminated")
 
     async def describe(self) -> WorkflowExecutionDescription:
         run = self.client.durable.get(self.id)
         return WorkflowExecutionDescription(
             id=run.run_id, run_id=run.run_id, workflow_type=run.workflow,
-            status=_STATUS[run.status], start_time=_utc(run.created_at),
+            status=_status(run), start_time=_utc(run.created_at),
             close_time=None if run.ended_at is None else _utc(run.ended_at))
+
+
+def _status(run: RunInfo) -> WorkflowExecutionStatus:
+    """Temporal's status of the run: a stopped run was cancelled, or terminated."""
+    if run.status is ExecutionStatus.STOPPED and run.error is not None and (
+            run.error.type == TERMINATED):
+        return WorkflowExecutionStatus.TERMINATED
+    return _STATUS[run.status]
 
 
 def _utc(ts: float) -> datetime:

@@ -28,6 +28,7 @@ __all__ = [
     "CancelledError",
     "ChildWorkflowError",
     "FailureError",
+    "TerminatedError",
     "TimeoutError",
     "UnsupportedFeature",
     "WorkflowAlreadyStartedError",
@@ -122,6 +123,15 @@ class TimeoutError(FailureError):  # Temporal's name, in its namespace
 
 class CancelledError(FailureError):
     """The workflow or activity was cancelled (as the cause of an ActivityError)."""
+
+
+class TerminatedError(FailureError):
+    """The workflow was terminated (`handle.terminate()`, `durable terminate`): it ended at
+    once, none of its code running again."""
+
+
+TERMINATED = "Execution.Stopped"
+"""The error type Durable ends a terminated run with."""
 
 
 class ActivityError(FailureError):
@@ -261,6 +271,8 @@ def cause_of(error: ErrorObject) -> BaseException:
         return _rebuild(chain)
     if error.type == "StepTimeout":
         return TimeoutError(error.message)
+    if error.type == TERMINATED:
+        return TerminatedError(error.message)
     if error.type in ("Cancelled", "CancelledError"):
         return CancelledError(error.message)
     return ApplicationError.from_error(error)
