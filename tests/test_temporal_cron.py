@@ -129,6 +129,31 @@ async def test_cron_schedules_take_temporals_zone_prefix_and_bad_ones_fail_at_th
         assert datetime.fromtimestamp(at, UTC).hour == 8  # 09:00 in Paris, in January
 
 
+@workflow.defn
+class PagedExport:
+    @workflow.run
+    async def run(self, page: int) -> int:
+        await workflow.execute_activity(
+            record_firing, args=["paged", workflow.info().cron_schedule, page,
+                                 workflow.now().timestamp()], start_to_close_timeout=TIMEOUT)
+        if page < 3:
+            workflow.continue_as_new(page + 1)
+        return page
+
+
+async def test_a_firing_that_continues_as_new_goes_on_at_once_and_keeps_the_schedule(
+        db_url: str) -> None:
+    async with TestEnvironment(durable_workflow(PagedExport), db=db_url, start=START) as env:
+        client = Client(env.client)
+        await client.start_workflow(PagedExport.run, 1, id="export", task_queue="q",
+                                    cron_schedule="0 * * * *")
+        await env.skip(2 * HOUR)
+        first, second = START - 10 + HOUR, START - 10 + 2 * HOUR
+        # pages 1-3 in the first firing, at once; the next tick starts from the last input
+        assert seen("paged") == [("0 * * * *", 1, first), ("0 * * * *", 2, first),
+                                 ("0 * * * *", 3, first), ("0 * * * *", 3, second)]
+
+
 @activity.defn
 async def ping(number: int) -> None:
     firings.append(("ping", None, number, 0.0))

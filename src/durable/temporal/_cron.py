@@ -46,12 +46,14 @@ _TZ_PREFIXES = ("CRON_TZ=", "TZ=")
 
 @dataclass(frozen=True, slots=True)
 class CronStart:
-    """A cron run's input: its schedule, the workflow's own arguments, and the result of the
-    last firing that succeeded (`workflow.get_last_completion_result()`), encoded."""
+    """A cron run's input: its schedule, the workflow's own arguments, the result of the last
+    firing that succeeded (`workflow.get_last_completion_result()`), encoded, and whether this
+    is a firing its own code continued as new (it goes on at once, not at the next tick)."""
 
     schedule: str
     args: Sequence[Any]
     last_result: str | None = None
+    continued: bool = False
 
 
 CURRENT: ContextVar[CronStart | None] = ContextVar("durable_temporal_cron", default=None)
@@ -81,7 +83,7 @@ class TemporalWorkflow(Workflow[..., Any]):
             start = args[0]
             return json.dumps({ENVELOPE: {
                 "schedule": start.schedule, "input": super().encode_input(tuple(start.args)),
-                "last": start.last_result}})
+                "last": start.last_result, "continued": start.continued}})
         return super().encode_input(args)
 
     def decode_input(self, data: str | None) -> tuple[Any, ...]:
@@ -89,7 +91,7 @@ class TemporalWorkflow(Workflow[..., Any]):
         if envelope is None:
             return super().decode_input(data)
         return (CronStart(envelope["schedule"], super().decode_input(envelope["input"]),
-                          envelope.get("last")),)
+                          envelope.get("last"), bool(envelope.get("continued"))),)
 
 
 def _envelope(data: str | None) -> dict[str, Any] | None:
@@ -110,16 +112,20 @@ async def run_input(ctx: Context, defn: Definition, args: tuple[Any, ...],
 
 async def serve(ctx: Context, defn: Definition, start: CronStart,
                 execute: Callable[[Sequence[Any]], Awaitable[Any]]) -> NoReturn:
-    """One firing: wait for the next tick, run the code, continue as new for the one after."""
-    schedule = parse(start.schedule)
-    now = ctx.now().timestamp()
-    await ctx.sleep(schedule.next_after(now) - now)
+    """One firing: wait for the next tick, run the code, continue as new for the one after.
+    The code's own continue-as-new goes on at once with its new input, the schedule kept, and
+    the next tick is waited for when that firing completes: Temporal's intended behaviour
+    (its server has lost the schedule there at times, temporalio/temporal#746)."""
+    if not start.continued:
+        schedule = parse(start.schedule)
+        now = ctx.now().timestamp()
+        await ctx.sleep(schedule.next_after(now) - now)
     args, last_result = start.args, start.last_result
     token = CURRENT.set(start)
     try:
         last_result = defn.durable.serializer.encode(await execute(args))
-    except ContinueAsNew as e:  # the code's own continue-as-new: new input, same schedule
-        args = e.args_
+    except ContinueAsNew as e:
+        ctx.continue_as_new(CronStart(start.schedule, e.args_, last_result, continued=True))
     except Exception as e:
         if not isinstance(e, (FailureError, *defn.failure_types)):
             raise  # the workflow task failed: the run parks, as any other
