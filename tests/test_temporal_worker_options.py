@@ -76,3 +76,34 @@ async def test_a_keyword_temporals_worker_lacks_is_a_type_error(db_url: str) -> 
     with pytest.raises(TypeError, match="unexpected keyword argument 'namespce'"):
         await Client.connect(db_url, namespce="x")
     client.durable.close()
+
+
+def test_the_options_and_failure_fields_are_temporals_own() -> None:
+    """Against temporalio's own signatures and protobuf, where it is installed: every option
+    its Worker and Client.connect take is sorted here, none that they lack, and the Failure
+    fields `.failure` has are Failure's."""
+    temporalio_worker = pytest.importorskip("temporalio.worker", reason="temporalio is not "
+                                            "installed: `pip install temporalio` to compare")
+    import dataclasses
+    import inspect
+
+    from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
+    from temporalio.client import Client as TemporalClient
+
+    from durable.temporal import _failure
+    from durable.temporal._options import (
+        IGNORED_CONNECT_OPTIONS,
+        IGNORED_WORKER_OPTIONS,
+        MAPPED_WORKER_OPTIONS,
+    )
+
+    theirs = set(inspect.signature(temporalio_worker.Worker.__init__).parameters) - {
+        "self", "client", "task_queue", "activities", "workflows"}
+    assert theirs == set(IGNORED_WORKER_OPTIONS) | MAPPED_WORKER_OPTIONS
+    theirs = set(inspect.signature(TemporalClient.connect).parameters) - {
+        "cls", "target_host", "namespace"}
+    assert theirs == set(IGNORED_CONNECT_OPTIONS)
+    for ours, proto in ((_failure.Failure, Failure),
+                        (_failure.ApplicationFailureInfo, ApplicationFailureInfo)):
+        assert {f.name for f in dataclasses.fields(ours)} <= {
+            f.name for f in proto.DESCRIPTOR.fields}

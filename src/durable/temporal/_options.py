@@ -59,6 +59,11 @@ IGNORED_WORKER_OPTIONS: Mapping[str, str] = {
                                         "@workflow.defn(failure_exception_types=[...])",
     "debug_mode": "there is no deadlock detector or sandbox to disable",
     "on_fatal_error": "a Durable worker does not stop on errors; it logs them and backs off",
+    "plugin_shutdown_timeout": "Temporal worker plugins hook into Temporal's own worker",
+    "patch_activation_callback": "workflow code runs on Durable's replay machinery",
+    "max_eager_activity_reservations_per_workflow_task": _NO_ACTIVITY_TASKS,
+    "disable_payload_error_limit": _NO_SERVER,
+    "max_workflow_task_external_storage_concurrency": _NO_SERVER,
 }
 """Temporal's `Worker(...)` options with no effect here, and why."""
 
@@ -82,6 +87,10 @@ IGNORED_CONNECT_OPTIONS: Mapping[str, str] = {
     "lazy": "the client connects when a call first needs the database",
     "runtime": _NO_SERVER,
     "header_codec_behavior": _NO_SERVER,
+    "connect_timeout": _NO_SERVER,
+    "dns_load_balancing_config": _NO_SERVER,
+    "grpc_compression": _NO_SERVER,
+    "payload_limits": _NO_SERVER,
 }
 """Temporal's `Client.connect(...)` options with no effect here, and why."""
 

@@ -23,8 +23,7 @@ from durable.temporal._definition import definition_of
 from durable.temporal._options import IGNORED_WORKER_OPTIONS, accept
 from durable.temporal.client import Client
 
-__all__ = ["SandboxedWorkflowRunner", "SharedStateManager", "UnsandboxedWorkflowRunner",
-           "Worker"]
+__all__ = ["SharedStateManager", "UnsandboxedWorkflowRunner", "Worker"]
 
 
 def durable_worker(workflows: Sequence[Any], activities: Sequence[Callable[..., Any]],
@@ -52,14 +51,6 @@ class SharedStateManager:
 
 class UnsandboxedWorkflowRunner:
     """Accepted for `Worker(workflow_runner=...)`: workflow code never runs in a sandbox here."""
-
-
-class SandboxedWorkflowRunner:
-    """Accepted for `Worker(workflow_runner=...)`, with any restrictions: there is no sandbox
-    (determinism is checked by Durable's replay), so they restrict nothing."""
-
-    def __init__(self, **options: Any) -> None:
-        self.options = options
 
 
 def check_activities(activities: Sequence[Callable[..., Any]]) -> None:
