@@ -86,6 +86,9 @@ async def test_a_cron_workflow_fires_at_each_tick_under_one_workflow_id_until_ca
         assert seen("ops") == [("0 * * * *", n, midnight + n * HOUR) for n in (1, 2, 3)]
         assert [r.run_id for r in env.client.list(workflow="HourlyReport")] == ["report"]
         assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+        await env.skip(120)  # the third firing has ended; the chain waits for the fourth tick
+        with pytest.raises(UsageError, match="no workflow to query yet"):
+            await handle.query(HourlyReport.current)
 
         await handle.cancel()
         await env.settle()
