@@ -42,6 +42,10 @@ IMPORTS = {
     "from durable.temporal import activity, workflow": "from temporalio import activity, workflow",
     "from durable.temporal.serverless import run": "run = None",
     "from durable.temporal.client import Client": "from temporalio.client import Client",
+    "from durable.temporal.client import Client, WorkflowFailureError":
+        "from temporalio.client import Client, WorkflowFailureError",
+    "from durable.temporal.common import WorkflowIDConflictPolicy":
+        "from temporalio.common import WorkflowIDConflictPolicy",
     "from durable.temporal.common import RetryPolicy": "from temporalio.common import RetryPolicy",
     "from durable.temporal.worker import Worker": "from temporalio.worker import Worker",
     "from durable.temporal.envconfig import ClientConfig":
@@ -116,7 +120,7 @@ class MiniTemporal:
             worker_level_failure_exception_types=[], patch_activation_callback=None,
             last_completion_result=temporalio.api.common.v1.Payloads(), last_failure=None)))
         self.runs[id] = {"instance": instance, "jobs": [], "result": None, "done": False,
-                         "parent": parent, "queries": {}}
+                         "parent": parent, "queries": {}, "workflow": workflow}
         init = wa.InitializeWorkflow(workflow_type=defn.name, workflow_id=id,
                                      arguments=self.converter.payload_converter.to_payloads(args),
                                      randomness_seed=7)
@@ -221,6 +225,11 @@ class MiniTemporal:
                 resolve_child_workflow_execution_start=wa.ResolveChildWorkflowExecutionStart(
                     seq=spec.seq, succeeded=wa.ResolveChildWorkflowExecutionStartSuccess(
                         run_id=spec.workflow_id))))
+        elif kind == "continue_as_new_workflow_execution":  # a new run under the same id
+            spec = command.continue_as_new_workflow_execution
+            workflow = (self.defns[spec.workflow_type].cls if spec.workflow_type
+                        else run["workflow"])
+            self.start(workflow, pc.from_payloads(list(spec.arguments)), id, run["parent"])
         elif kind == "respond_to_query":
             answer = command.respond_to_query
             run["queries"][answer.query_id] = pc.from_payloads([answer.succeeded.response])[0]
@@ -426,3 +435,46 @@ def test_envconfig_reads_every_profile_as_temporals_sdk_does(tmp_path: Path) -> 
     ours = ClientConfig.load(config_source=file, override_env_vars={}).to_dict()
     assert ours == TemporalClientConfig.load(config_source=file, override_env_vars={}).to_dict()
     assert ClientConfig.load(config_source=PROFILES).to_dict() == ours
+
+
+def test_the_typical_programs_workflows_agree_under_both() -> None:
+    """typical.py's order (a signal, queries, an activity by bound method and one by name, a
+    child, a patch) and its batches (continue-as-new) under Temporal's workflow instances and
+    under Durable: the same answers, results and activity calls."""
+    ours, theirs = load("typical", "durable"), load("typical", "temporal")
+    bank = theirs.BankActivities(theirs.Bank())
+    temporal = mini_temporal(
+        [theirs.OrderWorkflow, theirs.ShipOrder, theirs.BatchWorkflow],
+        [bank.charge, theirs.send_receipt, theirs.create_label, theirs.process_batch])
+    temporal.start(theirs.OrderWorkflow, ["order-1", theirs.Payment("alice", 30)], "order-1")
+    observed_t: list[Any] = [temporal.query("order-1", "current_status")]
+    temporal.signal("order-1", "approve")
+    observed_t += [temporal.result("order-1"), temporal.query("order-1", "current_status")]
+    temporal.start(theirs.BatchWorkflow, [0], "batches")
+    observed_t.append(temporal.result("batches"))
+
+    async def on_durable() -> list[Any]:
+        wfs = [durable_workflow(getattr(ours, name)) for name in
+               ("OrderWorkflow", "ShipOrder", "BatchWorkflow")]
+        async with TestEnvironment(*wfs) as env:
+            from durable.temporal import activity as d_activity
+
+            client = Client(env.client)
+            with d_activity.registered([ours.BankActivities(ours.Bank()).charge]):
+                order = await client.start_workflow(
+                    ours.OrderWorkflow.run, args=["order-1", ours.Payment("alice", 30)],
+                    id="order-1", task_queue="q")
+                await env.settle()
+                seen: list[Any] = [await order.query(ours.OrderWorkflow.current_status)]
+                await order.signal(ours.OrderWorkflow.approve)
+                seen.append(await env.result(env.client.handle("order-1")))
+                seen.append(await order.query(ours.OrderWorkflow.current_status))
+                seen.append(await env.run(durable_workflow(ours.BatchWorkflow), 0,
+                                          id="batches"))
+            return seen
+    assert asyncio.run(on_durable()) == observed_t
+    assert observed_t == [
+        "awaiting approval",
+        "charged 30 from alice (balance 70), shipped as TRK-order-1, receipt sent", "done", 60]
+    assert temporal.activity_calls == {"charge": 1, "create_label": 1, "send_receipt": 1,
+                                       "process_batch": 6}

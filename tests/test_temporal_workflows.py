@@ -394,13 +394,6 @@ def test_unsupported_features_fail_when_the_class_is_defined() -> None:
                 task = asyncio.create_task(asyncio.sleep(1))
                 await task
 
-    with pytest.raises(UnsupportedFeature, match=r"workflow.get_external_workflow_handle"):
-        @workflow.defn
-        class External:
-            @workflow.run
-            async def run(self) -> None:
-                workflow.get_external_workflow_handle("other")  # type: ignore[attr-defined]
-
     with pytest.raises(UnsupportedFeature, match=r"awaiting \.get\(\)"):
         @workflow.defn
         class QueueGet:

@@ -214,6 +214,14 @@ class SignalFailed(DurableError):
         self.run_id, self.name, self.error = run_id, name, error
 
 
+class CancelRunFailed(DurableError):
+    """`ctx.cancel_run` could not ask: the run named does not exist, or has ended."""
+
+    def __init__(self, run_id: str, error: ErrorObject) -> None:
+        super().__init__(f"cancelling run {run_id!r} failed: {error.message}")
+        self.run_id, self.error = run_id, error
+
+
 class EventNotFound(UsageError):
     def __init__(self, seq: int) -> None:
         super().__init__(f"no event with number {seq}; `durable events ls` lists the events")

@@ -600,10 +600,10 @@ def checkpoint(tx: Tx, run_id: str, token: int, updates: Sequence[OperationUpdat
 def checkpoint_fence(run_id: str, token: int, updates: Sequence[OperationUpdate]) -> Fence:
     """The fence read `checkpoint` begins with, for a writer to read ahead with others'. A
     checkpoint is confined to its run (a child it starts is a new run, and the signals,
-    callbacks and published values it takes or sets are its own) unless it signals another
-    run (`ctx.signal_run`)."""
+    callbacks and published values it takes or sets are its own) unless it signals or cancels
+    another run (`ctx.signal_run`, `ctx.cancel_run`)."""
     return Fence(run_id, token, _first_op(updates),
-                 not any(u.sub_type == SubType.SIGNAL_RUN for u in updates))
+                 not any(u.sub_type in _ACTS_ON_ANOTHER_RUN for u in updates))
 
 
 def _first_op(updates: Sequence[OperationUpdate]) -> str:
@@ -717,11 +717,10 @@ def _step_succeed(c: Change) -> Operation:
     elif u.sub_type == SubType.SUBSCRIBE and u.payload is not None:
         asked = json.loads(u.payload)
         c.tx.add_subscription(c.run_id, u.id, asked["topic"], asked["filter"], c.now)
-    elif u.sub_type == SubType.SIGNAL_RUN and u.payload is not None:
-        # Sent in the transaction that records it, so exactly once: a replay finds it recorded.
-        sent = json.loads(u.payload)
+    elif u.sub_type in _ACTS_ON_ANOTHER_RUN and u.payload is not None:
+        # Done in the transaction that records it, so exactly once: a replay finds it recorded.
         try:
-            signal(c.tx, sent["run_id"], u.name or "", sent["payload"], c.now)
+            _act_on_another_run(c.tx, u.sub_type, u.name or "", json.loads(u.payload), c.now)
         except UsageError as e:  # no such run, or it ended: the workflow is told, durably
             error = ErrorObject(type(e).__name__, str(e))
             c.record(E.STEP_FAILED, {"attempt": attempt, "error": error.to_dict(),
@@ -731,6 +730,21 @@ def _step_succeed(c: Change) -> Operation:
     c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
     return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
                    started_at=started, ended_at=c.now)
+
+
+_ACTS_ON_ANOTHER_RUN = frozenset({SubType.SIGNAL_RUN, SubType.CANCEL_RUN})
+"""Steps whose recording signals or cancels another run (`ctx.signal_run`, `ctx.cancel_run`)."""
+
+
+def _act_on_another_run(tx: Tx, sub_type: str, name: str, asked: dict[str, Any],
+                        now: float) -> None:
+    if sub_type == SubType.SIGNAL_RUN:
+        signal(tx, asked["run_id"], name, asked["payload"], now)
+        return
+    target = _running(tx, asked["run_id"])
+    if not target.status.live:
+        raise UsageError(f"run {target.run_id!r} has already ended ({target.status})")
+    cancel(tx, target.run_id, now)
 
 
 def _kv_command(c: Change, attempt: int, started: float | None) -> Operation:

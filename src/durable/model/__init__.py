@@ -136,6 +136,7 @@ class SubType(StrEnum):
     NEXT_EVENT = "NextEvent"  # a CALLBACK the engine resolves from a subscription's events
     SIGNAL_RUN = "SignalRun"  # a STEP: the engine signals another run as it records it
     RESPOND = "Respond"  # a STEP whose result answers the webhook request that started the run
+    CANCEL_RUN = "CancelRun"  # a STEP: the engine cancels another run as it records it
 
 
 class EventType(StrEnum):

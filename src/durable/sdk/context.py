@@ -440,6 +440,11 @@ class Context:
         await _events.respond(self._ex, self._scope(),
                               WebhookResponse(status, dict(headers or {}), body))
 
+    async def cancel_run(self, run_id: str) -> None:
+        """Ask another run to stop (as `Client.cancel` does), exactly once however often this
+        run replays; raises `CancelRunFailed` if that run does not exist or has ended."""
+        await _events.cancel_run(self._ex, self._scope(), run_id)
+
     def patched(self, change_id: str) -> bool:
         """True for runs that reach this point under the new code, False for runs that passed
         it under the old: guard a change with it so runs in flight keep replaying."""

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from durable.errors import CallbackFailed, SignalFailed, UsageError, WaitTimeout
+from durable.errors import CallbackFailed, CancelRunFailed, SignalFailed, UsageError, WaitTimeout
 from durable.model import (
+    ErrorObject,
     Operation,
     OperationAction,
     OperationStatus,
@@ -83,16 +84,35 @@ async def next_event(ex: Executor, scope: Scope, sub: Subscription,
 
 
 async def signal_run(ex: Executor, scope: Scope, run_id: str, name: str, payload: Any) -> None:
-    with scope.exclusive(f"signal_run({run_id!r}, {name!r})"):
-        op_id, op = ex.begin(scope, OperationType.STEP, name, SubType.SIGNAL_RUN)
+    asked = {"run_id": run_id, "payload": ex.serializer.encode(payload)}
+    error = await _act_on_run(ex, scope, f"signal_run({run_id!r}, {name!r})", name,
+                              SubType.SIGNAL_RUN, asked)
+    if error is not None:
+        raise SignalFailed(run_id, name, error)
+
+
+async def cancel_run(ex: Executor, scope: Scope, run_id: str) -> None:
+    error = await _act_on_run(ex, scope, f"cancel_run({run_id!r})", "cancel_run",
+                              SubType.CANCEL_RUN, {"run_id": run_id})
+    if error is not None:
+        raise CancelRunFailed(run_id, error)
+
+
+async def _act_on_run(ex: Executor, scope: Scope, what: str, name: str, sub_type: SubType,
+                      asked: dict[str, Any]) -> ErrorObject | None:
+    """A step the engine acts on as it records it (`machine._act_on_another_run`): recorded
+    once, so the other run is signalled or cancelled once however often this one replays.
+    The engine's refusal (no such run, or it ended) comes back recorded, as the error."""
+    with scope.exclusive(what):
+        op_id, op = ex.begin(scope, OperationType.STEP, name, sub_type)
         if op is None:
-            sent = json.dumps({"run_id": run_id, "payload": ex.serializer.encode(payload)})
             (op,) = await ex.checkpoint(OperationUpdate(
                 op_id, OperationType.STEP, OperationAction.SUCCEED, name=name,
-                parent_id=scope.parent_id, sub_type=SubType.SIGNAL_RUN, payload=sent))
+                parent_id=scope.parent_id, sub_type=sub_type, payload=json.dumps(asked)))
         if op.status is S.FAILED:
             assert op.error is not None
-            raise SignalFailed(run_id, name, op.error)
+            return op.error
+        return None
 
 
 async def respond(ex: Executor, scope: Scope, response: WebhookResponse) -> None:

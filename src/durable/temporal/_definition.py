@@ -219,7 +219,8 @@ def _never_bound(namespace: dict[str, Any]) -> bool:
 def _durable_workflow(defn: Definition) -> Workflow[..., Any]:
     """A Durable workflow whose parameters are the run method's (less `self`), so inputs
     encode and decode by the run method's annotations."""
-    from durable.temporal._runtime import Runtime  # the runtime imports this module
+    from durable.temporal._cron import TemporalWorkflow, run_input  # they import this module
+    from durable.temporal._runtime import Runtime
 
     try:
         hints = typing.get_type_hints(defn.run_fn)
@@ -228,7 +229,7 @@ def _durable_workflow(defn: Definition) -> Workflow[..., Any]:
     params = list(inspect.signature(defn.run_fn).parameters.values())[1:]
 
     async def body(ctx: Context, *args: Any) -> Any:
-        return await Runtime(defn, ctx).execute(args)
+        return await run_input(ctx, defn, args, Runtime(defn, ctx).execute)
 
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                   annotation=Context)
@@ -238,7 +239,7 @@ def _durable_workflow(defn: Definition) -> Workflow[..., Any]:
     body.__name__ = body.__qualname__ = defn.name
     body.__module__ = defn.cls.__module__
     body.__doc__ = defn.cls.__doc__
-    wf: Workflow[..., Any] = Workflow(body, name=defn.name)
+    wf: Workflow[..., Any] = TemporalWorkflow(body, name=defn.name)
     DURABLE_REGISTRY[wf.name] = wf
     return wf
 

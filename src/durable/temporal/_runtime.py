@@ -62,6 +62,7 @@ from durable.sdk import values as _values
 from durable.sdk.context import Context
 from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, Suspend
 from durable.sdk.parallel import Completion
+from durable.temporal._cron import run_input
 from durable.temporal._definition import Definition
 from durable.temporal.activity import CURRENT_CALL, CallInfo
 from durable.temporal.common import DEFAULT_ACTIVITY_RETRY, RetryPolicy
@@ -627,9 +628,13 @@ async def evaluate_query(defn: Definition, invocation: Invocation,
     async def replay() -> None:
         token = CURRENT_SCOPE.set(ex.root)
         try:
-            rt = Runtime(defn, Context(ex), query_mode=True, undelivered=buffered)
-            runtimes.append(rt)
-            await rt.execute(defn.durable.decode_input(invocation.input))
+            ctx = Context(ex)
+            rt = Runtime(defn, ctx, query_mode=True, undelivered=buffered)
+
+            async def execute(args: Sequence[Any]) -> Any:
+                runtimes.append(rt)  # the workflow exists: a cron run's waits are behind it
+                return await rt.execute(args)
+            await run_input(ctx, defn, defn.durable.decode_input(invocation.input), execute)
         finally:
             CURRENT_SCOPE.reset(token)
 
@@ -637,7 +642,11 @@ async def evaluate_query(defn: Definition, invocation: Invocation,
     try:
         await _quiesce(task)
         if not runtimes:
-            task.result()  # it failed before the workflow existed: say why
+            if task.done() and not isinstance(task.exception(), Suspend):
+                task.result()  # it failed before the workflow existed: say why
+            raise UsageError(f"run {invocation.run_id!r} has no workflow to query yet: a cron "
+                             "workflow waiting for its next tick; query it once the firing "
+                             "began")
         return runtimes[0].answer_query(name, args)
     finally:
         pump = runtimes[0].pump if runtimes else None

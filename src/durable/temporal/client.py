@@ -14,7 +14,7 @@ runs. A workflow id is a Durable run id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -23,9 +23,12 @@ from typing import Any, Generic, TypeVar
 from durable.client import Client as DurableClient
 from durable.errors import RunNotFound, UsageError
 from durable.model import ExecutionStatus, Invocation, RunInfo
+from durable.model.listing import RunFilter
 from durable.store import Store
+from durable.temporal._cron import CronStart
+from durable.temporal._cron import parse as parse_cron
 from durable.temporal._definition import Definition, definition_of
-from durable.temporal._ignored import ignore
+from durable.temporal._options import IGNORED_CONNECT_OPTIONS, accept
 from durable.temporal._runtime import CHANNEL, evaluate_query
 from durable.temporal.common import (
     WorkflowIDConflictPolicy,
@@ -33,8 +36,10 @@ from durable.temporal.common import (
     run_attributes,
 )
 from durable.temporal.exceptions import (
+    TERMINATED,
     ApplicationError,
     UnsupportedFeature,
+    WorkflowAlreadyStartedError,
     WorkflowFailureError,
     cause_of,
 )
@@ -44,6 +49,7 @@ __all__ = [
     "WorkflowAlreadyStartedError",
     "WorkflowExecutionDescription",
     "WorkflowExecutionStatus",
+    "WorkflowFailureError",
     "WorkflowHandle",
 ]
 
@@ -74,18 +80,6 @@ class _NoArg:
 
 
 _NOARG: Any = _NoArg()
-
-
-class WorkflowAlreadyStartedError(Exception):
-    """A run with this workflow id exists already and the id policies refuse a new one: it is
-    running (`id_conflict_policy` FAIL, the default), or it ended and `id_reuse_policy` is
-    REJECT_DUPLICATE (or ALLOW_DUPLICATE_FAILED_ONLY and it succeeded)."""
-
-    def __init__(self, workflow_id: str, workflow_type: str) -> None:
-        super().__init__(f"Workflow execution already started: id {workflow_id!r} "
-                         f"({workflow_type}); pick a new id")
-        self.workflow_id = workflow_id
-        self.workflow_type = workflow_type
 
 
 class WorkflowExecutionStatus(IntEnum):
@@ -140,19 +134,14 @@ class Client:
 
     @classmethod
     async def connect(cls, target_host: str | None = None, *, namespace: str = "default",
-                      api_key: str | None = None, tls: Any = False,
-                      rpc_metadata: Mapping[str, str] | None = None,
                       **options: Any) -> Client:
         """`target_host` as `store_url` maps it; the keyword arguments of
         `envconfig.ClientConfig.load_client_connect_config()` are all taken, so
-        `Client.connect(**config)` works. `api_key`, `tls` and `rpc_metadata` secure and tag
-        a connection to Temporal's frontend; Durable's client opens the database itself (its
-        TLS settings belong in the database URL), so they are logged once as ignored."""
-        why = "the client opens the Durable database directly; put TLS settings in its URL"
-        for option, value in (("api_key", api_key), ("tls", tls),
-                              ("rpc_metadata", rpc_metadata)):
-            if value:
-                ignore(option, "Client.connect", why)
+        `Client.connect(**config)` works. Temporal's other connection options (`api_key`,
+        `tls`, `data_converter`, ...) secure, tag or encode a connection to Temporal's
+        frontend; Durable's client opens the database itself, so they are logged once as
+        ignored (`_options`), and a keyword Temporal's `connect` lacks is a TypeError."""
+        accept("Client.connect", options, IGNORED_CONNECT_OPTIONS)
         return cls(store_url(target_host), namespace=namespace)
 
     async def start_workflow(
@@ -165,17 +154,23 @@ class Client:
             start_signal_args: Sequence[Any] = (), result_type: Any = None,
             **options: Any) -> WorkflowHandle[Any]:
         """Start a run of `workflow` (its class, run method or name) under `id`. With
-        `start_signal`, the signal is delivered before the workflow's code first runs."""
+        `start_signal`, the signal is delivered before the workflow's code first runs. With
+        `cron_schedule` (`"0 * * * *"`, `"CRON_TZ=Europe/Paris 0 9 * * *"`), the workflow runs
+        at each tick, under this id, until cancelled (`_cron`)."""
         _refuse("start_workflow", execution_timeout=execution_timeout, run_timeout=run_timeout,
-                retry_policy=retry_policy, cron_schedule=cron_schedule, memo=memo)
+                retry_policy=retry_policy, memo=memo)
         attributes = (run_attributes(search_attributes, "start_workflow")
                       if search_attributes else None)
         defn = definition_of(workflow)
         handle: WorkflowHandle[Any] = WorkflowHandle(self, id, defn, result_type)
         use_existing = await self._make_room(id, WorkflowIDReusePolicy(id_reuse_policy or 1),
                                              WorkflowIDConflictPolicy(id_conflict_policy or 0))
+        run_args = _args(arg, args)
+        if cron_schedule:
+            parse_cron(cron_schedule)  # a bad one fails here, not at the first tick
+            run_args = [CronStart(cron_schedule, run_args)]
         if not use_existing:
-            await self.durable.start_async(defn.durable, *_args(arg, args), id=id,
+            await self.durable.start_async(defn.durable, *run_args, id=id,
                                            attributes=attributes)
         if start_signal is not None:
             await handle.signal(start_signal, args=start_signal_args)
@@ -212,15 +207,36 @@ class Client:
                 return True
             if (conflict is not WorkflowIDConflictPolicy.TERMINATE_EXISTING
                     and reuse is not WorkflowIDReusePolicy.TERMINATE_IF_RUNNING):
-                raise WorkflowAlreadyStartedError(id, existing.workflow)
+                raise WorkflowAlreadyStartedError(id, existing.workflow, run_id=existing.run_id)
             await self.durable.terminate_async(id, "terminated by start_workflow: "
                                                "a new run takes its id")
         elif reuse is WorkflowIDReusePolicy.REJECT_DUPLICATE or (
                 reuse is WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
                 and existing.status is ExecutionStatus.SUCCEEDED):
-            raise WorkflowAlreadyStartedError(id, existing.workflow)
-        await self.durable.delete_async(id)
+            raise WorkflowAlreadyStartedError(id, existing.workflow, run_id=existing.run_id)
+        await self._delete_with_ended_children(id)
         return False
+
+    async def _delete_with_ended_children(self, run_id: str) -> None:
+        """Delete an ended run and, first, its ended child runs (theirs too). A child's id is
+        its parent's id and the call's position (or the id the call gave), the same for the new
+        run under this id: left in place, the old child would be found by that id and taken
+        for the new run's own, which would then wait on it forever. A child still running
+        (ParentClosePolicy.ABANDON) is left alone."""
+        children = await asyncio.to_thread(self._ended_children, run_id)
+        for child in children:
+            await self._delete_with_ended_children(child)
+        await self.durable.delete_async(run_id)
+
+    def _ended_children(self, run_id: str) -> list[str]:
+        found: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = self.durable.runs(RunFilter(parent=run_id), limit=500, cursor=cursor)
+            found += [run.run_id for run in page.runs if not run.status.live]
+            cursor = page.next_cursor
+            if cursor is None:
+                return found
 
     def _find(self, run_id: str) -> RunInfo | None:
         try:
@@ -256,7 +272,7 @@ class WorkflowHandle(Generic[R]):
         if run.status is not ExecutionStatus.SUCCEEDED:
             cause = (cause_of(run.error) if run.error is not None
                      else ApplicationError(f"run ended {run.status}"))
-            raise WorkflowFailureError(cause=cause, status=_STATUS[run.status].name)
+            raise WorkflowFailureError(cause=cause, status=_status(run).name)
         wf = self._definition(run).durable
         if self._result_type is not None and run.result is not None:
             return wf.serializer.decode(run.result, self._result_type)  # type: ignore[no-any-return]
@@ -290,14 +306,24 @@ class WorkflowHandle(Generic[R]):
         self.client.durable.cancel(self.id)
 
     async def terminate(self, *args: Any, reason: str | None = None) -> None:
-        raise UnsupportedFeature("terminate()", "use cancel(): the run ends at its next await")
+        """End the run at once, none of its code running again (unlike `cancel`): what stops a
+        cron workflow between firings. `args` (Temporal's details) are not kept."""
+        await self.client.durable.terminate_async(self.id, reason or "Workflow terminated")
 
     async def describe(self) -> WorkflowExecutionDescription:
         run = self.client.durable.get(self.id)
         return WorkflowExecutionDescription(
             id=run.run_id, run_id=run.run_id, workflow_type=run.workflow,
-            status=_STATUS[run.status], start_time=_utc(run.created_at),
+            status=_status(run), start_time=_utc(run.created_at),
             close_time=None if run.ended_at is None else _utc(run.ended_at))
+
+
+def _status(run: RunInfo) -> WorkflowExecutionStatus:
+    """Temporal's status of the run: a stopped run was cancelled, or terminated."""
+    if run.status is ExecutionStatus.STOPPED and run.error is not None and (
+            run.error.type == TERMINATED):
+        return WorkflowExecutionStatus.TERMINATED
+    return _STATUS[run.status]
 
 
 def _utc(ts: float) -> datetime:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
+import traceback
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
 
 from durable.errors import UsageError
 from durable.model import ErrorObject
+from durable.temporal._failure import Failure, failure_of
 
 __all__ = [
     "ActivityError",
@@ -26,8 +28,10 @@ __all__ = [
     "CancelledError",
     "ChildWorkflowError",
     "FailureError",
+    "TerminatedError",
     "TimeoutError",
     "UnsupportedFeature",
+    "WorkflowAlreadyStartedError",
     "WorkflowFailureError",
 ]
 
@@ -55,6 +59,11 @@ class FailureError(Exception):
     @property
     def cause(self) -> BaseException | None:
         return self.__cause__
+
+    @property
+    def failure(self) -> Failure:
+        """This failure and its cause chain in Temporal's wire form (`_failure`)."""
+        return failure_of(self)
 
     def __durable_error_data__(self) -> str:
         """This failure and its cause chain, kept with the recorded failure (`ErrorObject.data`)
@@ -116,6 +125,15 @@ class CancelledError(FailureError):
     """The workflow or activity was cancelled (as the cause of an ActivityError)."""
 
 
+class TerminatedError(FailureError):
+    """The workflow was terminated (`handle.terminate()`, `durable terminate`): it ended at
+    once, none of its code running again."""
+
+
+TERMINATED = "Execution.Stopped"
+"""The error type Durable ends a terminated run with."""
+
+
 class ActivityError(FailureError):
     """An activity failed after its retries; `cause` says why."""
 
@@ -139,12 +157,32 @@ class ChildWorkflowError(FailureError):
         self.run_id = workflow_id
 
 
+class WorkflowAlreadyStartedError(FailureError):
+    """A run with this workflow id exists already and the id policies refuse a new one: it is
+    running (`id_conflict_policy` FAIL, the default), or it ended and `id_reuse_policy` is
+    REJECT_DUPLICATE (or ALLOW_DUPLICATE_FAILED_ONLY and it succeeded). Attributes as
+    Temporal's: `workflow_id`, `workflow_type`, and `run_id` (the existing run's)."""
+
+    def __init__(self, workflow_id: str, workflow_type: str, *,
+                 run_id: str | None = None) -> None:
+        super().__init__(f"Workflow execution already started: id {workflow_id!r} "
+                         f"({workflow_type}); pick a new id")
+        self.workflow_id = workflow_id
+        self.workflow_type = workflow_type
+        self.run_id = run_id
+
+
 class WorkflowFailureError(FailureError):
     """Raised by the client's `result()` when the workflow ended unsuccessfully."""
 
     def __init__(self, *, cause: BaseException, status: str = "FAILED") -> None:
         super().__init__("Workflow execution failed", cause=cause)
         self.status = status
+
+    @property
+    def failure(self) -> Failure:
+        """The workflow's failure, as Temporal's history records it: its cause's."""
+        return failure_of(self.cause or self)
 
 
 CHAIN = "temporal.failure"
@@ -159,6 +197,12 @@ def _jsonable(value: Any) -> Any:
 
 def _describe(e: BaseException) -> dict[str, Any]:
     d: dict[str, Any] = {"message": str(e)}
+    # Each link keeps its own trace, as Temporal's failures do: where it was raised, or, for
+    # one rebuilt from an earlier record (an activity's failure), the trace recorded then.
+    trace = getattr(e, "stack_trace", None) or (
+        "".join(traceback.format_tb(e.__traceback__)) if e.__traceback__ else "")
+    if trace:
+        d["stack_trace"] = trace
     if isinstance(e, ApplicationError):
         d.update(kind="ApplicationError", type=e.type, details=list(e.details),
                  non_retryable=e.non_retryable, category=int(e.category))
@@ -179,6 +223,12 @@ def _describe(e: BaseException) -> dict[str, Any]:
 
 
 def _rebuild(d: dict[str, Any]) -> BaseException:
+    failure = _rebuild_link(d)
+    failure.stack_trace = d.get("stack_trace", "")  # type: ignore[attr-defined]
+    return failure
+
+
+def _rebuild_link(d: dict[str, Any]) -> BaseException:
     cause = _rebuild(d["cause"]) if d.get("cause") else None
     kind, message = d.get("kind"), d.get("message", "")
     failure: FailureError
@@ -218,11 +268,11 @@ def cause_of(error: ErrorObject) -> BaseException:
     chain when a Temporal failure recorded them, else from the type and message."""
     chain = _chain(error)
     if chain is not None:
-        rebuilt = _rebuild(chain)
-        rebuilt.stack_trace = error.traceback  # type: ignore[attr-defined]
-        return rebuilt
+        return _rebuild(chain)
     if error.type == "StepTimeout":
         return TimeoutError(error.message)
+    if error.type == TERMINATED:
+        return TerminatedError(error.message)
     if error.type in ("Cancelled", "CancelledError"):
         return CancelledError(error.message)
     return ApplicationError.from_error(error)

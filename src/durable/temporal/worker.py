@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -19,10 +20,10 @@ from durable.engine.worker import Worker as DurableWorker
 from durable.errors import UsageError
 from durable.temporal import activity as activity_api
 from durable.temporal._definition import definition_of
-from durable.temporal._ignored import ignore
+from durable.temporal._options import IGNORED_WORKER_OPTIONS, accept
 from durable.temporal.client import Client
 
-__all__ = ["Worker"]
+__all__ = ["SharedStateManager", "UnsandboxedWorkflowRunner", "Worker"]
 
 
 def durable_worker(workflows: Sequence[Any], activities: Sequence[Callable[..., Any]],
@@ -38,14 +39,18 @@ def durable_worker(workflows: Sequence[Any], activities: Sequence[Callable[..., 
     return DurableWorker([definition_of(w).durable for w in workflows], db, **options)
 
 
-_IGNORED = {
-    "activity_executor": "sync activities run on threads of Durable's own",
-    "max_concurrent_activities": "activities run inside their workflow's step, bounded by "
-                                 "max_concurrent_workflow_tasks",
-    "shared_state_manager": "sync activities run on threads, never in other processes",
-    "workflow_runner": "workflow code runs on Durable's replay machinery, not in a sandbox",
-}
-"""Why a Temporal worker option has no effect here, where it is commonly passed."""
+class SharedStateManager:
+    """Accepted for `Worker(shared_state_manager=...)`: Temporal needs it to heartbeat and cancel
+    sync activities run in other processes; here they run on threads, so it holds nothing."""
+
+    @staticmethod
+    def create_from_multiprocessing(mgr: Any, queue_poller_executor: Any = None
+                                    ) -> SharedStateManager:
+        return SharedStateManager()
+
+
+class UnsandboxedWorkflowRunner:
+    """Accepted for `Worker(workflow_runner=...)`: workflow code never runs in a sandbox here."""
 
 
 def check_activities(activities: Sequence[Callable[..., Any]]) -> None:
@@ -63,18 +68,22 @@ class Worker:
 
     def __init__(self, client: Client, *, task_queue: str, workflows: Sequence[Any] = (),
                  activities: Sequence[Callable[..., Any]] = (), max_concurrent_workflow_tasks:
-                 int | None = None, **options: Any) -> None:
+                 int | None = None, graceful_shutdown_timeout: timedelta = timedelta(),
+                 **options: Any) -> None:
+        """`max_concurrent_workflow_tasks` is the worker's concurrency (Temporal's default,
+        100); `graceful_shutdown_timeout` how long a shutdown lets in-flight invocations
+        finish before cancelling them (what they checkpointed stays: another worker resumes
+        them). Temporal's other options are accepted and logged once as having no effect
+        (`_options`); a keyword Temporal's Worker lacks is a TypeError."""
+        accept("Worker", options, IGNORED_WORKER_OPTIONS)
         if not workflows and not activities:
             raise UsageError("Worker(...): at least one workflow or activity must be given "
                              "(workflows=[...], activities=[...])")
-        for option, value in options.items():
-            if value is not None:
-                ignore(option, "Worker", _IGNORED.get(option, "Durable's worker has no such "
-                                                      "setting"))
         self.task_queue = task_queue
         self._activities = list(activities)
         self._worker = (durable_worker(workflows, activities, client.durable.store,
-                                       concurrency=max_concurrent_workflow_tasks or 100)
+                                       concurrency=max_concurrent_workflow_tasks or 100,
+                                       drain_seconds=graceful_shutdown_timeout.total_seconds())
                         if workflows else None)
         if self._worker is None:
             check_activities(activities)

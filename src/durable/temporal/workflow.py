@@ -30,7 +30,8 @@ from typing import Any, NoReturn, TypeVar, overload
 
 from durable.errors import NonDeterminismError
 from durable.sdk.executor import ContinueAsNew
-from durable.temporal import _definition
+from durable.temporal import _cron, _definition
+from durable.temporal._external import ExternalWorkflowHandle
 from durable.temporal._runtime import ActivityHandle, WorkflowTaskFailed, active, current
 from durable.temporal.common import RetryPolicy, run_attributes
 from durable.temporal.exceptions import UnsupportedFeature
@@ -41,6 +42,7 @@ __all__ = [
     "ChildWorkflowCancellationType",
     "ChildWorkflowHandle",
     "ContinueAsNewError",
+    "ExternalWorkflowHandle",
     "Info",
     "NondeterminismError",
     "ParentClosePolicy",
@@ -53,6 +55,9 @@ __all__ = [
     "execute_child_workflow",
     "execute_local_activity",
     "execute_local_activity_method",
+    "get_external_workflow_handle",
+    "get_external_workflow_handle_for",
+    "get_last_completion_result",
     "in_workflow",
     "info",
     "init",
@@ -81,8 +86,6 @@ __all__ = [
 UNSUPPORTED: dict[str, str] = {
     "update": "send a signal and read the outcome with a query",
     "execute_update": "send a signal and read the outcome with a query",
-    "get_external_workflow_handle": "have the client signal the other workflow",
-    "get_external_workflow_handle_for": "have the client signal the other workflow",
     "set_signal_handler": "declare handlers with @workflow.signal",
     "set_query_handler": "declare handlers with @workflow.query",
     "set_dynamic_signal_handler": "declare handlers with @workflow.signal",
@@ -93,7 +96,6 @@ UNSUPPORTED: dict[str, str] = {
     "wait": "use asyncio.gather(...) or asyncio.wait_for(...)",
     "all_handlers_finished": "signal handlers here are synchronous: they always have finished",
     "create_nexus_client": "",
-    "get_last_completion_result": "",
     "execute_activity_class": "pass the callable instance to execute_activity",
 }
 
@@ -143,6 +145,7 @@ class Info:
     task_queue: str = "durable"
     namespace: str = "default"
     attempt: int = 1
+    cron_schedule: str | None = None
 
     def is_continue_as_new_suggested(self) -> bool:
         return False
@@ -395,6 +398,21 @@ async def start_child_workflow(
     return ChildWorkflowHandle(run_id)
 
 
+def get_external_workflow_handle(workflow_id: str, *,
+                                 run_id: str | None = None) -> ExternalWorkflowHandle:
+    """A handle to signal or cancel another workflow from this one (each recorded once)."""
+    current("get_external_workflow_handle()")
+    return ExternalWorkflowHandle(workflow_id, run_id, None)
+
+
+def get_external_workflow_handle_for(workflow: Any, workflow_id: str, *,
+                                     run_id: str | None = None) -> ExternalWorkflowHandle:
+    """As `get_external_workflow_handle`, typed by the other workflow's class or run method:
+    its signals are checked by name."""
+    current("get_external_workflow_handle_for()")
+    return ExternalWorkflowHandle(workflow_id, run_id, _definition.definition_of(workflow))
+
+
 # -- waiting -----------------------------------------------------------------------------------
 
 async def wait_condition(fn: Callable[[], bool], *, timeout: timedelta | float | None = None,
@@ -436,7 +454,15 @@ def uuid4() -> Any:
 
 def info() -> Info:
     rt = current("info()")
-    return Info(workflow_id=rt.ctx.run_id, run_id=rt.ctx.run_id, workflow_type=rt.defn.name)
+    cron = _cron.CURRENT.get()
+    return Info(workflow_id=rt.ctx.run_id, run_id=rt.ctx.run_id, workflow_type=rt.defn.name,
+                cron_schedule=None if cron is None else cron.schedule)
+
+
+def get_last_completion_result(type_hint: Any = None) -> Any:
+    """In a cron workflow, the result of the last firing that succeeded; None otherwise."""
+    return _cron.last_completion_result(current("get_last_completion_result()").defn,
+                                        type_hint)
 
 
 def in_workflow() -> bool:
