@@ -368,6 +368,7 @@ def time_out(tx: Tx, run: RunInfo, now: float) -> None:
     """The run's execution timeout passed: it ends TIMED_OUT whatever it was waiting for."""
     limit = (run.timeout_at or now) - run.created_at
     _cancel_waiting(tx, run.run_id, now)
+    streams.abandon_at_end(tx, run.run_id, now)
     _end_run(tx, run, ExecutionStatus.TIMED_OUT, InvocationOutput(
         InvocationStatus.FAILED, error=ErrorObject(
             "Execution.TimedOut", f"Execution timed out after {limit:.0f} seconds.")), now)
@@ -385,6 +386,7 @@ def terminate(tx: Tx, run_id: str, error: ErrorObject | None, now: float,
         return run.ended_at or now
     _cancel_waiting(tx, run_id, now, children=children is ChildPolicy.CANCEL)
     _cancel_in_flight(tx, run_id, now)
+    streams.abandon_at_end(tx, run_id, now)
     if children is ChildPolicy.TERMINATE:
         for child in tx.live_children(run_id):
             terminate(tx, child, ErrorObject(

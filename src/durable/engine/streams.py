@@ -79,6 +79,14 @@ def abandon_lost(tx: Tx, operations: Mapping[str, Sequence[Operation]], now: flo
                                                 k.token, now)])
 
 
+def abandon_at_end(tx: Tx, run_id: str, now: float) -> None:
+    """The run ends from outside its invocation (terminated, timed out): the attempt of a step
+    still running is lost with it, as at a claim, for no claim comes after. Its invocation,
+    fenced out now, can write nothing after the marker."""
+    if tx.live_stream_attempts([run_id]):
+        abandon_lost(tx, {run_id: tx.operations(run_id)}, now)
+
+
 def _append(tx: Tx, run_id: str, name: str, entries: list[NewEntry]) -> None:
     if tx.append_stream(run_id, name, entries) is None:
         # Workflow code cannot write after its close (the SDK refuses); a step body still
