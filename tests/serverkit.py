@@ -8,6 +8,7 @@ then SIGKILL: `tests.kit.Subprocess`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -55,3 +56,16 @@ class Server:
                  tb: TracebackType | None) -> None:
         if self.proc is not None:
             self.proc.stop()
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """The Server-Sent Events of a response's lines, as parsed fields (comments dropped)."""
+    event: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if event:
+                yield event
+            event = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(": ")
+            event[field] = value
