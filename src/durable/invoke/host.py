@@ -327,9 +327,9 @@ class _Batches:
 
     async def _drain(self) -> None:
         while self.queue or (self.invocation is not None and self.invocation.chunks):
-            batch = self.queue[:1]  # one caller's updates at least, however many
-            count = len(batch[0][0]) if batch else 0
-            del self.queue[:1]
+            # One caller's updates at least, however many; none when only chunks are due.
+            batch = [self.queue.pop(0)] if self.queue else []
+            count = sum(len(part) for part, _ in batch)
             while self.queue and count + len(self.queue[0][0]) <= MAX_UPDATES:
                 count += len(self.queue[0][0])
                 batch.append(self.queue.pop(0))
