@@ -368,7 +368,6 @@ def time_out(tx: Tx, run: RunInfo, now: float) -> None:
     """The run's execution timeout passed: it ends TIMED_OUT whatever it was waiting for."""
     limit = (run.timeout_at or now) - run.created_at
     _cancel_waiting(tx, run.run_id, now)
-    streams.abandon_at_end(tx, run.run_id, now)
     _end_run(tx, run, ExecutionStatus.TIMED_OUT, InvocationOutput(
         InvocationStatus.FAILED, error=ErrorObject(
             "Execution.TimedOut", f"Execution timed out after {limit:.0f} seconds.")), now)
