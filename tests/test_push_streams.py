@@ -9,23 +9,30 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
+from durable import Context, workflow
 from durable.engine import machine
 from durable.invoke import dataplane
 from durable.invoke.contract import INVALID_TOKEN, STREAM_CHUNKS, ContractError, chunk_to_wire
+from durable.invoke.host import BackendError, HttpBackend, run_invocation
 from durable.model.streams import StreamChunk, StreamEntry, StreamKind
+from durable.server.app import create_app
 from durable.store import Store, open_store
 from tests.apps.serverless_kit import Service, register, start_function_host, start_server
 from tests.kit import free_port, stopping, wait_until
+from tests.serverkit import serving
 from tests.streamkit import Follower
 
 APP = "tests.apps.push_stream_functions:app"
@@ -137,12 +144,17 @@ def store(any_db: str) -> Iterator[Store]:
     s.close()
 
 
-def invoke(store: Store, run_id: str, at: float) -> str:
-    """Lease the run as the engine would at time `at`; the new invocation's checkpoint token."""
-    (claimed,) = store.write_sync(lambda tx: machine.claim(tx, "w", at, 1, 30, ["fn"]))
-    envelope: dict[str, Any] = store.write_sync(
+def envelope(store: Store, run_id: str, at: float, function: str = "fn") -> dict[str, Any]:
+    """Lease the run as the engine would at time `at`; the new invocation's envelope."""
+    (claimed,) = store.write_sync(lambda tx: machine.claim(tx, "w", at, 1, 30, [function]))
+    opened: dict[str, Any] = store.write_sync(
         lambda tx: dataplane.open_invocation(tx, run_id, claimed.token))
-    return str(envelope["CheckpointToken"])
+    return opened
+
+
+def invoke(store: Store, run_id: str, at: float) -> str:
+    """Lease the run at time `at`; the new invocation's checkpoint token."""
+    return str(envelope(store, run_id, at)["CheckpointToken"])
 
 
 def checkpoint(store: Store, run_id: str, token: str, chunks: list[StreamChunk],
@@ -180,3 +192,69 @@ def test_chunks_go_in_before_the_outcome_they_ride_with(store: Store) -> None:
     store.write_sync(lambda tx: machine.claim(tx, "w", now + 60, 1, 30, ["fn"]))
     entries = store.read(lambda tx: tx.stream_entries(run.run_id, "t", 0, 100, True))
     assert [(e.kind, e.data, e.attempt) for e in entries] == [(StreamKind.VALUE, "tok0", 1)]
+
+
+# -- a request with chunks that fails -------------------------------------------------------
+
+SENT_FIRST = threading.Event()
+"""`chattering`'s body waits here after its first token, until the request carrying it failed."""
+
+
+@workflow(name="chattering")
+async def chattering(ctx: Context) -> int:
+    def say() -> int:
+        ctx.stream("t").write("tok0")
+        assert SENT_FIRST.wait(30)
+        ctx.stream("t").write("tok1")
+        return 2
+    return int(await ctx.step(say, name="say"))
+
+
+@dataclass
+class RefusingFirstChunks:
+    """In front of the server: the first request carrying stream chunks gets a 503, as from
+    an overloaded proxy, whether or not the server would have kept them; every other request
+    is passed on, its body noted in `passed`."""
+
+    app: ASGIApp
+    passed: list[bytes] = field(default_factory=list)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if STREAM_CHUNKS.encode() in body and not SENT_FIRST.is_set():
+            await JSONResponse({"message": "overloaded"}, status_code=503)(scope, receive, send)
+            SENT_FIRST.set()
+            return
+        self.passed.append(body)
+
+        async def replayed() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, replayed, send)
+
+
+async def test_after_a_request_with_chunks_fails_the_host_checkpoints_no_step_of_it(
+        store: Store) -> None:
+    SENT_FIRST.clear()
+    now = time.time()
+    run, _ = store.write_sync(
+        lambda tx: dataplane.start_execution(tx, "chattering", "e3", None, now))
+    front = RefusingFirstChunks(create_app(store))
+    with serving(front) as url:
+        opened = envelope(store, run.run_id, now, "chattering")
+        with pytest.raises(BackendError, match="overloaded") as failed:
+            await run_invocation(chattering, opened, HttpBackend(url))
+    assert failed.value.retryable  # the function fails: invoked again, it resumes
+    assert SENT_FIRST.is_set()
+    # Whether tok0 was kept is unknown to the host: it sent nothing more, so the step did not
+    # count as done with its chunks maybe lost.
+    assert front.passed == []
+    assert store.read(lambda tx: tx.operations(run.run_id)) == []
+    assert store.read(lambda tx: tx.stream_entries(run.run_id, "t", 0, 100, True)) == []
