@@ -2,7 +2,7 @@
 them to the server that invoked it with its checkpoints (contract.STREAM_CHUNKS), marked with
 the attempt and fenced by the invocation's token. Real `durable server` and function host
 processes (uvicorn) on both stores, one host SIGKILLed mid-step; the data plane's rules at the
-transaction level."""
+transaction level; a host whose request with chunks failed checkpointing nothing more."""
 
 from __future__ import annotations
 
