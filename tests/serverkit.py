@@ -7,14 +7,19 @@ then SIGKILL: `tests.kit.Subprocess`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp
 
-from tests.kit import DURABLE, Subprocess, free_port
+from tests.kit import DURABLE, Subprocess, free_port, wait_until
 
 APP = "tests/apps/server_app.py"
 
@@ -55,3 +60,32 @@ class Server:
                  tb: TracebackType | None) -> None:
         if self.proc is not None:
             self.proc.stop()
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """The Server-Sent Events of a response's lines, as parsed fields (comments dropped)."""
+    event: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if event:
+                yield event
+            event = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(": ")
+            event[field] = value
+
+
+@contextlib.contextmanager
+def serving(app: ASGIApp, port: int | None = None) -> Iterator[str]:
+    """`app` under uvicorn on loopback (`port`, by default a free one), in a thread."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "uvicorn to start", interval=0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

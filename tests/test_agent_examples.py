@@ -8,21 +8,27 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import httpx2
 import pytest
 
 import durable
 from durable.integrations.llm import Budget, Prices, Usage, call_tool, transient
 from durable.model import OperationStatus, OperationType
+from durable.model.streams import StreamKind
 from durable.testing import TestEnvironment
 from tests.apps import support_app
-from tests.kit import ROOT, Procs, wait_until
+from tests.apps.serverless_kit import start_server
+from tests.kit import DEADLINE, ROOT, Procs, wait_until
+from tests.serverkit import sse_events
+from tests.streamkit import Follower
 
 AGENTS = ROOT / "examples" / "agents"
 
@@ -40,14 +46,19 @@ research = load("research")
 support = support_app.example
 
 
+def progress_line(data: dict[str, Any]) -> str:
+    """A research progress entry, short: a tool call (`tool NAME`) or a read (`reading TOPIC`)."""
+    return f"tool {data['tool']}" if "tool" in data else f"reading {data['reading']}"
+
+
 async def test_the_research_agent_publishes_only_after_the_editor_approves(
         any_db: str) -> None:
-    research.published.clear()
+    research.newsroom.published.clear()
     async with TestEnvironment(research.research, db=any_db) as env:
         handle = env.start(research.research, "tides", id="research-1")
         await env.settle()
         (callback_id,) = env.pending_callbacks(handle.run_id)
-        assert research.published == []
+        assert research.newsroom.published == []
         (request,) = [op for op in env.operations(handle.run_id)
                       if op.name == "research__model.request_stream" and op.result
                       and "publish" in op.result]
@@ -56,14 +67,130 @@ async def test_the_research_agent_publishes_only_after_the_editor_approves(
         env.complete_callback(callback_id, {"approvals": {call_id: True}})
         output = await env.result(handle)
         progress = [line.message for _, line in env.client.logs(handle.run_id)]
-        streamed = [entry.data["tool"] for entry
+        streamed = [progress_line(entry.data) for entry
                     in env.client.stream(handle.run_id, "progress", follow=False)]
     assert output.startswith("Done: published")
-    assert streamed == ["search", "read", "publish"]
+    assert streamed == ["tool search", "tool read", "reading tides", "tool publish"]
     # reported from inside the agent's steps, each once however often the run replayed
     assert [line.split("(")[0] for line in progress] == [
         "calling search", "calling read", "calling publish"]
-    assert research.published == ["Tides are raised by the moon's and the sun's gravity."]
+    assert research.newsroom.published == ["Tides are raised by the moon's and the sun's gravity."]
+
+
+class SseReader:
+    """Follows a run's stream over the server's SSE route on a thread, as a browser would: what
+    it received, each event's id and data; it reconnects from the last id it saw."""
+
+    def __init__(self, api: httpx.Client, run_id: str, name: str) -> None:
+        self.api, self.path = api, f"/api/runs/{run_id}/streams/{name}"
+        self.events: list[dict[str, str]] = []
+        self.connections = 0
+        self._thread: threading.Thread | None = None
+
+    def read(self, until: int | None = None) -> None:
+        """Connect (after the last id seen, if any) and read: until `until` events in all,
+        then drop the connection; else to the stream's end."""
+        last = next((e["id"] for e in reversed(self.events) if "id" in e), None)
+        headers = {"Last-Event-ID": last} if last is not None else {}
+        self.connections += 1
+        with self.api.stream("GET", self.path, headers=headers, timeout=DEADLINE) as response:
+            assert response.status_code == 200, response.read()
+            for event in sse_events(response.iter_lines()):
+                self.events.append(event)
+                if len(self.events) == until:
+                    return
+
+    def read_to_end_in_background(self) -> None:
+        self._thread = threading.Thread(target=self.read, daemon=True)
+        self._thread.start()
+
+    def join(self) -> list[dict[str, str]]:
+        assert self._thread is not None
+        self._thread.join(DEADLINE)
+        assert not self._thread.is_alive(), f"still reading after {DEADLINE}s: {self.events}"
+        return self.events
+
+
+def progress_data(entries: list[Any]) -> list[str]:
+    return [progress_line(e.data) if e.kind is StreamKind.VALUE else str(e.kind)
+            for e in entries]
+
+
+@pytest.mark.crash
+def test_the_research_agent_streams_progress_across_killed_workers_and_waits_for_approval(
+        any_db: str, tmp_path: Path) -> None:
+    """The issue's "done when": the pydantic-ai research agent, served by real `durable worker`
+    processes, is SIGKILLed mid tool call and again while it waits for its approval; its
+    progress reaches a `Client.stream` follower and an SSE reader that reconnects with
+    Last-Event-ID, each entry once and in order; the approval, answered over the HTTP API with
+    no worker running, resumes it; no model request or completed tool call runs twice."""
+    effects, hold = tmp_path / "effects.txt", tmp_path / "hold"
+    effects.touch()
+    hold.touch()
+    env = {**os.environ, "AGENT_EFFECTS": str(effects), "AGENT_HOLD": str(hold)}
+    client = durable.Client(any_db)
+    server = start_server(tmp_path, any_db)
+
+    def worker() -> Any:
+        return procs.start(sys.executable, "-m", "durable.cli", "worker",
+                           "tests/apps/research_app.py:research", "--db", any_db,
+                           "--lease", "1", env=env, name="worker")
+
+    def ran() -> Counter[str]:
+        return Counter(effects.read_text().splitlines())
+
+    try:
+        with Procs(tmp_path) as procs, httpx.Client(base_url=server.url, timeout=30) as api:
+            first = worker()
+            run_id = client.start_by_name("research", json.dumps("tides"), "research-k").run_id
+            follower = Follower(any_db, run_id, "progress")
+            sse = SseReader(api, run_id, "progress")
+            sse.read(until=2)  # then the connection drops, before the kill
+            wait_until(lambda: ran()["read tides"] == 1 and len(follower.entries) == 3,
+                       lambda: f"`read` to be mid-body: {ran()}, {follower.entries}")
+            first.kill()  # mid tool call: its attempt's progress is abandoned
+
+            hold.unlink()
+            second = worker()
+            callback_id = wait_until(lambda: next(iter(api.get(
+                f"/api/runs/{run_id}/pending-callbacks").json()["callback_ids"]), None),
+                "the approval to wait")
+            second.kill()  # the approval waits with no worker at all
+            sse.read_to_end_in_background()  # reconnects with Last-Event-ID: 2
+
+            (request,) = [op for op in client.operations(run_id)
+                          if op.name == "research__model.request_stream" and op.result
+                          and "publish" in op.result]
+            call_id = next(p["tool_call_id"] for p in json.loads(request.result or "")["parts"]
+                           if p["part_kind"] == "tool-call")
+            answered = api.post(f"/api/callbacks/{callback_id}/succeed",
+                                json={"payload": {"approvals": {call_id: True}}})
+            assert answered.status_code == 200, answered.text
+            worker()
+            output = client.result(run_id, timeout=DEADLINE)
+            seen, over_sse = follower.join(), sse.join()
+    finally:
+        server.stop()
+    later = list(client.stream(run_id, "progress", follow=False))
+    client.close()
+
+    assert output.startswith("Done: published")
+    assert ran() == Counter({"model 1": 1, "search tides": 1, "model 2": 1,
+                             "read tides": 2,  # the call killed mid-body, then its retry
+                             "model 3": 1, "model 4": 1, "publish": 1})
+    assert progress_data(seen) == ["tool search", "tool read", "reading tides", "abandoned",
+                                   "reading tides", "tool publish"]
+    assert [e.offset for e in seen] == list(range(1, len(seen) + 1))
+    killed, marker = seen[2], seen[3]
+    assert killed.attempt_key == marker.attempt_key != seen[4].attempt_key
+    # A reader coming later is not shown the killed attempt's value, only its marker.
+    assert later == [e for e in seen if e is not killed]
+    # Over SSE: two entries, the drop, then from Last-Event-ID 2 on what a later reader
+    # gets (the kill had voided the value at 3 meanwhile): each once, in order, then the end.
+    assert sse.connections == 2
+    assert [e.get("id") for e in over_sse] == [str(e.offset) for e in later] + [None]
+    assert [json.loads(e["data"])["value"] for e in over_sse[:-1]] == [e.data for e in later]
+    assert over_sse[-1]["event"] == "end"
 
 
 # -- the framework-free loop ---------------------------------------------------------------

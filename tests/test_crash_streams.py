@@ -64,3 +64,24 @@ def test_a_reader_following_across_killed_workers_sees_each_durable_entry_once(
     assert later == [marker, *kept]
     assert list(lab.client.stream(run_id, "tokens", with_abandoned=True)) == seen
     assert list(lab.client.stream(run_id, "tokens", after=kept[2].offset)) == kept[3:]
+
+
+def test_terminating_a_run_mid_step_abandons_the_running_attempts_values(
+        crash_lab_any_db: CrashLab) -> None:
+    lab = crash_lab_any_db
+    worker = lab.worker()
+    run_id = lab.start(app.streamed, N, id="streamed-terminated")
+    tokens = Follower(lab.db, run_id, "tokens")
+    lab.wait_effect("tokens-half")
+    wait_until(lambda: len(tokens.entries) >= N // 2,
+               lambda: f"the running attempt's tokens, live: {tokens.entries}")
+
+    lab.client.terminate(run_id, reason="mid-stream")
+    seen = tokens.join()  # the run ended: the follower stops after the marker
+    assert [e.kind for e in seen] == [StreamKind.VALUE] * (N // 2) + [StreamKind.ABANDONED]
+    assert {e.attempt_key for e in seen} == {seen[-1].attempt_key}
+
+    lab.open_gate("tokens")  # the fenced-out body writes its other tokens: refused
+    assert worker.stop() == 0  # a graceful stop waits for the body it was running
+    assert list(lab.client.stream(run_id, "tokens", with_abandoned=True)) == seen
+    assert list(lab.client.stream(run_id, "tokens")) == seen[-1:]

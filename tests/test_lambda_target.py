@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+import durable
+from durable.model.streams import StreamKind
 from tests.apps.serverless_kit import DURABLE, Service, env, start_server
 from tests.kit import ROOT, free_port, stopping, wait_until
 from tests.test_serverless_outage import effects, ended, run_doc
@@ -102,6 +104,22 @@ def test_a_workflow_with_a_durable_sleep_completes_through_lambda_s_invoke_api(
     calls = lambda_env.invocations()
     assert len(calls) >= 2  # one before the sleep, one after it
     assert set(calls) == {("sleeper", "live", "ok")}  # signed right, the qualifier honoured
+
+
+def test_a_lambda_functions_step_body_streams_to_the_server_that_invoked_it(
+        lambda_env: Lambda) -> None:
+    added = lambda_env.add("speaker", "--lambda", "speaker")
+    assert added.returncode == 0, added.stderr
+    words = ["tokens", "from", "lambda"]
+    run_id = lambda_env.start("speaker", words)
+    assert ended(lambda_env.server.url, run_id)["status"] == "SUCCEEDED"
+    client = durable.Client(lambda_env.db)
+    try:
+        entries = list(client.stream(run_id, "tokens", follow=False))
+    finally:
+        client.close()
+    assert [e.data for e in entries] == words
+    assert {(e.kind, e.attempt) for e in entries} == {(StreamKind.VALUE, 1)}
 
 
 def test_a_full_function_arn_with_its_region_is_invoked_by_it(lambda_env: Lambda) -> None:

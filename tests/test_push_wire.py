@@ -6,19 +6,16 @@ and completes none twice."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
 import socket
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
@@ -31,6 +28,7 @@ from tests.apps import push_wire_functions
 from tests.apps.serverless_kit import register as register_cli
 from tests.apps.serverless_kit import start_function_host, start_server
 from tests.kit import free_port, stopping, wait_until
+from tests.serverkit import serving
 
 CHECKPOINT = "/checkpoint"
 
@@ -68,22 +66,6 @@ class Seen:
 
     def checkpoints(self) -> list[Request]:
         return [r for r in self.requests if r.path.endswith(CHECKPOINT)]
-
-
-@contextlib.contextmanager
-def serving(app: ASGIApp, port: int | None = None) -> Iterator[str]:
-    """`app` under uvicorn on loopback (`port`, by default a free one), in a thread."""
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, "uvicorn to start", interval=0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @dataclass

@@ -333,3 +333,34 @@ def test_a_tool_call_by_toolset_without_an_id_is_refused_with_what_to_do() -> No
 def test_an_agent_without_a_name_is_refused_with_what_to_do() -> None:
     with pytest.raises(UserError, match="unique `name`"):
         Agent(TestModel(), capabilities=[Durability()])
+
+
+async def test_the_agents_own_wait_between_polls_of_a_model_response_is_a_durable_timer(
+        any_db: str, effects: Path) -> None:
+    async with TestEnvironment(agent_app.background_job, db=any_db) as env:
+        handle = env.start(agent_app.background_job)
+        assert await env.result(handle) == "the job is done"
+        ops = sorted(env.operations(handle.run_id), key=lambda op: op.started_at or 0)
+    assert [(op.type, op.name) for op in ops] == [
+        (OperationType.STEP, "uuid4"), (OperationType.STEP, "poller__model.request"),
+        (OperationType.WAIT, "poller__sleep"), (OperationType.STEP, "poller__model.request")]
+    assert counted(effects) == Counter({"segment 1": 1, "segment 2": 1})
+
+
+@pytest.mark.crash
+def test_a_worker_killed_while_the_agent_waits_on_a_model_job_resumes_the_same_wait(
+        any_db: str, tmp_path: Path, effects: Path) -> None:
+    client = durable.Client(any_db)
+    with Procs(tmp_path) as procs:
+        first = worker(procs, any_db, effects, tmp_path / "hold", AGENT_POLL_SECONDS="3")
+        run_id = client.start(agent_app.background_job, id="job-1").run_id
+        wait = wait_until(lambda: next((op for op in client.operations(run_id)
+                                        if op.name == "poller__sleep"), None),
+                          "the wait between polls to start")
+        first.kill()
+        worker(procs, any_db, effects, tmp_path / "hold", AGENT_POLL_SECONDS="3")
+        assert client.result(run_id, timeout=30) == "the job is done"
+        (after,) = [op for op in client.operations(run_id) if op.name == "poller__sleep"]
+    client.close()
+    assert after.due_at == wait.due_at  # resumed, not begun again
+    assert counted(effects) == Counter({"segment 1": 1, "segment 2": 1})

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.kit import wait_until
-from tests.serverkit import Server
+from tests.serverkit import Server, sse_events
 
 TOKEN = "stream-secret-token-0123456789"
 
@@ -23,19 +23,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
 
 
-def events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
-    """The SSE events of a response, as parsed fields (comments dropped)."""
-    event: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if event:
-                yield event
-            event = {}
-        elif not line.startswith(":"):
-            field, _, value = line.partition(": ")
-            event[field] = value
-
-
 def test_an_event_stream_follows_live_and_resumes_from_last_event_id(server: Server) -> None:
     with server.client() as api:
         run_id = api.post("/api/runs", json={"workflow": "chatter", "input": 3}).json()["run_id"]
@@ -43,7 +30,7 @@ def test_an_event_stream_follows_live_and_resumes_from_last_event_id(server: Ser
         with api.stream("GET", f"/api/runs/{run_id}/streams/tokens") as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
-            received = events(response.iter_lines())
+            received = sse_events(response.iter_lines())
             got += [next(received) for _ in range(3)]  # the step's tokens, before the signal
             api.post(f"/api/runs/{run_id}/signal", json={"name": "more", "payload": {"last": True}})
             got += list(received)
@@ -55,7 +42,7 @@ def test_an_event_stream_follows_live_and_resumes_from_last_event_id(server: Ser
 
         with api.stream("GET", f"/api/runs/{run_id}/streams/tokens",
                         headers={"Last-Event-ID": "3"}) as response:
-            resumed = list(events(response.iter_lines()))
+            resumed = list(sse_events(response.iter_lines()))
         assert [e.get("id") for e in resumed] == ["4", "5", None]
 
         listed = api.get(f"/api/runs/{run_id}/streams").json()
@@ -89,5 +76,5 @@ def test_a_run_ending_ends_its_event_streams(server: Server, tmp_path: Path) -> 
         api.post(f"/api/runs/{run_id}/cancel")
         with api.stream("GET", f"/api/runs/{run_id}/streams/tokens",
                         params={"follow": "true"}) as response:
-            got = list(events(response.iter_lines()))
+            got = list(sse_events(response.iter_lines()))
     assert [e["event"] for e in got] == ["value", "end"]

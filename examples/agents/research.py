@@ -6,8 +6,10 @@
 Every model request and tool call is a step (`Durability`), so a crash resumes the research
 where it was. Publishing needs approval: the run waits on a callback, holding no process, until
 `durable callback succeed CALLBACK_ID --payload '{"approvals": {"TOOL_CALL_ID": true}}'`.
-Progress goes to the run's log (`durable show RUN_ID`) from the event stream handler, which
-runs inside the agent's steps.
+Progress goes to the run's log (`durable show RUN_ID`) and to its "progress" stream
+(`durable stream RUN_ID progress --follow`, the server's SSE route, the UI): each tool call from
+the event stream handler, which runs inside the agent's steps, and what `read` reads from inside
+its own step.
 
 Without RESEARCH_MODEL the model is a script (pydantic-ai's FunctionModel), so the example
 runs offline, as tests/test_agent_examples.py runs it.
@@ -35,10 +37,30 @@ from pydantic_ai.tools import DeferredToolRequests, RunContext
 from durable import Context, workflow
 from durable.integrations.pydantic_ai import Durability, workflow_context
 
-LIBRARY = {
-    "tides": "Tides are raised by the moon's and the sun's gravity.",
-    "moon": "The moon is 384,400 km away on average.",
-}
+
+class Newsroom:
+    """What the tools call: a stand-in for a search API, a document store and a CMS, with a
+    two-page library. Swap `newsroom` for real services; the agent does not change."""
+
+    library = {
+        "tides": "Tides are raised by the moon's and the sun's gravity.",
+        "moon": "The moon is 384,400 km away on average.",
+    }
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    def search(self, query: str) -> str:
+        return next((topic for topic in self.library if topic in query.lower()), "moon")
+
+    def read(self, topic: str) -> str:
+        return self.library.get(topic, "nothing known")
+
+    def publish(self, summary: str) -> None:
+        self.published.append(summary)
+
+
+newsroom = Newsroom()
 
 
 def scripted(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
@@ -94,22 +116,21 @@ agent = Agent(
 @agent.tool_plain
 def search(query: str) -> str:
     """Find the best topic for a query."""
-    return next((topic for topic in LIBRARY if topic in query.lower()), "moon")
+    return newsroom.search(query)
 
 
 @agent.tool_plain
 def read(topic: str) -> str:
     """Read what the library says about a topic."""
-    return LIBRARY.get(topic, "nothing known")
-
-
-published: list[str] = []
+    # From inside the tool's step: live, and struck out if this attempt does not finish.
+    workflow_context().stream("progress").write({"reading": topic})
+    return newsroom.read(topic)
 
 
 @agent.tool_plain(requires_approval=True)
 def publish(summary: str) -> str:
     """Publish a summary (an editor approves it first)."""
-    published.append(summary)
+    newsroom.publish(summary)
     return f"published {len(summary)} characters"
 
 

@@ -72,3 +72,31 @@ async def write_down(note: str) -> str:
 async def take_notes(ctx: Context, topic: str) -> str:
     result = await agent.run(f"research {topic}")
     return result.output
+
+
+# -- a model response the provider keeps working on (tests/test_pydantic_ai.py) -------------
+# The first request answers "suspended", as OpenAI's background mode does; pydantic-ai waits
+# $AGENT_POLL_SECONDS (the model's `continuation_delay`) before it asks again, and the second
+# request gets the answer.
+
+def polled(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    suspended = [m for m in messages if isinstance(m, ModelResponse) and m.state == "suspended"]
+    effect(f"segment {len(suspended) + 1}")
+    if not suspended:
+        return ModelResponse(parts=[], state="suspended", provider_response_id="job-1")
+    return ModelResponse(parts=[TextPart("the job is done")])
+
+
+class BackgroundModel(FunctionModel):
+    def continuation_delay(self, response: ModelResponse) -> float | None:
+        return float(os.environ.get("AGENT_POLL_SECONDS", "0.1")) \
+            if response.state == "suspended" else None
+
+
+poller = Agent(BackgroundModel(polled), name="poller", capabilities=[Durability()])
+
+
+@workflow
+async def background_job(ctx: Context) -> str:
+    result = await poller.run("run the long job")
+    return result.output

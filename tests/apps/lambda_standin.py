@@ -55,12 +55,22 @@ async def fails(ctx: Context) -> None:
     raise ValueError("the workflow's own failure")
 
 
+@workflow(name="speaker")
+async def speaker(ctx: Context, words: list[str]) -> int:
+    """Streams `words` to `tokens` from inside its step, as a model call streams tokens."""
+    def say() -> int:
+        for word in words:
+            ctx.stream("tokens").write(word)
+        return len(words)
+    return await ctx.step(say, name="say")
+
+
 def crashes(event: Any, context: Any) -> Any:
     raise RuntimeError("the function crashed")
 
 
 FUNCTIONS = {"sleeper": durable.lambda_handler(sleeper), "fails": durable.lambda_handler(fails),
-             "crashes": crashes}
+             "speaker": durable.lambda_handler(speaker), "crashes": crashes}
 throttled = [0]
 
 

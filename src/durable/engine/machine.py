@@ -385,6 +385,7 @@ def terminate(tx: Tx, run_id: str, error: ErrorObject | None, now: float,
         return run.ended_at or now
     _cancel_waiting(tx, run_id, now, children=children is ChildPolicy.CANCEL)
     _cancel_in_flight(tx, run_id, now)
+    streams.abandon_at_end(tx, run_id, now)
     if children is ChildPolicy.TERMINATE:
         for child in tx.live_children(run_id):
             terminate(tx, child, ErrorObject(

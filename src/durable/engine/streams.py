@@ -79,6 +79,15 @@ def abandon_lost(tx: Tx, operations: Mapping[str, Sequence[Operation]], now: flo
                                                 k.token, now)])
 
 
+def abandon_at_end(tx: Tx, run_id: str, now: float) -> None:
+    """The run is terminated, maybe with a step running: that attempt is lost with it, as at a
+    claim, for no claim comes after. Its invocation, fenced out now, can write nothing after
+    the marker. (A run times out only where no invocation is in flight: at a claim, or as its
+    invocation ends.)"""
+    if tx.live_stream_attempts([run_id]):
+        abandon_lost(tx, {run_id: tx.operations(run_id)}, now)
+
+
 def _append(tx: Tx, run_id: str, name: str, entries: list[NewEntry]) -> None:
     if tx.append_stream(run_id, name, entries) is None:
         # Workflow code cannot write after its close (the SDK refuses); a step body still

@@ -18,11 +18,14 @@ Outside a workflow the capability steps aside and the agent runs as a plain agen
 Built on pydantic-ai's public `pydantic_ai.durable_exec` surface for new engines: a
 `CallableOperationBackend` running each operation as `ctx.step(...)`, the journal naming
 convention (the names are recorded with runs, so they are compatibility data), and an
-`ExternalEventWaiter` made of a callback.
+`ExternalEventWaiter` made of a callback, and `Agent.using_sleep` for the agent graph's own
+waits, which become durable timers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ from durable.sdk.step import Semantics
 
 try:
     from pydantic import JsonValue
+    from pydantic_ai import Agent
     from pydantic_ai.agent import EventStreamHandler
     from pydantic_ai.capabilities.abstract import WrapRunHandler
     from pydantic_ai.durable_exec import (
@@ -265,5 +269,18 @@ class Durability(BaseDurabilityCapability[AgentDepsT]):
         if wf is None:
             return await super().wrap_run(ctx, handler=handler)
         with (external_event_scope(_CallbackWaiter(wf, self.name)),
-              replay_scope(is_replaying=lambda: wf.is_replaying)):
+              replay_scope(is_replaying=lambda: wf.is_replaying),
+              Agent.using_sleep(functools.partial(_sleep, f"{self.name}__sleep"))):
             return await super().wrap_run(ctx, handler=handler)
+
+
+async def _sleep(name: str, seconds: float) -> None:
+    """pydantic-ai's own waits in an agent run (between polls of a model response the provider
+    is still working on, e.g. OpenAI's background mode): a durable timer in workflow code, so
+    a resumed run waits only for what is left of it and holds no process meanwhile. In a step
+    body (an agent run nested in a tool) there is no timer to start: a plain sleep."""
+    wf = current_context()
+    if wf is None:
+        await asyncio.sleep(max(seconds, 0))
+    else:
+        await wf.sleep(max(seconds, 0), name=name)

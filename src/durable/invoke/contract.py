@@ -42,6 +42,7 @@ from durable.model import (
     OperationUpdate,
     RunInfo,
 )
+from durable.model.streams import StreamChunk, check_stream_name
 
 Wire = dict[str, Any]
 
@@ -262,6 +263,57 @@ PAUSED = "DurablePaused"
 """A checkpoint answer's member, beyond AWS's contract, saying the run was paused: Durable's SDK
 then holds at its next new operation, as in a worker; AWS's SDK, which reads only the members
 it knows, runs on to its own next suspension."""
+
+STREAM_CHUNKS = "DurableStreamChunks"
+"""A checkpoint request's member, beyond AWS's contract: what step bodies wrote to streams
+since the previous checkpoint (`chunk_to_wire`), appended before its updates are applied, in
+the same transaction and under the same fencing, so a step's chunks precede its outcome and a
+stale invocation's are refused with its checkpoint. Only Durable's server reads it."""
+
+
+def chunk_to_wire(chunk: StreamChunk) -> Wire:
+    out: Wire = {"Stream": chunk.stream, "OperationId": chunk.operation_id,
+                 "Attempt": chunk.attempt, "Timestamp": chunk.at}
+    if chunk.abandoned:
+        out["Abandoned"] = True
+    else:
+        out["Value"] = chunk.value
+    return out
+
+
+def chunks_from_wire(data: Any) -> list[StreamChunk]:
+    """A request's `DurableStreamChunks`, checked: a ContractError names the first bad one."""
+    if not isinstance(data, list):
+        raise ContractError(f"{STREAM_CHUNKS} must be a list of stream chunks")
+    out = []
+    for i, c in enumerate(data):
+        where = f"{STREAM_CHUNKS}[{i}]"
+        if not isinstance(c, Mapping):
+            raise ContractError(f"{where} must be an object")
+        try:
+            stream = check_stream_name(c.get("Stream"))
+        except ValueError as e:
+            raise ContractError(f"{where}: {e}") from None
+        op_id = _match(c.get("OperationId"), _ID, f"{where}.OperationId",
+                       "1-64 letters, digits, '-' or '_'")
+        attempt, at = c.get("Attempt"), c.get("Timestamp")
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+            raise ContractError(f"{where}.Attempt must be a whole number from 1")
+        if not isinstance(at, int | float) or isinstance(at, bool):
+            raise ContractError(f"{where}.Timestamp must be a number of epoch seconds")
+        abandoned = c.get("Abandoned") is True
+        value = c.get("Value")
+        if not abandoned:
+            if not isinstance(value, str):
+                raise ContractError(f"{where}.Value must be the value as JSON text")
+            try:
+                json.loads(value)
+            except ValueError:
+                raise ContractError(f"{where}.Value is not valid JSON") from None
+        out.append(StreamChunk(stream, None if abandoned else value, op_id, attempt, float(at),
+                               abandoned))
+    return out
+
 
 AWS_STATUSES = tuple(s.value for s in ExecutionStatus if s.aws == s.value)
 """The execution statuses of AWS's contract: it has no PAUSED or ENQUEUED (`ExecutionStatus.aws`

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from durable.engine import machine
+from durable.engine import machine, streams
 from durable.errors import StaleToken, UsageError
 from durable.invoke.contract import (
     INVALID_TOKEN,
@@ -51,6 +51,7 @@ from durable.model import (
     Operation,
     RunInfo,
 )
+from durable.model.streams import StreamChunk
 from durable.store.contract import CheckpointTokenRow
 from durable.store.tx import Tx
 
@@ -167,10 +168,13 @@ def _stale(reason: str) -> ContractError:
 
 
 def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str | None,
-               now: float) -> str:
+               now: float, chunks: Sequence[StreamChunk] = ()) -> str:
     """CheckpointDurableExecution: apply `updates` (the request's `Updates`, as sent) and
     answer `{CheckpointToken, NewExecutionState{Operations}}` with timestamps in seconds, as
     JSON text: the text stored for a retry is the one sent, encoded once.
+    `chunks` (Durable's `DurableStreamChunks`) are appended first, fenced like the updates
+    (`streams.write_chunks`): a step's chunks are kept before its outcome, and none of an
+    invocation that no longer holds the run.
     An EXECUTION update (the SDK's way to end a run whose result is too large to return) ends
     the run; the answer then has no token, which tells the SDK the execution is complete."""
     row, nonce = _current(tx, run_id, token)
@@ -194,6 +198,7 @@ def checkpoint(tx: Tx, run_id: str, token: str, updates: Any, client_token: str 
     try:
         # Its fence check also tells that the run is still RUNNING: the run is read again
         # only to say why a checkpoint is refused.
+        streams.write_chunks(tx, run_id, row.fence, chunks)
         result = machine.checkpoint(tx, run_id, row.fence, parsed, now)
     except StaleToken:
         run = run_of(tx, run_id)

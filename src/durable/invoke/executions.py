@@ -27,6 +27,7 @@ from durable.invoke.contract import (
     statuses_from_wire,
 )
 from durable.model import RunInfo
+from durable.model.streams import StreamChunk
 from durable.store import Store, Tx
 
 
@@ -36,10 +37,10 @@ class Executions:
 
     # -- data plane ------------------------------------------------------------------------------
     async def checkpoint(self, run_id: str, token: str, updates: Any,
-                         client_token: str | None) -> str:
+                         client_token: str | None, chunks: Sequence[StreamChunk] = ()) -> str:
         """CheckpointDurableExecution (`dataplane.checkpoint`): the answer as JSON text."""
         return await self.store.awrite(lambda tx: dataplane.checkpoint(
-            tx, run_id, token, updates, client_token, self.clock()))
+            tx, run_id, token, updates, client_token, self.clock(), chunks))
 
     async def state(self, run_id: str, token: str, marker: str | None,
                     max_items: int | None) -> Wire:

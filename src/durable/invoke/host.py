@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from durable.errors import UsageError, requires_extra
@@ -31,7 +31,9 @@ from durable.invoke.contract import (
     INVALID_TOKEN,
     MAX_UPDATES,
     PAUSED,
+    STREAM_CHUNKS,
     Wire,
+    chunk_to_wire,
     operation_from_wire,
     output_to_wire,
     run_id_of,
@@ -96,8 +98,12 @@ class HttpBackend:
         self.headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def checkpoint(self, arn: str, token: str, updates: list[Wire],
-                         client_token: str) -> Wire:
-        body = {"CheckpointToken": token, "Updates": updates, "ClientToken": client_token}
+                         client_token: str, chunks: Sequence[Wire] = ()) -> Wire:
+        """`chunks`: stream chunks of step bodies, which Durable's server appends before the
+        updates (contract.STREAM_CHUNKS); only a backend of this class is handed any."""
+        body: Wire = {"CheckpointToken": token, "Updates": updates, "ClientToken": client_token}
+        if chunks:
+            body[STREAM_CHUNKS] = list(chunks)
         return await self._call("POST", f"{_quote(arn)}/checkpoint", json.dumps(body).encode())
 
     async def get_state(self, arn: str, token: str, marker: str) -> Wire:
@@ -258,32 +264,78 @@ class _Batches:
     the previous answer returned) and batched: updates that branches (gather, map) hand in
     while a request is in flight, or in the same turn of the loop, go out together in the next
     one, instead of each waiting for a round trip of its own. Each caller gets the answer and
-    the ids sent with it; a failed request fails every caller in it."""
+    the ids sent with it; a failed request fails every caller in it.
+
+    Over `HttpBackend` (Durable's server) the requests also carry what step bodies wrote to
+    streams (`carry_chunks`): with the next checkpoint, so a step's chunks go before its
+    outcome, and on their own as they come while no checkpoint is due. Once a request with
+    chunks failed, whether they were kept is unknown: every later request fails too, so no
+    step whose chunks may be lost is checkpointed; the run resumes from what is durable, and
+    the attempts that wrote them are marked abandoned when it is claimed again."""
 
     def __init__(self, env: _Envelope) -> None:
         self.env, self.token = env, env.token
         self.failures: list[BackendError] = []
         self.queue: list[tuple[list[Wire], asyncio.Future[tuple[Wire, set[str]]]]] = []
         self.sender: asyncio.Task[None] | None = None
+        self.http = env.backend if isinstance(env.backend, HttpBackend) else None
+        self.invocation: Invocation | None = None
+        self.broken: BackendError | None = None
+
+    def carry_chunks(self, inv: Invocation) -> None:
+        """Send the stream chunks of `inv`'s step bodies, if the backend takes them (else the
+        SDK refuses a body's write: `Invocation.chunk_written` stays None)."""
+        if self.http is None:
+            return
+        self.invocation = inv
+        loop = asyncio.get_running_loop()
+
+        def written() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the invocation is over
+                loop.call_soon_threadsafe(self._start)
+        inv.chunk_written = written
+
+    async def flush(self) -> None:
+        """Send what step bodies wrote that no checkpoint carried yet."""
+        if self.invocation is not None and self.invocation.chunks:
+            with contextlib.suppress(BackendError, _Revoked):  # counted in `failures`
+                await self.send([])
+
+    def stop_carrying(self) -> None:
+        """The invocation is over: what a body still running writes now is not sent (its
+        attempt is marked abandoned at the run's next claim)."""
+        if self.invocation is not None:
+            self.invocation.chunk_written = None
+            self.invocation = None
 
     async def send(self, updates: list[Wire]) -> tuple[Wire, set[str]]:
         done: asyncio.Future[tuple[Wire, set[str]]] = \
             asyncio.get_running_loop().create_future()
         self.queue.append((updates, done))
-        if self.sender is None or self.sender.done():
-            self.sender = asyncio.create_task(self._drain())
+        self._start()
         return await done
 
+    def _start(self) -> None:
+        if self.sender is None or self.sender.done():
+            self.sender = asyncio.create_task(self._drain())
+
+    def _chunks(self) -> list[Wire]:
+        inv = self.invocation
+        if inv is None:
+            return []
+        return [chunk_to_wire(c) for c in inv.take_chunks(CHUNKS_PER_REQUEST, CHUNK_CHARS)]
+
     async def _drain(self) -> None:
-        while self.queue:
-            batch = [self.queue.pop(0)]  # at least one caller's updates, however many
-            count = len(batch[0][0])
+        while self.queue or (self.invocation is not None and self.invocation.chunks):
+            # One caller's updates at least, however many; none when only chunks are due.
+            batch = [self.queue.pop(0)] if self.queue else []
+            count = sum(len(part) for part, _ in batch)
             while self.queue and count + len(self.queue[0][0]) <= MAX_UPDATES:
                 count += len(self.queue[0][0])
                 batch.append(self.queue.pop(0))
             updates = [u for part, _ in batch for u in part]
             try:
-                answer = await self._request(updates)
+                answer = await self._request(updates, self._chunks())
             except (BackendError, _Revoked) as e:
                 for _, done in batch:
                     done.set_exception(e)
@@ -292,17 +344,32 @@ class _Batches:
             for _, done in batch:
                 done.set_result((answer, sent))
 
-    async def _request(self, updates: list[Wire]) -> Wire:
+    async def _request(self, updates: list[Wire], chunks: list[Wire]) -> Wire:
+        if self.broken is not None:
+            raise self.broken
         if self.token is None:
             raise _Revoked
         try:
-            answer = await self.env.backend.checkpoint(self.env.arn, self.token, updates,
-                                                       uuid.uuid4().hex)
+            if self.http is not None:
+                answer = await self.http.checkpoint(self.env.arn, self.token, updates,
+                                                    uuid.uuid4().hex, chunks)
+            else:
+                answer = await self.env.backend.checkpoint(self.env.arn, self.token, updates,
+                                                           uuid.uuid4().hex)
         except BackendError as e:
             self.failures.append(e)
+            if chunks:
+                self.broken = e
             raise
         self.token = answer.get("CheckpointToken")
         return answer
+
+
+CHUNKS_PER_REQUEST = 1000
+"""Most stream chunks one checkpoint request carries (as many as the engine appends at once)."""
+CHUNK_CHARS = 1024 * 1024
+"""Characters of chunk values one request carries at most (beside up to MAX_UPDATES updates,
+within the server's MAX_CHECKPOINT_BYTES), unless a single chunk has more."""
 
 
 async def run_invocation(workflow: Workflow[..., Any], event: Any,
@@ -340,8 +407,13 @@ async def run_invocation(workflow: Workflow[..., Any], event: Any,
     paused = [False]  # as the last answer said: then no replay begins anything new
     for _ in range(_REPLAYS):
         known = dict(ops)
-        out = await workflow.handler(
-            Invocation(run_id, workflow.name, _input(input_payload), known), checkpointer)
+        inv = Invocation(run_id, workflow.name, _input(input_payload), known)
+        batches.carry_chunks(inv)
+        try:
+            out = await workflow.handler(inv, checkpointer)
+            await batches.flush()  # what a body timed out but still running wrote last
+        finally:
+            batches.stop_carrying()
         if (out.status is not InvocationStatus.PENDING or not moved or batches.token is None
                 or paused[0]):
             break

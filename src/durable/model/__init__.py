@@ -346,9 +346,10 @@ class Invocation:
     written yet: taken (`take_chunks`) as they come by whoever runs the invocation, and before
     each checkpoint, so a step's chunks are kept before its outcome is."""
     chunk_written: Callable[[], None] | None = None
-    """Called (from any thread) after a chunk is added: the engine writes it out soon. None:
-    whatever runs the invocation cannot keep chunks written inside a step (a remote function
-    pushed to over HTTP), and the SDK says so when a body tries."""
+    """Called (from any thread) after a chunk is added: the engine writes it out soon (a
+    function host sends it to the server that invoked it). None: whatever runs the invocation
+    cannot keep chunks written inside a step (a function checkpointing to AWS itself), and the
+    SDK says so when a body tries."""
 
     def take_logs(self) -> list[LogLine]:
         """The lines not yet taken, oldest first; safe against a step body in a thread that
@@ -358,11 +359,16 @@ class Invocation:
             taken.append(self.logs.popleft())
         return taken
 
-    def take_chunks(self, limit: int) -> list[StreamChunk]:
+    def take_chunks(self, limit: int, chars: int | None = None) -> list[StreamChunk]:
         """Up to `limit` of the chunks not yet taken, oldest first (safe against a body in a
-        thread, as `take_logs`)."""
+        thread, as `take_logs`); with `chars`, no more than that many characters of values
+        unless the first alone has more, so that a request carrying them stays in bounds."""
         taken: list[StreamChunk] = []
+        size = 0
         while self.chunks and len(taken) < limit:
+            size += len(self.chunks[0].value or "")
+            if taken and chars is not None and size > chars:
+                break
             taken.append(self.chunks.popleft())
         return taken
 

@@ -221,7 +221,8 @@ class Executor:
             raise UsageError(
                 f"run {self.run_id!r}: stream {name!r} was written from a step body, but this "
                 "invocation runs where chunks of a running step cannot be kept (a function "
-                "invoked over HTTP): write to streams from workflow code there")
+                "checkpointing to AWS itself, which has no stream channel): write to streams "
+                "from workflow code there")
         attempt = (step.operation_id, step.attempt)
         if attempt in self._void:
             return

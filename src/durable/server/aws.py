@@ -42,10 +42,12 @@ from durable.invoke.contract import (
     MAX_CALLBACK_RESULT,
     MAX_CHECKPOINT_BYTES,
     MAX_INVOKE_PAYLOAD,
+    STREAM_CHUNKS,
     ContractError,
     NotFound,
     Wire,
     check_execution_name,
+    chunks_from_wire,
     error_from_wire,
     error_to_wire,
     execution_arn,
@@ -216,8 +218,9 @@ async def checkpoint_durable_execution(arn: str, request: Request) -> Response:
         if client_token is not None and not (isinstance(client_token, str)
                                              and 1 <= len(client_token) <= 64):
             raise ContractError("ClientToken must be a string of 1-64 characters")
+        chunks = chunks_from_wire(body[STREAM_CHUNKS]) if STREAM_CHUNKS in body else []
         return Response(await aws.executions.checkpoint(run_id_of(arn), token, updates,
-                                                        client_token),
+                                                        client_token, chunks),
                         media_type="application/json")
     return await _handle(request, call)
 
