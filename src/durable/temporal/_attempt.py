@@ -153,8 +153,12 @@ class ActivityAttempt:
             self._timer.cancel()
         if self._pending is not None and self._beats is not None:
             self._beats.keep(self._pending[0])
-        if self.body is not None and not self.body.done() and self.is_async and (
-                self._cancellation_type != ABANDON or self.cause is None):
+        if self.body is None or self.body.done():
+            return
+        # Still running: the attempt has ended without it (a timeout, a cancellation not
+        # waited for), so whatever it ends with now is heard by nobody.
+        self.body.add_done_callback(_unheard)
+        if self.is_async and (self._cancellation_type != ABANDON or self.cause is None):
             self.body.cancel()
 
     def outcome_of_cancel(self) -> BaseException:
@@ -165,6 +169,11 @@ class ActivityAttempt:
             return ActivityTimeoutError(f"activity heartbeat timeout: no heartbeat for "
                                         f"{self._timeout}s")
         return CancelledError("Cancelled")
+
+
+def _unheard(body: asyncio.Future[Any]) -> None:
+    if not body.cancelled():
+        body.exception()
 
 
 CURRENT_ATTEMPT: ContextVar[ActivityAttempt | None] = ContextVar("durable_temporal_attempt",
