@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from datetime import timedelta
 from typing import Any
@@ -270,7 +270,7 @@ async def test_cancelling_an_activity_handle_follows_its_cancellation_type(
         if activity_saw:  # TRY_CANCEL does not wait for the activity to hear it
             await wait_until_async(lambda: len(EVENTS) >= len(activity_saw),
                                    "the activity to hear of it")
-    assert EVENTS == activity_saw
+    assert activity_saw == EVENTS
     # the cancelled step is recorded as such: replays see the same (never retried)
     [step] = [op for op in client.durable.operations("cancel-one") if op.name == "cancellable"]
     assert step.attempt == 1
@@ -312,6 +312,10 @@ class AwaitsCompletion:
             return f"{type(e.cause).__name__}: {e.cause}"
 
 
+def handed_out(handed: list[bytes], count: int) -> Callable[[], bool]:
+    return lambda: len(handed) >= count
+
+
 @contextmanager
 def tokens() -> Iterator[list[bytes]]:
     TOKENS.clear()
@@ -329,7 +333,7 @@ async def test_an_async_completion_can_fail_or_report_cancellation_by_token_or_i
             for how in ("fail", "cancel", "by-ids"):
                 handle = await client.start_workflow(AwaitsCompletion.run, id=f"async-{how}",
                                                      task_queue="q")
-                await wait_until_async(lambda n=len(outcomes): len(handed) > n,
+                await wait_until_async(handed_out(handed, len(outcomes) + 1),
                                        "the token to be handed out")
                 token = handed[-1]
                 if how == "fail":
