@@ -3,7 +3,8 @@
 An activity is a plain function (sync or async). Durable runs it as a step: its result is
 checkpointed once it returns, so it never runs again for the same call; a crash before then runs it
 again (at least once, as in Temporal). Sync activities run in a thread, as Temporal's threaded
-activities do, so they never block the workflows sharing the event loop.
+activities do, so they never block the workflows sharing the event loop. Heartbeats,
+heartbeat timeouts and cancellation are `_attempt`'s; async completion is `_async_completion`'s.
 """
 
 from __future__ import annotations
