@@ -354,3 +354,23 @@ async def test_an_async_completion_can_fail_or_report_cancellation_by_token_or_i
     with pytest.raises(UsageError, match="not a task token"):
         client.get_async_activity_handle(task_token=b"nonsense")
     client.durable.close()
+
+
+async def test_an_async_completion_through_the_serverless_entry_holds_nothing_meanwhile(
+        db_url: str) -> None:
+    """A call runs the activity, which hands out its token; the run then waits, suspended,
+    between calls; the completion makes the next call finish it."""
+    client = Client(db_url)
+    with tokens() as handed:
+        handle = await client.start_workflow(AwaitsCompletion.run, id="async-serverless",
+                                             task_queue="q")
+        first = await run_async([AwaitsCompletion], [hand_out_token], db=db_url)
+        assert first["completed"] == 0 and len(handed) == 1
+        assert client.durable.get(handle.id).status is ExecutionStatus.RUNNING
+        idle = await run_async([AwaitsCompletion], [hand_out_token], db=db_url)
+        assert idle["invocations"] == 0  # nothing is due until the completion comes
+        await client.get_async_activity_handle(task_token=handed[0]).complete("done")
+        await run_async([AwaitsCompletion], [hand_out_token], db=db_url)
+        assert await asyncio.wait_for(handle.result(), HANG_GUARD) == "done"
+        assert len(handed) == 1  # the body ran once
+    client.durable.close()

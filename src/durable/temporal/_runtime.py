@@ -78,7 +78,6 @@ from durable.temporal.activity import CURRENT_CALL, CallInfo
 from durable.temporal.common import DEFAULT_ACTIVITY_RETRY, RetryPolicy
 from durable.temporal.exceptions import (
     ActivityError,
-    CancelledError,
     ChildWorkflowError,
     FailureError,
     UnsupportedFeature,
@@ -538,10 +537,6 @@ class ActivityHandle:
             return False
         self._cancel.request()
         return True
-
-    def cancelled(self) -> bool:
-        return self.done and isinstance(self._outcome, _Raised) and isinstance(
-            self._outcome.error.__cause__, CancelledError)
 
 
 class _Pump:
