@@ -22,6 +22,9 @@ An activity call is a Durable step whose body is `activity_body(...)`: it runs t
   A cancelled run's step is recorded CANCELLED (the workflow code meets
   asyncio.CancelledError); one cancelled through its handle FAILED with `CancelledError`, never
   retried (the workflow meets `ActivityError` caused by it).
+- A body still running once its attempt has ended (not waited for, or timed out) is stopped by
+  its next heartbeat, as Temporal stops an activity the server no longer knows: nothing goes
+  on running unheard for longer than it takes to heartbeat.
 """
 
 from __future__ import annotations
@@ -94,13 +97,17 @@ class ActivityAttempt:
         self._timer: asyncio.TimerHandle | None = None
         self.body: asyncio.Future[Any] | None = None
         self.is_async = False
+        self.ended = False  # the attempt is over while the body still runs
 
     # -- heartbeats ------------------------------------------------------------------------
     def heartbeat(self, details: Sequence[Any]) -> None:
         """From the activity's code, on the loop or in its thread."""
         payload = self._serializer.encode(list(details)) if details else None
         self.last_heartbeat = time.monotonic()
-        if not self.is_async and self.cancelled.is_set():
+        if self.ended and self.is_async and self.body is not None:
+            self.body.cancel()  # this is the body's own task: raised at its next await
+            return
+        if not self.is_async and (self.cancelled.is_set() or self.ended):
             raise CancelledError("Cancelled")
         # RuntimeError: the loop is gone (the worker stopped), nobody is listening.
         with contextlib.suppress(RuntimeError):
@@ -156,7 +163,9 @@ class ActivityAttempt:
         if self.body is None or self.body.done():
             return
         # Still running: the attempt has ended without it (a timeout, a cancellation not
-        # waited for), so whatever it ends with now is heard by nobody.
+        # waited for), so whatever it ends with now is heard by nobody, and its next
+        # heartbeat stops it, as Temporal's stops an activity the server no longer knows.
+        self.ended = True
         self.body.add_done_callback(_unheard)
         if self.is_async and (self._cancellation_type != ABANDON or self.cause is None):
             self.body.cancel()
