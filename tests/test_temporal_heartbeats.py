@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from datetime import timedelta
@@ -202,6 +203,45 @@ async def test_the_hello_cancellation_sample_cancels_its_sync_activity_through_h
     assert any(line.startswith("Got expected exception:") for line in lines)
     run = Client(any_db).durable.get("hello-cancellation")
     assert run.status is ExecutionStatus.STOPPED
+
+
+@activity.defn
+def heartbeat_forever_sync() -> None:
+    try:
+        while True:
+            activity.heartbeat()
+            time.sleep(0.05)
+    except CancelledError:
+        EVENTS.append("sync activity stopped")
+        raise
+
+
+@workflow.defn
+class ForeverSync:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.execute_activity(heartbeat_forever_sync,
+                                        start_to_close_timeout=timedelta(hours=1),
+                                        heartbeat_timeout=timedelta(seconds=2))
+
+
+async def test_a_terminated_runs_sync_activity_is_stopped_by_its_next_refused_heartbeat(
+        any_db: str) -> None:
+    """Terminating fences the invocation out: the activity's next report is refused, as one
+    from a worker whose run was taken over would be, and its thread stops instead of running
+    on unheard."""
+    client = Client(any_db)
+    async with Worker(client, task_queue="q", workflows=[ForeverSync],
+                      activities=[heartbeat_forever_sync]):
+        await client.start_workflow(ForeverSync.run, id="forever", task_queue="q")
+        await wait_until_async(lambda: any(
+            op.status is OperationStatus.STARTED for op in client.durable.operations("forever")),
+            "the activity to run")
+        client.durable.terminate("forever", reason="operator")
+        await wait_until_async(lambda: EVENTS == ["sync activity stopped"],
+                               "the activity to stop")
+    assert client.durable.get("forever").status is ExecutionStatus.STOPPED
+    client.durable.close()
 
 
 @activity.defn

@@ -32,6 +32,11 @@ class Heartbeat:
         self._unrecorded: tuple[str | None] | None = None
 
     @property
+    def lost(self) -> bool:
+        """Whether the run has been taken from this invocation (a report was refused)."""
+        return self._ex.fenced
+
+    @property
     def cancel_met(self) -> bool:
         """Whether the workflow code has already been told the run is cancelled."""
         return self._ex.cancel_raised

@@ -22,9 +22,10 @@ An activity call is a Durable step whose body is `activity_body(...)`: it runs t
   A cancelled run's step is recorded CANCELLED (the workflow code meets
   asyncio.CancelledError); one cancelled through its handle FAILED with `CancelledError`, never
   retried (the workflow meets `ActivityError` caused by it).
-- A body still running once its attempt has ended (not waited for, or timed out) is stopped by
-  its next heartbeat, as Temporal stops an activity the server no longer knows: nothing goes
-  on running unheard for longer than it takes to heartbeat.
+- A body still running once its attempt has ended (not waited for, or timed out), or whose
+  heartbeat was refused because another worker has taken the run over, is stopped by its next
+  heartbeat, as Temporal stops an activity the server no longer knows: nothing goes on running
+  unheard for longer than it takes to heartbeat.
 """
 
 from __future__ import annotations
@@ -130,10 +131,24 @@ class ActivityAttempt:
         self._timer = self.loop.call_later(self._throttle, self._send)
 
     def _answered(self, sent: asyncio.Task[bool]) -> None:
-        if sent.cancelled() or sent.exception() is not None:
+        if sent.cancelled():
+            return
+        if sent.exception() is not None:
+            if self._beats is not None and self._beats.lost:
+                self._stop_lost()
             return
         if sent.result() and self._run_cancel_applies:
             self.interrupt(Cause.RUN)
+
+    def _stop_lost(self) -> None:
+        """Another worker has taken the run over (this one paused, or lost its database for
+        longer than its lease): whatever this attempt does now is void and done again there,
+        so stop it as its ended attempt would be stopped (see `close`)."""
+        self.ended = True
+        self.cancelled.set()
+        self.cancelled_async.set()
+        if self.is_async and self.body is not None:
+            self.body.cancel()
 
     def heartbeat_overdue_in(self) -> float | None:
         if self._timeout is None:
