@@ -54,7 +54,8 @@ PRIORS: tuple[S | None, ...] = (
     S.STOPPED)
 STEP, WAIT, CALLBACK, INVOKE, CONTEXT, EXECUTION = (
     T.STEP, T.WAIT, T.CALLBACK, T.CHAINED_INVOKE, T.CONTEXT, T.EXECUTION)
-START, SUCCEED, FAIL, RETRY, CANCEL = A.START, A.SUCCEED, A.FAIL, A.RETRY, A.CANCEL
+START, SUCCEED, FAIL, RETRY, CANCEL, HEARTBEAT = (
+    A.START, A.SUCCEED, A.FAIL, A.RETRY, A.CANCEL, A.HEARTBEAT)
 STARTED, PENDING, SUCCEEDED, FAILED, CANCELLED = (
     S.STARTED, S.PENDING, S.SUCCEEDED, S.FAILED, S.CANCELLED)
 
@@ -64,7 +65,7 @@ STARTED, PENDING, SUCCEEDED, FAILED, CANCELLED = (
 # CANCELLED operation is a no-op (the engine may have cancelled it already, when the run's
 # cancel request came in). A STEP START from STARTED begins the attempt after one whose
 # invocation was lost (an SDK starts an attempt once per invocation; the fence keeps out
-# stale ones).
+# stale ones). A STEP HEARTBEAT reports on a running attempt: STARTED only.
 TABLE: dict[tuple[T, A], tuple[Outcome, ...]] = {
     # prior:               absent     STARTED    PENDING    READY      SU FA CANCELLED  TO ST
     # (SU, FA, TO, ST: SUCCEEDED, FAILED, TIMED_OUT, STOPPED; X: refused)
@@ -73,36 +74,42 @@ TABLE: dict[tuple[T, A], tuple[Outcome, ...]] = {
     (STEP, FAIL):         (FAILED,    FAILED,    FAILED,    FAILED,    X, X, X,         X, X),
     (STEP, RETRY):        (PENDING,   PENDING,   PENDING,   PENDING,   X, X, X,         X, X),
     (STEP, CANCEL):       (CANCELLED, CANCELLED, CANCELLED, CANCELLED, X, X, CANCELLED, X, X),
+    (STEP, HEARTBEAT):    (X,         STARTED,   X,         X,         X, X, X,         X, X),
 
     (WAIT, START):        (STARTED,   X,         X,         X,         X, X, X,         X, X),
     (WAIT, SUCCEED):      (X,         X,         X,         X,         X, X, X,         X, X),
     (WAIT, FAIL):         (X,         X,         X,         X,         X, X, X,         X, X),
     (WAIT, RETRY):        (X,         X,         X,         X,         X, X, X,         X, X),
     (WAIT, CANCEL):       (CANCELLED, CANCELLED, CANCELLED, CANCELLED, X, X, CANCELLED, X, X),
+    (WAIT, HEARTBEAT):    (X,         X,         X,         X,         X, X, X,         X, X),
 
     (CALLBACK, START):    (STARTED,   X,         X,         X,         X, X, X,         X, X),
     (CALLBACK, SUCCEED):  (X,         X,         X,         X,         X, X, X,         X, X),
     (CALLBACK, FAIL):     (X,         X,         X,         X,         X, X, X,         X, X),
     (CALLBACK, RETRY):    (X,         X,         X,         X,         X, X, X,         X, X),
     (CALLBACK, CANCEL):   (CANCELLED, CANCELLED, CANCELLED, CANCELLED, X, X, CANCELLED, X, X),
+    (CALLBACK, HEARTBEAT):(X,         X,         X,         X,         X, X, X,         X, X),
 
     (INVOKE, START):      (STARTED,   X,         X,         X,         X, X, X,         X, X),
     (INVOKE, SUCCEED):    (X,         X,         X,         X,         X, X, X,         X, X),
     (INVOKE, FAIL):       (X,         X,         X,         X,         X, X, X,         X, X),
     (INVOKE, RETRY):      (X,         X,         X,         X,         X, X, X,         X, X),
     (INVOKE, CANCEL):     (CANCELLED, CANCELLED, CANCELLED, CANCELLED, X, X, CANCELLED, X, X),
+    (INVOKE, HEARTBEAT):  (X,         X,         X,         X,         X, X, X,         X, X),
 
     (CONTEXT, START):     (STARTED,   STARTED,   STARTED,   STARTED,   X, X, X,         X, X),
     (CONTEXT, SUCCEED):   (SUCCEEDED, SUCCEEDED, SUCCEEDED, SUCCEEDED, X, X, X,         X, X),
     (CONTEXT, FAIL):      (FAILED,    FAILED,    FAILED,    FAILED,    X, X, X,         X, X),
     (CONTEXT, RETRY):     (X,         X,         X,         X,         X, X, X,         X, X),
     (CONTEXT, CANCEL):    (X,         X,         X,         X,         X, X, CANCELLED, X, X),
+    (CONTEXT, HEARTBEAT): (X,         X,         X,         X,         X, X, X,         X, X),
 
     (EXECUTION, START):   (X,         X,         X,         X,         X, X, X,         X, X),
     (EXECUTION, SUCCEED): (X,         X,         X,         X,         X, X, X,         X, X),
     (EXECUTION, FAIL):    (X,         X,         X,         X,         X, X, X,         X, X),
     (EXECUTION, RETRY):   (X,         X,         X,         X,         X, X, X,         X, X),
     (EXECUTION, CANCEL):  (X,         X,         X,         X,         X, X, CANCELLED, X, X),
+    (EXECUTION, HEARTBEAT):(X,         X,         X,         X,         X, X, X,         X, X),
 }
 
 
@@ -127,7 +134,7 @@ def update(type: T, action: A, op_id: str, run_id: str, **fields: object) -> Ope
     START needs (a CHAINED_INVOKE the child run to create)."""
     by_action: dict[A, dict[str, object]] = {
         A.SUCCEED: {"payload": '"ok"'}, A.FAIL: {"error": ERROR},
-        A.RETRY: {"error": ERROR, "delay": 30.0}}
+        A.RETRY: {"error": ERROR, "delay": 30.0}, A.HEARTBEAT: {"payload": "[1]"}}
     starts: dict[T, dict[str, object]] = {
         T.WAIT: {"delay": 60.0}, T.CALLBACK: {"timeout": 60.0},
         T.CHAINED_INVOKE: {"child": ChildStart(f"{run_id}-child", CHILD_WF, None)}}

@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import inspect
+import io
 import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -46,6 +48,10 @@ IMPORTS = {
         "from temporalio.client import Client, WorkflowFailureError",
     "from durable.temporal.common import WorkflowIDConflictPolicy":
         "from temporalio.common import WorkflowIDConflictPolicy",
+
+
+    "from durable.temporal.exceptions import CancelledError":
+        "from temporalio.exceptions import CancelledError",
     "from durable.temporal.common import RetryPolicy": "from temporalio.common import RetryPolicy",
     "from durable.temporal.worker import Worker": "from temporalio.worker import Worker",
     "from durable.temporal.envconfig import ClientConfig":
@@ -478,3 +484,38 @@ def test_the_typical_programs_workflows_agree_under_both() -> None:
         "charged 30 from alice (balance 70), shipped as TRK-order-1, receipt sent", "done", 60]
     assert temporal.activity_calls == {"charge": 1, "create_label": 1, "send_receipt": 1,
                                        "process_batch": 6}
+
+
+def test_hello_cancellation_activity_hears_of_its_cancellation_from_heartbeat_under_both(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample's sync activity, cancelled while it heartbeats: under temporalio's
+    ActivityEnvironment and under Durable (its workflow cancelled), `activity.heartbeat()`
+    raises the flavour's CancelledError and the activity's handler runs once, last."""
+    from temporalio.exceptions import CancelledError as TemporalCancelledError
+    from temporalio.testing import ActivityEnvironment
+
+    from durable.temporal.exceptions import CancelledError
+
+    def activity_lines(out: str) -> list[str]:
+        return [line for line in out.splitlines()
+                if line in ("Heartbeating activity", "Activity cancelled")]
+
+    temporal = load("hello_cancellation", "temporal")
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: env.cancel()
+    out = io.StringIO()
+    with redirect_stdout(out), pytest.raises(TemporalCancelledError):
+        env.run(temporal.never_complete_activity)
+    under_temporal = activity_lines(out.getvalue())
+
+    durable = load("hello_cancellation", "durable")
+    assert durable.CancelledError is CancelledError
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"sqlite:///{tmp_path / 'durable.db'}")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        asyncio.run(durable.main("compare-cancellation"))  # waits for the activity's thread
+    under_durable = activity_lines(out.getvalue())
+
+    for lines in (under_temporal, under_durable):
+        assert lines[-1] == "Activity cancelled" and lines.count("Activity cancelled") == 1
+        assert set(lines[:-1]) == {"Heartbeating activity"}

@@ -789,6 +789,17 @@ def _step_retry(c: Change) -> Operation:
                    due_at=due)
 
 
+def _step_heartbeat(c: Change) -> Operation:
+    """A running attempt's progress report. Its details replace the last ones; nothing goes
+    into the history (heartbeats come every few seconds from long bodies, and only the last
+    one matters). Fenced like any checkpoint: a lost worker's late report cannot overwrite
+    what the attempt that replaced it reported."""
+    if c.stored is None or c.stored.status is not S.STARTED:
+        raise InvalidCheckpoint(f"run {c.run_id!r}: heartbeat for step {c.update.name!r} "
+                                f"({c.update.id}), which is not running")
+    return replace(c.op, result=c.update.payload)
+
+
 def _wait_start(c: Change) -> Operation:
     _require_new(c)
     due = c.now + max(c.update.delay or 0.0, 0.0)
@@ -919,6 +930,7 @@ _HANDLERS = {
     (OperationType.STEP, A.SUCCEED): _step_succeed,
     (OperationType.STEP, A.FAIL): _step_fail,
     (OperationType.STEP, A.RETRY): _step_retry,
+    (OperationType.STEP, A.HEARTBEAT): _step_heartbeat,
     (OperationType.WAIT, A.START): _wait_start,
     (OperationType.STEP, A.CANCEL): _cancel_op,
     (OperationType.WAIT, A.CANCEL): _cancel_op,

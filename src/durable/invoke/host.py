@@ -441,7 +441,8 @@ def _assumed(u: OperationUpdate, old: Operation | None) -> Operation:
               OperationAction.SUCCEED: OperationStatus.SUCCEEDED,
               OperationAction.FAIL: OperationStatus.FAILED,
               OperationAction.RETRY: OperationStatus.PENDING,
-              OperationAction.CANCEL: OperationStatus.CANCELLED}[u.action]
+              OperationAction.CANCEL: OperationStatus.CANCELLED,
+              OperationAction.HEARTBEAT: OperationStatus.STARTED}[u.action]
     if u.type in (OperationType.WAIT, OperationType.CALLBACK) and u.action is OperationAction.START:
         status = OperationStatus.STARTED
     return Operation(u.id, u.type, status, u.name, u.parent_id, u.sub_type,

@@ -35,6 +35,9 @@ class OperationAction(StrEnum):
     FAIL = "FAIL"
     RETRY = "RETRY"
     CANCEL = "CANCEL"
+    HEARTBEAT = "HEARTBEAT"
+    """STEP, while an attempt runs: the body reports progress (`payload`, its details), kept as
+    the STARTED step's `result` for a later attempt to resume from. Durable's own."""
 
 
 class OperationStatus(StrEnum):

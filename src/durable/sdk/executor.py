@@ -14,10 +14,10 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from durable.errors import Cancelled, NonDeterminismError, StaleToken, UsageError
 from durable.model import (
@@ -33,6 +33,9 @@ from durable.model import (
 )
 from durable.model.streams import StreamChunk
 from durable.sdk.serializer import Serializer
+
+if TYPE_CHECKING:
+    from durable.sdk.heartbeat import Heartbeat
 
 
 class Suspend(BaseException):
@@ -87,6 +90,40 @@ class StepRun:
     run_id: str
     operation_id: str
     attempt: int
+    heartbeat: Heartbeat | None = None  # None: a body that cannot report progress (a check)
+
+
+class Deferred:
+    """An update checkpointed in the background after a delay, unless settled first: nearly
+    every step settles before it is due, and a START then travels with the step's outcome.
+
+    A timer, not a task asleep: a task would cost every short step a start and a cancellation
+    on the loop."""
+
+    def __init__(self, ex: Executor, update: OperationUpdate, after: float) -> None:
+        self._ex = ex
+        self._update = update
+        self._sent: list[asyncio.Task[list[Operation]]] = []
+        self._timer = asyncio.get_running_loop().call_later(after, self._send)
+
+    def _send(self) -> None:
+        self._timer.cancel()
+        if not self._sent:
+            self._sent.append(asyncio.get_running_loop().create_task(
+                self._ex.checkpoint(self._update)))
+
+    async def settle(self) -> None:
+        """Before anything that must follow the update is checkpointed: call it off if not yet
+        on its way, else wait for it (a refusal then fences the invocation as usual)."""
+        if not self._sent:
+            self._timer.cancel()
+            return
+        await self._sent[0]
+
+    async def send_now(self) -> None:
+        """Something must follow it that cannot travel with it: send it now, if not yet."""
+        self._send()
+        await self._sent[0]
 
 
 CURRENT_SCOPE: ContextVar[Scope] = ContextVar("durable_scope")
@@ -282,26 +319,10 @@ class Executor:
         self.paused = result.paused
         return result.operations[len(batch) - len(updates):]
 
-    def checkpoint_later(self, update: OperationUpdate,
-                         after: float) -> Callable[[], Awaitable[None]]:
-        """Checkpoint `update` in the background once `after` seconds have passed. Returns how
-        to settle it before anything that must follow it is checkpointed: it is called off if
-        not yet on its way, else awaited (a refusal then fences the invocation as usual).
-
-        A timer, not a task asleep: nearly every step settles before `after`, and a task
-        costs that step a start and a cancellation on the loop."""
-        loop = asyncio.get_running_loop()
-        sent: list[asyncio.Task[list[Operation]]] = []
-        timer = loop.call_later(after, lambda: sent.append(loop.create_task(
-            self.checkpoint(update))))
-
-        async def settle() -> None:
-            if not sent:
-                timer.cancel()
-                return
-            await sent[0]
-
-        return settle
+    def checkpoint_later(self, update: OperationUpdate, after: float) -> Deferred:
+        """Checkpoint `update` in the background once `after` seconds have passed (see
+        `Deferred` for how to settle it or send it at once)."""
+        return Deferred(self, update, after)
 
     async def flush(self) -> None:
         if self._buffer:

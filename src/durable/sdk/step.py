@@ -10,7 +10,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
-from durable.errors import SerializationError, StepFailed, StepInterrupted, StepTimeout
+from durable.errors import (
+    Cancelled,
+    SerializationError,
+    StepFailed,
+    StepInterrupted,
+    StepTimeout,
+)
 from durable.model import (
     ErrorObject,
     Operation,
@@ -22,6 +28,7 @@ from durable.model import (
     code_failure,
 )
 from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, WALL_CLOCK, Executor, Scope, StepRun
+from durable.sdk.heartbeat import Heartbeat
 from durable.sdk.retry import DEFAULT_RETRY, RetryPolicy
 from durable.sdk.serializer import Serializer
 
@@ -150,18 +157,26 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
             else:
                 await ex.save_values()  # the body may use them: durable before it runs
                 settle = ex.checkpoint_later(start, RUNNING_RECORDED_AFTER)
+            # An earlier attempt's last heartbeat details: the step's result while unfinished.
+            beats = Heartbeat(ex, update, settle, op.result if op is not None else None)
             try:
                 try:
-                    value = await call_body(ex, op_id, attempt, fn, args, kwargs, cfg.timeout)
+                    value = await call_body(ex, op_id, attempt, fn, args, kwargs, cfg.timeout,
+                                            beats)
                 finally:
+                    await beats.close()
                     if settle is not None:
-                        await settle()
+                        await settle.settle()
                 payload = _encode(serializer, value, name)
+            except Cancelled:  # the body stopped because the run (or its caller) asked it to
+                await ex.checkpoint(update(OperationAction.CANCEL, started_at=started))
+                ex.cancelled()
             except BaseException as e:  # sys.exit() in a body fails the attempt, not the worker
                 if not code_failure(e):
                     raise
                 ex.abandon_chunks(op_id, attempt)
-                op = await _fail_attempt(ex, update, name, attempt, policy, e, started)
+                op = await _fail_attempt(ex, update, name, attempt, policy, e, started,
+                                         beats.details)
                 continue
             await ex.checkpoint(update(OperationAction.SUCCEED, payload=payload,
                                        started_at=started))
@@ -170,24 +185,26 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
 
 async def _fail_attempt(ex: Executor, update: Callable[..., OperationUpdate], name: str,
                         attempt: int, policy: RetryPolicy, error: BaseException,
-                        started: float | None = None) -> Operation:
-    """Checkpoint a failed attempt: RETRY with the backoff if the policy allows, else FAIL."""
+                        started: float | None = None, details: str | None = None) -> Operation:
+    """Checkpoint a failed attempt: RETRY with the backoff if the policy allows (carrying the
+    last heartbeat `details` to the next attempt), else FAIL."""
     err = ErrorObject.from_exception(error)
     delay = None if isinstance(error, SerializationError) else policy.next_delay(attempt, error)
     if delay is None:
         await ex.checkpoint(update(OperationAction.FAIL, error=err, started_at=started))
         raise StepFailed(name, err) from error
     (op,) = await ex.checkpoint(update(OperationAction.RETRY, error=err, delay=delay,
-                                       started_at=started))
+                                       started_at=started, payload=details))
     return op
 
 
 async def call_body(ex: Executor, op_id: str, attempt: int, fn: Callable[..., Any],
-                    args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None) -> Any:
+                    args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None,
+                    heartbeat: Heartbeat | None = None) -> Any:
     """Run user code as attempt `attempt` of operation `op_id` (a step body, a condition's
-    check): it sees itself as that step (ctx.idempotency_key, ctx.logger), a sync function
-    runs in a thread, and `timeout` bounds it."""
-    token = CURRENT_STEP.set(StepRun(ex.run_id, op_id, attempt))
+    check): it sees itself as that step (ctx.idempotency_key, ctx.logger, its `heartbeat`),
+    a sync function runs in a thread, and `timeout` bounds it."""
+    token = CURRENT_STEP.set(StepRun(ex.run_id, op_id, attempt, heartbeat))
     try:
         if inspect.iscoroutinefunction(fn):
             work = fn(*args, **kwargs)

@@ -45,7 +45,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
-from durable.errors import Cancelled, ChildFailed, NonDeterminismError, StepFailed, UsageError
+from durable.errors import (
+    CallbackFailed,
+    Cancelled,
+    ChildFailed,
+    NonDeterminismError,
+    StepFailed,
+    UsageError,
+    WaitTimeout,
+)
 from durable.model import (
     CheckpointResult,
     Invocation,
@@ -63,6 +71,9 @@ from durable.sdk.context import Context
 from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, Suspend
 from durable.sdk.parallel import Completion
 from durable.temporal._cron import run_input
+from durable.sdk.step import return_type
+from durable.temporal._async_completion import COMPLETED_ASYNC, callback_name
+from durable.temporal._attempt import TRY_CANCEL, CancelRequest, activity_body
 from durable.temporal._definition import Definition
 from durable.temporal.activity import CURRENT_CALL, CallInfo
 from durable.temporal.common import DEFAULT_ACTIVITY_RETRY, RetryPolicy
@@ -73,6 +84,7 @@ from durable.temporal.exceptions import (
     UnsupportedFeature,
     cause_of,
 )
+from durable.temporal.exceptions import TimeoutError as ActivityTimeoutError
 
 T = TypeVar("T")
 
@@ -83,6 +95,9 @@ WATERMARK = "temporal.signals-applied"
 PUMP_SCOPE = "temporal.signals"
 
 _RUNTIME: ContextVar[Runtime | None] = ContextVar("durable_temporal_runtime", default=None)
+_HANDLE_CANCEL: ContextVar[CancelRequest | None] = ContextVar("durable_temporal_handle_cancel",
+                                                              default=None)
+"""While a start_activity handle runs its call: where its `.cancel()` goes."""
 
 
 def active() -> Runtime | None:
@@ -360,7 +375,9 @@ class Runtime:
 
     async def execute_activity(self, activity: Any, args: Sequence[Any], *, local: bool,
                                start_to_close: float | None, schedule_to_close: float | None,
-                               retry_policy: RetryPolicy | None, result_type: Any) -> Any:
+                               retry_policy: RetryPolicy | None, result_type: Any,
+                               heartbeat_timeout: float | None = None,
+                               cancellation_type: int = TRY_CANCEL) -> Any:
         from durable.temporal import activity as activity_api
 
         if not isinstance(activity, str) and not callable(activity):
@@ -375,17 +392,40 @@ class Runtime:
         if schedule_to_close is not None:  # when it was scheduled: recorded, so replays agree
             deadline = self.ctx.now().timestamp() + schedule_to_close
         policy = (retry_policy or DEFAULT_ACTIVITY_RETRY).to_durable(deadline)
-        token = CURRENT_CALL.set(CallInfo(name, self.defn.name, local))
+        body = activity_body(fn, self.defn.durable.serializer,
+                             heartbeat_timeout=heartbeat_timeout,
+                             cancellation_type=cancellation_type,
+                             cancel=_HANDLE_CANCEL.get() or CancelRequest())
+        scope = _scope()
+        activity_id = operation_id(scope.parent_id, scope.counter + 1)  # the step's, below
+        token = CURRENT_CALL.set(CallInfo(
+            name, self.defn.name, local,
+            None if heartbeat_timeout is None else timedelta(seconds=heartbeat_timeout)))
         try:
-            value = await self.durable(self.ctx.step(fn, *args, name=name, retry=policy,
+            value = await self.durable(self.ctx.step(body, *args, name=name, retry=policy,
                                                      timeout=min(limits)))
-        except StepFailed as e:
+            if value == COMPLETED_ASYNC:
+                value = await self._completion(activity_id, min(limits), heartbeat_timeout)
+        except (StepFailed, CallbackFailed) as e:
             cause = cause_of(e.error)
             raise ActivityError("Activity task failed", activity_type=name,
-                                activity_id=self.ctx.run_id, cause=cause) from cause
+                                activity_id=activity_id, cause=cause) from cause
+        except WaitTimeout as e:  # also CallbackHeartbeatTimeout
+            raise ActivityError("Activity task timed out", activity_type=name,
+                                activity_id=activity_id, retry_state="TIMEOUT",
+                                cause=ActivityTimeoutError(str(e))) from e
         finally:
             CURRENT_CALL.reset(token)
-        return _convert(self.defn, value, result_type)
+        return _convert(self.defn, value, result_type or return_type(fn))
+
+    async def _completion(self, activity_id: str, timeout: float,
+                          heartbeat_timeout: float | None) -> Any:
+        """The result of an activity that raised raise_complete_async(): a callback that
+        whoever holds its task token resolves (see `_async_completion`)."""
+        callback = await self.durable(self.ctx.create_callback(
+            name=callback_name(activity_id), timeout=timeout,
+            heartbeat_timeout=heartbeat_timeout))
+        return await self.durable(callback.result())
 
     def start_activity(self, call: Callable[[], Coroutine[Any, Any, Any]]) -> ActivityHandle:
         handle = ActivityHandle(self, call, _scope().parent_id)
@@ -462,12 +502,16 @@ class ActivityHandle:
         self.scope_key = scope_key
         self.done = False
         self._outcome: Any = None
+        self._cancel = CancelRequest()
 
     async def _run(self) -> Any:
+        token = _HANDLE_CANCEL.set(self._cancel)  # the call below reads it once, at its start
         try:
             self._outcome = await self._call()
         except Exception as e:
             self._outcome = _Raised(e)
+        finally:
+            _HANDLE_CANCEL.reset(token)
         self.done = True
         return self.outcome()
 
@@ -486,9 +530,14 @@ class ActivityHandle:
     def __await__(self) -> Any:
         return self._rt.resolve(self).__await__()
 
-    def cancel(self) -> bool:
-        raise UnsupportedFeature("cancelling an activity through its handle",
-                                 "use asyncio.wait_for(handle, timeout) to bound it")
+    def cancel(self, msg: Any = None) -> bool:
+        """Ask the activity to stop, as its `cancellation_type` says; awaiting the handle then
+        raises ActivityError caused by CancelledError, unless the activity ended otherwise
+        first. False if it has ended already."""
+        if self.done:
+            return False
+        self._cancel.request()
+        return True
 
 
 class _Pump:
@@ -607,7 +656,7 @@ def _typed_args(defn: Definition, handler: Callable[..., Any], args: Sequence[An
 
 
 def _convert(defn: Definition, value: Any, result_type: Any) -> Any:
-    if result_type is None:
+    if result_type is None or result_type is Any:
         return value
     serializer = defn.durable.serializer
     return serializer.decode(serializer.encode(value), result_type)

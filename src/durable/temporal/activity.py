@@ -3,7 +3,8 @@
 An activity is a plain function (sync or async). Durable runs it as a step: its result is
 checkpointed once it returns, so it never runs again for the same call; a crash before then runs it
 again (at least once, as in Temporal). Sync activities run in a thread, as Temporal's threaded
-activities do, so they never block the workflows sharing the event loop.
+activities do, so they never block the workflows sharing the event loop. Heartbeats,
+heartbeat timeouts and cancellation are `_attempt`'s; async completion is `_async_completion`'s.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import logging
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from datetime import timedelta
+from typing import Any, NoReturn, TypeVar, overload
 
 from durable.errors import UsageError
 from durable.sdk.executor import CURRENT_STEP
+from durable.temporal._async_completion import CompleteAsyncError, task_token
+from durable.temporal._attempt import CURRENT_ATTEMPT, ActivityAttempt
 from durable.temporal.exceptions import UnsupportedFeature
 
-__all__ = ["Info", "defn", "heartbeat", "in_activity", "info", "logger"]
+__all__ = ["Info", "defn", "heartbeat", "in_activity", "info", "is_cancelled", "logger",
+           "raise_complete_async", "wait_for_cancelled", "wait_for_cancelled_sync"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,6 +47,12 @@ class Info:
     workflow_type: str
     task_queue: str = "durable"
     is_local: bool = False
+    heartbeat_details: Sequence[Any] = ()
+    """The details of the last heartbeat recorded by an earlier attempt (JSON data)."""
+    heartbeat_timeout: timedelta | None = None
+    task_token: bytes = b""
+    """What `client.get_async_activity_handle(task_token=...)` takes, after
+    `raise_complete_async()`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +62,7 @@ class CallInfo:
     activity_type: str
     workflow_type: str
     is_local: bool
+    heartbeat_timeout: timedelta | None = None
 
 
 CURRENT_CALL: ContextVar[CallInfo | None] = ContextVar("durable_temporal_activity", default=None)
@@ -162,16 +174,51 @@ def info() -> Info:
     call = CURRENT_CALL.get()
     if step is None or call is None:
         raise UsageError("activity.info() is only available inside a running activity")
+    attempt = CURRENT_ATTEMPT.get()
     return Info(activity_id=step.operation_id, activity_type=call.activity_type,
                 attempt=step.attempt, workflow_id=step.run_id, workflow_run_id=step.run_id,
-                workflow_type=call.workflow_type, is_local=call.is_local)
+                workflow_type=call.workflow_type, is_local=call.is_local,
+                heartbeat_details=attempt.earlier_details if attempt else (),
+                heartbeat_timeout=call.heartbeat_timeout,
+                task_token=task_token(step.run_id, step.operation_id))
+
+
+def _attempt(what: str) -> ActivityAttempt:
+    attempt = CURRENT_ATTEMPT.get()
+    if attempt is None:
+        raise UsageError(f"activity.{what} is only available inside a running activity")
+    return attempt
 
 
 def heartbeat(*details: Any) -> None:
-    """Accepted and ignored: a Durable worker's lease already tells whether the process running
-    the activity is alive, and an interrupted attempt is retried after the lease expires."""
-    if CURRENT_STEP.get() is None:
-        raise UsageError("activity.heartbeat() is only available inside a running activity")
+    """Report progress: `details` (JSON data) reach the next attempt as
+    `info().heartbeat_details` should this one fail or its worker die. Recorded at most once
+    per throttle interval (0.8 x heartbeat_timeout, as Temporal does), the latest details then.
+    A sync activity whose cancellation has been delivered gets `CancelledError` raised here."""
+    _attempt("heartbeat()").heartbeat(details)
+
+
+def raise_complete_async() -> NoReturn:
+    """End this activity without a result: whoever holds `info().task_token` completes it
+    later with `client.get_async_activity_handle(task_token=...).complete(result)`."""
+    _attempt("raise_complete_async()")
+    raise CompleteAsyncError
+
+
+def is_cancelled() -> bool:
+    """Whether cancellation has been delivered to this activity."""
+    return _attempt("is_cancelled()").cancelled.is_set()
+
+
+async def wait_for_cancelled() -> None:
+    """Wait until cancellation is delivered to this (async) activity."""
+    await _attempt("wait_for_cancelled()").cancelled_async.wait()
+
+
+def wait_for_cancelled_sync(timeout: timedelta | float | None = None) -> None:
+    """Wait, in a sync activity, until cancellation is delivered or `timeout` passes."""
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    _attempt("wait_for_cancelled_sync()").cancelled.wait(seconds)
 
 
 class _ActivityLogger(logging.LoggerAdapter[logging.Logger]):

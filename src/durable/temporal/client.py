@@ -27,6 +27,7 @@ from durable.model.listing import RunFilter
 from durable.store import Store
 from durable.temporal._cron import CronStart
 from durable.temporal._cron import parse as parse_cron
+from durable.temporal._async_completion import AsyncActivityHandle, parse_task_token
 from durable.temporal._definition import Definition, definition_of
 from durable.temporal._options import IGNORED_CONNECT_OPTIONS, accept
 from durable.temporal._runtime import CHANNEL, evaluate_query
@@ -45,6 +46,7 @@ from durable.temporal.exceptions import (
 )
 
 __all__ = [
+    "AsyncActivityHandle",
     "Client",
     "WorkflowAlreadyStartedError",
     "WorkflowExecutionDescription",
@@ -192,6 +194,21 @@ class Client:
                                 run_id: str | None = None,
                                 result_type: Any = None) -> WorkflowHandle[Any]:
         return WorkflowHandle(self, workflow_id, definition_of(workflow), result_type)
+
+    def get_async_activity_handle(self, *, task_token: bytes | None = None,
+                                  workflow_id: str | None = None, run_id: str | None = None,
+                                  activity_id: str | None = None) -> AsyncActivityHandle:
+        """A handle completing an activity that raised `activity.raise_complete_async()`: by
+        its `task_token`, or by `workflow_id` (or `run_id`, the same here) and `activity_id`
+        (`activity.info().activity_id`)."""
+        if task_token is not None:
+            run, activity = parse_task_token(task_token)
+        elif (workflow_id or run_id) and activity_id:
+            run, activity = str(workflow_id or run_id), activity_id
+        else:
+            raise UsageError("get_async_activity_handle: pass task_token=..., or workflow_id= "
+                             "and activity_id=... (from activity.info())")
+        return AsyncActivityHandle(self.durable, run, activity)
 
     async def _make_room(self, id: str, reuse: WorkflowIDReusePolicy,
                          conflict: WorkflowIDConflictPolicy) -> bool:

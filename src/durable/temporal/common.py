@@ -19,7 +19,7 @@ from typing import Any
 from durable.errors import UsageError
 from durable.sdk.executor import WALL_CLOCK
 from durable.sdk.retry import RetryPolicy as _DurableRetry
-from durable.temporal.exceptions import ApplicationError
+from durable.temporal.exceptions import ApplicationError, CancelledError
 
 __all__ = ["RetryPolicy", "SearchAttributeKey", "SearchAttributePair", "SearchAttributeUpdate",
            "TypedSearchAttributes", "WorkflowIDConflictPolicy", "WorkflowIDReusePolicy"]
@@ -180,6 +180,8 @@ class TemporalRetry(_DurableRetry):
     deadline: float | None = None
 
     def next_delay(self, attempt: int, error: BaseException) -> float | None:
+        if isinstance(error, CancelledError):  # the workflow cancelled the activity
+            return None
         if isinstance(error, ApplicationError) and (
                 error.non_retryable or error.type in self.non_retryable_names):
             return None

@@ -251,16 +251,17 @@ async def execute_activity(
     `start_to_close_timeout` bounds each attempt; `schedule_to_close_timeout` bounds each attempt
     too and stops retrying once it has passed since the call; `retry_policy` (Temporal's
     defaults: unlimited attempts, 1 s doubling to 100 s) is checkpointed with each failure.
+    `heartbeat_timeout` times out an attempt that stops calling `activity.heartbeat()`, and
+    `cancellation_type` says how a cancellation reaches it (see `_attempt`).
     `task_queue` and `schedule_to_start_timeout` have nothing to act on (the activity runs in
-    the worker running the workflow, at once) and `heartbeat_timeout` is the worker's lease.
+    the worker running the workflow, at once).
     """
-    _refuse_options("execute_activity",
-                    cancellation_type=cancellation_type != ActivityCancellationType.TRY_CANCEL)
     return await current("execute_activity()").execute_activity(  # type: ignore[no-any-return]
         activity, _args(arg, args), local=False,
         start_to_close=_seconds(start_to_close_timeout),
         schedule_to_close=_seconds(schedule_to_close_timeout), retry_policy=retry_policy,
-        result_type=result_type)
+        result_type=result_type, heartbeat_timeout=_seconds(heartbeat_timeout),
+        cancellation_type=int(cancellation_type))
 
 
 def start_activity(
@@ -279,8 +280,9 @@ def start_activity(
     rt = current("start_activity()")
     return rt.start_activity(lambda: execute_activity(
         activity, arg, args=args, schedule_to_close_timeout=schedule_to_close_timeout,
-        start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy,
-        cancellation_type=cancellation_type, result_type=result_type))
+        start_to_close_timeout=start_to_close_timeout, heartbeat_timeout=heartbeat_timeout,
+        retry_policy=retry_policy, cancellation_type=cancellation_type,
+        result_type=result_type))
 
 
 async def execute_local_activity(
@@ -293,14 +295,13 @@ async def execute_local_activity(
         activity_id: str | None = None, summary: str | None = None,
         result_type: Any = None) -> T:
     """A local activity: in Durable every activity runs in the workflow's worker, so this is
-    `execute_activity` (a checkpointed step) with the same timeouts and retry policy."""
-    _refuse_options("execute_local_activity",
-                    cancellation_type=cancellation_type != ActivityCancellationType.TRY_CANCEL)
+    `execute_activity` (a checkpointed step) with the same timeouts, retry policy and
+    cancellation."""
     return await current("execute_local_activity()").execute_activity(  # type: ignore[no-any-return]
         activity, _args(arg, args), local=True,
         start_to_close=_seconds(start_to_close_timeout),
         schedule_to_close=_seconds(schedule_to_close_timeout), retry_policy=retry_policy,
-        result_type=result_type)
+        result_type=result_type, cancellation_type=int(cancellation_type))
 
 
 def start_local_activity(
