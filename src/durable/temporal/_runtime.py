@@ -70,10 +70,10 @@ from durable.sdk import values as _values
 from durable.sdk.context import Context
 from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, Suspend
 from durable.sdk.parallel import Completion
-from durable.temporal._cron import run_input
 from durable.sdk.step import return_type
 from durable.temporal._async_completion import COMPLETED_ASYNC, callback_name
 from durable.temporal._attempt import TRY_CANCEL, CancelRequest, activity_body
+from durable.temporal._cron import run_input
 from durable.temporal._definition import Definition
 from durable.temporal.activity import CURRENT_CALL, CallInfo
 from durable.temporal.common import DEFAULT_ACTIVITY_RETRY, RetryPolicy

@@ -25,9 +25,9 @@ from durable.errors import RunNotFound, UsageError
 from durable.model import ExecutionStatus, Invocation, RunInfo
 from durable.model.listing import RunFilter
 from durable.store import Store
+from durable.temporal._async_completion import AsyncActivityHandle, parse_task_token
 from durable.temporal._cron import CronStart
 from durable.temporal._cron import parse as parse_cron
-from durable.temporal._async_completion import AsyncActivityHandle, parse_task_token
 from durable.temporal._definition import Definition, definition_of
 from durable.temporal._options import IGNORED_CONNECT_OPTIONS, accept
 from durable.temporal._runtime import CHANNEL, evaluate_query
