@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from durable.temporal import _workflow_asyncio, durable_workflow, workflow
-from durable.temporal._definition import DEFINITIONS
+from durable.temporal._definition import DEFINITIONS, DEFN_ATTR
 from durable.temporal.exceptions import UnsupportedFeature
 from durable.testing import TestEnvironment
 from tests.apps import temporal_asyncio_base as base
@@ -70,7 +70,13 @@ def test_defining_a_workflow_binds_only_the_namespaces_its_code_runs_in() -> Non
     assert forms.asyncio.Queue is asyncio.Queue
     assert {n: getattr(asyncio, n) for n in STANDARD} == STANDARD
     # and no module outside workflow code holds anything of _workflow_asyncio
-    bound = {id(ns) for d in DEFINITIONS.values() for ns in d.namespaces}
+    # Workflow code: every loaded @workflow.defn class's namespaces, also of a class whose
+    # name a later definition took over in DEFINITIONS (two copies of one example loaded).
+    definitions = [*DEFINITIONS.values(),
+                   *(value.__dict__[DEFN_ATTR] for module in list(sys.modules.values())
+                     for value in list(vars(module).values())
+                     if isinstance(value, type) and DEFN_ATTR in value.__dict__)]
+    bound = {id(ns) for d in definitions for ns in d.namespaces}
     ours = {id(_workflow_asyncio), *(id(getattr(_workflow_asyncio, n)) for n in STANDARD)}
     leaked = [f"{name}.{attr}" for name, module in list(sys.modules.items())
               if module is not _workflow_asyncio and id(vars(module)) not in bound
