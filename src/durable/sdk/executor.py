@@ -10,11 +10,10 @@ invocation returns PENDING. Nothing of the run stays in memory after that.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import NoReturn
@@ -65,19 +64,23 @@ class Scope:
         self.counter += 1
         return operation_id(self.parent_id, self.counter), self.counter
 
-    @contextlib.contextmanager
-    def exclusive(self, what: str) -> Iterator[None]:
-        """One durable await at a time per scope: concurrent ones would race for ids."""
+    def exclusive(self, what: str) -> Scope:
+        """One durable await at a time per scope: concurrent ones would race for ids. For
+        `with scope.exclusive(what):`, which frees the scope when it ends; the scope is its own
+        context manager, as a generator-based one costs every step several calls more."""
         if self.busy:
             raise UsageError(
                 f"{what} was started while another durable operation of the same scope was still "
                 "running (plain asyncio.gather or create_task over durable calls?): use "
                 "ctx.gather(...) so each branch gets its own deterministic scope")
         self.busy = True
-        try:
-            yield
-        finally:
-            self.busy = False
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.busy = False
 
 
 @dataclass(frozen=True, slots=True)
