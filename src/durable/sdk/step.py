@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -189,10 +190,8 @@ async def call_body(ex: Executor, op_id: str, attempt: int, fn: Callable[..., An
     runs in a thread, and `timeout` bounds it."""
     token = CURRENT_STEP.set(StepRun(ex.run_id, op_id, attempt))
     try:
-        if inspect.iscoroutinefunction(fn):
-            work = fn(*args, **kwargs)
-        else:  # sync functions run in a thread so the event loop keeps serving other runs
-            work = asyncio.to_thread(fn, *args, **kwargs)
+        # Sync functions run in a thread so the event loop keeps serving other runs.
+        work = fn(*args, **kwargs) if _is_async(fn) else asyncio.to_thread(fn, *args, **kwargs)
         if timeout is None:
             result = await work
         else:
@@ -210,6 +209,14 @@ async def call_body(ex: Executor, op_id: str, attempt: int, fn: Callable[..., An
         return result
     finally:
         CURRENT_STEP.reset(token)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """`inspect.iscoroutinefunction(fn)`, answered in one look for the usual step body, a
+    plain async function: inspect's way costs each step five calls."""
+    if type(fn) is types.FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
+        return True
+    return inspect.iscoroutinefunction(fn)
 
 
 def _input(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
