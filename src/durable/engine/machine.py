@@ -59,6 +59,7 @@ from durable.model.ids import check_run_id, child_run_id
 from durable.model.kv import KvCommand
 from durable.model.patch import merge_patch
 from durable.model.queues import Enqueue, ServedQueue
+from durable.store.history import attempt_details
 from durable.store.rows import FIRST_TOKEN, dump_error
 from durable.store.runs import Fence
 from durable.store.tx import Tx
@@ -659,8 +660,9 @@ class Change:
     op: Operation
     now: float
 
-    def record(self, event: EventType, details: dict[str, Any] | None = None) -> None:
-        """Add `event`, about the updated operation, to the run's history."""
+    def record(self, event: EventType, details: dict[str, Any] | str | None = None) -> None:
+        """Add `event`, about the updated operation, to the run's history (`details`: see
+        `Tx.add_event`)."""
         self.tx.add_event(self.run_id, event, self.now, self.update.id, self.update.name, details)
 
 
@@ -727,7 +729,7 @@ def _step_succeed(c: Change) -> Operation:
                                      "retry": False})
             return c.op.evolve(status=S.FAILED, attempt=attempt, error=error,
                            ended_at=c.now)
-    c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
+    c.record(E.STEP_SUCCEEDED, attempt_details(attempt, started))
     return c.op.evolve(status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
                    started_at=started, ended_at=c.now)
 
@@ -765,7 +767,7 @@ def _kv_command(c: Change, attempt: int, started: float | None) -> Operation:
         error = ErrorObject(type(e).__name__, str(e))
         c.record(E.STEP_FAILED, {"attempt": attempt, "error": error.to_dict(), "retry": False})
         return c.op.evolve(status=S.FAILED, attempt=attempt, error=error, ended_at=c.now)
-    c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
+    c.record(E.STEP_SUCCEEDED, attempt_details(attempt, started))
     return c.op.evolve(status=S.SUCCEEDED, attempt=attempt, result=outcome.to_json(),
                    error=None, started_at=started, ended_at=c.now)
 
