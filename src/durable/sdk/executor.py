@@ -284,18 +284,19 @@ class Executor:
         self.paused = result.paused
         return result.operations[len(batch) - len(updates):]
 
-    def checkpoint_later(self, update: OperationUpdate,
+    def checkpoint_later(self, update: Callable[[], OperationUpdate],
                          after: float) -> Callable[[], Awaitable[None]]:
-        """Checkpoint `update` in the background once `after` seconds have passed. Returns how
-        to settle it before anything that must follow it is checkpointed: it is called off if
-        not yet on its way, else awaited (a refusal then fences the invocation as usual).
+        """Checkpoint the update `update()` makes in the background once `after` seconds have
+        passed. Returns how to settle it before anything that must follow it is checkpointed:
+        it is called off if not yet on its way, else awaited (a refusal then fences the
+        invocation as usual).
 
         A timer, not a task asleep: nearly every step settles before `after`, and a task
         costs that step a start and a cancellation on the loop."""
         loop = asyncio.get_running_loop()
         sent: list[asyncio.Task[list[Operation]]] = []
         timer = loop.call_later(after, lambda: sent.append(loop.create_task(
-            self.checkpoint(update))))
+            self.checkpoint(update()))))
 
         async def settle() -> None:
             if not sent:

@@ -144,13 +144,17 @@ async def run_step(ex: Executor, scope: Scope, fn: Callable[..., Any], args: tup
             ex.require_lease()
             attempt = (op.attempt if op is not None else 0) + 1
             started = WALL_CLOCK.get()()
-            start = update(OperationAction.START, started_at=started)
             if cfg.semantics == "at_most_once":
-                await ex.checkpoint(start)
+                await ex.checkpoint(update(OperationAction.START, started_at=started))
                 settle = None
             else:
                 await ex.save_values()  # the body may use them: durable before it runs
-                settle = ex.checkpoint_later(start, RUNNING_RECORDED_AFTER)
+                # The START is built only if it is sent, which nearly no step's is; its input
+                # is encoded now all the same, before the body can change the arguments.
+                first_input()
+                settle = ex.checkpoint_later(
+                    functools.partial(update, OperationAction.START, started_at=started),
+                    RUNNING_RECORDED_AFTER)
             try:
                 try:
                     value = await call_body(ex, op_id, attempt, fn, args, kwargs, cfg.timeout)
