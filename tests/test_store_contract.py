@@ -835,10 +835,15 @@ async def test_writes_of_one_loop_pass_share_a_transaction_and_a_lone_one_runs_i
 
     together = await asyncio.gather(*(store.awrite(where) for _ in range(3)))
     assert len(set(together)) == 1 and together[0][0] != threading.main_thread().name
+    assert store.writer.last_flush_inline is False
     lone_thread, _ = await store.awrite(where)
     inline = store.writer.inline_lone_writes
     assert (lone_thread == threading.main_thread().name) is inline
     assert inline is store.url.startswith("sqlite")
+    # what tells a worker's next write to wait by yielding once (`Worker._write`)
+    assert store.writer.last_flush_inline is inline
+    again = await asyncio.gather(*(store.awrite(where) for _ in range(2)))
+    assert again[0] == again[1] and store.writer.last_flush_inline is False
 
 
 async def test_a_write_that_fails_in_a_batch_leaves_nothing_and_the_others_commit(
