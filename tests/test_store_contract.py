@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import sys
 import threading
 import time
@@ -44,6 +45,7 @@ from durable.model import (
 )
 from durable.model.listing import RunFilter
 from durable.store import Store, Tx, diagnose, migrate, open_store
+from durable.store.history import attempt_details
 from durable.store.runs import Fence
 from durable.store.schema import LATEST, MIGRATIONS
 from tests import pgkit
@@ -505,6 +507,27 @@ def test_history_is_in_order(store: Store) -> None:
     assert [e.id for e in after] == ids[4:6]
 
 
+def test_a_succeeded_steps_history_details_read_back_as_written(store: Store) -> None:
+    """The details a succeeded step records are written out by hand (`attempt_details`), not
+    by json.dumps: what every reader gets back must be the same."""
+    token = running(store)
+    checkpoint(store, "r1", token, step("a", A.SUCCEED, payload="1", started_at=T0 - 0.25))
+    checkpoint(store, "r1", token, step("b", A.SUCCEED, payload="2"))
+    succeeded = [e for e in read(store, lambda tx: tx.history("r1"))
+                 if e.type == EventType.STEP_SUCCEEDED]
+    assert [e.details for e in succeeded] == [{"attempt": 1, "started_at": T0 - 0.25},
+                                              {"attempt": 1, "started_at": T0}]
+
+
+@pytest.mark.parametrize("attempt, started_at", [
+    (1, 1764815461.123456), (3, None), (2, 17), (1, 1e-7), (12, 1764815461.0),
+    (1, float("nan")), (True, 1.5)])
+def test_attempt_details_are_what_json_dumps_writes(attempt: int, started_at: float | None
+                                                    ) -> None:
+    assert attempt_details(attempt, started_at) == json.dumps(
+        {"attempt": attempt, "started_at": started_at})
+
+
 def test_list_filters_and_pages(store: Store) -> None:
     for i in range(5):
         start(store, f"r{i}", now=T0 + i, workflow=WF if i % 2 else "other_wf")
@@ -812,10 +835,15 @@ async def test_writes_of_one_loop_pass_share_a_transaction_and_a_lone_one_runs_i
 
     together = await asyncio.gather(*(store.awrite(where) for _ in range(3)))
     assert len(set(together)) == 1 and together[0][0] != threading.main_thread().name
+    assert store.writer.last_flush_inline is False
     lone_thread, _ = await store.awrite(where)
     inline = store.writer.inline_lone_writes
     assert (lone_thread == threading.main_thread().name) is inline
     assert inline is store.url.startswith("sqlite")
+    # what tells a worker's next write to wait by yielding once (`Worker._write`)
+    assert store.writer.last_flush_inline is inline
+    again = await asyncio.gather(*(store.awrite(where) for _ in range(2)))
+    assert again[0] == again[1] and store.writer.last_flush_inline is False
 
 
 async def test_a_write_that_fails_in_a_batch_leaves_nothing_and_the_others_commit(

@@ -31,7 +31,7 @@ from durable import (
 from durable.engine import machine
 from durable.engine.worker import pid_scope, serving_here
 from durable.errors import SerializationError
-from durable.model import ErrorObject, OperationStatus, OperationType
+from durable.model import ErrorObject, EventType, OperationStatus, OperationType
 from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.store.runs import Fence
 from tests.kit import wait_until_async
@@ -795,3 +795,41 @@ async def test_a_run_started_for_a_worker_that_stopped_meanwhile_is_given_back(c
         await finish(client, "back", timeout=5)
     assert client.handle("back").result() == "ran"
     assert worker.stats.invocations == 0  # the stopped worker ran nothing
+
+
+async def test_steps_running_past_the_start_delay_have_their_start_recorded_while_they_run(
+        any_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Executor.checkpoint_later`: one timer per invocation serves every step still running
+    (ctx.gather's branches too), so each records its START once it has run for
+    RUNNING_RECORDED_AFTER, while it runs; a step that ends before records none."""
+    monkeypatch.setattr(durable.sdk.step, "RUNNING_RECORDED_AFTER", 0.05)
+    release = asyncio.Event()
+
+    async def quick() -> str:
+        return "q"
+
+    async def held(i: int) -> int:
+        await release.wait()
+        return i
+
+    @workflow
+    async def wf_held(ctx: Context) -> list[int]:
+        await ctx.step(quick)
+        return await ctx.gather(ctx.step(held, 1, name="a"), ctx.step(held, 2, name="b"))
+
+    client = durable.Client(any_db)
+    try:
+        handle = client.start(wf_held)
+        async with serving(client, wf_held):
+            await wait_until_async(lambda: sorted(
+                op.name or "" for op in client.operations(handle.run_id)
+                if op.type is OperationType.STEP and op.status is OperationStatus.STARTED
+            ) == ["a", "b"], "both held steps to have their START recorded")
+            release.set()
+            await finish(client, handle.run_id)
+        assert handle.result() == [1, 2]
+        started = [e.name for e in client.history(handle.run_id)
+                   if e.type == EventType.STEP_STARTED]
+        assert sorted(started) == ["a", "b"]
+    finally:
+        client.close()

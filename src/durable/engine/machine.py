@@ -59,6 +59,7 @@ from durable.model.ids import check_run_id, child_run_id
 from durable.model.kv import KvCommand
 from durable.model.patch import merge_patch
 from durable.model.queues import Enqueue, ServedQueue
+from durable.store.history import attempt_details
 from durable.store.rows import FIRST_TOKEN, dump_error
 from durable.store.runs import Fence
 from durable.store.tx import Tx
@@ -510,11 +511,11 @@ def _complete_invoke(tx: Tx, parent_run: str, op: Operation, child: RunInfo,
                      now: float) -> Operation:
     """The parent's CHAINED_INVOKE `op` takes the ended `child`'s outcome."""
     if child.status is ExecutionStatus.SUCCEEDED:
-        done = replace(op, status=S.SUCCEEDED, result=child.result, ended_at=now)
+        done = op.evolve(status=S.SUCCEEDED, result=child.result, ended_at=now)
     else:
         error = child.error or ErrorObject(child.status.value,
                                            f"child run {child.run_id!r} ended {child.status}")
-        done = replace(op, status=S.FAILED, error=error, ended_at=now)
+        done = op.evolve(status=S.FAILED, error=error, ended_at=now)
     tx.put_operation(parent_run, done)
     tx.add_event(parent_run, E.CHAINED_INVOKE_SUCCEEDED if done.status is S.SUCCEEDED
                  else E.CHAINED_INVOKE_FAILED, now, op.id, op.name, {"child_run_id": child.run_id})
@@ -538,14 +539,14 @@ def advance_due(tx: Tx, run_id: str, now: float,
         if op.status not in _WAITING or op.due_at is None or op.due_at > now:
             continue
         if op.type is OperationType.WAIT:
-            op = replace(op, status=S.SUCCEEDED, ended_at=now)
+            op = op.evolve(status=S.SUCCEEDED, ended_at=now)
             tx.add_event(run_id, E.WAIT_SUCCEEDED, now, op.id, op.name)
         elif op.type is OperationType.STEP and op.status is S.PENDING:
-            op = replace(op, status=S.READY, due_at=None)
+            op = op.evolve(status=S.READY, due_at=None)
             tx.add_event(run_id, E.STEP_READY, now, op.id, op.name, {"attempt": op.attempt + 1})
         elif op.type is OperationType.CALLBACK:
             error = _callback_timeout_error(tx, op)
-            op = replace(op, status=S.TIMED_OUT, error=error, ended_at=now)
+            op = op.evolve(status=S.TIMED_OUT, error=error, ended_at=now)
             tx.add_event(run_id, E.CALLBACK_TIMED_OUT, now, op.id, op.name,
                          {"error": error.to_dict()})
         else:
@@ -577,7 +578,7 @@ def heartbeat_callback(tx: Tx, callback_id: str, now: float) -> None:
         return
     every, deadline = heartbeat
     due = now + every if deadline is None else min(now + every, deadline)
-    tx.put_operation(run_id, replace(op, due_at=due))
+    tx.put_operation(run_id, op.evolve(due_at=due))
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -660,8 +661,9 @@ class Change:
     op: Operation
     now: float
 
-    def record(self, event: EventType, details: dict[str, Any] | None = None) -> None:
-        """Add `event`, about the updated operation, to the run's history."""
+    def record(self, event: EventType, details: dict[str, Any] | str | None = None) -> None:
+        """Add `event`, about the updated operation, to the run's history (`details`: see
+        `Tx.add_event`)."""
         self.tx.add_event(self.run_id, event, self.now, self.update.id, self.update.name, details)
 
 
@@ -670,7 +672,7 @@ def _step_start(c: Change) -> Operation:
         raise InvalidCheckpoint(f"run {c.run_id!r}: step {c.update.name!r} started twice")
     started = c.update.started_at or c.now
     c.record(E.STEP_STARTED, {"attempt": c.op.attempt + 1})
-    return replace(c.op, status=S.STARTED, attempt=c.op.attempt + 1, started_at=started)
+    return c.op.evolve(status=S.STARTED, attempt=c.op.attempt + 1, started_at=started)
 
 
 def _attempt(c: Change) -> int:
@@ -726,10 +728,10 @@ def _step_succeed(c: Change) -> Operation:
             error = ErrorObject(type(e).__name__, str(e))
             c.record(E.STEP_FAILED, {"attempt": attempt, "error": error.to_dict(),
                                      "retry": False})
-            return replace(c.op, status=S.FAILED, attempt=attempt, error=error,
+            return c.op.evolve(status=S.FAILED, attempt=attempt, error=error,
                            ended_at=c.now)
-    c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
-    return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
+    c.record(E.STEP_SUCCEEDED, attempt_details(attempt, started))
+    return c.op.evolve(status=S.SUCCEEDED, attempt=attempt, result=u.payload, error=None,
                    started_at=started, ended_at=c.now)
 
 
@@ -765,16 +767,16 @@ def _kv_command(c: Change, attempt: int, started: float | None) -> Operation:
     except KvTypeError as e:  # recorded: a replay raises it again rather than retrying
         error = ErrorObject(type(e).__name__, str(e))
         c.record(E.STEP_FAILED, {"attempt": attempt, "error": error.to_dict(), "retry": False})
-        return replace(c.op, status=S.FAILED, attempt=attempt, error=error, ended_at=c.now)
-    c.record(E.STEP_SUCCEEDED, {"attempt": attempt, "started_at": started})
-    return replace(c.op, status=S.SUCCEEDED, attempt=attempt, result=outcome.to_json(),
+        return c.op.evolve(status=S.FAILED, attempt=attempt, error=error, ended_at=c.now)
+    c.record(E.STEP_SUCCEEDED, attempt_details(attempt, started))
+    return c.op.evolve(status=S.SUCCEEDED, attempt=attempt, result=outcome.to_json(),
                    error=None, started_at=started, ended_at=c.now)
 
 
 def _step_fail(c: Change) -> Operation:
     u, attempt = c.update, _attempt(c)
     c.record(E.STEP_FAILED, {"attempt": attempt, "error": _err(u), "retry": False})
-    return replace(c.op, status=S.FAILED, attempt=attempt, error=u.error, ended_at=c.now)
+    return c.op.evolve(status=S.FAILED, attempt=attempt, error=u.error, ended_at=c.now)
 
 
 def _step_retry(c: Change) -> Operation:
@@ -785,7 +787,7 @@ def _step_retry(c: Change) -> Operation:
     poll = {"state": u.payload} if u.error is None and u.payload is not None else {}
     c.record(E.STEP_FAILED, {"attempt": attempt, "error": _err(u), "retry": True,
                              "next_attempt_at": due, **poll})
-    return replace(c.op, status=S.PENDING, attempt=attempt, result=u.payload, error=u.error,
+    return c.op.evolve(status=S.PENDING, attempt=attempt, result=u.payload, error=u.error,
                    due_at=due)
 
 
@@ -806,8 +808,8 @@ def _wait_start(c: Change) -> Operation:
     c.record(E.WAIT_STARTED, {"due_at": due})
     if due <= c.now:
         c.record(E.WAIT_SUCCEEDED)
-        return replace(c.op, status=S.SUCCEEDED, due_at=due, ended_at=c.now)
-    return replace(c.op, due_at=due)
+        return c.op.evolve(status=S.SUCCEEDED, due_at=due, ended_at=c.now)
+    return c.op.evolve(due_at=due)
 
 
 def _callback_start(c: Change) -> Operation:
@@ -820,8 +822,8 @@ def _callback_start(c: Change) -> Operation:
         buffered = c.tx.pop_signal(c.run_id, u.name)
         if buffered is not None:
             c.record(E.CALLBACK_SUCCEEDED)
-            return replace(c.op, status=S.SUCCEEDED, result=buffered[0], ended_at=now)
-        return replace(c.op, due_at=due)
+            return c.op.evolve(status=S.SUCCEEDED, result=buffered[0], ended_at=now)
+        return c.op.evolve(due_at=due)
     if u.sub_type == SubType.NEXT_EVENT:
         return _next_event(c, due)
     # 192 random bits: holding the id is the permission. Hex fits AWS's callback id pattern
@@ -832,7 +834,7 @@ def _callback_start(c: Change) -> Operation:
     if u.heartbeat_timeout:
         c.tx.put_heartbeat(callback_id, c.run_id, u.heartbeat_timeout, due)
         due = now + u.heartbeat_timeout if due is None else min(due, now + u.heartbeat_timeout)
-    return replace(c.op, callback_id=callback_id, due_at=due)
+    return c.op.evolve(callback_id=callback_id, due_at=due)
 
 
 def _next_event(c: Change, due: float | None) -> Operation:
@@ -846,9 +848,9 @@ def _next_event(c: Change, due: float | None) -> Operation:
     event = c.tx.pop_inbox(c.run_id, key)
     if event is None:
         c.tx.set_waiter(c.run_id, key, c.update.id)
-        return replace(c.op, due_at=due)
+        return c.op.evolve(due_at=due)
     c.record(E.CALLBACK_SUCCEEDED, {"event": event.seq})
-    return replace(c.op, status=S.SUCCEEDED, result=event.to_json(), ended_at=c.now)
+    return c.op.evolve(status=S.SUCCEEDED, result=event.to_json(), ended_at=c.now)
 
 
 def _invoke_start(c: Change) -> Operation:
@@ -856,7 +858,7 @@ def _invoke_start(c: Change) -> Operation:
     u = c.update
     if u.child is None and u.error is not None:  # the target could not be resolved
         c.record(E.CHAINED_INVOKE_FAILED, {"error": _err(u)})
-        return replace(c.op, status=S.FAILED, error=u.error, ended_at=c.now)
+        return c.op.evolve(status=S.FAILED, error=u.error, ended_at=c.now)
     if u.child is None:
         raise InvalidCheckpoint(f"run {c.run_id!r}: CHAINED_INVOKE {u.name!r} names no child run")
     child = u.child
@@ -875,12 +877,12 @@ def _invoke_start(c: Change) -> Operation:
     except RunIdTaken as e:  # the invoke fails with it: waiting on that run would never end
         error = ErrorObject(type(e).__name__, str(e))  # the engine's traceback tells nothing
         c.record(E.CHAINED_INVOKE_FAILED, {"error": error.to_dict()})
-        return replace(c.op, status=S.FAILED, error=error, ended_at=c.now)
+        return c.op.evolve(status=S.FAILED, error=error, ended_at=c.now)
     tenant = {"tenant_id": child.tenant_id} if child.tenant_id is not None else {}
     c.record(E.CHAINED_INVOKE_STARTED, {"child_run_id": child.run_id, **tenant})
     if u.sub_type == SubType.START_CHILD:
-        return replace(c.op, status=S.SUCCEEDED, child_run_id=child.run_id, ended_at=c.now)
-    return replace(c.op, child_run_id=child.run_id)
+        return c.op.evolve(status=S.SUCCEEDED, child_run_id=child.run_id, ended_at=c.now)
+    return c.op.evolve(child_run_id=child.run_id)
 
 
 _CONTEXT_EVENT = {A.START: E.CONTEXT_STARTED, A.SUCCEED: E.CONTEXT_SUCCEEDED,
@@ -893,7 +895,7 @@ def _context(c: Change) -> Operation:
     c.record(_CONTEXT_EVENT[u.action], {"error": _err(u)} if u.error else None)
     # A CONTEXT has no attempts: attempt=1 records AWS's ReplayChildren (the result was too
     # large to checkpoint; the SDK rebuilds it by replaying the children).
-    return replace(c.op, status=status, result=u.payload, error=u.error,
+    return c.op.evolve(status=status, result=u.payload, error=u.error,
                    attempt=1 if u.replay_children else c.op.attempt,
                    ended_at=c.now if status.is_final else None)
 
@@ -902,7 +904,7 @@ def _cancel_op(c: Change) -> Operation:
     """The SDK stops waiting on an operation because the run was cancelled meanwhile."""
     c.tx.add_event(c.run_id, _CANCEL_EVENT.get(c.op.type, E.STEP_CANCELLED), c.now,
                    c.update.id, c.op.name)
-    return replace(c.op, status=S.CANCELLED, ended_at=c.now, due_at=None)
+    return c.op.evolve(status=S.CANCELLED, ended_at=c.now, due_at=None)
 
 
 def _this_generations_child(c: Change, taken: str) -> str:
@@ -963,7 +965,7 @@ def signal(tx: Tx, run_id: str, name: str, payload: str | None, now: float) -> N
     if waiter is None:
         tx.push_signal(run_id, name, payload, now)
         return
-    tx.put_operation(run_id, replace(waiter, status=S.SUCCEEDED, result=payload, ended_at=now))
+    tx.put_operation(run_id, waiter.evolve(status=S.SUCCEEDED, result=payload, ended_at=now))
     tx.add_event(run_id, E.CALLBACK_SUCCEEDED, now, waiter.id, name)
     tx.wake(run_id, now)
 
@@ -976,10 +978,10 @@ def complete_callback(tx: Tx, callback_id: str, payload: str | None, error: Erro
         raise CallbackNotFound(callback_id)
     run_id, op = found
     if error is None:
-        tx.put_operation(run_id, replace(op, status=S.SUCCEEDED, result=payload, ended_at=now))
+        tx.put_operation(run_id, op.evolve(status=S.SUCCEEDED, result=payload, ended_at=now))
         tx.add_event(run_id, E.CALLBACK_SUCCEEDED, now, op.id, op.name)
     else:
-        tx.put_operation(run_id, replace(op, status=S.FAILED, error=error, ended_at=now))
+        tx.put_operation(run_id, op.evolve(status=S.FAILED, error=error, ended_at=now))
         tx.add_event(run_id, E.CALLBACK_FAILED, now, op.id, op.name, {"error": error.to_dict()})
     tx.wake(run_id, now)
     return run_id
@@ -1010,7 +1012,7 @@ def _cancel_waiting(tx: Tx, run_id: str, now: float, children: bool = True) -> N
     unless not `children`)."""
     for op in tx.waiting_operations(run_id):
         if op.type in _STOPPABLE or op.status is S.PENDING:
-            tx.put_operation(run_id, replace(op, status=S.CANCELLED, ended_at=now, due_at=None))
+            tx.put_operation(run_id, op.evolve(status=S.CANCELLED, ended_at=now, due_at=None))
             tx.add_event(run_id, _CANCEL_EVENT.get(op.type, E.STEP_CANCELLED), now, op.id,
                          op.name)
     if children:
@@ -1033,7 +1035,7 @@ def _cancel_in_flight(tx: Tx, run_id: str, now: float) -> None:
         error = ErrorObject(TERMINATED, f"the run was terminated while {op.type.lower()} "
                             f"{op.name or op.id!r} was in flight (attempt {op.attempt}); its "
                             "outcome is unknown and was not recorded")
-        tx.put_operation(run_id, replace(op, status=S.CANCELLED, error=error, ended_at=now,
+        tx.put_operation(run_id, op.evolve(status=S.CANCELLED, error=error, ended_at=now,
                                          due_at=None))
         tx.add_event(run_id, E.STEP_CANCELLED, now, op.id, op.name, {
             "reason": "terminated", "attempt": op.attempt, "error": error.to_dict()})
@@ -1060,7 +1062,7 @@ def rerun(tx: Tx, source_id: str, new_id: str, from_step: str, input: str | None
         raise RunIdTaken(new_id, f"run id {new_id!r} is taken; choose another id for the rerun")
     for op in ops[:cut]:
         if op.status.is_final:  # a callback id stays with the run that issued it
-            tx.put_operation(new_id, replace(op, callback_id=None), op.input)
+            tx.put_operation(new_id, op.evolve(callback_id=None), op.input)
     tx.add_event(new_id, E.EXECUTION_RERUN, now,
                  details={"source_run_id": source_id, "from": from_step, "reused": cut})
     return run
@@ -1145,10 +1147,10 @@ def edit_operation(tx: Tx, run_id: str, ref: str, result: str | None,
                                "InvocationCompleted), in a moment")
     op = _step_named(tx, run_id, ref)
     if error is None:
-        new = replace(op, status=S.SUCCEEDED, result=result, error=None, due_at=None,
+        new = op.evolve(status=S.SUCCEEDED, result=result, error=None, due_at=None,
                       ended_at=now)
     else:
-        new = replace(op, status=S.FAILED, error=error, due_at=None, ended_at=now)
+        new = op.evolve(status=S.FAILED, error=error, due_at=None, ended_at=now)
     tx.put_operation(run_id, new)
     tx.add_event(run_id, E.OPERATION_EDITED, now, op.id, op.name, details={
         "by": by, "before": _outcome(op), "after": _outcome(new)})

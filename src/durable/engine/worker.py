@@ -339,7 +339,16 @@ class Worker:
         """`store.awrite`, noting that the store answered (an outage is over when a write
         goes through, or is refused by the engine's rules)."""
         try:
-            result = await self.store.awrite(fn, fence)
+            pending = self.store.awrite(fn, fence)
+            if self.store.writer.last_flush_inline:
+                # Its write commits in the next pass, in `_flush` queued before this resumes:
+                # one pass per write instead of two (`BatchWriter.last_flush_inline`).
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    pending.cancel()  # as awaiting it would have
+                    raise
+            result = await pending
         except DurableError:
             self._outage.answered()
             raise

@@ -10,11 +10,10 @@ invocation returns PENDING. Nothing of the run stays in memory after that.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
@@ -68,19 +67,23 @@ class Scope:
         self.counter += 1
         return operation_id(self.parent_id, self.counter), self.counter
 
-    @contextlib.contextmanager
-    def exclusive(self, what: str) -> Iterator[None]:
-        """One durable await at a time per scope: concurrent ones would race for ids."""
+    def exclusive(self, what: str) -> Scope:
+        """One durable await at a time per scope: concurrent ones would race for ids. For
+        `with scope.exclusive(what):`, which frees the scope when it ends; the scope is its own
+        context manager, as a generator-based one costs every step several calls more."""
         if self.busy:
             raise UsageError(
                 f"{what} was started while another durable operation of the same scope was still "
                 "running (plain asyncio.gather or create_task over durable calls?): use "
                 "ctx.gather(...) so each branch gets its own deterministic scope")
         self.busy = True
-        try:
-            yield
-        finally:
-            self.busy = False
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.busy = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ class Deferred:
     A timer, not a task asleep: a task would cost every short step a start and a cancellation
     on the loop."""
 
-    def __init__(self, ex: Executor, update: OperationUpdate, after: float) -> None:
+    def __init__(self, ex: Executor, update: Callable[[], OperationUpdate], after: float) -> None:
         self._ex = ex
         self._update = update
         self._sent: list[asyncio.Task[list[Operation]]] = []
@@ -110,7 +113,7 @@ class Deferred:
         self._timer.cancel()
         if not self._sent:
             self._sent.append(asyncio.get_running_loop().create_task(
-                self._ex.checkpoint(self._update)))
+                self._ex.checkpoint(self._update())))
 
     async def settle(self) -> None:
         """Before anything that must follow the update is checkpointed: call it off if not yet
@@ -319,9 +322,10 @@ class Executor:
         self.paused = result.paused
         return result.operations[len(batch) - len(updates):]
 
-    def checkpoint_later(self, update: OperationUpdate, after: float) -> Deferred:
-        """Checkpoint `update` in the background once `after` seconds have passed (see
-        `Deferred` for how to settle it or send it at once)."""
+    def checkpoint_later(self, update: Callable[[], OperationUpdate], after: float) -> Deferred:
+        """Checkpoint the update `update()` makes in the background once `after` seconds have
+        passed (see `Deferred` for how to settle it or send it at once): built only if sent,
+        which nearly no step's is."""
         return Deferred(self, update, after)
 
     async def flush(self) -> None:

@@ -51,6 +51,11 @@ class BatchWriter:
         self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._writing = threading.Lock()  # held by whoever runs a batch: the thread or a loop
         self._gathered: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        self.last_flush_inline = False
+        """Whether the last loop pass's writes committed inline (a lone write, see `_flush`):
+        a sequential caller's next write likely will too, so it may wait by yielding once
+        (its write commits before it resumes) rather than through its future, which would
+        resume it one pass of the loop later."""
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=f"durable-{name}-writer",
                                         daemon=True)
@@ -84,8 +89,10 @@ class BatchWriter:
                 self._writing.release()
             if not jobs[0].again:
                 jobs[0].deliver()
+                self.last_flush_inline = True
                 return
             jobs[0].again = False
+        self.last_flush_inline = False
         if self._closed:
             _fail(jobs, RuntimeError("the store was closed before this write could run"))
             _deliver_all(jobs)

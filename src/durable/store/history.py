@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from durable.model import HistoryEvent
@@ -29,11 +30,14 @@ class History(Table):
             "SELECT key, value FROM published WHERE run_id = ? ORDER BY key", (run_id,))}
 
     def add_event(self, run_id: str, type: str, now: float, op_id: str | None = None,
-                  name: str | None = None, details: dict[str, Any] | None = None) -> None:
+                  name: str | None = None, details: dict[str, Any] | str | None = None
+                  ) -> None:
+        """`details`: a dict, or one already in JSON (`attempt_details`)."""
+        if isinstance(details, dict):
+            details = json.dumps(details) if details else None
         self._exec(
             "INSERT INTO history (run_id, type, ts, op_id, name, details)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, type, now, op_id, name, json.dumps(details) if details else None))
+            " VALUES (?, ?, ?, ?, ?, ?)", (run_id, type, now, op_id, name, details))
 
     def history(self, run_id: str, after: int = 0, limit: int = 10_000) -> list[HistoryEvent]:
         rows = self._rows(
@@ -41,3 +45,14 @@ class History(Table):
             " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?", (run_id, after, limit))
         return [HistoryEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
                 for r in rows]
+
+
+def attempt_details(attempt: int, started_at: float | None) -> str:
+    """`json.dumps({"attempt": attempt, "started_at": started_at})`, the details every step
+    that succeeds records, written out: json.dumps costs that step several calls and a few
+    times the time. Anything but the plain numbers a step has goes the generic way."""
+    if type(attempt) is int and (started_at is None or (
+            type(started_at) in (int, float) and math.isfinite(started_at))):
+        started = "null" if started_at is None else repr(started_at)
+        return f'{{"attempt": {attempt!r}, "started_at": {started}}}'
+    return json.dumps({"attempt": attempt, "started_at": started_at})

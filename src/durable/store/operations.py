@@ -66,6 +66,7 @@ class Operations(Table):
         """Insert or update the operation's row. `input` is kept only if the row has none yet:
         the first update to carry the input records it, none after can change it, and the
         engine's updates of operations read without their input keep it."""
+        # The enums' `_value_`, not `.value`: that property costs each step two calls.
         self._exec(
             "INSERT INTO operations (run_id, op_id, type, status, name, parent_id, sub_type,"
             " attempt, result, error, due_at, callback_id, child_run_id, started_at, ended_at,"
@@ -76,7 +77,7 @@ class Operations(Table):
             " child_run_id = excluded.child_run_id,"
             " started_at = excluded.started_at, ended_at = excluded.ended_at,"
             " input = COALESCE(operations.input, excluded.input)",
-            (run_id, op.id, op.type.value, op.status.value, op.name, op.parent_id, op.sub_type,
+            (run_id, op.id, op.type._value_, op.status._value_, op.name, op.parent_id, op.sub_type,
              op.attempt, op.result, dump_error(op.error), op.due_at, op.callback_id,
              op.child_run_id, op.started_at, op.ended_at, input),
         )
