@@ -29,6 +29,7 @@ __all__ = [
     "TimeoutError",
     "UnsupportedFeature",
     "WorkflowFailureError",
+    "WorkflowQueryFailedError",
 ]
 
 
@@ -145,6 +146,11 @@ class WorkflowFailureError(FailureError):
     def __init__(self, *, cause: BaseException, status: str = "FAILED") -> None:
         super().__init__("Workflow execution failed", cause=cause)
         self.status = status
+
+
+class WorkflowQueryFailedError(Exception):
+    """A query the workflow could not answer: no handler of that name (and no dynamic one), or
+    the handler raised. As in Temporal, the message says which, and the run is unaffected."""
 
 
 CHAIN = "temporal.failure"
