@@ -50,6 +50,7 @@ class GreetingWorkflow:
                     self._greeted += 1
                 greetings.append(f"Hello, {name}")
             if self._exit:
+                await workflow.wait_condition(workflow.all_handlers_finished)
                 await counter
                 return greetings + self._titled + self._extra
 

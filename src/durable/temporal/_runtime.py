@@ -290,8 +290,8 @@ class Runtime:
                 if not waiting.done():
                     waiting.cancel()
                     await asyncio.wait([waiting])
-            if not engine.cancelled():
-                engine.exception()  # seen here, even when this wait is itself abandoned
+                if not waiting.cancelled():
+                    waiting.exception()  # seen here, even when this wait is itself abandoned
         if not engine.cancelled():
             engine.result()  # Suspend: everything waits; this invocation ends here
         return inner.result()
@@ -384,10 +384,12 @@ class Runtime:
                    return_when: str) -> tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
         """asyncio.wait over tasks of workflow code; the timeout a durable timer."""
         futures = set(fs)
-        waiting = self.in_memory(asyncio.wait(futures, return_when=return_when))
+
+        async def waiting() -> tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
+            return await self.in_memory(asyncio.wait(futures, return_when=return_when))
         if timeout is None:
-            return await waiting
-        outcome = await self._race(waiting, timeout)
+            return await waiting()
+        outcome = await self._race(waiting(), timeout)
         if outcome is _TIMED_OUT:
             return {f for f in futures if f.done()}, {f for f in futures if not f.done()}
         return outcome  # type: ignore[no-any-return]
@@ -420,9 +422,13 @@ class Runtime:
         context.run(CURRENT_SCOPE.set, Scope(ex, op_id))
         ex.live_changed(1)
         task = WorkflowTask(self, coro, name=name, context=context)
+        task.is_handler = fails_run
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._task_ended(t, fails_run))
         return task
+
+    def signal_handlers_finished(self) -> bool:
+        return not any(task.is_handler for task in self._tasks)
 
     def _task_ended(self, task: WorkflowTask[Any], fails_run: bool) -> None:
         self._tasks.discard(task)
@@ -576,6 +582,7 @@ class WorkflowTask(asyncio.Task[T]):
                  context: contextvars.Context) -> None:
         super().__init__(coro, name=name, context=context)
         self._rt = rt
+        self.is_handler = False  # a signal handler's, which workflow.all_handlers_finished counts
 
     def __await__(self) -> Any:
         if self.done() or active() is not self._rt:  # nothing to wait for, or not workflow code

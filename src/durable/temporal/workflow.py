@@ -46,6 +46,7 @@ __all__ = [
     "NondeterminismError",
     "ParentClosePolicy",
     "WorkflowTaskFailed",
+    "all_handlers_finished",
     "continue_as_new",
     "defn",
     "deprecate_patch",
@@ -486,6 +487,13 @@ def continue_as_new(arg: Any = _NOARG, *, args: Sequence[Any] = (), workflow: An
     _refuse_options("continue_as_new", run_timeout=run_timeout, retry_policy=retry_policy,
                     memo=memo, search_attributes=search_attributes)
     rt.ctx.continue_as_new(*_args(arg, args))
+
+
+def all_handlers_finished() -> bool:
+    """True once no async signal handler is still running: await
+    `workflow.wait_condition(workflow.all_handlers_finished)` before returning, so that none is
+    cut short when the run ends."""
+    return current("all_handlers_finished()").signal_handlers_finished()
 
 
 # -- handlers set at run time -------------------------------------------------------------------
