@@ -55,7 +55,7 @@ class GreetingWorkflow:
                 return greetings + self._titled + self._extra
 
     async def _count_titles(self) -> None:
-        await workflow.wait_condition(lambda: self._exit)
+        await workflow.wait_condition(lambda: self._exit and workflow.all_handlers_finished())
         async with self._lock:
             self._greeted += len(self._titled)
 
