@@ -17,13 +17,21 @@ else asyncio offers is refused at definition time (see `_definition`).
 
 **Signals.** All signals to a run travel on one Durable signal channel (`CHANNEL`), so their
 order across names is kept. A pump, a task with its own scope, takes them one by one with durable
-waits and runs the (synchronous) handlers. Workflow code must see handler effects at the same
+waits and runs the handlers; an async one continues as a task (`spawn`) in a scope of its own,
+whose id comes from the signal's arrival index, so its durable calls replay with the same ids
+whenever it is delivered. Workflow code must see handler effects at the same
 points on every replay, so each scope records, at its next durable step after a change, how many
 signals had been applied ("watermark"); a replay applies exactly that many there, whatever the
 pump has already taken. Live, the pump applies a signal as soon as it arrives, as Temporal does.
 `workflow.wait_condition` re-checks its predicate whenever a signal is applied or a durable call
 completes, and counts as waiting on the engine, so a run whose every part waits is suspended and
 costs nothing until a signal or timer wakes it.
+
+**Tasks and in-memory primitives.** `asyncio.create_task` in workflow code gives the task a
+scope of its own, placed in the creating scope's sequence; awaiting a task, an asyncio.Event,
+Queue, Lock ... (`in_memory`) counts as waiting on the engine, since only another part of the
+run can end that wait: when every part waits, the run is suspended and a signal or timer
+resumes it by replay.
 
 **Queries** are answered by replaying the run's history read-only in the caller's process, to
 the point the run has reached, then applying the signals already delivered but not yet taken,

@@ -1,5 +1,8 @@
 """`asyncio` as the code of Temporal-style workflow classes sees it: the standard module, except
-that `sleep`, `gather` and `wait_for` are durable when called from a running workflow's code.
+that `sleep`, `gather` and `wait_for` are durable when called from a running workflow's code,
+`create_task` and `wait` give tasks deterministic scopes, and `Event`, `Lock`, `Queue`,
+`Semaphore`, `BoundedSemaphore` and `Condition` are asyncio's classes whose waits count as
+waiting on the engine.
 
 **Why a module of its own, and not patching `asyncio`.** Temporal gives each workflow its own
 event loop, so every `asyncio.sleep` in workflow code becomes a server timer. Durable runs many
