@@ -325,8 +325,8 @@ def test_message_passing_sample_agrees_under_both() -> None:
     """Async signal handlers (a Queue put, an awaited activity), a dynamic signal and query, a
     task under an asyncio.Lock and a query set at run time: same result, same answers."""
     ours, theirs = load("message_passing", "durable"), load("message_passing", "temporal")
-    temporal = mini_temporal([theirs.GreetingWorkflow], [theirs.lookup_title])
-    temporal.start(theirs.GreetingWorkflow, [], "mp")
+    temporal = mini_temporal([theirs.MessagePassingWorkflow], [theirs.lookup_title])
+    temporal.start(theirs.MessagePassingWorkflow, [], "mp")
     signals: list[tuple[str, list[Any]]] = [
         ("submit_greeting", ["user1"]), ("submit_greeting", ["user2"]),
         ("submit_titled", ["Dr Who"]), ("shout", ["hey"]), ("exit", [])]
@@ -336,10 +336,10 @@ def test_message_passing_sample_agrees_under_both() -> None:
                   temporal.query("mp", "anything")]
 
     async def on_durable() -> list[Any]:
-        wf = durable_workflow(ours.GreetingWorkflow)
+        wf = durable_workflow(ours.MessagePassingWorkflow)
         async with TestEnvironment(wf) as env:
             handle = await Client(env.client).start_workflow(
-                ours.GreetingWorkflow.run, id="mp", task_queue="q")
+                ours.MessagePassingWorkflow.run, id="mp", task_queue="q")
             for name, args in signals:
                 await handle.signal(name, args=args)
             return [await env.result(env.client.handle("mp")), await handle.query("greeted"),

@@ -72,7 +72,7 @@ class LateHandlers:
 
 
 @workflow.defn
-class Collector:
+class ActivityCollector:
     """A declared async handler awaiting an activity, as Temporal's samples write one."""
 
     def __init__(self) -> None:
@@ -196,17 +196,17 @@ async def test_async_handlers_run_through_the_serverless_entry(tmp_path: Path) -
     db = f"sqlite:///{tmp_path / 'durable.db'}"
     CALLS.clear()
     client = Client(db)
-    handle = await client.start_workflow(Collector.run, id="collect", task_queue="q")
+    handle = await client.start_workflow(ActivityCollector.run, id="collect", task_queue="q")
 
     class LambdaContext:
         def get_remaining_time_in_millis(self) -> int:
             return 30_000
 
-    await run_async([Collector], [shout], LambdaContext(), db=db)
-    await handle.signal(Collector.add, "one")
-    await handle.signal(Collector.add, "two")
-    await handle.signal(Collector.finish)
-    summary = await run_async([Collector], [shout], LambdaContext(), db=db)
+    await run_async([ActivityCollector], [shout], LambdaContext(), db=db)
+    await handle.signal(ActivityCollector.add, "one")
+    await handle.signal(ActivityCollector.add, "two")
+    await handle.signal(ActivityCollector.finish)
+    summary = await run_async([ActivityCollector], [shout], LambdaContext(), db=db)
     assert summary["completed"] == 1
     assert sorted(await handle.result()) == ["ONE", "TWO"]  # concurrent handlers: any order
     assert CALLS == {"one": 1, "two": 1}

@@ -28,7 +28,7 @@ async def lookup_title(name: str) -> str:
 
 
 @workflow.defn
-class GreetingWorkflow:
+class MessagePassingWorkflow:
     def __init__(self) -> None:
         self._pending: asyncio.Queue[str] = asyncio.Queue()
         self._greeted = 0
@@ -88,15 +88,15 @@ async def main() -> None:
     config.setdefault("target_host", "localhost:7233")
     client = await Client.connect(**config)
     async with Worker(client, task_queue="message-passing-task-queue",
-                      workflows=[GreetingWorkflow], activities=[lookup_title]):
+                      workflows=[MessagePassingWorkflow], activities=[lookup_title]):
         handle = await client.start_workflow(
-            GreetingWorkflow.run, id="message-passing-workflow-id",
+            MessagePassingWorkflow.run, id="message-passing-workflow-id",
             task_queue="message-passing-task-queue")
-        await handle.signal(GreetingWorkflow.submit_greeting, "user1")
-        await handle.signal(GreetingWorkflow.submit_greeting, "user2")
-        await handle.signal(GreetingWorkflow.submit_titled, "Dr Who")
+        await handle.signal(MessagePassingWorkflow.submit_greeting, "user1")
+        await handle.signal(MessagePassingWorkflow.submit_greeting, "user2")
+        await handle.signal(MessagePassingWorkflow.submit_titled, "Dr Who")
         await handle.signal("shout", "hey")
-        await handle.signal(GreetingWorkflow.exit)
+        await handle.signal(MessagePassingWorkflow.exit)
         print(f"Results: {await handle.result()}")
         print(f"Greeted: {await handle.query('greeted')}")
         print(await handle.query("anything"))

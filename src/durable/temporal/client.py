@@ -36,6 +36,7 @@ from durable.temporal.exceptions import (
     ApplicationError,
     UnsupportedFeature,
     WorkflowFailureError,
+    WorkflowQueryFailedError,
     cause_of,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "WorkflowExecutionDescription",
     "WorkflowExecutionStatus",
     "WorkflowHandle",
+    "WorkflowQueryFailedError",
 ]
 
 R = TypeVar("R")
