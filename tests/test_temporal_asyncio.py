@@ -65,9 +65,10 @@ def test_defining_a_workflow_binds_only_the_namespaces_its_code_runs_in() -> Non
     assert forms.nap is _workflow_asyncio.sleep
     assert (forms.gather, forms.wait_for) == (_workflow_asyncio.gather, _workflow_asyncio.wait_for)
     assert base.asyncio is _workflow_asyncio  # a base class's module: workflow code too
-    # everything else is asyncio's very own object
+    # the primitives are asyncio's own classes, extended; everything else is asyncio's object
+    assert issubclass(forms.asyncio.Queue, asyncio.Queue) and forms.asyncio.Queue is not (
+        asyncio.Queue)
     assert forms.asyncio.CancelledError is asyncio.CancelledError
-    assert forms.asyncio.Queue is asyncio.Queue
     assert {n: getattr(asyncio, n) for n in STANDARD} == STANDARD
     # and no module outside workflow code holds anything of _workflow_asyncio
     # Workflow code: every loaded @workflow.defn class's namespaces, also of a class whose

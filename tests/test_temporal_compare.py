@@ -56,6 +56,7 @@ IMPORTS = {
     "from durable.temporal.worker import Worker": "from temporalio.worker import Worker",
     "from durable.temporal.envconfig import ClientConfig":
         "from temporalio.envconfig import ClientConfig",
+    "from durable.temporal.common import RawValue": "from temporalio.common import RawValue",
 }
 
 
@@ -333,6 +334,34 @@ def test_signals_queries_and_child_workflows_agree_under_both() -> None:
     assert asyncio.run(on_durable()) == observed_t
     assert observed_t[-1] == ["Hello, Ada!", "Hello, Grace!", "Hello, Edsger!"]
     assert temporal.activity_calls == {"compose": 3}
+
+
+def test_message_passing_sample_agrees_under_both() -> None:
+    """Async signal handlers (a Queue put, an awaited activity), a dynamic signal and query, a
+    task under an asyncio.Lock and a query set at run time: same result, same answers."""
+    ours, theirs = load("message_passing", "durable"), load("message_passing", "temporal")
+    temporal = mini_temporal([theirs.MessagePassingWorkflow], [theirs.lookup_title])
+    temporal.start(theirs.MessagePassingWorkflow, [], "mp")
+    signals: list[tuple[str, list[Any]]] = [
+        ("submit_greeting", ["user1"]), ("submit_greeting", ["user2"]),
+        ("submit_titled", ["Dr Who"]), ("shout", ["hey"]), ("exit", [])]
+    for name, args in signals:
+        temporal.signal("mp", name, *args)
+    observed_t = [temporal.result("mp"), temporal.query("mp", "greeted"),
+                  temporal.query("mp", "anything")]
+
+    async def on_durable() -> list[Any]:
+        wf = durable_workflow(ours.MessagePassingWorkflow)
+        async with TestEnvironment(wf) as env:
+            handle = await Client(env.client).start_workflow(
+                ours.MessagePassingWorkflow.run, id="mp", task_queue="q")
+            for name, args in signals:
+                await handle.signal(name, args=args)
+            return [await env.result(env.client.handle("mp")), await handle.query("greeted"),
+                    await handle.query("anything")]
+    assert asyncio.run(on_durable()) == observed_t
+    assert observed_t[0] == ["Hello, user1", "Hello, user2", "Hello, Dr. Dr Who", "shout: hey"]
+    assert temporal.activity_calls == {"lookup_title": 1}
 
 
 def test_hello_activity_sample_gives_the_same_result_under_both() -> None:

@@ -36,6 +36,10 @@ from durable.sdk.serializer import Serializer
 if TYPE_CHECKING:
     from durable.sdk.heartbeat import Heartbeat
 
+SETTLE_ROUNDS = 8
+"""Loop rounds every live branch must go on waiting on the engine before the invocation
+suspends: more than the hops of a wakeup (future, the wait on it, the task it resumes)."""
+
 
 class Suspend(BaseException):
     """Unwinds a workflow whose every live branch waits on the engine. Never user-visible."""
@@ -162,6 +166,7 @@ class Executor:
         self.patches: dict[str, bool] = {}
         self._live = 1
         self._waiters: list[asyncio.Future[None]] = []
+        self._settling = False  # a suspension check is on its way round the loop
         self.suspending = False
         self.fenced = False
         self.replay_only = replay_only  # stop at the first operation history does not hold
@@ -349,12 +354,39 @@ class Executor:
             self.cancelled()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
-        if len(self._waiters) >= self._live:
-            self._suspend_all()
+        self._suspend_once_settled()
         try:
             await fut
         finally:
             self._waiters.remove(fut)
+
+    def _all_waiting(self) -> bool:
+        return bool(self._waiters) and len(self._waiters) >= self._live
+
+    def _suspend_once_settled(self) -> None:
+        """Suspend if every live branch waits on the engine, and still does a few loop rounds
+        later. A branch woken in memory (a future's result set by another branch: an
+        asyncio.Event, a task it awaits) still counts as waiting until its wakeup has travelled
+        through the loop's callbacks and it runs; suspending at once would unwind it although it
+        has work to do, and a replay would meet the same moment again."""
+        if self._settling or not self._all_waiting():
+            return
+        self._settling = True
+        loop = asyncio.get_running_loop()
+        rounds = 0
+
+        def check() -> None:
+            nonlocal rounds
+            if self.suspending or not self._all_waiting():
+                self._settling = False
+                return
+            rounds += 1
+            if rounds < SETTLE_ROUNDS:
+                loop.call_soon(check)
+                return
+            self._settling = False
+            self._suspend_all()
+        loop.call_soon(check)
 
     def _suspend_all(self) -> None:
         self.suspending = True
@@ -366,5 +398,5 @@ class Executor:
         """Branches started (+) or ended (-), or a parent began (-) or ended (+) waiting on
         them. If what remains live is all waiting on the engine, the invocation suspends."""
         self._live += delta
-        if delta < 0 and self._waiters and len(self._waiters) >= self._live:
-            self._suspend_all()
+        if delta < 0:
+            self._suspend_once_settled()

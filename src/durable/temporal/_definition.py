@@ -36,6 +36,7 @@ SIGNAL_ATTR = "__durable_temporal_signal__"
 QUERY_ATTR = "__durable_temporal_query__"
 INIT_ATTR = "__durable_temporal_init__"
 DEFN_ATTR = "__durable_temporal_definition__"
+DYNAMIC_ATTR = "__durable_temporal_dynamic__"
 
 DEFINITIONS: dict[str, Definition] = {}
 """Every @workflow.defn class by workflow name: what clients and child calls by name find."""
@@ -43,23 +44,26 @@ DEFINITIONS: dict[str, Definition] = {}
 DURABLE_ASYNCIO = frozenset({"sleep", "gather", "wait_for"})
 """The asyncio calls workflow code gets durable versions of (`_workflow_asyncio`)."""
 
-ASYNCIO_SUPPORTED = DURABLE_ASYNCIO | frozenset({
-    "TimeoutError", "CancelledError", "Queue", "QueueEmpty", "QueueFull", "iscoroutine",
-    "iscoroutinefunction"})
-"""asyncio names a workflow class may use: the three made durable, and passive helpers."""
+IN_MEMORY_ASYNCIO = frozenset({
+    "create_task", "wait", "Event", "Lock", "Semaphore", "BoundedSemaphore", "Condition",
+    "Queue"})
+"""asyncio's tasks and in-memory primitives, which workflow code gets versions of that count as
+waiting on the engine while they block (`_workflow_asyncio`), so a run whose parts all wait on
+each other and on timers or signals suspends instead of hanging."""
+
+ASYNCIO_SUPPORTED = DURABLE_ASYNCIO | IN_MEMORY_ASYNCIO | frozenset({
+    "TimeoutError", "CancelledError", "QueueEmpty", "QueueFull", "Task", "FIRST_COMPLETED",
+    "FIRST_EXCEPTION", "ALL_COMPLETED", "iscoroutine", "iscoroutinefunction"})
+"""asyncio names a workflow class may use: those given workflow versions, and passive ones."""
 
 _ASYNCIO_HINTS = {
-    "create_task": "await the coroutine, or run several with asyncio.gather(...)",
-    "ensure_future": "await the coroutine, or run several with asyncio.gather(...)",
-    "wait": "use asyncio.gather(...) or asyncio.wait_for(...)",
-    "as_completed": "use asyncio.gather(...)",
+    "ensure_future": "use asyncio.create_task(...)",
+    "as_completed": "use workflow.wait(..., return_when=asyncio.FIRST_COMPLETED)",
     "timeout": "use asyncio.wait_for(...) or workflow.wait_condition(..., timeout=...)",
-    "Event": "keep a flag on the instance and use workflow.wait_condition(lambda: self.flag)",
-    "Condition": "use workflow.wait_condition(...)",
 }
 
-_BLOCKING_AWAITS = frozenset({"get", "put", "wait", "join", "acquire"})
-"""`await x.get()` and the like park on in-memory asyncio primitives the engine cannot see."""
+RUNTIME_SIGNAL_HANDLERS = frozenset({"set_signal_handler", "set_dynamic_signal_handler"})
+"""workflow calls that give a class signal handlers its declarations do not show."""
 
 
 @dataclass
@@ -72,6 +76,10 @@ class Definition:
     init_takes_args: bool
     signals: dict[str, Callable[..., Any]] = field(default_factory=dict)
     queries: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    dynamic_signal: Callable[..., Any] | None = None
+    dynamic_query: Callable[..., Any] | None = None
+    sets_signal_handlers: bool = False
+    """Its code calls workflow.set_signal_handler / set_dynamic_signal_handler."""
     failure_types: tuple[type[BaseException], ...] = ()
     durable: Workflow[..., Any] = field(init=False)
     namespaces: list[dict[str, Any]] = field(init=False, repr=False)
@@ -98,6 +106,12 @@ class Definition:
             self._bound_for_run = True
             self.bind_asyncio()
 
+    @property
+    def accepts_signals(self) -> bool:
+        """Whether runs take signals at all: only then is the signal pump (an operation of
+        its own in each run's history) started, so runs of classes without any keep theirs."""
+        return bool(self.signals) or self.dynamic_signal is not None or self.sets_signal_handlers
+
     def signal_name(self, ref: str | Callable[..., Any]) -> str:
         return _handler_name(self, ref, self.signals, SIGNAL_ATTR, "signal")
 
@@ -107,7 +121,9 @@ class Definition:
 
 def _handler_name(defn: Definition, ref: str | Callable[..., Any],
                   handlers: dict[str, Callable[..., Any]], attr: str, kind: str) -> str:
-    name = ref if isinstance(ref, str) else getattr(ref, attr, None)
+    if isinstance(ref, str):  # any name, as in Temporal: handlers may be set at run time
+        return ref
+    name = getattr(ref, attr, None)
     if not isinstance(name, str) or name not in handlers:
         known = ", ".join(handlers) or "none"
         raise UsageError(f"workflow {defn.name!r} has no {kind} handler {ref!r} "
@@ -141,21 +157,20 @@ def mark_run(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def mark_handler(fn: Callable[..., Any] | None, name: str | None, dynamic: bool, kind: str,
                  attr: str) -> Any:
-    """@workflow.signal and @workflow.query, bare or with options."""
-    if dynamic:
-        raise UnsupportedFeature(f"dynamic {kind} handlers (@workflow.{kind}(dynamic=True))",
-                                 f"declare each {kind} by name")
+    """@workflow.signal and @workflow.query, bare or with options. A dynamic handler takes every
+    name without a handler of its own, as `(name, args: Sequence[RawValue])`."""
+    if dynamic and name is not None:
+        raise UsageError(f"@workflow.{kind}(dynamic=True) takes no name=: it receives every "
+                         "name without a handler of its own")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-        if inspect.iscoroutinefunction(f):
-            if kind == "signal":
-                raise UnsupportedFeature(
-                    f"async signal handlers ({f.__qualname__})",
-                    "make the handler a plain `def` that records the request on the instance "
-                    "and do the awaiting in the run method, e.g. behind workflow.wait_condition")
+        if kind == "query" and inspect.iscoroutinefunction(f):
             raise UsageError(f"@workflow.query {f.__qualname__} must not be `async`: queries "
                              "only read state")
-        setattr(f, attr, name or f.__name__)
+        if dynamic:
+            setattr(f, DYNAMIC_ATTR, kind)
+        else:
+            setattr(f, attr, name or f.__name__)
         return f
     return wrap(fn) if fn is not None else wrap
 
@@ -163,8 +178,11 @@ def mark_handler(fn: Callable[..., Any] | None, name: str | None, dynamic: bool,
 def make_definition(cls: type, name: str | None, failure_types: Sequence[type[BaseException]]
                     ) -> Definition:
     run_fns, signals, queries = [], {}, {}
+    dynamic: dict[str, Callable[..., Any]] = {}
     for klass in reversed(cls.__mro__):
         for member in vars(klass).values():
+            if isinstance(kind := getattr(member, DYNAMIC_ATTR, None), str):
+                dynamic[kind] = member
             if getattr(member, RUN_ATTR, False):
                 run_fns.append(member)
             if isinstance(sig := getattr(member, SIGNAL_ATTR, None), str):
@@ -176,11 +194,14 @@ def make_definition(cls: type, name: str | None, failure_types: Sequence[type[Ba
     if len({fn.__name__ for fn in run_fns}) > 1:
         raise UsageError(f"@workflow.defn class {cls.__qualname__} has several @workflow.run "
                          "methods; keep one")
-    check_source(cls)
+    used = check_source(cls)
     init = vars(cls).get("__init__")
     defn = Definition(cls, name or cls.__name__, run_fns[-1],
                       init_takes_args=bool(getattr(init, INIT_ATTR, False)), signals=signals,
-                      queries=queries, failure_types=tuple(failure_types))
+                      queries=queries, dynamic_signal=dynamic.get("signal"),
+                      dynamic_query=dynamic.get("query"),
+                      sets_signal_handlers=bool(used & RUNTIME_SIGNAL_HANDLERS),
+                      failure_types=tuple(failure_types))
     defn.bind_asyncio()
     setattr(cls, DEFN_ATTR, defn)
     setattr(defn.run_fn, DEFN_ATTR, defn)
@@ -246,8 +267,9 @@ def _durable_workflow(defn: Definition) -> Workflow[..., Any]:
 
 # -- definition-time checks --------------------------------------------------------------------
 
-def check_source(cls: type) -> None:
-    """Refuse, naming it, any `workflow.X` or `asyncio.X` the class uses that is not mapped."""
+def check_source(cls: type) -> set[str]:
+    """Refuse, naming it, any `workflow.X` or `asyncio.X` the class uses that is not mapped;
+    returns the `workflow.X` names it uses."""
     from durable.temporal import _workflow_asyncio as workflow_asyncio
     from durable.temporal import workflow as workflow_api
 
@@ -255,9 +277,10 @@ def check_source(cls: type) -> None:
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):  # defined where the source is not kept (a REPL): trust it
-        return
+        return set()
     if module is None:
-        return
+        return set()
+    used: set[str] = set()
     scope = vars(module)
     where = f"workflow class {cls.__qualname__}"
     line0 = inspect.getsourcelines(cls)[1] - 1
@@ -265,6 +288,8 @@ def check_source(cls: type) -> None:
         at = f"{where} (line {line0 + getattr(node, 'lineno', 1)})"
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             owner = scope.get(node.value.id)
+            if owner is workflow_api:
+                used.add(node.attr)
             if owner is workflow_api and node.attr not in workflow_api.__all__:
                 raise UnsupportedFeature(f"workflow.{node.attr}, used in {at}",
                                          workflow_api.UNSUPPORTED.get(node.attr, ""))
@@ -281,12 +306,7 @@ def check_source(cls: type) -> None:
                                          f"{at}", _ASYNCIO_HINTS.get(obj.__name__, ""))
         elif isinstance(node, ast.Import | ast.ImportFrom):
             _check_import(node, at)
-        elif (isinstance(node, ast.Await) and isinstance(node.value, ast.Call)
-              and isinstance(node.value.func, ast.Attribute)
-              and node.value.func.attr in _BLOCKING_AWAITS):
-            raise UnsupportedFeature(
-                f"awaiting .{node.value.func.attr}() of an in-memory asyncio primitive, in {at}",
-                "wait with workflow.wait_condition(...) and then use get_nowait()/put_nowait()")
+    return used
 
 
 _LOCAL_IMPORT_HINT = ("import asyncio (or `from asyncio import sleep, gather, wait_for`) at the "

@@ -17,13 +17,21 @@ else asyncio offers is refused at definition time (see `_definition`).
 
 **Signals.** All signals to a run travel on one Durable signal channel (`CHANNEL`), so their
 order across names is kept. A pump, a task with its own scope, takes them one by one with durable
-waits and runs the (synchronous) handlers. Workflow code must see handler effects at the same
+waits and runs the handlers; an async one continues as a task (`spawn`) in a scope of its own,
+whose id comes from the signal's arrival index, so its durable calls replay with the same ids
+whenever it is delivered. Workflow code must see handler effects at the same
 points on every replay, so each scope records, at its next durable step after a change, how many
 signals had been applied ("watermark"); a replay applies exactly that many there, whatever the
 pump has already taken. Live, the pump applies a signal as soon as it arrives, as Temporal does.
 `workflow.wait_condition` re-checks its predicate whenever a signal is applied or a durable call
 completes, and counts as waiting on the engine, so a run whose every part waits is suspended and
 costs nothing until a signal or timer wakes it.
+
+**Tasks and in-memory primitives.** `asyncio.create_task` in workflow code gives the task a
+scope of its own, placed in the creating scope's sequence; awaiting a task, an asyncio.Event,
+Queue, Lock ... (`in_memory`) counts as waiting on the engine, since only another part of the
+run can end that wait: when every part waits, the run is suspended and a signal or timer
+resumes it by replay.
 
 **Queries** are answered by replaying the run's history read-only in the caller's process, to
 the point the run has reached, then applying the signals already delivered but not yet taken,
@@ -35,11 +43,11 @@ Nothing is written to the run's history.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import random as _random
-import typing
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,6 +83,7 @@ from durable.temporal._async_completion import COMPLETED_ASYNC, callback_name
 from durable.temporal._attempt import TRY_CANCEL, CancelRequest, activity_body
 from durable.temporal._cron import run_input
 from durable.temporal._definition import Definition
+from durable.temporal._handlers import Delivery, Handlers
 from durable.temporal.activity import CURRENT_CALL, CallInfo
 from durable.temporal.common import DEFAULT_ACTIVITY_RETRY, RetryPolicy
 from durable.temporal.exceptions import (
@@ -93,6 +102,10 @@ CHANNEL = "temporal.signal"
 WATERMARK = "temporal.signals-applied"
 """The recorded value saying how many signals a scope had seen applied at that point."""
 PUMP_SCOPE = "temporal.signals"
+HANDLER_SCOPE = "temporal.signal-handler"
+"""The scope an async signal handler runs in: one per signal, named by its arrival index."""
+TASK_SCOPE = "temporal.task"
+"""The scope of a task workflow code created (`asyncio.create_task`)."""
 
 _RUNTIME: ContextVar[Runtime | None] = ContextVar("durable_temporal_runtime", default=None)
 _HANDLE_CANCEL: ContextVar[CancelRequest | None] = ContextVar("durable_temporal_handle_cancel",
@@ -171,7 +184,12 @@ class Runtime:
         self.query_mode = query_mode
         self.undelivered = undelivered  # a query's replay: signals sent, not yet taken
         self.instance: Any = None
-        self.pump = _Pump(self) if defn.signals else None
+        self.handlers = Handlers(defn)
+        self.pump = _Pump(self) if defn.accepts_signals else None
+        self.failure: BaseException | None = None
+        """What an async handler or a task raised that must fail the workflow task; raised
+        where workflow code next observes state (`sync`)."""
+        self._tasks: set[WorkflowTask[Any]] = set()
         self._seen: dict[str | None, int] = {}
         self._waiters: set[asyncio.Future[None]] = set()
         self._rng: _random.Random | None = None
@@ -183,6 +201,7 @@ class Runtime:
         token = _RUNTIME.set(self)
         try:
             self.instance = self._instantiate(args)
+            self.handlers.bind(self.instance)
             if self.pump is not None:
                 self.pump.start()
             try:
@@ -191,8 +210,10 @@ class Runtime:
                 self._refuse_unawaited()
                 return result
             finally:
-                if self.pump is not None and not self.query_mode:
-                    await self.pump.stop()
+                if not self.query_mode:
+                    await self.stop_tasks()
+                    if self.pump is not None:
+                        await self.pump.stop()
         except _WorkflowCancelled:
             raise Cancelled from None
         except Exception as e:
@@ -218,12 +239,18 @@ class Runtime:
                 "never awaited", "await each handle, or asyncio.gather(...) them")
 
     # -- observation points ------------------------------------------------------------------
-    async def sync(self) -> None:
+    async def sync(self, *, changed: bool = True) -> None:
         """A point where this scope's code may observe signal handlers' effects: replaying, apply
-        what the recorded watermark says; live, apply all that arrived and record the count."""
-        self._wake()
+        what the recorded watermark says; live, apply all that arrived and record the count.
+        `changed`: the code since the last point may have changed state other parts wait on
+        (not so for a wait_condition re-checking its predicate: two of them would wake each
+        other for ever)."""
+        if changed:
+            self._wake()
+        spawned = len(self._tasks)
         pump = self.pump
         if pump is None:
+            self.raise_failure()
             return
         scope = _scope()
         upcoming = self._upcoming(scope)
@@ -239,7 +266,15 @@ class Runtime:
                 applied = pump.applied
                 _values.record(self.ex, scope, SubType.STEP, WATERMARK, lambda: applied)
                 self._seen[scope.parent_id] = applied
-        pump.raise_failure()
+        if len(self._tasks) > spawned:
+            # Handlers just started run to their first await before this code goes on, as
+            # in Temporal, where they are tasks scheduled ahead of the code's resumption.
+            await asyncio.sleep(0)
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
     def _upcoming(self, scope: Scope) -> Operation | None:
         return self.ex.ops.get(operation_id(scope.parent_id, scope.counter + 1))
@@ -254,25 +289,36 @@ class Runtime:
     async def _block(self) -> None:
         """Wait until state may have changed. Counts as waiting on the engine, so that when
         every part of the run waits, the invocation is suspended instead of hanging."""
-        if self.ex.cancel_requested and not self.ex.cancel_raised:  # no operation will say so
-            self._raise_cancelled()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(fut)
-        if self.query_mode:  # a read-only replay: only the pump can still change state
-            await fut
-            return
-        engine = asyncio.ensure_future(self.ex.wait_for_engine())
         try:
-            await asyncio.wait([fut, engine], return_when=asyncio.FIRST_COMPLETED)
+            await self.in_memory(fut)
         finally:
             self._waiters.discard(fut)
-            if not engine.done():
-                engine.cancel()
-                await asyncio.wait([engine])
-            if not engine.cancelled():
-                engine.exception()  # seen here, even when this wait is itself abandoned
+
+    async def in_memory(self, aw: Awaitable[T]) -> T:
+        """Await what only another part of this run can complete (a wait_condition's wakeup, a
+        task, an asyncio.Event, Queue, Lock ...), counting as waiting on the engine meanwhile:
+        if every part of the run waits so, nothing can move until a signal or timer does, and
+        the invocation is suspended instead of hanging."""
+        if self.ex.cancel_requested and not self.ex.cancel_raised:  # no operation will say so
+            self._raise_cancelled()
+        inner = asyncio.ensure_future(aw)
+        if self.query_mode:  # a read-only replay: only the pump can still change state
+            return await inner
+        engine = asyncio.ensure_future(self.ex.wait_for_engine())
+        try:
+            await asyncio.wait([inner, engine], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (inner, engine):
+                if not waiting.done():
+                    waiting.cancel()
+                    await asyncio.wait([waiting])
+                if not waiting.cancelled():
+                    waiting.exception()  # seen here, even when this wait is itself abandoned
         if not engine.cancelled():
             engine.result()  # Suspend: everything waits; this invocation ends here
+        return inner.result()
 
     def _raise_cancelled(self) -> NoReturn:
         """The run's cancellation, raised where workflow code awaits: asyncio.CancelledError
@@ -321,6 +367,8 @@ class Runtime:
         return result
 
     async def gather(self, *aws: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
+        if aws and all(isinstance(aw, WorkflowTask) for aw in aws):  # each has its own scope
+            return await self.in_memory(asyncio.gather(*aws, return_exceptions=return_exceptions))
         branches = [self._take(aw) for aw in aws]
         if return_exceptions:
             branches = [_capture(b) for b in branches]
@@ -356,6 +404,90 @@ class Runtime:
             _close_unstarted(clock)
         return next(item.result for item in batch.items if item.status == "SUCCEEDED")
 
+    async def wait(self, fs: Iterable[asyncio.Future[Any]], timeout: float | None,
+                   return_when: str) -> tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
+        """asyncio.wait over tasks of workflow code; the timeout a durable timer."""
+        futures = set(fs)
+
+        async def waiting() -> tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
+            return await self.in_memory(asyncio.wait(futures, return_when=return_when))
+        if timeout is None:
+            return await waiting()
+        outcome = await self._race(waiting(), timeout)
+        if outcome is _TIMED_OUT:
+            return {f for f in futures if f.done()}, {f for f in futures if not f.done()}
+        return outcome  # type: ignore[no-any-return]
+
+    # -- tasks of workflow code --------------------------------------------------------------
+    def create_task(self, coro: Coroutine[Any, Any, T], name: str | None) -> WorkflowTask[T]:
+        """asyncio.create_task in workflow code: the task runs in a scope of its own, placed in
+        the creating scope's sequence, so its durable calls get the same ids on every replay."""
+        scope = _scope()
+        if self.query_mode:
+            op_id = scope.next_id()[0]
+        else:
+            op_id = self.ex.begin(scope, OperationType.CONTEXT, TASK_SCOPE,
+                                  SubType.PARALLEL_BRANCH, interruptible=False)[0]
+        return self.spawn(coro, op_id, scope.parent_id, TASK_SCOPE, name=name)
+
+    def spawn(self, coro: Coroutine[Any, Any, T], op_id: str, parent_id: str | None,
+              scope_name: str, *, name: str | None = None, fails_run: bool = False
+              ) -> WorkflowTask[T]:
+        """Run `coro` as a live part of this run in scope `op_id`. With `fails_run` (a signal
+        handler: nobody awaits it) an exception fails the workflow task, as in Temporal."""
+        ex = self.ex
+        if not self.query_mode and op_id not in ex.ops:
+            ex.buffer(OperationUpdate(op_id, OperationType.CONTEXT, OperationAction.START,
+                                      name=scope_name, parent_id=parent_id,
+                                      sub_type=SubType.PARALLEL_BRANCH),
+                      Operation(op_id, OperationType.CONTEXT, OperationStatus.STARTED,
+                                scope_name, parent_id, SubType.PARALLEL_BRANCH))
+        context = contextvars.copy_context()
+        context.run(CURRENT_SCOPE.set, Scope(ex, op_id))
+        ex.live_changed(1)
+        task = WorkflowTask(self, coro, name=name, context=context)
+        task.is_handler = fails_run
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._task_ended(t, fails_run))
+        return task
+
+    def signal_handlers_finished(self) -> bool:
+        return not any(task.is_handler for task in self._tasks)
+
+    def _task_ended(self, task: WorkflowTask[Any], fails_run: bool) -> None:
+        self._tasks.discard(task)
+        self.ex.live_changed(-1)
+        if not task.cancelled():
+            error = task.exception()  # retrieved here: an unawaited task's error is not lost
+            if isinstance(error, NonDeterminismError) or (
+                    fails_run and isinstance(error, Exception)
+                    and not isinstance(error, Cancelled)):
+                self.failure = self.failure or error
+        self._wake()
+
+    async def stop_tasks(self) -> None:
+        """The run ended (or unwinds): what its tasks and handlers still do ends with it, as
+        Temporal drops a finished workflow's unfinished handlers."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def handle_signal(self, delivery: Delivery) -> None:
+        """Deliver one signal to its handler; an async one runs on as a task of its own."""
+        outcome = self.handlers.call_signal(delivery)
+        if inspect.iscoroutine(outcome):
+            assert self.pump is not None and self.pump.scope is not None
+            pump_id = self.pump.scope.parent_id
+            op_id = operation_id(f"{pump_id}-{HANDLER_SCOPE}", delivery.index + 1)
+            self.spawn(outcome, op_id, pump_id, HANDLER_SCOPE, fails_run=True)
+
+    def set_signal_handler(self, name: str | None, handler: Callable[..., Any] | None) -> None:
+        for delivery in self.handlers.set_signal(name, handler):
+            self.handle_signal(delivery)
+        self._wake()
+
     # -- workflow API ------------------------------------------------------------------------
     async def wait_condition(self, fn: Callable[[], bool], timeout: float | None) -> None:
         if timeout is None:
@@ -365,7 +497,7 @@ class Runtime:
 
     async def _until(self, fn: Callable[[], bool]) -> None:
         while True:
-            await self.sync()
+            await self.sync(changed=False)
             if fn():
                 return
             upcoming = self._upcoming(_scope())
@@ -484,12 +616,32 @@ class Runtime:
         if self.pump is not None:
             self.pump.allowed = None
             self.pump.apply_ready()
-        handler = self.defn.queries[name]
         token = _RUNTIME.set(self)
         try:
-            return handler(self.instance, *_typed_args(self.defn, handler, args))
+            return self.handlers.answer(name, args)
         finally:
             _RUNTIME.reset(token)
+
+
+class WorkflowTask(asyncio.Task[T]):
+    """What asyncio.create_task returns in workflow code: a real asyncio.Task, whose awaiting
+    counts as waiting on the engine (`Runtime.in_memory`)."""
+
+    def __init__(self, rt: Runtime, coro: Coroutine[Any, Any, T], *, name: str | None,
+                 context: contextvars.Context) -> None:
+        super().__init__(coro, name=name, context=context)
+        self._rt = rt
+        self.is_handler = False  # a signal handler's, which workflow.all_handlers_finished counts
+
+    def __await__(self) -> Any:
+        if self.done() or active() is not self._rt:  # nothing to wait for, or not workflow code
+            return super().__await__()
+        return self._rt.in_memory(self._result()).__await__()
+
+    async def _result(self) -> T:
+        """The task's outcome once it ends; abandoning this wait leaves the task running."""
+        await asyncio.wait([self])
+        return self.result()
 
 
 class ActivityHandle:
@@ -546,12 +698,11 @@ class _Pump:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.received: list[tuple[str, list[Any]]] = []
+        self.received: list[Delivery] = []
         self.applied = 0
         self.allowed: int | None = 0
         self.caught_up = asyncio.Event()
         self._progress = asyncio.Event()
-        self.failure: BaseException | None = None
         self.scope: Scope | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -605,54 +756,37 @@ class _Pump:
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             raise UsageError(f"a signal on {CHANNEL!r} must carry {{'name': ..., 'args': [...]}}"
                              f", got {data!r}")
-        self.received.append((data["name"], list(data.get("args") or [])))
+        self.received.append(Delivery(len(self.received), data["name"],
+                                      list(data.get("args") or [])))
         self._progress.set()
         self.apply_ready()
 
     def apply_ready(self) -> None:
         limit = len(self.received) if self.allowed is None else min(self.allowed,
                                                                      len(self.received))
-        while self.applied < limit and self.failure is None:
-            name, args = self.received[self.applied]
+        before = self.applied
+        while self.applied < limit and self.rt.failure is None:
+            delivery = self.received[self.applied]
             self.applied += 1
-            handler = self.rt.defn.signals.get(name)
-            if handler is None:  # Temporal drops a signal no handler is registered for
-                self.rt.ctx.logger.warning("signal %r has no handler; dropped", name)
-                continue
             try:
-                handler(self.rt.instance, *_typed_args(self.rt.defn, handler, args))
+                self.rt.handle_signal(delivery)
             except Exception as e:
-                self.failure = e
-        self.rt._wake()
+                self.rt.failure = e
+        if self.applied != before:
+            self.rt._wake()
 
     async def apply_through(self, count: int) -> None:
         if self.allowed is not None:
             self.allowed = max(self.allowed, count)
         self.apply_ready()
-        while self.applied < count and self.failure is None:
+        while self.applied < count and self.rt.failure is None:
             self._progress.clear()
             await self._progress.wait()
             self.apply_ready()
 
-    def raise_failure(self) -> None:
-        if self.failure is not None:
-            raise self.failure
-
 
 def _is_watermark(op: Operation) -> bool:
     return op.type is OperationType.STEP and op.sub_type == SubType.STEP and op.name == WATERMARK
-
-
-def _typed_args(defn: Definition, handler: Callable[..., Any], args: Sequence[Any]) -> list[Any]:
-    """Arguments as the handler's annotations type them (they arrive as plain JSON)."""
-    try:
-        hints = typing.get_type_hints(handler)
-    except Exception:
-        hints = {}
-    names = list(inspect.signature(handler).parameters)[1:]
-    serializer = defn.durable.serializer
-    return [serializer.decode(serializer.encode(a), hints[n]) if n in hints else a
-            for n, a in zip(names, args, strict=False)] + list(args[len(names):])
 
 
 def _convert(defn: Definition, value: Any, result_type: Any) -> Any:

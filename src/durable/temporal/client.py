@@ -42,6 +42,7 @@ from durable.temporal.exceptions import (
     UnsupportedFeature,
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
+    WorkflowQueryFailedError,
     cause_of,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
+    "WorkflowQueryFailedError",
 ]
 
 R = TypeVar("R")

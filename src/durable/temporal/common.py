@@ -19,10 +19,44 @@ from typing import Any
 from durable.errors import UsageError
 from durable.sdk.executor import WALL_CLOCK
 from durable.sdk.retry import RetryPolicy as _DurableRetry
+from durable.sdk.serializer import Serializer
 from durable.temporal.exceptions import ApplicationError, CancelledError
 
-__all__ = ["RetryPolicy", "SearchAttributeKey", "SearchAttributePair", "SearchAttributeUpdate",
-           "TypedSearchAttributes", "WorkflowIDConflictPolicy", "WorkflowIDReusePolicy"]
+__all__ = ["PayloadConverter", "RawValue", "RetryPolicy", "SearchAttributeKey",
+           "SearchAttributePair", "SearchAttributeUpdate", "TypedSearchAttributes",
+           "WorkflowIDConflictPolicy", "WorkflowIDReusePolicy"]
+
+
+# -- values as dynamic handlers receive them -----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RawValue:
+    """One argument of a signal or query that no typed handler decoded: what a dynamic handler
+    gets (Temporal's `temporalio.common.RawValue`). `payload` is the value as it travelled (JSON
+    data); `workflow.payload_converter().from_payload(raw.payload, T)` types it."""
+
+    payload: Any
+
+
+class PayloadConverter:
+    """Temporal's payload converter, on the workflow's serializer: JSON data to and from the
+    types a handler names (dataclasses, pydantic models, ...)."""
+
+    def __init__(self, serializer: Serializer) -> None:
+        self._serializer = serializer
+
+    def from_payload(self, payload: Any, type_hint: Any = None) -> Any:
+        if type_hint is None:
+            return payload
+        return self._serializer.decode(self._serializer.encode(payload), type_hint)
+
+    def to_payload(self, value: Any) -> Any:
+        return self._serializer.decode(self._serializer.encode(value))
+
+    def from_payloads(self, payloads: Sequence[Any],
+                      type_hints: Sequence[Any] | None = None) -> list[Any]:
+        hints = list(type_hints or [None] * len(payloads))
+        return [self.from_payload(p, t) for p, t in zip(payloads, hints, strict=True)]
 
 
 # -- search attributes: Temporal's typed forms, onto Durable's run attributes ------------------

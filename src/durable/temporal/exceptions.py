@@ -33,6 +33,7 @@ __all__ = [
     "UnsupportedFeature",
     "WorkflowAlreadyStartedError",
     "WorkflowFailureError",
+    "WorkflowQueryFailedError",
 ]
 
 
@@ -183,6 +184,11 @@ class WorkflowFailureError(FailureError):
     def failure(self) -> Failure:
         """The workflow's failure, as Temporal's history records it: its cause's."""
         return failure_of(self.cause or self)
+
+
+class WorkflowQueryFailedError(Exception):
+    """A query the workflow could not answer: no handler of that name (and no dynamic one), or
+    the handler raised. As in Temporal, the message says which, and the run is unaffected."""
 
 
 CHAIN = "temporal.failure"

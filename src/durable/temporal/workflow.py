@@ -20,9 +20,10 @@ instead).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
@@ -33,7 +34,7 @@ from durable.sdk.executor import ContinueAsNew
 from durable.temporal import _cron, _definition
 from durable.temporal._external import ExternalWorkflowHandle
 from durable.temporal._runtime import ActivityHandle, WorkflowTaskFailed, active, current
-from durable.temporal.common import RetryPolicy, run_attributes
+from durable.temporal.common import PayloadConverter, RetryPolicy, run_attributes
 from durable.temporal.exceptions import UnsupportedFeature
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "NondeterminismError",
     "ParentClosePolicy",
     "WorkflowTaskFailed",
+    "all_handlers_finished",
     "continue_as_new",
     "defn",
     "deprecate_patch",
@@ -55,9 +57,13 @@ __all__ = [
     "execute_child_workflow",
     "execute_local_activity",
     "execute_local_activity_method",
+    "get_dynamic_query_handler",
+    "get_dynamic_signal_handler",
     "get_external_workflow_handle",
     "get_external_workflow_handle_for",
     "get_last_completion_result",
+    "get_query_handler",
+    "get_signal_handler",
     "in_workflow",
     "info",
     "init",
@@ -65,9 +71,14 @@ __all__ = [
     "logger",
     "now",
     "patched",
+    "payload_converter",
     "query",
     "random",
     "run",
+    "set_dynamic_query_handler",
+    "set_dynamic_signal_handler",
+    "set_query_handler",
+    "set_signal_handler",
     "signal",
     "sleep",
     "start_activity",
@@ -80,21 +91,16 @@ __all__ = [
     "unsafe",
     "upsert_search_attributes",
     "uuid4",
+    "wait",
     "wait_condition",
 ]
 
 UNSUPPORTED: dict[str, str] = {
     "update": "send a signal and read the outcome with a query",
     "execute_update": "send a signal and read the outcome with a query",
-    "set_signal_handler": "declare handlers with @workflow.signal",
-    "set_query_handler": "declare handlers with @workflow.query",
-    "set_dynamic_signal_handler": "declare handlers with @workflow.signal",
-    "set_dynamic_query_handler": "declare handlers with @workflow.query",
     "upsert_memo": "publish state for clients with a query instead",
     "memo": "pass what the workflow needs as its input",
-    "as_completed": "use asyncio.gather(...)",
-    "wait": "use asyncio.gather(...) or asyncio.wait_for(...)",
-    "all_handlers_finished": "signal handlers here are synchronous: they always have finished",
+    "as_completed": "use workflow.wait(..., return_when=asyncio.FIRST_COMPLETED)",
     "create_nexus_client": "",
     "execute_activity_class": "pass the callable instance to execute_activity",
 }
@@ -206,7 +212,9 @@ def signal(*, name: str | None = None, dynamic: bool = False, unfinished_policy:
 
 def signal(fn: F | None = None, /, *, name: str | None = None, dynamic: bool = False,
            unfinished_policy: Any = None, description: str | None = None) -> Any:
-    """A signal handler: a plain `def` method run, in order of arrival, as signals come in."""
+    """A signal handler, run in order of arrival as signals come in; an `async def` one runs on
+    as a task of its own (its durable calls in a scope of its own), as in Temporal.
+    `dynamic=True`: the handler of every name without one, called `(name, args)`."""
     return _definition.mark_handler(fn, name, dynamic, "signal", _definition.SIGNAL_ATTR)
 
 
@@ -219,7 +227,8 @@ def query(*, name: str | None = None, dynamic: bool = False,
 
 def query(fn: F | None = None, /, *, name: str | None = None, dynamic: bool = False,
           description: str | None = None) -> Any:
-    """A query handler: a plain `def` method reading the instance's state."""
+    """A query handler: a plain `def` method reading the instance's state. `dynamic=True`:
+    the handler of every name without one, called `(name, args)`."""
     return _definition.mark_handler(fn, name, dynamic, "query", _definition.QUERY_ATTR)
 
 
@@ -423,6 +432,14 @@ async def wait_condition(fn: Callable[[], bool], *, timeout: timedelta | float |
     await current("wait_condition()").wait_condition(fn, _seconds(timeout))
 
 
+async def wait(fs: Iterable[asyncio.Future[T]], *, timeout: timedelta | float | None = None,
+               return_when: str = asyncio.ALL_COMPLETED
+               ) -> tuple[set[asyncio.Future[T]], set[asyncio.Future[T]]]:
+    """asyncio.wait for tasks of workflow code (`asyncio.create_task`); `timeout` is a durable
+    timer, after which the (done, pending) sets are returned as they stand."""
+    return await current("wait()").wait(fs, _seconds(timeout), return_when)
+
+
 async def sleep(duration: timedelta | float, *, summary: str | None = None) -> None:
     """A durable timer, like `asyncio.sleep` in workflow code."""
     await current("sleep()").sleep(duration)
@@ -497,6 +514,57 @@ def continue_as_new(arg: Any = _NOARG, *, args: Sequence[Any] = (), workflow: An
     _refuse_options("continue_as_new", run_timeout=run_timeout, retry_policy=retry_policy,
                     memo=memo, search_attributes=search_attributes)
     rt.ctx.continue_as_new(*_args(arg, args))
+
+
+def all_handlers_finished() -> bool:
+    """True once no async signal handler is still running: await
+    `workflow.wait_condition(workflow.all_handlers_finished)` before returning, so that none is
+    cut short when the run ends."""
+    return current("all_handlers_finished()").signal_handlers_finished()
+
+
+# -- handlers set at run time -------------------------------------------------------------------
+
+def set_signal_handler(name: str, handler: Callable[..., Any] | None) -> None:
+    """Handle signal `name` with `handler` (None: no longer); signals of that name that arrived
+    before, without a handler, are delivered to it now, in their order."""
+    current("set_signal_handler()").set_signal_handler(name, handler)
+
+
+def get_signal_handler(name: str) -> Callable[..., Any] | None:
+    return current("get_signal_handler()").handlers.signals.get(name)
+
+
+def set_dynamic_signal_handler(handler: Callable[..., Any] | None) -> None:
+    """Handle every signal without a handler of its own: `handler(name, args)`, `args` a
+    sequence of `RawValue`. Signals buffered so far are delivered to it now."""
+    current("set_dynamic_signal_handler()").set_signal_handler(None, handler)
+
+
+def get_dynamic_signal_handler() -> Callable[..., Any] | None:
+    return current("get_dynamic_signal_handler()").handlers.dynamic_signal
+
+
+def set_query_handler(name: str, handler: Callable[..., Any] | None) -> None:
+    current("set_query_handler()").handlers.set_query(name, handler)
+
+
+def get_query_handler(name: str) -> Callable[..., Any] | None:
+    return current("get_query_handler()").handlers.queries.get(name)
+
+
+def set_dynamic_query_handler(handler: Callable[..., Any] | None) -> None:
+    """Answer every query without a handler of its own: `handler(name, args)`."""
+    current("set_dynamic_query_handler()").handlers.set_query(None, handler)
+
+
+def get_dynamic_query_handler() -> Callable[..., Any] | None:
+    return current("get_dynamic_query_handler()").handlers.dynamic_query
+
+
+def payload_converter() -> PayloadConverter:
+    """Types a dynamic handler's `RawValue` arguments: `.from_payload(raw.payload, T)`."""
+    return PayloadConverter(current("payload_converter()").defn.durable.serializer)
 
 
 class _WorkflowLogger(logging.LoggerAdapter[logging.Logger]):
