@@ -26,8 +26,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks docs
 	$(BIN)/mypy
 
-test: $(STAMP) lint docs chromium
-	$(BIN)/pytest -q
+# The suite runs in TEST_WORKERS processes (pytest-xdist): most tests wait on worker
+# subprocesses, a server, a browser or the database rather than on the CPU, so more processes
+# than cores pay. --dist loadfile keeps each module's tests together, one after another as when
+# run alone: its module-scoped fixtures (a server, a browser, a built wheel) are set up once,
+# and the largest modules start first. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 4
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
+# The checks before the suite, and the newest Python's venv (pip's downloads, about 2 minutes on
+# a fresh clone), side by side: their output stays grouped per target.
+test: $(STAMP)
+	$(MAKE) -j4 --output-sync=target lint docs chromium $(NEWEST_VENV)/.installed
+	$(BIN)/pytest -q $(PARALLEL)
 	$(MAKE) test-newest
 
 # The site, strict: a broken link, a stale reference or a missing page fails the build (not
@@ -49,7 +60,8 @@ bench: $(STAMP)
 
 # The suite's core on the newest Python this machine has too (.ci/newest-python finds it; set
 # NEWEST_PYTHON to choose): the SDK and replay, both stores' contract, both clients, reruns
-# with their SIGKILL tests. A subset, so CI stays well inside its time: about 4 minutes.
+# with their SIGKILL tests. A subset, so CI stays well inside its time: about 4 minutes in one
+# process.
 NEWEST_VENV := .venv-newest
 NEWEST_TESTS := tests/test_workflows.py tests/test_store_contract.py tests/test_async_client.py \
 	tests/test_rerun_patch.py tests/test_testing.py tests/test_composition.py \
@@ -64,4 +76,4 @@ $(NEWEST_VENV)/.installed: pyproject.toml
 .PHONY: test-newest
 test-newest: $(NEWEST_VENV)/.installed
 	@$(NEWEST_VENV)/bin/python -c 'import sys; print("the suite on Python", sys.version)'
-	$(NEWEST_VENV)/bin/pytest -q $(NEWEST_TESTS)
+	$(NEWEST_VENV)/bin/pytest -q $(PARALLEL) $(NEWEST_TESTS)

@@ -21,6 +21,7 @@ import random
 import sqlite3
 import sys
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -103,7 +104,8 @@ class Kill:
 
 class Fleet:
     """Worker processes of chaos_app on one database: started, killed, paused and replaced. On
-    PostgreSQL each has its own application_name, so its sessions can be found and cut."""
+    PostgreSQL each has its own application_name, so its sessions can be found and cut: one
+    with this fleet's own prefix, since the server is shared with tests running alongside."""
 
     def __init__(self, db: str, effects: Path, *, lease: float, concurrency: int,
                  server: str | None = None) -> None:
@@ -112,10 +114,11 @@ class Fleet:
         self.procs = Procs(effects, grace=STOP_GRACE)
         self.live: dict[int, tuple[Proc, str]] = {}
         self.dead: set[int] = set()  # killed by the test
+        self.name = f"durable-chaos-{uuid.uuid4().hex[:8]}"
 
     def spawn(self) -> int:
         number = len(self.procs) + 1
-        name = f"durable-chaos-{number}"
+        name = f"{self.name}-{number}"
         db = self.db if self.db.startswith("sqlite:") else pgkit.with_params(
             self.db, application_name=name)
         proc = self.procs.start(

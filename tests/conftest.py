@@ -1,4 +1,8 @@
-"""Shared fixtures. Each test gets its own database file; nothing is shared between tests."""
+"""Shared fixtures. Each test gets its own database file; nothing is shared between tests.
+
+`make test` runs the suite in several processes (pytest-xdist, `--dist loadfile`): each module
+goes whole to one process, and `pytest_xdist_make_scheduler` keeps the modules of `ALONE` off
+each other's time."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 import durable
 from durable.sdk.workflow import REGISTRY
@@ -26,6 +31,27 @@ def client(db_url: str) -> Iterator[durable.Client]:
     c = durable.Client(db_url)
     yield c
     c.close()
+
+
+ALONE = frozenset({"tests/test_chaos.py", "tests/test_postgres_chaos.py",
+                   "tests/test_takeover.py", "tests/test_ui_scale.py"})
+"""The modules that load the machine most (fleets of workers SIGKILLed, frozen and cut off,
+10,000-operation pages) and whose bounds are the most timing-bound: under xdist they take
+turns in one process, each still beside the rest of the suite but never beside another."""
+
+
+class _LoadFileAloneTogether(LoadFileScheduling):
+    """--dist loadfile, but with the modules of ALONE one unit of work."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = super()._split_scope(nodeid)
+        return "ALONE" if module in ALONE else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadFileScheduling | None:
+    if config.getoption("dist") != "loadfile":
+        return None  # another --dist asked for: xdist's own
+    return _LoadFileAloneTogether(config, log)  # type: ignore[arg-type]  # xdist's Producer
 
 
 # -- crash suite (tests/test_crash.py, tests/test_properties.py; harness in tests/crashkit.py) ----

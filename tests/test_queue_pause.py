@@ -95,6 +95,9 @@ def test_a_resume_with_the_worker_killed_around_it_never_exceeds_the_limit(
         assert (two.status, two.position) == (ExecutionStatus.ENQUEUED, 1)  # one's slot is held
         lab.open_gate("begin-1")
         wait_until(lambda: ("begin", 2) in stamps(lab), "run 2 to take the slot run 1 freed")
+        # Its step checkpointed, waiting for its signal: the kills below cut no step short,
+        # so each runs once (the stamp above comes before the step's checkpoint).
+        lab.wait_suspended("two")
         paused = lab.history("one", EventType.EXECUTION_PAUSED)
         assert paused[0].details["invocation_in_flight"] is True
         lab.client.signal("one", "go")  # falls due while paused: kept for the resume

@@ -22,6 +22,7 @@ from durable.engine import machine
 from durable.model.queues import ServedQueue
 from durable.store import Store, Tx, open_store
 from durable.testing import TestEnvironment, VirtualClock
+from tests import pgkit
 from tests.crashkit import CrashLab
 from tests.kit import wait_until_async
 from tests.schedkit import fleet, spawn, utc
@@ -203,6 +204,31 @@ def test_workers_claiming_at_the_same_instant_never_exceed_the_limit(
     finally:
         for store in stores:
             store.close()
+
+
+def test_same_named_queues_of_two_schemas_never_wait_on_each_other(pg_server: str,
+                                                                     pg_url: str) -> None:
+    """Deployments sharing a PostgreSQL database, each in its schema, claim their queues alone:
+    a claim holding queue `jobs` of one schema (a worker frozen mid-claim, say) stalls claims
+    on that queue of its own schema only. SQLite: one file is one deployment, nothing shared."""
+    import psycopg
+
+    from durable.store.postgres import _make_tx
+
+    def lock_jobs(conn: psycopg.Connection[Any]) -> None:
+        _make_tx(conn).lock_queue("jobs")
+
+    with pgkit.fresh_schema(pg_server) as other_schema, \
+            psycopg.connect(pg_url, autocommit=True) as holder, \
+            psycopg.connect(pg_url, autocommit=True) as same, \
+            psycopg.connect(other_schema, autocommit=True) as other, holder.transaction():
+        lock_jobs(holder)
+        for conn in (same, other):
+            conn.execute("SET lock_timeout = 1000")
+        with pytest.raises(psycopg.errors.LockNotAvailable), same.transaction():
+            lock_jobs(same)  # the lock still works within the schema
+        with other.transaction():
+            lock_jobs(other)  # never waits: a lock of its own
 
 
 def claim_at_once(stores: list[Store], queue: ServedQueue) -> None:

@@ -17,6 +17,7 @@ import json
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -925,7 +926,7 @@ def test_workers_starting_at_once_migrate_once(pg_url: str) -> None:
 
 
 def test_a_store_survives_its_connections_being_cut(pg_server: str, pg_url: str) -> None:
-    name = "durable-contract-cut"
+    name = f"durable-contract-cut-{uuid.uuid4().hex[:8]}"  # the server is shared: cut only ours
     store = open_store(pgkit.with_params(pg_url, application_name=name))
     heard = threading.Event()
     store.subscribe(heard.set)

@@ -23,7 +23,7 @@ import io
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from durable.temporal import durable_workflow
+from durable.temporal._definition import DEFINITIONS
 from durable.temporal.client import Client
 from durable.testing import TestEnvironment
 
@@ -58,6 +59,20 @@ IMPORTS = {
         "from temporalio.envconfig import ClientConfig",
     "from durable.temporal.common import RawValue": "from temporalio.common import RawValue",
 }
+
+
+@pytest.fixture(autouse=True)
+def examples_unloaded_after() -> Iterator[None]:
+    """The examples `load` loads again, under names of their own, leave sys.modules and the
+    Temporal-style definitions after each test, whatever order modules run in: their durable
+    flavour re-defines the examples' workflows, and tests/test_temporal_asyncio.py finds every
+    module of workflow code among the definitions."""
+    definitions = dict(DEFINITIONS)
+    yield
+    for name in [n for n in sys.modules if n.startswith("compare_")]:
+        del sys.modules[name]
+    DEFINITIONS.clear()
+    DEFINITIONS.update(definitions)
 
 
 def load(name: str, flavour: str) -> ModuleType:

@@ -44,7 +44,7 @@ T = TypeVar("T")
 SERIAL = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
 MIGRATION_LOCK = 0x6475_7261_626C_6500  # "durable\0": the advisory lock migrators queue on
 MIGRATIONS_EXIST = "SELECT 1 WHERE to_regclass('durable_migrations') IS NOT NULL"
-QUEUE_LOCKS = 0x6475_7200  # with a queue name's hash, the advisory lock of that queue
+QUEUE_LOCKS = 0x6475_7200  # with a schema's queue's hash, the advisory lock of that queue
 PRESENCE_LOCKS = 0x6475_7201  # with a worker's lock_key, the advisory lock of its presence
 PRESENCE_TCP: dict[str, int] = {
     # A presence session must end soon after its worker's host or network does, not when the
@@ -127,8 +127,12 @@ class PgTx(Tx):
 
     def lock_queue(self, queue: str) -> None:
         """An advisory lock per queue until commit: claims admitting runs to one queue take
-        turns (a hash collision between two queues only makes them take turns too)."""
-        self._exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", (QUEUE_LOCKS, queue))
+        turns (a hash collision between two queues only makes them take turns too). Advisory
+        locks are per database, so the key is of the schema's queue: deployments sharing the
+        database, each in its schema, do not wait on one another's claims of a queue that only
+        shares its name."""
+        self._exec("SELECT pg_advisory_xact_lock(?, hashtext(current_schema() || '.' || ?))",
+                   (QUEUE_LOCKS, queue))
 
     def fence_keys(self, fences: Sequence[Fence]) -> tuple[str, list[Any]]:
         # Three arrays: the statement's text is the same however many fences, so it is
