@@ -31,7 +31,7 @@ lint: $(STAMP)
 # than cores pay. --dist loadfile keeps each module's tests together, one after another as when
 # run alone: its module-scoped fixtures (a server, a browser, a built wheel) are set up once,
 # and the largest modules start first. TEST_WORKERS=0 runs the suite in one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
 # The checks before the suite, and the newest Python's venv (pip's downloads, about 2 minutes on

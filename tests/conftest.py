@@ -19,6 +19,7 @@ from tests import pgkit
 
 if TYPE_CHECKING:
     from tests.crashkit import CrashLab
+    from tests.kit import Procs
 
 
 @pytest.fixture
@@ -104,6 +105,16 @@ def any_client(any_db: str) -> Iterator[durable.Client]:
     c = durable.Client(any_db)
     yield c
     c.close()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    """Processes a test starts (tests/kit.py); killed at its end, not drained: nothing is owed
+    to them."""
+    from tests.kit import Procs
+
+    with Procs(tmp_path, grace=0) as p:
+        yield p
 
 
 @pytest.fixture

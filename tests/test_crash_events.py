@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,6 @@ from durable.store import Tx
 from tests.kit import DEADLINE, Proc, Procs, wait_until
 
 APP = str(Path(__file__).parent / "apps" / "events_app.py")
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    with Procs(tmp_path, grace=0) as p:
-        yield p
-
-
-@pytest.fixture
-def lab_client(any_db: str) -> Iterator[durable.Client]:
-    c = durable.Client(any_db)
-    yield c
-    c.close()
 
 
 def _worker(procs: Procs, db: str, dir: Path, **env: str) -> Proc:
@@ -52,8 +38,8 @@ def _killed(proc: Proc) -> int:
 
 
 def test_a_worker_killed_mid_dispatch_loses_no_event_and_no_run_starts_twice(
-        any_db: str, lab_client: durable.Client, procs: Procs, tmp_path: Path) -> None:
-    client = lab_client
+        any_db: str, any_client: durable.Client, procs: Procs, tmp_path: Path) -> None:
+    client = any_client
     dying = _worker(procs, any_db, tmp_path, CRASH_DISPATCH="7")
     wait_until(lambda: client.store.read(lambda tx: tx.trigger_since("big_order")),
                "the first worker to register the trigger")
@@ -88,8 +74,8 @@ def test_a_worker_killed_mid_dispatch_loses_no_event_and_no_run_starts_twice(
 
 
 def test_a_worker_killed_after_signal_run_and_start_by_name_repeats_neither(
-        any_db: str, lab_client: durable.Client, procs: Procs, tmp_path: Path) -> None:
-    client = lab_client
+        any_db: str, any_client: durable.Client, procs: Procs, tmp_path: Path) -> None:
+    client = any_client
     dying = _worker(procs, any_db, tmp_path, CRASH_AT="after_signal")
     handle = client.start_by_name("messenger", '"sink-1"')
     assert _killed(dying) == -9
@@ -111,13 +97,13 @@ def test_a_worker_killed_after_signal_run_and_start_by_name_repeats_neither(
 
 @pytest.mark.parametrize("where", ["before_respond", "after_respond"])
 def test_a_worker_killed_around_ctx_respond_leaves_the_request_one_answer_and_the_run_one_end(
-        any_db: str, lab_client: durable.Client, procs: Procs, tmp_path: Path,
+        any_db: str, any_client: durable.Client, procs: Procs, tmp_path: Path,
         where: str) -> None:
     from fastapi.testclient import TestClient
 
     from durable.server.app import create_app
 
-    client = lab_client
+    client = any_client
     dying = _worker(procs, any_db, tmp_path, CRASH_AT=where)
     wait_until(lambda: client.store.read(lambda tx: tx.trigger_since("answering")),
                "the worker to register the trigger")

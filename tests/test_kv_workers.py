@@ -5,10 +5,6 @@ increment it, at the worst moment too (inside the transaction that writes it).""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 import durable
 from tests.apps import kv_app
@@ -16,12 +12,6 @@ from tests.kit import DURABLE, Proc, Procs, wait_until
 
 APP = "tests/apps/kv_app.py"
 FINISH = 300.0  # seconds for every run to end: 10,000 checkpoints on a loaded 2-core machine
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    with Procs(tmp_path, grace=0) as procs:  # killed, not drained: nothing is owed to them
-        yield procs
 
 
 def worker(procs: Procs, db: str, **env: str) -> Proc:

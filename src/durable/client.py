@@ -1401,6 +1401,7 @@ class AsyncClient:
     get_event = _off_loop(Client.get_event)
     publish = _off_loop(Client.publish)
     publish_json = _off_loop(Client.publish_json)
+    publish_webhook = _off_loop(Client.publish_webhook)
     list_events = _off_loop(Client.list_events)
     event = _off_loop(Client.event)
     redispatch = _off_loop(Client.redispatch)
