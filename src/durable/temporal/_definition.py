@@ -34,6 +34,8 @@ C = TypeVar("C", bound=type)
 RUN_ATTR = "__durable_temporal_run__"
 SIGNAL_ATTR = "__durable_temporal_signal__"
 QUERY_ATTR = "__durable_temporal_query__"
+UPDATE_ATTR = "__durable_temporal_update__"
+VALIDATOR_ATTR = "__durable_temporal_update_validator__"
 INIT_ATTR = "__durable_temporal_init__"
 DEFN_ATTR = "__durable_temporal_definition__"
 
@@ -72,6 +74,7 @@ class Definition:
     init_takes_args: bool
     signals: dict[str, Callable[..., Any]] = field(default_factory=dict)
     queries: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    updates: dict[str, UpdateHandler] = field(default_factory=dict)
     failure_types: tuple[type[BaseException], ...] = ()
     durable: Workflow[..., Any] = field(init=False)
     namespaces: list[dict[str, Any]] = field(init=False, repr=False)
@@ -103,6 +106,19 @@ class Definition:
 
     def query_name(self, ref: str | Callable[..., Any]) -> str:
         return _handler_name(self, ref, self.queries, QUERY_ATTR, "query")
+
+    def update_name(self, ref: str | Callable[..., Any]) -> str:
+        handlers = {name: u.fn for name, u in self.updates.items()}
+        return _handler_name(self, ref, handlers, UPDATE_ATTR, "update")
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateHandler:
+    """An @workflow.update method and the validator that may reject a call before it is
+    accepted."""
+
+    fn: Callable[..., Any]
+    validator: Callable[..., Any] | None
 
 
 def _handler_name(defn: Definition, ref: str | Callable[..., Any],
@@ -160,9 +176,30 @@ def mark_handler(fn: Callable[..., Any] | None, name: str | None, dynamic: bool,
     return wrap(fn) if fn is not None else wrap
 
 
+def mark_update(fn: Callable[..., Any] | None, name: str | None, dynamic: bool) -> Any:
+    """@workflow.update, bare or with options. The decorated method gains `.validator`, a
+    decorator for the method that may reject a call (Temporal's `@my_update.validator`)."""
+    if dynamic:
+        raise UnsupportedFeature("dynamic update handlers (@workflow.update(dynamic=True))",
+                                 "declare each update by name")
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        def validator(check: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(check):
+                raise UsageError(f"update validator {check.__qualname__} must not be `async`: "
+                                 "it decides from the workflow's state as it stands")
+            setattr(f, VALIDATOR_ATTR, check)
+            return check
+
+        setattr(f, UPDATE_ATTR, name or f.__name__)
+        f.validator = validator  # type: ignore[attr-defined]
+        return f
+    return wrap(fn) if fn is not None else wrap
+
+
 def make_definition(cls: type, name: str | None, failure_types: Sequence[type[BaseException]]
                     ) -> Definition:
-    run_fns, signals, queries = [], {}, {}
+    run_fns, signals, queries, updates = [], {}, {}, {}
     for klass in reversed(cls.__mro__):
         for member in vars(klass).values():
             if getattr(member, RUN_ATTR, False):
@@ -171,6 +208,8 @@ def make_definition(cls: type, name: str | None, failure_types: Sequence[type[Ba
                 signals[sig] = member
             if isinstance(query := getattr(member, QUERY_ATTR, None), str):
                 queries[query] = member
+            if isinstance(update := getattr(member, UPDATE_ATTR, None), str):
+                updates[update] = UpdateHandler(member, getattr(member, VALIDATOR_ATTR, None))
     if not run_fns:
         raise UsageError(f"@workflow.defn class {cls.__qualname__} has no @workflow.run method")
     if len({fn.__name__ for fn in run_fns}) > 1:
@@ -180,7 +219,7 @@ def make_definition(cls: type, name: str | None, failure_types: Sequence[type[Ba
     init = vars(cls).get("__init__")
     defn = Definition(cls, name or cls.__name__, run_fns[-1],
                       init_takes_args=bool(getattr(init, INIT_ATTR, False)), signals=signals,
-                      queries=queries, failure_types=tuple(failure_types))
+                      queries=queries, updates=updates, failure_types=tuple(failure_types))
     defn.bind_asyncio()
     setattr(cls, DEFN_ATTR, defn)
     setattr(defn.run_fn, DEFN_ATTR, defn)

@@ -25,6 +25,23 @@ pump has already taken. Live, the pump applies a signal as soon as it arrives, a
 completes, and counts as waiting on the engine, so a run whose every part waits is suspended and
 costs nothing until a signal or timer wakes it.
 
+**Updates** travel on the same channel as signals, marked with their update id, so they keep
+their place in the order of messages. When the pump applies one, it opens a CONTEXT operation
+for it, whose id follows from the message's position (not from the pump scope's counter, which
+the pump's own waits advance concurrently), and the update's outcome is written, from that scope,
+to the run's stream `UPDATES` as recorded values: first `accepted` (or `rejected` with the
+validator's error; the handler then never runs), at the end `result` or `failure`. Callers follow
+that stream, woken by the store's commit notifications. The handler runs in its own task and
+scope, so it may await activities, timers and conditions; its durable calls are recorded in its
+scope and replayed there after a crash, where a handler whose outcome is recorded runs again to
+rebuild the instance's state but writes nothing. An update is counted among the applied messages
+when its handler starts, and a watermark is taken only once every started handler has run up to
+its first await, so the run method sees what the handlers did before their first await at the
+same points on every replay. What a handler does after an await is seen wherever the run method
+next looks, like the result of any concurrent branch; the usual shape, waiting with
+`wait_condition` on state the handlers set, replays alike. The same update id twice is one
+update: the pump takes the second for the first and drops it.
+
 **Queries** are answered by replaying the run's history read-only in the caller's process, to
 the point the run has reached, then applying the signals already delivered but not yet taken,
 and calling the handler on the resulting instance: the answer is exactly the state Temporal
@@ -48,6 +65,7 @@ from typing import Any, NoReturn, TypeVar
 from durable.errors import Cancelled, ChildFailed, NonDeterminismError, StepFailed, UsageError
 from durable.model import (
     CheckpointResult,
+    ErrorObject,
     Invocation,
     Operation,
     OperationAction,
@@ -62,11 +80,14 @@ from durable.sdk import values as _values
 from durable.sdk.context import Context
 from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, Suspend
 from durable.sdk.parallel import Completion
-from durable.temporal._definition import Definition
+from durable.sdk.serializer import DEFAULT_SERIALIZER
+from durable.temporal._definition import Definition, UpdateHandler
 from durable.temporal.activity import CURRENT_CALL, CallInfo
 from durable.temporal.common import DEFAULT_ACTIVITY_RETRY, RetryPolicy
 from durable.temporal.exceptions import (
     ActivityError,
+    ApplicationError,
+    CancelledError,
     ChildWorkflowError,
     FailureError,
     UnsupportedFeature,
@@ -80,6 +101,9 @@ CHANNEL = "temporal.signal"
 WATERMARK = "temporal.signals-applied"
 """The recorded value saying how many signals a scope had seen applied at that point."""
 PUMP_SCOPE = "temporal.signals"
+UPDATES = "temporal.updates"
+"""The run's stream on which each update's stages are written: {"id": ..., "stage": ...}."""
+UPDATE_SCOPE = "temporal.update"
 
 _RUNTIME: ContextVar[Runtime | None] = ContextVar("durable_temporal_runtime", default=None)
 
@@ -155,7 +179,7 @@ class Runtime:
         self.query_mode = query_mode
         self.undelivered = undelivered  # a query's replay: signals sent, not yet taken
         self.instance: Any = None
-        self.pump = _Pump(self) if defn.signals else None
+        self.pump = _Pump(self) if defn.signals or defn.updates else None
         self._seen: dict[str | None, int] = {}
         self._waiters: set[asyncio.Future[None]] = set()
         self._rng: _random.Random | None = None
@@ -173,6 +197,8 @@ class Runtime:
                 await self.sync()
                 result = await self.defn.run_fn(self.instance, *args)
                 self._refuse_unawaited()
+                if self.pump is not None:
+                    self.pump.updates.warn_unfinished()
                 return result
             finally:
                 if self.pump is not None and not self.query_mode:
@@ -215,10 +241,14 @@ class Runtime:
             count = int(_values.record(self.ex, scope, SubType.STEP, WATERMARK, lambda: 0))
             self._seen[scope.parent_id] = count
             await pump.apply_through(count)
+            await pump.updates.let_started_run()
         elif upcoming is None:
             await pump.caught_up.wait()  # every signal the engine delivered has been taken
             pump.allowed = None
             pump.apply_ready()
+            while pump.updates.fresh:  # more may come in meanwhile: applied, and waited for
+                await pump.updates.let_started_run()
+                pump.apply_ready()
             if pump.applied != self._seen.get(scope.parent_id, 0) and not self.query_mode:
                 applied = pump.applied
                 _values.record(self.ex, scope, SubType.STEP, WATERMARK, lambda: applied)
@@ -429,6 +459,9 @@ class Runtime:
     def now(self) -> datetime:
         return self.ctx.now()
 
+    def all_handlers_finished(self) -> bool:
+        return self.pump is None or not self.pump.updates.running
+
     def random(self) -> _random.Random:
         """One generator per run, seeded from a recorded value: deterministic on replay."""
         if self._rng is None:
@@ -496,7 +529,7 @@ class _Pump:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.received: list[tuple[str, list[Any]]] = []
+        self.received: list[tuple[str, list[Any], str | None]] = []
         self.applied = 0
         self.allowed: int | None = 0
         self.caught_up = asyncio.Event()
@@ -504,6 +537,7 @@ class _Pump:
         self.failure: BaseException | None = None
         self.scope: Scope | None = None
         self._task: asyncio.Task[None] | None = None
+        self.updates = _Updates(self)
 
     def start(self) -> None:
         ex = self.rt.ex
@@ -525,6 +559,7 @@ class _Pump:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task])
+        await self.updates.stop()
 
     async def _run(self) -> None:
         assert self.scope is not None
@@ -552,10 +587,12 @@ class _Pump:
             ex.live_changed(-1)
 
     def receive(self, data: Any) -> None:
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(
+                data.get("update_id", ""), str):
             raise UsageError(f"a signal on {CHANNEL!r} must carry {{'name': ..., 'args': [...]}}"
-                             f", got {data!r}")
-        self.received.append((data["name"], list(data.get("args") or [])))
+                             f" (and 'update_id' for an update), got {data!r}")
+        self.received.append((data["name"], list(data.get("args") or []),
+                              data.get("update_id")))
         self._progress.set()
         self.apply_ready()
 
@@ -563,8 +600,11 @@ class _Pump:
         limit = len(self.received) if self.allowed is None else min(self.allowed,
                                                                      len(self.received))
         while self.applied < limit and self.failure is None:
-            name, args = self.received[self.applied]
+            name, args, update_id = self.received[self.applied]
             self.applied += 1
+            if update_id is not None:
+                self.updates.admit(self.applied - 1, name, args, update_id)
+                continue
             handler = self.rt.defn.signals.get(name)
             if handler is None:  # Temporal drops a signal no handler is registered for
                 self.rt.ctx.logger.warning("signal %r has no handler; dropped", name)
@@ -587,6 +627,161 @@ class _Pump:
     def raise_failure(self) -> None:
         if self.failure is not None:
             raise self.failure
+
+
+class _Updates:
+    """The updates of one invocation: admitting each (validate, accept or reject), running the
+    accepted handlers in tasks of their own, and writing their stages to the `UPDATES` stream
+    (see the module docstring)."""
+
+    def __init__(self, pump: _Pump) -> None:
+        self.pump = pump
+        self.rt = pump.rt
+        self.accepted: set[str] = set()
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.fresh = False
+        """Handlers were started that may not yet have run up to their first await."""
+
+    def admit(self, index: int, name: str, args: list[Any], update_id: str) -> None:
+        if update_id in self.accepted:  # the same update sent again: it is the one accepted
+            return
+        rt, ex = self.rt, self.rt.ex
+        assert self.pump.scope is not None and self.pump.scope.parent_id is not None
+        parent = self.pump.scope.parent_id
+        op_id = operation_id(f"{parent}-update", index)
+        recorded = ex.ops.get(op_id)
+        if recorded is None and rt.query_mode:
+            return  # not admitted yet: a query does not see it
+        scope = Scope(ex, op_id)
+        if recorded is None:
+            ex.buffer(OperationUpdate(op_id, OperationType.CONTEXT, OperationAction.START,
+                                      name=UPDATE_SCOPE, parent_id=parent,
+                                      sub_type=SubType.PARALLEL_BRANCH),
+                      Operation(op_id, OperationType.CONTEXT, OperationStatus.STARTED,
+                                UPDATE_SCOPE, parent, SubType.PARALLEL_BRANCH))
+        handler = rt.defn.updates.get(name)
+        decision = self._stage(scope, update_id, lambda: self._validate(name, handler, args))
+        if decision["stage"] == "rejected" or handler is None:
+            self._finish(op_id, parent, recorded, ErrorObject.from_dict(decision["error"]))
+            return
+        self.accepted.add(update_id)
+        ex.live_changed(1)
+        self.fresh = True
+        self.running[update_id] = asyncio.ensure_future(
+            self._handle(op_id, parent, recorded, scope, update_id, handler.fn, args))
+
+    def _validate(self, name: str, handler: UpdateHandler | None,
+                  args: list[Any]) -> dict[str, Any]:
+        rt = self.rt
+        if handler is None:  # Temporal rejects an update no handler is registered for
+            known = ", ".join(rt.defn.updates) or "none"
+            error = ApplicationError(f"update handler for {name!r} expected but not found "
+                                     f"(known updates: {known})", type="UpdateNotFound")
+            return {"stage": "rejected", "error": ErrorObject.from_exception(error).to_dict()}
+        if handler.validator is not None:
+            token = _RUNTIME.set(rt)
+            try:
+                handler.validator(rt.instance, *_typed_args(rt.defn, handler.fn, args))
+            except Exception as e:
+                return {"stage": "rejected", "error": ErrorObject.from_exception(e).to_dict()}
+            finally:
+                _RUNTIME.reset(token)
+        return {"stage": "accepted"}
+
+    def _stage(self, scope: Scope, update_id: str,
+               produce: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Write the update's next stage to `UPDATES`, recorded: a replay gets what was
+        written and writes nothing."""
+        stage: dict[str, Any] = _values.record(
+            self.rt.ex, scope, SubType.STREAM_WRITE, UPDATES,
+            lambda: {"id": update_id, **produce()}, serializer=DEFAULT_SERIALIZER)
+        self._flush_soon()
+        return stage
+
+    def _flush_soon(self) -> None:
+        """Stages are buffered like any recorded value; callers wait on them, so they are
+        checkpointed now rather than with whatever durable call comes next."""
+        if self.rt.query_mode:
+            return
+        flushing = asyncio.ensure_future(self.rt.ex.flush())
+        flushing.add_done_callback(_retrieve)
+
+    async def _handle(self, op_id: str, parent: str, recorded: Operation | None, scope: Scope,
+                      update_id: str, fn: Callable[..., Any], args: list[Any]) -> None:
+        rt, ex = self.rt, self.rt.ex
+        CURRENT_SCOPE.set(scope)  # this task's own copy of the context
+        _RUNTIME.set(rt)
+        try:
+            outcome: dict[str, Any]
+            try:
+                value = fn(rt.instance, *_typed_args(rt.defn, fn, args))
+                if inspect.isawaitable(value):
+                    value = await value
+            except Cancelled:  # the run's cancellation: the update fails, the run learns it too
+                ex.cancel_raised = False
+                outcome = {"stage": "failure", "error": ErrorObject.from_exception(
+                    CancelledError("the workflow was cancelled")).to_dict()}
+            except Exception as e:
+                if not isinstance(e, (FailureError, *rt.defn.failure_types)):
+                    self.pump.failure = e  # fails the workflow task, as a signal handler's
+                    return
+                outcome = {"stage": "failure", "error": ErrorObject.from_exception(e).to_dict()}
+            else:
+                payload = rt.defn.durable.serializer.encode(value)
+                outcome = {"stage": "result", "value": payload}
+            self._stage(scope, update_id, lambda: outcome)
+            error = ErrorObject.from_dict(outcome["error"]) if "error" in outcome else None
+            self._finish(op_id, parent, recorded, error)
+        finally:
+            ex.live_changed(-1)
+            self.running.pop(update_id, None)
+            rt._wake()
+
+    def _finish(self, op_id: str, parent: str, recorded: Operation | None,
+                error: ErrorObject | None) -> None:
+        if recorded is not None and recorded.status.is_final:
+            return
+        action, status = ((OperationAction.SUCCEED, OperationStatus.SUCCEEDED) if error is None
+                          else (OperationAction.FAIL, OperationStatus.FAILED))
+        self.rt.ex.buffer(OperationUpdate(op_id, OperationType.CONTEXT, action,
+                                          name=UPDATE_SCOPE, parent_id=parent,
+                                          sub_type=SubType.PARALLEL_BRANCH, error=error),
+                          Operation(op_id, OperationType.CONTEXT, status, UPDATE_SCOPE, parent,
+                                    SubType.PARALLEL_BRANCH, error=error))
+        self._flush_soon()
+
+    async def let_started_run(self) -> None:
+        """Let handlers just started run up to their first await (one turn of the loop: their
+        tasks were scheduled before this one resumes)."""
+        if self.fresh:
+            self.fresh = False
+            await asyncio.sleep(0)
+
+    def warn_unfinished(self) -> None:
+        """Temporal's warning for a workflow that returns while update handlers still run:
+        their callers get WorkflowUpdateFailedError."""
+        if self.running and not self.rt.ctx.is_replaying and not self.rt.query_mode:
+            self.rt.ctx.logger.warning(
+                "workflow %r (run %r) finished while update handlers are still running "
+                "(update ids: %s); their callers get WorkflowUpdateFailedError. To wait for "
+                "them, `await workflow.wait_condition(workflow.all_handlers_finished)` before "
+                "returning", self.rt.defn.name, self.rt.ctx.run_id, ", ".join(self.running))
+
+    async def stop(self) -> None:
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for task in tasks:
+            _retrieve(task)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Take a background task's outcome so asyncio does not report it as never retrieved: a
+    Suspend or fencing ends the invocation, which the run's other tasks report."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _is_watermark(op: Operation) -> bool:

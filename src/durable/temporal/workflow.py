@@ -41,10 +41,12 @@ __all__ = [
     "ChildWorkflowCancellationType",
     "ChildWorkflowHandle",
     "ContinueAsNewError",
+    "HandlerUnfinishedPolicy",
     "Info",
     "NondeterminismError",
     "ParentClosePolicy",
     "WorkflowTaskFailed",
+    "all_handlers_finished",
     "continue_as_new",
     "defn",
     "deprecate_patch",
@@ -73,14 +75,13 @@ __all__ = [
     "time",
     "time_ns",
     "unsafe",
+    "update",
     "upsert_search_attributes",
     "uuid4",
     "wait_condition",
 ]
 
 UNSUPPORTED: dict[str, str] = {
-    "update": "send a signal and read the outcome with a query",
-    "execute_update": "send a signal and read the outcome with a query",
     "get_external_workflow_handle": "have the client signal the other workflow",
     "get_external_workflow_handle_for": "have the client signal the other workflow",
     "set_signal_handler": "declare handlers with @workflow.signal",
@@ -91,7 +92,6 @@ UNSUPPORTED: dict[str, str] = {
     "memo": "pass what the workflow needs as its input",
     "as_completed": "use asyncio.gather(...)",
     "wait": "use asyncio.gather(...) or asyncio.wait_for(...)",
-    "all_handlers_finished": "signal handlers here are synchronous: they always have finished",
     "create_nexus_client": "",
     "get_last_completion_result": "",
     "execute_activity_class": "pass the callable instance to execute_activity",
@@ -118,6 +118,15 @@ class ParentClosePolicy(IntEnum):
     TERMINATE = 1
     ABANDON = 2
     REQUEST_CANCEL = 3
+
+
+class HandlerUnfinishedPolicy(IntEnum):
+    """What Temporal does about update handlers still running when the workflow ends: accepted
+    for compatibility; here, as under WARN_AND_ABANDON, the worker logs a warning and the
+    callers of those updates get WorkflowUpdateFailedError."""
+
+    WARN_AND_ABANDON = 1
+    ABANDON = 2
 
 
 class ActivityCancellationType(IntEnum):
@@ -220,8 +229,28 @@ def query(fn: F | None = None, /, *, name: str | None = None, dynamic: bool = Fa
     return _definition.mark_handler(fn, name, dynamic, "query", _definition.QUERY_ATTR)
 
 
-def update(*args: Any, **kwargs: Any) -> NoReturn:
-    raise UnsupportedFeature("update handlers (@workflow.update)", UNSUPPORTED["update"])
+@overload
+def update(fn: F, /) -> F: ...
+@overload
+def update(*, name: str | None = None, dynamic: bool = False,
+           unfinished_policy: HandlerUnfinishedPolicy = HandlerUnfinishedPolicy.WARN_AND_ABANDON,
+           description: str | None = None) -> Callable[[F], F]: ...
+
+
+def update(fn: F | None = None, /, *, name: str | None = None, dynamic: bool = False,
+           unfinished_policy: HandlerUnfinishedPolicy = HandlerUnfinishedPolicy.WARN_AND_ABANDON,
+           description: str | None = None) -> Any:
+    """An update handler (`def` or `async def`): a message the caller waits on for its result.
+    Decorate a method with `@<handler>.validator` to reject calls before they are accepted.
+    How updates are recorded and survive crashes: see `_runtime`."""
+    return _definition.mark_update(fn, name, dynamic)
+
+
+def all_handlers_finished() -> bool:
+    """Whether no accepted update handler is still running (signal handlers are synchronous,
+    so they always have finished): `await workflow.wait_condition(all_handlers_finished)`
+    before returning lets every accepted update give its caller a result."""
+    return current("all_handlers_finished()").all_handlers_finished()
 
 
 # -- activities --------------------------------------------------------------------------------
