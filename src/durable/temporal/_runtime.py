@@ -182,6 +182,8 @@ class Runtime:
         self.pump = _Pump(self) if defn.signals or defn.updates else None
         self._seen: dict[str | None, int] = {}
         self._waiters: set[asyncio.Future[None]] = set()
+        self._unseen_wakes = 0  # wait_conditions woken that have not resumed yet
+        self._wake_taken = asyncio.Event()
         self._rng: _random.Random | None = None
         self._unawaited: dict[str | None, list[ActivityHandle]] = {}
 
@@ -240,9 +242,14 @@ class Runtime:
         if upcoming is not None and _is_watermark(upcoming):
             count = int(_values.record(self.ex, scope, SubType.STEP, WATERMARK, lambda: 0))
             self._seen[scope.parent_id] = count
-            await pump.apply_through(count)
+            # An update handler's scope, replayed, may run ahead of the run method: it waits
+            # for the run method's watermarks to apply what it saw, rather than applying it to
+            # the state the run method is still deciding on.
+            await pump.apply_through(count, lift=scope.parent_id not in pump.updates.scopes)
             await pump.updates.let_started_run()
         elif upcoming is None:
+            if scope.parent_id in pump.updates.scopes and not self.query_mode:
+                await pump.until_run_method_replayed()
             await pump.caught_up.wait()  # every signal the engine delivered has been taken
             pump.allowed = None
             pump.apply_ready()
@@ -263,7 +270,14 @@ class Runtime:
         for fut in self._waiters:
             if not fut.done():
                 fut.set_result(None)
+                self._unseen_wakes += 1
         self._waiters.clear()
+
+    async def wakes_taken(self) -> None:
+        """Return once every wait_condition woken has resumed and looked at the state."""
+        while self._unseen_wakes:
+            self._wake_taken.clear()
+            await self._wake_taken.wait()
 
     async def _block(self) -> None:
         """Wait until state may have changed. Counts as waiting on the engine, so that when
@@ -272,6 +286,14 @@ class Runtime:
             self._raise_cancelled()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(fut)
+        try:
+            await self._wait_woken(fut)
+        finally:
+            if fut.done():
+                self._unseen_wakes -= 1
+                self._wake_taken.set()
+
+    async def _wait_woken(self, fut: asyncio.Future[None]) -> None:
         if self.query_mode:  # a read-only replay: only the pump can still change state
             await fut
             return
@@ -385,6 +407,8 @@ class Runtime:
             upcoming = self._upcoming(_scope())
             if upcoming is not None and _is_watermark(upcoming):
                 continue  # replaying: the history says what was applied next
+            if self.pump is not None and self.pump.held_back():
+                continue  # taken while the replay held it back: the next sync applies it
             await self._block()
 
     async def execute_activity(self, activity: Any, args: Sequence[Any], *, local: bool,
@@ -613,16 +637,30 @@ class _Pump:
                 handler(self.rt.instance, *_typed_args(self.rt.defn, handler, args))
             except Exception as e:
                 self.failure = e
+        self._progress.set()
         self.rt._wake()
 
-    async def apply_through(self, count: int) -> None:
-        if self.allowed is not None:
+    async def apply_through(self, count: int, *, lift: bool = True) -> None:
+        if lift and self.allowed is not None:
             self.allowed = max(self.allowed, count)
         self.apply_ready()
         while self.applied < count and self.failure is None:
             self._progress.clear()
             await self._progress.wait()
             self.apply_ready()
+
+    async def until_run_method_replayed(self) -> None:
+        """An update handler past its history while the run method still replays its own: it
+        must not apply messages the run method's watermarks hold back yet. Each operation the
+        run method replays is followed by one of its syncs, which sets `_progress`."""
+        while self.rt.ex.replaying:
+            self._progress.clear()
+            await self._progress.wait()
+
+    def held_back(self) -> bool:
+        """Messages were taken that a replay's watermark kept from being applied; their arrival
+        woke no one if it came before the wait that would see it."""
+        return self.failure is None and self.applied < len(self.received)
 
     def raise_failure(self) -> None:
         if self.failure is not None:
@@ -639,6 +677,8 @@ class _Updates:
         self.rt = pump.rt
         self.accepted: set[str] = set()
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.scopes: set[str] = set()
+        """The ids of the update handlers' scopes."""
         self.fresh = False
         """Handlers were started that may not yet have run up to their first await."""
 
@@ -665,10 +705,13 @@ class _Updates:
             self._finish(op_id, parent, recorded, ErrorObject.from_dict(decision["error"]))
             return
         self.accepted.add(update_id)
+        self.scopes.add(op_id)
         ex.live_changed(1)
         self.fresh = True
-        self.running[update_id] = asyncio.ensure_future(
+        task = asyncio.ensure_future(
             self._handle(op_id, parent, recorded, scope, update_id, handler.fn, args))
+        task.add_done_callback(_retrieve)
+        self.running[update_id] = task
 
     def _validate(self, name: str, handler: UpdateHandler | None,
                   args: list[Any]) -> dict[str, Any]:
@@ -724,18 +767,25 @@ class _Updates:
             except Exception as e:
                 if not isinstance(e, (FailureError, *rt.defn.failure_types)):
                     self.pump.failure = e  # fails the workflow task, as a signal handler's
-                    return
-                outcome = {"stage": "failure", "error": ErrorObject.from_exception(e).to_dict()}
+                    outcome = {}
+                else:
+                    outcome = {"stage": "failure",
+                               "error": ErrorObject.from_exception(e).to_dict()}
             else:
                 payload = rt.defn.durable.serializer.encode(value)
                 outcome = {"stage": "result", "value": payload}
-            self._stage(scope, update_id, lambda: outcome)
-            error = ErrorObject.from_dict(outcome["error"]) if "error" in outcome else None
-            self._finish(op_id, parent, recorded, error)
-        finally:
-            ex.live_changed(-1)
+            if outcome:
+                self._stage(scope, update_id, lambda: outcome)
+                error = ErrorObject.from_dict(outcome["error"]) if "error" in outcome else None
+                self._finish(op_id, parent, recorded, error)
             self.running.pop(update_id, None)
+            # Leaving the live count while a wait_condition, just woken, has not yet looked
+            # could suspend the invocation with nothing left to wake it: it looks first.
             rt._wake()
+            await rt.wakes_taken()
+        finally:
+            self.running.pop(update_id, None)
+            ex.live_changed(-1)
 
     def _finish(self, op_id: str, parent: str, recorded: Operation | None,
                 error: ErrorObject | None) -> None:
@@ -773,8 +823,6 @@ class _Updates:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        for task in tasks:
-            _retrieve(task)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -402,9 +402,11 @@ class WorkflowHandle(Generic[R]):
         if wait_for_stage is WorkflowUpdateStage.ADMITTED:
             raise ValueError("wait_for_stage=WorkflowUpdateStage.ADMITTED is not supported by "
                              "start_update; use WorkflowUpdateStage.ACCEPTED")
-        run = await self._live_run()
+        run = await self._run_for_update()
         defn = self._definition(run)
         name = defn.update_name(update)
+        if not run.status.live:
+            raise RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND)
         if result_type is None:
             result_type = _return_type(defn.updates[name].fn)
         update_id = id or str(uuid.uuid4())
@@ -439,16 +441,13 @@ class WorkflowHandle(Generic[R]):
     def _serializer(self) -> Serializer:
         return DEFAULT_SERIALIZER if self._defn is None else self._defn.durable.serializer
 
-    async def _live_run(self) -> RunInfo:
-        """The run, which must be running to take an update: else Temporal's RPCError."""
+    async def _run_for_update(self) -> RunInfo:
+        """The run an update is for; Temporal's RPCError if there is none."""
         try:
-            run = await self.client.durable.get_async(self.id)
+            return await self.client.durable.get_async(self.id)
         except RunNotFound:
             raise RPCError(f"workflow not found for ID: {self.id}",
                            RPCStatusCode.NOT_FOUND) from None
-        if not run.status.live:
-            raise RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND)
-        return run
 
     async def cancel(self) -> None:
         """Ask the run to stop: asyncio.CancelledError meets its code at the next durable
