@@ -7,6 +7,7 @@ the serverless entry, on both stores.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import IntEnum
@@ -253,6 +254,34 @@ class ShoppingCart:
         self.checked_out = True
 
 
+@workflow.defn
+class Impatient:
+    """Returns as soon as it is told to, without waiting for its update handlers."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.started: list[str] = []
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        await workflow.wait_condition(lambda: self.stop)
+        return self.started
+
+    @workflow.update
+    async def slow(self, name: str) -> str:
+        self.started.append(name)  # before its first await: seen by queries, kept on replay
+        await asyncio.sleep(3600)
+        return name
+
+    @workflow.query
+    def names(self) -> list[str]:
+        return self.started
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.stop = True
+
+
 async def test_update_with_start_starts_the_workflow_or_uses_the_running_one(
         any_db: str) -> None:
     client, worker = await _served(any_db, ShoppingCart)
@@ -318,6 +347,31 @@ async def test_updates_through_the_serverless_entry(tmp_path: Path) -> None:
     await run_async([LanguageGreetingWorkflow], [call_greeting_service], db=db)
     assert client.durable.get("lambda").status is ExecutionStatus.SUCCEEDED
     assert await handle.result() == "¡Hola mundo"
+    client.durable.close()
+
+
+async def test_a_workflow_ending_before_its_handler_fails_the_update_and_says_so(
+        any_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A query sees what the accepted handler did before its first await; the run then ends
+    with the handler still waiting: the worker warns, the caller gets
+    WorkflowUpdateFailedError."""
+    client, worker = await _served(any_db, Impatient)
+    async with worker:
+        handle = await client.start_workflow(Impatient.run, id="impatient",
+                                             task_queue="greeting-tq")
+        update = await asyncio.wait_for(handle.start_update(
+            Impatient.slow, "nap", id="nap", wait_for_stage=WorkflowUpdateStage.ACCEPTED),
+            HANG_GUARD)
+        assert await handle.query(Impatient.names) == ["nap"]
+        with caplog.at_level(logging.WARNING):
+            await handle.signal(Impatient.finish)
+            assert await asyncio.wait_for(handle.result(), HANG_GUARD) == ["nap"]
+        with pytest.raises(WorkflowUpdateFailedError) as failed:
+            await asyncio.wait_for(update.result(), HANG_GUARD)
+        assert isinstance(failed.value.cause, ApplicationError)
+        assert failed.value.cause.type == "AcceptedUpdateCompletedWorkflow"
+    assert any("update handlers are still running (update ids: nap)" in r.getMessage()
+               for r in caplog.records)
     client.durable.close()
 
 

@@ -701,8 +701,14 @@ class _Updates:
                                 UPDATE_SCOPE, parent, SubType.PARALLEL_BRANCH))
         handler = rt.defn.updates.get(name)
         decision = self._stage(scope, update_id, lambda: self._validate(name, handler, args))
-        if decision["stage"] == "rejected" or handler is None:
+        if decision["stage"] == "rejected":
             self._finish(op_id, parent, recorded, ErrorObject.from_dict(decision["error"]))
+            return
+        if handler is None:  # accepted by code that had the handler: as a failed workflow task
+            self.pump.failure = UsageError(
+                f"update {name!r} ({update_id}) of run {rt.ctx.run_id!r} was accepted, but "
+                f"workflow {rt.defn.name!r} has no such update handler now; restore it while "
+                "runs that accepted it are in flight")
             return
         self.accepted.add(update_id)
         self.scopes.add(op_id)
