@@ -269,7 +269,10 @@ class Impatient:
 
     @workflow.update
     async def slow(self, name: str) -> str:
-        self.started.append(name)  # before its first await: seen by queries, kept on replay
+        info = workflow.current_update_info()
+        assert info is not None
+        # before its first await: seen by queries, kept on replay
+        self.started.append(f"{info.name}:{info.id}:{name}")
         await asyncio.sleep(3600)
         return name
 
@@ -360,17 +363,17 @@ async def test_a_workflow_ending_before_its_handler_fails_the_update_and_says_so
         handle = await client.start_workflow(Impatient.run, id="impatient",
                                              task_queue="greeting-tq")
         update = await asyncio.wait_for(handle.start_update(
-            Impatient.slow, "nap", id="nap", wait_for_stage=WorkflowUpdateStage.ACCEPTED),
+            Impatient.slow, "nap", id="nap-1", wait_for_stage=WorkflowUpdateStage.ACCEPTED),
             HANG_GUARD)
-        assert await handle.query(Impatient.names) == ["nap"]
+        assert await handle.query(Impatient.names) == ["slow:nap-1:nap"]
         with caplog.at_level(logging.WARNING):
             await handle.signal(Impatient.finish)
-            assert await asyncio.wait_for(handle.result(), HANG_GUARD) == ["nap"]
+            assert await asyncio.wait_for(handle.result(), HANG_GUARD) == ["slow:nap-1:nap"]
         with pytest.raises(WorkflowUpdateFailedError) as failed:
             await asyncio.wait_for(update.result(), HANG_GUARD)
         assert isinstance(failed.value.cause, ApplicationError)
         assert failed.value.cause.type == "AcceptedUpdateCompletedWorkflow"
-    assert any("update handlers are still running (update ids: nap)" in r.getMessage()
+    assert any("update handlers are still running (update ids: nap-1)" in r.getMessage()
                for r in caplog.records)
     client.durable.close()
 

@@ -106,6 +106,9 @@ UPDATES = "temporal.updates"
 UPDATE_SCOPE = "temporal.update"
 
 _RUNTIME: ContextVar[Runtime | None] = ContextVar("durable_temporal_runtime", default=None)
+CURRENT_UPDATE: ContextVar[tuple[str, str] | None] = ContextVar("durable_temporal_update",
+                                                                default=None)
+"""(update id, update name) where an update's validator or handler runs."""
 
 
 def active() -> Runtime | None:
@@ -700,7 +703,8 @@ class _Updates:
                       Operation(op_id, OperationType.CONTEXT, OperationStatus.STARTED,
                                 UPDATE_SCOPE, parent, SubType.PARALLEL_BRANCH))
         handler = rt.defn.updates.get(name)
-        decision = self._stage(scope, update_id, lambda: self._validate(name, handler, args))
+        decision = self._stage(scope, update_id,
+                               lambda: self._validate(update_id, name, handler, args))
         if decision["stage"] == "rejected":
             self._finish(op_id, parent, recorded, ErrorObject.from_dict(decision["error"]))
             return
@@ -715,11 +719,11 @@ class _Updates:
         ex.live_changed(1)
         self.fresh = True
         task = asyncio.ensure_future(
-            self._handle(op_id, parent, recorded, scope, update_id, handler.fn, args))
+            self._handle(op_id, parent, recorded, scope, update_id, name, handler.fn, args))
         task.add_done_callback(_retrieve)
         self.running[update_id] = task
 
-    def _validate(self, name: str, handler: UpdateHandler | None,
+    def _validate(self, update_id: str, name: str, handler: UpdateHandler | None,
                   args: list[Any]) -> dict[str, Any]:
         rt = self.rt
         if handler is None:  # Temporal rejects an update no handler is registered for
@@ -729,11 +733,13 @@ class _Updates:
             return {"stage": "rejected", "error": ErrorObject.from_exception(error).to_dict()}
         if handler.validator is not None:
             token = _RUNTIME.set(rt)
+            update = CURRENT_UPDATE.set((update_id, name))
             try:
                 handler.validator(rt.instance, *_typed_args(rt.defn, handler.fn, args))
             except Exception as e:
                 return {"stage": "rejected", "error": ErrorObject.from_exception(e).to_dict()}
             finally:
+                CURRENT_UPDATE.reset(update)
                 _RUNTIME.reset(token)
         return {"stage": "accepted"}
 
@@ -756,10 +762,12 @@ class _Updates:
         flushing.add_done_callback(_retrieve)
 
     async def _handle(self, op_id: str, parent: str, recorded: Operation | None, scope: Scope,
-                      update_id: str, fn: Callable[..., Any], args: list[Any]) -> None:
+                      update_id: str, name: str, fn: Callable[..., Any],
+                      args: list[Any]) -> None:
         rt, ex = self.rt, self.rt.ex
         CURRENT_SCOPE.set(scope)  # this task's own copy of the context
         _RUNTIME.set(rt)
+        CURRENT_UPDATE.set((update_id, name))
         try:
             outcome: dict[str, Any]
             try:

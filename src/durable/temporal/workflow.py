@@ -31,7 +31,13 @@ from typing import Any, NoReturn, TypeVar, overload
 from durable.errors import NonDeterminismError
 from durable.sdk.executor import ContinueAsNew
 from durable.temporal import _definition
-from durable.temporal._runtime import ActivityHandle, WorkflowTaskFailed, active, current
+from durable.temporal._runtime import (
+    CURRENT_UPDATE,
+    ActivityHandle,
+    WorkflowTaskFailed,
+    active,
+    current,
+)
 from durable.temporal.common import RetryPolicy, run_attributes
 from durable.temporal.exceptions import UnsupportedFeature
 
@@ -45,9 +51,11 @@ __all__ = [
     "Info",
     "NondeterminismError",
     "ParentClosePolicy",
+    "UpdateInfo",
     "WorkflowTaskFailed",
     "all_handlers_finished",
     "continue_as_new",
+    "current_update_info",
     "defn",
     "deprecate_patch",
     "execute_activity",
@@ -244,6 +252,21 @@ def update(fn: F | None = None, /, *, name: str | None = None, dynamic: bool = F
     Decorate a method with `@<handler>.validator` to reject calls before they are accepted.
     How updates are recorded and survive crashes: see `_runtime`."""
     return _definition.mark_update(fn, name, dynamic)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateInfo:
+    """What `current_update_info()` tells of the update being validated or handled."""
+
+    id: str
+    name: str
+
+
+def current_update_info() -> UpdateInfo | None:
+    """The update whose validator or handler (or code they call) is running here, else None."""
+    current("current_update_info()")
+    found = CURRENT_UPDATE.get()
+    return None if found is None else UpdateInfo(*found)
 
 
 def all_handlers_finished() -> bool:
