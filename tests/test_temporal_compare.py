@@ -354,18 +354,18 @@ def test_hello_update_sample_gives_the_same_results_under_both(tmp_path: Path) -
     from durable.temporal.worker import Worker
 
     ours, theirs = load("hello_update", "durable"), load("hello_update", "temporal")
-    temporal = mini_temporal([theirs.GreetingWorkflow], [])
-    temporal.start(theirs.GreetingWorkflow, [], "hello")
+    temporal = mini_temporal([theirs.HelloUpdateWorkflow], [])
+    temporal.start(theirs.HelloUpdateWorkflow, [], "hello")
     temporal.settle()
     stages = temporal.update("hello", "update_workflow_status", update_id="u1")
     assert stages == [("accepted", None), ("completed", "Workflow status updated")]
 
     async def on_durable() -> tuple[Any, Any]:
         client = Client(f"sqlite:///{tmp_path / 'durable.db'}")
-        async with Worker(client, task_queue="q", workflows=[ours.GreetingWorkflow]):
-            handle = await client.start_workflow(ours.GreetingWorkflow.run, id="hello",
+        async with Worker(client, task_queue="q", workflows=[ours.HelloUpdateWorkflow]):
+            handle = await client.start_workflow(ours.HelloUpdateWorkflow.run, id="hello",
                                                  task_queue="q")
-            update = await handle.execute_update(ours.GreetingWorkflow.update_workflow_status)
+            update = await handle.execute_update(ours.HelloUpdateWorkflow.update_workflow_status)
             result = await handle.result()
         client.durable.close()
         return update, result

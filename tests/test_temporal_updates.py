@@ -18,6 +18,7 @@ import pytest
 from durable import ExecutionStatus
 from durable.errors import UsageError
 from durable.temporal import activity, workflow
+from durable.temporal._definition import definition_of
 from durable.temporal.client import (
     Client,
     WithStartWorkflowOperation,
@@ -66,7 +67,7 @@ async def call_greeting_service(to_language: Language) -> str | None:
 @workflow.defn
 class LanguageGreetingWorkflow:
     """Temporal's message-passing introduction sample (its asyncio.Lock left out), renamed from
-    GreetingWorkflow: the hello_update sample loaded in this process has that name."""
+    GreetingWorkflow: greeting.py's workflow, loaded in the same test process, has that name."""
 
     def __init__(self) -> None:
         self.approved_for_release = False
@@ -389,3 +390,18 @@ def test_update_definitions_are_checked_when_the_class_is_defined() -> None:
 
     with pytest.raises(UsageError, match="dynamic update handlers"):
         workflow.update(dynamic=True)
+
+    @workflow.defn(name="NamedUpdates")
+    class NamedUpdates:
+        @workflow.run
+        async def run(self) -> None: ...
+
+        @workflow.update(name="set-value",
+                         unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
+        def set_value(self, value: int) -> None: ...
+
+    defn = definition_of(NamedUpdates)
+    assert defn.update_name(NamedUpdates.set_value) == defn.update_name("set-value") == (
+        "set-value")
+    with pytest.raises(UsageError, match="its update handlers: set-value"):
+        defn.update_name("set_value")

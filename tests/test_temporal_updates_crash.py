@@ -23,6 +23,8 @@ from durable.temporal import activity, workflow
 
 pytestmark = pytest.mark.crash
 
+HANG_GUARD = 120.0  # a hang fails the test instead of the suite; never reached when it works
+
 
 @activity.defn
 async def charge(order: str) -> str:
@@ -38,7 +40,7 @@ async def charge(order: str) -> str:
 
 
 @workflow.defn
-class Checkout:
+class PaymentCheckout:
     def __init__(self) -> None:
         self.receipts: list[str] = []
         self.closed = False
@@ -75,7 +77,7 @@ async def serve() -> None:
     config = ClientConfig.load_client_connect_config()
     config.setdefault("target_host", "localhost:7233")
     client = await Client.connect(**config)
-    async with Worker(client, task_queue="crash", workflows=[Checkout], activities=[charge]):
+    async with Worker(client, task_queue="crash", workflows=[PaymentCheckout], activities=[charge]):
         await asyncio.Event().wait()
 
 
@@ -100,13 +102,16 @@ def test_sigkill_between_accepting_and_completing_an_update_completes_it_once(
     async def call_update() -> str:  # the caller, waiting across the crash
         caller = Client(any_db)
         try:
-            handle = caller.get_workflow_handle_for(Checkout.run, "checkout")
-            return await handle.execute_update(Checkout.pay, "A1", id="pay-A1")  # type: ignore[no-any-return]
+            handle = caller.get_workflow_handle_for(PaymentCheckout.run, "checkout")
+            result = await asyncio.wait_for(
+                handle.execute_update(PaymentCheckout.pay, "A1", id="pay-A1"), HANG_GUARD)
+            return str(result)
         finally:
             caller.durable.close()
 
     client = Client(any_db)
-    handle = asyncio.run(client.start_workflow(Checkout.run, id="checkout", task_queue="crash"))
+    handle = asyncio.run(client.start_workflow(PaymentCheckout.run, id="checkout",
+                                               task_queue="crash"))
     try:
         with ThreadPoolExecutor(1) as pool:
             first = spawn()
@@ -122,10 +127,11 @@ def test_sigkill_between_accepting_and_completing_an_update_completes_it_once(
             assert not waiting.done()
             gate.touch()
             second = spawn()
-            assert waiting.result(timeout=120) == "receipt-A1"
+            assert waiting.result(timeout=HANG_GUARD) == "receipt-A1"
         # the same update id again is the update already completed: nothing runs again
-        assert asyncio.run(handle.execute_update(Checkout.pay, "A1", id="pay-A1")) == "receipt-A1"
-        asyncio.run(handle.signal(Checkout.close))
+        again = asyncio.run(handle.execute_update(PaymentCheckout.pay, "A1", id="pay-A1"))
+        assert again == "receipt-A1"
+        asyncio.run(handle.signal(PaymentCheckout.close))
         assert asyncio.run(asyncio.wait_for(handle.result(), 120)) == ["receipt-A1"]
         assert lines() == [["started", str(first.pid)], ["started", str(second.pid)],
                            ["charged-A1", str(second.pid)]]

@@ -17,7 +17,7 @@ from durable.temporal.worker import Worker
 
 
 @workflow.defn
-class GreetingWorkflow:
+class HelloUpdateWorkflow:
     def __init__(self) -> None:
         self.is_complete = False
 
@@ -41,18 +41,18 @@ async def main(workflow_id: str = "update-workflow-id") -> tuple[str, str]:
     async with Worker(
         client,
         task_queue="update-workflow-task-queue",
-        workflows=[GreetingWorkflow],
+        workflows=[HelloUpdateWorkflow],
     ):
         # While the worker is running, use the client to start the workflow.
         # Note that the workflow does not complete until it receives the update.
         handle = await client.start_workflow(
-            GreetingWorkflow.run,
+            HelloUpdateWorkflow.run,
             id=workflow_id,
             task_queue="update-workflow-task-queue",
         )
 
         # Send the update and wait for the handler's result.
-        update_result = await handle.execute_update(GreetingWorkflow.update_workflow_status)
+        update_result = await handle.execute_update(HelloUpdateWorkflow.update_workflow_status)
         print(f"Update Result: {update_result}")
 
         # Get the result of the workflow.
