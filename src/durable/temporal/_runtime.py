@@ -746,20 +746,14 @@ class _Updates:
     def _stage(self, scope: Scope, update_id: str,
                produce: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Write the update's next stage to `UPDATES`, recorded: a replay gets what was
-        written and writes nothing."""
+        written and writes nothing. Buffered like any recorded value, so the decision is
+        durable before the body of the handler's first activity runs (and the pump's next
+        signal wait checkpoints it at once): a crash can never let an activity run for an
+        update that a replay's validator might then reject."""
         stage: dict[str, Any] = _values.record(
             self.rt.ex, scope, SubType.STREAM_WRITE, UPDATES,
             lambda: {"id": update_id, **produce()}, serializer=DEFAULT_SERIALIZER)
-        self._flush_soon()
         return stage
-
-    def _flush_soon(self) -> None:
-        """Stages are buffered like any recorded value; callers wait on them, so they are
-        checkpointed now rather than with whatever durable call comes next."""
-        if self.rt.query_mode:
-            return
-        flushing = asyncio.ensure_future(self.rt.ex.flush())
-        flushing.add_done_callback(_retrieve)
 
     async def _handle(self, op_id: str, parent: str, recorded: Operation | None, scope: Scope,
                       update_id: str, name: str, fn: Callable[..., Any],
@@ -792,6 +786,8 @@ class _Updates:
                 self._stage(scope, update_id, lambda: outcome)
                 error = ErrorObject.from_dict(outcome["error"]) if "error" in outcome else None
                 self._finish(op_id, parent, recorded, error)
+                if not rt.query_mode:  # the caller waits on it: not with whatever comes next
+                    await ex.flush()
             self.running.pop(update_id, None)
             # Leaving the live count while a wait_condition, just woken, has not yet looked
             # could suspend the invocation with nothing left to wake it: it looks first.
@@ -812,7 +808,6 @@ class _Updates:
                                           sub_type=SubType.PARALLEL_BRANCH, error=error),
                           Operation(op_id, OperationType.CONTEXT, status, UPDATE_SCOPE, parent,
                                     SubType.PARALLEL_BRANCH, error=error))
-        self._flush_soon()
 
     async def let_started_run(self) -> None:
         """Let handlers just started run up to their first await (one turn of the loop: their
