@@ -352,8 +352,10 @@ def test_hello_activity_sample_gives_the_same_result_under_both() -> None:
 
 def test_hello_update_sample_gives_the_same_results_under_both(tmp_path: Path) -> None:
     from durable.temporal.worker import Worker
+    from tests.test_temporal_workflows import load_example
 
-    ours, theirs = load("hello_update", "durable"), load("hello_update", "temporal")
+    # the sample as other tests load it: defined twice, the later class would take its name
+    ours, theirs = load_example("hello_update"), load("hello_update", "temporal")
     temporal = mini_temporal([theirs.HelloUpdateWorkflow], [])
     temporal.start(theirs.HelloUpdateWorkflow, [], "hello")
     temporal.settle()
