@@ -16,10 +16,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from durable.temporal import activity, workflow
+
+if TYPE_CHECKING:  # the worker runs this file as a script, where `tests` is not importable
+    from tests.kit import Proc
 
 pytestmark = pytest.mark.crash
 
@@ -64,6 +68,13 @@ class PaymentCheckout:
             raise ValueError("checkout is closed")
 
     @workflow.signal
+    async def refund(self, order: str) -> None:
+        """An async signal handler awaiting an activity, beside an update handler."""
+        receipt = await workflow.execute_activity(
+            charge, order, start_to_close_timeout=timedelta(seconds=60))
+        self.receipts.append(f"refunded-{receipt}")
+
+    @workflow.signal
     def close(self) -> None:
         self.closed = True
 
@@ -81,64 +92,121 @@ async def serve() -> None:
         await asyncio.Event().wait()
 
 
-def test_sigkill_between_accepting_and_completing_an_update_completes_it_once(
-        any_db: str, tmp_path: Path) -> None:
-    from durable.temporal.client import Client
-    from tests.kit import Proc, Procs, wait_until
+class _Workers:
+    """Worker processes serving this file on `db`, and the effects their activities wrote."""
 
-    effects, gate, log = tmp_path / "effects.log", tmp_path / "gate", tmp_path / "workers.log"
-    procs = Procs(tmp_path, grace=0)
-    env = {**os.environ, "TEMPORAL_ADDRESS": any_db, "EFFECTS": str(effects),
-           "GATE": str(gate), "TEMPORAL_CONFIG_FILE": str(tmp_path / "none.toml")}
-    env.pop("DURABLE_DB", None)
+    def __init__(self, db: str, tmp_path: Path) -> None:
+        from tests.kit import Procs
 
-    def spawn() -> Proc:
-        return procs.start(sys.executable, __file__, log=log, env=env)
+        self.db = db
+        self.effects, self.gate = tmp_path / "effects.log", tmp_path / "gate"
+        self.log = tmp_path / "workers.log"
+        self.procs = Procs(tmp_path, grace=0)
+        self.env = {**os.environ, "TEMPORAL_ADDRESS": db, "EFFECTS": str(self.effects),
+                    "GATE": str(self.gate), "TEMPORAL_CONFIG_FILE": str(tmp_path / "none.toml")}
+        self.env.pop("DURABLE_DB", None)
 
-    def lines() -> list[list[str]]:
-        return [line.split() for line in effects.read_text().splitlines()] if (
-            effects.exists()) else []
+    def spawn(self) -> Proc:
+        return self.procs.start(sys.executable, __file__, log=self.log, env=self.env)
 
-    async def call_update() -> str:  # the caller, waiting across the crash
-        caller = Client(any_db)
+    def lines(self) -> list[list[str]]:
+        return [line.split() for line in self.effects.read_text().splitlines()] if (
+            self.effects.exists()) else []
+
+    async def pay(self, order: str) -> str:
+        """The caller of an update, in a client of its own, waiting across crashes."""
+        from durable.temporal.client import Client
+
+        caller = Client(self.db)
         try:
             handle = caller.get_workflow_handle_for(PaymentCheckout.run, "checkout")
             result = await asyncio.wait_for(
-                handle.execute_update(PaymentCheckout.pay, "A1", id="pay-A1"), HANG_GUARD)
+                handle.execute_update(PaymentCheckout.pay, order, id=f"pay-{order}"),
+                HANG_GUARD)
             return str(result)
         finally:
             caller.durable.close()
 
+
+def test_sigkill_between_accepting_and_completing_an_update_completes_it_once(
+        any_db: str, tmp_path: Path) -> None:
+    from durable.temporal.client import Client
+    from tests.kit import wait_until
+
+    workers = _Workers(any_db, tmp_path)
     client = Client(any_db)
     handle = asyncio.run(client.start_workflow(PaymentCheckout.run, id="checkout",
                                                task_queue="crash"))
     try:
         with ThreadPoolExecutor(1) as pool:
-            first = spawn()
-            waiting = pool.submit(asyncio.run, call_update())
+            first = workers.spawn()
+            waiting = pool.submit(asyncio.run, workers.pay("A1"))
 
             def charge_started() -> bool:
                 assert first.alive, f"the worker exited:\n{first.output()}"
-                return bool(lines())
+                return bool(workers.lines())
             wait_until(charge_started, "the update's activity to start")
             stages = asyncio.run(client._update_stages("checkout", "pay-A1"))
             assert [stage["stage"] for _, stage in stages] == ["accepted"]
             first.kill()
             assert not waiting.done()
-            gate.touch()
-            second = spawn()
+            workers.gate.touch()
+            second = workers.spawn()
             assert waiting.result(timeout=HANG_GUARD) == "receipt-A1"
         # the same update id again is the update already completed: nothing runs again
         again = asyncio.run(handle.execute_update(PaymentCheckout.pay, "A1", id="pay-A1"))
         assert again == "receipt-A1"
         asyncio.run(handle.signal(PaymentCheckout.close))
         assert asyncio.run(asyncio.wait_for(handle.result(), 120)) == ["receipt-A1"]
-        assert lines() == [["started", str(first.pid)], ["started", str(second.pid)],
-                           ["charged-A1", str(second.pid)]]
+        assert workers.lines() == [["started", str(first.pid)], ["started", str(second.pid)],
+                                   ["charged-A1", str(second.pid)]]
         stages = asyncio.run(client._update_stages("checkout", "pay-A1"))
         assert [stage["stage"] for _, stage in stages] == ["accepted", "result"]
     finally:
-        procs.close()
+        workers.procs.close()
+        client.durable.close()
+
+
+def test_sigkill_while_a_signal_handler_and_an_update_handler_await_activities_runs_each_once(
+        any_db: str, tmp_path: Path) -> None:
+    """Both kinds of handler in flight on the one signal channel when the worker dies: after
+    the restart, each activity's effect happens once, the update completes once, and the run
+    waits for both handlers (`all_handlers_finished`) before returning."""
+    from durable.temporal.client import Client
+    from tests.kit import wait_until
+
+    workers = _Workers(any_db, tmp_path)
+    client = Client(any_db)
+    handle = asyncio.run(client.start_workflow(PaymentCheckout.run, id="checkout",
+                                               task_queue="crash"))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = workers.spawn()
+            asyncio.run(handle.signal(PaymentCheckout.refund, "R1"))
+            waiting = pool.submit(asyncio.run, workers.pay("A1"))
+
+            def both_started() -> bool:
+                assert first.alive, f"the worker exited:\n{first.output()}"
+                return len(workers.lines()) == 2
+            wait_until(both_started, "the signal's and the update's activities to start")
+            first.kill()
+            asyncio.run(handle.signal(PaymentCheckout.close))  # while no worker runs
+            assert not waiting.done()
+            workers.gate.touch()
+            second = workers.spawn()
+            assert waiting.result(timeout=HANG_GUARD) == "receipt-A1"
+        assert sorted(asyncio.run(asyncio.wait_for(handle.result(), HANG_GUARD))) == [
+            "receipt-A1", "refunded-receipt-R1"]
+        effects = workers.lines()
+        assert effects[:2] == [["started", str(first.pid)]] * 2
+        assert sorted(effects[2:]) == [["charged-A1", str(second.pid)],
+                                       ["charged-R1", str(second.pid)],
+                                       ["started", str(second.pid)],
+                                       ["started", str(second.pid)]]
+        stages = asyncio.run(client._update_stages("checkout", "pay-A1"))
+        assert [stage["stage"] for _, stage in stages] == ["accepted", "result"]
+    finally:
+        workers.procs.close()
         client.durable.close()
 
 
