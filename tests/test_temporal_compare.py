@@ -43,6 +43,7 @@ temporalio = pytest.importorskip("temporalio", reason="temporalio is not install
 EXAMPLES = Path(__file__).parent.parent / "examples" / "temporal_style"
 IMPORTS = {
     "from durable.temporal import activity, workflow": "from temporalio import activity, workflow",
+    "from durable.temporal import workflow": "from temporalio import workflow",
     "from durable.temporal.serverless import run": "run = None",
     "from durable.temporal.client import Client": "from temporalio.client import Client",
     "from durable.temporal.client import Client, WorkflowFailureError":
@@ -142,7 +143,8 @@ class MiniTemporal:
             worker_level_failure_exception_types=[], patch_activation_callback=None,
             last_completion_result=temporalio.api.common.v1.Payloads(), last_failure=None)))
         self.runs[id] = {"instance": instance, "jobs": [], "result": None, "done": False,
-                         "parent": parent, "queries": {}, "workflow": workflow}
+                         "parent": parent, "queries": {}, "updates": {},
+                         "workflow": workflow}
         init = wa.InitializeWorkflow(workflow_type=defn.name, workflow_id=id,
                                      arguments=self.converter.payload_converter.to_payloads(args),
                                      randomness_seed=7)
@@ -162,6 +164,17 @@ class MiniTemporal:
             arguments=self.converter.payload_converter.to_payloads(list(args))))
         self._activate(id, [job])
         return self.runs[id]["queries"].pop(query_id)
+
+    def update(self, id: str, name: str, *args: Any, update_id: str) -> list[tuple[str, Any]]:
+        """Send an update and settle: the stages the workflow answered, in order (accepted,
+        then completed with its value; or rejected with the failure)."""
+        from temporalio.bridge.proto import workflow_activation as wa
+        self.runs[id]["updates"][update_id] = []
+        self.runs[id]["jobs"].append(wa.WorkflowActivationJob(do_update=wa.DoUpdate(
+            id=update_id, protocol_instance_id=update_id, name=name, run_validator=True,
+            input=self.converter.payload_converter.to_payloads(list(args)))))
+        self.settle()
+        return self.runs[id]["updates"][update_id]  # type: ignore[no-any-return]
 
     def result(self, id: str) -> Any:
         while not self.runs[id]["done"]:
@@ -255,6 +268,12 @@ class MiniTemporal:
         elif kind == "respond_to_query":
             answer = command.respond_to_query
             run["queries"][answer.query_id] = pc.from_payloads([answer.succeeded.response])[0]
+        elif kind == "update_response":
+            answer = command.update_response
+            stage = answer.WhichOneof("response")
+            value = (pc.from_payloads([answer.completed])[0] if stage == "completed"
+                     else answer.rejected if stage == "rejected" else None)
+            run["updates"][answer.protocol_instance_id].append((stage, value))
         elif kind in ("set_patch_marker", "cancel_timer"):
             pass
         else:
@@ -389,6 +408,117 @@ def test_hello_activity_sample_gives_the_same_result_under_both() -> None:
         async with TestEnvironment(wf) as env:
             return await env.run(wf, "World", id="hello")
     assert asyncio.run(on_durable()) == temporal.result("hello") == "Hello, World!"
+
+
+def test_hello_update_sample_gives_the_same_results_under_both(tmp_path: Path) -> None:
+    from durable.temporal.worker import Worker
+    from tests.test_temporal_workflows import load_example
+
+    # the sample as other tests load it: defined twice, the later class would take its name
+    ours, theirs = load_example("hello_update"), load("hello_update", "temporal")
+    temporal = mini_temporal([theirs.HelloUpdateWorkflow], [])
+    temporal.start(theirs.HelloUpdateWorkflow, [], "hello")
+    temporal.settle()
+    stages = temporal.update("hello", "update_workflow_status", update_id="u1")
+    assert stages == [("accepted", None), ("completed", "Workflow status updated")]
+
+    async def on_durable() -> tuple[Any, Any]:
+        client = Client(f"sqlite:///{tmp_path / 'durable.db'}")
+        async with Worker(client, task_queue="q", workflows=[ours.HelloUpdateWorkflow]):
+            handle = await client.start_workflow(ours.HelloUpdateWorkflow.run, id="hello",
+                                                 task_queue="q")
+            update = await handle.execute_update(ours.HelloUpdateWorkflow.update_workflow_status)
+            result = await handle.result()
+        client.durable.close()
+        return update, result
+    assert asyncio.run(asyncio.wait_for(on_durable(), 60)) == (
+        stages[1][1], temporal.result("hello"))
+
+
+COUNTER = """
+from temporalio import workflow
+
+
+@workflow.defn(name="CompareCounter")
+class CompareCounter:
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.done and workflow.all_handlers_finished())
+        return self.total
+
+    @workflow.update
+    def add(self, amount: int) -> int:
+        self.total += amount
+        return self.total
+
+    @add.validator
+    def validate_add(self, amount: int) -> None:
+        if amount < 0:
+            raise ValueError(f"cannot add {amount}")
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+"""
+"""One workflow's code, as Temporal's docs write an update with a validator; `counter_workflow`
+defines it with either SDK."""
+
+
+def counter_workflow(flavour: str, tmp_path: Path) -> type:
+    source = COUNTER if flavour == "temporal" else COUNTER.replace(
+        "from temporalio import workflow", "from durable.temporal import workflow")
+    file = tmp_path / f"counter_{flavour}.py"  # a file, so its source can be read back
+    file.write_text(source)
+    module = ModuleType(f"compare_{flavour}_counter")
+    module.__file__ = str(file)
+    sys.modules[module.__name__] = module
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module.CompareCounter  # type: ignore[no-any-return]
+
+
+def test_update_validators_accept_and_reject_as_temporal_does(tmp_path: Path) -> None:
+    """The same calls under both: accepted updates return the new total; a rejected one is
+    never applied, and its failure carries the validator's exception type and message."""
+    from durable.temporal.client import WorkflowUpdateFailedError
+    from durable.temporal.exceptions import ApplicationError
+    from durable.temporal.worker import Worker
+
+    theirs = counter_workflow("temporal", tmp_path)
+    ours = counter_workflow("durable", tmp_path)
+    calls = [("a", 5), ("b", -2), ("c", 3)]
+    temporal = mini_temporal([theirs], [])
+    temporal.start(theirs, [], "counter")
+    temporal.settle()
+    observed_t: list[Any] = []
+    for update_id, amount in calls:
+        stages = temporal.update("counter", "add", amount, update_id=update_id)
+        last, value = stages[-1]
+        observed_t.append(value if last == "completed" else (
+            "rejected", value.application_failure_info.type, value.message))
+    temporal.signal("counter", "finish")
+    observed_t.append(temporal.result("counter"))
+
+    async def on_durable() -> list[Any]:
+        client = Client(f"sqlite:///{tmp_path / 'durable.db'}")
+        seen: list[Any] = []
+        async with Worker(client, task_queue="q", workflows=[ours]):
+            handle = await client.start_workflow(ours.run, id="counter", task_queue="q")
+            for update_id, amount in calls:
+                try:
+                    seen.append(await handle.execute_update(ours.add, amount, id=update_id))
+                except WorkflowUpdateFailedError as e:
+                    assert isinstance(e.cause, ApplicationError)
+                    seen.append(("rejected", e.cause.type, e.cause.message))
+            await handle.signal(ours.finish)
+            seen.append(await handle.result())
+        client.durable.close()
+        return seen
+    assert asyncio.run(asyncio.wait_for(on_durable(), 60)) == observed_t
+    assert observed_t == [5, ("rejected", "ValueError", "cannot add -2"), 8, 8]
 
 
 PROFILES = """

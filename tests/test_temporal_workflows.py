@@ -372,15 +372,6 @@ async def test_cancellation_arrives_as_asyncio_cancelled_error() -> None:
 # -- refused at definition time --------------------------------------------------------------------
 
 def test_unsupported_features_fail_when_the_class_is_defined() -> None:
-    with pytest.raises(UnsupportedFeature, match="update handlers"):
-        @workflow.defn
-        class WithUpdate:
-            @workflow.run
-            async def run(self) -> None: ...
-
-            @workflow.update
-            async def set_value(self, value: int) -> None: ...
-
     with pytest.raises(UnsupportedFeature, match=r"asyncio\.as_completed"):
         @workflow.defn
         class AsCompleted:

@@ -34,6 +34,8 @@ C = TypeVar("C", bound=type)
 RUN_ATTR = "__durable_temporal_run__"
 SIGNAL_ATTR = "__durable_temporal_signal__"
 QUERY_ATTR = "__durable_temporal_query__"
+UPDATE_ATTR = "__durable_temporal_update__"
+VALIDATOR_ATTR = "__durable_temporal_update_validator__"
 INIT_ATTR = "__durable_temporal_init__"
 DEFN_ATTR = "__durable_temporal_definition__"
 DYNAMIC_ATTR = "__durable_temporal_dynamic__"
@@ -80,6 +82,7 @@ class Definition:
     dynamic_query: Callable[..., Any] | None = None
     sets_signal_handlers: bool = False
     """Its code calls workflow.set_signal_handler / set_dynamic_signal_handler."""
+    updates: dict[str, UpdateHandler] = field(default_factory=dict)
     failure_types: tuple[type[BaseException], ...] = ()
     durable: Workflow[..., Any] = field(init=False)
     namespaces: list[dict[str, Any]] = field(init=False, repr=False)
@@ -108,9 +111,11 @@ class Definition:
 
     @property
     def accepts_signals(self) -> bool:
-        """Whether runs take signals at all: only then is the signal pump (an operation of
-        its own in each run's history) started, so runs of classes without any keep theirs."""
-        return bool(self.signals) or self.dynamic_signal is not None or self.sets_signal_handlers
+        """Whether runs take signals at all (updates travel on the signal channel too): only
+        then is the signal pump (an operation of its own in each run's history) started, so
+        runs of classes without any keep theirs."""
+        return (bool(self.signals) or bool(self.updates) or self.dynamic_signal is not None
+                or self.sets_signal_handlers)
 
     def signal_name(self, ref: str | Callable[..., Any]) -> str:
         return _handler_name(self, ref, self.signals, SIGNAL_ATTR, "signal")
@@ -118,12 +123,27 @@ class Definition:
     def query_name(self, ref: str | Callable[..., Any]) -> str:
         return _handler_name(self, ref, self.queries, QUERY_ATTR, "query")
 
+    def update_name(self, ref: str | Callable[..., Any]) -> str:
+        handlers = {name: u.fn for name, u in self.updates.items()}
+        # No update handler can be set at run time, so a name must be one declared.
+        return _handler_name(self, ref, handlers, UPDATE_ATTR, "update", settable=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateHandler:
+    """An @workflow.update method and the validator that may reject a call before it is
+    accepted."""
+
+    fn: Callable[..., Any]
+    validator: Callable[..., Any] | None
+
 
 def _handler_name(defn: Definition, ref: str | Callable[..., Any],
-                  handlers: dict[str, Callable[..., Any]], attr: str, kind: str) -> str:
-    if isinstance(ref, str):  # any name, as in Temporal: handlers may be set at run time
+                  handlers: dict[str, Callable[..., Any]], attr: str, kind: str, *,
+                  settable: bool = True) -> str:
+    if isinstance(ref, str) and settable:  # any name, as in Temporal: set at run time maybe
         return ref
-    name = getattr(ref, attr, None)
+    name = ref if isinstance(ref, str) else getattr(ref, attr, None)
     if not isinstance(name, str) or name not in handlers:
         known = ", ".join(handlers) or "none"
         raise UsageError(f"workflow {defn.name!r} has no {kind} handler {ref!r} "
@@ -175,9 +195,30 @@ def mark_handler(fn: Callable[..., Any] | None, name: str | None, dynamic: bool,
     return wrap(fn) if fn is not None else wrap
 
 
+def mark_update(fn: Callable[..., Any] | None, name: str | None, dynamic: bool) -> Any:
+    """@workflow.update, bare or with options. The decorated method gains `.validator`, a
+    decorator for the method that may reject a call (Temporal's `@my_update.validator`)."""
+    if dynamic:
+        raise UnsupportedFeature("dynamic update handlers (@workflow.update(dynamic=True))",
+                                 "declare each update by name")
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        def validator(check: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(check):
+                raise UsageError(f"update validator {check.__qualname__} must not be `async`: "
+                                 "it decides from the workflow's state as it stands")
+            setattr(f, VALIDATOR_ATTR, check)
+            return check
+
+        setattr(f, UPDATE_ATTR, name or f.__name__)
+        f.validator = validator  # type: ignore[attr-defined]
+        return f
+    return wrap(fn) if fn is not None else wrap
+
+
 def make_definition(cls: type, name: str | None, failure_types: Sequence[type[BaseException]]
                     ) -> Definition:
-    run_fns, signals, queries = [], {}, {}
+    run_fns, signals, queries, updates = [], {}, {}, {}
     dynamic: dict[str, Callable[..., Any]] = {}
     for klass in reversed(cls.__mro__):
         for member in vars(klass).values():
@@ -189,6 +230,8 @@ def make_definition(cls: type, name: str | None, failure_types: Sequence[type[Ba
                 signals[sig] = member
             if isinstance(query := getattr(member, QUERY_ATTR, None), str):
                 queries[query] = member
+            if isinstance(update := getattr(member, UPDATE_ATTR, None), str):
+                updates[update] = UpdateHandler(member, getattr(member, VALIDATOR_ATTR, None))
     if not run_fns:
         raise UsageError(f"@workflow.defn class {cls.__qualname__} has no @workflow.run method")
     if len({fn.__name__ for fn in run_fns}) > 1:
@@ -198,7 +241,7 @@ def make_definition(cls: type, name: str | None, failure_types: Sequence[type[Ba
     init = vars(cls).get("__init__")
     defn = Definition(cls, name or cls.__name__, run_fns[-1],
                       init_takes_args=bool(getattr(init, INIT_ATTR, False)), signals=signals,
-                      queries=queries, dynamic_signal=dynamic.get("signal"),
+                      queries=queries, updates=updates, dynamic_signal=dynamic.get("signal"),
                       dynamic_query=dynamic.get("query"),
                       sets_signal_handlers=bool(used & RUNTIME_SIGNAL_HANDLERS),
                       failure_types=tuple(failure_types))

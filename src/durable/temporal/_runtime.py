@@ -33,6 +33,24 @@ Queue, Lock ... (`in_memory`) counts as waiting on the engine, since only anothe
 run can end that wait: when every part waits, the run is suspended and a signal or timer
 resumes it by replay.
 
+**Updates** travel on the same channel as signals, marked with their update id, so they keep
+their place in the order of messages. When the pump applies one, it opens a CONTEXT operation
+for it, whose id follows from the message's position (not from the pump scope's counter, which
+the pump's own waits advance concurrently), and the update's outcome is written, from that scope,
+to the run's stream `UPDATES` as recorded values: first `accepted` (or `rejected` with the
+validator's error; the handler then never runs), at the end `result` or `failure`. Callers follow
+that stream, woken by the store's commit notifications. The handler runs in its own task and
+scope, so it may await activities, timers and conditions; its durable calls are recorded in its
+scope and replayed there after a crash, where a handler whose outcome is recorded runs again to
+rebuild the instance's state but writes nothing. An update is counted among the applied messages
+when its handler starts, and a watermark is taken only once every started handler has run up to
+its first await, so the run method sees what the handlers did before their first await at the
+same points on every replay. What a handler does after an await is seen wherever the run method
+next looks, like the result of any concurrent branch; the usual shape, waiting with
+`wait_condition` on state the handlers set, replays alike. The same update id twice is one
+update: the pump takes the second for the first and drops it. `workflow.all_handlers_finished()`
+is true once no update handler and no async signal handler is still running.
+
 **Queries** are answered by replaying the run's history read-only in the caller's process, to
 the point the run has reached, then applying the signals already delivered but not yet taken,
 and calling the handler on the resulting instance: the answer is exactly the state Temporal
@@ -64,6 +82,7 @@ from durable.errors import (
 )
 from durable.model import (
     CheckpointResult,
+    ErrorObject,
     Invocation,
     Operation,
     OperationAction,
@@ -78,16 +97,19 @@ from durable.sdk import values as _values
 from durable.sdk.context import Context
 from durable.sdk.executor import CURRENT_SCOPE, CURRENT_STEP, Executor, Scope, Suspend
 from durable.sdk.parallel import Completion
+from durable.sdk.serializer import DEFAULT_SERIALIZER
 from durable.sdk.step import return_type
 from durable.temporal._async_completion import COMPLETED_ASYNC, callback_name
 from durable.temporal._attempt import TRY_CANCEL, CancelRequest, activity_body
 from durable.temporal._cron import run_input
-from durable.temporal._definition import Definition
-from durable.temporal._handlers import Delivery, Handlers
+from durable.temporal._definition import Definition, UpdateHandler
+from durable.temporal._handlers import Delivery, Handlers, typed_args
 from durable.temporal.activity import CURRENT_CALL, CallInfo
 from durable.temporal.common import DEFAULT_ACTIVITY_RETRY, RetryPolicy
 from durable.temporal.exceptions import (
     ActivityError,
+    ApplicationError,
+    CancelledError,
     ChildWorkflowError,
     FailureError,
     UnsupportedFeature,
@@ -106,11 +128,17 @@ HANDLER_SCOPE = "temporal.signal-handler"
 """The scope an async signal handler runs in: one per signal, named by its arrival index."""
 TASK_SCOPE = "temporal.task"
 """The scope of a task workflow code created (`asyncio.create_task`)."""
+UPDATES = "temporal.updates"
+"""The run's stream on which each update's stages are written: {"id": ..., "stage": ...}."""
+UPDATE_SCOPE = "temporal.update"
 
 _RUNTIME: ContextVar[Runtime | None] = ContextVar("durable_temporal_runtime", default=None)
 _HANDLE_CANCEL: ContextVar[CancelRequest | None] = ContextVar("durable_temporal_handle_cancel",
                                                               default=None)
 """While a start_activity handle runs its call: where its `.cancel()` goes."""
+CURRENT_UPDATE: ContextVar[tuple[str, str] | None] = ContextVar("durable_temporal_update",
+                                                                default=None)
+"""(update id, update name) where an update's validator or handler runs."""
 
 
 def active() -> Runtime | None:
@@ -187,11 +215,13 @@ class Runtime:
         self.handlers = Handlers(defn)
         self.pump = _Pump(self) if defn.accepts_signals else None
         self.failure: BaseException | None = None
-        """What an async handler or a task raised that must fail the workflow task; raised
-        where workflow code next observes state (`sync`)."""
+        """What an async handler, an update handler or a task raised that must fail the
+        workflow task; raised where workflow code next observes state (`sync`)."""
         self._tasks: set[WorkflowTask[Any]] = set()
         self._seen: dict[str | None, int] = {}
         self._waiters: set[asyncio.Future[None]] = set()
+        self._unseen_wakes = 0  # wait_conditions woken that have not resumed yet
+        self._wake_taken = asyncio.Event()
         self._rng: _random.Random | None = None
         self._unawaited: dict[str | None, list[ActivityHandle]] = {}
 
@@ -208,6 +238,8 @@ class Runtime:
                 await self.sync()
                 result = await self.defn.run_fn(self.instance, *args)
                 self._refuse_unawaited()
+                if self.pump is not None:
+                    self.pump.updates.warn_unfinished()
                 return result
             finally:
                 if not self.query_mode:
@@ -257,11 +289,20 @@ class Runtime:
         if upcoming is not None and _is_watermark(upcoming):
             count = int(_values.record(self.ex, scope, SubType.STEP, WATERMARK, lambda: 0))
             self._seen[scope.parent_id] = count
-            await pump.apply_through(count)
+            # An update handler's scope, replayed, may run ahead of the run method: it waits
+            # for the run method's watermarks to apply what it saw, rather than applying it to
+            # the state the run method is still deciding on.
+            await pump.apply_through(count, lift=scope.parent_id not in pump.updates.scopes)
+            await pump.updates.let_started_run()
         elif upcoming is None:
+            if scope.parent_id in pump.updates.scopes and not self.query_mode:
+                await pump.until_run_method_replayed()
             await pump.caught_up.wait()  # every signal the engine delivered has been taken
             pump.allowed = None
             pump.apply_ready()
+            while pump.updates.fresh:  # more may come in meanwhile: applied, and waited for
+                await pump.updates.let_started_run()
+                pump.apply_ready()
             if pump.applied != self._seen.get(scope.parent_id, 0) and not self.query_mode:
                 applied = pump.applied
                 _values.record(self.ex, scope, SubType.STEP, WATERMARK, lambda: applied)
@@ -284,7 +325,14 @@ class Runtime:
         for fut in self._waiters:
             if not fut.done():
                 fut.set_result(None)
+                self._unseen_wakes += 1
         self._waiters.clear()
+
+    async def wakes_taken(self) -> None:
+        """Return once every wait_condition woken has resumed and looked at the state."""
+        while self._unseen_wakes:
+            self._wake_taken.clear()
+            await self._wake_taken.wait()
 
     async def _block(self) -> None:
         """Wait until state may have changed. Counts as waiting on the engine, so that when
@@ -295,6 +343,9 @@ class Runtime:
             await self.in_memory(fut)
         finally:
             self._waiters.discard(fut)
+            if fut.done() and not fut.cancelled():  # woken by `_wake`, which counted it
+                self._unseen_wakes -= 1
+                self._wake_taken.set()
 
     async def in_memory(self, aw: Awaitable[T]) -> T:
         """Await what only another part of this run can complete (a wait_condition's wakeup, a
@@ -451,8 +502,10 @@ class Runtime:
         task.add_done_callback(lambda t: self._task_ended(t, fails_run))
         return task
 
-    def signal_handlers_finished(self) -> bool:
-        return not any(task.is_handler for task in self._tasks)
+    def all_handlers_finished(self) -> bool:
+        """No async signal handler and no update handler is still running."""
+        updates_running = self.pump is not None and bool(self.pump.updates.running)
+        return not updates_running and not any(task.is_handler for task in self._tasks)
 
     def _task_ended(self, task: WorkflowTask[Any], fails_run: bool) -> None:
         self._tasks.discard(task)
@@ -503,6 +556,8 @@ class Runtime:
             upcoming = self._upcoming(_scope())
             if upcoming is not None and _is_watermark(upcoming):
                 continue  # replaying: the history says what was applied next
+            if self.pump is not None and self.pump.held_back():
+                continue  # taken while the replay held it back: the next sync applies it
             await self._block()
 
     async def execute_activity(self, activity: Any, args: Sequence[Any], *, local: bool,
@@ -602,6 +657,7 @@ class Runtime:
     def now(self) -> datetime:
         return self.ctx.now()
 
+
     def random(self) -> _random.Random:
         """One generator per run, seeded from a recorded value: deterministic on replay."""
         if self._rng is None:
@@ -698,13 +754,15 @@ class _Pump:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.received: list[Delivery] = []
+        self.received: list[tuple[Delivery, str | None]] = []
+        """Each message taken, in order, with its update id (None: a signal)."""
         self.applied = 0
         self.allowed: int | None = 0
         self.caught_up = asyncio.Event()
         self._progress = asyncio.Event()
         self.scope: Scope | None = None
         self._task: asyncio.Task[None] | None = None
+        self.updates = _Updates(self)
 
     def start(self) -> None:
         ex = self.rt.ex
@@ -726,6 +784,7 @@ class _Pump:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task])
+        await self.updates.stop()
 
     async def _run(self) -> None:
         assert self.scope is not None
@@ -753,11 +812,12 @@ class _Pump:
             ex.live_changed(-1)
 
     def receive(self, data: Any) -> None:
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(
+                data.get("update_id", ""), str):
             raise UsageError(f"a signal on {CHANNEL!r} must carry {{'name': ..., 'args': [...]}}"
-                             f", got {data!r}")
-        self.received.append(Delivery(len(self.received), data["name"],
-                                      list(data.get("args") or [])))
+                             f" (and 'update_id' for an update), got {data!r}")
+        delivery = Delivery(len(self.received), data["name"], list(data.get("args") or []))
+        self.received.append((delivery, data.get("update_id")))
         self._progress.set()
         self.apply_ready()
 
@@ -766,23 +826,216 @@ class _Pump:
                                                                      len(self.received))
         before = self.applied
         while self.applied < limit and self.rt.failure is None:
-            delivery = self.received[self.applied]
+            delivery, update_id = self.received[self.applied]
             self.applied += 1
+            if update_id is not None:
+                self.updates.admit(delivery, update_id)
+                continue
             try:
                 self.rt.handle_signal(delivery)
             except Exception as e:
                 self.rt.failure = e
+        # Set on every look, changed or not: a replayed update handler waits on it for the
+        # run method's syncs (`until_run_method_replayed`).
+        self._progress.set()
         if self.applied != before:
             self.rt._wake()
 
-    async def apply_through(self, count: int) -> None:
-        if self.allowed is not None:
+    async def apply_through(self, count: int, *, lift: bool = True) -> None:
+        if lift and self.allowed is not None:
             self.allowed = max(self.allowed, count)
         self.apply_ready()
         while self.applied < count and self.rt.failure is None:
             self._progress.clear()
             await self._progress.wait()
             self.apply_ready()
+
+    async def until_run_method_replayed(self) -> None:
+        """An update handler past its history while the run method still replays its own: it
+        must not apply messages the run method's watermarks hold back yet. Each operation the
+        run method replays is followed by one of its syncs, which sets `_progress`."""
+        while self.rt.ex.replaying:
+            self._progress.clear()
+            await self._progress.wait()
+
+    def held_back(self) -> bool:
+        """Messages were taken that a replay's watermark kept from being applied; their arrival
+        woke no one if it came before the wait that would see it."""
+        return self.rt.failure is None and self.applied < len(self.received)
+
+
+class _Updates:
+    """The updates of one invocation: admitting each (validate, accept or reject), running the
+    accepted handlers in tasks of their own, and writing their stages to the `UPDATES` stream
+    (see the module docstring)."""
+
+    def __init__(self, pump: _Pump) -> None:
+        self.pump = pump
+        self.rt = pump.rt
+        self.accepted: set[str] = set()
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.scopes: set[str] = set()
+        """The ids of the update handlers' scopes."""
+        self.fresh = False
+        """Handlers were started that may not yet have run up to their first await."""
+
+    def admit(self, message: Delivery, update_id: str) -> None:
+        index, name, args = message.index, message.name, message.args
+        if update_id in self.accepted:  # the same update sent again: it is the one accepted
+            return
+        rt, ex = self.rt, self.rt.ex
+        assert self.pump.scope is not None and self.pump.scope.parent_id is not None
+        parent = self.pump.scope.parent_id
+        op_id = operation_id(f"{parent}-update", index)
+        recorded = ex.ops.get(op_id)
+        if recorded is None and rt.query_mode:
+            return  # not admitted yet: a query does not see it
+        scope = Scope(ex, op_id)
+        if recorded is None:
+            ex.buffer(OperationUpdate(op_id, OperationType.CONTEXT, OperationAction.START,
+                                      name=UPDATE_SCOPE, parent_id=parent,
+                                      sub_type=SubType.PARALLEL_BRANCH),
+                      Operation(op_id, OperationType.CONTEXT, OperationStatus.STARTED,
+                                UPDATE_SCOPE, parent, SubType.PARALLEL_BRANCH))
+        handler = rt.defn.updates.get(name)
+        decision = self._stage(scope, update_id,
+                               lambda: self._validate(update_id, name, handler, args))
+        if decision["stage"] == "rejected":
+            self._finish(op_id, parent, recorded, ErrorObject.from_dict(decision["error"]))
+            return
+        if handler is None:  # accepted by code that had the handler: as a failed workflow task
+            rt.failure = rt.failure or UsageError(
+                f"update {name!r} ({update_id}) of run {rt.ctx.run_id!r} was accepted, but "
+                f"workflow {rt.defn.name!r} has no such update handler now; restore it while "
+                "runs that accepted it are in flight")
+            return
+        self.accepted.add(update_id)
+        self.scopes.add(op_id)
+        ex.live_changed(1)
+        self.fresh = True
+        task = asyncio.ensure_future(
+            self._handle(op_id, parent, recorded, scope, update_id, name, handler.fn, args))
+        task.add_done_callback(_retrieve)
+        self.running[update_id] = task
+
+    def _validate(self, update_id: str, name: str, handler: UpdateHandler | None,
+                  args: list[Any]) -> dict[str, Any]:
+        rt = self.rt
+        if handler is None:  # Temporal rejects an update no handler is registered for
+            known = ", ".join(rt.defn.updates) or "none"
+            error = ApplicationError(f"update handler for {name!r} expected but not found "
+                                     f"(known updates: {known})", type="UpdateNotFound")
+            return {"stage": "rejected", "error": ErrorObject.from_exception(error).to_dict()}
+        if handler.validator is not None:
+            token = _RUNTIME.set(rt)
+            update = CURRENT_UPDATE.set((update_id, name))
+            try:
+                validator = handler.validator.__get__(rt.instance)
+                validator(*typed_args(rt.defn, validator, args))
+            except Exception as e:
+                return {"stage": "rejected", "error": ErrorObject.from_exception(e).to_dict()}
+            finally:
+                CURRENT_UPDATE.reset(update)
+                _RUNTIME.reset(token)
+        return {"stage": "accepted"}
+
+    def _stage(self, scope: Scope, update_id: str,
+               produce: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Write the update's next stage to `UPDATES`, recorded: a replay gets what was
+        written and writes nothing. Buffered like any recorded value, so the decision is
+        durable before the body of the handler's first activity runs (and the pump's next
+        signal wait checkpoints it at once): a crash can never let an activity run for an
+        update that a replay's validator might then reject."""
+        stage: dict[str, Any] = _values.record(
+            self.rt.ex, scope, SubType.STREAM_WRITE, UPDATES,
+            lambda: {"id": update_id, **produce()}, serializer=DEFAULT_SERIALIZER)
+        return stage
+
+    async def _handle(self, op_id: str, parent: str, recorded: Operation | None, scope: Scope,
+                      update_id: str, name: str, fn: Callable[..., Any],
+                      args: list[Any]) -> None:
+        rt, ex = self.rt, self.rt.ex
+        CURRENT_SCOPE.set(scope)  # this task's own copy of the context
+        _RUNTIME.set(rt)
+        CURRENT_UPDATE.set((update_id, name))
+        try:
+            outcome: dict[str, Any]
+            try:
+                bound = fn.__get__(rt.instance)
+                value = bound(*typed_args(rt.defn, bound, args))
+                if inspect.isawaitable(value):
+                    value = await value
+            except Cancelled:  # the run's cancellation: the update fails, the run learns it too
+                ex.cancel_raised = False
+                outcome = {"stage": "failure", "error": ErrorObject.from_exception(
+                    CancelledError("the workflow was cancelled")).to_dict()}
+            except Exception as e:
+                if not isinstance(e, (FailureError, *rt.defn.failure_types)):
+                    rt.failure = rt.failure or e  # fails the workflow task, as a signal's
+                    outcome = {}
+                else:
+                    outcome = {"stage": "failure",
+                               "error": ErrorObject.from_exception(e).to_dict()}
+            else:
+                payload = rt.defn.durable.serializer.encode(value)
+                outcome = {"stage": "result", "value": payload}
+            if outcome:
+                self._stage(scope, update_id, lambda: outcome)
+                error = ErrorObject.from_dict(outcome["error"]) if "error" in outcome else None
+                self._finish(op_id, parent, recorded, error)
+                if not rt.query_mode:  # the caller waits on it: not with whatever comes next
+                    await ex.flush()
+            self.running.pop(update_id, None)
+            # Leaving the live count while a wait_condition, just woken, has not yet looked
+            # could suspend the invocation with nothing left to wake it: it looks first.
+            rt._wake()
+            await rt.wakes_taken()
+        finally:
+            self.running.pop(update_id, None)
+            ex.live_changed(-1)
+
+    def _finish(self, op_id: str, parent: str, recorded: Operation | None,
+                error: ErrorObject | None) -> None:
+        if recorded is not None and recorded.status.is_final:
+            return
+        action, status = ((OperationAction.SUCCEED, OperationStatus.SUCCEEDED) if error is None
+                          else (OperationAction.FAIL, OperationStatus.FAILED))
+        self.rt.ex.buffer(OperationUpdate(op_id, OperationType.CONTEXT, action,
+                                          name=UPDATE_SCOPE, parent_id=parent,
+                                          sub_type=SubType.PARALLEL_BRANCH, error=error),
+                          Operation(op_id, OperationType.CONTEXT, status, UPDATE_SCOPE, parent,
+                                    SubType.PARALLEL_BRANCH, error=error))
+
+    async def let_started_run(self) -> None:
+        """Let handlers just started run up to their first await (one turn of the loop: their
+        tasks were scheduled before this one resumes)."""
+        if self.fresh:
+            self.fresh = False
+            await asyncio.sleep(0)
+
+    def warn_unfinished(self) -> None:
+        """Temporal's warning for a workflow that returns while update handlers still run:
+        their callers get WorkflowUpdateFailedError."""
+        if self.running and not self.rt.ctx.is_replaying and not self.rt.query_mode:
+            self.rt.ctx.logger.warning(
+                "workflow %r (run %r) finished while update handlers are still running "
+                "(update ids: %s); their callers get WorkflowUpdateFailedError. To wait for "
+                "them, `await workflow.wait_condition(workflow.all_handlers_finished)` before "
+                "returning", self.rt.defn.name, self.rt.ctx.run_id, ", ".join(self.running))
+
+    async def stop(self) -> None:
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Take a background task's outcome so asyncio does not report it as never retrieved: a
+    Suspend or fencing ends the invocation, which the run's other tasks report."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _is_watermark(op: Operation) -> bool:

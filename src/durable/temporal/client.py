@@ -4,16 +4,23 @@
     handle = await client.start_workflow(GreetingWorkflow.run, "Ada", id="greet-ada",
                                          task_queue="greetings")
     await handle.signal(GreetingWorkflow.approve, True)
+    print(await handle.execute_update(GreetingWorkflow.set_language, "fr"))
     print(await handle.query(GreetingWorkflow.status), await handle.result())
 
 There is no Temporal server: the client talks to Durable's store directly, and a Durable worker
 (`durable.temporal.worker.Worker`, `durable worker`, or the serverless `run` entry) executes the
 runs. A workflow id is a Durable run id.
+
+An update's caller follows the run's `UPDATES` stream, on which the worker writes the update's
+stages (accepted or rejected, then its result or failure; see `_runtime`), woken by the store's
+commit notifications: it waits across worker crashes and restarts without polling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import typing
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,15 +29,16 @@ from typing import Any, Generic, TypeVar
 
 from durable.client import Client as DurableClient
 from durable.errors import RunNotFound, UsageError
-from durable.model import ExecutionStatus, Invocation, RunInfo
+from durable.model import ErrorObject, ExecutionStatus, Invocation, RunInfo
 from durable.model.listing import RunFilter
+from durable.sdk.serializer import DEFAULT_SERIALIZER, Serializer
 from durable.store import Store
 from durable.temporal._async_completion import AsyncActivityHandle, parse_task_token
 from durable.temporal._cron import CronStart
 from durable.temporal._cron import parse as parse_cron
 from durable.temporal._definition import Definition, definition_of
 from durable.temporal._options import IGNORED_CONNECT_OPTIONS, accept
-from durable.temporal._runtime import CHANNEL, evaluate_query
+from durable.temporal._runtime import CHANNEL, UPDATES, evaluate_query
 from durable.temporal.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -45,16 +53,21 @@ from durable.temporal.exceptions import (
     WorkflowQueryFailedError,
     cause_of,
 )
+from durable.temporal.service import RPCError, RPCStatusCode
 
 __all__ = [
     "AsyncActivityHandle",
     "Client",
+    "WithStartWorkflowOperation",
     "WorkflowAlreadyStartedError",
     "WorkflowExecutionDescription",
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
     "WorkflowQueryFailedError",
+    "WorkflowUpdateFailedError",
+    "WorkflowUpdateHandle",
+    "WorkflowUpdateStage",
 ]
 
 R = TypeVar("R")
@@ -84,6 +97,29 @@ class _NoArg:
 
 
 _NOARG: Any = _NoArg()
+
+
+class WorkflowUpdateFailedError(Exception):
+    """The update was rejected by its validator, failed in its handler (`cause` says how), or
+    its workflow ended before the handler finished."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("Workflow update failed")
+        self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException:
+        assert self.__cause__ is not None
+        return self.__cause__
+
+
+class WorkflowUpdateStage(IntEnum):
+    """How far `start_update` waits: ACCEPTED (the validator passed and the handler started)
+    or COMPLETED. ADMITTED, which Temporal's client does not take either, is refused."""
+
+    ADMITTED = 1
+    ACCEPTED = 2
+    COMPLETED = 3
 
 
 class WorkflowExecutionStatus(IntEnum):
@@ -188,6 +224,38 @@ class Client:
                                            task_queue=task_queue, **options)
         return await handle.result()
 
+    async def execute_update_with_start_workflow(
+            self, update: str | Callable[..., Any], arg: Any = _NOARG, *,
+            start_workflow_operation: WithStartWorkflowOperation[Any], args: Sequence[Any] = (),
+            id: str | None = None, result_type: Any = None, **options: Any) -> Any:
+        """Start the operation's workflow (or, as its `id_conflict_policy` says, use the one
+        running under its id), send it the update and wait for the update's result."""
+        handle = await self.start_update_with_start_workflow(
+            update, arg, args=args, start_workflow_operation=start_workflow_operation, id=id,
+            wait_for_stage=WorkflowUpdateStage.COMPLETED, result_type=result_type)
+        return await handle.result()
+
+    async def start_update_with_start_workflow(
+            self, update: str | Callable[..., Any], arg: Any = _NOARG, *,
+            start_workflow_operation: WithStartWorkflowOperation[Any],
+            wait_for_stage: WorkflowUpdateStage, args: Sequence[Any] = (),
+            id: str | None = None, result_type: Any = None,
+            **options: Any) -> WorkflowUpdateHandle[Any]:
+        """`execute_update_with_start_workflow` up to `wait_for_stage`. Not one atomic step as
+        in Temporal: the run is started, then the update sent; a crash in between leaves the
+        run started, and the caller's retry (with USE_EXISTING) sends the update to it."""
+        op = start_workflow_operation
+        try:
+            wf_handle = await self.start_workflow(op.workflow, args=op.args, id=op.id,
+                                                  **op.options)
+        except BaseException as e:
+            op.started.set_exception(e)
+            raise
+        op.started.set_result(wf_handle)
+        return await wf_handle.start_update(update, arg, args=args, id=id,
+                                            wait_for_stage=wait_for_stage,
+                                            result_type=result_type)
+
     def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None,
                             result_type: Any = None) -> WorkflowHandle[Any]:
         return WorkflowHandle(self, workflow_id, None, result_type)
@@ -257,11 +325,41 @@ class Client:
             if cursor is None:
                 return found
 
+    async def _update_stages(self, run_id: str, update_id: str) -> list[tuple[int, Any]]:
+        """The stages written so far for `update_id` (offset, stage), oldest first."""
+        stream = self.durable.stream_async(run_id, UPDATES, follow=False)
+        return [(entry.offset, entry.data) async for entry in stream
+                if isinstance(entry.data, dict) and entry.data.get("id") == update_id]
+
     def _find(self, run_id: str) -> RunInfo | None:
         try:
             return self.durable.get(run_id)
         except RunNotFound:
             return None
+
+
+class WithStartWorkflowOperation(Generic[R]):
+    """The workflow start of an update-with-start: what `start_workflow` takes.
+    `await op.workflow_handle()` gives the started (or existing) run's handle."""
+
+    def __init__(self, workflow: Any, arg: Any = _NOARG, *, args: Sequence[Any] = (),
+                 id: str, task_queue: str = "", id_conflict_policy: Any = None,
+                 **options: Any) -> None:
+        self.workflow = workflow
+        self.args = _args(arg, args)
+        self.id = id
+        self.options = {"task_queue": task_queue, "id_conflict_policy": id_conflict_policy,
+                        **options}
+        self._started: asyncio.Future[WorkflowHandle[R]] | None = None
+
+    @property
+    def started(self) -> asyncio.Future[WorkflowHandle[R]]:
+        if self._started is None:  # made where it is first awaited, on that loop
+            self._started = asyncio.get_running_loop().create_future()
+        return self._started
+
+    async def workflow_handle(self) -> WorkflowHandle[R]:
+        return await self.started
 
 
 class WorkflowHandle(Generic[R]):
@@ -319,6 +417,73 @@ class WorkflowHandle(Generic[R]):
         work = evaluate_query(defn, invocation, buffered, name, _args(arg, args))
         return await asyncio.to_thread(asyncio.run, work)
 
+    async def execute_update(self, update: str | Callable[..., Any], arg: Any = _NOARG, *,
+                             args: Sequence[Any] = (), id: str | None = None,
+                             result_type: Any = None, **options: Any) -> Any:
+        """Send an update and wait for its result. WorkflowUpdateFailedError if its validator
+        rejects it or its handler fails (`cause`: the handler's ApplicationError)."""
+        handle = await self.start_update(update, arg, args=args, id=id,
+                                         wait_for_stage=WorkflowUpdateStage.COMPLETED,
+                                         result_type=result_type)
+        return await handle.result()
+
+    async def start_update(self, update: str | Callable[..., Any], arg: Any = _NOARG, *,
+                           wait_for_stage: WorkflowUpdateStage, args: Sequence[Any] = (),
+                           id: str | None = None, result_type: Any = None,
+                           **options: Any) -> WorkflowUpdateHandle[Any]:
+        """Send an update under `id` (default: a new UUID) and return its handle once it has
+        reached `wait_for_stage`. An id already accepted is that update: nothing is sent
+        again, and the handle gives its result."""
+        if wait_for_stage is WorkflowUpdateStage.ADMITTED:
+            raise ValueError("wait_for_stage=WorkflowUpdateStage.ADMITTED is not supported by "
+                             "start_update; use WorkflowUpdateStage.ACCEPTED")
+        run = await self._run_for_update()
+        defn = self._definition(run)
+        name = defn.update_name(update)
+        if not run.status.live:
+            raise RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND)
+        if result_type is None:
+            result_type = _return_type(defn.updates[name].fn)
+        update_id = id or str(uuid.uuid4())
+        seen = await self.client._update_stages(self.id, update_id)
+        # A rejected update was never accepted: its id may be sent again, and its stages
+        # from before are not this sending's.
+        after = max((offset for offset, stage in seen if stage["stage"] == "rejected"),
+                    default=0)
+        if not any(offset > after for offset, _ in seen):
+            self.client.durable.signal(self.id, CHANNEL, {"name": name,
+                                                          "args": _args(arg, args),
+                                                          "update_id": update_id})
+        handle: WorkflowUpdateHandle[Any] = WorkflowUpdateHandle(
+            self.client, update_id, self.id, name=name, result_type=result_type, after=after,
+            serializer=defn.durable.serializer)
+        await handle._wait(wait_for_stage)
+        return handle
+
+    def get_workflow_update_handle(self, id: str, *, workflow_run_id: str | None = None,
+                                   result_type: Any = None) -> WorkflowUpdateHandle[Any]:
+        """A handle on the update sent under `id`, to wait for its result."""
+        return WorkflowUpdateHandle(self.client, id, self.id, result_type=result_type,
+                                    serializer=self._serializer())
+
+    def get_workflow_update_handle_for(self, update: str | Callable[..., Any], id: str, *,
+                                       workflow_run_id: str | None = None
+                                       ) -> WorkflowUpdateHandle[Any]:
+        result_type = None if isinstance(update, str) else _return_type(update)
+        return WorkflowUpdateHandle(self.client, id, self.id, result_type=result_type,
+                                    serializer=self._serializer())
+
+    def _serializer(self) -> Serializer:
+        return DEFAULT_SERIALIZER if self._defn is None else self._defn.durable.serializer
+
+    async def _run_for_update(self) -> RunInfo:
+        """The run an update is for; Temporal's RPCError if there is none."""
+        try:
+            return await self.client.durable.get_async(self.id)
+        except RunNotFound:
+            raise RPCError(f"workflow not found for ID: {self.id}",
+                           RPCStatusCode.NOT_FOUND) from None
+
     async def cancel(self) -> None:
         """Ask the run to stop: asyncio.CancelledError meets its code at the next durable
         await; if the code lets it escape, the run ends cancelled."""
@@ -343,6 +508,73 @@ def _status(run: RunInfo) -> WorkflowExecutionStatus:
             run.error.type == TERMINATED):
         return WorkflowExecutionStatus.TERMINATED
     return _STATUS[run.status]
+
+
+class WorkflowUpdateHandle(Generic[R]):
+    """A handle on one update of one run: `result()` waits for its outcome."""
+
+    def __init__(self, client: Client, id: str, workflow_id: str, *,
+                 workflow_run_id: str | None = None, name: str | None = None,
+                 result_type: Any = None, after: int = 0,
+                 serializer: Serializer = DEFAULT_SERIALIZER) -> None:
+        self._client = client
+        self._serializer = serializer  # the workflow's: the handler's value is encoded with it
+        self._id = id
+        self._workflow_id = workflow_id
+        self._name = name
+        self._result_type = result_type
+        self._after = after  # stages before this offset are of an earlier, rejected sending
+        self._outcome: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def workflow_id(self) -> str:
+        return self._workflow_id
+
+    @property
+    def workflow_run_id(self) -> str:
+        return self._workflow_id
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    async def result(self, *, rpc_metadata: Any = None, rpc_timeout: Any = None) -> R:
+        """The handler's return value, once it has returned (waiting across crashes of the
+        worker); WorkflowUpdateFailedError if it was rejected, failed, or never finished."""
+        outcome = self._outcome or await self._wait(WorkflowUpdateStage.COMPLETED)
+        value = outcome["value"]
+        if self._result_type is not None:
+            return self._serializer.decode(value, self._result_type)  # type: ignore[no-any-return]
+        return self._serializer.decode(value)  # type: ignore[no-any-return]
+
+    async def _wait(self, stage: WorkflowUpdateStage) -> dict[str, Any]:
+        """Follow the run's `UPDATES` stream to this update's `stage`."""
+        durable = self._client.durable
+        async for entry in durable.stream_async(self._workflow_id, UPDATES, self._after):
+            found = entry.data
+            if not isinstance(found, dict) or found.get("id") != self._id:
+                continue
+            if "error" in found:
+                raise WorkflowUpdateFailedError(cause_of(ErrorObject.from_dict(found["error"])))
+            if found["stage"] == "result":
+                self._outcome = found
+                return found
+            if stage is WorkflowUpdateStage.ACCEPTED:
+                return found
+        raise WorkflowUpdateFailedError(ApplicationError(
+            f"workflow {self._workflow_id!r} ended before update {self._id!r} completed",
+            type="AcceptedUpdateCompletedWorkflow"))
+
+
+def _return_type(fn: Callable[..., Any]) -> Any:
+    try:
+        return typing.get_type_hints(fn).get("return")
+    except Exception:  # unresolvable forward references: plain JSON
+        return None
 
 
 def _utc(ts: float) -> datetime:

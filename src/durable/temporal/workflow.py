@@ -33,7 +33,13 @@ from durable.errors import NonDeterminismError
 from durable.sdk.executor import ContinueAsNew
 from durable.temporal import _cron, _definition
 from durable.temporal._external import ExternalWorkflowHandle
-from durable.temporal._runtime import ActivityHandle, WorkflowTaskFailed, active, current
+from durable.temporal._runtime import (
+    CURRENT_UPDATE,
+    ActivityHandle,
+    WorkflowTaskFailed,
+    active,
+    current,
+)
 from durable.temporal.common import PayloadConverter, RetryPolicy, run_attributes
 from durable.temporal.exceptions import UnsupportedFeature
 
@@ -44,12 +50,15 @@ __all__ = [
     "ChildWorkflowHandle",
     "ContinueAsNewError",
     "ExternalWorkflowHandle",
+    "HandlerUnfinishedPolicy",
     "Info",
     "NondeterminismError",
     "ParentClosePolicy",
+    "UpdateInfo",
     "WorkflowTaskFailed",
     "all_handlers_finished",
     "continue_as_new",
+    "current_update_info",
     "defn",
     "deprecate_patch",
     "execute_activity",
@@ -89,6 +98,7 @@ __all__ = [
     "time",
     "time_ns",
     "unsafe",
+    "update",
     "upsert_search_attributes",
     "uuid4",
     "wait",
@@ -96,8 +106,6 @@ __all__ = [
 ]
 
 UNSUPPORTED: dict[str, str] = {
-    "update": "send a signal and read the outcome with a query",
-    "execute_update": "send a signal and read the outcome with a query",
     "upsert_memo": "publish state for clients with a query instead",
     "memo": "pass what the workflow needs as its input",
     "as_completed": "use workflow.wait(..., return_when=asyncio.FIRST_COMPLETED)",
@@ -126,6 +134,15 @@ class ParentClosePolicy(IntEnum):
     TERMINATE = 1
     ABANDON = 2
     REQUEST_CANCEL = 3
+
+
+class HandlerUnfinishedPolicy(IntEnum):
+    """What Temporal does about update handlers still running when the workflow ends: accepted
+    for compatibility; here, as under WARN_AND_ABANDON, the worker logs a warning and the
+    callers of those updates get WorkflowUpdateFailedError."""
+
+    WARN_AND_ABANDON = 1
+    ABANDON = 2
 
 
 class ActivityCancellationType(IntEnum):
@@ -232,8 +249,43 @@ def query(fn: F | None = None, /, *, name: str | None = None, dynamic: bool = Fa
     return _definition.mark_handler(fn, name, dynamic, "query", _definition.QUERY_ATTR)
 
 
-def update(*args: Any, **kwargs: Any) -> NoReturn:
-    raise UnsupportedFeature("update handlers (@workflow.update)", UNSUPPORTED["update"])
+@overload
+def update(fn: F, /) -> F: ...
+@overload
+def update(*, name: str | None = None, dynamic: bool = False,
+           unfinished_policy: HandlerUnfinishedPolicy = HandlerUnfinishedPolicy.WARN_AND_ABANDON,
+           description: str | None = None) -> Callable[[F], F]: ...
+
+
+def update(fn: F | None = None, /, *, name: str | None = None, dynamic: bool = False,
+           unfinished_policy: HandlerUnfinishedPolicy = HandlerUnfinishedPolicy.WARN_AND_ABANDON,
+           description: str | None = None) -> Any:
+    """An update handler (`def` or `async def`): a message the caller waits on for its result.
+    Decorate a method with `@<handler>.validator` to reject calls before they are accepted.
+    How updates are recorded and survive crashes: see `_runtime`."""
+    return _definition.mark_update(fn, name, dynamic)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateInfo:
+    """What `current_update_info()` tells of the update being validated or handled."""
+
+    id: str
+    name: str
+
+
+def current_update_info() -> UpdateInfo | None:
+    """The update whose validator or handler (or code they call) is running here, else None."""
+    current("current_update_info()")
+    found = CURRENT_UPDATE.get()
+    return None if found is None else UpdateInfo(*found)
+
+
+def all_handlers_finished() -> bool:
+    """Whether no accepted update handler and no async signal handler is still running:
+    `await workflow.wait_condition(all_handlers_finished)` before returning lets every accepted
+    update give its caller a result and keeps signal handlers from being cut short."""
+    return current("all_handlers_finished()").all_handlers_finished()
 
 
 # -- activities --------------------------------------------------------------------------------
@@ -514,13 +566,6 @@ def continue_as_new(arg: Any = _NOARG, *, args: Sequence[Any] = (), workflow: An
     _refuse_options("continue_as_new", run_timeout=run_timeout, retry_policy=retry_policy,
                     memo=memo, search_attributes=search_attributes)
     rt.ctx.continue_as_new(*_args(arg, args))
-
-
-def all_handlers_finished() -> bool:
-    """True once no async signal handler is still running: await
-    `workflow.wait_condition(workflow.all_handlers_finished)` before returning, so that none is
-    cut short when the run ends."""
-    return current("all_handlers_finished()").signal_handlers_finished()
 
 
 # -- handlers set at run time -------------------------------------------------------------------
