@@ -48,6 +48,8 @@ IMPORTS = {
     "from durable.temporal.client import Client": "from temporalio.client import Client",
     "from durable.temporal.client import Client, WorkflowFailureError":
         "from temporalio.client import Client, WorkflowFailureError",
+    "from durable.temporal.client import Client, WorkflowFailureError, WorkflowUpdateFailedError":
+        "from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError",
     "from durable.temporal.common import WorkflowIDConflictPolicy":
         "from temporalio.common import WorkflowIDConflictPolicy",
 

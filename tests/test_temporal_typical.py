@@ -26,7 +26,7 @@ def expected_output() -> list[str]:
 def test_the_typical_temporal_program_prints_what_it_prints_under_temporal_twice(
         any_db: str, tmp_path: Path) -> None:
     expected = expected_output()
-    assert len(expected) == 6
+    assert len(expected) == 9
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DURABLE_"))}
     env["TEMPORAL_ADDRESS"] = any_db  # as a deployment points Temporal code at its frontend
     for _ in range(2):

@@ -1,7 +1,8 @@
 """A Temporal user's typical program, written as Temporal's documentation writes it, with only
 its imports changed: connection settings from `envconfig`, a worker in `async with`, activities
 by method (an activity class holding its client) and by name, a signal, queries, a child
-workflow, a patched change, continue-as-new, and a cron workflow.
+workflow, a patched change, continue-as-new, a cron workflow, an update with a validator, and a
+workflow cancelled while its sync activity heartbeats.
 
     python examples/temporal_style/typical.py
 
@@ -13,16 +14,22 @@ It prints what it prints under Temporal (tests/test_temporal_typical.py runs it 
     Batches processed: 60
     Report cron-report: RUNNING
     Report cron-report: TerminatedError, TERMINATED
+    Export export-1: rejected, limit 0 is not positive
+    Export export-1: exporting 1000000 rows
+    Export export-1: cancelled while exporting, CANCELED
 """
 
 import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
 from durable.temporal import activity, workflow
-from durable.temporal.client import Client, WorkflowFailureError
+from durable.temporal.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from durable.temporal.common import WorkflowIDConflictPolicy
 from durable.temporal.envconfig import ClientConfig
+from durable.temporal.exceptions import CancelledError
 from durable.temporal.worker import Worker
 
 TASK_QUEUE = "typical-task-queue"
@@ -70,6 +77,23 @@ async def process_batch(batch: int) -> int:
 @activity.defn
 async def compile_report() -> str:
     return "report"
+
+
+@activity.defn
+def export_rows(total: int) -> int:
+    """A long sync activity: heartbeats its progress, resumes from it on a retry, and hears of
+    its workflow's cancellation from `activity.heartbeat()`."""
+    details = activity.info().heartbeat_details
+    row = details[0] if details else 0
+    try:
+        while row < total:
+            activity.heartbeat(row)
+            time.sleep(0.01)
+            row += 1
+    except CancelledError:
+        activity.logger.info("export cancelled at row %d", row)
+        raise
+    return row
 
 
 @workflow.defn
@@ -132,6 +156,39 @@ class ReportWorkflow:
             compile_report, start_to_close_timeout=timedelta(seconds=10))
 
 
+@workflow.defn
+class ExportWorkflow:
+    def __init__(self) -> None:
+        self.limit = 0
+        self.status = "waiting for a limit"
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.limit > 0)
+        self.status = "exporting"
+        try:
+            return await workflow.execute_activity(
+                export_rows, self.limit, start_to_close_timeout=timedelta(hours=1),
+                heartbeat_timeout=timedelta(seconds=5))
+        except asyncio.CancelledError:
+            self.status = "cancelled while exporting"
+            raise
+
+    @workflow.update
+    def set_limit(self, limit: int) -> str:
+        self.limit = limit
+        return f"exporting {limit} rows"
+
+    @set_limit.validator
+    def validate_limit(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError(f"limit {limit} is not positive")
+
+    @workflow.query
+    def current_status(self) -> str:
+        return self.status
+
+
 async def main() -> None:
     config = ClientConfig.load_client_connect_config()
     config.setdefault("target_host", "localhost:7233")
@@ -141,9 +198,10 @@ async def main() -> None:
     async with Worker(
         client,
         task_queue=TASK_QUEUE,
-        workflows=[OrderWorkflow, ShipOrder, BatchWorkflow, ReportWorkflow],
+        workflows=[OrderWorkflow, ShipOrder, BatchWorkflow, ReportWorkflow, ExportWorkflow],
         activities=[bank_activities.charge, send_receipt, create_label, process_batch,
-                    compile_report],
+                    compile_report, export_rows],
+        activity_executor=ThreadPoolExecutor(5),
     ):
         order = await client.start_workflow(
             OrderWorkflow.run, args=["order-1", Payment("alice", 30)], id="order-1",
@@ -168,6 +226,24 @@ async def main() -> None:
         except WorkflowFailureError as err:
             status = (await report.describe()).status.name
             print(f"Report cron-report: {type(err.cause).__name__}, {status}")
+
+        export = await client.start_workflow(
+            ExportWorkflow.run, id="export-1", task_queue=TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING)
+        try:
+            await export.execute_update(ExportWorkflow.set_limit, 0)
+        except WorkflowUpdateFailedError as err:
+            print(f"Export export-1: rejected, {err.cause}")
+        started = await export.execute_update(ExportWorkflow.set_limit, 1_000_000)
+        print(f"Export export-1: {started}")
+        await asyncio.sleep(0.5)  # the export is under way
+        await export.cancel()
+        try:
+            await export.result()
+        except WorkflowFailureError:
+            status = (await export.describe()).status.name
+            print(f"Export export-1: {await export.query(ExportWorkflow.current_status)}, "
+                  f"{status}")
 
 
 if __name__ == "__main__":
