@@ -380,6 +380,17 @@ def test_unsupported_features_fail_when_the_class_is_defined() -> None:
                 for done in asyncio.as_completed([asyncio.sleep(1)]):
                     await done
 
+    with pytest.raises(UnsupportedFeature, match=r"workflow\.set_dynamic_update_handler.*"
+                       r"declare each update with @workflow\.update"):
+        @workflow.defn
+        class UpdatesSetAtRunTime:
+            @workflow.run
+            async def run(self) -> None:
+                workflow.set_dynamic_update_handler(lambda name, args: None)  # type: ignore[attr-defined]
+
+    with pytest.raises(UnsupportedFeature, match="dynamic update handlers"):
+        @workflow.update(dynamic=True)
+        def any_update(self: object, name: str, args: object) -> None: ...
 
     with pytest.raises(UnsupportedFeature, match="dynamic workflows"):
         workflow.defn(dynamic=True)

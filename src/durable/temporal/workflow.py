@@ -111,6 +111,10 @@ UNSUPPORTED: dict[str, str] = {
     "as_completed": "use workflow.wait(..., return_when=asyncio.FIRST_COMPLETED)",
     "create_nexus_client": "",
     "execute_activity_class": "pass the callable instance to execute_activity",
+    "set_update_handler": "declare each update with @workflow.update on the class",
+    "set_dynamic_update_handler": "declare each update with @workflow.update on the class",
+    "get_update_handler": "declare each update with @workflow.update on the class",
+    "get_dynamic_update_handler": "declare each update with @workflow.update on the class",
 }
 
 T = TypeVar("T")
