@@ -65,6 +65,7 @@ async def _entries(durable: DurableClient, prefix: str) -> AsyncIterator[tuple[s
 
 
 async def served(durable: DurableClient, workflow: str) -> bool:
+    """Whether a worker announced `workflow` recently enough to be waited for."""
     now = time.time()
     async for _, announced in _entries(durable, f"{PRESENCE}{workflow}/"):
         if isinstance(announced, str) and now - float(announced) < PRESENCE_SECONDS:
