@@ -14,6 +14,7 @@ import importlib.util
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from types import ModuleType
 
 import pytest
 
+from durable.temporal import workflow
 from durable.temporal._queries import ANSWER_SECONDS, served
 from durable.temporal.client import Client, WorkflowHandle
-from tests.kit import DEADLINE, Procs, Subprocess, wait_until
+from durable.temporal.worker import Worker
+from tests.kit import DEADLINE, Procs, Subprocess, wait_until, wait_until_async
 
 VERSION = textwrap.dedent("""
     import os, pathlib, time
@@ -171,3 +174,33 @@ def test_a_worker_killed_while_answering_leaves_the_caller_answering_itself(
     assert versions.describe(handle) == "v2 saw 2 bumps"
     asyncio.run(handle.signal(versions.caller.Versioned.finish))
     assert asyncio.run(handle.result()) == 2
+
+
+def test_a_serving_worker_removes_what_killed_workers_and_callers_left(any_db: str) -> None:
+    long_ago = time.time() - 3600
+    client = Client(any_db)
+    try:
+        kv = client.durable.kv
+        kv.set("temporal.worker/Versioned/killed", str(long_ago))
+        kv.set("temporal.query/r/abandoned", {"workflow": "Versioned", "name": "describe",
+                                              "args": [], "asked": long_ago})
+        kv.set("temporal.query/r/other", {"workflow": "Other", "name": "q", "args": [],
+                                          "asked": long_ago})
+
+        @workflow.defn(name="Versioned")
+        class Versioned:
+            @workflow.run
+            async def run(self) -> None:
+                pass
+
+        async def serve_until_swept() -> None:
+            async with Worker(client, task_queue="q", workflows=[Versioned]):
+                await wait_until_async(lambda: kv.keys("temporal.query/r/abandoned") == [],
+                                       "the worker to sweep the stale keys")
+
+        asyncio.run(serve_until_swept())
+        assert "temporal.worker/Versioned/killed" not in kv.keys("temporal.worker/")
+        # another workflow's request is for the workers serving it to judge
+        assert kv.keys("temporal.query/") == ["temporal.query/r/other"]
+    finally:
+        client.durable.close()

@@ -82,7 +82,8 @@ async def ask(durable: DurableClient, defn: Definition, run_id: str, name: str,
     if not await served(durable, defn.name):
         return await answer_here(durable, defn, run_id, name, args)
     key = f"{REQUESTS}{run_id}/{uuid.uuid4().hex}"
-    await durable.kv.set_async(key, {"workflow": defn.name, "name": name, "args": list(args)})
+    await durable.kv.set_async(key, {"workflow": defn.name, "name": name, "args": list(args),
+                                     "asked": time.time()})
     try:
         deadline = time.monotonic() + ANSWER_SECONDS
         checked = time.monotonic()
@@ -140,6 +141,21 @@ class Answerer:
         for name in self.definitions:
             await self.durable.kv.set_async(f"{PRESENCE}{name}/{self.worker_id}",
                                             str(time.time()))
+        await self._sweep()
+
+    async def _sweep(self) -> None:
+        """Remove what killed processes left: a worker's announcement, which it never
+        withdrew, and a request whose caller stopped waiting without removing it. Only for
+        long-stale keys, so a slow but live process keeps its own."""
+        stale = time.time() - 3 * max(PRESENCE_SECONDS, ANSWER_SECONDS)
+        for name in self.definitions:
+            async for key, announced in _entries(self.durable, f"{PRESENCE}{name}/"):
+                if isinstance(announced, str) and float(announced) < stale:
+                    await self.durable.kv.delete_async(key)
+        async for key, request in _entries(self.durable, REQUESTS):
+            if (isinstance(request, dict) and request.get("workflow") in self.definitions
+                    and float(request.get("asked", time.time())) < stale):
+                await self.durable.kv.delete_async(key)
 
     async def _withdraw(self) -> None:
         for name in self.definitions:
