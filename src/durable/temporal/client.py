@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from durable.client import Client as DurableClient
 from durable.errors import RunNotFound, UsageError
-from durable.model import ErrorObject, ExecutionStatus, Invocation, RunInfo
+from durable.model import ErrorObject, ExecutionStatus, RunInfo
 from durable.model.listing import RunFilter
 from durable.sdk.serializer import DEFAULT_SERIALIZER, Serializer
 from durable.store import Store
@@ -38,7 +38,8 @@ from durable.temporal._cron import CronStart
 from durable.temporal._cron import parse as parse_cron
 from durable.temporal._definition import Definition, definition_of
 from durable.temporal._options import IGNORED_CONNECT_OPTIONS, accept
-from durable.temporal._runtime import CHANNEL, UPDATES, evaluate_query
+from durable.temporal._queries import ask
+from durable.temporal._runtime import CHANNEL, UPDATES
 from durable.temporal.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -404,18 +405,14 @@ class WorkflowHandle(Generic[R]):
 
     async def query(self, query: str | Callable[..., Any], arg: Any = _NOARG, *,
                     args: Sequence[Any] = (), reject_condition: Any = None) -> Any:
-        """Answer from the run's state: its history replayed read-only in this process (which
-        must have imported the workflow class), plus the signals delivered but not yet taken."""
+        """Answer from the run's state, as Temporal does with the worker's code: a `Worker`
+        serving the workflow answers with its own class (see `_queries`); with none serving,
+        this process's class replays the run's history read-only, plus the signals delivered
+        but not yet taken."""
         run = self.client.durable.get(self.id)
         defn = self._definition(run)
         name = defn.query_name(query)
-        store = self.client.durable.store
-        ops, buffered = store.read(lambda tx: (tx.operations(self.id),
-                                               tx.buffered_signals(self.id, CHANNEL)))
-        invocation = Invocation(run.run_id, run.workflow, run.input, {op.id: op for op in ops},
-                                run.cancel_requested)
-        work = evaluate_query(defn, invocation, buffered, name, _args(arg, args))
-        return await asyncio.to_thread(asyncio.run, work)
+        return await ask(self.client.durable, defn, self.id, name, _args(arg, args))
 
     async def execute_update(self, update: str | Callable[..., Any], arg: Any = _NOARG, *,
                              args: Sequence[Any] = (), id: str | None = None,

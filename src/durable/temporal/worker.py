@@ -21,6 +21,7 @@ from durable.errors import UsageError
 from durable.temporal import activity as activity_api
 from durable.temporal._definition import definition_of
 from durable.temporal._options import IGNORED_WORKER_OPTIONS, accept
+from durable.temporal._queries import Answerer
 from durable.temporal.client import Client
 
 __all__ = ["SharedStateManager", "UnsandboxedWorkflowRunner", "Worker"]
@@ -87,6 +88,7 @@ class Worker:
                         if workflows else None)
         if self._worker is None:
             check_activities(activities)
+        self._answerer = Answerer(client.durable, [definition_of(w) for w in workflows])
         self._shutdown = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -99,7 +101,12 @@ class Worker:
                 return
             # `until`, not only stop(): a shutdown asked before this task first ran must hold,
             # and run_async clears the stop flag as it begins.
-            await self._worker.run_async(until=self._shutdown.is_set)
+            answering = asyncio.ensure_future(self._answerer.run())
+            try:
+                await self._worker.run_async(until=self._shutdown.is_set)
+            finally:
+                answering.cancel()
+                await asyncio.wait([answering])
 
     async def shutdown(self) -> None:
         self._shutdown.set()
