@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -272,3 +273,15 @@ def stopping(*procs: Proc, grace: float = GRACE) -> Iterator[None]:
         group.track(p)
     with group:
         yield
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """The file at `path` imported as module `name` (registered in sys.modules, so its
+    dataclasses and workflows resolve): an example loaded as it is, without its directory on
+    sys.path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -4,7 +4,6 @@ answered by a fake OpenAI server through httpx2's MockTransport)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ from durable.model.streams import StreamKind
 from durable.testing import TestEnvironment
 from tests.apps import support_app
 from tests.apps.serverless_kit import start_server
-from tests.kit import DEADLINE, ROOT, Procs, wait_until
+from tests.kit import DEADLINE, ROOT, Procs, load_module, wait_until
 from tests.serverkit import sse_events
 from tests.streamkit import Follower
 
@@ -34,12 +33,7 @@ AGENTS = ROOT / "examples" / "agents"
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"examples_agents_{name}", AGENTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(AGENTS / f"{name}.py", f"examples_agents_{name}")
 
 
 research = load("research")

@@ -8,30 +8,21 @@ in its step body, after it streamed what it reads: the moment a test kills the w
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
+from tests.kit import load_module
+
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "agents" / "research.py"
 
 
-def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("examples_agents_research", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
-
-example = _load()
+example = load_module(EXAMPLE, "examples_agents_research")
 research = example.research  # for `durable worker tests/apps/research_app.py:research`
 
 

@@ -10,29 +10,21 @@ refund is held unanswered: the moment a test kills the worker.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx2
 from openai import AsyncOpenAI
 
+from tests.kit import load_module
+
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "agents" / "support_loop.py"
 
 
-def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("examples_agents_support_loop", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
-
-example = _load()
+example = load_module(EXAMPLE, "examples_agents_support_loop")
 support = example.support  # for `durable worker tests/apps/support_app.py:support`
 
 
